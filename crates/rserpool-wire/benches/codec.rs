@@ -1,1 +1,122 @@
-fn main() {}
+//! Encode and decode cost of the messages on the hot paths of a registrar:
+//! registration, handle resolution, a handle resolution response with 3
+//! PEs, and an ENRP handle update.
+//!
+//! `cargo bench -p rserpool-wire --bench codec`
+
+use std::hint::black_box;
+use std::net::IpAddr;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use rserpool_wire::{
+    AsapMessage, EnrpMessage, Policy, PoolElement, PoolHandle, Transport, TransportUse,
+    UpdateAction,
+};
+
+fn pe(id: u32) -> PoolElement {
+    PoolElement {
+        identifier: id,
+        home_registrar: 0x0a0b_0c0d,
+        registration_life: 300,
+        user_transport: Transport::Tcp {
+            port: 8000 + id as u16,
+            transport_use: TransportUse::DataOnly,
+            address: IpAddr::from([192, 0, 2, id as u8]),
+        },
+        policy: Policy::LeastUsed { load: id * 1000 },
+        asap_transport: Some(Transport::Tcp {
+            port: 40000,
+            transport_use: TransportUse::DataOnly,
+            address: IpAddr::from([192, 0, 2, id as u8]),
+        }),
+    }
+}
+
+/// One message of either protocol.
+enum Msg {
+    Asap(AsapMessage),
+    Enrp(EnrpMessage),
+}
+
+impl Msg {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Msg::Asap(m) => m.encode(out),
+            Msg::Enrp(m) => m.encode(out),
+        }
+        .expect("encodable");
+    }
+
+    fn decode_ok(&self, bytes: &[u8]) -> bool {
+        match self {
+            Msg::Asap(_) => AsapMessage::decode(bytes).is_ok(),
+            Msg::Enrp(_) => EnrpMessage::decode(bytes).is_ok(),
+        }
+    }
+}
+
+fn messages() -> Vec<(&'static str, Msg)> {
+    let handle = PoolHandle::from("EchoPool");
+    vec![
+        (
+            "registration",
+            Msg::Asap(AsapMessage::Registration {
+                pool_handle: handle.clone(),
+                pool_element: pe(1),
+            }),
+        ),
+        (
+            "handle_resolution",
+            Msg::Asap(AsapMessage::HandleResolution {
+                subscribe: false,
+                pool_handle: handle.clone(),
+                items: Some(3),
+            }),
+        ),
+        (
+            "handle_resolution_response_3pe",
+            Msg::Asap(AsapMessage::HandleResolutionResponse {
+                accept_updates: false,
+                pool_handle: handle.clone(),
+                policy: Some(Policy::LeastUsed { load: 0 }),
+                pool_elements: vec![pe(1), pe(2), pe(3)],
+                error: None,
+            }),
+        ),
+        (
+            "handle_update",
+            Msg::Enrp(EnrpMessage::HandleUpdate {
+                takeover_suggested: false,
+                sender: 1,
+                receiver: 2,
+                action: UpdateAction::AddPe,
+                pool_handle: handle,
+                pool_element: pe(1),
+            }),
+        ),
+    ]
+}
+
+fn bench(c: &mut Criterion) {
+    for (name, msg) in messages() {
+        let mut bytes = Vec::new();
+        msg.encode(&mut bytes);
+        let mut g = c.benchmark_group(name);
+        // Into a reused buffer, as a connection's writer does.
+        let mut out = Vec::with_capacity(1024);
+        g.bench_function("encode", |b| {
+            b.iter(|| {
+                out.clear();
+                black_box(&msg).encode(&mut out);
+                black_box(out.len())
+            })
+        });
+        g.bench_function("decode", |b| {
+            b.iter(|| black_box(msg.decode_ok(black_box(&bytes))))
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -8,9 +8,7 @@ use serde::Serialize;
 use crate::asap::{handle, pool_elements};
 use crate::error::{DecodeError, DecodeErrorKind, EncodeError};
 use crate::message::{encode_message, flags, Body, Decoded, Header};
-use crate::params::{
-    decode_checksum, OperationError, PoolElement, PoolHandle, ServerInformation,
-};
+use crate::params::{decode_checksum, OperationError, PoolElement, PoolHandle, ServerInformation};
 use crate::tlv::ptype;
 
 /// ENRP message type codes (RFC 5353 section 2, figure 1).

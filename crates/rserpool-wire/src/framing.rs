@@ -157,7 +157,12 @@ impl SessionCodec {
     }
 
     /// Append one frame.
-    pub fn encode(&mut self, ppid: u32, payload: &[u8], dst: &mut BytesMut) -> Result<(), FramingError> {
+    pub fn encode(
+        &mut self,
+        ppid: u32,
+        payload: &[u8],
+        dst: &mut BytesMut,
+    ) -> Result<(), FramingError> {
         if payload.len() > self.max_payload_len {
             return Err(FramingError::TooLong {
                 length: payload.len(),
@@ -179,11 +184,11 @@ mod tests {
     #[test]
     fn channel_frames_back_to_back_messages_fed_byte_by_byte() {
         // Two messages: 8 bytes, and 11 bytes + 1 padding byte.
-        let m1 = [0x05, 0, 0, 8, 1, 2, 3, 4];
-        let m2 = [0x05, 0, 0, 11, 9, 9, 9, 9, 7, 7, 7, 0];
+        let m1: &[u8] = &[0x05, 0, 0, 8, 1, 2, 3, 4];
+        let m2: &[u8] = &[0x05, 0, 0, 11, 9, 9, 9, 9, 7, 7, 7, 0];
         let mut stream = Vec::new();
-        stream.extend_from_slice(&m1);
-        stream.extend_from_slice(&m2);
+        stream.extend_from_slice(m1);
+        stream.extend_from_slice(m2);
         let mut c = ChannelCodec::new(1024);
         let mut src = BytesMut::new();
         let mut out = Vec::new();
@@ -193,7 +198,10 @@ mod tests {
                 out.push(f);
             }
         }
-        assert_eq!(out, vec![Bytes::from_static(&m1), Bytes::from_static(&m2)]);
+        assert_eq!(
+            out,
+            vec![Bytes::copy_from_slice(m1), Bytes::copy_from_slice(m2)]
+        );
         assert!(src.is_empty());
     }
 
@@ -205,7 +213,10 @@ mod tests {
         let mut src = BytesMut::from(&[1u8, 0, 0, 101][..]);
         assert_eq!(
             c.decode(&mut src),
-            Err(FramingError::TooLong { length: 101, max: 100 })
+            Err(FramingError::TooLong {
+                length: 101,
+                max: 100
+            })
         );
     }
 
@@ -225,7 +236,10 @@ mod tests {
         let mut bad = BytesMut::from(&[0u8, 0, 0, 1, 0, 0, 0, 17][..]);
         assert_eq!(
             c.decode(&mut bad),
-            Err(FramingError::TooLong { length: 17, max: 16 })
+            Err(FramingError::TooLong {
+                length: 17,
+                max: 16
+            })
         );
     }
 }

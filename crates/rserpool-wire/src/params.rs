@@ -272,16 +272,18 @@ impl Transport {
                 data: tlv.value(ctx).to_vec(),
             });
         }
-        let fixed = if tlv.ptype == ptype::DCCP_TRANSPORT { 8 } else { 4 };
+        let fixed = if tlv.ptype == ptype::DCCP_TRANSPORT {
+            8
+        } else {
+            4
+        };
         tlv.min_len(WHAT, fixed)?;
         let v = tlv.value(ctx);
         let port = be16(v, 0);
         let second = be16(v, 2);
         let mut cur = tlv.nested(fixed);
         let mut addresses = Vec::new();
-        while let Some(a) =
-            cur.optional_any(ctx, &[ptype::IPV4_ADDRESS, ptype::IPV6_ADDRESS])?
-        {
+        while let Some(a) = cur.optional_any(ctx, &[ptype::IPV4_ADDRESS, ptype::IPV6_ADDRESS])? {
             addresses.push(decode_address(ctx, &a)?);
         }
         cur.finish(ctx)?;

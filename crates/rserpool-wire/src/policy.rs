@@ -342,9 +342,15 @@ impl Policy {
                 words(0)?;
                 Random
             }
-            pt::WEIGHTED_ROUND_ROBIN => WeightedRoundRobin { weight: words(1)?[0] },
-            pt::WEIGHTED_RANDOM => WeightedRandom { weight: words(1)?[0] },
-            pt::PRIORITY => Priority { priority: words(1)?[0] },
+            pt::WEIGHTED_ROUND_ROBIN => WeightedRoundRobin {
+                weight: words(1)?[0],
+            },
+            pt::WEIGHTED_RANDOM => WeightedRandom {
+                weight: words(1)?[0],
+            },
+            pt::PRIORITY => Priority {
+                priority: words(1)?[0],
+            },
             pt::LEAST_USED => LeastUsed { load: words(1)?[0] },
             pt::RANDOMIZED_LEAST_USED => RandomizedLeastUsed { load: words(1)?[0] },
             pt::RANDOMIZED_PRIORITY_LEAST_USED if data.len() == 4 => RandomizedPriorityLeastUsed {
