@@ -56,7 +56,7 @@ impl Msg {
 }
 
 fn messages() -> Vec<(&'static str, Msg)> {
-    let handle = PoolHandle::from("EchoPool");
+    let handle = PoolHandle::from_static("EchoPool");
     vec![
         (
             "registration",

@@ -19,7 +19,7 @@
 //!
 //! let msg = AsapMessage::HandleResolution {
 //!     subscribe: false,
-//!     pool_handle: PoolHandle::from("echo"),
+//!     pool_handle: PoolHandle::from_static("echo"),
 //!     items: Some(5),
 //! };
 //! let bytes = msg.to_bytes()?;

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::error::{DecodeError, DecodeErrorKind, EncodeError};
-use crate::tlv::{be16, be32, pad4, Ctx, Cursor, UnrecognizedParameter, Writer};
+use crate::tlv::{be16, pad4, Ctx, Cursor, UnrecognizedParameter, Writer};
 
 /// A decoded message and the parameters that were skipped but must be
 /// reported to the sender (RFC 5354 section 3, type bits 11).
@@ -109,40 +109,33 @@ impl<'a> Body<'a> {
         usize::from(self.header.length)
     }
 
-    /// A 32-bit fixed field (server identifiers).
-    pub fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
+    /// The next `N` bytes of fixed fields.
+    fn fixed<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], DecodeError> {
         let available = self.end() - self.pos;
-        if available < 4 {
+        if available < N {
             return Err(DecodeError::new(
                 self.pos,
                 DecodeErrorKind::Truncated {
                     what,
-                    needed: 4,
+                    needed: N,
                     available,
                 },
             ));
         }
-        let v = be32(self.ctx.buf, self.pos);
-        self.pos += 4;
+        let mut v = [0u8; N];
+        v.copy_from_slice(&self.ctx.buf[self.pos..self.pos + N]);
+        self.pos += N;
         Ok(v)
+    }
+
+    /// A 32-bit fixed field (server identifiers).
+    pub fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
+        self.fixed(what).map(u32::from_be_bytes)
     }
 
     /// A 16-bit fixed field.
     pub fn u16(&mut self, what: &'static str) -> Result<u16, DecodeError> {
-        let available = self.end() - self.pos;
-        if available < 2 {
-            return Err(DecodeError::new(
-                self.pos,
-                DecodeErrorKind::Truncated {
-                    what,
-                    needed: 2,
-                    available,
-                },
-            ));
-        }
-        let v = be16(self.ctx.buf, self.pos);
-        self.pos += 2;
-        Ok(v)
+        self.fixed(what).map(u16::from_be_bytes)
     }
 
     /// The parameters after the fixed fields.

@@ -66,10 +66,15 @@ impl fmt::Debug for PoolHandle {
     }
 }
 
-impl From<&str> for PoolHandle {
-    /// Panics on an empty string: use [`PoolHandle::new`] for untrusted input.
-    fn from(s: &str) -> Self {
-        PoolHandle::new(s.as_bytes()).unwrap_or_else(|| panic!("empty pool handle"))
+impl PoolHandle {
+    /// A pool handle from a string literal. Panics on an empty string, so
+    /// it is for constants only: use [`PoolHandle::new`] for anything that
+    /// comes from a user, a file or the network.
+    pub fn from_static(s: &'static str) -> Self {
+        match PoolHandle::new(s.as_bytes()) {
+            Some(h) => h,
+            None => panic!("PoolHandle::from_static(\"\"): a pool handle cannot be empty"),
+        }
     }
 }
 

@@ -66,7 +66,7 @@ fn registration_with_tcp_transport_and_round_robin() {
     check_asap(
         &format!("01 00 0034  0009 0008 6563686f  {PE_TCP_RR}"),
         &AsapMessage::Registration {
-            pool_handle: PoolHandle::from("echo"),
+            pool_handle: PoolHandle::from_static("echo"),
             pool_element: pe_tcp_rr(),
         },
     );
@@ -80,7 +80,7 @@ fn registration_response_with_an_error() {
          000c 0010  0005 000c 0008 0008 00000001",
         &AsapMessage::RegistrationResponse {
             reject: true,
-            pool_handle: PoolHandle::from("echo"),
+            pool_handle: PoolHandle::from_static("echo"),
             identifier: 0x1122_3344,
             error: Some(OperationError::single(Cause::with_info(
                 CauseCode::InconsistentPoolingPolicy,
@@ -93,7 +93,7 @@ fn registration_response_with_an_error() {
         "03 01 001c  0009 0008 6563686f  000e 0008 11223344  000c 0008 000a 0004",
         &AsapMessage::RegistrationResponse {
             reject: true,
-            pool_handle: PoolHandle::from("echo"),
+            pool_handle: PoolHandle::from_static("echo"),
             identifier: 0x1122_3344,
             error: Some(OperationError::single(Cause::new(
                 CauseCode::RejectedSecurity,
@@ -109,7 +109,7 @@ fn handle_resolution_with_and_without_the_items_option() {
         "05 00 000b  0009 0007 616263 00",
         &AsapMessage::HandleResolution {
             subscribe: false,
-            pool_handle: PoolHandle::from("abc"),
+            pool_handle: PoolHandle::from_static("abc"),
             items: None,
         },
     );
@@ -118,7 +118,7 @@ fn handle_resolution_with_and_without_the_items_option() {
         "05 00 0014  0009 0007 616263 00  803f 0008 00000005",
         &AsapMessage::HandleResolution {
             subscribe: false,
-            pool_handle: PoolHandle::from("abc"),
+            pool_handle: PoolHandle::from_static("abc"),
             items: Some(5),
         },
     );
@@ -166,7 +166,7 @@ fn handle_resolution_response_with_two_pool_elements() {
            0008 0008 00000001",
         &AsapMessage::HandleResolutionResponse {
             accept_updates: false,
-            pool_handle: PoolHandle::from("echo"),
+            pool_handle: PoolHandle::from_static("echo"),
             policy: Some(Policy::RoundRobin),
             pool_elements: vec![pe1, pe2],
             error: None,
@@ -181,7 +181,7 @@ fn endpoint_keep_alive_with_the_home_flag() {
         &AsapMessage::EndpointKeepAlive {
             home: true,
             server_id: 0x0102_0304,
-            pool_handle: PoolHandle::from("echo"),
+            pool_handle: PoolHandle::from_static("echo"),
             identifier: None,
         },
     );
@@ -191,7 +191,7 @@ fn endpoint_keep_alive_with_the_home_flag() {
         &AsapMessage::EndpointKeepAlive {
             home: true,
             server_id: 0x0102_0304,
-            pool_handle: PoolHandle::from("echo"),
+            pool_handle: PoolHandle::from_static("echo"),
             identifier: Some(0x1122_3344),
         },
     );
@@ -229,7 +229,7 @@ fn handle_update_add_and_takeover_suggested() {
         sender: 0x1111_1111,
         receiver: 0x2222_2222,
         action: UpdateAction::AddPe,
-        pool_handle: PoolHandle::from("echo"),
+        pool_handle: PoolHandle::from_static("echo"),
         pool_element: pe_tcp_rr(),
     };
     check_enrp(&format!("04 00 0040 {body}"), &msg(false));

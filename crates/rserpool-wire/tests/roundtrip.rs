@@ -462,7 +462,7 @@ proptest! {
 #[test]
 fn unknown_policy_with_known_type_is_refused_by_the_encoder() {
     let m = AsapMessage::Registration {
-        pool_handle: PoolHandle::from("x"),
+        pool_handle: PoolHandle::from_static("x"),
         pool_element: PoolElement {
             identifier: 1,
             home_registrar: 0,
