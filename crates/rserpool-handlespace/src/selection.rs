@@ -1,0 +1,160 @@
+//! Registrar-side pool member selection (RFC 5356 sections 4 and 5, and
+//! RSPLIB's private types of DESIGN section 5), with one of two engines
+//! per pool, both O(log n) per PE touched:
+//!
+//! * **Ordered** policies keep their PEs in a sorted set by
+//!   `(key, order, id)` and return the first `n`. The key is the policy
+//!   value (0 for round robin, load, load + degradation, inverted
+//!   priority, or a stride-scheduling pass for weighted round robin);
+//!   `order` rotates PEs of equal key: after a resolution the first PE
+//!   returned moves behind its equals, which is the round robin "head
+//!   advances by one element" of RFC 5356 4.1.2 and the round robin among
+//!   equal loads of 5.1.2.
+//! * **Weighted random** policies keep a Fenwick tree of weights and draw
+//!   `n` distinct PEs with probability proportional to their weight
+//!   (RFC 5356 4.4.2, 5.4.2).
+//!
+//! Degradation policies count how often each PE was handed out since it
+//! last (re-)registered (RFC 5356 5.2.2) and include
+//! `counter x load degradation` in the key or weight.
+
+use rserpool_wire::Policy;
+
+/// The full scale of loads, degradations and distance penalty factors.
+pub const MAX_LOAD: u64 = 0xffff_ffff;
+
+/// Stride scheduling constant for weighted round robin: a PE of weight w
+/// advances its pass by `STRIDE / w` when it heads a resolution.
+const STRIDE: u64 = 1 << 40;
+
+/// Which engine a policy uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// Sorted by key, round robin among equal keys.
+    Ordered,
+    /// Weighted random without replacement.
+    WeightedRandom,
+}
+
+/// The engine of a policy.
+pub fn engine(p: &Policy) -> Engine {
+    use Policy::*;
+    match p {
+        Random
+        | WeightedRandom { .. }
+        | RandomizedLeastUsed { .. }
+        | RandomizedPriorityLeastUsed { .. }
+        | RandomizedLeastUsedDegradation { .. }
+        | RandomizedPriorityLeastUsedDegradation { .. }
+        | WeightedRandomDpf { .. } => Engine::WeightedRandom,
+        _ => Engine::Ordered,
+    }
+}
+
+/// Whether the policy's key or weight depends on the degradation counter.
+pub fn uses_degradation(p: &Policy) -> bool {
+    use Policy::*;
+    matches!(
+        p,
+        LeastUsedDegradation { .. }
+            | PriorityLeastUsedDegradation { .. }
+            | RandomizedLeastUsedDegradation { .. }
+            | RandomizedPriorityLeastUsedDegradation { .. }
+            | LeastUsedDegradationDpf { .. }
+    )
+}
+
+/// Distance penalty in load units: `distance x dpf`, where the distance
+/// penalty factor is the load added per unit of distance (a fraction of
+/// [`MAX_LOAD`]).
+fn penalty(dpf: u32, distance: u32) -> u64 {
+    u64::from(dpf) * u64::from(distance)
+}
+
+/// Sort key of a PE under an ordered policy (lower is preferred).
+/// `pass` is the weighted round robin pass; `counter` the degradation
+/// counter; `distance` what the registrar measured to the PE.
+pub fn order_key(p: &Policy, counter: u32, distance: u32, pass: u64) -> u64 {
+    use Policy::*;
+    let c = u64::from(counter);
+    match *p {
+        RoundRobin => 0,
+        WeightedRoundRobin { .. } => pass,
+        Priority { priority } => u64::from(u32::MAX - priority),
+        LeastUsed { load } => u64::from(load),
+        LeastUsedDegradation {
+            load,
+            load_degradation,
+        } => u64::from(load) + c * u64::from(load_degradation),
+        PriorityLeastUsed {
+            load,
+            load_degradation,
+        } => u64::from(load) + u64::from(load_degradation),
+        PriorityLeastUsedDegradation {
+            load,
+            load_degradation,
+        } => u64::from(load) + (c + 1) * u64::from(load_degradation),
+        LeastUsedDpf {
+            load,
+            load_dpf,
+            distance: _,
+        } => u64::from(load) + penalty(load_dpf, distance),
+        LeastUsedDegradationDpf {
+            load,
+            load_degradation,
+            load_dpf,
+            distance: _,
+        } => u64::from(load) + c * u64::from(load_degradation) + penalty(load_dpf, distance),
+        // Random policies and unknown types never reach an ordered pool;
+        // treat them as round robin.
+        _ => 0,
+    }
+}
+
+/// How far a weighted round robin PE's pass advances when it heads a list.
+pub fn wrr_stride(p: &Policy) -> u64 {
+    match *p {
+        Policy::WeightedRoundRobin { weight } => STRIDE / u64::from(weight.max(1)),
+        _ => 0,
+    }
+}
+
+/// Weight of a PE under a weighted random policy (0 = never picked).
+pub fn random_weight(p: &Policy, counter: u32, distance: u32) -> u64 {
+    use Policy::*;
+    let c = u64::from(counter);
+    let unload = |used: u64| MAX_LOAD.saturating_sub(used);
+    match *p {
+        Random => 1,
+        WeightedRandom { weight } => u64::from(weight),
+        RandomizedLeastUsed { load } => unload(u64::from(load)),
+        RandomizedPriorityLeastUsed {
+            load,
+            load_degradation,
+        } => unload(u64::from(load) + u64::from(load_degradation)),
+        RandomizedLeastUsedDegradation {
+            load,
+            load_degradation,
+        } => unload(u64::from(load) + c * u64::from(load_degradation)),
+        RandomizedPriorityLeastUsedDegradation {
+            load,
+            load_degradation,
+        } => unload(u64::from(load) + (c + 1) * u64::from(load_degradation)),
+        WeightedRandomDpf {
+            weight,
+            weight_dpf,
+            distance: _,
+        } => {
+            // The weight shrinks by the fraction `distance x dpf / MAX_LOAD`
+            // (at most all of it), but never below 1.
+            let w = u64::from(weight);
+            if w == 0 {
+                return 0;
+            }
+            let fraction = penalty(weight_dpf, distance).min(MAX_LOAD);
+            let cut = (u128::from(w) * u128::from(fraction) / u128::from(MAX_LOAD)) as u64;
+            (w - cut).max(1)
+        }
+        _ => 1,
+    }
+}
