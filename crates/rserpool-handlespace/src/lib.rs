@@ -4,27 +4,32 @@
 //! data structures: no I/O, time passed in, randomness from an injected
 //! PRNG.
 //!
-//! Work in progress (issue 3): the statistical policy tests, paged
-//! iteration for handle table transfers, unreachable-report accounting and
-//! the `hsbench` benchmark program are still to come.
+//! Costs: a pool is found in O(log P) (ordered map, for handle table
+//! paging), a PE in O(log n) of its pool; registration, deregistration,
+//! deadlines and each PE a handle resolution returns cost O(log n).
+//! Owner, connection and identity indices are hash sets of 32-bit slots.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod checksum;
+mod entry;
 mod fenwick;
 mod pool;
 pub mod selection;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
-use rserpool_wire::{PoolElement, PoolHandle};
+use rserpool_wire::{PoolElement, PoolEntry, PoolHandle};
 
 pub use checksum::PeChecksum;
-pub use pool::{Inconsistency, Pool, PoolElementEntry};
+pub use entry::PoolElementEntry;
+pub use pool::{Inconsistency, Pool};
+
+use entry::Entries;
 
 /// A connection of the registrar's driver.
 pub type ConnId = u64;
@@ -33,13 +38,13 @@ pub type ConnId = u64;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Identity(pub Arc<str>);
 
-/// The PEs a handle resolution may return at most (RSPLIB's cap).
+/// The most PEs a handle resolution returns (RSPLIB's cap).
 pub const MAX_ITEMS: usize = 128;
 
 /// Handlespace settings.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// PEs returned when the request has no Handle Resolution option.
+    /// PEs returned when a request has no Handle Resolution option.
     pub default_items: usize,
 }
 
@@ -75,7 +80,7 @@ pub struct Registration {
 pub enum Registered {
     /// A new PE.
     New,
-    /// An existing PE was updated.
+    /// An existing PE was updated (re-registration).
     Updated,
 }
 
@@ -99,28 +104,47 @@ pub struct Expired {
     pub kind: DeadlineKind,
 }
 
-type PeKey = (PoolHandle, u32);
+/// Where a handle table transfer continues: after this PE of this pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableCursor {
+    /// Pool of the last PE sent.
+    pub pool_handle: PoolHandle,
+    /// Last PE sent.
+    pub identifier: u32,
+}
+
+/// One page of a handle table transfer (RFC 5353 section 3.2.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TablePage {
+    /// Pools with their PEs, in handle order.
+    pub pools: Vec<PoolEntry>,
+    /// Where the next page starts; `None` when this was the last (M flag 0).
+    pub next: Option<TableCursor>,
+}
 
 /// The handlespace.
 #[derive(Debug, Default)]
 pub struct Handlespace {
     config: Config,
-    pools: HashMap<PoolHandle, Pool>,
+    pool_ids: BTreeMap<PoolHandle, u32>,
+    pools: Vec<Option<Pool>>,
+    free_pools: Vec<u32>,
+    entries: Entries,
     checksums: HashMap<u32, PeChecksum>,
-    by_owner: HashMap<u32, HashSet<PeKey>>,
-    by_connection: HashMap<ConnId, HashSet<PeKey>>,
-    by_identity: HashMap<Identity, HashSet<PeKey>>,
-    deadlines: BTreeSet<(Instant, DeadlineKind, PoolHandle, u32)>,
+    by_owner: HashMap<u32, HashSet<u32>>,
+    by_connection: HashMap<ConnId, HashSet<u32>>,
+    by_identity: HashMap<Identity, HashSet<u32>>,
+    deadlines: BTreeSet<(Instant, u32, DeadlineKind)>,
     pe_count: usize,
 }
 
-fn index_add<K: std::hash::Hash + Eq>(m: &mut HashMap<K, HashSet<PeKey>>, k: K, v: PeKey) {
-    m.entry(k).or_default().insert(v);
+fn index_add<K: std::hash::Hash + Eq>(m: &mut HashMap<K, HashSet<u32>>, k: K, slot: u32) {
+    m.entry(k).or_default().insert(slot);
 }
 
-fn index_remove<K: std::hash::Hash + Eq>(m: &mut HashMap<K, HashSet<PeKey>>, k: &K, v: &PeKey) {
+fn index_remove<K: std::hash::Hash + Eq>(m: &mut HashMap<K, HashSet<u32>>, k: &K, slot: u32) {
     if let Some(s) = m.get_mut(k) {
-        s.remove(v);
+        s.remove(&slot);
         if s.is_empty() {
             m.remove(k);
         }
@@ -148,30 +172,92 @@ impl Handlespace {
 
     /// Number of pools.
     pub fn pool_count(&self) -> usize {
-        self.pools.len()
+        self.pool_ids.len()
+    }
+
+    fn pool_id(&self, handle: &PoolHandle) -> Option<u32> {
+        self.pool_ids.get(handle).copied()
+    }
+
+    fn pool_ref(&self, id: u32) -> &Pool {
+        match self.pools.get(id as usize) {
+            Some(Some(p)) => p,
+            _ => unreachable!("handlespace index points at an empty pool {id}"),
+        }
     }
 
     /// A pool.
     pub fn pool(&self, handle: &PoolHandle) -> Option<&Pool> {
-        self.pools.get(handle)
+        self.pool_id(handle).map(|id| self.pool_ref(id))
+    }
+
+    /// Pool handles, in order.
+    pub fn pool_handles(&self) -> impl Iterator<Item = &PoolHandle> {
+        self.pool_ids.keys()
+    }
+
+    fn slot(&self, handle: &PoolHandle, id: u32) -> Option<u32> {
+        self.pool_ref(self.pool_id(handle)?).slot(id)
     }
 
     /// A PE.
     pub fn find(&self, handle: &PoolHandle, id: u32) -> Option<&PoolElementEntry> {
-        self.pools.get(handle)?.get(id)
+        self.slot(handle, id).map(|s| self.entries.get(s))
     }
 
-    /// Register (new) or re-register (update) a PE. Fails, changing
-    /// nothing, when the PE does not fit the pool (RFC 5354 causes).
+    /// The PEs of a pool, in identifier order.
+    pub fn pool_elements<'a>(
+        &'a self,
+        handle: &PoolHandle,
+    ) -> impl Iterator<Item = &'a PoolElementEntry> + 'a {
+        self.pool(handle)
+            .into_iter()
+            .flat_map(|p| p.members_after(None))
+            .map(|(_, slot)| self.entries.get(slot))
+    }
+
+    /// Register (new) or re-register (update) a PE. On an inconsistency
+    /// nothing changes and the error carries what the RFC 5354 cause needs.
     pub fn register(&mut self, r: Registration) -> Result<Registered, Inconsistency> {
         let id = r.element.identifier;
-        if let Some(p) = self.pools.get(&r.pool_handle) {
-            p.check(&r.element)?;
+        let existing_pool = self.pool_id(&r.pool_handle);
+        if let Some(pid) = existing_pool {
+            self.pool_ref(pid).check(&r.element, &self.entries)?;
         }
-        let entry = PoolElementEntry {
+        let pid = match existing_pool {
+            Some(pid) => pid,
+            None => self.add_pool(r.pool_handle.clone()),
+        };
+        if let Some(slot) = self.pool_ref(pid).slot(id) {
+            let handle = r.pool_handle;
+            self.unindex(&handle, slot);
+            let entries = &mut self.entries;
+            let pool = match self.pools.get_mut(pid as usize) {
+                Some(Some(p)) => p,
+                _ => unreachable!("pool {pid} vanished"),
+            };
+            pool.detach_for_update(slot, entries);
+            let e = entries.get_mut(slot);
+            e.home = r.home;
+            e.registration_life = r.element.registration_life;
+            e.distance = r.distance;
+            e.user_transport = r.element.user_transport;
+            e.asap_transport = r.element.asap_transport;
+            e.policy = r.element.policy;
+            e.expires = r.expires;
+            e.keep_alive_due = r.keep_alive_due;
+            e.connection = r.connection;
+            e.identity = r.identity;
+            e.unreachable_reports.clear();
+            pool.reattach(slot, entries);
+            self.index(&handle, slot);
+            return Ok(Registered::Updated);
+        }
+        let slot = self.entries.insert(PoolElementEntry {
             identifier: id,
             home: r.home,
             registration_life: r.element.registration_life,
+            distance: r.distance,
             user_transport: r.element.user_transport,
             asap_transport: r.element.asap_transport,
             policy: r.element.policy,
@@ -179,111 +265,189 @@ impl Handlespace {
             keep_alive_due: r.keep_alive_due,
             connection: r.connection,
             identity: r.identity,
-            distance: r.distance,
             unreachable_reports: Vec::new(),
+            pool: pid,
             counter: 0,
-            order: 0,
-            pass: 0,
+            weight_slot: 0,
             key: 0,
-            slot: 0,
+            order: 0,
+        });
+        let entries = &mut self.entries;
+        match self.pools.get_mut(pid as usize) {
+            Some(Some(p)) => p.insert(slot, entries),
+            _ => unreachable!("pool {pid} vanished"),
+        }
+        self.pe_count += 1;
+        self.index(&r.pool_handle, slot);
+        Ok(Registered::New)
+    }
+
+    fn add_pool(&mut self, handle: PoolHandle) -> u32 {
+        let pool = Some(Pool::new(handle.clone()));
+        let pid = match self.free_pools.pop() {
+            Some(pid) => {
+                self.pools[pid as usize] = pool;
+                pid
+            }
+            None => {
+                self.pools.push(pool);
+                (self.pools.len() - 1) as u32
+            }
         };
-        let handle = r.pool_handle;
-        let pool = self
-            .pools
-            .entry(handle.clone())
-            .or_insert_with(|| Pool::new(handle.clone()));
-        let old = pool.upsert(entry);
-        if let Some(o) = &old {
-            self.unindex(&handle, o);
-        } else {
-            self.pe_count += 1;
-        }
-        let e = self.pools.get(&handle).and_then(|p| p.get(id)).cloned();
-        if let Some(e) = e {
-            self.index(&handle, &e);
-        }
-        Ok(if old.is_some() {
-            Registered::Updated
-        } else {
-            Registered::New
-        })
+        self.pool_ids.insert(handle, pid);
+        pid
     }
 
-    /// Remove a PE. Returns it if it was there.
+    /// Remove a PE. Returns it if it was there; an emptied pool goes too.
     pub fn deregister(&mut self, handle: &PoolHandle, id: u32) -> Option<PoolElementEntry> {
-        let pool = self.pools.get_mut(handle)?;
-        let e = pool.remove(id)?;
+        let pid = self.pool_id(handle)?;
+        let entries = &self.entries;
+        let pool = match self.pools.get_mut(pid as usize) {
+            Some(Some(p)) => p,
+            _ => return None,
+        };
+        let slot = pool.remove(id, entries)?;
         if pool.is_empty() {
-            self.pools.remove(handle);
+            self.pools[pid as usize] = None;
+            self.free_pools.push(pid);
+            self.pool_ids.remove(handle);
         }
+        self.unindex(handle, slot);
         self.pe_count -= 1;
-        self.unindex(handle, &e);
-        Some(e)
+        self.entries.remove(slot)
     }
 
-    fn index(&mut self, handle: &PoolHandle, e: &PoolElementEntry) {
-        let key = (handle.clone(), e.identifier);
+    fn index(&mut self, handle: &PoolHandle, slot: u32) {
+        let e = self.entries.get(slot);
         self.checksums
             .entry(e.home)
             .or_default()
             .add(handle, e.identifier);
-        index_add(&mut self.by_owner, e.home, key.clone());
+        index_add(&mut self.by_owner, e.home, slot);
         if let Some(c) = e.connection {
-            index_add(&mut self.by_connection, c, key.clone());
+            index_add(&mut self.by_connection, c, slot);
         }
         if let Some(i) = &e.identity {
-            index_add(&mut self.by_identity, i.clone(), key.clone());
+            index_add(&mut self.by_identity, i.clone(), slot);
         }
         if let Some(t) = e.expires {
-            self.deadlines
-                .insert((t, DeadlineKind::Lifetime, handle.clone(), e.identifier));
+            self.deadlines.insert((t, slot, DeadlineKind::Lifetime));
         }
         if let Some(t) = e.keep_alive_due {
-            self.deadlines
-                .insert((t, DeadlineKind::KeepAlive, handle.clone(), e.identifier));
+            self.deadlines.insert((t, slot, DeadlineKind::KeepAlive));
         }
     }
 
-    fn unindex(&mut self, handle: &PoolHandle, e: &PoolElementEntry) {
-        let key = (handle.clone(), e.identifier);
+    fn unindex(&mut self, handle: &PoolHandle, slot: u32) {
+        let e = self.entries.get(slot);
         if let Some(c) = self.checksums.get_mut(&e.home) {
             c.remove(handle, e.identifier);
         }
-        index_remove(&mut self.by_owner, &e.home, &key);
+        index_remove(&mut self.by_owner, &e.home, slot);
         if let Some(c) = e.connection {
-            index_remove(&mut self.by_connection, &c, &key);
+            index_remove(&mut self.by_connection, &c, slot);
         }
         if let Some(i) = &e.identity {
-            index_remove(&mut self.by_identity, i, &key);
+            index_remove(&mut self.by_identity, i, slot);
         }
         if let Some(t) = e.expires {
-            self.deadlines
-                .remove(&(t, DeadlineKind::Lifetime, handle.clone(), e.identifier));
+            self.deadlines.remove(&(t, slot, DeadlineKind::Lifetime));
         }
         if let Some(t) = e.keep_alive_due {
-            self.deadlines
-                .remove(&(t, DeadlineKind::KeepAlive, handle.clone(), e.identifier));
+            self.deadlines.remove(&(t, slot, DeadlineKind::KeepAlive));
         }
     }
 
     /// Handle resolution: up to `items` PEs (the configured default when
-    /// `None`, capped at [`MAX_ITEMS`]) chosen by the pool's policy.
+    /// `None`, capped at [`MAX_ITEMS`]) chosen by the pool's policy. `None`
+    /// when the pool does not exist.
     pub fn resolve(
         &mut self,
         handle: &PoolHandle,
         items: Option<u32>,
         rng: &mut impl Rng,
     ) -> Option<Vec<PoolElement>> {
+        let slots = self.resolve_slots(handle, items, rng)?;
+        Some(
+            slots
+                .into_iter()
+                .map(|s| self.entries.get(s).to_wire())
+                .collect(),
+        )
+    }
+
+    /// Like [`Handlespace::resolve`], returning the entries without copying them.
+    pub fn resolve_entries(
+        &mut self,
+        handle: &PoolHandle,
+        items: Option<u32>,
+        rng: &mut impl Rng,
+    ) -> Option<Vec<&PoolElementEntry>> {
+        let slots = self.resolve_slots(handle, items, rng)?;
+        Some(slots.into_iter().map(|s| self.entries.get(s)).collect())
+    }
+
+    fn resolve_slots(
+        &mut self,
+        handle: &PoolHandle,
+        items: Option<u32>,
+        rng: &mut impl Rng,
+    ) -> Option<Vec<u32>> {
         let n = items
             .map_or(self.config.default_items, |n| n as usize)
             .min(MAX_ITEMS);
-        let pool = self.pools.get_mut(handle)?;
-        let ids = pool.select(n, rng);
-        Some(
-            ids.iter()
-                .filter_map(|id| pool.get(*id).map(PoolElementEntry::to_wire))
-                .collect(),
-        )
+        let pid = self.pool_id(handle)?;
+        let entries = &mut self.entries;
+        match self.pools.get_mut(pid as usize) {
+            Some(Some(p)) => Some(p.select(n, entries, rng)),
+            _ => None,
+        }
+    }
+
+    /// Record an ASAP_ENDPOINT_UNREACHABLE report (RFC 5352 section 3.5)
+    /// from `reporter` and return how many distinct reporters reported the
+    /// PE within `window`; the registrar removes the PE when that reaches
+    /// MAX-BAD-PE-REPORT. A reporter counts once. `None` for an unknown PE.
+    pub fn record_unreachable(
+        &mut self,
+        handle: &PoolHandle,
+        id: u32,
+        reporter: u64,
+        now: Instant,
+        window: Duration,
+    ) -> Option<usize> {
+        let slot = self.slot(handle, id)?;
+        let reports = &mut self.entries.get_mut(slot).unreachable_reports;
+        reports.retain(|&(r, t)| r != reporter && now.saturating_duration_since(t) <= window);
+        reports.push((reporter, now));
+        Some(reports.len())
+    }
+
+    /// Move a PE's deadline (for example after a keep-alive was sent or
+    /// answered). Returns false for an unknown PE.
+    pub fn set_deadline(
+        &mut self,
+        handle: &PoolHandle,
+        id: u32,
+        kind: DeadlineKind,
+        at: Option<Instant>,
+    ) -> bool {
+        let Some(slot) = self.slot(handle, id) else {
+            return false;
+        };
+        let e = self.entries.get_mut(slot);
+        let field = match kind {
+            DeadlineKind::Lifetime => &mut e.expires,
+            DeadlineKind::KeepAlive => &mut e.keep_alive_due,
+        };
+        if let Some(old) = field.take() {
+            self.deadlines.remove(&(old, slot, kind));
+        }
+        *field = at;
+        if let Some(t) = at {
+            self.deadlines.insert((t, slot, kind));
+        }
+        true
     }
 
     /// The PE checksum of an owner's PEs (RFC 5353 section 3.6.2).
@@ -295,19 +459,38 @@ impl Handlespace {
             .value()
     }
 
+    fn refs<'a>(
+        &'a self,
+        slots: Option<&'a HashSet<u32>>,
+    ) -> impl Iterator<Item = (&'a PoolHandle, &'a PoolElementEntry)> + 'a {
+        slots.into_iter().flatten().map(move |&s| {
+            let e = self.entries.get(s);
+            (self.pool_ref(e.pool).handle(), e)
+        })
+    }
+
     /// PEs owned by a registrar.
-    pub fn by_owner(&self, owner: u32) -> impl Iterator<Item = &(PoolHandle, u32)> {
-        self.by_owner.get(&owner).into_iter().flatten()
+    pub fn by_owner(
+        &self,
+        owner: u32,
+    ) -> impl Iterator<Item = (&PoolHandle, &PoolElementEntry)> + '_ {
+        self.refs(self.by_owner.get(&owner))
     }
 
     /// PEs registered over a connection.
-    pub fn by_connection(&self, c: ConnId) -> impl Iterator<Item = &(PoolHandle, u32)> {
-        self.by_connection.get(&c).into_iter().flatten()
+    pub fn by_connection(
+        &self,
+        c: ConnId,
+    ) -> impl Iterator<Item = (&PoolHandle, &PoolElementEntry)> + '_ {
+        self.refs(self.by_connection.get(&c))
     }
 
     /// PEs registered by an identity.
-    pub fn by_identity(&self, i: &Identity) -> impl Iterator<Item = &(PoolHandle, u32)> {
-        self.by_identity.get(i).into_iter().flatten()
+    pub fn by_identity<'a>(
+        &'a self,
+        i: &Identity,
+    ) -> impl Iterator<Item = (&'a PoolHandle, &'a PoolElementEntry)> + 'a {
+        self.refs(self.by_identity.get(i))
     }
 
     /// The earliest deadline, for the driver's timer.
@@ -319,30 +502,81 @@ impl Handlespace {
     /// stay registered: the caller decides (probe, remove).
     pub fn pop_expired(&mut self, now: Instant) -> Vec<Expired> {
         let mut out = Vec::new();
-        while let Some(first) = self.deadlines.first() {
-            if first.0 > now {
-                break;
-            }
-            let Some((_, kind, pool_handle, identifier)) = self.deadlines.pop_first() else {
+        while self.deadlines.first().is_some_and(|d| d.0 <= now) {
+            let Some((_, slot, kind)) = self.deadlines.pop_first() else {
                 break;
             };
-            if let Some(e) = self
-                .pools
-                .get_mut(&pool_handle)
-                .and_then(|p| p.pes.get_mut(&identifier))
-            {
-                match kind {
-                    DeadlineKind::Lifetime => e.expires = None,
-                    DeadlineKind::KeepAlive => e.keep_alive_due = None,
-                }
+            let e = self.entries.get_mut(slot);
+            match kind {
+                DeadlineKind::Lifetime => e.expires = None,
+                DeadlineKind::KeepAlive => e.keep_alive_due = None,
             }
+            let (pool, identifier) = (e.pool, e.identifier);
             out.push(Expired {
-                pool_handle,
+                pool_handle: self.pool_ref(pool).handle().clone(),
                 identifier,
                 kind,
             });
         }
         out
+    }
+
+    /// One page of a handle table transfer (RFC 5353 section 3.2.3): up to
+    /// `max_pes` PEs after `after`, pools in handle order and PEs in
+    /// identifier order, only those owned by `owner` when given (the W
+    /// flag). Starting a page costs O(log P + log n).
+    pub fn table_page(
+        &self,
+        after: Option<&TableCursor>,
+        max_pes: usize,
+        owner: Option<u32>,
+    ) -> TablePage {
+        use std::ops::Bound::{Included, Unbounded};
+        let mut pools: Vec<PoolEntry> = Vec::new();
+        let mut count = 0;
+        let lower = after.map_or(Unbounded, |c| Included(&c.pool_handle));
+        for (handle, &pid) in self.pool_ids.range::<PoolHandle, _>((lower, Unbounded)) {
+            let skip_to = match after {
+                Some(c) if &c.pool_handle == handle => Some(c.identifier),
+                _ => None,
+            };
+            let mut pes = Vec::new();
+            for (_, slot) in self.pool_ref(pid).members_after(skip_to) {
+                let e = self.entries.get(slot);
+                if owner.is_some_and(|o| o != e.home) {
+                    continue;
+                }
+                if count == max_pes.max(1) {
+                    if !pes.is_empty() {
+                        pools.push(PoolEntry {
+                            pool_handle: handle.clone(),
+                            pool_elements: pes,
+                        });
+                    }
+                    let next = pools.last().and_then(|p| {
+                        p.pool_elements.last().map(|last| TableCursor {
+                            pool_handle: p.pool_handle.clone(),
+                            identifier: last.identifier,
+                        })
+                    });
+                    return TablePage { pools, next };
+                }
+                pes.push(e.to_wire());
+                count += 1;
+            }
+            if !pes.is_empty() {
+                pools.push(PoolEntry {
+                    pool_handle: handle.clone(),
+                    pool_elements: pes,
+                });
+            }
+        }
+        TablePage { pools, next: None }
+    }
+
+    /// Bytes of heap held by the entry slab (for memory accounting).
+    pub fn entry_slab_bytes(&self) -> usize {
+        self.entries.heap_bytes()
     }
 }
 

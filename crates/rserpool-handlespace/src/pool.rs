@@ -1,97 +1,46 @@
-//! One pool: its PEs, the settings its first PE fixed (policy type, user
-//! transport type, data/control use), and the selection engine.
+//! One pool: the settings its first PE fixed (policy type, user transport
+//! type, data/control use), its members, and the selection engine. The PE
+//! entries themselves live in the handlespace's slab; a pool refers to
+//! them by slot.
 
-use std::collections::{BTreeSet, HashMap};
-use std::time::Instant;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rand::{Rng, RngExt};
-use rserpool_wire::{Policy, PoolElement, PoolHandle, Transport, TransportUse};
+use rserpool_wire::{Policy, PoolElement, PoolHandle, TransportUse};
 
+use crate::entry::{Entries, PoolElementEntry};
 use crate::fenwick::Fenwick;
 use crate::selection::{self, Engine};
-use crate::{ConnId, Identity};
 
-/// A PE as the handlespace keeps it.
-#[derive(Debug, Clone)]
-pub struct PoolElementEntry {
-    /// PE identifier.
-    pub identifier: u32,
-    /// Owning (home) registrar.
-    pub home: u32,
-    /// Registration life as registered.
-    pub registration_life: i32,
-    /// Transport PUs use.
-    pub user_transport: Transport,
-    /// ASAP transport, if registered.
-    pub asap_transport: Option<Transport>,
-    /// Policy and its values.
-    pub policy: Policy,
-    /// When the registration expires (None: never).
-    pub expires: Option<Instant>,
-    /// When the PE must next be probed or have answered.
-    pub keep_alive_due: Option<Instant>,
-    /// Connection it registered over (for the owning registrar).
-    pub connection: Option<ConnId>,
-    /// Identity that registered it.
-    pub identity: Option<Identity>,
-    /// Distance measured by the registrar (DPF policies).
-    pub distance: u32,
-    /// Unreachable reports received: reporter and time.
-    pub unreachable_reports: Vec<(u64, Instant)>,
-    /// Degradation counter (RFC 5356 5.2.2).
-    pub(crate) counter: u32,
-    /// Rotation order among equal keys.
-    pub(crate) order: u64,
-    /// Weighted round robin pass.
-    pub(crate) pass: u64,
-    /// Sort key (ordered engine) or Fenwick slot (random engine).
-    pub(crate) key: u64,
-    pub(crate) slot: u32,
-}
-
-impl PoolElementEntry {
-    /// The PE as a wire parameter.
-    pub fn to_wire(&self) -> PoolElement {
-        PoolElement {
-            identifier: self.identifier,
-            home_registrar: self.home,
-            registration_life: self.registration_life,
-            user_transport: self.user_transport.clone(),
-            policy: self.policy.clone(),
-            asap_transport: self.asap_transport.clone(),
-        }
-    }
+/// Why a registration does not fit its pool (RFC 5354 section 3.12
+/// causes 0x5, 0x7, 0x8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inconsistency {
+    /// The pool uses another policy; carries one member's policy, for the
+    /// cause information.
+    Policy(Policy),
+    /// The pool uses another user transport; carries one member's transport.
+    Transport(rserpool_wire::Transport),
+    /// The pool uses the other data/control configuration.
+    DataControl,
 }
 
 /// A pool.
 #[derive(Debug)]
 pub struct Pool {
-    /// Its handle.
-    pub handle: PoolHandle,
+    handle: PoolHandle,
     policy_type: u32,
     transport_type: u16,
     transport_use: TransportUse,
     engine: Engine,
-    pub(crate) pes: HashMap<u32, PoolElementEntry>,
+    /// PE identifier -> slot, ordered for handle table paging.
+    members: BTreeMap<u32, u32>,
+    /// Ordered engine: (key, rotation order, slot).
     ordered: BTreeSet<(u64, u64, u32)>,
+    /// Random engine: weights by Fenwick slot, and Fenwick slot -> entry slot.
     weights: Fenwick,
-    /// Slot -> PE identifier, for the random engine.
-    slot_ids: Vec<u32>,
+    weight_slots: Vec<u32>,
     next_order: u64,
-    /// Minimum pass among WRR PEs when the pool was last touched, so that
-    /// new PEs start level with the others.
-    base_pass: u64,
-}
-
-/// Why a registration does not fit its pool (RFC 5354 causes 0x5, 0x7, 0x8).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Inconsistency {
-    /// The pool uses another policy; carries one of its PEs' policy.
-    Policy(Policy),
-    /// The pool uses another user transport type; carries one of its PEs' transport.
-    Transport(Transport),
-    /// The pool uses the other data/control configuration.
-    DataControl,
 }
 
 impl Pool {
@@ -103,54 +52,63 @@ impl Pool {
             transport_type: 0,
             transport_use: TransportUse::DataOnly,
             engine: Engine::Ordered,
-            pes: HashMap::new(),
+            members: BTreeMap::new(),
             ordered: BTreeSet::new(),
             weights: Fenwick::default(),
-            slot_ids: Vec::new(),
+            weight_slots: Vec::new(),
             next_order: 0,
-            base_pass: 0,
         }
+    }
+
+    /// The pool handle.
+    pub fn handle(&self) -> &PoolHandle {
+        &self.handle
     }
 
     /// Number of PEs.
     pub fn len(&self) -> usize {
-        self.pes.len()
+        self.members.len()
     }
 
     /// Whether the pool has no PE.
     pub fn is_empty(&self) -> bool {
-        self.pes.is_empty()
+        self.members.is_empty()
     }
 
-    /// A PE by identifier.
-    pub fn get(&self, id: u32) -> Option<&PoolElementEntry> {
-        self.pes.get(&id)
-    }
-
-    /// All PEs, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = &PoolElementEntry> {
-        self.pes.values()
-    }
-
-    /// The pool's policy type.
+    /// The pool's policy type (set by its first PE).
     pub fn policy_type(&self) -> u32 {
         self.policy_type
     }
 
-    /// Check a registration against the pool's settings. A PE that is the
-    /// only member may change them by re-registering.
-    pub fn check(&self, pe: &PoolElement) -> Result<(), Inconsistency> {
-        if self.pes.len() == 1 && self.pes.contains_key(&pe.identifier) {
-            return Ok(());
-        }
-        let Some(any) = self.pes.values().find(|e| e.identifier != pe.identifier) else {
+    /// Slot of a member.
+    pub(crate) fn slot(&self, id: u32) -> Option<u32> {
+        self.members.get(&id).copied()
+    }
+
+    /// Members in identifier order, starting after `after`.
+    pub(crate) fn members_after(
+        &self,
+        after: Option<u32>,
+    ) -> impl Iterator<Item = (u32, u32)> + '_ {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let lower = after.map_or(Unbounded, Excluded);
+        self.members
+            .range((lower, Unbounded))
+            .map(|(&id, &slot)| (id, slot))
+    }
+
+    /// Check a registration against the pool's settings (RFC 5354 causes).
+    /// The only member may change them by re-registering.
+    pub(crate) fn check(&self, pe: &PoolElement, entries: &Entries) -> Result<(), Inconsistency> {
+        let Some((_, &other)) = self.members.iter().find(|(&id, _)| id != pe.identifier) else {
             return Ok(());
         };
+        let other = entries.get(other);
         if pe.policy.policy_type() != self.policy_type {
-            return Err(Inconsistency::Policy(any.policy.clone()));
+            return Err(Inconsistency::Policy(other.policy.clone()));
         }
         if pe.user_transport.param_type() != self.transport_type {
-            return Err(Inconsistency::Transport(any.user_transport.clone()));
+            return Err(Inconsistency::Transport(other.user_transport.clone()));
         }
         if pe.user_transport.transport_use() != self.transport_use {
             return Err(Inconsistency::DataControl);
@@ -158,35 +116,49 @@ impl Pool {
         Ok(())
     }
 
-    fn detach(&mut self, e: &PoolElementEntry) {
-        match self.engine {
-            Engine::Ordered => {
-                self.ordered.remove(&(e.key, e.order, e.identifier));
-            }
-            Engine::WeightedRandom => self.weights.remove(e.slot),
+    /// Add a new member (the entry is already in the slab at `slot`).
+    pub(crate) fn insert(&mut self, slot: u32, entries: &mut Entries) {
+        let e = entries.get_mut(slot);
+        if self.members.is_empty() {
+            self.policy_type = e.policy.policy_type();
+            self.transport_type = e.user_transport.param_type();
+            self.transport_use = e.user_transport.transport_use();
+            self.engine = selection::engine(&e.policy);
         }
+        self.members.insert(e.identifier, slot);
+        e.order = self.bump();
+        if matches!(e.policy, Policy::WeightedRoundRobin { .. }) {
+            // A new PE starts level with the current head.
+            e.key = self.ordered.first().map_or(0, |k| k.0);
+        }
+        self.attach(slot, e);
     }
 
-    /// Insert or replace a PE; re-registration resets the degradation
-    /// counter (RFC 5356 5.2.2). Returns the previous entry.
-    pub(crate) fn upsert(&mut self, mut e: PoolElementEntry) -> Option<PoolElementEntry> {
-        let old = self.pes.remove(&e.identifier);
-        if let Some(o) = &old {
-            self.detach(o);
-        }
-        if self.pes.is_empty() {
-            // The first PE (re)defines the pool.
+    /// Remove a member.
+    pub(crate) fn remove(&mut self, id: u32, entries: &Entries) -> Option<u32> {
+        let slot = self.members.remove(&id)?;
+        self.detach(slot, entries.get(slot));
+        Some(slot)
+    }
+
+    /// Re-register a member: take it out of the selection structures so
+    /// that the caller can change the entry, then [`Pool::reattach`].
+    pub(crate) fn detach_for_update(&mut self, slot: u32, entries: &Entries) {
+        self.detach(slot, entries.get(slot));
+    }
+
+    /// Put an updated member back. Re-registration resets the degradation
+    /// counter (RFC 5356 5.2.2) and keeps the WRR pass.
+    pub(crate) fn reattach(&mut self, slot: u32, entries: &mut Entries) {
+        let e = entries.get_mut(slot);
+        if self.members.len() == 1 {
             self.policy_type = e.policy.policy_type();
             self.transport_type = e.user_transport.param_type();
             self.transport_use = e.user_transport.transport_use();
             self.engine = selection::engine(&e.policy);
         }
         e.counter = 0;
-        e.order = self.bump();
-        e.pass = old.as_ref().map_or(self.base_pass, |o| o.pass);
-        self.attach(&mut e);
-        self.pes.insert(e.identifier, e);
-        old
+        self.attach(slot, e);
     }
 
     fn bump(&mut self) -> u64 {
@@ -194,92 +166,85 @@ impl Pool {
         self.next_order
     }
 
-    fn attach(&mut self, e: &mut PoolElementEntry) {
+    fn attach(&mut self, slot: u32, e: &mut PoolElementEntry) {
         match self.engine {
             Engine::Ordered => {
-                e.key = selection::order_key(&e.policy, e.counter, e.distance, e.pass);
-                self.ordered.insert((e.key, e.order, e.identifier));
+                e.key = selection::order_key(&e.policy, e.counter, e.distance, e.key);
+                self.ordered.insert((e.key, e.order, slot));
             }
             Engine::WeightedRandom => {
                 let w = selection::random_weight(&e.policy, e.counter, e.distance);
-                e.slot = self.weights.insert(w);
-                let s = e.slot as usize;
-                if self.slot_ids.len() <= s {
-                    self.slot_ids.resize(s + 1, 0);
+                let ws = self.weights.insert(w);
+                e.weight_slot = ws;
+                let i = ws as usize;
+                if self.weight_slots.len() <= i {
+                    self.weight_slots.resize(i + 1, 0);
                 }
-                self.slot_ids[s] = e.identifier;
+                self.weight_slots[i] = slot;
             }
         }
     }
 
-    /// Remove a PE.
-    pub(crate) fn remove(&mut self, id: u32) -> Option<PoolElementEntry> {
-        let e = self.pes.remove(&id)?;
-        self.detach(&e);
-        Some(e)
+    fn detach(&mut self, slot: u32, e: &PoolElementEntry) {
+        match self.engine {
+            Engine::Ordered => {
+                self.ordered.remove(&(e.key, e.order, slot));
+            }
+            Engine::WeightedRandom => self.weights.remove(e.weight_slot),
+        }
     }
 
-    /// Select up to `n` distinct PEs by the pool's policy and update the
-    /// selection state (rotation, degradation counters, WRR passes).
-    pub fn select(&mut self, n: usize, rng: &mut impl Rng) -> Vec<u32> {
-        let n = n.min(self.pes.len());
+    /// Select up to `n` distinct members by the pool's policy (slots, in
+    /// the order to return them) and update the selection state: rotation,
+    /// degradation counters, WRR passes.
+    pub(crate) fn select(
+        &mut self,
+        n: usize,
+        entries: &mut Entries,
+        rng: &mut impl Rng,
+    ) -> Vec<u32> {
+        let n = n.min(self.members.len());
         let mut out = Vec::with_capacity(n);
         match self.engine {
             Engine::Ordered => {
-                out.extend(self.ordered.iter().take(n).map(|&(_, _, id)| id));
-                // The head moves behind its equals (and WRR advances its pass).
-                if let Some(&head) = out.first() {
-                    self.touch(head, true);
-                }
-                for &id in out.iter().skip(1) {
-                    self.touch(id, false);
-                }
+                out.extend(self.ordered.iter().take(n).map(|&(_, _, slot)| slot));
             }
             Engine::WeightedRandom => {
                 let mut taken = Vec::with_capacity(n);
                 while out.len() < n && self.weights.total() > 0 {
                     let t = rng.random_range(0..self.weights.total());
-                    let slot = self.weights.find(t);
-                    taken.push((slot, self.weights.get(slot)));
-                    self.weights.set(slot, 0);
-                    out.push(self.slot_ids[slot as usize]);
+                    let ws = self.weights.find(t);
+                    taken.push((ws, self.weights.get(ws)));
+                    self.weights.set(ws, 0);
+                    out.push(self.weight_slots[ws as usize]);
                 }
-                for (slot, w) in taken {
-                    self.weights.set(slot, w);
-                }
-                for &id in &out {
-                    self.touch(id, false);
+                for (ws, w) in taken {
+                    self.weights.set(ws, w);
                 }
             }
+        }
+        for (i, &slot) in out.iter().enumerate() {
+            self.handed_out(slot, i == 0 && self.engine == Engine::Ordered, entries);
         }
         out
     }
 
-    /// Account that `id` was handed out: degradation counter, and for the
-    /// head of an ordered list, rotation (and the WRR pass).
-    fn touch(&mut self, id: u32, head: bool) {
-        let Some(mut e) = self.pes.remove(&id) else {
-            return;
-        };
+    /// Account that a member was handed out: its degradation counter, and
+    /// for the head of an ordered list the rotation (and the WRR pass).
+    fn handed_out(&mut self, slot: u32, head: bool, entries: &mut Entries) {
+        let e = entries.get_mut(slot);
         let degrades = selection::uses_degradation(&e.policy);
         if !head && !degrades {
-            self.pes.insert(id, e);
             return;
         }
-        self.detach(&e);
+        self.detach(slot, e);
         if degrades {
             e.counter = e.counter.saturating_add(1);
         }
         if head {
             e.order = self.bump();
-            e.pass = e.pass.saturating_add(selection::wrr_stride(&e.policy));
+            e.key = e.key.saturating_add(selection::wrr_stride(&e.policy));
         }
-        self.attach(&mut e);
-        if head && matches!(e.policy, Policy::WeightedRoundRobin { .. }) {
-            if let Some(&(k, _, _)) = self.ordered.first() {
-                self.base_pass = k;
-            }
-        }
-        self.pes.insert(id, e);
+        self.attach(slot, e);
     }
 }

@@ -241,3 +241,106 @@ fn deadlines_pop_in_order() {
     hs.deregister(&h, 1);
     assert_eq!(hs.next_deadline(), None);
 }
+
+#[test]
+fn table_pages_cover_everything_once_in_order() {
+    let mut hs = Handlespace::new(Config::default());
+    for (h, n) in [("a", 3u32), ("b", 1), ("c", 4)] {
+        let h = PoolHandle::new(h).expect("non-empty");
+        for id in 1..=n {
+            let mut r = reg(&h, id * 10, Policy::RoundRobin);
+            r.home = id % 2;
+            hs.register(r).expect("ok");
+        }
+    }
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    let mut pages = 0;
+    loop {
+        let page = hs.table_page(cursor.as_ref(), 3, None);
+        pages += 1;
+        for p in &page.pools {
+            assert!(!p.pool_elements.is_empty());
+            for pe in &p.pool_elements {
+                seen.push((p.pool_handle.to_string(), pe.identifier));
+            }
+        }
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    let expected: Vec<(String, u32)> = [
+        ("a", 10),
+        ("a", 20),
+        ("a", 30),
+        ("b", 10),
+        ("c", 10),
+        ("c", 20),
+        ("c", 30),
+        ("c", 40),
+    ]
+    .iter()
+    .map(|(h, i)| (h.to_string(), *i))
+    .collect();
+    assert_eq!(seen, expected);
+    // Only the PEs of owner 0 (the W flag).
+    let own = hs.table_page(None, 100, Some(0));
+    let ids: Vec<u32> = own
+        .pools
+        .iter()
+        .flat_map(|p| p.pool_elements.iter().map(|e| e.identifier))
+        .collect();
+    assert_eq!(ids, vec![20, 20, 40]);
+    assert!(own.next.is_none());
+}
+
+#[test]
+fn unreachable_reports_count_distinct_reporters_in_a_window() {
+    let mut hs = Handlespace::new(Config::default());
+    let h = PoolHandle::from_static("u");
+    hs.register(reg(&h, 1, Policy::RoundRobin)).expect("ok");
+    let t0 = Instant::now();
+    let w = Duration::from_secs(10);
+    assert_eq!(hs.record_unreachable(&h, 1, 100, t0, w), Some(1));
+    assert_eq!(
+        hs.record_unreachable(&h, 1, 100, t0, w),
+        Some(1),
+        "same reporter counts once"
+    );
+    assert_eq!(
+        hs.record_unreachable(&h, 1, 101, t0 + Duration::from_secs(5), w),
+        Some(2)
+    );
+    assert_eq!(
+        hs.record_unreachable(&h, 1, 102, t0 + Duration::from_secs(12), w),
+        Some(2),
+        "the first report aged out"
+    );
+    assert_eq!(hs.record_unreachable(&h, 2, 100, t0, w), None);
+}
+
+#[test]
+fn deadlines_can_be_moved() {
+    let mut hs = Handlespace::new(Config::default());
+    let t0 = Instant::now();
+    let h = PoolHandle::from_static("k");
+    hs.register(reg(&h, 1, Policy::RoundRobin)).expect("ok");
+    assert!(hs.set_deadline(
+        &h,
+        1,
+        DeadlineKind::KeepAlive,
+        Some(t0 + Duration::from_secs(5))
+    ));
+    assert!(hs.set_deadline(
+        &h,
+        1,
+        DeadlineKind::KeepAlive,
+        Some(t0 + Duration::from_secs(9))
+    ));
+    assert_eq!(hs.next_deadline(), Some(t0 + Duration::from_secs(9)));
+    assert!(hs.set_deadline(&h, 1, DeadlineKind::KeepAlive, None));
+    assert_eq!(hs.next_deadline(), None);
+    assert!(!hs.set_deadline(&h, 7, DeadlineKind::KeepAlive, None));
+}

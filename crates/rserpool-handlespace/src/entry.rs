@@ -1,0 +1,112 @@
+//! Pool element entries and the slab that holds them: one vector for the
+//! whole handlespace, so that a PE costs its entry and a few 32-bit slot
+//! numbers in the indices, not a hash map bucket per index.
+
+use std::time::Instant;
+
+use rserpool_wire::{Policy, PoolElement, Transport};
+
+use crate::{ConnId, Identity};
+
+/// A PE as the handlespace keeps it.
+#[derive(Debug, Clone)]
+pub struct PoolElementEntry {
+    /// PE identifier.
+    pub identifier: u32,
+    /// Owning (home) registrar.
+    pub home: u32,
+    /// Registration life as registered.
+    pub registration_life: i32,
+    /// Distance measured by the registrar (DPF policies).
+    pub distance: u32,
+    /// Transport PUs use.
+    pub user_transport: Transport,
+    /// ASAP transport, if registered.
+    pub asap_transport: Option<Transport>,
+    /// Policy and its values.
+    pub policy: Policy,
+    /// When the registration expires (None: never).
+    pub expires: Option<Instant>,
+    /// When a keep-alive is next due (or its answer overdue).
+    pub keep_alive_due: Option<Instant>,
+    /// Connection it registered over (on the owning registrar).
+    pub connection: Option<ConnId>,
+    /// Identity that registered it.
+    pub identity: Option<Identity>,
+    /// Unreachable reports received: reporter and time.
+    pub unreachable_reports: Vec<(u64, Instant)>,
+    /// The pool it belongs to.
+    pub(crate) pool: u32,
+    /// Degradation counter (RFC 5356 5.2.2).
+    pub(crate) counter: u32,
+    /// Fenwick slot (random engine).
+    pub(crate) weight_slot: u32,
+    /// Sort key (ordered engine; the pass for weighted round robin).
+    pub(crate) key: u64,
+    /// Rotation order among equal keys.
+    pub(crate) order: u64,
+}
+
+impl PoolElementEntry {
+    /// The PE as a wire parameter.
+    pub fn to_wire(&self) -> PoolElement {
+        PoolElement {
+            identifier: self.identifier,
+            home_registrar: self.home,
+            registration_life: self.registration_life,
+            user_transport: self.user_transport.clone(),
+            policy: self.policy.clone(),
+            asap_transport: self.asap_transport.clone(),
+        }
+    }
+}
+
+/// The slab of entries, addressed by 32-bit slots that are reused.
+#[derive(Debug, Default)]
+pub(crate) struct Entries {
+    slots: Vec<Option<PoolElementEntry>>,
+    free: Vec<u32>,
+}
+
+impl Entries {
+    pub fn insert(&mut self, e: PoolElementEntry) -> u32 {
+        match self.free.pop() {
+            Some(s) => {
+                self.slots[s as usize] = Some(e);
+                s
+            }
+            None => {
+                self.slots.push(Some(e));
+                (self.slots.len() - 1) as u32
+            }
+        }
+    }
+
+    pub fn remove(&mut self, slot: u32) -> Option<PoolElementEntry> {
+        let e = self.slots.get_mut(slot as usize)?.take()?;
+        self.free.push(slot);
+        Some(e)
+    }
+
+    /// The entry in a slot that the caller knows to be occupied (slots come
+    /// only from the handlespace's own indices).
+    pub fn get(&self, slot: u32) -> &PoolElementEntry {
+        match self.slots.get(slot as usize) {
+            Some(Some(e)) => e,
+            _ => unreachable!("handlespace index points at an empty slot {slot}"),
+        }
+    }
+
+    pub fn get_mut(&mut self, slot: u32) -> &mut PoolElementEntry {
+        match self.slots.get_mut(slot as usize) {
+            Some(Some(e)) => e,
+            _ => unreachable!("handlespace index points at an empty slot {slot}"),
+        }
+    }
+
+    /// Memory held by the slab itself.
+    pub fn heap_bytes(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<Option<PoolElementEntry>>()
+            + self.free.capacity() * 4
+    }
+}
