@@ -25,13 +25,13 @@ impl Fenwick {
                 s
             }
         };
-        self.set(slot, weight);
+        let _ = self.set(slot, weight);
         slot
     }
 
     /// Release a slot (its weight becomes 0).
     pub fn remove(&mut self, slot: u32) {
-        self.set(slot, 0);
+        let _ = self.set(slot, 0);
         self.free.push(slot);
     }
 
@@ -55,17 +55,12 @@ impl Fenwick {
         }
     }
 
-    /// The weight of a slot.
-    pub fn get(&self, slot: u32) -> u64 {
-        self.weights[slot as usize]
-    }
-
-    /// Set the weight of a slot.
-    pub fn set(&mut self, slot: u32, weight: u64) {
+    /// Set the weight of a slot; returns the previous weight.
+    pub fn set(&mut self, slot: u32, weight: u64) -> u64 {
         let i = slot as usize;
         let old = self.weights[i];
         if old == weight {
-            return;
+            return old;
         }
         self.weights[i] = weight;
         self.total = self.total - old + weight;
@@ -75,6 +70,7 @@ impl Fenwick {
             self.tree[j] = self.tree[j] - old + weight;
             j += j & j.wrapping_neg();
         }
+        old
     }
 
     /// Sum of all weights.
@@ -116,7 +112,7 @@ mod tests {
         for t in 3..8 {
             assert_eq!(f.find(t), c);
         }
-        f.set(b, 2);
+        assert_eq!(f.set(b, 2), 0);
         assert_eq!(f.find(3), b);
         assert_eq!(f.find(5), c);
         f.remove(a);

@@ -18,12 +18,13 @@ mod fenwick;
 mod pool;
 pub mod selection;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
 use rserpool_wire::{PoolElement, PoolEntry, PoolHandle};
+use rustc_hash::FxHashMap;
 
 pub use checksum::PeChecksum;
 pub use entry::PoolElementEntry;
@@ -126,29 +127,43 @@ pub struct TablePage {
 #[derive(Debug, Default)]
 pub struct Handlespace {
     config: Config,
+    /// Pool lookup (a fast hash: handle resolutions look pools up first).
+    pool_lookup: FxHashMap<PoolHandle, u32>,
+    /// The same pools in handle order, for handle table paging.
     pool_ids: BTreeMap<PoolHandle, u32>,
     pools: Vec<Option<Pool>>,
     free_pools: Vec<u32>,
     entries: Entries,
     checksums: HashMap<u32, PeChecksum>,
-    by_owner: HashMap<u32, HashSet<u32>>,
-    by_connection: HashMap<ConnId, HashSet<u32>>,
-    by_identity: HashMap<Identity, HashSet<u32>>,
-    deadlines: BTreeSet<(Instant, u32, DeadlineKind)>,
+    // Secondary indices as ordered sets of (key, slot): a few bytes per PE
+    // whether a key has one PE (a connection) or a million (an owner).
+    by_owner: BTreeSet<(u32, u32)>,
+    by_connection: BTreeSet<(ConnId, u32)>,
+    by_identity: BTreeSet<(Identity, u32)>,
+    /// (time, slot with the deadline kind in the top bit).
+    deadlines: BTreeSet<(Instant, u32)>,
     pe_count: usize,
+    /// Reused for the slots a resolution selects (no allocation per request).
+    scratch: Vec<u32>,
 }
 
-fn index_add<K: std::hash::Hash + Eq>(m: &mut HashMap<K, HashSet<u32>>, k: K, slot: u32) {
-    m.entry(k).or_default().insert(slot);
-}
+/// Top bit of a deadline's slot: keep-alive (set) or lifetime.
+const KEEP_ALIVE_BIT: u32 = 1 << 31;
 
-fn index_remove<K: std::hash::Hash + Eq>(m: &mut HashMap<K, HashSet<u32>>, k: &K, slot: u32) {
-    if let Some(s) = m.get_mut(k) {
-        s.remove(&slot);
-        if s.is_empty() {
-            m.remove(k);
-        }
+fn deadline_key(slot: u32, kind: DeadlineKind) -> u32 {
+    match kind {
+        DeadlineKind::Lifetime => slot,
+        DeadlineKind::KeepAlive => slot | KEEP_ALIVE_BIT,
     }
+}
+
+/// The slots indexed under `k` in an ordered (key, slot) set.
+fn slots_of<'a, K: Ord + Clone + 'a>(
+    set: &'a BTreeSet<(K, u32)>,
+    k: &K,
+) -> impl Iterator<Item = u32> + 'a {
+    set.range((k.clone(), 0)..=(k.clone(), u32::MAX))
+        .map(|(_, s)| *s)
 }
 
 impl Handlespace {
@@ -176,7 +191,7 @@ impl Handlespace {
     }
 
     fn pool_id(&self, handle: &PoolHandle) -> Option<u32> {
-        self.pool_ids.get(handle).copied()
+        self.pool_lookup.get(handle).copied()
     }
 
     fn pool_ref(&self, id: u32) -> &Pool {
@@ -294,6 +309,7 @@ impl Handlespace {
                 (self.pools.len() - 1) as u32
             }
         };
+        self.pool_lookup.insert(handle.clone(), pid);
         self.pool_ids.insert(handle, pid);
         pid
     }
@@ -311,6 +327,7 @@ impl Handlespace {
             self.pools[pid as usize] = None;
             self.free_pools.push(pid);
             self.pool_ids.remove(handle);
+            self.pool_lookup.remove(handle);
         }
         self.unindex(handle, slot);
         self.pe_count -= 1;
@@ -323,18 +340,20 @@ impl Handlespace {
             .entry(e.home)
             .or_default()
             .add(handle, e.identifier);
-        index_add(&mut self.by_owner, e.home, slot);
+        self.by_owner.insert((e.home, slot));
         if let Some(c) = e.connection {
-            index_add(&mut self.by_connection, c, slot);
+            self.by_connection.insert((c, slot));
         }
         if let Some(i) = &e.identity {
-            index_add(&mut self.by_identity, i.clone(), slot);
+            self.by_identity.insert((i.clone(), slot));
         }
         if let Some(t) = e.expires {
-            self.deadlines.insert((t, slot, DeadlineKind::Lifetime));
+            self.deadlines
+                .insert((t, deadline_key(slot, DeadlineKind::Lifetime)));
         }
         if let Some(t) = e.keep_alive_due {
-            self.deadlines.insert((t, slot, DeadlineKind::KeepAlive));
+            self.deadlines
+                .insert((t, deadline_key(slot, DeadlineKind::KeepAlive)));
         }
     }
 
@@ -343,65 +362,60 @@ impl Handlespace {
         if let Some(c) = self.checksums.get_mut(&e.home) {
             c.remove(handle, e.identifier);
         }
-        index_remove(&mut self.by_owner, &e.home, slot);
+        self.by_owner.remove(&(e.home, slot));
         if let Some(c) = e.connection {
-            index_remove(&mut self.by_connection, &c, slot);
+            self.by_connection.remove(&(c, slot));
         }
         if let Some(i) = &e.identity {
-            index_remove(&mut self.by_identity, i, slot);
+            self.by_identity.remove(&(i.clone(), slot));
         }
         if let Some(t) = e.expires {
-            self.deadlines.remove(&(t, slot, DeadlineKind::Lifetime));
+            self.deadlines
+                .remove(&(t, deadline_key(slot, DeadlineKind::Lifetime)));
         }
         if let Some(t) = e.keep_alive_due {
-            self.deadlines.remove(&(t, slot, DeadlineKind::KeepAlive));
+            self.deadlines
+                .remove(&(t, deadline_key(slot, DeadlineKind::KeepAlive)));
         }
     }
 
     /// Handle resolution: up to `items` PEs (the configured default when
-    /// `None`, capped at [`MAX_ITEMS`]) chosen by the pool's policy. `None`
-    /// when the pool does not exist.
+    /// `None`, capped at [`MAX_ITEMS`]) chosen by the pool's policy, in the
+    /// order to return them. `None` when the pool does not exist.
     pub fn resolve(
         &mut self,
         handle: &PoolHandle,
         items: Option<u32>,
         rng: &mut impl Rng,
     ) -> Option<Vec<PoolElement>> {
-        let slots = self.resolve_slots(handle, items, rng)?;
-        Some(
-            slots
-                .into_iter()
-                .map(|s| self.entries.get(s).to_wire())
-                .collect(),
-        )
+        let mut v = Vec::new();
+        self.resolve_each(handle, items, rng, |e| v.push(e.to_wire()))?;
+        Some(v)
     }
 
-    /// Like [`Handlespace::resolve`], returning the entries without copying them.
-    pub fn resolve_entries(
+    /// Handle resolution without copying: `f` sees each selected entry in
+    /// order (a registrar encodes its response from them). Returns the
+    /// number of PEs, or `None` when the pool does not exist.
+    pub fn resolve_each(
         &mut self,
         handle: &PoolHandle,
         items: Option<u32>,
         rng: &mut impl Rng,
-    ) -> Option<Vec<&PoolElementEntry>> {
-        let slots = self.resolve_slots(handle, items, rng)?;
-        Some(slots.into_iter().map(|s| self.entries.get(s)).collect())
-    }
-
-    fn resolve_slots(
-        &mut self,
-        handle: &PoolHandle,
-        items: Option<u32>,
-        rng: &mut impl Rng,
-    ) -> Option<Vec<u32>> {
+        mut f: impl FnMut(&PoolElementEntry),
+    ) -> Option<usize> {
         let n = items
             .map_or(self.config.default_items, |n| n as usize)
             .min(MAX_ITEMS);
         let pid = self.pool_id(handle)?;
         let entries = &mut self.entries;
         match self.pools.get_mut(pid as usize) {
-            Some(Some(p)) => Some(p.select(n, entries, rng)),
-            _ => None,
+            Some(Some(p)) => p.select(n, entries, rng, &mut self.scratch),
+            _ => return None,
         }
+        for &s in &self.scratch {
+            f(self.entries.get(s));
+        }
+        Some(self.scratch.len())
     }
 
     /// Record an ASAP_ENDPOINT_UNREACHABLE report (RFC 5352 section 3.5)
@@ -441,11 +455,11 @@ impl Handlespace {
             DeadlineKind::KeepAlive => &mut e.keep_alive_due,
         };
         if let Some(old) = field.take() {
-            self.deadlines.remove(&(old, slot, kind));
+            self.deadlines.remove(&(old, deadline_key(slot, kind)));
         }
         *field = at;
         if let Some(t) = at {
-            self.deadlines.insert((t, slot, kind));
+            self.deadlines.insert((t, deadline_key(slot, kind)));
         }
         true
     }
@@ -459,11 +473,11 @@ impl Handlespace {
             .value()
     }
 
-    fn refs<'a>(
-        &'a self,
-        slots: Option<&'a HashSet<u32>>,
-    ) -> impl Iterator<Item = (&'a PoolHandle, &'a PoolElementEntry)> + 'a {
-        slots.into_iter().flatten().map(move |&s| {
+    fn refs(
+        &self,
+        slots: impl Iterator<Item = u32>,
+    ) -> impl Iterator<Item = (&PoolHandle, &PoolElementEntry)> {
+        slots.map(move |s| {
             let e = self.entries.get(s);
             (self.pool_ref(e.pool).handle(), e)
         })
@@ -474,7 +488,7 @@ impl Handlespace {
         &self,
         owner: u32,
     ) -> impl Iterator<Item = (&PoolHandle, &PoolElementEntry)> + '_ {
-        self.refs(self.by_owner.get(&owner))
+        self.refs(slots_of(&self.by_owner, &owner))
     }
 
     /// PEs registered over a connection.
@@ -482,7 +496,7 @@ impl Handlespace {
         &self,
         c: ConnId,
     ) -> impl Iterator<Item = (&PoolHandle, &PoolElementEntry)> + '_ {
-        self.refs(self.by_connection.get(&c))
+        self.refs(slots_of(&self.by_connection, &c))
     }
 
     /// PEs registered by an identity.
@@ -490,7 +504,7 @@ impl Handlespace {
         &'a self,
         i: &Identity,
     ) -> impl Iterator<Item = (&'a PoolHandle, &'a PoolElementEntry)> + 'a {
-        self.refs(self.by_identity.get(i))
+        self.refs(slots_of(&self.by_identity, i))
     }
 
     /// The earliest deadline, for the driver's timer.
@@ -503,8 +517,13 @@ impl Handlespace {
     pub fn pop_expired(&mut self, now: Instant) -> Vec<Expired> {
         let mut out = Vec::new();
         while self.deadlines.first().is_some_and(|d| d.0 <= now) {
-            let Some((_, slot, kind)) = self.deadlines.pop_first() else {
+            let Some((_, key)) = self.deadlines.pop_first() else {
                 break;
+            };
+            let (slot, kind) = if key & KEEP_ALIVE_BIT != 0 {
+                (key & !KEEP_ALIVE_BIT, DeadlineKind::KeepAlive)
+            } else {
+                (key, DeadlineKind::Lifetime)
             };
             let e = self.entries.get_mut(slot);
             match kind {

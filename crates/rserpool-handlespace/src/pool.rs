@@ -40,6 +40,11 @@ pub struct Pool {
     /// Random engine: weights by Fenwick slot, and Fenwick slot -> entry slot.
     weights: Fenwick,
     weight_slots: Vec<u32>,
+    /// Picks of the current draw and their weights (reused buffer).
+    taken: Vec<(u32, u64)>,
+    /// Whether the policy counts hand-outs (degradation), so that every
+    /// returned PE, not just the head, must be re-keyed.
+    degrades: bool,
     next_order: u64,
 }
 
@@ -56,6 +61,8 @@ impl Pool {
             ordered: BTreeSet::new(),
             weights: Fenwick::default(),
             weight_slots: Vec::new(),
+            taken: Vec::new(),
+            degrades: false,
             next_order: 0,
         }
     }
@@ -124,6 +131,7 @@ impl Pool {
             self.transport_type = e.user_transport.param_type();
             self.transport_use = e.user_transport.transport_use();
             self.engine = selection::engine(&e.policy);
+            self.degrades = selection::uses_degradation(&e.policy);
         }
         self.members.insert(e.identifier, slot);
         e.order = self.bump();
@@ -156,6 +164,7 @@ impl Pool {
             self.transport_type = e.user_transport.param_type();
             self.transport_use = e.user_transport.transport_use();
             self.engine = selection::engine(&e.policy);
+            self.degrades = selection::uses_degradation(&e.policy);
         }
         e.counter = 0;
         self.attach(slot, e);
@@ -202,43 +211,45 @@ impl Pool {
         n: usize,
         entries: &mut Entries,
         rng: &mut impl Rng,
-    ) -> Vec<u32> {
+        out: &mut Vec<u32>,
+    ) {
         let n = n.min(self.members.len());
-        let mut out = Vec::with_capacity(n);
+        out.clear();
         match self.engine {
             Engine::Ordered => {
                 out.extend(self.ordered.iter().take(n).map(|&(_, _, slot)| slot));
             }
             Engine::WeightedRandom => {
-                let mut taken = Vec::with_capacity(n);
+                // Draw without replacement: zero each pick's weight, then
+                // restore them all.
+                self.taken.clear();
                 while out.len() < n && self.weights.total() > 0 {
                     let t = rng.random_range(0..self.weights.total());
                     let ws = self.weights.find(t);
-                    taken.push((ws, self.weights.get(ws)));
-                    self.weights.set(ws, 0);
+                    self.taken.push((ws, self.weights.set(ws, 0)));
                     out.push(self.weight_slots[ws as usize]);
                 }
-                for (ws, w) in taken {
+                for &(ws, w) in &self.taken {
                     self.weights.set(ws, w);
                 }
             }
         }
-        for (i, &slot) in out.iter().enumerate() {
-            self.handed_out(slot, i == 0 && self.engine == Engine::Ordered, entries);
+        let rotates = self.engine == Engine::Ordered;
+        if self.degrades {
+            for (i, &slot) in out.iter().enumerate() {
+                self.handed_out(slot, i == 0 && rotates, entries);
+            }
+        } else if let (true, Some(&head)) = (rotates, out.first()) {
+            self.handed_out(head, true, entries);
         }
-        out
     }
 
     /// Account that a member was handed out: its degradation counter, and
     /// for the head of an ordered list the rotation (and the WRR pass).
     fn handed_out(&mut self, slot: u32, head: bool, entries: &mut Entries) {
         let e = entries.get_mut(slot);
-        let degrades = selection::uses_degradation(&e.policy);
-        if !head && !degrades {
-            return;
-        }
         self.detach(slot, e);
-        if degrades {
+        if self.degrades {
             e.counter = e.counter.saturating_add(1);
         }
         if head {
