@@ -132,59 +132,35 @@ fn registration_scenarios(out: &Out, sizes: &[(usize, usize)]) {
         let again = regs.clone();
         let n = regs.len();
 
-        let t = Instant::now();
-        for r in regs {
-            let _ = hs.register(r);
-        }
-        out.line(
-            "handlespace",
-            "RR",
-            pools,
-            per,
-            "registration",
-            rate(n, t.elapsed()),
-        );
-
-        let t = Instant::now();
-        for r in again {
-            let _ = hs.register(r);
-        }
-        out.line(
-            "handlespace",
-            "RR",
-            pools,
-            per,
-            "re-registration",
-            rate(n, t.elapsed()),
-        );
-
-        let t = Instant::now();
-        let mut found = 0usize;
-        for (h, id) in &keys {
-            found += usize::from(hs.find(h, *id).is_some());
-        }
-        assert_eq!(found, n);
-        out.line(
-            "handlespace",
-            "RR",
-            pools,
-            per,
-            "find",
-            rate(n, t.elapsed()),
-        );
-
-        let t = Instant::now();
-        for (h, id) in &keys {
-            let _ = hs.deregister(h, *id);
-        }
-        out.line(
-            "handlespace",
-            "RR",
-            pools,
-            per,
-            "deregistration",
-            rate(n, t.elapsed()),
-        );
+        let mut timed = |op: &str, work: &mut dyn FnMut(&mut Handlespace)| {
+            let t = Instant::now();
+            work(&mut hs);
+            out.line("handlespace", "RR", pools, per, op, rate(n, t.elapsed()));
+        };
+        let mut regs = Some(regs);
+        timed("registration", &mut |hs| {
+            for r in regs.take().into_iter().flatten() {
+                let _ = hs.register(r);
+            }
+        });
+        let mut again = Some(again);
+        timed("re-registration", &mut |hs| {
+            for r in again.take().into_iter().flatten() {
+                let _ = hs.register(r);
+            }
+        });
+        timed("find", &mut |hs| {
+            let found = keys
+                .iter()
+                .filter(|(h, id)| hs.find(h, *id).is_some())
+                .count();
+            assert_eq!(found, n);
+        });
+        timed("deregistration", &mut |hs| {
+            for (h, id) in &keys {
+                let _ = hs.deregister(h, *id);
+            }
+        });
         assert!(hs.is_empty());
     }
 }

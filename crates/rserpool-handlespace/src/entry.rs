@@ -103,10 +103,4 @@ impl Entries {
             _ => unreachable!("handlespace index points at an empty slot {slot}"),
         }
     }
-
-    /// Memory held by the slab itself.
-    pub fn heap_bytes(&self) -> usize {
-        self.slots.capacity() * std::mem::size_of::<Option<PoolElementEntry>>()
-            + self.free.capacity() * 4
-    }
 }

@@ -147,6 +147,15 @@ pub struct Handlespace {
     scratch: Vec<u32>,
 }
 
+/// A live pool in the pool slab (a free function, so that callers can
+/// borrow the entry slab at the same time).
+fn pool_at(pools: &mut [Option<Pool>], pid: u32) -> &mut Pool {
+    match pools.get_mut(pid as usize) {
+        Some(Some(p)) => p,
+        _ => unreachable!("handlespace index points at an empty pool {pid}"),
+    }
+}
+
 /// Top bit of a deadline's slot: keep-alive (set) or lifetime.
 const KEEP_ALIVE_BIT: u32 = 1 << 31;
 
@@ -247,10 +256,7 @@ impl Handlespace {
             let handle = r.pool_handle;
             self.unindex(&handle, slot);
             let entries = &mut self.entries;
-            let pool = match self.pools.get_mut(pid as usize) {
-                Some(Some(p)) => p,
-                _ => unreachable!("pool {pid} vanished"),
-            };
+            let pool = pool_at(&mut self.pools, pid);
             pool.detach_for_update(slot, entries);
             let e = entries.get_mut(slot);
             e.home = r.home;
@@ -288,10 +294,7 @@ impl Handlespace {
             order: 0,
         });
         let entries = &mut self.entries;
-        match self.pools.get_mut(pid as usize) {
-            Some(Some(p)) => p.insert(slot, entries),
-            _ => unreachable!("pool {pid} vanished"),
-        }
+        pool_at(&mut self.pools, pid).insert(slot, entries);
         self.pe_count += 1;
         self.index(&r.pool_handle, slot);
         Ok(Registered::New)
@@ -318,10 +321,7 @@ impl Handlespace {
     pub fn deregister(&mut self, handle: &PoolHandle, id: u32) -> Option<PoolElementEntry> {
         let pid = self.pool_id(handle)?;
         let entries = &self.entries;
-        let pool = match self.pools.get_mut(pid as usize) {
-            Some(Some(p)) => p,
-            _ => return None,
-        };
+        let pool = pool_at(&mut self.pools, pid);
         let slot = pool.remove(id, entries)?;
         if pool.is_empty() {
             self.pools[pid as usize] = None;
@@ -408,10 +408,7 @@ impl Handlespace {
             .min(MAX_ITEMS);
         let pid = self.pool_id(handle)?;
         let entries = &mut self.entries;
-        match self.pools.get_mut(pid as usize) {
-            Some(Some(p)) => p.select(n, entries, rng, &mut self.scratch),
-            _ => return None,
-        }
+        pool_at(&mut self.pools, pid).select(n, entries, rng, &mut self.scratch);
         for &s in &self.scratch {
             f(self.entries.get(s));
         }
@@ -591,11 +588,6 @@ impl Handlespace {
             }
         }
         TablePage { pools, next: None }
-    }
-
-    /// Bytes of heap held by the entry slab (for memory accounting).
-    pub fn entry_slab_bytes(&self) -> usize {
-        self.entries.heap_bytes()
     }
 }
 

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use criterion::{criterion_group, criterion_main, Criterion};
 use rserpool_wire::{
     AsapMessage, EnrpMessage, Policy, PoolElement, PoolHandle, Transport, TransportUse,
-    UpdateAction,
+    UpdateAction, WireMessage,
 };
 
 fn pe(id: u32) -> PoolElement {
@@ -32,90 +32,66 @@ fn pe(id: u32) -> PoolElement {
     }
 }
 
-/// One message of either protocol.
-enum Msg {
-    Asap(AsapMessage),
-    Enrp(EnrpMessage),
-}
-
-impl Msg {
-    fn encode(&self, out: &mut Vec<u8>) {
-        match self {
-            Msg::Asap(m) => m.encode(out),
-            Msg::Enrp(m) => m.encode(out),
-        }
-        .expect("encodable");
-    }
-
-    fn decode_ok(&self, bytes: &[u8]) -> bool {
-        match self {
-            Msg::Asap(_) => AsapMessage::decode(bytes).is_ok(),
-            Msg::Enrp(_) => EnrpMessage::decode(bytes).is_ok(),
-        }
-    }
-}
-
-fn messages() -> Vec<(&'static str, Msg)> {
-    let handle = PoolHandle::from_static("EchoPool");
-    vec![
-        (
-            "registration",
-            Msg::Asap(AsapMessage::Registration {
-                pool_handle: handle.clone(),
-                pool_element: pe(1),
-            }),
-        ),
-        (
-            "handle_resolution",
-            Msg::Asap(AsapMessage::HandleResolution {
-                subscribe: false,
-                pool_handle: handle.clone(),
-                items: Some(3),
-            }),
-        ),
-        (
-            "handle_resolution_response_3pe",
-            Msg::Asap(AsapMessage::HandleResolutionResponse {
-                accept_updates: false,
-                pool_handle: handle.clone(),
-                policy: Some(Policy::LeastUsed { load: 0 }),
-                pool_elements: vec![pe(1), pe(2), pe(3)],
-                error: None,
-            }),
-        ),
-        (
-            "handle_update",
-            Msg::Enrp(EnrpMessage::HandleUpdate {
-                takeover_suggested: false,
-                sender: 1,
-                receiver: 2,
-                action: UpdateAction::AddPe,
-                pool_handle: handle,
-                pool_element: pe(1),
-            }),
-        ),
-    ]
+fn bench_message<M: WireMessage>(c: &mut Criterion, name: &str, msg: M) {
+    let bytes = msg.to_bytes().expect("encodable");
+    let mut g = c.benchmark_group(name);
+    // Into a reused buffer, as a connection's writer does.
+    let mut out = Vec::with_capacity(1024);
+    g.bench_function("encode", |b| {
+        b.iter(|| {
+            out.clear();
+            black_box(&msg).encode(&mut out).expect("encodable");
+            black_box(out.len())
+        })
+    });
+    g.bench_function("decode", |b| {
+        b.iter(|| black_box(M::decode(black_box(&bytes)).is_ok()))
+    });
+    g.finish();
 }
 
 fn bench(c: &mut Criterion) {
-    for (name, msg) in messages() {
-        let mut bytes = Vec::new();
-        msg.encode(&mut bytes);
-        let mut g = c.benchmark_group(name);
-        // Into a reused buffer, as a connection's writer does.
-        let mut out = Vec::with_capacity(1024);
-        g.bench_function("encode", |b| {
-            b.iter(|| {
-                out.clear();
-                black_box(&msg).encode(&mut out);
-                black_box(out.len())
-            })
-        });
-        g.bench_function("decode", |b| {
-            b.iter(|| black_box(msg.decode_ok(black_box(&bytes))))
-        });
-        g.finish();
-    }
+    let handle = PoolHandle::from_static("EchoPool");
+    bench_message(
+        c,
+        "registration",
+        AsapMessage::Registration {
+            pool_handle: handle.clone(),
+            pool_element: pe(1),
+        },
+    );
+    bench_message(
+        c,
+        "handle_resolution",
+        AsapMessage::HandleResolution {
+            subscribe: false,
+            pool_handle: handle.clone(),
+            items: Some(3),
+        },
+    );
+    bench_message(
+        c,
+        "handle_resolution_response_3pe",
+        AsapMessage::HandleResolutionResponse {
+            accept_updates: false,
+            pool_handle: handle.clone(),
+            policy: Some(Policy::LeastUsed { load: 0 }),
+            pool_elements: vec![pe(1), pe(2), pe(3)],
+            error: None,
+        },
+    );
+    bench_message(
+        c,
+        "handle_update",
+        EnrpMessage::HandleUpdate {
+            takeover_suggested: false,
+            sender: 1,
+            receiver: 2,
+            action: UpdateAction::AddPe,
+            pool_handle: handle,
+            pool_element: pe(1),
+        },
+    );
 }
 
 criterion_group!(benches, bench);

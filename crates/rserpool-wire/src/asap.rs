@@ -354,13 +354,6 @@ impl AsapMessage {
         })
     }
 
-    /// The canonical encoding as a new buffer.
-    pub fn to_bytes(&self) -> Result<Vec<u8>, EncodeError> {
-        let mut v = Vec::new();
-        self.encode(&mut v)?;
-        Ok(v)
-    }
-
     /// Decode one complete message (optionally followed by its padding).
     pub fn decode(bytes: &[u8]) -> Result<Decoded<AsapMessage>, DecodeError> {
         let header = Header::parse(bytes)?;
@@ -549,4 +542,18 @@ pub(crate) fn pool_elements(
         v.push(PoolElement::decode(&mut b.ctx, &t)?);
     }
     Ok(v)
+}
+
+impl crate::WireMessage for AsapMessage {
+    fn decode(bytes: &[u8]) -> Result<Decoded<Self>, DecodeError> {
+        AsapMessage::decode(bytes)
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        AsapMessage::encode(self, out)
+    }
+
+    fn name(&self) -> &'static str {
+        AsapMessage::name(self)
+    }
 }

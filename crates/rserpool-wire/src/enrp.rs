@@ -343,13 +343,6 @@ impl EnrpMessage {
         })
     }
 
-    /// The canonical encoding as a new buffer.
-    pub fn to_bytes(&self) -> Result<Vec<u8>, EncodeError> {
-        let mut v = Vec::new();
-        self.encode(&mut v)?;
-        Ok(v)
-    }
-
     /// Decode one complete message (optionally followed by its padding).
     pub fn decode(bytes: &[u8]) -> Result<Decoded<EnrpMessage>, DecodeError> {
         let header = Header::parse(bytes)?;
@@ -494,5 +487,19 @@ impl EnrpMessage {
             }
         };
         Ok(b.done(m))
+    }
+}
+
+impl crate::WireMessage for EnrpMessage {
+    fn decode(bytes: &[u8]) -> Result<Decoded<Self>, DecodeError> {
+        EnrpMessage::decode(bytes)
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        EnrpMessage::encode(self, out)
+    }
+
+    fn name(&self) -> &'static str {
+        EnrpMessage::name(self)
     }
 }

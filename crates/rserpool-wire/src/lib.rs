@@ -15,7 +15,7 @@
 //! * [`framing`] cuts TCP streams into messages (DESIGN section 3).
 //!
 //! ```
-//! use rserpool_wire::{AsapMessage, PoolHandle};
+//! use rserpool_wire::{AsapMessage, PoolHandle, WireMessage};
 //!
 //! let msg = AsapMessage::HandleResolution {
 //!     subscribe: false,
@@ -43,7 +43,7 @@ mod tlv;
 pub use asap::AsapMessage;
 pub use enrp::{EnrpMessage, PoolEntry, UpdateAction};
 pub use error::{DecodeError, DecodeErrorKind, EncodeError};
-pub use message::{Decoded, Header};
+pub use message::{Decoded, Header, WireMessage};
 pub use params::{
     Cause, CauseCode, OperationError, PoolElement, PoolHandle, ServerInformation, Transport,
     TransportUse,

@@ -16,6 +16,27 @@ pub struct Decoded<M> {
     pub unrecognized: Vec<UnrecognizedParameter>,
 }
 
+/// What ASAP and ENRP messages have in common, for code that handles
+/// either (the `rsp decode` tool, fuzz targets, benchmarks).
+pub trait WireMessage: Sized + Clone + PartialEq + std::fmt::Debug + Serialize {
+    /// Decode one complete message (optionally followed by its padding).
+    fn decode(bytes: &[u8]) -> Result<Decoded<Self>, DecodeError>;
+
+    /// Append the canonical encoding (padded to a multiple of 4) to `out`;
+    /// on error `out` is left as it was.
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError>;
+
+    /// The RFC name of the message type.
+    fn name(&self) -> &'static str;
+
+    /// The canonical encoding as a new buffer.
+    fn to_bytes(&self) -> Result<Vec<u8>, EncodeError> {
+        let mut v = Vec::new();
+        self.encode(&mut v)?;
+        Ok(v)
+    }
+}
+
 /// The common header of a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {

@@ -5,6 +5,7 @@
 
 use std::net::IpAddr;
 
+use rserpool_wire::WireMessage;
 use rserpool_wire::{
     AsapMessage, Cause, CauseCode, DecodeError, DecodeErrorKind, EnrpMessage, OperationError,
     Policy, PoolElement, PoolHandle, ServerInformation, Transport, TransportUse, UpdateAction,

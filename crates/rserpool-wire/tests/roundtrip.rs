@@ -7,6 +7,7 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use rserpool_wire::framing::{ChannelCodec, SessionCodec};
 use rserpool_wire::policy::policy_type;
+use rserpool_wire::WireMessage;
 use rserpool_wire::{
     AsapMessage, Cause, CauseCode, EnrpMessage, OperationError, Policy, PoolElement, PoolEntry,
     PoolHandle, ServerInformation, Transport, TransportUse, UpdateAction,

@@ -27,6 +27,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use rserpool_wire::WireMessage;
 use rserpool_wire::{
     AsapMessage, Cause, CauseCode, EnrpMessage, OperationError, Policy, PoolElement, PoolEntry,
     PoolHandle, ServerInformation, Transport, TransportUse, UpdateAction,

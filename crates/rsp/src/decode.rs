@@ -6,8 +6,7 @@ use std::io::Read;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::ValueEnum;
-use rserpool_wire::{hex_bytes, AsapMessage, DecodeError, Decoded, EnrpMessage, Header};
-use serde::Serialize;
+use rserpool_wire::{hex_bytes, AsapMessage, DecodeError, EnrpMessage, Header, WireMessage};
 use serde_json::{Map, Value};
 
 /// Which protocol the message belongs to.
@@ -52,49 +51,40 @@ pub fn run(args: &Args) -> Result<()> {
 /// Decode `bytes` and build the JSON document: protocol, type name, flags,
 /// length, the message's fields, and the parameters to report.
 pub fn decode_to_json(proto: Proto, bytes: &[u8]) -> Result<Value> {
-    let (name, message) = match proto {
-        Proto::Asap => {
-            let d = AsapMessage::decode(bytes).map_err(|e| explain("ASAP", e))?;
-            (d.message.name(), to_json(d)?)
-        }
-        Proto::Enrp => {
-            let d = EnrpMessage::decode(bytes).map_err(|e| explain("ENRP", e))?;
-            (d.message.name(), to_json(d)?)
-        }
-    };
-    let header = Header::parse(bytes).map_err(|e| explain("RSerPool", e))?;
+    match proto {
+        Proto::Asap => message_json::<AsapMessage>("asap", bytes),
+        Proto::Enrp => message_json::<EnrpMessage>("enrp", bytes),
+    }
+}
+
+fn message_json<M: WireMessage>(proto: &str, bytes: &[u8]) -> Result<Value> {
+    let decoded = M::decode(bytes).map_err(|e| explain(proto, e))?;
+    // The message decoded, so its header is sound.
+    let header = Header::parse(bytes).map_err(|e| explain(proto, e))?;
     let mut out = Map::new();
-    out.insert(
-        "protocol".into(),
-        Value::from(format!("{proto:?}").to_lowercase()),
-    );
-    out.insert("type".into(), Value::from(name));
+    out.insert("protocol".into(), Value::from(proto));
+    out.insert("type".into(), Value::from(decoded.message.name()));
     out.insert("type_code".into(), Value::from(header.msg_type));
     out.insert(
         "flags".into(),
         Value::from(format!("{:#04x}", header.flags)),
     );
     out.insert("length".into(), Value::from(header.length));
-    let Value::Object(mut m) = message else {
+    let Value::Object(fields) =
+        serde_json::to_value(&decoded.message).context("serializing the decoded message")?
+    else {
         bail!("internal error: message did not serialize to an object");
     };
-    let unrecognized = m.remove("unrecognized").unwrap_or(Value::Array(vec![]));
-    if let Some(Value::Object(fields)) = m.remove("message") {
-        for (k, v) in fields {
-            if k != "type" {
-                out.insert(k, v);
-            }
-        }
-    }
-    out.insert("unrecognized_parameters".into(), unrecognized);
+    out.extend(fields.into_iter().filter(|(k, _)| k != "type"));
+    out.insert(
+        "unrecognized_parameters".into(),
+        serde_json::to_value(&decoded.unrecognized)?,
+    );
     Ok(Value::Object(out))
 }
 
-fn to_json<M: Serialize>(d: Decoded<M>) -> Result<Value> {
-    serde_json::to_value(d).context("serializing the decoded message")
-}
-
 fn explain(proto: &str, e: DecodeError) -> anyhow::Error {
+    let proto = proto.to_uppercase();
     match e.cause() {
         Some(c) => anyhow!("cannot decode {proto} message: {e}; a receiver answers with cause {c}"),
         None => anyhow!("cannot decode {proto} message: {e}; a receiver discards it silently"),

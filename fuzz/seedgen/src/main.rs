@@ -66,7 +66,7 @@ fn err() -> OperationError {
 
 fn main() {
     let out = std::env::args().nth(1).unwrap();
-    let h = PoolHandle::from("echo");
+    let h = PoolHandle::from_static("echo");
     let pes = pes();
     let mut asap = vec![
         AsapMessage::HandleResolution { subscribe: false, pool_handle: h.clone(), items: None },
@@ -99,7 +99,7 @@ fn main() {
         EnrpMessage::HandleTableRequest { own_children_only: true, sender: 1, receiver: 2 },
         EnrpMessage::HandleTableResponse { more_to_send: true, reject: false, sender: 1, receiver: 2, pools: vec![
             PoolEntry { pool_handle: h.clone(), pool_elements: pes[..2].to_vec() },
-            PoolEntry { pool_handle: PoolHandle::from("other"), pool_elements: pes[2..5].to_vec() }] },
+            PoolEntry { pool_handle: PoolHandle::from_static("other"), pool_elements: pes[2..5].to_vec() }] },
         EnrpMessage::HandleTableResponse { more_to_send: false, reject: true, sender: 1, receiver: 2, pools: vec![] },
         EnrpMessage::ListRequest { sender: 1, receiver: 2 },
         EnrpMessage::ListResponse { reject: false, sender: 1, receiver: 2, servers: vec![si(3), si(4)] },
