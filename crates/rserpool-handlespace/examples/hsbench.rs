@@ -1,11 +1,12 @@
 //! Handlespace benchmark: operations per second for the scenarios RSPLIB's
 //! handlespace was measured on, one thread, and memory per PE.
 //!
-//! `cargo run --release -p rserpool-handlespace --example hsbench -- [--json] [--quick]`
+//! `cargo run --release -p rserpool-handlespace --example hsbench -- [--json] [--quick] [--only GROUP]`
 //!
 //! `--json` prints one object per line with `scenario`, `policy`, `pools`,
 //! `pes_per_pool`, `operation`, `ops_per_sec` (and `bytes_per_pe` for the
 //! memory line). `--quick` runs smaller sizes (a smoke test, not figures).
+//! `--only handlespace|resolution|memory` runs one group (for profiling).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::IpAddr;
@@ -45,6 +46,15 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// Print a line; a closed stdout (`hsbench | head`) ends the run quietly.
+fn emit(line: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{line}").is_err() {
+        std::process::exit(0);
+    }
+}
+
 struct Out {
     json: bool,
 }
@@ -52,14 +62,14 @@ struct Out {
 impl Out {
     fn line(&self, scenario: &str, policy: &str, pools: usize, per: usize, op: &str, ops: f64) {
         if self.json {
-            println!(
+            emit(format_args!(
                 "{{\"scenario\":\"{scenario}\",\"policy\":\"{policy}\",\"pools\":{pools},\"pes_per_pool\":{per},\"operation\":\"{op}\",\"ops_per_sec\":{ops:.0}}}"
-            );
+            ));
         } else {
-            println!(
+            emit(format_args!(
                 "{scenario:<18} {policy:<6} {pools:>6} x {per:<7} {op:<20} {:>12}",
                 human(ops)
-            );
+            ));
         }
     }
 }
@@ -231,31 +241,43 @@ fn memory_scenario(out: &Out, total: usize) {
     let without = ALLOCATED.load(Ordering::Relaxed);
     let bytes = with.saturating_sub(without) as f64 / total as f64;
     if out.json {
-        println!(
+        emit(format_args!(
             "{{\"scenario\":\"memory\",\"policy\":\"RR\",\"pools\":1,\"pes_per_pool\":{total},\"operation\":\"memory\",\"ops_per_sec\":null,\"bytes_per_pe\":{bytes:.0}}}"
-        );
+        ));
     } else {
-        println!(
+        emit(format_args!(
             "memory             RR          1 x {total:<7} bytes per PE         {bytes:>12.0}"
-        );
+        ));
     }
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let out = Out {
-        json: args.iter().any(|a| a == "--json"),
-    };
-    let quick = args.iter().any(|a| a == "--quick");
-    if let Some(bad) = args.iter().find(|a| *a != "--json" && *a != "--quick") {
-        eprintln!("hsbench: unknown argument {bad:?} (use --json, --quick)");
-        std::process::exit(2);
+    let mut json = false;
+    let mut quick = false;
+    let mut only: Option<String> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--json" => json = true,
+            "--quick" => quick = true,
+            "--only" => match args.next() {
+                Some(g) if ["handlespace", "resolution", "memory"].contains(&g.as_str()) => {
+                    only = Some(g)
+                }
+                other => usage(&format!(
+                    "--only takes handlespace, resolution or memory, not {other:?}"
+                )),
+            },
+            other => usage(&format!("unknown argument {other:?}")),
+        }
     }
+    let runs = |group: &str| only.as_deref().map_or(true, |g| g == group);
+    let out = Out { json };
     if !out.json {
-        println!(
+        emit(format_args!(
             "{:<18} {:<6} {:>6}   {:<7} {:<20} {:>12}",
             "scenario", "policy", "pools", "PEs", "operation", "rate"
-        );
+        ));
     }
     let (reg_sizes, res_sizes, resolutions, mem) = if quick {
         (
@@ -272,7 +294,18 @@ fn main() {
             1_000_000,
         )
     };
-    registration_scenarios(&out, &reg_sizes);
-    resolution_scenarios(&out, &res_sizes, resolutions);
-    memory_scenario(&out, mem);
+    if runs("handlespace") {
+        registration_scenarios(&out, &reg_sizes);
+    }
+    if runs("resolution") {
+        resolution_scenarios(&out, &res_sizes, resolutions);
+    }
+    if runs("memory") {
+        memory_scenario(&out, mem);
+    }
+}
+
+fn usage(problem: &str) -> ! {
+    eprintln!("hsbench: {problem}\nusage: hsbench [--json] [--quick] [--only handlespace|resolution|memory]");
+    std::process::exit(2);
 }

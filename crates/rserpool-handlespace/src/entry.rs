@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use rserpool_wire::{Policy, PoolElement, Transport};
 
+use crate::index::Links;
 use crate::{ConnId, Identity};
 
 /// A PE as the handlespace keeps it.
@@ -33,8 +34,11 @@ pub struct PoolElementEntry {
     pub connection: Option<ConnId>,
     /// Identity that registered it.
     pub identity: Option<Identity>,
-    /// Unreachable reports received: reporter and time.
-    pub unreachable_reports: Vec<(u64, Instant)>,
+    /// Unreachable reports received: reporter and time (boxed: few PEs
+    /// have any, and the entry stays small).
+    pub unreachable_reports: Option<Box<Vec<(u64, Instant)>>>,
+    /// Its places in the owner, connection and identity indices.
+    pub(crate) links: Links,
     /// The pool it belongs to.
     pub(crate) pool: u32,
     /// Degradation counter (RFC 5356 5.2.2).
@@ -61,44 +65,64 @@ impl PoolElementEntry {
     }
 }
 
-/// The slab of entries, addressed by 32-bit slots that are reused.
+/// Entries per chunk of the slab.
+const CHUNK: usize = 1024;
+
+/// The slab of entries, addressed by 32-bit slots that are reused. It
+/// grows by fixed chunks, so that growing never moves the entries already
+/// there (a doubling vector would copy them all, a pause of milliseconds
+/// at a million PEs).
 #[derive(Debug, Default)]
 pub(crate) struct Entries {
-    slots: Vec<Option<PoolElementEntry>>,
+    chunks: Vec<Vec<Option<PoolElementEntry>>>,
     free: Vec<u32>,
 }
 
 impl Entries {
+    fn place(&self, slot: u32) -> (usize, usize) {
+        (slot as usize / CHUNK, slot as usize % CHUNK)
+    }
+
     pub fn insert(&mut self, e: PoolElementEntry) -> u32 {
-        match self.free.pop() {
-            Some(s) => {
-                self.slots[s as usize] = Some(e);
-                s
-            }
-            None => {
-                self.slots.push(Some(e));
-                (self.slots.len() - 1) as u32
-            }
+        if let Some(s) = self.free.pop() {
+            let (c, i) = self.place(s);
+            self.chunks[c][i] = Some(e);
+            return s;
         }
+        if self.chunks.last().map_or(true, |c| c.len() == CHUNK) {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        let c = self.chunks.len() - 1;
+        let chunk = &mut self.chunks[c];
+        chunk.push(Some(e));
+        (c * CHUNK + chunk.len() - 1) as u32
     }
 
     pub fn remove(&mut self, slot: u32) -> Option<PoolElementEntry> {
-        let e = self.slots.get_mut(slot as usize)?.take()?;
+        let (c, i) = self.place(slot);
+        let e = self.chunks.get_mut(c)?.get_mut(i)?.take()?;
         self.free.push(slot);
         Some(e)
+    }
+
+    /// The entry in a slot, if occupied.
+    pub fn try_get(&self, slot: u32) -> Option<&PoolElementEntry> {
+        let (c, i) = self.place(slot);
+        self.chunks.get(c)?.get(i)?.as_ref()
     }
 
     /// The entry in a slot that the caller knows to be occupied (slots come
     /// only from the handlespace's own indices).
     pub fn get(&self, slot: u32) -> &PoolElementEntry {
-        match self.slots.get(slot as usize) {
-            Some(Some(e)) => e,
-            _ => unreachable!("handlespace index points at an empty slot {slot}"),
+        match self.try_get(slot) {
+            Some(e) => e,
+            None => unreachable!("handlespace index points at an empty slot {slot}"),
         }
     }
 
     pub fn get_mut(&mut self, slot: u32) -> &mut PoolElementEntry {
-        match self.slots.get_mut(slot as usize) {
+        let (c, i) = self.place(slot);
+        match self.chunks.get_mut(c).and_then(|c| c.get_mut(i)) {
             Some(Some(e)) => e,
             _ => unreachable!("handlespace index points at an empty slot {slot}"),
         }

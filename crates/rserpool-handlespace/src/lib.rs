@@ -7,18 +7,20 @@
 //! Costs: a pool is found in O(log P) (ordered map, for handle table
 //! paging), a PE in O(log n) of its pool; registration, deregistration,
 //! deadlines and each PE a handle resolution returns cost O(log n).
-//! Owner, connection and identity indices are hash sets of 32-bit slots.
+//! Owner, connection and identity indices are intrusive lists: O(1).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod checksum;
+mod deadlines;
 mod entry;
 mod fenwick;
+mod index;
 mod pool;
 pub mod selection;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,7 +32,9 @@ pub use checksum::PeChecksum;
 pub use entry::PoolElementEntry;
 pub use pool::{Inconsistency, Pool};
 
+use deadlines::Deadlines;
 use entry::Entries;
+use index::{ListIndex, Which};
 
 /// A connection of the registrar's driver.
 pub type ConnId = u64;
@@ -124,7 +128,7 @@ pub struct TablePage {
 }
 
 /// The handlespace.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Handlespace {
     config: Config,
     /// Pool lookup (a fast hash: handle resolutions look pools up first).
@@ -134,14 +138,13 @@ pub struct Handlespace {
     pools: Vec<Option<Pool>>,
     free_pools: Vec<u32>,
     entries: Entries,
-    checksums: HashMap<u32, PeChecksum>,
-    // Secondary indices as ordered sets of (key, slot): a few bytes per PE
-    // whether a key has one PE (a connection) or a million (an owner).
-    by_owner: BTreeSet<(u32, u32)>,
-    by_connection: BTreeSet<(ConnId, u32)>,
-    by_identity: BTreeSet<(Identity, u32)>,
-    /// (time, slot with the deadline kind in the top bit).
-    deadlines: BTreeSet<(Instant, u32)>,
+    checksums: FxHashMap<u32, PeChecksum>,
+    by_owner: ListIndex<u32>,
+    by_connection: ListIndex<ConnId>,
+    by_identity: ListIndex<Identity>,
+    /// Lifetimes and keep-alives; tags are slots with the deadline kind
+    /// in the top bit.
+    deadlines: Deadlines,
     pe_count: usize,
     /// Reused for the slots a resolution selects (no allocation per request).
     scratch: Vec<u32>,
@@ -159,20 +162,36 @@ fn pool_at(pools: &mut [Option<Pool>], pid: u32) -> &mut Pool {
 /// Top bit of a deadline's slot: keep-alive (set) or lifetime.
 const KEEP_ALIVE_BIT: u32 = 1 << 31;
 
-fn deadline_key(slot: u32, kind: DeadlineKind) -> u32 {
+fn deadline_tag(slot: u32, kind: DeadlineKind) -> u32 {
     match kind {
         DeadlineKind::Lifetime => slot,
         DeadlineKind::KeepAlive => slot | KEEP_ALIVE_BIT,
     }
 }
 
-/// The slots indexed under `k` in an ordered (key, slot) set.
-fn slots_of<'a, K: Ord + Clone + 'a>(
-    set: &'a BTreeSet<(K, u32)>,
-    k: &K,
-) -> impl Iterator<Item = u32> + 'a {
-    set.range((k.clone(), 0)..=(k.clone(), u32::MAX))
-        .map(|(_, s)| *s)
+fn split_tag(tag: u32) -> (u32, DeadlineKind) {
+    if tag & KEEP_ALIVE_BIT != 0 {
+        (tag & !KEEP_ALIVE_BIT, DeadlineKind::KeepAlive)
+    } else {
+        (tag, DeadlineKind::Lifetime)
+    }
+}
+
+/// The deadline an entry holds for a tag, if any: what makes a queued
+/// deadline item valid.
+fn held_deadline(entries: &Entries, tag: u32) -> Option<Instant> {
+    let (slot, kind) = split_tag(tag);
+    let e = entries.try_get(slot)?;
+    match kind {
+        DeadlineKind::Lifetime => e.expires,
+        DeadlineKind::KeepAlive => e.keep_alive_due,
+    }
+}
+
+impl Default for Handlespace {
+    fn default() -> Self {
+        Handlespace::new(Config::default())
+    }
 }
 
 impl Handlespace {
@@ -180,7 +199,18 @@ impl Handlespace {
     pub fn new(config: Config) -> Self {
         Handlespace {
             config,
-            ..Default::default()
+            pool_lookup: FxHashMap::default(),
+            pool_ids: BTreeMap::new(),
+            pools: Vec::new(),
+            free_pools: Vec::new(),
+            entries: Entries::default(),
+            checksums: FxHashMap::default(),
+            by_owner: ListIndex::new(Which::Owner),
+            by_connection: ListIndex::new(Which::Connection),
+            by_identity: ListIndex::new(Which::Identity),
+            deadlines: Deadlines::default(),
+            pe_count: 0,
+            scratch: Vec::new(),
         }
     }
 
@@ -265,13 +295,14 @@ impl Handlespace {
             e.user_transport = r.element.user_transport;
             e.asap_transport = r.element.asap_transport;
             e.policy = r.element.policy;
-            e.expires = r.expires;
-            e.keep_alive_due = r.keep_alive_due;
             e.connection = r.connection;
             e.identity = r.identity;
-            e.unreachable_reports.clear();
+            e.unreachable_reports = None;
             pool.reattach(slot, entries);
             self.index(&handle, slot);
+            self.move_deadline(slot, DeadlineKind::Lifetime, r.expires);
+            self.move_deadline(slot, DeadlineKind::KeepAlive, r.keep_alive_due);
+            self.settle_deadlines();
             return Ok(Registered::Updated);
         }
         let slot = self.entries.insert(PoolElementEntry {
@@ -282,11 +313,12 @@ impl Handlespace {
             user_transport: r.element.user_transport,
             asap_transport: r.element.asap_transport,
             policy: r.element.policy,
-            expires: r.expires,
-            keep_alive_due: r.keep_alive_due,
+            expires: None,
+            keep_alive_due: None,
             connection: r.connection,
             identity: r.identity,
-            unreachable_reports: Vec::new(),
+            unreachable_reports: None,
+            links: Default::default(),
             pool: pid,
             counter: 0,
             weight_slot: 0,
@@ -297,6 +329,8 @@ impl Handlespace {
         pool_at(&mut self.pools, pid).insert(slot, entries);
         self.pe_count += 1;
         self.index(&r.pool_handle, slot);
+        self.move_deadline(slot, DeadlineKind::Lifetime, r.expires);
+        self.move_deadline(slot, DeadlineKind::KeepAlive, r.keep_alive_due);
         Ok(Registered::New)
     }
 
@@ -320,7 +354,7 @@ impl Handlespace {
     /// Remove a PE. Returns it if it was there; an emptied pool goes too.
     pub fn deregister(&mut self, handle: &PoolHandle, id: u32) -> Option<PoolElementEntry> {
         let pid = self.pool_id(handle)?;
-        let entries = &self.entries;
+        let entries = &mut self.entries;
         let pool = pool_at(&mut self.pools, pid);
         let slot = pool.remove(id, entries)?;
         if pool.is_empty() {
@@ -330,52 +364,69 @@ impl Handlespace {
             self.pool_lookup.remove(handle);
         }
         self.unindex(handle, slot);
+        self.move_deadline(slot, DeadlineKind::Lifetime, None);
+        self.move_deadline(slot, DeadlineKind::KeepAlive, None);
         self.pe_count -= 1;
-        self.entries.remove(slot)
+        let e = self.entries.remove(slot);
+        self.settle_deadlines();
+        e
+    }
+
+    /// Give a PE a new deadline of one kind (or none), queueing it; the
+    /// old one's queue item becomes stale. Call `settle_deadlines` after.
+    fn move_deadline(&mut self, slot: u32, kind: DeadlineKind, at: Option<Instant>) {
+        let e = self.entries.get_mut(slot);
+        let field = match kind {
+            DeadlineKind::Lifetime => &mut e.expires,
+            DeadlineKind::KeepAlive => &mut e.keep_alive_due,
+        };
+        if *field == at {
+            return;
+        }
+        if field.is_some() {
+            self.deadlines.cancel();
+        }
+        *field = at;
+        if let Some(t) = at {
+            self.deadlines.push(t, deadline_tag(slot, kind));
+        }
+    }
+
+    /// Drop stale deadline items from the top of the queue.
+    fn settle_deadlines(&mut self) {
+        let entries = &self.entries;
+        self.deadlines.settle(|tag| held_deadline(entries, tag));
     }
 
     fn index(&mut self, handle: &PoolHandle, slot: u32) {
         let e = self.entries.get(slot);
-        self.checksums
-            .entry(e.home)
-            .or_default()
-            .add(handle, e.identifier);
-        self.by_owner.insert((e.home, slot));
-        if let Some(c) = e.connection {
-            self.by_connection.insert((c, slot));
+        let (home, id) = (e.home, e.identifier);
+        let (connection, identity) = (e.connection, e.identity.clone());
+        self.checksums.entry(home).or_default().add(handle, id);
+        let entries = &mut self.entries;
+        self.by_owner.insert(home, slot, entries);
+        if let Some(c) = connection {
+            self.by_connection.insert(c, slot, entries);
         }
-        if let Some(i) = &e.identity {
-            self.by_identity.insert((i.clone(), slot));
-        }
-        if let Some(t) = e.expires {
-            self.deadlines
-                .insert((t, deadline_key(slot, DeadlineKind::Lifetime)));
-        }
-        if let Some(t) = e.keep_alive_due {
-            self.deadlines
-                .insert((t, deadline_key(slot, DeadlineKind::KeepAlive)));
+        if let Some(i) = identity {
+            self.by_identity.insert(i, slot, entries);
         }
     }
 
     fn unindex(&mut self, handle: &PoolHandle, slot: u32) {
         let e = self.entries.get(slot);
-        if let Some(c) = self.checksums.get_mut(&e.home) {
-            c.remove(handle, e.identifier);
+        let (home, id) = (e.home, e.identifier);
+        let (connection, identity) = (e.connection, e.identity.clone());
+        if let Some(c) = self.checksums.get_mut(&home) {
+            c.remove(handle, id);
         }
-        self.by_owner.remove(&(e.home, slot));
-        if let Some(c) = e.connection {
-            self.by_connection.remove(&(c, slot));
+        let entries = &mut self.entries;
+        self.by_owner.remove(&home, slot, entries);
+        if let Some(c) = connection {
+            self.by_connection.remove(&c, slot, entries);
         }
-        if let Some(i) = &e.identity {
-            self.by_identity.remove(&(i.clone(), slot));
-        }
-        if let Some(t) = e.expires {
-            self.deadlines
-                .remove(&(t, deadline_key(slot, DeadlineKind::Lifetime)));
-        }
-        if let Some(t) = e.keep_alive_due {
-            self.deadlines
-                .remove(&(t, deadline_key(slot, DeadlineKind::KeepAlive)));
+        if let Some(i) = identity {
+            self.by_identity.remove(&i, slot, entries);
         }
     }
 
@@ -428,7 +479,11 @@ impl Handlespace {
         window: Duration,
     ) -> Option<usize> {
         let slot = self.slot(handle, id)?;
-        let reports = &mut self.entries.get_mut(slot).unreachable_reports;
+        let reports = self
+            .entries
+            .get_mut(slot)
+            .unreachable_reports
+            .get_or_insert_with(Box::default);
         reports.retain(|&(r, t)| r != reporter && now.saturating_duration_since(t) <= window);
         reports.push((reporter, now));
         Some(reports.len())
@@ -446,18 +501,8 @@ impl Handlespace {
         let Some(slot) = self.slot(handle, id) else {
             return false;
         };
-        let e = self.entries.get_mut(slot);
-        let field = match kind {
-            DeadlineKind::Lifetime => &mut e.expires,
-            DeadlineKind::KeepAlive => &mut e.keep_alive_due,
-        };
-        if let Some(old) = field.take() {
-            self.deadlines.remove(&(old, deadline_key(slot, kind)));
-        }
-        *field = at;
-        if let Some(t) = at {
-            self.deadlines.insert((t, deadline_key(slot, kind)));
-        }
+        self.move_deadline(slot, kind, at);
+        self.settle_deadlines();
         true
     }
 
@@ -485,7 +530,7 @@ impl Handlespace {
         &self,
         owner: u32,
     ) -> impl Iterator<Item = (&PoolHandle, &PoolElementEntry)> + '_ {
-        self.refs(slots_of(&self.by_owner, &owner))
+        self.refs(self.by_owner.slots(&owner, &self.entries))
     }
 
     /// PEs registered over a connection.
@@ -493,7 +538,7 @@ impl Handlespace {
         &self,
         c: ConnId,
     ) -> impl Iterator<Item = (&PoolHandle, &PoolElementEntry)> + '_ {
-        self.refs(slots_of(&self.by_connection, &c))
+        self.refs(self.by_connection.slots(&c, &self.entries))
     }
 
     /// PEs registered by an identity.
@@ -501,27 +546,26 @@ impl Handlespace {
         &'a self,
         i: &Identity,
     ) -> impl Iterator<Item = (&'a PoolHandle, &'a PoolElementEntry)> + 'a {
-        self.refs(slots_of(&self.by_identity, i))
+        self.refs(self.by_identity.slots(i, &self.entries))
     }
 
     /// The earliest deadline, for the driver's timer.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.deadlines.first().map(|d| d.0)
+        let (_, tag) = self.deadlines.peek()?;
+        held_deadline(&self.entries, tag)
     }
 
     /// Take the deadlines that passed by `now`, earliest first. The PEs
     /// stay registered: the caller decides (probe, remove).
     pub fn pop_expired(&mut self, now: Instant) -> Vec<Expired> {
         let mut out = Vec::new();
-        while self.deadlines.first().is_some_and(|d| d.0 <= now) {
-            let Some((_, key)) = self.deadlines.pop_first() else {
+        let limit = self.deadlines.key(now);
+        while let Some((k, tag)) = self.deadlines.peek() {
+            if k > limit {
                 break;
-            };
-            let (slot, kind) = if key & KEEP_ALIVE_BIT != 0 {
-                (key & !KEEP_ALIVE_BIT, DeadlineKind::KeepAlive)
-            } else {
-                (key, DeadlineKind::Lifetime)
-            };
+            }
+            self.deadlines.pop();
+            let (slot, kind) = split_tag(tag);
             let e = self.entries.get_mut(slot);
             match kind {
                 DeadlineKind::Lifetime => e.expires = None,
@@ -533,6 +577,7 @@ impl Handlespace {
                 identifier,
                 kind,
             });
+            self.settle_deadlines();
         }
         out
     }

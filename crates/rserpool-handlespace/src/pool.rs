@@ -35,8 +35,13 @@ pub struct Pool {
     engine: Engine,
     /// PE identifier -> slot, ordered for handle table paging.
     members: BTreeMap<u32, u32>,
+    /// Rotation engine: the identifier the next head is at or after.
+    cursor: u32,
     /// Ordered engine: (key, rotation order, slot).
     ordered: BTreeSet<(u64, u64, u32)>,
+    /// Uniform engine: member slots, densely (an entry's `weight_slot` is
+    /// its index here).
+    dense: Vec<u32>,
     /// Random engine: weights by Fenwick slot, and Fenwick slot -> entry slot.
     weights: Fenwick,
     weight_slots: Vec<u32>,
@@ -58,7 +63,9 @@ impl Pool {
             transport_use: TransportUse::DataOnly,
             engine: Engine::Ordered,
             members: BTreeMap::new(),
+            cursor: 0,
             ordered: BTreeSet::new(),
+            dense: Vec::new(),
             weights: Fenwick::default(),
             weight_slots: Vec::new(),
             taken: Vec::new(),
@@ -127,11 +134,7 @@ impl Pool {
     pub(crate) fn insert(&mut self, slot: u32, entries: &mut Entries) {
         let e = entries.get_mut(slot);
         if self.members.is_empty() {
-            self.policy_type = e.policy.policy_type();
-            self.transport_type = e.user_transport.param_type();
-            self.transport_use = e.user_transport.transport_use();
-            self.engine = selection::engine(&e.policy);
-            self.degrades = selection::uses_degradation(&e.policy);
+            self.adopt_settings(e);
         }
         self.members.insert(e.identifier, slot);
         e.order = self.bump();
@@ -139,20 +142,20 @@ impl Pool {
             // A new PE starts level with the current head.
             e.key = self.ordered.first().map_or(0, |k| k.0);
         }
-        self.attach(slot, e);
+        self.attach(slot, entries);
     }
 
     /// Remove a member.
-    pub(crate) fn remove(&mut self, id: u32, entries: &Entries) -> Option<u32> {
+    pub(crate) fn remove(&mut self, id: u32, entries: &mut Entries) -> Option<u32> {
         let slot = self.members.remove(&id)?;
-        self.detach(slot, entries.get(slot));
+        self.detach(slot, entries);
         Some(slot)
     }
 
     /// Re-register a member: take it out of the selection structures so
     /// that the caller can change the entry, then [`Pool::reattach`].
-    pub(crate) fn detach_for_update(&mut self, slot: u32, entries: &Entries) {
-        self.detach(slot, entries.get(slot));
+    pub(crate) fn detach_for_update(&mut self, slot: u32, entries: &mut Entries) {
+        self.detach(slot, entries);
     }
 
     /// Put an updated member back. Re-registration resets the degradation
@@ -160,14 +163,19 @@ impl Pool {
     pub(crate) fn reattach(&mut self, slot: u32, entries: &mut Entries) {
         let e = entries.get_mut(slot);
         if self.members.len() == 1 {
-            self.policy_type = e.policy.policy_type();
-            self.transport_type = e.user_transport.param_type();
-            self.transport_use = e.user_transport.transport_use();
-            self.engine = selection::engine(&e.policy);
-            self.degrades = selection::uses_degradation(&e.policy);
+            self.adopt_settings(e);
         }
         e.counter = 0;
-        self.attach(slot, e);
+        self.attach(slot, entries);
+    }
+
+    /// Take the pool's settings and engine from its only member.
+    fn adopt_settings(&mut self, e: &PoolElementEntry) {
+        self.policy_type = e.policy.policy_type();
+        self.transport_type = e.user_transport.param_type();
+        self.transport_use = e.user_transport.transport_use();
+        self.engine = selection::engine(&e.policy);
+        self.degrades = selection::uses_degradation(&e.policy);
     }
 
     fn bump(&mut self) -> u64 {
@@ -175,11 +183,18 @@ impl Pool {
         self.next_order
     }
 
-    fn attach(&mut self, slot: u32, e: &mut PoolElementEntry) {
+    /// Put a member into the engine's structure.
+    fn attach(&mut self, slot: u32, entries: &mut Entries) {
+        let e = entries.get_mut(slot);
         match self.engine {
+            Engine::Rotation => {}
             Engine::Ordered => {
                 e.key = selection::order_key(&e.policy, e.counter, e.distance, e.key);
                 self.ordered.insert((e.key, e.order, slot));
+            }
+            Engine::Uniform => {
+                e.weight_slot = self.dense.len() as u32;
+                self.dense.push(slot);
             }
             Engine::WeightedRandom => {
                 let w = selection::random_weight(&e.policy, e.counter, e.distance);
@@ -194,10 +209,20 @@ impl Pool {
         }
     }
 
-    fn detach(&mut self, slot: u32, e: &PoolElementEntry) {
+    /// Take a member out of the engine's structure.
+    fn detach(&mut self, slot: u32, entries: &mut Entries) {
+        let e = entries.get(slot);
         match self.engine {
+            Engine::Rotation => {}
             Engine::Ordered => {
                 self.ordered.remove(&(e.key, e.order, slot));
+            }
+            Engine::Uniform => {
+                let i = e.weight_slot as usize;
+                self.dense.swap_remove(i);
+                if let Some(&moved) = self.dense.get(i) {
+                    entries.get_mut(moved).weight_slot = i as u32;
+                }
             }
             Engine::WeightedRandom => self.weights.remove(e.weight_slot),
         }
@@ -216,8 +241,34 @@ impl Pool {
         let n = n.min(self.members.len());
         out.clear();
         match self.engine {
+            Engine::Rotation => {
+                let (after, before) = (
+                    self.members.range(self.cursor..),
+                    self.members.range(..self.cursor),
+                );
+                let mut head = None;
+                for (&id, &slot) in after.chain(before).take(n) {
+                    head.get_or_insert(id);
+                    out.push(slot);
+                }
+                if let Some(id) = head {
+                    self.cursor = id.wrapping_add(1);
+                }
+            }
             Engine::Ordered => {
                 out.extend(self.ordered.iter().take(n).map(|&(_, _, slot)| slot));
+            }
+            Engine::Uniform => {
+                // Partial Fisher-Yates: position i gets a uniform pick
+                // among the members not yet drawn.
+                let len = self.dense.len();
+                for i in 0..n {
+                    let j = rng.random_range(i..len);
+                    self.dense.swap(i, j);
+                    entries.get_mut(self.dense[i]).weight_slot = i as u32;
+                    entries.get_mut(self.dense[j]).weight_slot = j as u32;
+                    out.push(self.dense[i]);
+                }
             }
             Engine::WeightedRandom => {
                 // Draw without replacement: zero each pick's weight, then
@@ -247,8 +298,8 @@ impl Pool {
     /// Account that a member was handed out: its degradation counter, and
     /// for the head of an ordered list the rotation (and the WRR pass).
     fn handed_out(&mut self, slot: u32, head: bool, entries: &mut Entries) {
+        self.detach(slot, entries);
         let e = entries.get_mut(slot);
-        self.detach(slot, e);
         if self.degrades {
             e.counter = e.counter.saturating_add(1);
         }
@@ -256,6 +307,6 @@ impl Pool {
             e.order = self.bump();
             e.key = e.key.saturating_add(selection::wrr_stride(&e.policy));
         }
-        self.attach(slot, e);
+        self.attach(slot, entries);
     }
 }

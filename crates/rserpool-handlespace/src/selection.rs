@@ -1,15 +1,20 @@
 //! Registrar-side pool member selection (RFC 5356 sections 4 and 5, and
-//! RSPLIB's private types of DESIGN section 5), with one of two engines
-//! per pool, both O(log n) per PE touched:
+//! RSPLIB's private types of DESIGN section 5), with one of four engines
+//! per pool, each O(log n) or better per PE touched:
 //!
+//! * **Rotation** (round robin) walks the members in identifier order
+//!   from a cursor and moves the cursor past the head it returned: the
+//!   head advances by one element (RFC 5356 4.1.2) with no update at all.
 //! * **Ordered** policies keep their PEs in a sorted set by
 //!   `(key, order, id)` and return the first `n`. The key is the policy
-//!   value (0 for round robin, load, load + degradation, inverted
+//!   value (load, load + degradation, inverted
 //!   priority, or a stride-scheduling pass for weighted round robin);
 //!   `order` rotates PEs of equal key: after a resolution the first PE
 //!   returned moves behind its equals, which is the round robin "head
 //!   advances by one element" of RFC 5356 4.1.2 and the round robin among
 //!   equal loads of 5.1.2.
+//! * **Uniform** (random) keeps the members in a dense array and draws
+//!   `n` distinct ones by a partial Fisher-Yates shuffle (RFC 5356 4.3.2).
 //! * **Weighted random** policies keep a Fenwick tree of weights and draw
 //!   `n` distinct PEs with probability proportional to their weight
 //!   (RFC 5356 4.4.2, 5.4.2).
@@ -30,8 +35,13 @@ const STRIDE: u64 = 1 << 40;
 /// Which engine a policy uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
+    /// Round robin over the members in identifier order: a cursor names
+    /// the next head, and nothing else changes on a resolution.
+    Rotation,
     /// Sorted by key, round robin among equal keys.
     Ordered,
+    /// Uniform random without replacement (a partial shuffle).
+    Uniform,
     /// Weighted random without replacement.
     WeightedRandom,
 }
@@ -40,8 +50,9 @@ pub enum Engine {
 pub fn engine(p: &Policy) -> Engine {
     use Policy::*;
     match p {
-        Random
-        | WeightedRandom { .. }
+        RoundRobin => Engine::Rotation,
+        Random => Engine::Uniform,
+        WeightedRandom { .. }
         | RandomizedLeastUsed { .. }
         | RandomizedPriorityLeastUsed { .. }
         | RandomizedLeastUsedDegradation { .. }

@@ -344,3 +344,47 @@ fn deadlines_can_be_moved() {
     assert_eq!(hs.next_deadline(), None);
     assert!(!hs.set_deadline(&h, 7, DeadlineKind::KeepAlive, None));
 }
+
+#[test]
+fn owner_connection_and_identity_indices_follow_changes() {
+    let mut hs = Handlespace::new(Config::default());
+    let h = PoolHandle::from_static("idx");
+    let alice = Identity("alice".into());
+    let bob = Identity("bob".into());
+    for id in 1..=6 {
+        let mut r = reg(&h, id, Policy::RoundRobin);
+        r.home = 10 + id % 2;
+        r.connection = Some(u64::from(id % 3));
+        r.identity = Some(if id <= 4 { alice.clone() } else { bob.clone() });
+        hs.register(r).expect("ok");
+    }
+    let ids_of = |it: &mut dyn Iterator<Item = (&PoolHandle, &PoolElementEntry)>| {
+        let mut v: Vec<u32> = it.map(|(_, e)| e.identifier).collect();
+        v.sort_unstable();
+        v
+    };
+    assert_eq!(ids_of(&mut hs.by_owner(11)), vec![1, 3, 5]);
+    assert_eq!(ids_of(&mut hs.by_connection(0)), vec![3, 6]);
+    assert_eq!(ids_of(&mut hs.by_identity(&alice)), vec![1, 2, 3, 4]);
+    // Re-registration moves a PE between lists.
+    let mut r = reg(&h, 3, Policy::RoundRobin);
+    r.home = 12;
+    r.connection = Some(7);
+    r.identity = Some(bob.clone());
+    assert_eq!(hs.register(r), Ok(Registered::Updated));
+    assert_eq!(ids_of(&mut hs.by_owner(11)), vec![1, 5]);
+    assert_eq!(ids_of(&mut hs.by_owner(12)), vec![3]);
+    assert_eq!(ids_of(&mut hs.by_connection(0)), vec![6]);
+    assert_eq!(ids_of(&mut hs.by_connection(7)), vec![3]);
+    assert_eq!(ids_of(&mut hs.by_identity(&bob)), vec![3, 5, 6]);
+    // Removing from the head, the middle and the tail of a list.
+    for id in [6, 2, 1, 4, 3, 5] {
+        hs.deregister(&h, id).expect("registered");
+        for owner in 10..=12 {
+            assert!(hs.by_owner(owner).all(|(_, e)| e.identifier != id));
+        }
+    }
+    assert_eq!(hs.by_owner.keys(), 0);
+    assert_eq!(hs.by_connection.keys(), 0);
+    assert_eq!(hs.by_identity.keys(), 0);
+}
