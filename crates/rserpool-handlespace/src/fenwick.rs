@@ -78,20 +78,28 @@ impl Fenwick {
         self.total
     }
 
-    /// The slot whose cumulative range contains `target` (< total).
-    pub fn find(&self, mut target: u64) -> u32 {
+    /// The slot whose cumulative range contains `target` (< total), and
+    /// where that range starts.
+    pub fn locate(&self, mut target: u64) -> (u32, u64) {
         let n = self.weights.len();
         let mut pos = 0usize;
+        let mut start = 0;
         let mut step = n.next_power_of_two();
         while step > 0 {
             let next = pos + step;
             if next <= n && self.tree[next] <= target {
                 target -= self.tree[next];
+                start += self.tree[next];
                 pos = next;
             }
             step >>= 1;
         }
-        pos as u32
+        (pos as u32, start)
+    }
+
+    /// The weight of a slot.
+    pub fn weight(&self, slot: u32) -> u64 {
+        self.weights[slot as usize]
     }
 }
 
@@ -107,20 +115,20 @@ mod tests {
         let c = f.insert(5);
         assert_eq!(f.total(), 8);
         for t in 0..3 {
-            assert_eq!(f.find(t), a);
+            assert_eq!(f.locate(t), (a, 0));
         }
         for t in 3..8 {
-            assert_eq!(f.find(t), c);
+            assert_eq!(f.locate(t), (c, 3));
         }
         assert_eq!(f.set(b, 2), 0);
-        assert_eq!(f.find(3), b);
-        assert_eq!(f.find(5), c);
+        assert_eq!(f.locate(3), (b, 3));
+        assert_eq!(f.locate(5), (c, 5));
         f.remove(a);
         assert_eq!(f.total(), 7);
-        assert_eq!(f.find(0), b);
+        assert_eq!(f.locate(0), (b, 0));
         // Growth keeps the weights.
         let many: Vec<u32> = (0..100).map(|_| f.insert(1)).collect();
         assert_eq!(f.total(), 107);
-        assert_eq!(f.find(106), *many.last().expect("inserted"));
+        assert_eq!(f.locate(106), (*many.last().expect("inserted"), 106));
     }
 }

@@ -4,6 +4,7 @@
 //! them by slot.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound::{Excluded, Included, Unbounded};
 
 use rand::{Rng, RngExt};
 use rserpool_wire::{Policy, PoolElement, PoolHandle, TransportUse};
@@ -37,16 +38,20 @@ pub struct Pool {
     members: BTreeMap<u32, u32>,
     /// Rotation engine: the identifier the next head is at or after.
     cursor: u32,
-    /// Ordered engine: (key, rotation order, slot).
+    /// Ordered engine: (key, rotation order, slot); ranked engine: (key,
+    /// identifier, slot).
     ordered: BTreeSet<(u64, u64, u32)>,
+    /// Ranked engine: key and identifier of the last head.
+    last_head: Option<(u64, u64)>,
     /// Uniform engine: member slots, densely (an entry's `weight_slot` is
     /// its index here).
     dense: Vec<u32>,
     /// Random engine: weights by Fenwick slot, and Fenwick slot -> entry slot.
     weights: Fenwick,
     weight_slots: Vec<u32>,
-    /// Picks of the current draw and their weights (reused buffer).
-    taken: Vec<(u32, u64)>,
+    /// Cumulative-range starts and weights of the current draw's picks
+    /// (reused buffer).
+    taken: Vec<(u64, u64)>,
     /// Whether the policy counts hand-outs (degradation), so that every
     /// returned PE, not just the head, must be re-keyed.
     degrades: bool,
@@ -65,6 +70,7 @@ impl Pool {
             members: BTreeMap::new(),
             cursor: 0,
             ordered: BTreeSet::new(),
+            last_head: None,
             dense: Vec::new(),
             weights: Fenwick::default(),
             weight_slots: Vec::new(),
@@ -188,6 +194,10 @@ impl Pool {
         let e = entries.get_mut(slot);
         match self.engine {
             Engine::Rotation => {}
+            Engine::Ranked => {
+                e.key = selection::order_key(&e.policy, e.counter, e.distance, e.key);
+                self.ordered.insert((e.key, u64::from(e.identifier), slot));
+            }
             Engine::Ordered => {
                 e.key = selection::order_key(&e.policy, e.counter, e.distance, e.key);
                 self.ordered.insert((e.key, e.order, slot));
@@ -214,8 +224,17 @@ impl Pool {
         let e = entries.get(slot);
         match self.engine {
             Engine::Rotation => {}
+            Engine::Ranked => {
+                self.ordered.remove(&(e.key, u64::from(e.identifier), slot));
+            }
             Engine::Ordered => {
-                self.ordered.remove(&(e.key, e.order, slot));
+                // The head of a resolution is the first: no search.
+                let k = (e.key, e.order, slot);
+                if self.ordered.first() == Some(&k) {
+                    self.ordered.pop_first();
+                } else {
+                    self.ordered.remove(&k);
+                }
             }
             Engine::Uniform => {
                 let i = e.weight_slot as usize;
@@ -255,6 +274,30 @@ impl Pool {
                     self.cursor = id.wrapping_add(1);
                 }
             }
+            Engine::Ranked => {
+                // The best key's group rotated to start after the last
+                // head (round robin among equals), then the rest in order.
+                if let Some(&(best, _, _)) = self.ordered.first() {
+                    let from = match self.last_head {
+                        Some((k, id)) if k == best => id + 1,
+                        _ => 0,
+                    };
+                    let group_end = (best, u64::MAX, u32::MAX);
+                    let tail = self
+                        .ordered
+                        .range((Included((best, from, 0)), Included(group_end)));
+                    let wrap = self
+                        .ordered
+                        .range((Included((best, 0, 0)), Excluded((best, from, 0))));
+                    let rest = self.ordered.range((Excluded(group_end), Unbounded));
+                    let mut head = None;
+                    for &(k, id, slot) in tail.chain(wrap).chain(rest).take(n) {
+                        head.get_or_insert((k, id));
+                        out.push(slot);
+                    }
+                    self.last_head = head;
+                }
+            }
             Engine::Ordered => {
                 out.extend(self.ordered.iter().take(n).map(|&(_, _, slot)| slot));
             }
@@ -271,17 +314,26 @@ impl Pool {
                 }
             }
             Engine::WeightedRandom => {
-                // Draw without replacement: zero each pick's weight, then
-                // restore them all.
+                // Draw without replacement: each draw is uniform over the
+                // weight not yet drawn, mapped back onto the full range by
+                // stepping over the ranges of the PEs already drawn (kept
+                // sorted by start), so that the tree is never modified.
                 self.taken.clear();
-                while out.len() < n && self.weights.total() > 0 {
-                    let t = rng.random_range(0..self.weights.total());
-                    let ws = self.weights.find(t);
-                    self.taken.push((ws, self.weights.set(ws, 0)));
+                let mut left = self.weights.total();
+                while out.len() < n && left > 0 {
+                    let mut t = rng.random_range(0..left);
+                    for &(start, w) in &self.taken {
+                        if t < start {
+                            break;
+                        }
+                        t += w;
+                    }
+                    let (ws, start) = self.weights.locate(t);
+                    let w = self.weights.weight(ws);
+                    let at = self.taken.partition_point(|&(s, _)| s < start);
+                    self.taken.insert(at, (start, w));
+                    left -= w;
                     out.push(self.weight_slots[ws as usize]);
-                }
-                for &(ws, w) in &self.taken {
-                    self.weights.set(ws, w);
                 }
             }
         }

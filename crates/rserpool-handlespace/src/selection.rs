@@ -1,18 +1,21 @@
 //! Registrar-side pool member selection (RFC 5356 sections 4 and 5, and
-//! RSPLIB's private types of DESIGN section 5), with one of four engines
+//! RSPLIB's private types of DESIGN section 5), with one of five engines
 //! per pool, each O(log n) or better per PE touched:
 //!
 //! * **Rotation** (round robin) walks the members in identifier order
 //!   from a cursor and moves the cursor past the head it returned: the
 //!   head advances by one element (RFC 5356 4.1.2) with no update at all.
-//! * **Ordered** policies keep their PEs in a sorted set by
-//!   `(key, order, id)` and return the first `n`. The key is the policy
-//!   value (load, load + degradation, inverted
-//!   priority, or a stride-scheduling pass for weighted round robin);
-//!   `order` rotates PEs of equal key: after a resolution the first PE
-//!   returned moves behind its equals, which is the round robin "head
-//!   advances by one element" of RFC 5356 4.1.2 and the round robin among
-//!   equal loads of 5.1.2.
+//! * **Ranked** policies (priority, least used without degradation) keep
+//!   their PEs in a sorted set by `(key, id)`; a resolution returns the
+//!   best key's PEs starting after the last head (the round robin among
+//!   equal loads of RFC 5356 5.1.2), then the next keys, and changes
+//!   nothing but that cursor.
+//! * **Ordered** policies (weighted round robin, degradation) keep their
+//!   PEs in a sorted set by `(key, order, id)` and return the first `n`.
+//!   The key is the policy value (load + degradation, or a
+//!   stride-scheduling pass for weighted round robin) and changes as PEs
+//!   are handed out; `order` rotates PEs of equal key: after a resolution
+//!   the first PE returned moves behind its equals.
 //! * **Uniform** (random) keeps the members in a dense array and draws
 //!   `n` distinct ones by a partial Fisher-Yates shuffle (RFC 5356 4.3.2).
 //! * **Weighted random** policies keep a Fenwick tree of weights and draw
@@ -38,7 +41,11 @@ pub enum Engine {
     /// Round robin over the members in identifier order: a cursor names
     /// the next head, and nothing else changes on a resolution.
     Rotation,
-    /// Sorted by key, round robin among equal keys.
+    /// Sorted by a key that a resolution does not change (priority, load);
+    /// round robin among the PEs of the best key by a cursor.
+    Ranked,
+    /// Sorted by a key that handing a PE out changes (weighted round robin
+    /// pass, degradation); round robin among equal keys.
     Ordered,
     /// Uniform random without replacement (a partial shuffle).
     Uniform,
@@ -58,6 +65,9 @@ pub fn engine(p: &Policy) -> Engine {
         | RandomizedLeastUsedDegradation { .. }
         | RandomizedPriorityLeastUsedDegradation { .. }
         | WeightedRandomDpf { .. } => Engine::WeightedRandom,
+        Priority { .. } | LeastUsed { .. } | PriorityLeastUsed { .. } | LeastUsedDpf { .. } => {
+            Engine::Ranked
+        }
         _ => Engine::Ordered,
     }
 }
