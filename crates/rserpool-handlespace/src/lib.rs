@@ -18,6 +18,7 @@ mod entry;
 mod fenwick;
 mod index;
 mod pool;
+pub mod pool_user;
 pub mod selection;
 
 use std::collections::BTreeMap;
@@ -31,6 +32,7 @@ use rustc_hash::FxHashMap;
 pub use checksum::PeChecksum;
 pub use entry::PoolElementEntry;
 pub use pool::{Inconsistency, Pool};
+pub use pool_user::PoolUserSelection;
 
 use deadlines::Deadlines;
 use entry::Entries;

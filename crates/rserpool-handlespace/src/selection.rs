@@ -140,11 +140,14 @@ pub fn wrr_stride(p: &Policy) -> u64 {
     }
 }
 
-/// Weight of a PE under a weighted random policy (0 = never picked).
+/// Weight of a PE under a weighted random policy. Only an explicit
+/// weighted random weight of 0 means "never picked" (a PE draining).
 pub fn random_weight(p: &Policy, counter: u32, distance: u32) -> u64 {
     use Policy::*;
     let c = u64::from(counter);
-    let unload = |used: u64| MAX_LOAD.saturating_sub(used);
+    // At least 1: a pool whose PEs are all fully loaded still answers
+    // (uniformly) instead of returning nothing.
+    let unload = |used: u64| MAX_LOAD.saturating_sub(used).max(1);
     match *p {
         Random => 1,
         WeightedRandom { weight } => u64::from(weight),
