@@ -4,10 +4,12 @@
 //! data structures: no I/O, time passed in, randomness from an injected
 //! PRNG.
 //!
-//! Costs: a pool is found in O(log P) (ordered map, for handle table
-//! paging), a PE in O(log n) of its pool; registration, deregistration,
-//! deadlines and each PE a handle resolution returns cost O(log n).
-//! Owner, connection and identity indices are intrusive lists: O(1).
+//! Costs: a pool is found by hash in O(1) (an ordered map of handles
+//! serves handle table paging), a PE in O(log n) of its pool;
+//! registration, deregistration, deadlines and each PE a handle
+//! resolution returns cost O(log n) or less. Owner, connection and
+//! identity indices are intrusive lists: O(1). The pool-user side of the
+//! policies is [`PoolUserSelection`].
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
