@@ -3,6 +3,7 @@
 //! that names what is wrong.
 
 mod decode;
+mod keygen;
 
 use std::process::ExitCode;
 
@@ -20,12 +21,16 @@ struct Cli {
 enum Command {
     /// Decode one ASAP or ENRP message given in hex and print it as JSON.
     Decode(decode::Args),
+    /// Generate credentials.
+    #[command(subcommand)]
+    Keygen(keygen::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Decode(args) => decode::run(&args),
+        Command::Keygen(args) => keygen::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

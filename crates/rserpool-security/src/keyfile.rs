@@ -1,0 +1,308 @@
+//! Pre-shared key files.
+//!
+//! A key file is TOML with one or more `[[psk]]` tables:
+//!
+//! ```toml
+//! # rserpool pre-shared key: keep this file secret (mode 0600)
+//! [[psk]]
+//! identity = "pe-echo-1"
+//! key = "8f0c…64 hex digits…"
+//! ```
+//!
+//! `identity` is the PSK identity (1-128 printable ASCII characters: it
+//! names who holds the key, and the registrar binds PE registrations to
+//! it); `key` is 32 bytes in hex. A PE or PU uses the first entry of its
+//! file; a registrar loads the entries of every file it is given. A file
+//! that group or others can access is refused, as is one that defines an
+//! identity twice.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::SecurityError;
+
+/// Bytes of a pre-shared key.
+pub const KEY_LEN: usize = 32;
+
+/// Longest PSK identity.
+pub const MAX_IDENTITY_LEN: usize = 128;
+
+/// A pre-shared key and the identity it belongs to.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Psk {
+    /// The PSK identity.
+    pub identity: String,
+    /// The key.
+    pub key: [u8; KEY_LEN],
+}
+
+impl fmt::Debug for Psk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the key.
+        f.debug_struct("Psk")
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Psk {
+    /// A new random key for `identity` (OpenSSL's CSPRNG).
+    pub fn generate(identity: &str) -> Result<Psk, SecurityError> {
+        check_identity(identity).map_err(SecurityError::Config)?;
+        let mut key = [0u8; KEY_LEN];
+        openssl::rand::rand_bytes(&mut key)?;
+        Ok(Psk {
+            identity: identity.to_owned(),
+            key,
+        })
+    }
+
+    /// The key file text for this key.
+    pub fn to_file_text(&self) -> String {
+        format!(
+            "# rserpool pre-shared key: keep this file secret (mode 0600)\n[[psk]]\nidentity = \"{}\"\nkey = \"{}\"\n",
+            self.identity,
+            hex::encode(self.key)
+        )
+    }
+
+    /// Write a new key file, readable by its owner only. An existing file
+    /// is not overwritten.
+    pub fn write_new(&self, path: &Path) -> Result<(), SecurityError> {
+        use std::io::Write;
+        let io = |error| SecurityError::Io {
+            path: path.to_owned(),
+            error,
+        };
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut f = options.open(path).map_err(io)?;
+        f.write_all(self.to_file_text().as_bytes()).map_err(io)?;
+        f.sync_all().map_err(io)
+    }
+
+    /// The keys of a key file, in file order (at least one).
+    pub fn read_file(path: &Path) -> Result<Vec<Psk>, SecurityError> {
+        check_mode(path)?;
+        let text = std::fs::read_to_string(path).map_err(|error| SecurityError::Io {
+            path: path.to_owned(),
+            error,
+        })?;
+        parse(path, &text)
+    }
+}
+
+fn check_identity(identity: &str) -> Result<(), String> {
+    if identity.is_empty() || identity.len() > MAX_IDENTITY_LEN {
+        return Err(format!(
+            "PSK identity must have 1 to {MAX_IDENTITY_LEN} characters, {:?} has {}",
+            identity,
+            identity.len()
+        ));
+    }
+    if !identity.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "PSK identity {identity:?} must be printable ASCII without spaces"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn check_mode(path: &Path) -> Result<(), SecurityError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|error| SecurityError::Io {
+        path: path.to_owned(),
+        error,
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(SecurityError::KeyFileMode {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_mode(_path: &Path) -> Result<(), SecurityError> {
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    psk: Vec<Entry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    identity: String,
+    key: String,
+}
+
+fn parse(path: &Path, text: &str) -> Result<Vec<Psk>, SecurityError> {
+    let bad = |reason: String| SecurityError::KeyFileFormat {
+        path: path.to_owned(),
+        reason,
+    };
+    let file: File = toml::from_str(text).map_err(|e| bad(e.message().to_owned()))?;
+    if file.psk.is_empty() {
+        return Err(bad("no [[psk]] entry".into()));
+    }
+    file.psk
+        .into_iter()
+        .map(|e| {
+            check_identity(&e.identity).map_err(&bad)?;
+            let bytes = hex::decode(e.key.trim())
+                .map_err(|err| bad(format!("key of {:?} is not hex: {err}", e.identity)))?;
+            let key: [u8; KEY_LEN] = bytes.as_slice().try_into().map_err(|_| {
+                bad(format!(
+                    "key of {:?} has {} bytes, a key has {KEY_LEN} ({} hex digits)",
+                    e.identity,
+                    bytes.len(),
+                    2 * KEY_LEN
+                ))
+            })?;
+            Ok(Psk {
+                identity: e.identity,
+                key,
+            })
+        })
+        .collect()
+}
+
+/// The keys a registrar knows, by identity.
+#[derive(Debug, Clone, Default)]
+pub struct PskStore {
+    keys: HashMap<String, Psk>,
+}
+
+impl PskStore {
+    /// Load every key of every file. An identity defined twice is an error.
+    pub fn load(paths: &[PathBuf]) -> Result<PskStore, SecurityError> {
+        let mut store = PskStore::default();
+        for path in paths {
+            for psk in Psk::read_file(path)? {
+                store
+                    .insert(psk)
+                    .map_err(|identity| SecurityError::DuplicateIdentity {
+                        path: path.clone(),
+                        identity,
+                    })?;
+            }
+        }
+        Ok(store)
+    }
+
+    /// Add a key; `Err(identity)` if the identity is taken.
+    pub fn insert(&mut self, psk: Psk) -> Result<(), String> {
+        if self.keys.contains_key(&psk.identity) {
+            return Err(psk.identity);
+        }
+        self.keys.insert(psk.identity.clone(), psk);
+        Ok(())
+    }
+
+    /// The key of an identity.
+    pub fn get(&self, identity: &str) -> Option<&Psk> {
+        self.keys.get(identity)
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether there is no key.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).expect("write");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        }
+        p
+    }
+
+    #[test]
+    fn generated_keys_round_trip_through_a_private_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let psk = Psk::generate("pe-1").expect("generate");
+        let path = dir.path().join("pe-1.key");
+        psk.write_new(&path).expect("write");
+        assert_eq!(Psk::read_file(&path).expect("read"), vec![psk.clone()]);
+        // Not overwritten.
+        assert!(matches!(
+            psk.write_new(&path),
+            Err(SecurityError::Io { .. })
+        ));
+        assert!(!format!("{psk:?}").contains(&hex::encode(psk.key)));
+    }
+
+    #[test]
+    fn files_others_can_read_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = Psk::generate("pe-2").expect("generate").to_file_text();
+        let p = write(dir.path(), "open.key", &text, 0o644);
+        let err = Psk::read_file(&p).expect_err("mode 644");
+        assert!(
+            matches!(err, SecurityError::KeyFileMode { mode: 0o644, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("open.key"));
+    }
+
+    #[test]
+    fn malformed_files_name_the_problem() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (text, expect) in [
+            ("[[psk]]\nidentity = \"a\"\nkey = \"zz\"\n", "not hex"),
+            ("[[psk]]\nidentity = \"a\"\nkey = \"00ff\"\n", "has 2 bytes"),
+            ("[[psk]]\nidentity = \"\"\nkey = \"00\"\n", "1 to 128"),
+            ("[[psk]]\nidentity = \"a b\"\nkey = \"00\"\n", "printable"),
+            ("psk = []\n", "no [[psk]] entry"),
+            ("[[psk]]\nidentity = \"a\"\n", "missing field"),
+            ("garbage", "expected"),
+        ] {
+            let p = write(dir.path(), "bad.key", text, 0o600);
+            let err = Psk::read_file(&p).expect_err(text).to_string();
+            assert!(err.contains(expect), "{text:?}: {err}");
+            assert!(err.contains("bad.key"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_store_refuses_an_identity_twice() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = Psk::generate("a").expect("generate");
+        let p1 = write(dir.path(), "1.key", &a.to_file_text(), 0o600);
+        let p2 = write(dir.path(), "2.key", &a.to_file_text(), 0o600);
+        let store = PskStore::load(std::slice::from_ref(&p1)).expect("load");
+        assert_eq!(store.get("a"), Some(&a));
+        assert!(matches!(
+            PskStore::load(&[p1, p2]),
+            Err(SecurityError::DuplicateIdentity { .. })
+        ));
+    }
+}

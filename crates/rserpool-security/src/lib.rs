@@ -1,0 +1,23 @@
+//! RSerPool security (RFC 5355, DESIGN section 4): the TLS layer every
+//! registrar channel runs over, and who is on the other end.
+//!
+//! * [`keyfile`]: pre-shared keys (identity + 32-byte key) in files that
+//!   only their owner may read; generating them.
+//! * [`tls`]: TLS 1.3 server and client set-ups over OpenSSL, with an
+//!   external PSK (mutual authentication, the mandatory PE-registrar
+//!   mechanism) and/or X.509 certificates (a registrar certificate that
+//!   PUs verify, optional client certificates). No 0-RTT.
+//! * [`PeerIdentity`]: the authenticated identity a connection carries
+//!   into the protocol cores.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod error;
+pub mod keyfile;
+pub mod pki;
+pub mod tls;
+
+pub use error::SecurityError;
+pub use keyfile::{Psk, PskStore};
+pub use tls::{PeerIdentity, TlsClient, TlsClientConfig, TlsServer, TlsServerConfig};
