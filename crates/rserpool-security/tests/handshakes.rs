@@ -126,6 +126,20 @@ async fn handshake(
     (server_side, client_side)
 }
 
+fn server(cfg: TlsServerConfig) -> TlsServer {
+    TlsServer::new(&cfg).expect("server")
+}
+
+/// A PU that trusts the test CA, optionally with its own certificate.
+fn ca_client(p: &Pki, certificate: Option<CertificateFiles>) -> TlsClient {
+    TlsClient::new(&TlsClientConfig {
+        ca: Some(p.ca.clone()),
+        certificate,
+        ..Default::default()
+    })
+    .expect("client")
+}
+
 fn psk_client(psk: &Psk) -> TlsClient {
     TlsClient::new(&TlsClientConfig {
         psk: Some(psk.clone()),
@@ -137,11 +151,10 @@ fn psk_client(psk: &Psk) -> TlsClient {
 #[tokio::test]
 async fn psk_handshake_authenticates_both_ends() {
     let pe = Psk::generate("pe-1").expect("key");
-    let server = TlsServer::new(&TlsServerConfig {
+    let server = server(TlsServerConfig {
         psks: Some(store(&[&pe])),
         ..Default::default()
-    })
-    .expect("server");
+    });
     let (s, c) = handshake(&server, &psk_client(&pe), "127.0.0.1").await;
     assert_eq!(s.expect("server"), PeerIdentity::Psk("pe-1".into()));
     assert_eq!(c.expect("client"), PeerIdentity::Psk("pe-1".into()));
@@ -155,12 +168,11 @@ async fn a_wrong_key_or_an_unknown_identity_is_refused() {
     let stranger = Psk::generate("stranger").expect("key");
     let p = pki();
     for certificate in [None, Some(p.registrar.clone())] {
-        let server = TlsServer::new(&TlsServerConfig {
+        let server = server(TlsServerConfig {
             psks: Some(store(&[&pe])),
             certificate,
             ..Default::default()
-        })
-        .expect("server");
+        });
         for bad in [&forged, &stranger] {
             let (s, c) = handshake(&server, &psk_client(bad), "127.0.0.1").await;
             let s = s.expect_err("server refuses");
@@ -174,18 +186,13 @@ async fn a_wrong_key_or_an_unknown_identity_is_refused() {
 #[tokio::test]
 async fn certificate_handshakes_verify_the_registrar_and_name_the_client() {
     let p = pki();
-    let server = TlsServer::new(&TlsServerConfig {
+    let server = server(TlsServerConfig {
         certificate: Some(p.registrar.clone()),
         client_ca: Some(p.ca.clone()),
         ..Default::default()
-    })
-    .expect("server");
+    });
     // A PU with the CA only.
-    let pu = TlsClient::new(&TlsClientConfig {
-        ca: Some(p.ca.clone()),
-        ..Default::default()
-    })
-    .expect("client");
+    let pu = ca_client(&p, None);
     for name in ["127.0.0.1", "registrar.test"] {
         let (s, c) = handshake(&server, &pu, name).await;
         assert_eq!(s.expect("server"), PeerIdentity::Anonymous);
@@ -198,12 +205,7 @@ async fn certificate_handshakes_verify_the_registrar_and_name_the_client() {
     let (_, c) = handshake(&server, &pu, "other.test").await;
     assert!(c.is_err());
     // With a client certificate the server learns its subject.
-    let pu_cert = TlsClient::new(&TlsClientConfig {
-        ca: Some(p.ca.clone()),
-        certificate: Some(p.pu.clone()),
-        ..Default::default()
-    })
-    .expect("client");
+    let pu_cert = ca_client(&p, Some(p.pu.clone()));
     let (s, _) = handshake(&server, &pu_cert, "127.0.0.1").await;
     assert_eq!(s.expect("server"), PeerIdentity::Certificate("pu-7".into()));
 }
@@ -211,26 +213,20 @@ async fn certificate_handshakes_verify_the_registrar_and_name_the_client() {
 #[tokio::test]
 async fn a_rogue_registrar_certificate_is_refused() {
     let p = pki();
-    let rogue = TlsServer::new(&TlsServerConfig {
+    let rogue = server(TlsServerConfig {
         certificate: Some(p.rogue.clone()),
         ..Default::default()
-    })
-    .expect("server");
-    let pu = TlsClient::new(&TlsClientConfig {
-        ca: Some(p.ca.clone()),
-        ..Default::default()
-    })
-    .expect("client");
+    });
+    let pu = ca_client(&p, None);
     let (_, c) = handshake(&rogue, &pu, "127.0.0.1").await;
     let e = c.expect_err("rogue refused").to_string();
     assert!(e.contains("certificate verify failed"), "{e}");
     // A PSK-only PE never accepts a certificate handshake, even a valid one.
     let pe = Psk::generate("pe-1").expect("key");
-    let genuine = TlsServer::new(&TlsServerConfig {
+    let genuine = server(TlsServerConfig {
         certificate: Some(p.registrar.clone()),
         ..Default::default()
-    })
-    .expect("server");
+    });
     let (_, c) = handshake(&genuine, &psk_client(&pe), "127.0.0.1").await;
     assert!(c.is_err());
 }
@@ -238,18 +234,13 @@ async fn a_rogue_registrar_certificate_is_refused() {
 #[tokio::test]
 async fn required_client_certificates_are_enforced() {
     let p = pki();
-    let server = TlsServer::new(&TlsServerConfig {
+    let server = server(TlsServerConfig {
         certificate: Some(p.registrar.clone()),
         client_ca: Some(p.ca.clone()),
         require_client_certificate: true,
         ..Default::default()
-    })
-    .expect("server");
-    let pu = TlsClient::new(&TlsClientConfig {
-        ca: Some(p.ca.clone()),
-        ..Default::default()
-    })
-    .expect("client");
+    });
+    let pu = ca_client(&p, None);
     let (s, c) = handshake(&server, &pu, "127.0.0.1").await;
     assert!(s.is_err());
     let c = c.expect_err("client learns it").to_string();
@@ -259,11 +250,10 @@ async fn required_client_certificates_are_enforced() {
 #[tokio::test]
 async fn plain_bytes_to_a_tls_listener_fail_the_handshake() {
     let pe = Psk::generate("pe-1").expect("key");
-    let server = TlsServer::new(&TlsServerConfig {
+    let server = server(TlsServerConfig {
         psks: Some(store(&[&pe])),
         ..Default::default()
-    })
-    .expect("server");
+    });
     let listener = TcpListener::bind((LOCALHOST, 0)).await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let serve = tokio::spawn(async move {
@@ -319,11 +309,10 @@ async fn openssl_s_client_completes_a_psk_handshake_with_our_server() {
         "the openssl command is needed (apt-get install openssl)"
     );
     let pe = Psk::generate("pe-ossl").expect("key");
-    let server = TlsServer::new(&TlsServerConfig {
+    let server = server(TlsServerConfig {
         psks: Some(store(&[&pe])),
         ..Default::default()
-    })
-    .expect("server");
+    });
     let listener = TcpListener::bind((LOCALHOST, 0)).await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let serve = tokio::spawn(async move {
