@@ -7,7 +7,7 @@ use std::time::Instant;
 use rserpool_wire::{Policy, PoolElement, Transport};
 
 use crate::index::Links;
-use crate::{ConnId, Identity};
+use crate::{ConnId, DeadlineKind, Identity};
 
 /// A PE as the handlespace keeps it.
 #[derive(Debug, Clone)]
@@ -52,6 +52,21 @@ pub struct PoolElementEntry {
 }
 
 impl PoolElementEntry {
+    /// The deadline of one kind.
+    pub fn deadline(&self, kind: DeadlineKind) -> Option<Instant> {
+        match kind {
+            DeadlineKind::Lifetime => self.expires,
+            DeadlineKind::KeepAlive => self.keep_alive_due,
+        }
+    }
+
+    pub(crate) fn deadline_mut(&mut self, kind: DeadlineKind) -> &mut Option<Instant> {
+        match kind {
+            DeadlineKind::Lifetime => &mut self.expires,
+            DeadlineKind::KeepAlive => &mut self.keep_alive_due,
+        }
+    }
+
     /// The PE as a wire parameter.
     pub fn to_wire(&self) -> PoolElement {
         PoolElement {
@@ -78,14 +93,15 @@ pub(crate) struct Entries {
     free: Vec<u32>,
 }
 
-impl Entries {
-    fn place(&self, slot: u32) -> (usize, usize) {
-        (slot as usize / CHUNK, slot as usize % CHUNK)
-    }
+/// Chunk and index within it of a slot.
+fn place(slot: u32) -> (usize, usize) {
+    (slot as usize / CHUNK, slot as usize % CHUNK)
+}
 
+impl Entries {
     pub fn insert(&mut self, e: PoolElementEntry) -> u32 {
         if let Some(s) = self.free.pop() {
-            let (c, i) = self.place(s);
+            let (c, i) = place(s);
             self.chunks[c][i] = Some(e);
             return s;
         }
@@ -99,7 +115,7 @@ impl Entries {
     }
 
     pub fn remove(&mut self, slot: u32) -> Option<PoolElementEntry> {
-        let (c, i) = self.place(slot);
+        let (c, i) = place(slot);
         let e = self.chunks.get_mut(c)?.get_mut(i)?.take()?;
         self.free.push(slot);
         Some(e)
@@ -107,7 +123,7 @@ impl Entries {
 
     /// The entry in a slot, if occupied.
     pub fn try_get(&self, slot: u32) -> Option<&PoolElementEntry> {
-        let (c, i) = self.place(slot);
+        let (c, i) = place(slot);
         self.chunks.get(c)?.get(i)?.as_ref()
     }
 
@@ -121,7 +137,7 @@ impl Entries {
     }
 
     pub fn get_mut(&mut self, slot: u32) -> &mut PoolElementEntry {
-        let (c, i) = self.place(slot);
+        let (c, i) = place(slot);
         match self.chunks.get_mut(c).and_then(|c| c.get_mut(i)) {
             Some(Some(e)) => e,
             _ => unreachable!("handlespace index points at an empty slot {slot}"),

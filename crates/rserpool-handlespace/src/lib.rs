@@ -185,11 +185,7 @@ fn split_tag(tag: u32) -> (u32, DeadlineKind) {
 /// deadline item valid.
 fn held_deadline(entries: &Entries, tag: u32) -> Option<Instant> {
     let (slot, kind) = split_tag(tag);
-    let e = entries.try_get(slot)?;
-    match kind {
-        DeadlineKind::Lifetime => e.expires,
-        DeadlineKind::KeepAlive => e.keep_alive_due,
-    }
+    entries.try_get(slot)?.deadline(kind)
 }
 
 impl Default for Handlespace {
@@ -286,31 +282,52 @@ impl Handlespace {
             Some(pid) => pid,
             None => self.add_pool(r.pool_handle.clone()),
         };
-        if let Some(slot) = self.pool_ref(pid).slot(id) {
-            let handle = r.pool_handle;
-            self.unindex(&handle, slot);
-            let entries = &mut self.entries;
-            let pool = pool_at(&mut self.pools, pid);
-            pool.detach_for_update(slot, entries);
-            let e = entries.get_mut(slot);
-            e.home = r.home;
-            e.registration_life = r.element.registration_life;
-            e.distance = r.distance;
-            e.user_transport = r.element.user_transport;
-            e.asap_transport = r.element.asap_transport;
-            e.policy = r.element.policy;
-            e.connection = r.connection;
-            e.identity = r.identity;
-            e.unreachable_reports = None;
-            pool.reattach(slot, entries);
-            self.index(&handle, slot);
-            self.move_deadline(slot, DeadlineKind::Lifetime, r.expires);
-            self.move_deadline(slot, DeadlineKind::KeepAlive, r.keep_alive_due);
-            self.settle_deadlines();
-            return Ok(Registered::Updated);
+        let (expires, keep_alive_due) = (r.expires, r.keep_alive_due);
+        let (slot, outcome) = match self.pool_ref(pid).slot(id) {
+            Some(slot) => {
+                self.update(pid, slot, r);
+                (slot, Registered::Updated)
+            }
+            None => (self.insert(pid, r), Registered::New),
+        };
+        self.move_deadline(slot, DeadlineKind::Lifetime, expires);
+        self.move_deadline(slot, DeadlineKind::KeepAlive, keep_alive_due);
+        self.settle_deadlines();
+        Ok(outcome)
+    }
+
+    /// Apply a re-registration to the PE in `slot`. The owner, connection
+    /// and identity indices (and the owner's checksum) are touched only
+    /// when those change: a periodic re-registration changes none of them.
+    fn update(&mut self, pid: u32, slot: u32, r: Registration) {
+        let e = self.entries.get(slot);
+        let moves = e.home != r.home || e.connection != r.connection || e.identity != r.identity;
+        if moves {
+            self.unindex(&r.pool_handle, slot);
         }
+        let entries = &mut self.entries;
+        let pool = pool_at(&mut self.pools, pid);
+        pool.detach(slot, entries);
+        let e = entries.get_mut(slot);
+        e.home = r.home;
+        e.registration_life = r.element.registration_life;
+        e.distance = r.distance;
+        e.user_transport = r.element.user_transport;
+        e.asap_transport = r.element.asap_transport;
+        e.policy = r.element.policy;
+        e.connection = r.connection;
+        e.identity = r.identity;
+        e.unreachable_reports = None;
+        pool.reattach(slot, entries);
+        if moves {
+            self.index(&r.pool_handle, slot);
+        }
+    }
+
+    /// Add a new PE to pool `pid`; returns its slot.
+    fn insert(&mut self, pid: u32, r: Registration) -> u32 {
         let slot = self.entries.insert(PoolElementEntry {
-            identifier: id,
+            identifier: r.element.identifier,
             home: r.home,
             registration_life: r.element.registration_life,
             distance: r.distance,
@@ -333,9 +350,7 @@ impl Handlespace {
         pool_at(&mut self.pools, pid).insert(slot, entries);
         self.pe_count += 1;
         self.index(&r.pool_handle, slot);
-        self.move_deadline(slot, DeadlineKind::Lifetime, r.expires);
-        self.move_deadline(slot, DeadlineKind::KeepAlive, r.keep_alive_due);
-        Ok(Registered::New)
+        slot
     }
 
     fn add_pool(&mut self, handle: PoolHandle) -> u32 {
@@ -379,11 +394,7 @@ impl Handlespace {
     /// Give a PE a new deadline of one kind (or none), queueing it; the
     /// old one's queue item becomes stale. Call `settle_deadlines` after.
     fn move_deadline(&mut self, slot: u32, kind: DeadlineKind, at: Option<Instant>) {
-        let e = self.entries.get_mut(slot);
-        let field = match kind {
-            DeadlineKind::Lifetime => &mut e.expires,
-            DeadlineKind::KeepAlive => &mut e.keep_alive_due,
-        };
+        let field = self.entries.get_mut(slot).deadline_mut(kind);
         if *field == at {
             return;
         }
@@ -571,10 +582,7 @@ impl Handlespace {
             self.deadlines.pop();
             let (slot, kind) = split_tag(tag);
             let e = self.entries.get_mut(slot);
-            match kind {
-                DeadlineKind::Lifetime => e.expires = None,
-                DeadlineKind::KeepAlive => e.keep_alive_due = None,
-            }
+            *e.deadline_mut(kind) = None;
             let (pool, identifier) = (e.pool, e.identifier);
             out.push(Expired {
                 pool_handle: self.pool_ref(pool).handle().clone(),

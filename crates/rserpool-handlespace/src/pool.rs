@@ -158,12 +158,6 @@ impl Pool {
         Some(slot)
     }
 
-    /// Re-register a member: take it out of the selection structures so
-    /// that the caller can change the entry, then [`Pool::reattach`].
-    pub(crate) fn detach_for_update(&mut self, slot: u32, entries: &mut Entries) {
-        self.detach(slot, entries);
-    }
-
     /// Put an updated member back. Re-registration resets the degradation
     /// counter (RFC 5356 5.2.2) and keeps the WRR pass.
     pub(crate) fn reattach(&mut self, slot: u32, entries: &mut Entries) {
@@ -189,18 +183,24 @@ impl Pool {
         self.next_order
     }
 
+    /// A member's place in the sorted set: ties broken by identifier
+    /// (ranked) or by rotation order (ordered).
+    fn sort_key(&self, slot: u32, e: &PoolElementEntry) -> (u64, u64, u32) {
+        let tie = match self.engine {
+            Engine::Ranked => u64::from(e.identifier),
+            _ => e.order,
+        };
+        (e.key, tie, slot)
+    }
+
     /// Put a member into the engine's structure.
     fn attach(&mut self, slot: u32, entries: &mut Entries) {
         let e = entries.get_mut(slot);
         match self.engine {
             Engine::Rotation => {}
-            Engine::Ranked => {
+            Engine::Ranked | Engine::Ordered => {
                 e.key = selection::order_key(&e.policy, e.counter, e.distance, e.key);
-                self.ordered.insert((e.key, u64::from(e.identifier), slot));
-            }
-            Engine::Ordered => {
-                e.key = selection::order_key(&e.policy, e.counter, e.distance, e.key);
-                self.ordered.insert((e.key, e.order, slot));
+                self.ordered.insert(self.sort_key(slot, e));
             }
             Engine::Uniform => {
                 e.weight_slot = self.dense.len() as u32;
@@ -219,22 +219,14 @@ impl Pool {
         }
     }
 
-    /// Take a member out of the engine's structure.
-    fn detach(&mut self, slot: u32, entries: &mut Entries) {
+    /// Take a member out of the engine's structure (also before a
+    /// re-registration changes it; then [`Pool::reattach`]).
+    pub(crate) fn detach(&mut self, slot: u32, entries: &mut Entries) {
         let e = entries.get(slot);
         match self.engine {
             Engine::Rotation => {}
-            Engine::Ranked => {
-                self.ordered.remove(&(e.key, u64::from(e.identifier), slot));
-            }
-            Engine::Ordered => {
-                // The head of a resolution is the first: no search.
-                let k = (e.key, e.order, slot);
-                if self.ordered.first() == Some(&k) {
-                    self.ordered.pop_first();
-                } else {
-                    self.ordered.remove(&k);
-                }
+            Engine::Ranked | Engine::Ordered => {
+                self.ordered.remove(&self.sort_key(slot, e));
             }
             Engine::Uniform => {
                 let i = e.weight_slot as usize;

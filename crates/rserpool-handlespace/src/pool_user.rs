@@ -18,7 +18,7 @@
 use rand::{Rng, RngExt};
 use rserpool_wire::{Policy, PoolElement};
 
-use crate::selection::random_weight;
+use crate::selection::{self, random_weight, Engine};
 
 /// How a PU picks from a list, by policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,26 +30,20 @@ enum Rule {
     InOrder,
 }
 
+/// The PU rule follows from the registrar's engine for the policy, so the
+/// two sides classify policies in one place ([`selection::engine`]).
 fn rule(p: &Policy) -> Rule {
-    use Policy::*;
-    match p {
-        RoundRobin | WeightedRoundRobin { .. } => Rule::Cycle,
-        Random => Rule::Uniform,
-        WeightedRandom { .. }
-        | RandomizedLeastUsed { .. }
-        | RandomizedPriorityLeastUsed { .. }
-        | RandomizedLeastUsedDegradation { .. }
-        | RandomizedPriorityLeastUsedDegradation { .. }
-        | WeightedRandomDpf { .. } => Rule::Weighted,
-        Priority { .. } => Rule::HighestPriority,
-        LeastUsed { .. }
-        | LeastUsedDegradation { .. }
-        | PriorityLeastUsed { .. }
-        | PriorityLeastUsedDegradation { .. }
-        | LeastUsedDpf { .. }
-        | LeastUsedDegradationDpf { .. } => Rule::InOrder,
-        // A policy we cannot interpret: trust the registrar's order.
-        Unknown { .. } => Rule::InOrder,
+    match selection::engine(p) {
+        Engine::Rotation => Rule::Cycle,
+        Engine::Uniform => Rule::Uniform,
+        Engine::WeightedRandom => Rule::Weighted,
+        Engine::Ranked | Engine::Ordered => match p {
+            Policy::WeightedRoundRobin { .. } => Rule::Cycle,
+            Policy::Priority { .. } => Rule::HighestPriority,
+            // The least used family, and a policy we cannot interpret:
+            // trust the registrar's order.
+            _ => Rule::InOrder,
+        },
     }
 }
 
@@ -180,27 +174,11 @@ fn dpf_distance(p: &Policy) -> u32 {
 
 #[cfg(test)]
 mod tests {
-    use std::net::IpAddr;
-
     use rand::rngs::SmallRng;
     use rand::SeedableRng;
-    use rserpool_wire::Transport;
 
     use super::*;
-
-    fn pe(id: u32, policy: Policy) -> PoolElement {
-        PoolElement {
-            identifier: id,
-            home_registrar: 1,
-            registration_life: 300,
-            user_transport: Transport::Udp {
-                port: 7,
-                address: IpAddr::from([192, 0, 2, id as u8]),
-            },
-            policy,
-            asap_transport: None,
-        }
-    }
+    use crate::tests::pe;
 
     fn picks(s: &mut PoolUserSelection, rng: &mut SmallRng, n: usize) -> Vec<u32> {
         (0..n)

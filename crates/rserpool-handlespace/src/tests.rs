@@ -9,7 +9,8 @@ use rserpool_wire::{Policy, PoolElement, PoolHandle, Transport, TransportUse};
 
 use super::*;
 
-fn pe(id: u32, policy: Policy) -> PoolElement {
+/// A PE with a TCP user transport (also the pool-user tests' fixture).
+pub(crate) fn pe(id: u32, policy: Policy) -> PoolElement {
     PoolElement {
         identifier: id,
         home_registrar: 0,

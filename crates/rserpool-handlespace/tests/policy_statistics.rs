@@ -97,6 +97,11 @@ impl Pool {
         ids
     }
 
+    /// The heads of `k` single-item resolutions, in order.
+    fn heads(&mut self, k: usize) -> Vec<u32> {
+        (0..k).map(|_| self.resolve(1)[0]).collect()
+    }
+
     /// How often each identifier in `1..=max_id` heads `rounds` resolutions
     /// of `n` items.
     fn head_counts(&mut self, rounds: usize, n: u32, max_id: u32) -> Vec<u64> {
@@ -190,7 +195,7 @@ fn weighted_round_robin_gives_exact_shares_evenly_spread() {
     for (id, weight) in [(1, 1), (2, 2), (3, 4)] {
         p.add(id, Policy::WeightedRoundRobin { weight }, 0);
     }
-    let heads: Vec<u32> = (0..700).map(|_| p.resolve(1)[0]).collect();
+    let heads = p.heads(700);
     for window in heads.chunks(7) {
         let mut c = [0; 4];
         for id in window {
@@ -259,7 +264,7 @@ fn least_used_with_degradation_resets_on_re_registration() {
     p.add(1, lud(0), 0);
     p.add(2, lud(250), 0);
     // 1 at 0, 100, 200 beats 2 at 250; then 2 (250 < 300).
-    let heads: Vec<u32> = (0..4).map(|_| p.resolve(1)[0]).collect();
+    let heads = p.heads(4);
     assert_eq!(heads, vec![1, 1, 1, 2]);
     // Re-registration sets the counter back to 0 (RFC 5356 5.2.2).
     p.add(1, lud(0), 0);
@@ -284,7 +289,7 @@ fn priority_least_used_with_degradation_counts_the_next_request() {
     p.add(1, plud(0, 100), 0);
     p.add(2, plud(60, 50), 0);
     // 1: 100, 200, 300; 2: 110, 160, 210.
-    let heads: Vec<u32> = (0..5).map(|_| p.resolve(1)[0]).collect();
+    let heads = p.heads(5);
     assert_eq!(heads, vec![1, 2, 2, 1, 2]);
 }
 
@@ -341,7 +346,7 @@ fn randomized_degradation_variants_shift_picks_away_from_used_pes() {
         let mut p = Pool::new(23);
         p.add(1, policy.clone(), 0);
         p.add(2, policy.clone(), 0);
-        let heads: Vec<u32> = (0..4).map(|_| p.resolve(1)[0]).collect();
+        let heads = p.heads(4);
         let ones = heads.iter().filter(|&&id| id == 1).count();
         assert!((1..=3).contains(&ones), "{policy:?}: {heads:?}");
         // Saturated: still answers (weights bottom out at 1, not 0).
@@ -387,7 +392,7 @@ fn distance_penalty_prefers_near_pes() {
     p.add(1, luddpf(0), 5);
     p.add(2, luddpf(1000), 0);
     // 1: 5000, 8000; 2: 1000, 4000, 7000, 10000.
-    let heads: Vec<u32> = (0..4).map(|_| p.resolve(1)[0]).collect();
+    let heads = p.heads(4);
     assert_eq!(heads, vec![2, 2, 1, 2]);
 
     // WRAND-DPF: half the weight at the distance where the penalty is 1/2.

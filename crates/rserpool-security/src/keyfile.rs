@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::files::{self, Existing};
 use crate::SecurityError;
 
 /// Bytes of a pre-shared key.
@@ -72,21 +73,12 @@ impl Psk {
     /// Write a new key file, readable by its owner only. An existing file
     /// is not overwritten.
     pub fn write_new(&self, path: &Path) -> Result<(), SecurityError> {
-        use std::io::Write;
-        let io = |error| SecurityError::Io {
-            path: path.to_owned(),
-            error,
-        };
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut f = options.open(path).map_err(io)?;
-        f.write_all(self.to_file_text().as_bytes()).map_err(io)?;
-        f.sync_all().map_err(io)
+        files::write(
+            path,
+            self.to_file_text().as_bytes(),
+            0o600,
+            Existing::Refuse,
+        )
     }
 
     /// The keys of a key file, in file order (at least one).

@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod files;
 pub mod keyfile;
 pub mod pki;
 pub mod tls;

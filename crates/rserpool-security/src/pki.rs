@@ -17,6 +17,7 @@ use openssl::x509::extension::{
 };
 use openssl::x509::{X509Builder, X509Name, X509NameBuilder, X509};
 
+use crate::files::{self, Existing};
 use crate::SecurityError;
 
 /// A certificate and its private key.
@@ -39,28 +40,10 @@ impl Issued {
     /// Write the certificate and the key as PEM files (the key readable by
     /// its owner only).
     pub fn write_pem(&self, cert: &Path, key: &Path) -> Result<(), SecurityError> {
-        write_file(cert, &self.certificate.to_pem()?, 0o644)?;
-        write_file(key, &self.key.private_key_to_pem_pkcs8()?, 0o600)
+        files::write(cert, &self.certificate.to_pem()?, 0o644, Existing::Replace)?;
+        let pem = self.key.private_key_to_pem_pkcs8()?;
+        files::write(key, &pem, 0o600, Existing::Replace)
     }
-}
-
-fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), SecurityError> {
-    use std::io::Write;
-    let io = |error| SecurityError::Io {
-        path: path.to_owned(),
-        error,
-    };
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(mode);
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
-    let mut f = options.open(path).map_err(io)?;
-    f.write_all(bytes).map_err(io)
 }
 
 fn new_key() -> Result<PKey<Private>, SecurityError> {

@@ -2,7 +2,8 @@
 //! our server and client, every refusal, and interop with the `openssl`
 //! command line tool (software we did not write) in both directions.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -16,6 +17,8 @@ use rserpool_security::{
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_openssl::SslStream;
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const LIMIT: Duration = Duration::from_secs(20);
@@ -84,17 +87,11 @@ async fn handshake(
     Result<PeerIdentity, SecurityError>,
     Result<PeerIdentity, SecurityError>,
 ) {
-    let listener = TcpListener::bind((LOCALHOST, 0)).await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let server = server.clone();
-    let serve = tokio::spawn(async move {
-        let (tcp, peer) = listener.accept().await.expect("accept");
-        let (mut s, id) = server.accept(tcp, &peer.to_string()).await?;
+    let (addr, serve) = serve_once(server.clone(), |mut s| async move {
         let mut buf = [0u8; 5];
         s.read_exact(&mut buf).await.expect("read");
         s.write_all(&buf).await.expect("echo");
         s.shutdown().await.ok();
-        Ok(id)
     });
     let tcp = TcpStream::connect(addr).await.expect("connect");
     // In TLS 1.3 the client finishes before the server has checked the
@@ -119,11 +116,49 @@ async fn handshake(
         }
         Err(e) => Err(e),
     };
-    let server_side = tokio::time::timeout(LIMIT, serve)
+    (finished(serve).await, client_side)
+}
+
+/// Accept one connection on a fresh loopback port, run the server side of
+/// the handshake and then `then` on the stream. Returns the address to
+/// connect to and the task, which yields the identity the client proved.
+fn serve_once<F, Fut>(
+    server: TlsServer,
+    then: F,
+) -> (SocketAddr, JoinHandle<Result<PeerIdentity, SecurityError>>)
+where
+    F: FnOnce(SslStream<TcpStream>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let listener = std::net::TcpListener::bind((LOCALHOST, 0)).expect("bind");
+    listener.set_nonblocking(true).expect("non-blocking");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        let listener = TcpListener::from_std(listener).expect("tokio listener");
+        let (tcp, peer) = listener.accept().await.expect("accept");
+        let (s, id) = server.accept(tcp, &peer.to_string()).await?;
+        then(s).await;
+        Ok(id)
+    });
+    (addr, task)
+}
+
+/// What the server side of [`serve_once`] ended with.
+async fn finished(
+    task: JoinHandle<Result<PeerIdentity, SecurityError>>,
+) -> Result<PeerIdentity, SecurityError> {
+    tokio::time::timeout(LIMIT, task)
         .await
         .expect("server side finishes")
-        .expect("server task");
-    (server_side, client_side)
+        .expect("server task")
+}
+
+/// A registrar that knows these PSKs only.
+fn psk_server(keys: &[&Psk]) -> TlsServer {
+    server(TlsServerConfig {
+        psks: Some(store(keys)),
+        ..Default::default()
+    })
 }
 
 fn server(cfg: TlsServerConfig) -> TlsServer {
@@ -151,10 +186,7 @@ fn psk_client(psk: &Psk) -> TlsClient {
 #[tokio::test]
 async fn psk_handshake_authenticates_both_ends() {
     let pe = Psk::generate("pe-1").expect("key");
-    let server = server(TlsServerConfig {
-        psks: Some(store(&[&pe])),
-        ..Default::default()
-    });
+    let server = psk_server(&[&pe]);
     let (s, c) = handshake(&server, &psk_client(&pe), "127.0.0.1").await;
     assert_eq!(s.expect("server"), PeerIdentity::Psk("pe-1".into()));
     assert_eq!(c.expect("client"), PeerIdentity::Psk("pe-1".into()));
@@ -250,27 +282,14 @@ async fn required_client_certificates_are_enforced() {
 #[tokio::test]
 async fn plain_bytes_to_a_tls_listener_fail_the_handshake() {
     let pe = Psk::generate("pe-1").expect("key");
-    let server = server(TlsServerConfig {
-        psks: Some(store(&[&pe])),
-        ..Default::default()
-    });
-    let listener = TcpListener::bind((LOCALHOST, 0)).await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let serve = tokio::spawn(async move {
-        let (tcp, peer) = listener.accept().await.expect("accept");
-        server.accept(tcp, &peer.to_string()).await.map(|_| ())
-    });
+    let (addr, serve) = serve_once(psk_server(&[&pe]), |_| async {});
     let mut tcp = TcpStream::connect(addr).await.expect("connect");
     // An ASAP handle resolution for "echo", in the clear.
     let plain = [
         0x05, 0, 0, 0x14, 0, 0x09, 0, 0x08, b'e', b'c', b'h', b'o', 0x80, 0x3f, 0, 0x08, 0, 0, 0, 3,
     ];
     tcp.write_all(&plain).await.expect("write");
-    let e = tokio::time::timeout(LIMIT, serve)
-        .await
-        .expect("finishes")
-        .expect("task")
-        .expect_err("refused");
+    let e = finished(serve).await.expect_err("refused");
     assert!(matches!(e, SecurityError::Handshake { .. }), "{e}");
 }
 
@@ -309,20 +328,11 @@ async fn openssl_s_client_completes_a_psk_handshake_with_our_server() {
         "the openssl command is needed (apt-get install openssl)"
     );
     let pe = Psk::generate("pe-ossl").expect("key");
-    let server = server(TlsServerConfig {
-        psks: Some(store(&[&pe])),
-        ..Default::default()
-    });
-    let listener = TcpListener::bind((LOCALHOST, 0)).await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let serve = tokio::spawn(async move {
-        let (tcp, peer) = listener.accept().await.expect("accept");
-        let (mut s, id) = server.accept(tcp, &peer.to_string()).await?;
+    let (addr, serve) = serve_once(psk_server(&[&pe]), |mut s| async move {
         s.write_all(b"greetings from rserpool\n")
             .await
             .expect("write");
         s.shutdown().await.ok();
-        Ok::<_, SecurityError>(id)
     });
     let mut child = tokio::process::Command::new("openssl")
         .args([
@@ -332,7 +342,7 @@ async fn openssl_s_client_completes_a_psk_handshake_with_our_server() {
             "-tls1_3",
             "-quiet",
         ])
-        .args(["-psk_identity", "pe-ossl", "-psk", &hex(&pe.key)])
+        .args(["-psk_identity", "pe-ossl", "-psk", &hex::encode(pe.key)])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -345,11 +355,7 @@ async fn openssl_s_client_completes_a_psk_handshake_with_our_server() {
         .expect("s_client prints our line")
         .expect("read");
     assert_eq!(line.as_deref(), Some("greetings from rserpool"));
-    let id = tokio::time::timeout(LIMIT, serve)
-        .await
-        .expect("finishes")
-        .expect("task")
-        .expect("handshake");
+    let id = finished(serve).await.expect("handshake");
     assert_eq!(id, PeerIdentity::Psk("pe-ossl".into()));
     drop(child.stdin.take());
     let _ = child.kill().await;
@@ -375,7 +381,13 @@ async fn our_client_completes_a_psk_handshake_with_openssl_s_server() {
             "-tls1_3",
             "-nocert",
         ])
-        .args(["-psk_identity", "pe-ossl", "-psk", &hex(&pe.key), "-rev"])
+        .args([
+            "-psk_identity",
+            "pe-ossl",
+            "-psk",
+            &hex::encode(pe.key),
+            "-rev",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -418,8 +430,4 @@ async fn our_client_completes_a_psk_handshake_with_openssl_s_server() {
     .expect("answer");
     assert!(got.contains("loopresr"), "{got}");
     let _ = child.kill().await;
-}
-
-fn hex(key: &[u8]) -> String {
-    key.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -33,12 +33,6 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(format!("{identity}.key")));
             let psk = Psk::generate(identity)?;
-            if path.exists() {
-                anyhow::bail!(
-                    "{} exists; not overwriting a key file (remove it first, or choose another with --output)",
-                    path.display()
-                );
-            }
             psk.write_new(&path)?;
             if *json {
                 println!(
