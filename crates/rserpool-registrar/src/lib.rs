@@ -1,1 +1,26 @@
-//! placeholder
+//! The RSerPool registrar (ENRP server), ASAP server side: a sans-IO core
+//! ([`RegistrarCore`], DESIGN section 2) and its tokio service over TCP
+//! with TLS ([`service`], DESIGN sections 3 and 4).
+//!
+//! * [`config`]: timers, thresholds and limits with their defaults.
+//! * [`RegistrarCore`]: registration, deregistration, handle resolution,
+//!   keep-alives and unreachable reports (RFC 5352 sections 3.1-3.5) with
+//!   the RFC 5355 rules: identity binding, own-address rule, rate limits
+//!   per identity and source address, the per-PE keep-alive limit.
+//! * [`Output`]/[`Event`]: what the core asks of its driver and reports.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+mod core;
+mod output;
+mod peer;
+
+#[cfg(test)]
+mod core_tests;
+
+pub use crate::core::RegistrarCore;
+pub use config::CoreConfig;
+pub use output::{Event, Output, Refusal, Removal, Stats};
+pub use peer::PeerInfo;

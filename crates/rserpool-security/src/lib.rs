@@ -7,6 +7,7 @@
 //!   external PSK (mutual authentication, the mandatory PE-registrar
 //!   mechanism) and/or X.509 certificates (a registrar certificate that
 //!   PUs verify, optional client certificates). No 0-RTT.
+//! * [`rate_limit`]: token buckets per key and per-window counters.
 //! * [`PeerIdentity`]: the authenticated identity a connection carries
 //!   into the protocol cores.
 
@@ -17,6 +18,7 @@ mod error;
 mod files;
 pub mod keyfile;
 pub mod pki;
+pub mod rate_limit;
 pub mod tls;
 
 pub use error::SecurityError;

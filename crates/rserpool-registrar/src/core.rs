@@ -1,0 +1,841 @@
+//! The registrar's ASAP server side as a sans-IO state machine (DESIGN
+//! section 2): connections come and go, frames arrive, time passes; the
+//! core answers with [`Output`]s. It owns the handlespace and applies the
+//! rules of RFC 5352 sections 3.1-3.5 with the security rules of RFC 5355
+//! (identity binding, own-address rule, rate limits, keep-alive limit).
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+use rserpool_handlespace::{
+    ConnId, DeadlineKind, Handlespace, Identity, Inconsistency, Registered, Registration,
+};
+use rserpool_security::rate_limit::{KeyedLimiter, Rate, WindowCounter};
+use rserpool_wire::framing::FramingError;
+use rserpool_wire::{
+    AsapMessage, Cause, CauseCode, DecodeError, DecodeErrorKind, OperationError, PoolElement,
+    PoolHandle, Transport, TransportUse, WireMessage,
+};
+use rustc_hash::FxHashMap;
+
+use crate::config::CoreConfig;
+use crate::output::{identity_text, Event, Output, Refusal, Removal, Stats};
+use crate::peer::{canonical, Peer, PeerInfo};
+
+/// Most bytes of an offending message echoed back in an error cause.
+const MAX_ECHOED: usize = 512;
+
+/// Keep-alive state of one PE (RFC 5352 section 3.4/3.5).
+#[derive(Debug, Default)]
+struct Probe {
+    /// A keep-alive is out and unanswered (or the PE's connection closed):
+    /// when the keep-alive deadline passes the PE is removed.
+    outstanding: bool,
+    /// Keep-alives sent recently (RFC 5355 2.14 limit).
+    sent: WindowCounter,
+}
+
+/// The rate limits of one kind of request: per identity and per source
+/// address (DESIGN section 4: more than one layer).
+#[derive(Debug)]
+struct Limit {
+    by_identity: KeyedLimiter<Identity>,
+    by_address: KeyedLimiter<IpAddr>,
+}
+
+impl Limit {
+    fn new(rate: Rate, max_keys: usize, now: Instant) -> Self {
+        Limit {
+            by_identity: KeyedLimiter::new(rate, max_keys, now),
+            by_address: KeyedLimiter::new(rate, max_keys, now),
+        }
+    }
+
+    fn allow(&mut self, peer: &Peer, now: Instant) -> bool {
+        self.by_identity.try_take(&peer.identity, now)
+            && self.by_address.try_take(&peer.address.ip(), now)
+    }
+
+    fn prune(&mut self, now: Instant) {
+        self.by_identity.prune(now);
+        self.by_address.prune(now);
+    }
+}
+
+/// The registrar core.
+#[derive(Debug)]
+pub struct RegistrarCore {
+    config: CoreConfig,
+    handlespace: Handlespace,
+    peers: FxHashMap<ConnId, Peer>,
+    probes: FxHashMap<(PoolHandle, u32), Probe>,
+    pes_per_identity: FxHashMap<Identity, usize>,
+    registrations: Limit,
+    resolutions: Limit,
+    reports: Limit,
+    next_prune: Instant,
+    rng: SmallRng,
+    outputs: VecDeque<Output>,
+    stats: Stats,
+}
+
+/// How often idle rate-limiter buckets are forgotten.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(10);
+
+impl RegistrarCore {
+    /// A core with an empty handlespace. `now` starts the rate limiters.
+    pub fn new(config: CoreConfig, now: Instant) -> Result<Self, String> {
+        config.validate()?;
+        let keys = config.max_limiter_keys;
+        Ok(RegistrarCore {
+            handlespace: Handlespace::new(rserpool_handlespace::Config {
+                default_items: config.default_items,
+            }),
+            peers: FxHashMap::default(),
+            probes: FxHashMap::default(),
+            pes_per_identity: FxHashMap::default(),
+            registrations: Limit::new(config.registration_rate, keys, now),
+            resolutions: Limit::new(config.resolution_rate, keys, now),
+            reports: Limit::new(config.report_rate, keys, now),
+            next_prune: now + PRUNE_INTERVAL,
+            rng: SmallRng::seed_from_u64(config.seed),
+            outputs: VecDeque::new(),
+            stats: Stats::default(),
+            config,
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &CoreConfig {
+        &self.config
+    }
+
+    /// The handlespace (read-only).
+    pub fn handlespace(&self) -> &Handlespace {
+        &self.handlespace
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Open connections.
+    pub fn connections(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// A connection was accepted (after its TLS handshake in secure mode).
+    pub fn handle_connect(&mut self, _now: Instant, conn: ConnId, info: PeerInfo) {
+        self.stats.connections += 1;
+        self.peers.insert(conn, Peer::new(&info));
+    }
+
+    /// A connection closed. Its PEs stay registered but can no longer be
+    /// probed: each must re-register over a new connection within the
+    /// keep-alive timeout or it is removed.
+    pub fn handle_disconnect(&mut self, now: Instant, conn: ConnId) {
+        if self.peers.remove(&conn).is_none() {
+            return;
+        }
+        let orphans: Vec<(PoolHandle, u32)> = self
+            .handlespace
+            .by_connection(conn)
+            .map(|(h, e)| (h.clone(), e.identifier))
+            .collect();
+        let due = now + self.config.keep_alive_timeout;
+        for (handle, id) in orphans {
+            let probe = self.probes.entry((handle.clone(), id)).or_default();
+            if !probe.outstanding {
+                probe.outstanding = true;
+                self.handlespace
+                    .set_deadline(&handle, id, DeadlineKind::KeepAlive, Some(due));
+            }
+        }
+    }
+
+    /// A framing error on a connection: the stream cannot be cut into
+    /// messages any more, so the connection is closed after an error.
+    pub fn handle_framing_error(&mut self, _now: Instant, conn: ConnId, error: &FramingError) {
+        let Some(peer) = self.peers.get(&conn) else {
+            return;
+        };
+        self.stats.malformed += 1;
+        let identity = identity_text(&peer.identity);
+        self.send(
+            conn,
+            AsapMessage::Error {
+                error: OperationError::single(Cause::new(CauseCode::InvalidValues)),
+            },
+        );
+        self.outputs.push_back(Output::Event(Event::Malformed {
+            conn,
+            identity,
+            error: error.to_string(),
+        }));
+        self.close(conn, format!("unframeable stream: {error}"));
+    }
+
+    /// One complete frame from a connection (ChannelCodec output).
+    pub fn handle_frame(&mut self, now: Instant, conn: ConnId, frame: &[u8]) {
+        match AsapMessage::decode(frame) {
+            Ok(d) => {
+                if !d.unrecognized.is_empty() {
+                    let causes = d
+                        .unrecognized
+                        .iter()
+                        .map(|u| Cause::with_info(CauseCode::UnrecognizedParameter, u.tlv.clone()))
+                        .collect();
+                    self.send(
+                        conn,
+                        AsapMessage::Error {
+                            error: OperationError { causes },
+                        },
+                    );
+                }
+                self.handle_message(now, conn, d.message);
+            }
+            Err(e) => self.malformed(conn, frame, &e),
+        }
+    }
+
+    fn malformed(&mut self, conn: ConnId, frame: &[u8], e: &DecodeError) {
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        peer.malformed += 1;
+        let too_many = peer.malformed > self.config.max_malformed_per_connection;
+        let identity = identity_text(&peer.identity);
+        self.stats.malformed += 1;
+        // RFC 5354 section 3.12: report what the type bits ask to report.
+        if let Some(code) = e.cause() {
+            let info = match &e.kind {
+                DecodeErrorKind::UnrecognizedParameter { tlv, .. } => tlv.clone(),
+                _ => frame[..frame.len().min(MAX_ECHOED)].to_vec(),
+            };
+            self.send(
+                conn,
+                AsapMessage::Error {
+                    error: OperationError::single(Cause::with_info(code, info)),
+                },
+            );
+        }
+        self.outputs.push_back(Output::Event(Event::Malformed {
+            conn,
+            identity,
+            error: e.to_string(),
+        }));
+        if too_many {
+            self.close(
+                conn,
+                format!(
+                    "more than {} malformed messages",
+                    self.config.max_malformed_per_connection
+                ),
+            );
+        }
+    }
+
+    /// A decoded message from a connection.
+    pub fn handle_message(&mut self, now: Instant, conn: ConnId, msg: AsapMessage) {
+        if !self.peers.contains_key(&conn) {
+            return;
+        }
+        match msg {
+            AsapMessage::Registration {
+                pool_handle,
+                pool_element,
+            } => self.registration(now, conn, pool_handle, pool_element),
+            AsapMessage::Deregistration {
+                pool_handle,
+                identifier,
+            } => self.deregistration(now, conn, pool_handle, identifier),
+            AsapMessage::HandleResolution {
+                pool_handle, items, ..
+            } => self.resolution(now, conn, pool_handle, items),
+            AsapMessage::EndpointKeepAliveAck {
+                pool_handle,
+                identifier,
+            } => self.keep_alive_ack(now, conn, pool_handle, identifier),
+            AsapMessage::EndpointUnreachable {
+                pool_handle,
+                identifier,
+            } => self.unreachable(now, conn, pool_handle, identifier),
+            // Errors from clients are logged by the driver's event stream.
+            AsapMessage::Error { error } => {
+                tracing::info!(conn, ?error, "ASAP_ERROR received from a client");
+            }
+            other => {
+                // A message a registrar never receives (RFC 5354 3.12.3).
+                let info = other.to_bytes().unwrap_or_default();
+                self.send(
+                    conn,
+                    AsapMessage::Error {
+                        error: OperationError::single(Cause::with_info(
+                            CauseCode::UnrecognizedMessage,
+                            &info[..info.len().min(MAX_ECHOED)],
+                        )),
+                    },
+                );
+            }
+        }
+    }
+
+    // ----- RFC 5352 section 3.1: registration -------------------------------
+
+    fn registration(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        pool_handle: PoolHandle,
+        mut pe: PoolElement,
+    ) {
+        let identifier = pe.identifier;
+        let checked = self.check_registration(now, conn, &pool_handle, &mut pe);
+        let peer = match checked {
+            Ok(peer) => peer,
+            Err((refusal, cause, detail)) => {
+                return self.refuse_registration(
+                    conn,
+                    pool_handle,
+                    identifier,
+                    refusal,
+                    cause,
+                    detail,
+                )
+            }
+        };
+        let life = Duration::from_millis(pe.registration_life as u64);
+        let reg = Registration {
+            pool_handle: pool_handle.clone(),
+            element: pe,
+            home: self.config.server_id,
+            expires: Some(now + life),
+            keep_alive_due: Some(now + self.keep_alive_interval()),
+            connection: Some(conn),
+            identity: Some(peer.identity.clone()),
+            distance: 0,
+        };
+        match self.handlespace.register(reg) {
+            Ok(outcome) => {
+                let new = outcome == Registered::New;
+                if new {
+                    self.stats.registrations += 1;
+                    *self
+                        .pes_per_identity
+                        .entry(peer.identity.clone())
+                        .or_insert(0) += 1;
+                } else {
+                    self.stats.reregistrations += 1;
+                }
+                self.probes
+                    .entry((pool_handle.clone(), identifier))
+                    .or_default()
+                    .outstanding = false;
+                self.send(
+                    conn,
+                    AsapMessage::RegistrationResponse {
+                        reject: false,
+                        pool_handle: pool_handle.clone(),
+                        identifier,
+                        error: None,
+                    },
+                );
+                self.outputs.push_back(Output::Event(Event::Registered {
+                    pool_handle,
+                    identifier,
+                    identity: identity_text(&peer.identity),
+                    new,
+                }));
+            }
+            Err(inc) => {
+                let (cause, detail) = match inc {
+                    Inconsistency::Policy(p) => (
+                        CauseCode::InconsistentPoolingPolicy,
+                        format!("the pool uses policy {}", p.name()),
+                    ),
+                    Inconsistency::Transport(t) => (
+                        CauseCode::InconsistentTransportType,
+                        format!("the pool uses transport type {:#06x}", t.param_type()),
+                    ),
+                    Inconsistency::DataControl => (
+                        CauseCode::InconsistentDataControlConfiguration,
+                        "the pool uses the other data/control configuration".to_string(),
+                    ),
+                };
+                self.refuse_registration(
+                    conn,
+                    pool_handle,
+                    identifier,
+                    Refusal::Inconsistent,
+                    cause,
+                    detail,
+                )
+            }
+        }
+    }
+
+    /// The checks before a registration touches the handlespace. On
+    /// success the PE carries this registrar as home and the connection's
+    /// source as its ASAP transport (RFC 5352 3.1 rule 4).
+    fn check_registration(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        handle: &PoolHandle,
+        pe: &mut PoolElement,
+    ) -> Result<Peer, (Refusal, CauseCode, String)> {
+        let peer = self.peers.get(&conn).cloned().ok_or((
+            Refusal::Security,
+            CauseCode::RejectedSecurity,
+            "unknown connection".to_string(),
+        ))?;
+        if !peer.may_register {
+            return Err((
+                Refusal::Security,
+                CauseCode::RejectedSecurity,
+                "an anonymous client may not register (RFC 5355 2.1)".into(),
+            ));
+        }
+        if !self.registrations.allow(&peer, now) {
+            return Err((
+                Refusal::RateLimited,
+                CauseCode::LackOfResources,
+                "registration rate limit".into(),
+            ));
+        }
+        let existing = self.handlespace.find(handle, pe.identifier);
+        if let Some(e) = existing {
+            if e.identity.as_ref() != Some(&peer.identity) {
+                return Err((
+                    Refusal::Security,
+                    CauseCode::RejectedSecurity,
+                    "the PE identifier belongs to another identity".into(),
+                ));
+            }
+        } else {
+            let owned = self
+                .pes_per_identity
+                .get(&peer.identity)
+                .copied()
+                .unwrap_or(0);
+            if owned >= self.config.max_pes_per_identity {
+                return Err((
+                    Refusal::RateLimited,
+                    CauseCode::LackOfResources,
+                    format!("identity already has {owned} PEs registered"),
+                ));
+            }
+        }
+        // Registration life in milliseconds (RSPLIB's unit; DESIGN section 5).
+        let life = i64::from(pe.registration_life);
+        let (min, max) = (
+            self.config.min_registration_life.as_millis() as i64,
+            self.config.max_registration_life.as_millis() as i64,
+        );
+        if life < min || life > max {
+            return Err((
+                Refusal::Invalid,
+                CauseCode::InvalidValues,
+                format!("registration life {life} ms is outside {min}..={max} ms"),
+            ));
+        }
+        if !self.config.allow_foreign_addresses {
+            own_addresses(&pe.user_transport, peer.address.ip())
+                .map_err(|detail| (Refusal::Security, CauseCode::RejectedSecurity, detail))?;
+        }
+        pe.home_registrar = self.config.server_id;
+        pe.asap_transport = Some(Transport::Tcp {
+            port: peer.address.port(),
+            transport_use: TransportUse::DataPlusControl,
+            address: peer.address.ip(),
+        });
+        Ok(peer)
+    }
+
+    fn refuse_registration(
+        &mut self,
+        conn: ConnId,
+        pool_handle: PoolHandle,
+        identifier: u32,
+        refusal: Refusal,
+        cause: CauseCode,
+        detail: String,
+    ) {
+        self.refused(conn, "ASAP_REGISTRATION", refusal, cause, detail);
+        self.send(
+            conn,
+            AsapMessage::RegistrationResponse {
+                reject: true,
+                pool_handle,
+                identifier,
+                error: Some(OperationError::single(Cause::new(cause))),
+            },
+        );
+    }
+
+    fn refused(
+        &mut self,
+        conn: ConnId,
+        request: &'static str,
+        refusal: Refusal,
+        cause: CauseCode,
+        detail: String,
+    ) {
+        match refusal {
+            Refusal::Security => self.stats.refused_security += 1,
+            Refusal::RateLimited => self.stats.refused_rate_limited += 1,
+            Refusal::Invalid | Refusal::Inconsistent => self.stats.refused_invalid += 1,
+        }
+        let identity = self
+            .peers
+            .get(&conn)
+            .map(|p| identity_text(&p.identity))
+            .unwrap_or_default();
+        self.outputs.push_back(Output::Event(Event::Refused {
+            conn,
+            identity,
+            request,
+            refusal,
+            cause,
+            detail,
+        }));
+    }
+
+    // ----- RFC 5352 section 3.2: deregistration ------------------------------
+
+    fn deregistration(&mut self, now: Instant, conn: ConnId, pool_handle: PoolHandle, id: u32) {
+        let Some(peer) = self.peers.get(&conn).cloned() else {
+            return;
+        };
+        let refusal = if !self.registrations.allow(&peer, now) {
+            Some((
+                Refusal::RateLimited,
+                CauseCode::LackOfResources,
+                "deregistration rate limit",
+            ))
+        } else {
+            match self.handlespace.find(&pool_handle, id) {
+                Some(e) if e.identity.as_ref() != Some(&peer.identity) => Some((
+                    Refusal::Security,
+                    CauseCode::RejectedSecurity,
+                    "the PE identifier belongs to another identity",
+                )),
+                _ => None,
+            }
+        };
+        let error = match refusal {
+            Some((refusal, cause, detail)) => {
+                self.refused(conn, "ASAP_DEREGISTRATION", refusal, cause, detail.into());
+                Some(OperationError::single(Cause::new(cause)))
+            }
+            None => {
+                // An unknown PE counts as deregistered (RFC 5352 3.2).
+                if self.remove(&pool_handle, id, Removal::Deregistered) {
+                    self.stats.deregistrations += 1;
+                }
+                None
+            }
+        };
+        self.send(
+            conn,
+            AsapMessage::DeregistrationResponse {
+                pool_handle,
+                identifier: id,
+                error,
+            },
+        );
+    }
+
+    /// Remove a PE and everything the core keeps about it.
+    fn remove(&mut self, handle: &PoolHandle, id: u32, reason: Removal) -> bool {
+        let Some(entry) = self.handlespace.deregister(handle, id) else {
+            return false;
+        };
+        self.probes.remove(&(handle.clone(), id));
+        if let Some(identity) = &entry.identity {
+            if let Some(n) = self.pes_per_identity.get_mut(identity) {
+                *n -= 1;
+                if *n == 0 {
+                    self.pes_per_identity.remove(identity);
+                }
+            }
+        }
+        self.outputs.push_back(Output::Event(Event::Removed {
+            pool_handle: handle.clone(),
+            identifier: id,
+            reason,
+        }));
+        true
+    }
+
+    // ----- RFC 5352 section 3.3: handle resolution ---------------------------
+
+    fn resolution(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        pool_handle: PoolHandle,
+        items: Option<u32>,
+    ) {
+        let Some(peer) = self.peers.get(&conn) else {
+            return;
+        };
+        if !self.resolutions.allow(peer, now) {
+            self.refused(
+                conn,
+                "ASAP_HANDLE_RESOLUTION",
+                Refusal::RateLimited,
+                CauseCode::LackOfResources,
+                "handle resolution rate limit".into(),
+            );
+            return self.send(
+                conn,
+                AsapMessage::HandleResolutionResponse {
+                    accept_updates: false,
+                    pool_handle,
+                    policy: None,
+                    pool_elements: Vec::new(),
+                    error: Some(OperationError::single(Cause::new(
+                        CauseCode::LackOfResources,
+                    ))),
+                },
+            );
+        }
+        self.stats.resolutions += 1;
+        let mut pool_elements = Vec::new();
+        let found = self
+            .handlespace
+            .resolve_each(&pool_handle, items, &mut self.rng, |e| {
+                pool_elements.push(e.to_wire())
+            });
+        let msg = match found {
+            Some(_) => AsapMessage::HandleResolutionResponse {
+                accept_updates: false,
+                pool_handle,
+                policy: pool_elements.first().map(|p| p.policy.clone()),
+                pool_elements,
+                error: None,
+            },
+            None => {
+                let info = pool_handle.as_bytes().to_vec();
+                AsapMessage::HandleResolutionResponse {
+                    accept_updates: false,
+                    pool_handle,
+                    policy: None,
+                    pool_elements: Vec::new(),
+                    error: Some(OperationError::single(Cause::with_info(
+                        CauseCode::UnknownPoolHandle,
+                        info,
+                    ))),
+                }
+            }
+        };
+        self.send(conn, msg);
+    }
+
+    // ----- RFC 5352 sections 3.4, 3.5: keep-alives, unreachable reports -----
+
+    fn keep_alive_ack(&mut self, now: Instant, conn: ConnId, handle: PoolHandle, id: u32) {
+        let Some(peer) = self.peers.get(&conn) else {
+            return;
+        };
+        // Only the registrant may vouch for its PE: an ack from anyone else
+        // would keep a dead PE alive.
+        match self.handlespace.find(&handle, id) {
+            Some(e) if e.identity.as_ref() == Some(&peer.identity) => {}
+            _ => return,
+        }
+        let Some(probe) = self.probes.get_mut(&(handle.clone(), id)) else {
+            return;
+        };
+        if probe.outstanding {
+            probe.outstanding = false;
+            let due = now + self.keep_alive_interval();
+            self.handlespace
+                .set_deadline(&handle, id, DeadlineKind::KeepAlive, Some(due));
+        }
+    }
+
+    fn unreachable(&mut self, now: Instant, conn: ConnId, handle: PoolHandle, id: u32) {
+        let Some(peer) = self.peers.get(&conn) else {
+            return;
+        };
+        if !self.reports.allow(peer, now) {
+            self.refused(
+                conn,
+                "ASAP_ENDPOINT_UNREACHABLE",
+                Refusal::RateLimited,
+                CauseCode::LackOfResources,
+                "unreachable report rate limit (RFC 5355 2.13)".into(),
+            );
+            return;
+        }
+        let reporter = reporter_key(&peer.identity);
+        let window = self.config.bad_pe_report_window;
+        let Some(count) = self
+            .handlespace
+            .record_unreachable(&handle, id, reporter, now, window)
+        else {
+            return;
+        };
+        self.stats.unreachable_reports += 1;
+        if count >= self.config.max_bad_pe_reports {
+            self.stats.unreachable_removals += 1;
+            self.remove(&handle, id, Removal::Unreachable);
+            return;
+        }
+        // RFC 5352 3.5: probe the PE at once, within the per-PE limit.
+        self.probe(now, handle, id);
+    }
+
+    /// Send a keep-alive to a PE unless one is outstanding or the per-PE
+    /// limit is reached (RFC 5355 2.14).
+    fn probe(&mut self, now: Instant, handle: PoolHandle, id: u32) {
+        let Some(conn) = self
+            .handlespace
+            .find(&handle, id)
+            .and_then(|e| e.connection)
+        else {
+            return;
+        };
+        let window = self.config.keep_alive_interval;
+        let max = self.config.max_keep_alives_per_interval;
+        let probe = self.probes.entry((handle.clone(), id)).or_default();
+        if probe.outstanding || !probe.sent.try_record(now, window, max) {
+            return;
+        }
+        probe.outstanding = true;
+        let due = now + self.config.keep_alive_timeout;
+        self.handlespace
+            .set_deadline(&handle, id, DeadlineKind::KeepAlive, Some(due));
+        if self.peers.contains_key(&conn) {
+            self.stats.keep_alives_sent += 1;
+            self.send(
+                conn,
+                AsapMessage::EndpointKeepAlive {
+                    home: false,
+                    server_id: self.config.server_id,
+                    pool_handle: handle,
+                    identifier: Some(id),
+                },
+            );
+        }
+    }
+
+    /// A keep-alive interval drawn from 50..150 % of the configured one
+    /// (RFC 5352 3.5: spread the keep-alive traffic).
+    fn keep_alive_interval(&mut self) -> Duration {
+        self.config
+            .keep_alive_interval
+            .mul_f64(self.rng.random_range(0.5..1.5))
+    }
+
+    // ----- time -------------------------------------------------------------
+
+    /// The earliest time [`Self::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let hs = self.handlespace.next_deadline();
+        Some(hs.map_or(self.next_prune, |d| d.min(self.next_prune)))
+    }
+
+    /// Deadlines that passed: lifetimes end, keep-alives go out, PEs that
+    /// did not answer are removed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for exp in self.handlespace.pop_expired(now) {
+            let (handle, id) = (exp.pool_handle, exp.identifier);
+            match exp.kind {
+                DeadlineKind::Lifetime => {
+                    let conn = self
+                        .handlespace
+                        .find(&handle, id)
+                        .and_then(|e| e.connection);
+                    if self.remove(&handle, id, Removal::LifetimeExpired) {
+                        self.stats.lifetime_expiries += 1;
+                        // RFC 5352 3.2: tell the PE it was removed.
+                        if let Some(conn) = conn.filter(|c| self.peers.contains_key(c)) {
+                            self.send(
+                                conn,
+                                AsapMessage::DeregistrationResponse {
+                                    pool_handle: handle,
+                                    identifier: id,
+                                    error: None,
+                                },
+                            );
+                        }
+                    }
+                }
+                DeadlineKind::KeepAlive => {
+                    let outstanding = self
+                        .probes
+                        .get(&(handle.clone(), id))
+                        .is_some_and(|p| p.outstanding);
+                    if outstanding {
+                        self.stats.keep_alive_failures += 1;
+                        self.remove(&handle, id, Removal::KeepAliveTimeout);
+                    } else {
+                        self.probe(now, handle.clone(), id);
+                        // Over the per-PE limit: try again next interval.
+                        if self
+                            .handlespace
+                            .find(&handle, id)
+                            .is_some_and(|e| e.keep_alive_due.is_none())
+                        {
+                            let due = now + self.keep_alive_interval();
+                            self.handlespace.set_deadline(
+                                &handle,
+                                id,
+                                DeadlineKind::KeepAlive,
+                                Some(due),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        if now >= self.next_prune {
+            self.registrations.prune(now);
+            self.resolutions.prune(now);
+            self.reports.prune(now);
+            self.next_prune = now + PRUNE_INTERVAL;
+        }
+    }
+
+    /// The next output, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    fn send(&mut self, conn: ConnId, msg: AsapMessage) {
+        self.outputs.push_back(Output::Send { conn, msg });
+    }
+
+    fn close(&mut self, conn: ConnId, reason: String) {
+        self.outputs.push_back(Output::Close { conn, reason });
+    }
+}
+
+/// The own-address rule (DESIGN section 4, RFC 5355 2.3): every address a
+/// PE registers must be the one it connects from.
+fn own_addresses(t: &Transport, source: IpAddr) -> Result<(), String> {
+    let addrs = t.addresses();
+    if addrs.is_empty() {
+        return Err("a transport without addresses cannot be checked against the source".into());
+    }
+    match addrs.iter().find(|a| canonical(**a) != source) {
+        Some(a) => Err(format!(
+            "registered address {a} is not the connection's source address {source}"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Reporters are told apart by identity (their source address when
+/// anonymous), hashed to the handlespace's 64-bit reporter key.
+fn reporter_key(identity: &Identity) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<rustc_hash::FxHasher>::default().hash_one(&identity.0)
+}

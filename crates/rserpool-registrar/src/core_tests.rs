@@ -1,0 +1,546 @@
+//! Tests of the registrar core on a virtual clock.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rserpool_security::PeerIdentity;
+use rserpool_wire::{
+    AsapMessage, CauseCode, Policy, PoolElement, PoolHandle, Transport, TransportUse, WireMessage,
+};
+
+use crate::{CoreConfig, Event, Output, PeerInfo, RegistrarCore, Removal};
+
+struct Sim {
+    core: RegistrarCore,
+    now: Instant,
+}
+
+const PE_ADDR: &str = "10.0.0.1";
+
+impl Sim {
+    fn new() -> Sim {
+        Sim::with(CoreConfig {
+            server_id: 0x1234,
+            seed: 7,
+            ..CoreConfig::default()
+        })
+    }
+
+    fn with(config: CoreConfig) -> Sim {
+        let now = Instant::now();
+        Sim {
+            core: RegistrarCore::new(config, now).unwrap(),
+            now,
+        }
+    }
+
+    fn connect(&mut self, conn: u64, identity: Option<PeerIdentity>, addr: &str) {
+        let address: SocketAddr = format!("{addr}:{}", 40000 + conn).parse().unwrap();
+        self.core
+            .handle_connect(self.now, conn, PeerInfo { identity, address });
+    }
+
+    fn psk(&mut self, conn: u64, name: &str) {
+        self.connect(conn, Some(PeerIdentity::Psk(name.into())), PE_ADDR);
+    }
+
+    fn outputs(&mut self) -> Vec<Output> {
+        std::iter::from_fn(|| self.core.poll_output()).collect()
+    }
+
+    /// The messages sent, by connection.
+    fn sent(&mut self) -> Vec<(u64, AsapMessage)> {
+        self.outputs()
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Send { conn, msg } => Some((conn, msg)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn send(&mut self, conn: u64, msg: AsapMessage) -> Vec<(u64, AsapMessage)> {
+        self.core.handle_message(self.now, conn, msg);
+        self.sent()
+    }
+
+    fn advance(&mut self, d: Duration) -> Vec<Output> {
+        let end = self.now + d;
+        let mut out = Vec::new();
+        while let Some(t) = self.core.poll_timeout().filter(|t| *t <= end) {
+            self.now = t.max(self.now);
+            self.core.handle_timeout(self.now);
+            out.extend(self.outputs());
+        }
+        self.now = end;
+        out
+    }
+
+    fn pe_count(&self) -> usize {
+        self.core.handlespace().len()
+    }
+}
+
+fn handle() -> PoolHandle {
+    PoolHandle::from_static("echo")
+}
+
+fn pe(id: u32, addr: &str, policy: Policy) -> PoolElement {
+    PoolElement {
+        identifier: id,
+        home_registrar: 0,
+        registration_life: 30_000,
+        user_transport: Transport::Tcp {
+            port: 7,
+            transport_use: TransportUse::DataOnly,
+            address: addr.parse().unwrap(),
+        },
+        policy,
+        asap_transport: None,
+    }
+}
+
+fn registration(id: u32) -> AsapMessage {
+    AsapMessage::Registration {
+        pool_handle: handle(),
+        pool_element: pe(id, PE_ADDR, Policy::RoundRobin),
+    }
+}
+
+/// The cause of a single response to a registration: `None` if accepted.
+fn reg_cause(sent: &[(u64, AsapMessage)]) -> Option<CauseCode> {
+    match sent {
+        [(_, AsapMessage::RegistrationResponse { reject, error, .. })] => {
+            assert_eq!(*reject, error.is_some());
+            error.as_ref().map(|e| e.causes[0].code)
+        }
+        other => panic!("expected one registration response, got {other:?}"),
+    }
+}
+
+fn resolve(s: &mut Sim, conn: u64) -> AsapMessage {
+    let sent = s.send(
+        conn,
+        AsapMessage::HandleResolution {
+            subscribe: false,
+            pool_handle: handle(),
+            items: None,
+        },
+    );
+    assert_eq!(sent.len(), 1);
+    sent.into_iter().next().unwrap().1
+}
+
+fn resolved_ids(s: &mut Sim, conn: u64) -> Vec<u32> {
+    match resolve(s, conn) {
+        AsapMessage::HandleResolutionResponse { pool_elements, .. } => {
+            pool_elements.iter().map(|p| p.identifier).collect()
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn registration_is_accepted_and_resolvable() {
+    let mut s = Sim::new();
+    s.psk(1, "pe-a");
+    assert_eq!(reg_cause(&s.send(1, registration(42))), None);
+    let e = s.core.handlespace().find(&handle(), 42).unwrap();
+    assert_eq!(e.home, 0x1234);
+    assert_eq!(
+        e.asap_transport.as_ref().unwrap().addresses(),
+        &[PE_ADDR.parse::<std::net::IpAddr>().unwrap()]
+    );
+    s.connect(2, Some(PeerIdentity::Anonymous), "10.9.9.9");
+    assert_eq!(resolved_ids(&mut s, 2), vec![42]);
+    assert_eq!(s.core.stats().registrations, 1);
+}
+
+#[test]
+fn unknown_pool_handle_is_an_error() {
+    let mut s = Sim::new();
+    s.connect(2, Some(PeerIdentity::Anonymous), "10.9.9.9");
+    match resolve(&mut s, 2) {
+        AsapMessage::HandleResolutionResponse {
+            pool_elements,
+            error: Some(e),
+            ..
+        } => {
+            assert!(pool_elements.is_empty());
+            assert_eq!(e.causes[0].code, CauseCode::UnknownPoolHandle);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn anonymous_clients_may_not_register() {
+    let mut s = Sim::new();
+    s.connect(1, Some(PeerIdentity::Anonymous), PE_ADDR);
+    assert_eq!(
+        reg_cause(&s.send(1, registration(1))),
+        Some(CauseCode::RejectedSecurity)
+    );
+    assert_eq!(s.pe_count(), 0);
+    assert_eq!(s.core.stats().refused_security, 1);
+}
+
+#[test]
+fn foreign_addresses_are_refused_unless_allowed() {
+    let mut s = Sim::new();
+    s.psk(1, "pe-a");
+    let foreign = AsapMessage::Registration {
+        pool_handle: handle(),
+        pool_element: pe(1, "10.0.0.99", Policy::RoundRobin),
+    };
+    assert_eq!(
+        reg_cause(&s.send(1, foreign.clone())),
+        Some(CauseCode::RejectedSecurity)
+    );
+    assert_eq!(s.pe_count(), 0);
+
+    let mut s = Sim::with(CoreConfig {
+        allow_foreign_addresses: true,
+        ..CoreConfig::default()
+    });
+    s.psk(1, "pe-a");
+    assert_eq!(reg_cause(&s.send(1, foreign)), None);
+}
+
+#[test]
+fn another_identity_cannot_touch_a_pe() {
+    let mut s = Sim::new();
+    s.psk(1, "pe-a");
+    s.psk(2, "pe-b");
+    assert_eq!(reg_cause(&s.send(1, registration(42))), None);
+    let before = s.core.handlespace().find(&handle(), 42).unwrap().to_wire();
+
+    // Re-registration with other values by pe-b: refused, PE unchanged.
+    let mut hijack = pe(42, PE_ADDR, Policy::RoundRobin);
+    hijack.registration_life = 60_000;
+    let sent = s.send(
+        2,
+        AsapMessage::Registration {
+            pool_handle: handle(),
+            pool_element: hijack,
+        },
+    );
+    assert_eq!(reg_cause(&sent), Some(CauseCode::RejectedSecurity));
+    assert_eq!(
+        s.core.handlespace().find(&handle(), 42).unwrap().to_wire(),
+        before
+    );
+
+    // Deregistration by pe-b: refused, PE still there.
+    let sent = s.send(
+        2,
+        AsapMessage::Deregistration {
+            pool_handle: handle(),
+            identifier: 42,
+        },
+    );
+    match &sent[..] {
+        [(2, AsapMessage::DeregistrationResponse { error: Some(e), .. })] => {
+            assert_eq!(e.causes[0].code, CauseCode::RejectedSecurity)
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.pe_count(), 1);
+
+    // The owner may, even over a new connection.
+    s.psk(3, "pe-a");
+    let sent = s.send(
+        3,
+        AsapMessage::Deregistration {
+            pool_handle: handle(),
+            identifier: 42,
+        },
+    );
+    assert!(matches!(
+        &sent[..],
+        [(3, AsapMessage::DeregistrationResponse { error: None, .. })]
+    ));
+    assert_eq!(s.pe_count(), 0);
+}
+
+#[test]
+fn inconsistent_policy_and_bad_lifetimes_are_refused() {
+    let mut s = Sim::new();
+    s.psk(1, "pe-a");
+    assert_eq!(reg_cause(&s.send(1, registration(1))), None);
+    let lu = AsapMessage::Registration {
+        pool_handle: handle(),
+        pool_element: pe(2, PE_ADDR, Policy::LeastUsed { load: 0 }),
+    };
+    assert_eq!(
+        reg_cause(&s.send(1, lu)),
+        Some(CauseCode::InconsistentPoolingPolicy)
+    );
+    for life in [0, -1, 500, i32::MAX] {
+        let mut p = pe(3, PE_ADDR, Policy::RoundRobin);
+        p.registration_life = life;
+        let msg = AsapMessage::Registration {
+            pool_handle: handle(),
+            pool_element: p,
+        };
+        assert_eq!(
+            reg_cause(&s.send(1, msg)),
+            Some(CauseCode::InvalidValues),
+            "life {life}"
+        );
+    }
+    assert_eq!(s.pe_count(), 1);
+}
+
+#[test]
+fn lifetime_expiry_removes_and_tells_the_pe() {
+    let mut s = Sim::with(CoreConfig {
+        keep_alive_interval: Duration::from_secs(3600),
+        ..CoreConfig::default()
+    });
+    s.psk(1, "pe-a");
+    reg_cause(&s.send(1, registration(5)));
+    assert!(s.advance(Duration::from_secs(29)).is_empty());
+    let out = s.advance(Duration::from_secs(2));
+    assert!(out.contains(&Output::Send {
+        conn: 1,
+        msg: AsapMessage::DeregistrationResponse {
+            pool_handle: handle(),
+            identifier: 5,
+            error: None
+        }
+    }));
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Event(Event::Removed {
+            reason: Removal::LifetimeExpired,
+            ..
+        })
+    )));
+    assert_eq!(s.pe_count(), 0);
+}
+
+fn keep_alives(out: &[Output]) -> usize {
+    out.iter()
+        .filter(|o| {
+            matches!(
+                o,
+                Output::Send {
+                    msg: AsapMessage::EndpointKeepAlive { .. },
+                    ..
+                }
+            )
+        })
+        .count()
+}
+
+#[test]
+fn answered_keep_alives_keep_a_pe_and_silence_removes_it() {
+    let mut s = Sim::with(CoreConfig {
+        max_registration_life: Duration::from_secs(3600),
+        ..CoreConfig::default()
+    });
+    s.psk(1, "pe-a");
+    let mut p = pe(5, PE_ADDR, Policy::RoundRobin);
+    p.registration_life = 3_600_000;
+    s.send(
+        1,
+        AsapMessage::Registration {
+            pool_handle: handle(),
+            pool_element: p,
+        },
+    );
+    // Ten keep-alive rounds, each answered: the PE stays.
+    for _ in 0..10 {
+        let out = s.advance(Duration::from_millis(7_500));
+        assert_eq!(keep_alives(&out), 1, "{out:?}");
+        s.send(
+            1,
+            AsapMessage::EndpointKeepAliveAck {
+                pool_handle: handle(),
+                identifier: 5,
+            },
+        );
+    }
+    assert_eq!(s.pe_count(), 1);
+    // An ack from another identity does not count.
+    let out = s.advance(Duration::from_millis(7_500));
+    assert_eq!(keep_alives(&out), 1);
+    s.psk(2, "pe-b");
+    s.send(
+        2,
+        AsapMessage::EndpointKeepAliveAck {
+            pool_handle: handle(),
+            identifier: 5,
+        },
+    );
+    s.advance(Duration::from_secs(6));
+    assert_eq!(s.pe_count(), 0);
+    assert_eq!(s.core.stats().keep_alive_failures, 1);
+}
+
+#[test]
+fn a_pe_whose_connection_closed_has_one_timeout_to_come_back() {
+    let mut s = Sim::new();
+    s.psk(1, "pe-a");
+    s.send(1, registration(5));
+    s.send(1, registration(6));
+    s.core.handle_disconnect(s.now, 1);
+    s.advance(Duration::from_secs(2));
+    // PE 6 comes back over a new connection, PE 5 does not.
+    s.psk(2, "pe-a");
+    assert_eq!(reg_cause(&s.send(2, registration(6))), None);
+    s.advance(Duration::from_millis(3_100));
+    assert!(s.core.handlespace().find(&handle(), 5).is_none());
+    assert!(s.core.handlespace().find(&handle(), 6).is_some());
+}
+
+fn report(s: &mut Sim, conn: u64, id: u32) -> Vec<(u64, AsapMessage)> {
+    s.send(
+        conn,
+        AsapMessage::EndpointUnreachable {
+            pool_handle: handle(),
+            identifier: id,
+        },
+    )
+}
+
+#[test]
+fn distinct_reporters_remove_a_pe() {
+    let mut s = Sim::new();
+    s.psk(1, "pe-a");
+    s.send(1, registration(5));
+    // One PU reporting many times (within its rate) counts once.
+    s.connect(10, Some(PeerIdentity::Psk("pu-1".into())), "10.2.0.1");
+    for _ in 0..5 {
+        report(&mut s, 10, 5);
+    }
+    assert_eq!(s.pe_count(), 1);
+    // The first report probed the PE once; later ones wait for the answer.
+    assert_eq!(s.core.stats().keep_alives_sent, 1);
+    s.connect(11, Some(PeerIdentity::Psk("pu-2".into())), "10.2.0.2");
+    report(&mut s, 11, 5);
+    assert_eq!(s.pe_count(), 1);
+    // The per-address limit also holds: pu-1's address has used its burst.
+    s.connect(12, Some(PeerIdentity::Psk("pu-3".into())), "10.2.0.1");
+    report(&mut s, 12, 5);
+    assert_eq!(s.pe_count(), 1);
+    s.connect(13, Some(PeerIdentity::Psk("pu-3".into())), "10.2.0.3");
+    report(&mut s, 13, 5);
+    report(&mut s, 12, 5);
+    assert_eq!(s.pe_count(), 0);
+    assert_eq!(s.core.stats().unreachable_removals, 1);
+}
+
+#[test]
+fn keep_alives_to_one_pe_are_limited_under_a_report_flood() {
+    // RFC 5355 2.14: many reporters, each answer comes back at once.
+    let mut s = Sim::with(CoreConfig {
+        max_bad_pe_reports: 1_000_000,
+        ..CoreConfig::default()
+    });
+    s.psk(1, "pe-a");
+    s.send(1, registration(5));
+    let mut sent = 0;
+    for i in 0..200u64 {
+        let addr = format!("10.1.{}.{}", i / 200, i % 200 + 1);
+        s.connect(100 + i, Some(PeerIdentity::Psk(format!("pu-{i}"))), &addr);
+        sent += report(&mut s, 100 + i, 5)
+            .iter()
+            .filter(|(_, m)| matches!(m, AsapMessage::EndpointKeepAlive { .. }))
+            .count();
+        s.send(
+            1,
+            AsapMessage::EndpointKeepAliveAck {
+                pool_handle: handle(),
+                identifier: 5,
+            },
+        );
+    }
+    assert_eq!(sent, 3);
+    assert_eq!(s.core.stats().unreachable_reports, 200);
+    assert_eq!(s.pe_count(), 1);
+    // The next interval allows more.
+    s.advance(Duration::from_secs(5));
+    s.connect(99, Some(PeerIdentity::Psk("pu-late".into())), "10.3.0.1");
+    let late = report(&mut s, 99, 5);
+    assert!(late
+        .iter()
+        .any(|(_, m)| matches!(m, AsapMessage::EndpointKeepAlive { .. })));
+}
+
+#[test]
+fn registration_flood_is_limited_and_others_are_served() {
+    let mut s = Sim::new();
+    s.psk(1, "flooder");
+    let mut accepted = 0;
+    let mut limited = 0;
+    for id in 0..10_000 {
+        match reg_cause(&s.send(1, registration(id))) {
+            None => accepted += 1,
+            Some(CauseCode::LackOfResources) => limited += 1,
+            Some(c) => panic!("{c:?}"),
+        }
+    }
+    assert_eq!(accepted, 200, "the burst");
+    assert_eq!(limited, 9_800);
+    // Another PE identity from another address is still served.
+    s.connect(2, Some(PeerIdentity::Psk("pe-b".into())), "10.0.0.2");
+    let msg = AsapMessage::Registration {
+        pool_handle: handle(),
+        pool_element: pe(99_999, "10.0.0.2", Policy::RoundRobin),
+    };
+    assert_eq!(reg_cause(&s.send(2, msg)), None);
+    // One second later the flooder gets its sustained rate back.
+    s.advance(Duration::from_secs(1));
+    assert_eq!(reg_cause(&s.send(1, registration(50_000))), None);
+}
+
+#[test]
+fn malformed_frames_get_errors_then_the_connection_closes() {
+    let mut s = Sim::with(CoreConfig {
+        max_malformed_per_connection: 2,
+        ..CoreConfig::default()
+    });
+    s.psk(1, "pe-a");
+    // A registration with a truncated parameter.
+    let mut bad = registration(1).to_bytes().unwrap();
+    bad.truncate(12);
+    bad[2..4].copy_from_slice(&12u16.to_be_bytes());
+    for round in 0..3 {
+        s.core.handle_frame(s.now, 1, &bad);
+        let out = s.outputs();
+        assert!(out.iter().any(|o| matches!(
+            o,
+            Output::Send {
+                msg: AsapMessage::Error { .. },
+                ..
+            }
+        )));
+        let closed = out.iter().any(|o| matches!(o, Output::Close { .. }));
+        assert_eq!(closed, round == 2);
+    }
+    assert_eq!(s.pe_count(), 0);
+    assert_eq!(s.core.stats().malformed, 3);
+}
+
+#[test]
+fn messages_only_registrars_send_are_unrecognized() {
+    let mut s = Sim::new();
+    s.psk(1, "pe-a");
+    let sent = s.send(
+        1,
+        AsapMessage::EndpointKeepAlive {
+            home: true,
+            server_id: 9,
+            pool_handle: handle(),
+            identifier: None,
+        },
+    );
+    match &sent[..] {
+        [(1, AsapMessage::Error { error })] => {
+            assert_eq!(error.causes[0].code, CauseCode::UnrecognizedMessage)
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -1,0 +1,150 @@
+//! What the core asks its driver to do (send, close) and what it reports
+//! (events for logs, metrics and watchers; counters).
+
+use rserpool_handlespace::{ConnId, Identity};
+use rserpool_wire::{AsapMessage, CauseCode, PoolHandle};
+use serde::Serialize;
+
+/// An action for the driver, or an event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Send a message on a connection.
+    Send {
+        /// Connection.
+        conn: ConnId,
+        /// Message.
+        msg: AsapMessage,
+    },
+    /// Close a connection (after sending what was queued before).
+    Close {
+        /// Connection.
+        conn: ConnId,
+        /// Why, for the log.
+        reason: String,
+    },
+    /// Something happened that operators want to see.
+    Event(Event),
+}
+
+/// Why a PE left the handlespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Removal {
+    /// The PE deregistered.
+    Deregistered,
+    /// Its registration life ended without a re-registration.
+    LifetimeExpired,
+    /// It did not answer a keep-alive in time (or its connection closed
+    /// and it did not come back).
+    KeepAliveTimeout,
+    /// MAX-BAD-PE-REPORT distinct reporters said it is unreachable.
+    Unreachable,
+}
+
+/// A request the core refused, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Refusal {
+    /// Not allowed for this identity (RFC 5355: anonymous registration,
+    /// foreign address, another identity's PE).
+    Security,
+    /// Over a rate limit or a resource cap.
+    RateLimited,
+    /// Invalid values (lifetime, transport).
+    Invalid,
+    /// Inconsistent with the pool (policy, transport type, data/control).
+    Inconsistent,
+}
+
+/// An event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A PE registered (or re-registered).
+    Registered {
+        /// Pool.
+        pool_handle: PoolHandle,
+        /// PE identifier.
+        identifier: u32,
+        /// Who registered it.
+        identity: String,
+        /// First registration (not a re-registration).
+        new: bool,
+    },
+    /// A PE left the handlespace.
+    Removed {
+        /// Pool.
+        pool_handle: PoolHandle,
+        /// PE identifier.
+        identifier: u32,
+        /// Why.
+        reason: Removal,
+    },
+    /// A request was refused.
+    Refused {
+        /// Connection.
+        conn: ConnId,
+        /// Who asked.
+        identity: String,
+        /// The request's message name.
+        request: &'static str,
+        /// Why.
+        refusal: Refusal,
+        /// The cause sent back.
+        #[serde(serialize_with = "cause_name")]
+        cause: CauseCode,
+        /// Details for the log.
+        detail: String,
+    },
+    /// A message could not be decoded.
+    Malformed {
+        /// Connection.
+        conn: ConnId,
+        /// Who sent it.
+        identity: String,
+        /// The decoding error.
+        error: String,
+    },
+}
+
+fn cause_name<S: serde::Serializer>(c: &CauseCode, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(c.name())
+}
+
+/// Counters since start (RFC 5525 names where it has them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Accepted first registrations.
+    pub registrations: u64,
+    /// Accepted re-registrations.
+    pub reregistrations: u64,
+    /// Accepted deregistrations (of existing PEs).
+    pub deregistrations: u64,
+    /// Handle resolutions answered (including unknown pools).
+    pub resolutions: u64,
+    /// Keep-alives sent.
+    pub keep_alives_sent: u64,
+    /// PEs removed for not answering keep-alives.
+    pub keep_alive_failures: u64,
+    /// PEs removed at the end of their registration life.
+    pub lifetime_expiries: u64,
+    /// Unreachable reports accepted.
+    pub unreachable_reports: u64,
+    /// PEs removed after MAX-BAD-PE-REPORT reports.
+    pub unreachable_removals: u64,
+    /// Requests refused for security reasons.
+    pub refused_security: u64,
+    /// Requests refused by a rate limit or resource cap.
+    pub refused_rate_limited: u64,
+    /// Requests refused for invalid or inconsistent values.
+    pub refused_invalid: u64,
+    /// Messages that could not be decoded.
+    pub malformed: u64,
+    /// Connections opened.
+    pub connections: u64,
+}
+
+/// The key that binds a PE to its registrant, shown in events.
+pub(crate) fn identity_text(i: &Identity) -> String {
+    i.0.to_string()
+}
