@@ -45,14 +45,19 @@ pub struct CoreConfig {
     pub allow_foreign_addresses: bool,
     /// Most PEs one identity may have registered at a time.
     pub max_pes_per_identity: usize,
-    /// Registrations and deregistrations, per identity and per source
-    /// address (RFC 5355 sections 2.1, 2.2).
+    /// Registrations and deregistrations per identity (RFC 5355 2.1, 2.2).
     pub registration_rate: Rate,
-    /// Handle resolutions, per identity and per source address.
+    /// Registrations and deregistrations per source address (all the
+    /// identities behind one address together).
+    pub registration_rate_per_address: Rate,
+    /// Handle resolutions per identity.
     pub resolution_rate: Rate,
-    /// Endpoint unreachable reports, per reporter and per source address
-    /// (RFC 5355 section 2.13).
+    /// Handle resolutions per source address.
+    pub resolution_rate_per_address: Rate,
+    /// Endpoint unreachable reports per reporter (RFC 5355 2.13).
     pub report_rate: Rate,
+    /// Endpoint unreachable reports per source address.
+    pub report_rate_per_address: Rate,
     /// Malformed messages a connection may send before it is closed.
     pub max_malformed_per_connection: u32,
     /// Keys each rate limiter remembers (beyond: one shared bucket).
@@ -77,8 +82,11 @@ impl Default for CoreConfig {
             allow_foreign_addresses: false,
             max_pes_per_identity: 10_000,
             registration_rate: Rate::new(100.0, 200.0),
+            registration_rate_per_address: Rate::new(1_000.0, 2_000.0),
             resolution_rate: Rate::new(2_000.0, 4_000.0),
+            resolution_rate_per_address: Rate::new(20_000.0, 40_000.0),
             report_rate: Rate::new(1.0, 5.0),
+            report_rate_per_address: Rate::new(10.0, 50.0),
             max_malformed_per_connection: 10,
             max_limiter_keys: 100_000,
             seed: 0,
@@ -109,8 +117,17 @@ impl CoreConfig {
         }
         for (name, r) in [
             ("registration_rate", self.registration_rate),
+            (
+                "registration_rate_per_address",
+                self.registration_rate_per_address,
+            ),
             ("resolution_rate", self.resolution_rate),
+            (
+                "resolution_rate_per_address",
+                self.resolution_rate_per_address,
+            ),
             ("report_rate", self.report_rate),
+            ("report_rate_per_address", self.report_rate_per_address),
         ] {
             if !(r.per_second > 0.0 && r.burst >= 1.0) {
                 return Err(format!(

@@ -47,10 +47,10 @@ struct Limit {
 }
 
 impl Limit {
-    fn new(rate: Rate, max_keys: usize, now: Instant) -> Self {
+    fn new(identity: Rate, address: Rate, max_keys: usize, now: Instant) -> Self {
         Limit {
-            by_identity: KeyedLimiter::new(rate, max_keys, now),
-            by_address: KeyedLimiter::new(rate, max_keys, now),
+            by_identity: KeyedLimiter::new(identity, max_keys, now),
+            by_address: KeyedLimiter::new(address, max_keys, now),
         }
     }
 
@@ -97,9 +97,24 @@ impl RegistrarCore {
             peers: FxHashMap::default(),
             probes: FxHashMap::default(),
             pes_per_identity: FxHashMap::default(),
-            registrations: Limit::new(config.registration_rate, keys, now),
-            resolutions: Limit::new(config.resolution_rate, keys, now),
-            reports: Limit::new(config.report_rate, keys, now),
+            registrations: Limit::new(
+                config.registration_rate,
+                config.registration_rate_per_address,
+                keys,
+                now,
+            ),
+            resolutions: Limit::new(
+                config.resolution_rate,
+                config.resolution_rate_per_address,
+                keys,
+                now,
+            ),
+            reports: Limit::new(
+                config.report_rate,
+                config.report_rate_per_address,
+                keys,
+                now,
+            ),
             next_prune: now + PRUNE_INTERVAL,
             rng: SmallRng::seed_from_u64(config.seed),
             outputs: VecDeque::new(),

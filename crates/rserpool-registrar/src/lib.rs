@@ -8,14 +8,18 @@
 //!   the RFC 5355 rules: identity binding, own-address rule, rate limits
 //!   per identity and source address, the per-PE keep-alive limit.
 //! * [`Output`]/[`Event`]: what the core asks of its driver and reports.
+//! * [`service`]: the tokio driver ([`Registrar`]); [`announce`]: the
+//!   optional ASAP_SERVER_ANNOUNCE sender.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod announce;
 pub mod config;
 mod core;
 mod output;
 mod peer;
+pub mod service;
 
 #[cfg(test)]
 mod core_tests;
@@ -24,3 +28,4 @@ pub use crate::core::RegistrarCore;
 pub use config::CoreConfig;
 pub use output::{Event, Output, Refusal, Removal, Stats};
 pub use peer::PeerInfo;
+pub use service::{Registrar, ServiceConfig, ServiceError};

@@ -1,0 +1,238 @@
+//! Test support: a registrar on loopback with PSK identities, and a raw
+//! ASAP client (TLS or plain) that sends and receives single messages.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use rserpool_registrar::{CoreConfig, Event, Registrar, ServiceConfig};
+use rserpool_security::{Psk, PskStore, TlsClient, TlsClientConfig, TlsServer, TlsServerConfig};
+use rserpool_wire::framing::ChannelCodec;
+use rserpool_wire::{
+    AsapMessage, CauseCode, Policy, PoolElement, PoolHandle, Transport, TransportUse, WireMessage,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// How long any single wait may take before the test fails.
+pub const LIMIT: Duration = Duration::from_secs(10);
+
+/// The identities every test registrar knows.
+pub const IDENTITIES: [&str; 6] = ["pe-a", "pe-b", "pu-1", "pu-2", "pu-3", "flooder"];
+
+pub struct Lab {
+    pub registrar: Registrar,
+    pub addr: SocketAddr,
+    pub keys: Vec<Psk>,
+}
+
+impl Lab {
+    pub async fn start(core: CoreConfig) -> Lab {
+        let keys: Vec<Psk> = IDENTITIES
+            .iter()
+            .map(|i| Psk::generate(i).expect("key"))
+            .collect();
+        let mut store = PskStore::default();
+        for k in &keys {
+            store.insert(k.clone()).expect("unique");
+        }
+        let tls = TlsServer::new(&TlsServerConfig {
+            psks: Some(Arc::new(store)),
+            ..TlsServerConfig::default()
+        })
+        .expect("tls");
+        let registrar = Registrar::start(ServiceConfig {
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            tls: Some(Arc::new(tls)),
+            core,
+            ..ServiceConfig::default()
+        })
+        .await
+        .expect("registrar starts");
+        let addr = registrar.local_addrs()[0];
+        Lab {
+            registrar,
+            addr,
+            keys,
+        }
+    }
+
+    pub fn key(&self, identity: &str) -> Psk {
+        self.keys
+            .iter()
+            .find(|k| k.identity == identity)
+            .expect("known identity")
+            .clone()
+    }
+
+    pub async fn client(&self, identity: &str) -> Client<tokio_openssl::SslStream<TcpStream>> {
+        Client::psk(self.addr, self.key(identity))
+            .await
+            .expect("handshake")
+    }
+
+    pub async fn pe_count(&self) -> usize {
+        self.registrar
+            .query(|c| c.handlespace().len())
+            .await
+            .expect("registrar answers")
+    }
+
+    /// The PEs of a pool, by identifier.
+    pub async fn pool_ids(&self, handle: &str) -> Vec<u32> {
+        let h = PoolHandle::new(handle.as_bytes().to_vec()).expect("handle");
+        self.registrar
+            .query(move |c| {
+                let mut v: Vec<u32> = c
+                    .handlespace()
+                    .pool(&h)
+                    .map(|_| {
+                        c.handlespace()
+                            .pool_elements(&h)
+                            .map(|e| e.identifier)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                v.sort_unstable();
+                v
+            })
+            .await
+            .expect("registrar answers")
+    }
+}
+
+/// Wait for the first event that `f` accepts.
+pub async fn wait_event(
+    rx: &mut tokio::sync::broadcast::Receiver<Event>,
+    mut f: impl FnMut(&Event) -> bool,
+) -> Event {
+    tokio::time::timeout(LIMIT, async {
+        loop {
+            match rx.recv().await {
+                Ok(e) if f(&e) => return e,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("event stream ended: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("event within the limit")
+}
+
+pub struct Client<S> {
+    pub stream: S,
+    buf: BytesMut,
+    codec: ChannelCodec,
+}
+
+impl Client<tokio_openssl::SslStream<TcpStream>> {
+    pub async fn psk(addr: SocketAddr, psk: Psk) -> Result<Self, rserpool_security::SecurityError> {
+        let tls = TlsClient::new(&TlsClientConfig {
+            psk: Some(psk),
+            ..TlsClientConfig::default()
+        })?;
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        let (s, _) = tls.connect(tcp, &addr.ip().to_string()).await?;
+        Ok(Client::new(s))
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
+    pub fn new(stream: S) -> Self {
+        Client {
+            stream,
+            buf: BytesMut::new(),
+            codec: ChannelCodec::new(ChannelCodec::ABSOLUTE_MAX),
+        }
+    }
+
+    pub async fn send(&mut self, msg: &AsapMessage) {
+        let b = msg.to_bytes().expect("encode");
+        self.send_raw(&b).await;
+    }
+
+    pub async fn send_raw(&mut self, b: &[u8]) {
+        self.stream.write_all(b).await.expect("write");
+        self.stream.flush().await.expect("flush");
+    }
+
+    /// The next message, or `None` when the registrar closed the connection.
+    pub async fn recv(&mut self) -> Option<AsapMessage> {
+        tokio::time::timeout(LIMIT, async {
+            loop {
+                if let Some(frame) = self.codec.decode(&mut self.buf).expect("framing") {
+                    return Some(AsapMessage::decode(&frame).expect("decode").message);
+                }
+                match self.stream.read_buf(&mut self.buf).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+        .expect("answer within the limit")
+    }
+
+    pub async fn request(&mut self, msg: &AsapMessage) -> AsapMessage {
+        self.send(msg).await;
+        self.recv().await.expect("an answer")
+    }
+
+    /// Register a PE; returns the cause of a refusal.
+    pub async fn register(&mut self, handle: &str, pe: PoolElement) -> Option<CauseCode> {
+        match self.request(&registration(handle, pe)).await {
+            AsapMessage::RegistrationResponse { reject, error, .. } => {
+                assert_eq!(reject, error.is_some());
+                error.map(|e| e.causes[0].code)
+            }
+            other => panic!("expected a registration response, got {other:?}"),
+        }
+    }
+
+    /// Resolve a handle: the PE identifiers or the error cause.
+    pub async fn resolve(&mut self, handle: &str) -> Result<Vec<u32>, CauseCode> {
+        let msg = AsapMessage::HandleResolution {
+            subscribe: false,
+            pool_handle: pool_handle(handle),
+            items: Some(128),
+        };
+        match self.request(&msg).await {
+            AsapMessage::HandleResolutionResponse {
+                pool_elements,
+                error: None,
+                ..
+            } => Ok(pool_elements.iter().map(|p| p.identifier).collect()),
+            AsapMessage::HandleResolutionResponse { error: Some(e), .. } => Err(e.causes[0].code),
+            other => panic!("expected a resolution response, got {other:?}"),
+        }
+    }
+}
+
+pub fn pool_handle(h: &str) -> PoolHandle {
+    PoolHandle::new(h.as_bytes().to_vec()).expect("handle")
+}
+
+pub fn registration(handle: &str, pe: PoolElement) -> AsapMessage {
+    AsapMessage::Registration {
+        pool_handle: pool_handle(handle),
+        pool_element: pe,
+    }
+}
+
+pub fn pe(id: u32, address: &str, port: u16) -> PoolElement {
+    PoolElement {
+        identifier: id,
+        home_registrar: 0,
+        registration_life: 30_000,
+        user_transport: Transport::Tcp {
+            port,
+            transport_use: TransportUse::DataOnly,
+            address: address.parse().expect("address"),
+        },
+        policy: Policy::RoundRobin,
+        asap_transport: None,
+    }
+}
