@@ -23,4 +23,9 @@ pub mod tls;
 
 pub use error::SecurityError;
 pub use keyfile::{Psk, PskStore};
+/// Fill `buf` from OpenSSL's CSPRNG (seeds, identifiers, keys).
+pub fn random_bytes(buf: &mut [u8]) -> Result<(), SecurityError> {
+    openssl::rand::rand_bytes(buf).map_err(SecurityError::from)
+}
+
 pub use tls::{PeerIdentity, TlsClient, TlsClientConfig, TlsServer, TlsServerConfig};

@@ -3,7 +3,9 @@
 //! that names what is wrong.
 
 mod decode;
+mod duration;
 mod keygen;
+mod registrar;
 
 use std::process::ExitCode;
 
@@ -13,6 +15,10 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "rsp", version, about, propagate_version = true)]
 struct Cli {
+    /// Log filter for stderr (tracing syntax, e.g. "info" or
+    /// "rserpool_registrar=debug"); RUST_LOG works too.
+    #[arg(long, global = true, default_value = "info")]
+    log: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -24,13 +30,17 @@ enum Command {
     /// Generate credentials.
     #[command(subcommand)]
     Keygen(keygen::Args),
+    /// Run a registrar (ENRP server, ASAP side).
+    Registrar(registrar::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Decode(args) => decode::run(&args),
-        Command::Keygen(args) => keygen::run(&args),
+    init_logging(&cli.log);
+    let result = match &cli.command {
+        Command::Decode(args) => decode::run(args),
+        Command::Keygen(args) => keygen::run(args),
+        Command::Registrar(args) => runtime().and_then(|rt| rt.block_on(registrar::run(args))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -38,5 +48,45 @@ fn main() -> ExitCode {
             eprintln!("rsp: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A multi-thread runtime: one worker per core.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
