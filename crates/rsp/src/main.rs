@@ -2,6 +2,7 @@
 //! prints human-readable output or JSON, and exits non-zero with a message
 //! that names what is wrong.
 
+mod bench;
 mod decode;
 mod duration;
 mod keygen;
@@ -32,6 +33,9 @@ enum Command {
     Keygen(keygen::Args),
     /// Run a registrar (ENRP server, ASAP side).
     Registrar(registrar::Args),
+    /// Measure performance (prints figures; --json for JSON).
+    #[command(subcommand)]
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +45,7 @@ fn main() -> ExitCode {
         Command::Decode(args) => decode::run(args),
         Command::Keygen(args) => keygen::run(args),
         Command::Registrar(args) => runtime().and_then(|rt| rt.block_on(registrar::run(args))),
+        Command::Bench(args) => runtime().and_then(|rt| rt.block_on(bench::run(args))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

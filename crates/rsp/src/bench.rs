@@ -1,0 +1,373 @@
+//! `rsp bench registrar`: the registrar's throughput over TLS against the
+//! machine's ceiling. In one process it starts a registrar and N clients
+//! (TLS 1.3 PSK, one connection each, one request outstanding per
+//! client), measures handle resolutions/s and registrations/s, then runs
+//! a TLS echo server that answers every request with a reply of the same
+//! size as the registrar's, with the same clients: the ratio says how much
+//! of the machine's TLS request/response capacity the registrar delivers.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::BytesMut;
+use rserpool_registrar::{CoreConfig, Registrar, ServiceConfig};
+use rserpool_security::rate_limit::Rate;
+use rserpool_security::{Psk, PskStore, TlsClient, TlsClientConfig, TlsServer, TlsServerConfig};
+use rserpool_wire::framing::ChannelCodec;
+use rserpool_wire::{
+    AsapMessage, Policy, PoolElement, PoolHandle, Transport, TransportUse, WireMessage,
+};
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::duration::parse_duration;
+
+/// What to benchmark.
+#[derive(Debug, clap::Subcommand)]
+pub enum Args {
+    /// Registrar resolutions/s and registrations/s against a TLS echo server.
+    Registrar(RegistrarArgs),
+}
+
+/// Flags of `rsp bench registrar`.
+#[derive(Debug, clap::Args)]
+pub struct RegistrarArgs {
+    /// Concurrent clients (one TLS connection each).
+    #[arg(long, default_value_t = 64)]
+    pub clients: usize,
+    /// Measuring time of each of the four runs.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub duration: Duration,
+    /// PEs in the resolved pool.
+    #[arg(long, default_value_t = 10)]
+    pub pool_size: u32,
+    /// PEs asked for per resolution (the 0x803f option).
+    #[arg(long, default_value_t = 3)]
+    pub items: u32,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One measured run.
+#[derive(Debug, Clone, Copy, Serialize)]
+struct Run {
+    requests_per_second: f64,
+    request_bytes: usize,
+    response_bytes: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct Pair {
+    registrar: Run,
+    tls_echo: Run,
+    ratio: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    clients: usize,
+    duration_s: f64,
+    cores: usize,
+    resolutions: Pair,
+    registrations: Pair,
+}
+
+/// How a client builds request number `i`.
+type MakeRequest = Arc<dyn Fn(usize, u64) -> Vec<u8> + Send + Sync>;
+
+pub async fn run(args: &Args) -> anyhow::Result<()> {
+    match args {
+        Args::Registrar(a) => registrar(a).await,
+    }
+}
+
+async fn registrar(args: &RegistrarArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.clients > 0, "--clients must be at least 1");
+    let keys: Vec<Psk> = (0..args.clients)
+        .map(|i| Psk::generate(&format!("bench-{i}")))
+        .collect::<Result<_, _>>()?;
+    let mut store = PskStore::default();
+    for k in &keys {
+        store.insert(k.clone()).map_err(anyhow::Error::msg)?;
+    }
+    let tls = Arc::new(TlsServer::new(&TlsServerConfig {
+        psks: Some(Arc::new(store)),
+        ..TlsServerConfig::default()
+    })?);
+    // Limits off: this measures capacity, not the flood protection.
+    let core = CoreConfig {
+        registration_rate: Rate::UNLIMITED,
+        registration_rate_per_address: Rate::UNLIMITED,
+        resolution_rate: Rate::UNLIMITED,
+        resolution_rate_per_address: Rate::UNLIMITED,
+        max_pes_per_identity: usize::MAX,
+        keep_alive_interval: Duration::from_secs(3600),
+        max_registration_life: Duration::from_secs(7200),
+        ..CoreConfig::default()
+    };
+    let registrar = Registrar::start(ServiceConfig {
+        listen: vec!["127.0.0.1:0".parse()?],
+        tls: Some(tls.clone()),
+        max_connections: args.clients + 16,
+        core,
+        ..ServiceConfig::default()
+    })
+    .await?;
+    let addr = registrar.local_addrs()[0];
+    let handle = PoolHandle::from_static("bench");
+
+    // The pool to resolve, registered by client 0.
+    let mut setup = connect(addr, &keys[0]).await?;
+    for id in 0..args.pool_size {
+        let req = registration(&handle, 0xb000_0000 + id).to_bytes()?;
+        let resp = setup.request(&req).await?;
+        match AsapMessage::decode(&resp)?.message {
+            AsapMessage::RegistrationResponse { error: None, .. } => {}
+            other => anyhow::bail!("benchmark pool set-up refused: {other:?}"),
+        }
+    }
+    let resolution = AsapMessage::HandleResolution {
+        subscribe: false,
+        pool_handle: handle.clone(),
+        items: Some(args.items),
+    }
+    .to_bytes()?;
+    let resolution_reply = setup.request(&resolution).await?;
+    let reg_sample = registration(&handle, 1).to_bytes()?;
+    let reg_reply = setup.request(&reg_sample).await?;
+    drop(setup);
+
+    let res_req = resolution.clone();
+    let make_resolution: MakeRequest = Arc::new(move |_, _| res_req.clone());
+    let h = handle.clone();
+    let make_registration: MakeRequest = Arc::new(move |client, n| {
+        // A new PE each time: identifiers unique per client.
+        let id = ((client as u32) << 20) | (n as u32 & 0xf_ffff);
+        registration(&h, id).to_bytes().unwrap_or_default()
+    });
+
+    progress(args, "handle resolutions, registrar");
+    let res = measure(addr, &keys, args.duration, make_resolution.clone()).await?;
+    progress(args, "registrations, registrar");
+    let reg = measure(addr, &keys, args.duration, make_registration.clone()).await?;
+    registrar.shutdown().await;
+
+    let echo_res = EchoServer::start(tls.clone(), resolution_reply.clone()).await?;
+    progress(args, "handle resolutions, TLS echo");
+    let echo_res_rate = measure(echo_res.addr, &keys, args.duration, make_resolution).await?;
+    drop(echo_res);
+    let echo_reg = EchoServer::start(tls, reg_reply.clone()).await?;
+    progress(args, "registrations, TLS echo");
+    let echo_reg_rate = measure(echo_reg.addr, &keys, args.duration, make_registration).await?;
+    drop(echo_reg);
+
+    let pair = |r: f64, e: f64, req: usize, resp: usize| Pair {
+        registrar: Run {
+            requests_per_second: r,
+            request_bytes: req,
+            response_bytes: resp,
+        },
+        tls_echo: Run {
+            requests_per_second: e,
+            request_bytes: req,
+            response_bytes: resp,
+        },
+        ratio: if e > 0.0 { r / e } else { 0.0 },
+    };
+    let report = Report {
+        clients: args.clients,
+        duration_s: args.duration.as_secs_f64(),
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        resolutions: pair(res, echo_res_rate, resolution.len(), resolution_reply.len()),
+        registrations: pair(reg, echo_reg_rate, reg_sample.len(), reg_reply.len()),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{} TLS 1.3 PSK clients, one request outstanding each, {:.0} s per run, {} cores",
+            report.clients, report.duration_s, report.cores
+        );
+        println!(
+            "{:<22} {:>14} {:>14} {:>7} {:>14}",
+            "", "registrar/s", "TLS echo/s", "ratio", "bytes req/resp"
+        );
+        for (name, p) in [
+            ("handle resolutions", &report.resolutions),
+            ("registrations", &report.registrations),
+        ] {
+            println!(
+                "{:<22} {:>14.0} {:>14.0} {:>7.2} {:>8}/{}",
+                name,
+                p.registrar.requests_per_second,
+                p.tls_echo.requests_per_second,
+                p.ratio,
+                p.registrar.request_bytes,
+                p.registrar.response_bytes
+            );
+        }
+    }
+    Ok(())
+}
+
+fn progress(args: &RegistrarArgs, what: &str) {
+    if !args.json {
+        eprintln!("measuring {what} for {:?} ...", args.duration);
+    }
+}
+
+fn registration(handle: &PoolHandle, id: u32) -> AsapMessage {
+    AsapMessage::Registration {
+        pool_handle: handle.clone(),
+        pool_element: PoolElement {
+            identifier: id,
+            home_registrar: 0,
+            registration_life: 3_600_000,
+            user_transport: Transport::Tcp {
+                port: 7,
+                transport_use: TransportUse::DataOnly,
+                address: [127, 0, 0, 1].into(),
+            },
+            policy: Policy::RoundRobin,
+            asap_transport: None,
+        },
+    }
+}
+
+/// Run all clients for `duration` after a short warm-up; requests/s.
+async fn measure(
+    addr: SocketAddr,
+    keys: &[Psk],
+    duration: Duration,
+    make: MakeRequest,
+) -> anyhow::Result<f64> {
+    let counting = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let mut c = connect(addr, key).await?;
+        let (counting, stop, done, make) =
+            (counting.clone(), stop.clone(), done.clone(), make.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let req = make(i, n);
+                c.request(&req).await?;
+                n += 1;
+                if counting.load(Ordering::Relaxed) {
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            anyhow::Ok(())
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await; // warm-up
+    counting.store(true, Ordering::Relaxed);
+    let start = Instant::now();
+    tokio::time::sleep(duration).await;
+    let count = done.load(Ordering::Relaxed);
+    let elapsed = start.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.context("benchmark client")??;
+    }
+    Ok(count as f64 / elapsed)
+}
+
+/// A benchmark client: one TLS connection, one request at a time.
+struct BenchClient<S> {
+    stream: S,
+    buf: BytesMut,
+    codec: ChannelCodec,
+}
+
+async fn connect(
+    addr: SocketAddr,
+    key: &Psk,
+) -> anyhow::Result<BenchClient<tokio_openssl::SslStream<TcpStream>>> {
+    let tls = TlsClient::new(&TlsClientConfig {
+        psk: Some(key.clone()),
+        ..TlsClientConfig::default()
+    })?;
+    let tcp = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("cannot connect to {addr}"))?;
+    tcp.set_nodelay(true)?;
+    let (stream, _) = tls.connect(tcp, &addr.ip().to_string()).await?;
+    Ok(BenchClient {
+        stream,
+        buf: BytesMut::with_capacity(8192),
+        codec: ChannelCodec::new(ChannelCodec::ABSOLUTE_MAX),
+    })
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> BenchClient<S> {
+    async fn request(&mut self, req: &[u8]) -> anyhow::Result<bytes::Bytes> {
+        self.stream.write_all(req).await?;
+        self.stream.flush().await?;
+        next_frame(&mut self.stream, &mut self.codec, &mut self.buf)
+            .await?
+            .context("server closed the connection")
+    }
+}
+
+async fn next_frame<S: AsyncRead + Unpin>(
+    s: &mut S,
+    codec: &mut ChannelCodec,
+    buf: &mut BytesMut,
+) -> anyhow::Result<Option<bytes::Bytes>> {
+    loop {
+        if let Some(f) = codec.decode(buf)? {
+            return Ok(Some(f));
+        }
+        if s.read_buf(buf).await? == 0 {
+            return Ok(None);
+        }
+    }
+}
+
+/// The ceiling: a TLS server that answers each framed request with a
+/// fixed reply, with the registrar's task layout (one task per connection).
+struct EchoServer {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl EchoServer {
+    async fn start(tls: Arc<TlsServer>, reply: bytes::Bytes) -> anyhow::Result<EchoServer> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            while let Ok((tcp, peer)) = listener.accept().await {
+                let _ = tcp.set_nodelay(true);
+                let (tls, reply) = (tls.clone(), reply.clone());
+                conns.spawn(async move {
+                    let Ok((mut s, _)) = tls.accept(tcp, &peer.to_string()).await else {
+                        return;
+                    };
+                    let mut codec = ChannelCodec::new(4096);
+                    let mut buf = BytesMut::with_capacity(8192);
+                    while let Ok(Some(_)) = next_frame(&mut s, &mut codec, &mut buf).await {
+                        if s.write_all(&reply).await.is_err() || s.flush().await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Ok(EchoServer { addr, task })
+    }
+}
