@@ -22,6 +22,8 @@ mod peer;
 pub mod service;
 
 #[cfg(test)]
+mod core_props;
+#[cfg(test)]
 mod core_tests;
 
 pub use crate::core::RegistrarCore;
