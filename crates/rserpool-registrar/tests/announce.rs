@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rserpool_registrar::announce::AnnounceConfig;
 use rserpool_registrar::{CoreConfig, Registrar, ServiceConfig};
-use rserpool_wire::{AsapMessage, Transport, WireMessage};
+use rserpool_wire::{AsapMessage, Transport};
 use tokio::net::UdpSocket;
 
 #[tokio::test]

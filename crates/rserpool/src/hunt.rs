@@ -1,0 +1,317 @@
+//! The ENRP server hunt schedule (RFC 5352 section 3.6), sans-IO: which
+//! registrar to try next, how long one attempt may take, when to wait,
+//! and when a whole pass over the list has failed. The tokio side
+//! ([`crate::connection::hunt`]) makes the connections.
+//!
+//! The rules as applied over TCP, one connection attempt at a time:
+//!
+//! * A hunt runs in rounds of T5-Serverhunt (SH2). In a round every
+//!   registrar is tried at most once, in list order, starting after the
+//!   one used last (SH4: on failure the next address; 3.6: a new home is a
+//!   *different* server). An attempt lasts at most the connect timeout and
+//!   never past the end of the round.
+//! * If all registrars of a round failed before T5 expires, the hunt waits
+//!   for the expiry rather than spinning.
+//! * When T5 expires, it doubles, capped at RETRAN-MAX (SH5.1), and a new
+//!   round starts with the next registrar (SH5.2).
+//! * A connection stops the hunt and resets T5 (SH3).
+//! * Once every registrar has failed at least once since the hunt began
+//!   (or since the last such report), the pass is reported with the last
+//!   reason of each, so a caller can give up (a pool user) or just report
+//!   it and go on (a pool element).
+
+use std::time::{Duration, Instant};
+
+use crate::config::Timers;
+
+/// What the hunt wants next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HuntStep {
+    /// Try registrar `index` of the list; give up on it at `deadline`.
+    Try {
+        /// Index into the registrar list.
+        index: usize,
+        /// End of this attempt.
+        deadline: Instant,
+    },
+    /// Every registrar of this round failed: wait for T5 to expire.
+    Wait {
+        /// End of the round.
+        until: Instant,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Round {
+    ends: Instant,
+    tried: usize,
+}
+
+/// The state of a server hunt over a list of `count` registrars.
+#[derive(Debug, Clone)]
+pub struct ServerHunt {
+    count: usize,
+    t5_initial: Duration,
+    t5: Duration,
+    retran_max: Duration,
+    connect_timeout: Duration,
+    next: usize,
+    round: Option<Round>,
+    pass: Vec<Option<String>>,
+}
+
+impl ServerHunt {
+    /// A hunt over `count` registrars (at least one) with these timers.
+    pub fn new(count: usize, timers: &Timers) -> Self {
+        let count = count.max(1);
+        ServerHunt {
+            count,
+            t5_initial: timers.t5_server_hunt.min(timers.retran_max),
+            t5: timers.t5_server_hunt.min(timers.retran_max),
+            retran_max: timers.retran_max,
+            connect_timeout: timers.connect_timeout,
+            next: 0,
+            round: None,
+            pass: vec![None; count],
+        }
+    }
+
+    /// Whether a hunt is under way.
+    pub fn is_active(&self) -> bool {
+        self.round.is_some()
+    }
+
+    /// The current value of T5-Serverhunt.
+    pub fn t5(&self) -> Duration {
+        self.t5
+    }
+
+    /// Start a hunt (SH1, SH2); nothing if one is under way.
+    pub fn begin(&mut self, now: Instant) {
+        if self.round.is_none() {
+            self.round = Some(Round {
+                ends: now + self.t5,
+                tried: 0,
+            });
+        }
+    }
+
+    /// What to do now.
+    pub fn step(&mut self, now: Instant) -> HuntStep {
+        let mut round = self.round.unwrap_or(Round {
+            ends: now + self.t5,
+            tried: 0,
+        });
+        if now >= round.ends {
+            // RFC 5352 3.6 SH5.1: double T5, capped at RETRAN-MAX; SH5.2:
+            // start over with other addresses.
+            self.t5 = (self.t5 * 2).min(self.retran_max);
+            round = Round {
+                ends: now + self.t5,
+                tried: 0,
+            };
+        }
+        let step = if round.tried >= self.count {
+            HuntStep::Wait { until: round.ends }
+        } else {
+            let index = self.next;
+            self.next = (index + 1) % self.count;
+            round.tried += 1;
+            HuntStep::Try {
+                index,
+                deadline: (now + self.connect_timeout).min(round.ends),
+            }
+        };
+        self.round = Some(round);
+        step
+    }
+
+    /// Registrar `index` could not be reached (SH4). Returns the last
+    /// failure of every registrar when this completes a pass in which all
+    /// of them failed.
+    pub fn failed(&mut self, index: usize, reason: String) -> Option<Vec<(usize, String)>> {
+        let slot = self.pass.get_mut(index)?;
+        *slot = Some(reason);
+        if self.pass.iter().any(Option::is_none) {
+            return None;
+        }
+        let reasons = self
+            .pass
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, r)| r.take().map(|r| (i, r)))
+            .collect();
+        Some(reasons)
+    }
+
+    /// A connection to registrar `index` was made (SH3): the hunt stops,
+    /// T5 is reset, and the next hunt starts with the registrar after it.
+    pub fn connected(&mut self, index: usize) {
+        self.round = None;
+        self.t5 = self.t5_initial;
+        self.next = (index + 1) % self.count;
+        self.pass.iter_mut().for_each(|r| *r = None);
+    }
+
+    /// Give up the hunt under way without a connection (a pool user whose
+    /// requests failed): the next hunt starts a fresh round at once, with
+    /// the current T5 and the next registrar.
+    pub fn abandon(&mut self) {
+        self.round = None;
+        self.pass.iter_mut().for_each(|r| *r = None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timers() -> Timers {
+        Timers {
+            t5_server_hunt: Duration::from_secs(10),
+            retran_max: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(4),
+            ..Timers::default()
+        }
+    }
+
+    fn tried(step: HuntStep) -> usize {
+        match step {
+            HuntStep::Try { index, .. } => index,
+            HuntStep::Wait { .. } => panic!("expected an attempt, got {step:?}"),
+        }
+    }
+
+    #[test]
+    fn tries_each_registrar_in_turn_then_waits_for_t5() {
+        let t0 = Instant::now();
+        let mut h = ServerHunt::new(3, &timers());
+        h.begin(t0);
+        assert!(h.is_active());
+        assert_eq!(
+            h.step(t0),
+            HuntStep::Try {
+                index: 0,
+                deadline: t0 + Duration::from_secs(4)
+            }
+        );
+        assert_eq!(h.failed(0, "refused".into()), None);
+        assert_eq!(tried(h.step(t0)), 1);
+        assert_eq!(h.failed(1, "refused".into()), None);
+        assert_eq!(tried(h.step(t0)), 2);
+        let pass = h.failed(2, "bad certificate".into()).expect("pass done");
+        assert_eq!(
+            pass,
+            vec![
+                (0, "refused".to_owned()),
+                (1, "refused".to_owned()),
+                (2, "bad certificate".to_owned())
+            ]
+        );
+        // All failed quickly: wait for the round to end, no spinning.
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(
+            h.step(t1),
+            HuntStep::Wait {
+                until: t0 + Duration::from_secs(10)
+            }
+        );
+    }
+
+    #[test]
+    fn t5_doubles_up_to_retran_max_and_rounds_rotate() {
+        let t0 = Instant::now();
+        let mut h = ServerHunt::new(2, &timers());
+        h.begin(t0);
+        assert_eq!(tried(h.step(t0)), 0);
+        // The attempt hangs past the round (SH5): a new round with T5
+        // doubled starts with the next registrar.
+        let t = t0 + Duration::from_secs(10);
+        h.failed(0, "timed out".into());
+        let mut now = t;
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            match h.step(now) {
+                HuntStep::Try { index, deadline } => {
+                    seen.push((index, h.t5().as_secs()));
+                    assert!(deadline <= now + Duration::from_secs(4));
+                    h.failed(index, "timed out".into());
+                    now = deadline;
+                }
+                HuntStep::Wait { until } => now = until,
+            }
+        }
+        assert_eq!(seen[0], (1, 20));
+        assert_eq!(seen[1], (0, 20));
+        let t5s: Vec<u64> = seen.iter().map(|s| s.1).collect();
+        assert!(t5s.windows(2).all(|w| w[0] <= w[1]), "{t5s:?}");
+        // Keep going until the cap.
+        for _ in 0..20 {
+            match h.step(now) {
+                HuntStep::Try { index, deadline } => {
+                    h.failed(index, "x".into());
+                    now = deadline;
+                }
+                HuntStep::Wait { until } => now = until,
+            }
+        }
+        assert_eq!(h.t5(), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn an_attempt_never_outlasts_the_round() {
+        let t0 = Instant::now();
+        let mut h = ServerHunt::new(
+            3,
+            &Timers {
+                t5_server_hunt: Duration::from_secs(5),
+                connect_timeout: Duration::from_secs(4),
+                ..timers()
+            },
+        );
+        h.begin(t0);
+        assert_eq!(tried(h.step(t0)), 0);
+        let t = t0 + Duration::from_secs(4);
+        assert_eq!(
+            h.step(t),
+            HuntStep::Try {
+                index: 1,
+                deadline: t0 + Duration::from_secs(5)
+            }
+        );
+    }
+
+    #[test]
+    fn a_connection_resets_t5_and_the_next_hunt_starts_after_it() {
+        let t0 = Instant::now();
+        let mut h = ServerHunt::new(3, &timers());
+        h.begin(t0);
+        assert_eq!(tried(h.step(t0)), 0);
+        h.failed(0, "refused".into());
+        let late = t0 + Duration::from_secs(10);
+        assert_eq!(tried(h.step(late)), 1);
+        assert_eq!(h.t5(), Duration::from_secs(20));
+        h.connected(1);
+        assert!(!h.is_active());
+        assert_eq!(h.t5(), Duration::from_secs(10));
+        // The home is lost: the hunt starts with a different registrar.
+        h.begin(late);
+        assert_eq!(tried(h.step(late)), 2);
+        // The earlier failure of 0 does not count towards this pass.
+        assert_eq!(h.failed(2, "refused".into()), None);
+    }
+
+    #[test]
+    fn abandoning_allows_an_immediate_fresh_round() {
+        let t0 = Instant::now();
+        let mut h = ServerHunt::new(1, &timers());
+        h.begin(t0);
+        assert_eq!(tried(h.step(t0)), 0);
+        assert!(h.failed(0, "refused".into()).is_some());
+        assert!(matches!(h.step(t0), HuntStep::Wait { .. }));
+        h.abandon();
+        h.begin(t0);
+        assert_eq!(tried(h.step(t0)), 0);
+        assert_eq!(h.failed(7, "no such registrar".into()), None);
+    }
+}

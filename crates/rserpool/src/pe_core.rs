@@ -1,0 +1,1567 @@
+//! The pool element's ASAP state machine, sans-IO (RFC 5352 sections 3.1,
+//! 3.2, 3.4, 3.6 and 3.7): registration with T2-registration,
+//! re-registration with T4-reregistration, keep-alive answers and
+//! re-homing on the H flag, deregistration with T3-deregistration, and
+//! the server hunt when the home registrar is lost. Time is an input;
+//! sockets are the driver's ([`crate::PoolElement`]).
+//!
+//! Several PEs may share the core and its one registrar connection; a
+//! keep-alive without a PE identifier is answered for each of them in
+//! its pool.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+use rserpool_wire::{
+    AsapMessage, CauseCode, OperationError, PoolElement, PoolHandle, Transport, TransportUse,
+};
+
+use crate::config::{check_lifetime, reregistration_interval, Timers};
+use crate::error::{ClientError, RegistrarFailure};
+use crate::ConnId;
+
+/// What a pool element registers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolElementSpec {
+    /// The pool to join.
+    pub pool_handle: PoolHandle,
+    /// Selection policy and its value for this PE (RFC 5352 3.1 R2.5).
+    pub policy: rserpool_wire::Policy,
+    /// The TCP port PUs reach the PE at.
+    pub port: u16,
+    /// Whether ASAP control messages share the data channel (the pool's
+    /// setting must be followed, R2.4); data only by default.
+    pub transport_use: TransportUse,
+    /// The PE identifier; `None` for a random non-zero one (R2.2). It
+    /// stays the same on every re-registration.
+    pub identifier: Option<u32>,
+    /// Registration lifetime; `None` for the configured default.
+    pub lifetime: Option<Duration>,
+    /// The address PUs reach the PE at; `None` for this end's address on
+    /// the registrar connection (the registrar refuses other addresses
+    /// unless its authorisation database allows them).
+    pub address: Option<IpAddr>,
+}
+
+impl PoolElementSpec {
+    /// A data-only TCP PE at `port` with a random identifier, this end's
+    /// address and the default lifetime.
+    pub fn new(pool_handle: PoolHandle, policy: rserpool_wire::Policy, port: u16) -> Self {
+        PoolElementSpec {
+            pool_handle,
+            policy,
+            port,
+            transport_use: TransportUse::DataOnly,
+            identifier: None,
+            lifetime: None,
+            address: None,
+        }
+    }
+}
+
+/// What happened to a pool element.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeEvent {
+    /// A registrar confirmed the registration over a connection for the
+    /// first time (routine T4 re-registrations are not reported).
+    Registered {
+        /// The PE.
+        identifier: u32,
+        /// The registrar.
+        registrar: SocketAddr,
+        /// Its server identifier, once a keep-alive told it.
+        home_server_id: Option<u32>,
+    },
+    /// A registrar refused the registration (RFC 5352 3.1). Unless the
+    /// cause is lack of resources on a re-registration (then it is tried
+    /// again after T2), the PE is given up.
+    RegistrationRefused {
+        /// The PE.
+        identifier: u32,
+        /// The registrar.
+        registrar: SocketAddr,
+        /// The first cause it gave.
+        cause: CauseCode,
+    },
+    /// A PE that was never registered gave up after MAX-REG-ATTEMPT
+    /// failures (RFC 5352 3.1).
+    RegistrationFailed {
+        /// The PE.
+        identifier: u32,
+        /// The last failure.
+        error: ClientError,
+    },
+    /// The connection to the registrar was lost or given up; a server
+    /// hunt follows if any PE still needs a registrar.
+    RegistrarLost {
+        /// The registrar.
+        registrar: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+    /// A full pass of the server hunt failed; the hunt goes on with T5
+    /// back-off.
+    NoRegistrar {
+        /// Each registrar's last failure.
+        failures: Vec<RegistrarFailure>,
+    },
+    /// A keep-alive with the H flag made its sender the home registrar
+    /// (RFC 5352 3.4 KA2.4).
+    Rehomed {
+        /// The registrar connection it came over.
+        registrar: SocketAddr,
+        /// The new home's server identifier.
+        server_id: u32,
+    },
+    /// The registrar removed the PE by itself (an unsolicited
+    /// ASAP_DEREGISTRATION_RESPONSE, RFC 5352 3.2); it registers again.
+    RemovedByRegistrar {
+        /// The PE.
+        identifier: u32,
+        /// The registrar.
+        registrar: SocketAddr,
+    },
+    /// The PE's deregistration finished: confirmed (`error` is `None`),
+    /// refused, or not answered within T3. The PE is gone from the core.
+    Deregistered {
+        /// The PE.
+        identifier: u32,
+        /// What went wrong, if anything.
+        error: Option<ClientError>,
+    },
+}
+
+/// What the core asks of its driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeOutput {
+    /// Send a message on a connection.
+    Send {
+        /// The connection.
+        conn: ConnId,
+        /// The message.
+        message: AsapMessage,
+    },
+    /// Close a connection.
+    Close {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// Find a registrar (server hunt); answer with
+    /// [`PeCore::handle_connected`] or [`PeCore::handle_hunt_failed`].
+    Hunt,
+    /// Tell the application.
+    Event(PeEvent),
+}
+
+/// A pool element's registration state, as the application may watch it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeStatus {
+    /// Whether the current registrar confirmed the registration.
+    pub registered: bool,
+    /// The registrar connected to, if any.
+    pub registrar: Option<SocketAddr>,
+    /// The home registrar's server identifier, once known.
+    pub home_server_id: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Wants to be registered; waits for a connection.
+    Pending,
+    /// ASAP_REGISTRATION sent; T2 runs.
+    Registering { conn: ConnId, deadline: Instant },
+    /// Registered; T4 runs.
+    Registered {
+        conn: ConnId,
+        reregister_at: Instant,
+    },
+    /// Refused for lack of resources after having been registered: try
+    /// again at `until`.
+    Backoff { until: Instant },
+    /// Leaving: ASAP_DEREGISTRATION sent on `conn` (or to be sent once
+    /// connected); given up at `deadline` (T3).
+    Deregistering {
+        conn: Option<ConnId>,
+        deadline: Instant,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Element {
+    pool_handle: PoolHandle,
+    identifier: u32,
+    policy: rserpool_wire::Policy,
+    port: u16,
+    transport_use: TransportUse,
+    address: Option<IpAddr>,
+    lifetime: Duration,
+    state: State,
+    /// The connection over which a registration was last confirmed.
+    registered_on: Option<ConnId>,
+    ever_registered: bool,
+    /// Failed attempts since the last success (MAX-REG-ATTEMPT).
+    attempts: u32,
+}
+
+impl Element {
+    /// Whether the registrar may hold a registration of it.
+    fn may_be_registered(&self) -> bool {
+        self.ever_registered || matches!(self.state, State::Registering { .. })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    Down,
+    Hunting,
+    Up {
+        conn: ConnId,
+        registrar: SocketAddr,
+        local: IpAddr,
+        home: Option<u32>,
+    },
+}
+
+/// The pool element core.
+#[derive(Debug)]
+pub struct PeCore {
+    timers: Timers,
+    default_lifetime: Duration,
+    rng: SmallRng,
+    elements: Vec<Element>,
+    link: Link,
+    outputs: VecDeque<PeOutput>,
+}
+
+impl PeCore {
+    /// A core with these timers and default registration lifetime; `seed`
+    /// seeds the PE identifiers it draws.
+    pub fn new(timers: Timers, default_lifetime: Duration, seed: u64) -> Self {
+        PeCore {
+            timers,
+            default_lifetime,
+            rng: SmallRng::seed_from_u64(seed),
+            elements: Vec::new(),
+            link: Link::Down,
+            outputs: VecDeque::new(),
+        }
+    }
+
+    /// Add a PE and start registering it (RFC 5352 3.1). Returns its
+    /// identifier.
+    pub fn add_element(&mut self, now: Instant, spec: PoolElementSpec) -> Result<u32, ClientError> {
+        let lifetime = spec.lifetime.unwrap_or(self.default_lifetime);
+        check_lifetime(lifetime)?;
+        let identifier = match spec.identifier {
+            Some(0) => return Err(ClientError::Config("a PE identifier cannot be 0".into())),
+            Some(id) if self.find(id).is_some() => {
+                return Err(ClientError::Config(format!(
+                    "PE identifier {id:#010x} is used twice"
+                )))
+            }
+            Some(id) => id,
+            // RFC 5352 3.1 R2.2: a good random number, non-zero here.
+            None => loop {
+                let id = self.rng.random::<u32>();
+                if id != 0 && self.find(id).is_none() {
+                    break id;
+                }
+            },
+        };
+        self.elements.push(Element {
+            pool_handle: spec.pool_handle,
+            identifier,
+            policy: spec.policy,
+            port: spec.port,
+            transport_use: spec.transport_use,
+            address: spec.address,
+            lifetime,
+            state: State::Pending,
+            registered_on: None,
+            ever_registered: false,
+            attempts: 0,
+        });
+        let i = self.elements.len() - 1;
+        if matches!(self.link, Link::Up { .. }) {
+            self.register(now, i);
+        } else {
+            self.hunt_if_needed();
+        }
+        Ok(identifier)
+    }
+
+    /// Re-register PE `identifier` with a new policy value at once (RFC
+    /// 5352 3.1: a registered PE may re-register to update it).
+    pub fn update_policy(
+        &mut self,
+        now: Instant,
+        identifier: u32,
+        policy: rserpool_wire::Policy,
+    ) -> Result<(), ClientError> {
+        let i = self
+            .find(identifier)
+            .ok_or_else(|| ClientError::Config(format!("no PE {identifier:#010x}")))?;
+        let e = &mut self.elements[i];
+        if matches!(e.state, State::Deregistering { .. }) {
+            return Err(ClientError::Config(format!(
+                "PE {identifier:#010x} is deregistering"
+            )));
+        }
+        e.policy = policy;
+        if matches!(e.state, State::Backoff { .. }) {
+            return Ok(());
+        }
+        e.state = State::Pending;
+        if matches!(self.link, Link::Up { .. }) {
+            self.register(now, i);
+        }
+        Ok(())
+    }
+
+    /// Deregister PE `identifier` (RFC 5352 3.2). The outcome comes as a
+    /// [`PeEvent::Deregistered`].
+    pub fn deregister(&mut self, now: Instant, identifier: u32) {
+        let Some(i) = self.find(identifier) else {
+            return;
+        };
+        let e = &self.elements[i];
+        if matches!(e.state, State::Deregistering { .. }) {
+            return;
+        }
+        if !e.may_be_registered() {
+            self.remove(i, None);
+            return;
+        }
+        let deadline = now + self.timers.t3_deregistration;
+        match self.link {
+            Link::Up { conn, .. } => {
+                let e = &mut self.elements[i];
+                e.state = State::Deregistering {
+                    conn: Some(conn),
+                    deadline,
+                };
+                let message = AsapMessage::Deregistration {
+                    pool_handle: e.pool_handle.clone(),
+                    identifier: e.identifier,
+                };
+                self.outputs.push_back(PeOutput::Send { conn, message });
+            }
+            _ => {
+                self.elements[i].state = State::Deregistering {
+                    conn: None,
+                    deadline,
+                };
+                self.hunt_if_needed();
+            }
+        }
+    }
+
+    /// Deregister every PE.
+    pub fn deregister_all(&mut self, now: Instant) {
+        let ids: Vec<u32> = self.elements.iter().map(|e| e.identifier).collect();
+        for id in ids {
+            self.deregister(now, id);
+        }
+    }
+
+    /// The driver made a connection to `registrar`; `local` is this end's
+    /// address on it.
+    pub fn handle_connected(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        registrar: SocketAddr,
+        local: IpAddr,
+    ) {
+        if let Link::Up { conn: old, .. } = self.link {
+            self.outputs.push_back(PeOutput::Close { conn: old });
+        }
+        if self.elements.is_empty() {
+            self.outputs.push_back(PeOutput::Close { conn });
+            self.link = Link::Down;
+            return;
+        }
+        tracing::info!(%registrar, "connected to a registrar");
+        self.link = Link::Up {
+            conn,
+            registrar,
+            local,
+            home: None,
+        };
+        for i in 0..self.elements.len() {
+            match self.elements[i].state {
+                State::Deregistering {
+                    conn: None,
+                    deadline,
+                } => {
+                    let e = &mut self.elements[i];
+                    e.state = State::Deregistering {
+                        conn: Some(conn),
+                        deadline,
+                    };
+                    let message = AsapMessage::Deregistration {
+                        pool_handle: e.pool_handle.clone(),
+                        identifier: e.identifier,
+                    };
+                    self.outputs.push_back(PeOutput::Send { conn, message });
+                }
+                State::Pending | State::Registering { .. } | State::Registered { .. } => {
+                    self.register(now, i)
+                }
+                State::Backoff { .. } | State::Deregistering { .. } => {}
+            }
+        }
+    }
+
+    /// Connection `conn` ended (closed by the registrar, an I/O error).
+    pub fn handle_disconnected(&mut self, now: Instant, conn: ConnId, reason: &str) {
+        if let Link::Up { conn: c, .. } = self.link {
+            if c == conn {
+                self.lose_registrar(now, reason.to_owned(), false);
+            }
+        }
+    }
+
+    /// A pass of the server hunt failed. PEs that were never registered
+    /// count it as a failed attempt; the hunt goes on while any PE needs
+    /// a registrar.
+    pub fn handle_hunt_failed(&mut self, _now: Instant, failures: &[RegistrarFailure]) {
+        if self.link != Link::Hunting {
+            return;
+        }
+        self.link = Link::Down;
+        tracing::warn!(
+            "no registrar reachable: {}",
+            failures
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        self.outputs
+            .push_back(PeOutput::Event(PeEvent::NoRegistrar {
+                failures: failures.to_vec(),
+            }));
+        let error = ClientError::NoRegistrar(failures.to_vec());
+        self.count_failed_attempt(&error);
+        self.hunt_if_needed();
+    }
+
+    /// A message arrived on connection `conn`.
+    pub fn handle_message(&mut self, now: Instant, conn: ConnId, message: AsapMessage) {
+        let Link::Up {
+            conn: current,
+            registrar,
+            ..
+        } = self.link
+        else {
+            return;
+        };
+        if conn != current {
+            return;
+        }
+        match message {
+            AsapMessage::RegistrationResponse {
+                reject,
+                pool_handle,
+                identifier,
+                error,
+            } => self.on_registration_response(
+                now,
+                conn,
+                registrar,
+                reject,
+                &pool_handle,
+                identifier,
+                error,
+            ),
+            AsapMessage::DeregistrationResponse {
+                pool_handle,
+                identifier,
+                error,
+            } => self.on_deregistration_response(now, registrar, &pool_handle, identifier, error),
+            AsapMessage::EndpointKeepAlive {
+                home,
+                server_id,
+                pool_handle,
+                identifier,
+            } => self.on_keep_alive(conn, home, server_id, &pool_handle, identifier),
+            AsapMessage::Error { error } => {
+                tracing::warn!(%registrar, "registrar reports an error: {error:?}");
+            }
+            other => {
+                tracing::debug!(%registrar, "ignoring unexpected {}", other.name());
+            }
+        }
+    }
+
+    /// Timers: T2, T3, T4 and the back-off after a refusal.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        // T3: deregistrations not answered in time are given up.
+        let mut i = 0;
+        while i < self.elements.len() {
+            match self.elements[i].state {
+                State::Deregistering { deadline, .. } if deadline <= now => {
+                    let id = self.elements[i].identifier;
+                    tracing::warn!("PE {id:#010x}: no deregistration response within T3");
+                    self.remove(
+                        i,
+                        Some(ClientError::Timeout {
+                            operation: "deregistration",
+                            registrars: self.registrar().into_iter().collect(),
+                        }),
+                    );
+                }
+                _ => i += 1,
+            }
+        }
+        // T2: the registrar does not answer; RFC 5352 3.1: server hunt.
+        let t2_expired = self
+            .elements
+            .iter()
+            .any(|e| matches!(e.state, State::Registering { deadline, .. } if deadline <= now));
+        if t2_expired {
+            let reason = format!(
+                "no ASAP_REGISTRATION_RESPONSE within T2 ({:?})",
+                self.timers.t2_registration
+            );
+            self.lose_registrar(now, reason, true);
+        }
+        for i in 0..self.elements.len() {
+            match self.elements[i].state {
+                State::Backoff { until } if until <= now => {
+                    self.elements[i].state = State::Pending;
+                    if matches!(self.link, Link::Up { .. }) {
+                        self.register(now, i);
+                    }
+                }
+                // T4: re-register (RFC 5352 3.1).
+                State::Registered { reregister_at, .. } if reregister_at <= now => {
+                    self.register(now, i);
+                }
+                _ => {}
+            }
+        }
+        self.hunt_if_needed();
+    }
+
+    /// The earliest deadline the driver must wake for.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.elements
+            .iter()
+            .filter_map(|e| match e.state {
+                State::Registering { deadline, .. } | State::Deregistering { deadline, .. } => {
+                    Some(deadline)
+                }
+                State::Registered { reregister_at, .. } => Some(reregister_at),
+                State::Backoff { until } => Some(until),
+                State::Pending => None,
+            })
+            .min()
+    }
+
+    /// The next thing to do.
+    pub fn poll_output(&mut self) -> Option<PeOutput> {
+        self.outputs.pop_front()
+    }
+
+    /// Whether no PE is left (all deregistered, refused or given up).
+    pub fn is_finished(&self) -> bool {
+        self.elements.is_empty()
+    }
+
+    /// The registrar connected to.
+    pub fn registrar(&self) -> Option<SocketAddr> {
+        match self.link {
+            Link::Up { registrar, .. } => Some(registrar),
+            _ => None,
+        }
+    }
+
+    /// The home registrar's server identifier, once a keep-alive told it.
+    pub fn home_server_id(&self) -> Option<u32> {
+        match self.link {
+            Link::Up { home, .. } => home,
+            _ => None,
+        }
+    }
+
+    /// The state of PE `identifier`; `None` if it is gone.
+    pub fn status(&self, identifier: u32) -> Option<PeStatus> {
+        let e = &self.elements[self.find(identifier)?];
+        let registered = match (self.link, e.registered_on) {
+            (Link::Up { conn, .. }, Some(on)) => {
+                conn == on && !matches!(e.state, State::Deregistering { .. })
+            }
+            _ => false,
+        };
+        Some(PeStatus {
+            registered,
+            registrar: self.registrar(),
+            home_server_id: self.home_server_id(),
+        })
+    }
+
+    /// The identifiers of the PEs.
+    pub fn identifiers(&self) -> impl Iterator<Item = u32> + '_ {
+        self.elements.iter().map(|e| e.identifier)
+    }
+
+    fn find(&self, identifier: u32) -> Option<usize> {
+        self.elements
+            .iter()
+            .position(|e| e.identifier == identifier)
+    }
+
+    fn find_in(&self, pool_handle: &PoolHandle, identifier: u32) -> Option<usize> {
+        self.elements
+            .iter()
+            .position(|e| e.identifier == identifier && &e.pool_handle == pool_handle)
+    }
+
+    fn remove(&mut self, i: usize, error: Option<ClientError>) {
+        let e = self.elements.remove(i);
+        self.outputs
+            .push_back(PeOutput::Event(PeEvent::Deregistered {
+                identifier: e.identifier,
+                error,
+            }));
+        self.close_if_finished();
+    }
+
+    fn give_up(&mut self, i: usize, event: PeEvent) {
+        self.elements.remove(i);
+        self.outputs.push_back(PeOutput::Event(event));
+        self.close_if_finished();
+    }
+
+    fn close_if_finished(&mut self) {
+        if !self.elements.is_empty() {
+            return;
+        }
+        if let Link::Up { conn, .. } = self.link {
+            self.outputs.push_back(PeOutput::Close { conn });
+        }
+        self.link = Link::Down;
+    }
+
+    /// Send ASAP_REGISTRATION for element `i` (RFC 5352 3.1 R2-R4).
+    fn register(&mut self, now: Instant, i: usize) {
+        let Link::Up {
+            conn, local, home, ..
+        } = self.link
+        else {
+            self.elements[i].state = State::Pending;
+            return;
+        };
+        let e = &mut self.elements[i];
+        let message = AsapMessage::Registration {
+            pool_handle: e.pool_handle.clone(),
+            pool_element: PoolElement {
+                identifier: e.identifier,
+                home_registrar: home.unwrap_or(0),
+                // Milliseconds, as RSPLIB sends (checked to fit on entry).
+                registration_life: i32::try_from(e.lifetime.as_millis()).unwrap_or(i32::MAX),
+                user_transport: Transport::Tcp {
+                    port: e.port,
+                    transport_use: e.transport_use,
+                    address: e.address.unwrap_or(local),
+                },
+                policy: e.policy.clone(),
+                asap_transport: None,
+            },
+        };
+        e.state = State::Registering {
+            conn,
+            deadline: now + self.timers.t2_registration,
+        };
+        self.outputs.push_back(PeOutput::Send { conn, message });
+    }
+
+    /// The home registrar is lost or given up: close, tell, and hunt (RFC
+    /// 5352 3.6: a PE that fails to communicate with its home registrar
+    /// must establish a new one). `registration_timeout` when T2 expired,
+    /// which counts as a failed attempt.
+    fn lose_registrar(&mut self, _now: Instant, reason: String, registration_timeout: bool) {
+        let Link::Up {
+            conn, registrar, ..
+        } = self.link
+        else {
+            return;
+        };
+        tracing::warn!(%registrar, "registrar lost: {reason}");
+        self.outputs.push_back(PeOutput::Close { conn });
+        self.outputs
+            .push_back(PeOutput::Event(PeEvent::RegistrarLost {
+                registrar,
+                reason,
+            }));
+        self.link = Link::Down;
+        for e in &mut self.elements {
+            e.state = match e.state {
+                State::Registering { .. } | State::Registered { .. } => State::Pending,
+                State::Deregistering { deadline, .. } => State::Deregistering {
+                    conn: None,
+                    deadline,
+                },
+                s => s,
+            };
+        }
+        if registration_timeout {
+            let error = ClientError::Timeout {
+                operation: "registration",
+                registrars: vec![registrar],
+            };
+            self.count_failed_attempt(&error);
+        }
+        self.hunt_if_needed();
+    }
+
+    /// A registration attempt of every waiting PE failed; PEs that were
+    /// never registered give up after MAX-REG-ATTEMPT (RFC 5352 3.1).
+    fn count_failed_attempt(&mut self, error: &ClientError) {
+        let mut i = 0;
+        while i < self.elements.len() {
+            let e = &mut self.elements[i];
+            if e.state == State::Pending {
+                e.attempts += 1;
+                if !e.ever_registered && e.attempts >= self.timers.max_reg_attempts {
+                    let identifier = e.identifier;
+                    tracing::warn!(
+                        "PE {identifier:#010x}: giving up after {} attempts: {error}",
+                        e.attempts
+                    );
+                    self.give_up(
+                        i,
+                        PeEvent::RegistrationFailed {
+                            identifier,
+                            error: error.clone(),
+                        },
+                    );
+                    continue;
+                }
+            }
+            i += 1;
+        }
+    }
+
+    fn hunt_if_needed(&mut self) {
+        if self.link != Link::Down {
+            return;
+        }
+        let needed = self.elements.iter().any(|e| {
+            matches!(
+                e.state,
+                State::Pending | State::Deregistering { conn: None, .. }
+            )
+        });
+        if needed {
+            self.link = Link::Hunting;
+            self.outputs.push_back(PeOutput::Hunt);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_registration_response(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        registrar: SocketAddr,
+        reject: bool,
+        pool_handle: &PoolHandle,
+        identifier: u32,
+        error: Option<OperationError>,
+    ) {
+        let Some(i) = self.find_in(pool_handle, identifier) else {
+            tracing::debug!(%registrar, "registration response for an unknown PE {identifier:#010x}");
+            return;
+        };
+        if !matches!(self.elements[i].state, State::Registering { conn: c, .. } if c == conn) {
+            tracing::debug!(%registrar, "unexpected registration response for PE {identifier:#010x}");
+            return;
+        }
+        let cause = error
+            .as_ref()
+            .and_then(|e| e.causes.first())
+            .map(|c| c.code);
+        if !reject {
+            if let Some(c) = cause {
+                tracing::warn!(%registrar, "PE {identifier:#010x} registered with a warning: {c}");
+            }
+            let home_server_id = self.home_server_id();
+            let e = &mut self.elements[i];
+            e.attempts = 0;
+            e.ever_registered = true;
+            e.state = State::Registered {
+                conn,
+                reregister_at: now + reregistration_interval(e.lifetime),
+            };
+            if e.registered_on != Some(conn) {
+                e.registered_on = Some(conn);
+                tracing::info!(%registrar, "PE {identifier:#010x} registered in pool {pool_handle}");
+                self.outputs.push_back(PeOutput::Event(PeEvent::Registered {
+                    identifier,
+                    registrar,
+                    home_server_id,
+                }));
+            }
+            return;
+        }
+        let cause = cause.unwrap_or(CauseCode::UnspecifiedError);
+        tracing::warn!(%registrar, "registration of PE {identifier:#010x} in pool {pool_handle} refused: {cause}");
+        let event = PeEvent::RegistrationRefused {
+            identifier,
+            registrar,
+            cause,
+        };
+        let e = &mut self.elements[i];
+        if e.ever_registered && cause == CauseCode::LackOfResources {
+            // A rate limit is no error of ours to correct (RFC 5352 3.1):
+            // try again after a while rather than leave the pool.
+            e.state = State::Backoff {
+                until: now + self.timers.t2_registration,
+            };
+            self.outputs.push_back(PeOutput::Event(event));
+        } else {
+            self.give_up(i, event);
+        }
+    }
+
+    fn on_deregistration_response(
+        &mut self,
+        now: Instant,
+        registrar: SocketAddr,
+        pool_handle: &PoolHandle,
+        identifier: u32,
+        error: Option<OperationError>,
+    ) {
+        let Some(i) = self.find_in(pool_handle, identifier) else {
+            tracing::debug!(%registrar, "deregistration response for an unknown PE {identifier:#010x}");
+            return;
+        };
+        match self.elements[i].state {
+            State::Deregistering { .. } => {
+                let error = error.and_then(|e| e.causes.first().map(|c| c.code)).map(|cause| {
+                    tracing::warn!(%registrar, "deregistration of PE {identifier:#010x} refused: {cause}");
+                    ClientError::DeregistrationRefused {
+                        registrar,
+                        identifier,
+                        cause,
+                    }
+                });
+                self.remove(i, error);
+            }
+            State::Registered { .. } | State::Registering { .. } => {
+                // RFC 5352 3.2: the registrar removed the PE (its lifetime
+                // expired, or reports removed it). Register again.
+                tracing::warn!(%registrar, "registrar removed PE {identifier:#010x}; registering again");
+                self.elements[i].registered_on = None;
+                self.outputs
+                    .push_back(PeOutput::Event(PeEvent::RemovedByRegistrar {
+                        identifier,
+                        registrar,
+                    }));
+                self.register(now, i);
+            }
+            State::Pending | State::Backoff { .. } => {}
+        }
+    }
+
+    fn on_keep_alive(
+        &mut self,
+        conn: ConnId,
+        home: bool,
+        server_id: u32,
+        pool_handle: &PoolHandle,
+        identifier: Option<u32>,
+    ) {
+        // RFC 5352 3.4 KA1: only for a pool handle we registered, else
+        // silently discarded; RSPLIB's identifier names one PE.
+        let acks: Vec<AsapMessage> = self
+            .elements
+            .iter()
+            .filter(|e| &e.pool_handle == pool_handle)
+            .filter(|e| identifier.map_or(true, |id| id == e.identifier))
+            .map(|e| AsapMessage::EndpointKeepAliveAck {
+                pool_handle: e.pool_handle.clone(),
+                identifier: e.identifier,
+            })
+            .collect();
+        if acks.is_empty() {
+            tracing::debug!("discarding a keep-alive for pool {pool_handle} (KA1)");
+            return;
+        }
+        // KA2.1-KA2.3: one ack per PE, on the connection it came over.
+        for message in acks {
+            self.outputs.push_back(PeOutput::Send { conn, message });
+        }
+        if let Link::Up {
+            registrar,
+            home: ref mut current,
+            ..
+        } = self.link
+        {
+            if home && *current != Some(server_id) {
+                // KA2.4: adopt the sender as the new home registrar. Over
+                // TCP it is the registrar of this (authenticated)
+                // connection, so no other peer can claim the PE.
+                *current = Some(server_id);
+                tracing::info!(%registrar, "re-homed to registrar {server_id:#010x}");
+                self.outputs.push_back(PeOutput::Event(PeEvent::Rehomed {
+                    registrar,
+                    server_id,
+                }));
+            } else if current.is_none() {
+                // Learn the home registrar's identifier.
+                *current = Some(server_id);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rserpool_wire::{Cause, Policy};
+
+    use super::*;
+
+    const REG1: SocketAddr =
+        SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1)), 3863);
+    const REG2: SocketAddr =
+        SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 2)), 3863);
+    const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 7));
+
+    fn s(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    fn handle() -> PoolHandle {
+        PoolHandle::from_static("echo")
+    }
+
+    fn spec(id: u32) -> PoolElementSpec {
+        PoolElementSpec {
+            identifier: Some(id),
+            ..PoolElementSpec::new(handle(), Policy::RoundRobin, 7007)
+        }
+    }
+
+    fn core() -> PeCore {
+        PeCore::new(Timers::default(), s(30), 7)
+    }
+
+    fn drain(c: &mut PeCore) -> Vec<PeOutput> {
+        std::iter::from_fn(|| c.poll_output()).collect()
+    }
+
+    fn sends(outs: &[PeOutput]) -> Vec<(ConnId, AsapMessage)> {
+        outs.iter()
+            .filter_map(|o| match o {
+                PeOutput::Send { conn, message } => Some((*conn, message.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn events(outs: &[PeOutput]) -> Vec<PeEvent> {
+        outs.iter()
+            .filter_map(|o| match o {
+                PeOutput::Event(e) => Some(e.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn accepted(id: u32) -> AsapMessage {
+        AsapMessage::RegistrationResponse {
+            reject: false,
+            pool_handle: handle(),
+            identifier: id,
+            error: None,
+        }
+    }
+
+    fn refused(id: u32, code: CauseCode) -> AsapMessage {
+        AsapMessage::RegistrationResponse {
+            reject: true,
+            pool_handle: handle(),
+            identifier: id,
+            error: Some(OperationError::single(Cause::new(code))),
+        }
+    }
+
+    fn keep_alive(home: bool, server_id: u32, h: &str, id: Option<u32>) -> AsapMessage {
+        AsapMessage::EndpointKeepAlive {
+            home,
+            server_id,
+            pool_handle: PoolHandle::new(h.as_bytes()).expect("handle"),
+            identifier: id,
+        }
+    }
+
+    fn registered_element(pe: &AsapMessage) -> &PoolElement {
+        match pe {
+            AsapMessage::Registration { pool_element, .. } => pool_element,
+            other => panic!("expected a registration, got {other:?}"),
+        }
+    }
+
+    /// A core with PE 42 registered over connection 1 to REG1 at `t0`.
+    fn registered(t0: Instant) -> PeCore {
+        let mut c = core();
+        c.add_element(t0, spec(42)).expect("add");
+        c.handle_connected(t0, 1, REG1, LOCAL);
+        c.handle_message(t0, 1, accepted(42));
+        drain(&mut c);
+        c
+    }
+
+    #[test]
+    fn registers_over_a_new_connection_with_its_own_address_in_milliseconds() {
+        let t0 = Instant::now();
+        let mut c = core();
+        assert_eq!(c.add_element(t0, spec(42)).expect("add"), 42);
+        assert_eq!(drain(&mut c), vec![PeOutput::Hunt]);
+        c.handle_connected(t0, 1, REG1, LOCAL);
+        let out = drain(&mut c);
+        let sent = sends(&out);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].0, 1);
+        let AsapMessage::Registration {
+            pool_handle,
+            pool_element,
+        } = &sent[0].1
+        else {
+            panic!("{sent:?}")
+        };
+        assert_eq!(pool_handle, &handle());
+        assert_eq!(
+            pool_element,
+            &PoolElement {
+                identifier: 42,
+                home_registrar: 0,
+                registration_life: 30_000,
+                user_transport: Transport::Tcp {
+                    port: 7007,
+                    transport_use: TransportUse::DataOnly,
+                    address: LOCAL,
+                },
+                policy: Policy::RoundRobin,
+                asap_transport: None,
+            }
+        );
+        // T2 runs until the response.
+        assert_eq!(c.poll_timeout(), Some(t0 + s(30)));
+        assert!(!c.status(42).expect("status").registered);
+        let t1 = t0 + s(1);
+        c.handle_message(t1, 1, accepted(42));
+        assert_eq!(
+            events(&drain(&mut c)),
+            vec![PeEvent::Registered {
+                identifier: 42,
+                registrar: REG1,
+                home_server_id: None
+            }]
+        );
+        assert_eq!(
+            c.status(42),
+            Some(PeStatus {
+                registered: true,
+                registrar: Some(REG1),
+                home_server_id: None
+            })
+        );
+        // T4 for a 30 s lifetime: 15 s.
+        assert_eq!(c.poll_timeout(), Some(t1 + s(15)));
+    }
+
+    #[test]
+    fn a_configured_address_and_lifetime_are_used() {
+        let t0 = Instant::now();
+        let mut c = core();
+        let addr: IpAddr = "2001:db8::5".parse().expect("ip");
+        c.add_element(
+            t0,
+            PoolElementSpec {
+                address: Some(addr),
+                lifetime: Some(Duration::from_millis(1500)),
+                ..spec(9)
+            },
+        )
+        .expect("add");
+        c.handle_connected(t0, 1, REG1, LOCAL);
+        let out = drain(&mut c);
+        let pe = registered_element(&sends(&out)[0].1).clone();
+        assert_eq!(pe.registration_life, 1500);
+        assert_eq!(pe.user_transport.addresses(), &[addr]);
+    }
+
+    #[test]
+    fn identifiers_are_random_nonzero_unique_and_checked() {
+        let t0 = Instant::now();
+        let mut c = core();
+        let mut ids = Vec::new();
+        for _ in 0..50 {
+            let mut sp = spec(0);
+            sp.identifier = None;
+            ids.push(c.add_element(t0, sp).expect("add"));
+        }
+        assert!(ids.iter().all(|&i| i != 0));
+        let mut u = ids.clone();
+        u.sort_unstable();
+        u.dedup();
+        assert_eq!(u.len(), ids.len());
+        assert!(c.add_element(t0, spec(ids[0])).is_err());
+        assert!(c.add_element(t0, spec(0)).is_err());
+        assert!(c
+            .add_element(
+                t0,
+                PoolElementSpec {
+                    lifetime: Some(Duration::ZERO),
+                    ..spec(5)
+                }
+            )
+            .is_err());
+        // The same seed draws the same identifiers.
+        let mut d = core();
+        let mut sp = spec(0);
+        sp.identifier = None;
+        assert_eq!(d.add_element(t0, sp).expect("add"), ids[0]);
+    }
+
+    #[test]
+    fn t4_reregisters_with_the_same_identifier_without_a_new_event() {
+        let t0 = Instant::now();
+        let mut c = registered(t0);
+        let t4 = c.poll_timeout().expect("T4");
+        assert_eq!(t4, t0 + s(15));
+        c.handle_timeout(t4 - Duration::from_millis(1));
+        assert!(drain(&mut c).is_empty());
+        c.handle_timeout(t4);
+        let out = drain(&mut c);
+        let sent = sends(&out);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(registered_element(&sent[0].1).identifier, 42);
+        // Still registered while the re-registration is in flight.
+        assert!(c.status(42).expect("status").registered);
+        assert_eq!(c.poll_timeout(), Some(t4 + s(30)));
+        c.handle_message(t4, 1, accepted(42));
+        assert!(events(&drain(&mut c)).is_empty());
+        assert_eq!(c.poll_timeout(), Some(t4 + s(15)));
+    }
+
+    #[test]
+    fn t2_expiry_hunts_and_a_never_registered_pe_gives_up_after_max_reg_attempt() {
+        let t0 = Instant::now();
+        let mut c = core();
+        c.add_element(t0, spec(42)).expect("add");
+        c.handle_connected(t0, 1, REG1, LOCAL);
+        drain(&mut c);
+        let t2 = t0 + s(30);
+        c.handle_timeout(t2);
+        let out = drain(&mut c);
+        assert!(out.contains(&PeOutput::Close { conn: 1 }));
+        assert!(out.contains(&PeOutput::Hunt));
+        assert!(matches!(
+            events(&out)[..],
+            [PeEvent::RegistrarLost {
+                registrar: REG1,
+                ..
+            }]
+        ));
+        // A message on the old connection is ignored.
+        c.handle_message(t2, 1, accepted(42));
+        assert!(drain(&mut c).is_empty());
+        c.handle_connected(t2, 2, REG2, LOCAL);
+        let out = drain(&mut c);
+        assert_eq!(registered_element(&sends(&out)[0].1).identifier, 42);
+        c.handle_timeout(t2 + s(30));
+        let out = drain(&mut c);
+        let ev = events(&out);
+        assert!(
+            ev.contains(&PeEvent::RegistrationFailed {
+                identifier: 42,
+                error: ClientError::Timeout {
+                    operation: "registration",
+                    registrars: vec![REG2]
+                }
+            }),
+            "{ev:?}"
+        );
+        assert!(out.contains(&PeOutput::Close { conn: 2 }));
+        assert!(!out.contains(&PeOutput::Hunt));
+        assert!(c.is_finished());
+    }
+
+    #[test]
+    fn failed_hunt_passes_give_up_a_never_registered_pe_only() {
+        let t0 = Instant::now();
+        let failures = vec![RegistrarFailure {
+            registrar: REG1,
+            reason: "connection refused".into(),
+        }];
+        let mut c = core();
+        c.add_element(t0, spec(42)).expect("add");
+        drain(&mut c);
+        c.handle_hunt_failed(t0, &failures);
+        let out = drain(&mut c);
+        assert_eq!(
+            out,
+            vec![
+                PeOutput::Event(PeEvent::NoRegistrar {
+                    failures: failures.clone()
+                }),
+                PeOutput::Hunt
+            ]
+        );
+        c.handle_hunt_failed(t0, &failures);
+        let ev = events(&drain(&mut c));
+        assert_eq!(
+            ev[1],
+            PeEvent::RegistrationFailed {
+                identifier: 42,
+                error: ClientError::NoRegistrar(failures.clone())
+            }
+        );
+        assert!(c.is_finished());
+
+        // A PE that was registered keeps hunting.
+        let mut c = registered(t0);
+        c.handle_disconnected(t0, 1, "reset by peer");
+        let out = drain(&mut c);
+        assert_eq!(
+            out,
+            vec![
+                PeOutput::Close { conn: 1 },
+                PeOutput::Event(PeEvent::RegistrarLost {
+                    registrar: REG1,
+                    reason: "reset by peer".into()
+                }),
+                PeOutput::Hunt
+            ]
+        );
+        for _ in 0..5 {
+            c.handle_hunt_failed(t0, &failures);
+            assert!(drain(&mut c).contains(&PeOutput::Hunt));
+        }
+        assert!(!c.is_finished());
+    }
+
+    #[test]
+    fn a_lost_registrar_is_replaced_and_the_pe_registers_again_with_its_identifier() {
+        let t0 = Instant::now();
+        let mut c = registered(t0);
+        c.handle_disconnected(t0, 7, "not ours");
+        assert!(drain(&mut c).is_empty());
+        c.handle_disconnected(t0, 1, "closed by the registrar");
+        drain(&mut c);
+        assert_eq!(c.status(42).map(|s| s.registered), Some(false));
+        assert_eq!(c.poll_timeout(), None);
+        let t1 = t0 + s(2);
+        c.handle_connected(t1, 2, REG2, LOCAL);
+        let out = drain(&mut c);
+        let sent = sends(&out);
+        assert_eq!(sent[0].0, 2);
+        assert_eq!(registered_element(&sent[0].1).identifier, 42);
+        c.handle_message(t1, 2, accepted(42));
+        assert_eq!(
+            events(&drain(&mut c)),
+            vec![PeEvent::Registered {
+                identifier: 42,
+                registrar: REG2,
+                home_server_id: None
+            }]
+        );
+    }
+
+    #[test]
+    fn keep_alives_are_answered_per_pe_and_foreign_pools_are_discarded() {
+        let t0 = Instant::now();
+        let mut c = registered(t0);
+        c.add_element(t0, spec(43)).expect("add");
+        c.add_element(
+            t0,
+            PoolElementSpec {
+                pool_handle: PoolHandle::from_static("other"),
+                ..spec(44)
+            },
+        )
+        .expect("add");
+        c.handle_message(t0, 1, accepted(43));
+        drain(&mut c);
+        let ack = |id| {
+            (
+                1,
+                AsapMessage::EndpointKeepAliveAck {
+                    pool_handle: handle(),
+                    identifier: id,
+                },
+            )
+        };
+        // No identifier (RFC): each PE of that pool answers.
+        c.handle_message(t0, 1, keep_alive(false, 5, "echo", None));
+        assert_eq!(sends(&drain(&mut c)), vec![ack(42), ack(43)]);
+        // RSPLIB's identifier names one.
+        c.handle_message(t0, 1, keep_alive(false, 5, "echo", Some(43)));
+        assert_eq!(sends(&drain(&mut c)), vec![ack(43)]);
+        // KA1: a pool not registered, or a PE not ours: silently discarded.
+        c.handle_message(t0, 1, keep_alive(true, 9, "nope", None));
+        assert!(drain(&mut c).is_empty());
+        c.handle_message(t0, 1, keep_alive(true, 9, "echo", Some(99)));
+        assert!(drain(&mut c).is_empty());
+        assert_eq!(c.home_server_id(), Some(5));
+        // A keep-alive on another connection is not ours to answer.
+        c.handle_message(t0, 3, keep_alive(false, 5, "echo", None));
+        assert!(drain(&mut c).is_empty());
+    }
+
+    #[test]
+    fn the_h_flag_rehomes_and_later_registrations_name_the_home() {
+        let t0 = Instant::now();
+        let mut c = registered(t0);
+        // Learned without the H flag: no event.
+        c.handle_message(t0, 1, keep_alive(false, 5, "echo", Some(42)));
+        let out = drain(&mut c);
+        assert!(events(&out).is_empty());
+        assert_eq!(c.home_server_id(), Some(5));
+        // KA2.4: H flag from another server identifier.
+        c.handle_message(t0, 1, keep_alive(true, 9, "echo", Some(42)));
+        let out = drain(&mut c);
+        assert_eq!(sends(&out).len(), 1, "acked too");
+        assert_eq!(
+            events(&out),
+            vec![PeEvent::Rehomed {
+                registrar: REG1,
+                server_id: 9
+            }]
+        );
+        // The same home again: nothing new.
+        c.handle_message(t0, 1, keep_alive(true, 9, "echo", Some(42)));
+        assert!(events(&drain(&mut c)).is_empty());
+        assert_eq!(c.status(42).and_then(|s| s.home_server_id), Some(9));
+        c.handle_timeout(t0 + s(15));
+        let out = drain(&mut c);
+        assert_eq!(registered_element(&sends(&out)[0].1).home_registrar, 9);
+        // A new connection forgets the old home.
+        c.handle_disconnected(t0 + s(16), 1, "gone");
+        c.handle_connected(t0 + s(16), 2, REG2, LOCAL);
+        let out = drain(&mut c);
+        assert_eq!(registered_element(&sends(&out)[0].1).home_registrar, 0);
+        // H flag with no home known: adopt (KA2.4 "or it is not set").
+        c.handle_message(t0 + s(16), 2, keep_alive(true, 11, "echo", None));
+        assert_eq!(
+            events(&drain(&mut c)),
+            vec![PeEvent::Rehomed {
+                registrar: REG2,
+                server_id: 11
+            }]
+        );
+    }
+
+    #[test]
+    fn a_refusal_gives_the_pe_up_with_the_cause() {
+        let t0 = Instant::now();
+        let mut c = core();
+        c.add_element(t0, spec(42)).expect("add");
+        c.handle_connected(t0, 1, REG1, LOCAL);
+        drain(&mut c);
+        c.handle_message(t0, 1, refused(42, CauseCode::RejectedSecurity));
+        let out = drain(&mut c);
+        assert_eq!(
+            out,
+            vec![
+                PeOutput::Event(PeEvent::RegistrationRefused {
+                    identifier: 42,
+                    registrar: REG1,
+                    cause: CauseCode::RejectedSecurity
+                }),
+                PeOutput::Close { conn: 1 }
+            ]
+        );
+        assert!(c.is_finished());
+        // A response for nobody is ignored.
+        let mut c = registered(t0);
+        c.handle_message(t0, 1, accepted(77));
+        assert!(drain(&mut c).is_empty());
+    }
+
+    #[test]
+    fn lack_of_resources_on_a_reregistration_backs_off_and_retries() {
+        let t0 = Instant::now();
+        let mut c = registered(t0);
+        c.handle_timeout(t0 + s(15));
+        drain(&mut c);
+        c.handle_message(t0 + s(15), 1, refused(42, CauseCode::LackOfResources));
+        let out = drain(&mut c);
+        assert_eq!(events(&out).len(), 1);
+        assert!(sends(&out).is_empty());
+        assert!(!c.is_finished());
+        assert_eq!(c.poll_timeout(), Some(t0 + s(45)));
+        c.handle_timeout(t0 + s(45));
+        let out = drain(&mut c);
+        assert_eq!(registered_element(&sends(&out)[0].1).identifier, 42);
+    }
+
+    #[test]
+    fn deregistration_waits_for_the_response_up_to_t3() {
+        let t0 = Instant::now();
+        let mut c = registered(t0);
+        c.deregister(t0, 42);
+        let out = drain(&mut c);
+        assert_eq!(
+            sends(&out),
+            vec![(
+                1,
+                AsapMessage::Deregistration {
+                    pool_handle: handle(),
+                    identifier: 42
+                }
+            )]
+        );
+        assert_eq!(c.poll_timeout(), Some(t0 + s(30)));
+        c.handle_message(
+            t0,
+            1,
+            AsapMessage::DeregistrationResponse {
+                pool_handle: handle(),
+                identifier: 42,
+                error: None,
+            },
+        );
+        assert_eq!(
+            drain(&mut c),
+            vec![
+                PeOutput::Event(PeEvent::Deregistered {
+                    identifier: 42,
+                    error: None
+                }),
+                PeOutput::Close { conn: 1 }
+            ]
+        );
+        assert!(c.is_finished());
+
+        // No answer: given up at T3.
+        let mut c = registered(t0);
+        c.deregister_all(t0);
+        drain(&mut c);
+        c.handle_timeout(t0 + s(30));
+        let ev = events(&drain(&mut c));
+        assert_eq!(
+            ev,
+            vec![PeEvent::Deregistered {
+                identifier: 42,
+                error: Some(ClientError::Timeout {
+                    operation: "deregistration",
+                    registrars: vec![REG1]
+                })
+            }]
+        );
+        assert!(c.is_finished());
+
+        // Refused.
+        let mut c = registered(t0);
+        c.deregister(t0, 42);
+        drain(&mut c);
+        c.handle_message(
+            t0,
+            1,
+            AsapMessage::DeregistrationResponse {
+                pool_handle: handle(),
+                identifier: 42,
+                error: Some(OperationError::single(Cause::new(
+                    CauseCode::RejectedSecurity,
+                ))),
+            },
+        );
+        assert!(matches!(
+            &events(&drain(&mut c))[..],
+            [PeEvent::Deregistered {
+                error: Some(ClientError::DeregistrationRefused { .. }),
+                ..
+            }]
+        ));
+    }
+
+    #[test]
+    fn deregistration_without_a_registrar_hunts_or_finishes_at_once() {
+        let t0 = Instant::now();
+        // Never sent: nothing to deregister.
+        let mut c = core();
+        c.add_element(t0, spec(42)).expect("add");
+        drain(&mut c);
+        c.deregister(t0, 42);
+        assert_eq!(
+            events(&drain(&mut c)),
+            vec![PeEvent::Deregistered {
+                identifier: 42,
+                error: None
+            }]
+        );
+        assert!(c.is_finished());
+        // Registered, then the registrar is lost: the deregistration goes
+        // to the next one (RFC 5352 3.2).
+        let mut c = registered(t0);
+        c.handle_disconnected(t0, 1, "gone");
+        drain(&mut c);
+        c.deregister(t0, 42);
+        assert!(drain(&mut c).is_empty(), "already hunting");
+        c.handle_connected(t0 + s(1), 2, REG2, LOCAL);
+        assert_eq!(
+            sends(&drain(&mut c)),
+            vec![(
+                2,
+                AsapMessage::Deregistration {
+                    pool_handle: handle(),
+                    identifier: 42
+                }
+            )]
+        );
+        assert_eq!(c.poll_timeout(), Some(t0 + s(30)));
+    }
+
+    #[test]
+    fn removal_by_the_registrar_triggers_a_new_registration() {
+        let t0 = Instant::now();
+        let mut c = registered(t0);
+        c.handle_message(
+            t0,
+            1,
+            AsapMessage::DeregistrationResponse {
+                pool_handle: handle(),
+                identifier: 42,
+                error: None,
+            },
+        );
+        let out = drain(&mut c);
+        assert_eq!(
+            events(&out),
+            vec![PeEvent::RemovedByRegistrar {
+                identifier: 42,
+                registrar: REG1
+            }]
+        );
+        assert_eq!(registered_element(&sends(&out)[0].1).identifier, 42);
+        c.handle_message(t0, 1, accepted(42));
+        assert!(matches!(
+            events(&drain(&mut c))[..],
+            [PeEvent::Registered { .. }]
+        ));
+    }
+
+    #[test]
+    fn a_policy_update_reregisters_at_once() {
+        let t0 = Instant::now();
+        let mut c = registered(t0);
+        c.update_policy(t0, 42, Policy::LeastUsed { load: 7 })
+            .expect("update");
+        let out = drain(&mut c);
+        assert_eq!(
+            registered_element(&sends(&out)[0].1).policy,
+            Policy::LeastUsed { load: 7 }
+        );
+        assert!(c.update_policy(t0, 99, Policy::RoundRobin).is_err());
+    }
+}

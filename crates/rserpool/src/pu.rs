@@ -1,0 +1,233 @@
+//! The pool user API (tokio): [`PoolUser`] runs a [`PuCore`] and a
+//! registrar link in a background task, connecting to a registrar when a
+//! request needs one. Cheap to clone; the task ends with the last clone.
+
+use std::collections::HashMap;
+
+use rserpool_wire::{PoolElement, PoolHandle};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::ClientConfig;
+use crate::error::ClientError;
+use crate::link::{self, now, Link, LinkEvent};
+use crate::pu_core::{PuCore, PuOutput, ReportOutcome, Token};
+
+type Reply<T> = oneshot::Sender<Result<T, ClientError>>;
+
+enum Command {
+    Resolve {
+        pool_handle: PoolHandle,
+        reply: Reply<Vec<PoolElement>>,
+    },
+    Select {
+        pool_handle: PoolHandle,
+        reply: Reply<PoolElement>,
+    },
+    Report {
+        pool_handle: PoolHandle,
+        identifier: u32,
+        reply: oneshot::Sender<ReportOutcome>,
+    },
+    Purge {
+        pool_handle: PoolHandle,
+    },
+}
+
+/// A pool user: resolves pool handles through the registrars, caches the
+/// answers, picks PEs by the pool policy and reports unreachable ones.
+#[derive(Debug, Clone)]
+pub struct PoolUser {
+    commands: mpsc::Sender<Command>,
+}
+
+impl PoolUser {
+    /// A pool user for `config`. It connects to a registrar when the
+    /// first request needs one. Must be called within a tokio runtime.
+    pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
+        config.validate()?;
+        if config.tls.is_none() {
+            tracing::warn!(
+                "pool user in INSECURE mode: plain TCP, registrars are not authenticated"
+            );
+        }
+        let (commands, rx) = mpsc::channel(64);
+        let driver = Driver {
+            core: PuCore::new(&config, crate::random_seed()),
+            link: Link::new(&config),
+            commands: rx,
+            next_token: 1,
+            resolves: HashMap::new(),
+            selects: HashMap::new(),
+        };
+        tokio::spawn(driver.run());
+        Ok(PoolUser { commands })
+    }
+
+    /// The PEs of a pool: from the cache unless it is stale (RFC 5352 3.3),
+    /// else from a registrar. Errors: [`ClientError::UnknownPoolHandle`],
+    /// [`ClientError::NoRegistrar`], [`ClientError::Timeout`],
+    /// [`ClientError::Refused`].
+    pub async fn resolve(&self, pool_handle: &PoolHandle) -> Result<Vec<PoolElement>, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Resolve {
+            pool_handle: pool_handle.clone(),
+            reply,
+        })
+        .await?;
+        answer.await.map_err(|_| ClientError::Stopped)?
+    }
+
+    /// One PE of the pool, picked by the pool's policy, skipping PEs
+    /// reported unreachable. When every PE of the cached list failed, the
+    /// handle is resolved again; [`ClientError::NoUsablePoolElement`] if
+    /// that does not help.
+    pub async fn select(&self, pool_handle: &PoolHandle) -> Result<PoolElement, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Select {
+            pool_handle: pool_handle.clone(),
+            reply,
+        })
+        .await?;
+        answer.await.map_err(|_| ClientError::Stopped)?
+    }
+
+    /// The application could not reach PE `identifier` of the pool: skip
+    /// it from now on, drop the cached resolution, and report it to a
+    /// registrar with ASAP_ENDPOINT_UNREACHABLE, within the report limits.
+    pub async fn report_unreachable(
+        &self,
+        pool_handle: &PoolHandle,
+        identifier: u32,
+    ) -> Result<ReportOutcome, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Report {
+            pool_handle: pool_handle.clone(),
+            identifier,
+            reply,
+        })
+        .await?;
+        answer.await.map_err(|_| ClientError::Stopped)
+    }
+
+    /// Forget the cached resolution of a pool (RFC 5352 6.4).
+    pub async fn purge(&self, pool_handle: &PoolHandle) -> Result<(), ClientError> {
+        self.send(Command::Purge {
+            pool_handle: pool_handle.clone(),
+        })
+        .await
+    }
+
+    async fn send(&self, c: Command) -> Result<(), ClientError> {
+        self.commands
+            .send(c)
+            .await
+            .map_err(|_| ClientError::Stopped)
+    }
+}
+
+enum Wake {
+    Command(Option<Command>),
+    Link(LinkEvent),
+    Timer,
+}
+
+struct Driver {
+    core: PuCore,
+    link: Link,
+    commands: mpsc::Receiver<Command>,
+    next_token: Token,
+    resolves: HashMap<Token, Reply<Vec<PoolElement>>>,
+    selects: HashMap<Token, Reply<PoolElement>>,
+}
+
+impl Driver {
+    async fn run(mut self) {
+        loop {
+            self.drain().await;
+            let deadline = self.core.poll_timeout();
+            let wake = tokio::select! {
+                c = self.commands.recv() => Wake::Command(c),
+                ev = self.link.next() => Wake::Link(ev),
+                () = link::sleep_until(deadline) => Wake::Timer,
+            };
+            let now = now();
+            match wake {
+                Wake::Command(None) => break,
+                Wake::Command(Some(c)) => self.command(c),
+                Wake::Link(LinkEvent::Connected {
+                    conn, registrar, ..
+                }) => self.core.handle_connected(now, conn, registrar),
+                Wake::Link(LinkEvent::HuntFailed(failures)) => {
+                    self.core.handle_hunt_failed(now, &failures);
+                    // The next request hunts afresh rather than waiting for
+                    // the T5 back-off of this one.
+                    self.link.reset_hunt();
+                }
+                Wake::Link(LinkEvent::Message { conn, message }) => {
+                    self.core.handle_message(now, conn, message)
+                }
+                Wake::Link(LinkEvent::Closed { conn, reason }) => {
+                    self.link.close(conn);
+                    self.core.handle_disconnected(now, conn, &reason);
+                }
+                Wake::Timer => self.core.handle_timeout(now),
+            }
+        }
+        self.link.shutdown().await;
+    }
+
+    fn token(&mut self) -> Token {
+        let t = self.next_token;
+        self.next_token += 1;
+        t
+    }
+
+    fn command(&mut self, c: Command) {
+        let now = now();
+        match c {
+            Command::Resolve { pool_handle, reply } => {
+                let token = self.token();
+                self.resolves.insert(token, reply);
+                self.core.resolve(now, token, pool_handle);
+            }
+            Command::Select { pool_handle, reply } => {
+                let token = self.token();
+                self.selects.insert(token, reply);
+                self.core.select(now, token, pool_handle);
+            }
+            Command::Report {
+                pool_handle,
+                identifier,
+                reply,
+            } => {
+                let outcome = self.core.report_unreachable(now, &pool_handle, identifier);
+                let _ = reply.send(outcome);
+            }
+            Command::Purge { pool_handle } => self.core.purge(&pool_handle),
+        }
+    }
+
+    async fn drain(&mut self) {
+        while let Some(out) = self.core.poll_output() {
+            match out {
+                PuOutput::Send { conn, message } => {
+                    if let Err(reason) = self.link.send(conn, &message).await {
+                        self.core.handle_disconnected(now(), conn, &reason);
+                    }
+                }
+                PuOutput::Close { conn } => self.link.close(conn),
+                PuOutput::Hunt => self.link.start_hunt(),
+                PuOutput::Resolved { token, result } => {
+                    if let Some(reply) = self.resolves.remove(&token) {
+                        let _ = reply.send(result);
+                    }
+                }
+                PuOutput::Selected { token, result } => {
+                    if let Some(reply) = self.selects.remove(&token) {
+                        let _ = reply.send(result);
+                    }
+                }
+            }
+        }
+    }
+}

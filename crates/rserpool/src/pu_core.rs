@@ -1,0 +1,1151 @@
+//! The pool user's ASAP state machine, sans-IO (RFC 5352 sections 3.3,
+//! 3.5, 3.6 and 3.7): the handle resolution cache with its stale timeout
+//! (C1-C4), outstanding resolutions with T1 retransmissions and failover
+//! to another registrar, the choice of one PE by the pool's policy with
+//! local failure marks ([`PoolUserSelection`]), and unreachable reports
+//! limited per PE and in all (RFC 5355 2.13). Time is an input; sockets
+//! are the driver's ([`crate::PoolUser`]).
+//!
+//! Resolutions of one handle asked while one is outstanding share it.
+//! A stale cache entry blocks the caller until it is refreshed (C3); if no
+//! registrar answers, a stale entry is used rather than nothing (when
+//! [`PoolUserSettings::serve_stale_on_failure`] is set).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+use rserpool_handlespace::PoolUserSelection;
+use rserpool_wire::{AsapMessage, CauseCode, OperationError, PoolElement, PoolHandle};
+
+use crate::config::{ClientConfig, PoolUserSettings, ReportLimits, Timers};
+use crate::error::{ClientError, RegistrarFailure};
+use crate::ConnId;
+
+/// Names one waiting caller of a [`PuCore`].
+pub type Token = u64;
+
+/// What the core asks of its driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PuOutput {
+    /// Send a message on a connection.
+    Send {
+        /// The connection.
+        conn: ConnId,
+        /// The message.
+        message: AsapMessage,
+    },
+    /// Close a connection.
+    Close {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// Find a registrar (server hunt); answer with
+    /// [`PuCore::handle_connected`] or [`PuCore::handle_hunt_failed`].
+    Hunt,
+    /// The answer to [`PuCore::resolve`].
+    Resolved {
+        /// The caller.
+        token: Token,
+        /// The PEs of the pool, as the registrar listed them.
+        result: Result<Vec<PoolElement>, ClientError>,
+    },
+    /// The answer to [`PuCore::select`].
+    Selected {
+        /// The caller.
+        token: Token,
+        /// The PE to use.
+        result: Result<PoolElement, ClientError>,
+    },
+}
+
+/// What became of an unreachable report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportOutcome {
+    /// ASAP_ENDPOINT_UNREACHABLE is sent (or will be, once a registrar is
+    /// connected).
+    Reported,
+    /// This PE was reported less than
+    /// [`ReportLimits::per_pe_interval`] ago: one report per event (RFC
+    /// 5352 3.5).
+    AlreadyReported,
+    /// Too many reports in the last second (RFC 5355 2.13).
+    RateLimited,
+    /// The PE is not in a resolution this user got: RFC 5352 3.5 allows
+    /// reports only of PEs the user was sent to. It is still skipped
+    /// locally.
+    NotResolved,
+}
+
+#[derive(Debug, Clone)]
+struct CacheEntry {
+    elements: Vec<PoolElement>,
+    selection: PoolUserSelection,
+    fetched_at: Instant,
+    stale_at: Instant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waiter {
+    Resolve(Token),
+    Select(Token),
+}
+
+#[derive(Debug, Clone)]
+struct Request {
+    pool_handle: PoolHandle,
+    waiters: Vec<Waiter>,
+    /// T1, while sent on the current connection.
+    deadline: Option<Instant>,
+    /// Transmissions on the current connection.
+    sent: u32,
+    /// The registrars it failed at.
+    failures: Vec<RegistrarFailure>,
+    /// Whether all of them failed by not answering.
+    all_timeouts: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    Down,
+    Hunting,
+    Up { conn: ConnId, registrar: SocketAddr },
+}
+
+/// A token bucket: `rate` per second, at most `rate` at once.
+#[derive(Debug, Clone)]
+struct Bucket {
+    rate: f64,
+    tokens: f64,
+    last: Option<Instant>,
+}
+
+impl Bucket {
+    fn new(per_second: u32) -> Self {
+        Bucket {
+            rate: f64::from(per_second),
+            tokens: f64::from(per_second),
+            last: None,
+        }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        if let Some(last) = self.last {
+            let elapsed = now.saturating_duration_since(last).as_secs_f64();
+            self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+        }
+        self.last = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Bounds of the per-PE bookkeeping (pruned of expired entries beyond).
+const MAX_MARKS: usize = 4096;
+
+/// The pool user core.
+#[derive(Debug)]
+pub struct PuCore {
+    timers: Timers,
+    settings: PoolUserSettings,
+    limits: ReportLimits,
+    registrar_count: usize,
+    rng: SmallRng,
+    link: Link,
+    cache: HashMap<PoolHandle, CacheEntry>,
+    requests: Vec<Request>,
+    /// PEs reported unreachable: skipped until then.
+    failed: HashMap<(PoolHandle, u32), Instant>,
+    /// When each PE was last reported.
+    reported: HashMap<(PoolHandle, u32), Instant>,
+    bucket: Bucket,
+    pending_reports: VecDeque<AsapMessage>,
+    outputs: VecDeque<PuOutput>,
+}
+
+impl PuCore {
+    /// A core for `config`; `seed` seeds the random selection policies.
+    pub fn new(config: &ClientConfig, seed: u64) -> Self {
+        PuCore {
+            timers: config.timers,
+            settings: config.pool_user,
+            limits: config.reports,
+            registrar_count: config.registrars.len().max(1),
+            rng: SmallRng::seed_from_u64(seed),
+            link: Link::Down,
+            cache: HashMap::new(),
+            requests: Vec::new(),
+            failed: HashMap::new(),
+            reported: HashMap::new(),
+            bucket: Bucket::new(config.reports.max_per_second),
+            pending_reports: VecDeque::new(),
+            outputs: VecDeque::new(),
+        }
+    }
+
+    /// Resolve `pool_handle`: from the cache unless stale (RFC 5352 3.3
+    /// C1, C4), else by asking a registrar (C2, C3). The answer comes as
+    /// [`PuOutput::Resolved`].
+    pub fn resolve(&mut self, now: Instant, token: Token, pool_handle: PoolHandle) {
+        if let Some(e) = self.cache.get(&pool_handle) {
+            if now < e.stale_at {
+                let result = Ok(e.elements.clone());
+                self.outputs.push_back(PuOutput::Resolved { token, result });
+                return;
+            }
+        }
+        self.enqueue(now, pool_handle, Waiter::Resolve(token));
+    }
+
+    /// Pick one PE of `pool_handle` by the pool's policy, skipping PEs
+    /// reported unreachable; resolves first if the cache entry is stale
+    /// or every PE of it failed. The answer comes as
+    /// [`PuOutput::Selected`].
+    pub fn select(&mut self, now: Instant, token: Token, pool_handle: PoolHandle) {
+        if let Some(e) = self.cache.get_mut(&pool_handle) {
+            if now < e.stale_at {
+                if let Some(pe) = e.selection.select(&mut self.rng) {
+                    let result = Ok(pe.clone());
+                    self.outputs.push_back(PuOutput::Selected { token, result });
+                    return;
+                }
+            }
+        }
+        self.enqueue(now, pool_handle, Waiter::Select(token));
+    }
+
+    /// The application found PE `identifier` of `pool_handle` unreachable
+    /// (RFC 5352 3.5, 6.9.2): skip it locally, invalidate the cache entry,
+    /// and report it to a registrar within the limits.
+    pub fn report_unreachable(
+        &mut self,
+        now: Instant,
+        pool_handle: &PoolHandle,
+        identifier: u32,
+    ) -> ReportOutcome {
+        let key = (pool_handle.clone(), identifier);
+        if self.failed.len() >= MAX_MARKS {
+            self.failed.retain(|_, until| *until > now);
+        }
+        if self.failed.len() < MAX_MARKS || self.failed.contains_key(&key) {
+            self.failed
+                .insert(key.clone(), now + self.settings.failed_pe_memory);
+        }
+        let known = match self.cache.get_mut(pool_handle) {
+            Some(e) => {
+                e.stale_at = e.stale_at.min(now);
+                e.selection.mark_failed(identifier)
+            }
+            None => false,
+        };
+        if !known {
+            return ReportOutcome::NotResolved;
+        }
+        if let Some(last) = self.reported.get(&key) {
+            if now < *last + self.limits.per_pe_interval {
+                return ReportOutcome::AlreadyReported;
+            }
+        }
+        if !self.bucket.take(now) {
+            tracing::debug!("unreachable report of PE {identifier:#010x} suppressed: rate limit");
+            return ReportOutcome::RateLimited;
+        }
+        if self.reported.len() >= MAX_MARKS {
+            let interval = self.limits.per_pe_interval;
+            self.reported.retain(|_, last| now < *last + interval);
+        }
+        self.reported.insert(key, now);
+        let message = AsapMessage::EndpointUnreachable {
+            pool_handle: pool_handle.clone(),
+            identifier,
+        };
+        match self.link {
+            Link::Up { conn, .. } => self.outputs.push_back(PuOutput::Send { conn, message }),
+            _ => {
+                if self.pending_reports.len() >= (self.limits.max_per_second as usize).max(1) {
+                    self.pending_reports.pop_front();
+                }
+                self.pending_reports.push_back(message);
+                self.hunt();
+            }
+        }
+        ReportOutcome::Reported
+    }
+
+    /// Forget the cache entry of `pool_handle` (RFC 5352 6.4).
+    pub fn purge(&mut self, pool_handle: &PoolHandle) {
+        self.cache.remove(pool_handle);
+    }
+
+    /// The cached PEs of `pool_handle` and whether they are still fresh.
+    pub fn cached(&self, now: Instant, pool_handle: &PoolHandle) -> Option<(&[PoolElement], bool)> {
+        self.cache
+            .get(pool_handle)
+            .map(|e| (e.elements.as_slice(), now < e.stale_at))
+    }
+
+    /// The driver made a connection to `registrar`: outstanding requests
+    /// and reports go there (RFC 5352 3.7.1: requests are re-sent to the
+    /// new registrar).
+    pub fn handle_connected(&mut self, now: Instant, conn: ConnId, registrar: SocketAddr) {
+        if let Link::Up { conn: old, .. } = self.link {
+            self.outputs.push_back(PuOutput::Close { conn: old });
+        }
+        self.link = Link::Up { conn, registrar };
+        for i in 0..self.requests.len() {
+            self.requests[i].sent = 0;
+            self.transmit(now, i, conn);
+        }
+        while let Some(message) = self.pending_reports.pop_front() {
+            self.outputs.push_back(PuOutput::Send { conn, message });
+        }
+    }
+
+    /// Connection `conn` ended. Requests sent on it count a failure of
+    /// that registrar and go to the next one.
+    pub fn handle_disconnected(&mut self, now: Instant, conn: ConnId, reason: &str) {
+        let Link::Up {
+            conn: current,
+            registrar,
+        } = self.link
+        else {
+            return;
+        };
+        if current != conn {
+            return;
+        }
+        if self.requests.is_empty() {
+            tracing::debug!(%registrar, "registrar connection ended: {reason}");
+        } else {
+            tracing::warn!(%registrar, "registrar connection lost: {reason}");
+        }
+        self.link = Link::Down;
+        self.move_requests(now, registrar, reason, false);
+    }
+
+    /// A pass of the server hunt failed: every waiting caller gets
+    /// [`ClientError::NoRegistrar`] (or a stale answer), and waiting
+    /// reports are dropped.
+    pub fn handle_hunt_failed(&mut self, _now: Instant, failures: &[RegistrarFailure]) {
+        if self.link != Link::Hunting {
+            return;
+        }
+        self.link = Link::Down;
+        if !self.pending_reports.is_empty() {
+            tracing::warn!(
+                "dropping {} unreachable reports: no registrar reachable",
+                self.pending_reports.len()
+            );
+            self.pending_reports.clear();
+        }
+        let error = ClientError::NoRegistrar(failures.to_vec());
+        for r in std::mem::take(&mut self.requests) {
+            self.fail(r.pool_handle, r.waiters, error.clone());
+        }
+    }
+
+    /// A message arrived on connection `conn`.
+    pub fn handle_message(&mut self, now: Instant, conn: ConnId, message: AsapMessage) {
+        let Link::Up {
+            conn: current,
+            registrar,
+        } = self.link
+        else {
+            return;
+        };
+        if conn != current {
+            return;
+        }
+        match message {
+            AsapMessage::HandleResolutionResponse {
+                pool_handle,
+                pool_elements,
+                error,
+                ..
+            } => self.on_response(now, registrar, pool_handle, pool_elements, error),
+            AsapMessage::Error { error } => {
+                tracing::warn!(%registrar, "registrar reports an error: {error:?}");
+            }
+            other => tracing::debug!(%registrar, "ignoring unexpected {}", other.name()),
+        }
+    }
+
+    /// T1-ENRPrequest expiries (RFC 5352 3.7.2): re-send up to
+    /// MAX-REQUEST-RETRANSMIT times, then give the registrar up and go to
+    /// the next one.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Link::Up { conn, registrar } = self.link else {
+            return;
+        };
+        let mut give_up = false;
+        for i in 0..self.requests.len() {
+            let r = &self.requests[i];
+            if r.deadline.is_some_and(|d| d <= now) {
+                if r.sent <= self.timers.max_request_retransmit {
+                    tracing::debug!(%registrar, "T1 expired for pool {}: re-sending", r.pool_handle);
+                    self.transmit(now, i, conn);
+                } else {
+                    give_up = true;
+                }
+            }
+        }
+        if give_up {
+            let reason = format!(
+                "no answer within T1 ({:?}) after {} transmissions",
+                self.timers.t1_request,
+                self.timers.max_request_retransmit + 1
+            );
+            tracing::warn!(%registrar, "giving the registrar up: {reason}");
+            self.outputs.push_back(PuOutput::Close { conn });
+            self.link = Link::Down;
+            self.move_requests(now, registrar, &reason, true);
+        }
+    }
+
+    /// The earliest deadline the driver must wake for.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.requests.iter().filter_map(|r| r.deadline).min()
+    }
+
+    /// The next thing to do.
+    pub fn poll_output(&mut self) -> Option<PuOutput> {
+        self.outputs.pop_front()
+    }
+
+    /// Requests (by pool handle) waiting for an answer.
+    pub fn outstanding(&self) -> usize {
+        self.requests.len()
+    }
+
+    fn enqueue(&mut self, now: Instant, pool_handle: PoolHandle, waiter: Waiter) {
+        if let Some(r) = self
+            .requests
+            .iter_mut()
+            .find(|r| r.pool_handle == pool_handle)
+        {
+            r.waiters.push(waiter);
+            return;
+        }
+        self.requests.push(Request {
+            pool_handle,
+            waiters: vec![waiter],
+            deadline: None,
+            sent: 0,
+            failures: Vec::new(),
+            all_timeouts: true,
+        });
+        match self.link {
+            Link::Up { conn, .. } => self.transmit(now, self.requests.len() - 1, conn),
+            _ => self.hunt(),
+        }
+    }
+
+    fn hunt(&mut self) {
+        if self.link == Link::Down {
+            self.link = Link::Hunting;
+            self.outputs.push_back(PuOutput::Hunt);
+        }
+    }
+
+    /// Send request `i` (RFC 5352 3.3 NR1, NR3, NR4).
+    fn transmit(&mut self, now: Instant, i: usize, conn: ConnId) {
+        let r = &mut self.requests[i];
+        r.deadline = Some(now + self.timers.t1_request);
+        r.sent += 1;
+        let message = AsapMessage::HandleResolution {
+            subscribe: false,
+            pool_handle: r.pool_handle.clone(),
+            items: self.settings.items,
+        };
+        self.outputs.push_back(PuOutput::Send { conn, message });
+    }
+
+    /// The registrar failed: requests sent to it count the failure; those
+    /// that failed at enough registrars are answered, the others wait for
+    /// the next registrar (hunt).
+    fn move_requests(&mut self, _now: Instant, registrar: SocketAddr, reason: &str, timeout: bool) {
+        // Every registrar once, and at least two tries in all (a single
+        // registrar may just have restarted).
+        let limit = self.registrar_count.max(2);
+        let mut kept = Vec::new();
+        for mut r in std::mem::take(&mut self.requests) {
+            if r.deadline.take().is_some() {
+                r.failures.push(RegistrarFailure {
+                    registrar,
+                    reason: reason.to_owned(),
+                });
+                r.all_timeouts &= timeout;
+            }
+            r.sent = 0;
+            if r.failures.len() >= limit {
+                let error = if r.all_timeouts {
+                    ClientError::Timeout {
+                        operation: "handle resolution",
+                        registrars: r.failures.iter().map(|f| f.registrar).collect(),
+                    }
+                } else {
+                    ClientError::NoRegistrar(r.failures.clone())
+                };
+                self.fail(r.pool_handle, r.waiters, error);
+            } else {
+                kept.push(r);
+            }
+        }
+        self.requests = kept;
+        if !self.requests.is_empty() || !self.pending_reports.is_empty() {
+            self.hunt();
+        }
+    }
+
+    fn on_response(
+        &mut self,
+        now: Instant,
+        registrar: SocketAddr,
+        pool_handle: PoolHandle,
+        elements: Vec<PoolElement>,
+        error: Option<OperationError>,
+    ) {
+        let waiters = match self
+            .requests
+            .iter()
+            .position(|r| r.pool_handle == pool_handle)
+        {
+            Some(i) => self.requests.remove(i).waiters,
+            None => Vec::new(),
+        };
+        if let Some(err) = error {
+            let cause = err
+                .causes
+                .first()
+                .map_or(CauseCode::UnspecifiedError, |c| c.code);
+            let error = if cause == CauseCode::UnknownPoolHandle {
+                self.cache.remove(&pool_handle);
+                ClientError::UnknownPoolHandle(pool_handle.clone())
+            } else {
+                tracing::warn!(%registrar, "handle resolution of {pool_handle} refused: {cause}");
+                ClientError::Refused {
+                    registrar,
+                    pool_handle: pool_handle.clone(),
+                    cause,
+                }
+            };
+            self.answer_error(waiters, error);
+            return;
+        }
+        // C2: a fresh entry, with the PEs this user found unreachable
+        // still skipped.
+        let mut selection = PoolUserSelection::new(elements.clone());
+        for e in &elements {
+            let key = (pool_handle.clone(), e.identifier);
+            if self.failed.get(&key).is_some_and(|until| *until > now) {
+                selection.mark_failed(e.identifier);
+            }
+        }
+        self.evict_for(&pool_handle);
+        self.cache.insert(
+            pool_handle.clone(),
+            CacheEntry {
+                elements,
+                selection,
+                fetched_at: now,
+                stale_at: now + self.settings.stale_timeout,
+            },
+        );
+        self.answer_from_cache(&pool_handle, waiters);
+    }
+
+    /// Make room for one more entry.
+    fn evict_for(&mut self, pool_handle: &PoolHandle) {
+        while self.cache.len() >= self.settings.max_cache_entries
+            && !self.cache.contains_key(pool_handle)
+        {
+            let Some(oldest) = self
+                .cache
+                .iter()
+                .min_by_key(|(_, e)| e.fetched_at)
+                .map(|(h, _)| h.clone())
+            else {
+                return;
+            };
+            self.cache.remove(&oldest);
+        }
+    }
+
+    fn answer_from_cache(&mut self, pool_handle: &PoolHandle, waiters: Vec<Waiter>) {
+        let Some(entry) = self.cache.get_mut(pool_handle) else {
+            return;
+        };
+        for w in waiters {
+            let out = match w {
+                Waiter::Resolve(token) => PuOutput::Resolved {
+                    token,
+                    result: Ok(entry.elements.clone()),
+                },
+                Waiter::Select(token) => PuOutput::Selected {
+                    token,
+                    result: entry
+                        .selection
+                        .select(&mut self.rng)
+                        .cloned()
+                        .ok_or_else(|| ClientError::NoUsablePoolElement(pool_handle.clone())),
+                },
+            };
+            self.outputs.push_back(out);
+        }
+    }
+
+    fn answer_error(&mut self, waiters: Vec<Waiter>, error: ClientError) {
+        for w in waiters {
+            let out = match w {
+                Waiter::Resolve(token) => PuOutput::Resolved {
+                    token,
+                    result: Err(error.clone()),
+                },
+                Waiter::Select(token) => PuOutput::Selected {
+                    token,
+                    result: Err(error.clone()),
+                },
+            };
+            self.outputs.push_back(out);
+        }
+    }
+
+    /// No registrar answered: a stale entry if allowed, else the error.
+    fn fail(&mut self, pool_handle: PoolHandle, waiters: Vec<Waiter>, error: ClientError) {
+        if self.settings.serve_stale_on_failure && self.cache.contains_key(&pool_handle) {
+            tracing::warn!("answering for pool {pool_handle} from a stale cache entry: {error}");
+            self.answer_from_cache(&pool_handle, waiters);
+            return;
+        }
+        self.answer_error(waiters, error);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::time::Duration;
+
+    use rserpool_wire::{Cause, Policy, Transport, TransportUse};
+
+    use super::*;
+    use crate::config::RegistrarEndpoint;
+
+    const REG1: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 3863);
+    const REG2: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)), 3863);
+
+    fn s(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    fn handle() -> PoolHandle {
+        PoolHandle::from_static("echo")
+    }
+
+    fn config() -> ClientConfig {
+        ClientConfig::insecure(vec![
+            RegistrarEndpoint::new(REG1),
+            RegistrarEndpoint::new(REG2),
+        ])
+    }
+
+    fn core_with(config: &ClientConfig) -> PuCore {
+        PuCore::new(config, 1)
+    }
+
+    fn pe(id: u32) -> PoolElement {
+        PoolElement {
+            identifier: id,
+            home_registrar: 1,
+            registration_life: 30_000,
+            user_transport: Transport::Tcp {
+                port: 7000 + id as u16,
+                transport_use: TransportUse::DataOnly,
+                address: IpAddr::V4(Ipv4Addr::new(198, 51, 100, id as u8)),
+            },
+            policy: Policy::RoundRobin,
+            asap_transport: None,
+        }
+    }
+
+    fn response(ids: &[u32]) -> AsapMessage {
+        AsapMessage::HandleResolutionResponse {
+            accept_updates: false,
+            pool_handle: handle(),
+            policy: None,
+            pool_elements: ids.iter().map(|&i| pe(i)).collect(),
+            error: None,
+        }
+    }
+
+    fn error_response(code: CauseCode) -> AsapMessage {
+        AsapMessage::HandleResolutionResponse {
+            accept_updates: false,
+            pool_handle: handle(),
+            policy: None,
+            pool_elements: Vec::new(),
+            error: Some(OperationError::single(Cause::new(code))),
+        }
+    }
+
+    fn request() -> AsapMessage {
+        AsapMessage::HandleResolution {
+            subscribe: false,
+            pool_handle: handle(),
+            items: None,
+        }
+    }
+
+    fn drain(c: &mut PuCore) -> Vec<PuOutput> {
+        std::iter::from_fn(|| c.poll_output()).collect()
+    }
+
+    fn ids(r: &Result<Vec<PoolElement>, ClientError>) -> Vec<u32> {
+        r.as_ref()
+            .map(|v| v.iter().map(|p| p.identifier).collect())
+            .unwrap_or_default()
+    }
+
+    fn selected(out: &[PuOutput]) -> Vec<Result<u32, ClientError>> {
+        out.iter()
+            .filter_map(|o| match o {
+                PuOutput::Selected { result, .. } => Some(result.clone().map(|p| p.identifier)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A core connected to REG1 over connection 1 with `ids` cached at `t0`.
+    fn resolved(t0: Instant, ids: &[u32]) -> PuCore {
+        let mut c = core_with(&config());
+        c.handle_connected(t0, 1, REG1);
+        c.resolve(t0, 1, handle());
+        c.handle_message(t0, 1, response(ids));
+        drain(&mut c);
+        c
+    }
+
+    #[test]
+    fn resolves_through_a_registrar_and_caches_until_stale() {
+        let t0 = Instant::now();
+        let mut c = core_with(&config());
+        c.resolve(t0, 1, handle());
+        assert_eq!(drain(&mut c), vec![PuOutput::Hunt]);
+        c.handle_connected(t0, 1, REG1);
+        assert_eq!(
+            drain(&mut c),
+            vec![PuOutput::Send {
+                conn: 1,
+                message: request()
+            }]
+        );
+        assert_eq!(c.poll_timeout(), Some(t0 + s(15)));
+        c.handle_message(t0, 1, response(&[1, 2]));
+        let out = drain(&mut c);
+        assert!(
+            matches!(&out[..], [PuOutput::Resolved { token: 1, result }] if ids(result) == [1, 2])
+        );
+        assert_eq!(c.poll_timeout(), None);
+        // C4: fresh entries are used without asking.
+        let t1 = t0 + Duration::from_millis(999);
+        c.resolve(t1, 2, handle());
+        let out = drain(&mut c);
+        assert!(
+            matches!(&out[..], [PuOutput::Resolved { token: 2, result }] if ids(result) == [1, 2])
+        );
+        assert_eq!(
+            c.cached(t1, &handle()).map(|(v, fresh)| (v.len(), fresh)),
+            Some((2, true))
+        );
+        // C2: a stale entry is refreshed before answering (C3: blocking).
+        let t2 = t0 + s(1);
+        c.resolve(t2, 3, handle());
+        assert_eq!(
+            drain(&mut c),
+            vec![PuOutput::Send {
+                conn: 1,
+                message: request()
+            }]
+        );
+        c.handle_message(t2, 1, response(&[2]));
+        let out = drain(&mut c);
+        assert!(
+            matches!(&out[..], [PuOutput::Resolved { token: 3, result }] if ids(result) == [2])
+        );
+        c.purge(&handle());
+        assert!(c.cached(t2, &handle()).is_none());
+    }
+
+    #[test]
+    fn concurrent_requests_for_one_handle_share_one_resolution() {
+        let t0 = Instant::now();
+        let mut c = core_with(&config());
+        c.handle_connected(t0, 1, REG1);
+        c.resolve(t0, 1, handle());
+        c.resolve(t0, 2, handle());
+        c.select(t0, 3, handle());
+        assert_eq!(drain(&mut c).len(), 1, "one request on the wire");
+        c.handle_message(t0, 1, response(&[5]));
+        let out = drain(&mut c);
+        assert_eq!(out.len(), 3);
+        assert_eq!(selected(&out), vec![Ok(5)]);
+        // A late duplicate response refreshes the cache, answers nobody.
+        c.handle_message(t0, 1, response(&[5, 6]));
+        assert!(drain(&mut c).is_empty());
+        assert_eq!(c.cached(t0, &handle()).map(|(v, _)| v.len()), Some(2));
+    }
+
+    #[test]
+    fn t1_retransmits_then_fails_over_then_times_out() {
+        let t0 = Instant::now();
+        let mut c = core_with(&config());
+        c.handle_connected(t0, 1, REG1);
+        c.resolve(t0, 1, handle());
+        drain(&mut c);
+        // RFC 5352 3.7.2: re-send on T1, MAX-REQUEST-RETRANSMIT (2) times.
+        for k in 1..=2 {
+            let t = t0 + s(15 * k);
+            c.handle_timeout(t);
+            assert_eq!(
+                drain(&mut c),
+                vec![PuOutput::Send {
+                    conn: 1,
+                    message: request()
+                }]
+            );
+            assert_eq!(c.poll_timeout(), Some(t + s(15)));
+        }
+        // Then the registrar is given up and another one hunted.
+        let t = t0 + s(45);
+        c.handle_timeout(t);
+        assert_eq!(
+            drain(&mut c),
+            vec![PuOutput::Close { conn: 1 }, PuOutput::Hunt]
+        );
+        assert_eq!(c.outstanding(), 1);
+        c.handle_connected(t, 2, REG2);
+        assert_eq!(
+            drain(&mut c),
+            vec![PuOutput::Send {
+                conn: 2,
+                message: request()
+            }]
+        );
+        for k in 1..=3 {
+            c.handle_timeout(t + s(15 * k));
+        }
+        let out = drain(&mut c);
+        assert!(out.contains(&PuOutput::Resolved {
+            token: 1,
+            result: Err(ClientError::Timeout {
+                operation: "handle resolution",
+                registrars: vec![REG1, REG2]
+            })
+        }));
+        assert!(out.contains(&PuOutput::Close { conn: 2 }));
+        assert!(!out.contains(&PuOutput::Hunt), "nothing left to ask");
+        assert_eq!(c.outstanding(), 0);
+    }
+
+    #[test]
+    fn a_lost_connection_moves_requests_to_the_next_registrar() {
+        let t0 = Instant::now();
+        let mut c = core_with(&config());
+        c.handle_connected(t0, 1, REG1);
+        c.resolve(t0, 1, handle());
+        drain(&mut c);
+        c.handle_disconnected(t0, 1, "reset");
+        assert_eq!(drain(&mut c), vec![PuOutput::Hunt]);
+        assert_eq!(c.poll_timeout(), None);
+        c.handle_connected(t0, 2, REG2);
+        assert_eq!(
+            drain(&mut c),
+            vec![PuOutput::Send {
+                conn: 2,
+                message: request()
+            }]
+        );
+        c.handle_disconnected(t0, 2, "reset again");
+        let out = drain(&mut c);
+        assert!(matches!(
+            &out[..],
+            [PuOutput::Resolved { token: 1, result: Err(ClientError::NoRegistrar(f)) }] if f.len() == 2
+        ));
+        // An idle connection that ends is no failure of anything.
+        let mut c = core_with(&config());
+        c.handle_connected(t0, 1, REG1);
+        c.handle_disconnected(t0, 1, "idle");
+        assert!(drain(&mut c).is_empty());
+    }
+
+    #[test]
+    fn unknown_pool_handles_and_refusals_are_typed() {
+        let t0 = Instant::now();
+        let mut c = resolved(t0, &[1]);
+        c.resolve(t0 + s(2), 2, handle());
+        drain(&mut c);
+        c.handle_message(t0 + s(2), 1, error_response(CauseCode::UnknownPoolHandle));
+        assert_eq!(
+            drain(&mut c),
+            vec![PuOutput::Resolved {
+                token: 2,
+                result: Err(ClientError::UnknownPoolHandle(handle()))
+            }]
+        );
+        assert!(c.cached(t0, &handle()).is_none(), "the pool is gone");
+        c.select(t0 + s(2), 3, handle());
+        drain(&mut c);
+        c.handle_message(t0 + s(2), 1, error_response(CauseCode::LackOfResources));
+        assert_eq!(
+            selected(&drain(&mut c)),
+            vec![Err(ClientError::Refused {
+                registrar: REG1,
+                pool_handle: handle(),
+                cause: CauseCode::LackOfResources
+            })]
+        );
+    }
+
+    #[test]
+    fn without_a_registrar_a_stale_entry_answers_if_allowed() {
+        let t0 = Instant::now();
+        let failures = vec![RegistrarFailure {
+            registrar: REG1,
+            reason: "refused".into(),
+        }];
+        let mut c = resolved(t0, &[1, 2]);
+        c.handle_disconnected(t0, 1, "idle");
+        let t1 = t0 + s(5);
+        c.resolve(t1, 2, handle());
+        assert_eq!(drain(&mut c), vec![PuOutput::Hunt]);
+        c.handle_hunt_failed(t1, &failures);
+        let out = drain(&mut c);
+        assert!(
+            matches!(&out[..], [PuOutput::Resolved { token: 2, result }] if ids(result) == [1, 2])
+        );
+
+        let mut cfg = config();
+        cfg.pool_user.serve_stale_on_failure = false;
+        let mut c = core_with(&cfg);
+        c.handle_connected(t0, 1, REG1);
+        c.resolve(t0, 1, handle());
+        c.handle_message(t0, 1, response(&[1]));
+        c.handle_disconnected(t0, 1, "idle");
+        drain(&mut c);
+        c.select(t1, 2, handle());
+        drain(&mut c);
+        c.handle_hunt_failed(t1, &failures);
+        assert_eq!(
+            selected(&drain(&mut c)),
+            vec![Err(ClientError::NoRegistrar(failures))]
+        );
+    }
+
+    #[test]
+    fn selection_follows_the_policy_and_skips_reported_pes() {
+        let t0 = Instant::now();
+        let mut c = resolved(t0, &[1, 2, 3]);
+        for t in 10..14 {
+            c.select(t0, t, handle());
+        }
+        let picks = selected(&drain(&mut c));
+        assert_eq!(picks, vec![Ok(1), Ok(2), Ok(3), Ok(1)]);
+        assert_eq!(
+            c.report_unreachable(t0, &handle(), 2),
+            ReportOutcome::Reported
+        );
+        assert_eq!(
+            drain(&mut c),
+            vec![PuOutput::Send {
+                conn: 1,
+                message: AsapMessage::EndpointUnreachable {
+                    pool_handle: handle(),
+                    identifier: 2
+                }
+            }]
+        );
+        // The entry is invalidated: the next selection resolves again, and
+        // the registrar (one report is not enough for it) still lists 2.
+        let t1 = t0 + Duration::from_millis(10);
+        c.select(t1, 20, handle());
+        assert_eq!(
+            drain(&mut c),
+            vec![PuOutput::Send {
+                conn: 1,
+                message: request()
+            }]
+        );
+        c.handle_message(t1, 1, response(&[1, 2, 3]));
+        c.select(t1, 21, handle());
+        c.select(t1, 22, handle());
+        c.select(t1, 23, handle());
+        assert_eq!(selected(&drain(&mut c)), vec![Ok(1), Ok(3), Ok(1), Ok(3)]);
+        // After the failure memory (5 s) it is used again.
+        let t2 = t0 + s(6);
+        c.select(t2, 30, handle());
+        c.handle_message(t2, 1, response(&[1, 2, 3]));
+        c.select(t2, 31, handle());
+        assert_eq!(selected(&drain(&mut c)), vec![Ok(1), Ok(2)]);
+    }
+
+    #[test]
+    fn an_exhausted_list_is_resolved_again_before_giving_up() {
+        let t0 = Instant::now();
+        let mut c = resolved(t0, &[1]);
+        c.report_unreachable(t0, &handle(), 1);
+        drain(&mut c);
+        c.select(t0, 2, handle());
+        assert_eq!(drain(&mut c).len(), 1, "a new resolution");
+        c.handle_message(t0, 1, response(&[1]));
+        assert_eq!(
+            selected(&drain(&mut c)),
+            vec![Err(ClientError::NoUsablePoolElement(handle()))]
+        );
+        c.select(t0, 3, handle());
+        c.handle_message(t0, 1, response(&[1, 4]));
+        assert_eq!(selected(&drain(&mut c)), vec![Ok(4)]);
+    }
+
+    #[test]
+    fn reports_are_limited_per_pe_and_in_all() {
+        let t0 = Instant::now();
+        let mut cfg = config();
+        cfg.reports.max_per_second = 2;
+        let mut c = core_with(&cfg);
+        c.handle_connected(t0, 1, REG1);
+        c.resolve(t0, 1, handle());
+        c.handle_message(t0, 1, response(&[1, 2, 3, 4]));
+        drain(&mut c);
+        let h = handle();
+        assert_eq!(c.report_unreachable(t0, &h, 1), ReportOutcome::Reported);
+        // RFC 5352 3.5: once per event, however many callers see it.
+        assert_eq!(
+            c.report_unreachable(t0 + Duration::from_millis(500), &h, 1),
+            ReportOutcome::AlreadyReported
+        );
+        assert_eq!(c.report_unreachable(t0, &h, 2), ReportOutcome::Reported);
+        // RFC 5355 2.13: a cap in all.
+        assert_eq!(c.report_unreachable(t0, &h, 3), ReportOutcome::RateLimited);
+        // Only PEs this user got from a registrar.
+        assert_eq!(c.report_unreachable(t0, &h, 99), ReportOutcome::NotResolved);
+        let other = PoolHandle::from_static("other");
+        assert_eq!(
+            c.report_unreachable(t0, &other, 1),
+            ReportOutcome::NotResolved
+        );
+        let sent = drain(&mut c)
+            .into_iter()
+            .filter(|o| {
+                matches!(
+                    o,
+                    PuOutput::Send {
+                        message: AsapMessage::EndpointUnreachable { .. },
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert_eq!(sent, 2);
+        // A second later the bucket has refilled and 1 may be reported again.
+        let t1 = t0 + s(1);
+        assert_eq!(c.report_unreachable(t1, &h, 1), ReportOutcome::Reported);
+        assert_eq!(c.report_unreachable(t1, &h, 3), ReportOutcome::Reported);
+        assert_eq!(c.report_unreachable(t1, &h, 4), ReportOutcome::RateLimited);
+        // Disabled reports.
+        let mut cfg = config();
+        cfg.reports.max_per_second = 0;
+        let mut c = core_with(&cfg);
+        c.handle_connected(t0, 1, REG1);
+        c.resolve(t0, 1, handle());
+        c.handle_message(t0, 1, response(&[1]));
+        assert_eq!(c.report_unreachable(t0, &h, 1), ReportOutcome::RateLimited);
+    }
+
+    #[test]
+    fn a_report_without_a_connection_waits_for_one() {
+        let t0 = Instant::now();
+        let mut c = resolved(t0, &[1, 2]);
+        c.handle_disconnected(t0, 1, "idle");
+        drain(&mut c);
+        assert_eq!(
+            c.report_unreachable(t0, &handle(), 2),
+            ReportOutcome::Reported
+        );
+        assert_eq!(drain(&mut c), vec![PuOutput::Hunt]);
+        c.handle_connected(t0, 2, REG2);
+        assert_eq!(
+            drain(&mut c),
+            vec![PuOutput::Send {
+                conn: 2,
+                message: AsapMessage::EndpointUnreachable {
+                    pool_handle: handle(),
+                    identifier: 2
+                }
+            }]
+        );
+        // Dropped when no registrar can be found.
+        c.handle_disconnected(t0, 2, "idle");
+        assert_eq!(
+            c.report_unreachable(t0, &handle(), 1),
+            ReportOutcome::Reported
+        );
+        drain(&mut c);
+        c.handle_hunt_failed(t0, &[]);
+        c.handle_connected(t0, 3, REG1);
+        assert!(drain(&mut c).is_empty());
+    }
+
+    #[test]
+    fn the_cache_is_bounded() {
+        let t0 = Instant::now();
+        let mut cfg = config();
+        cfg.pool_user.max_cache_entries = 2;
+        let mut c = core_with(&cfg);
+        c.handle_connected(t0, 1, REG1);
+        for (k, name) in ["a", "b", "c"].iter().enumerate() {
+            let h = PoolHandle::new(name.as_bytes()).expect("handle");
+            let t = t0 + Duration::from_millis(k as u64);
+            c.resolve(t, k as u64, h.clone());
+            c.handle_message(
+                t,
+                1,
+                AsapMessage::HandleResolutionResponse {
+                    accept_updates: false,
+                    pool_handle: h,
+                    policy: None,
+                    pool_elements: vec![pe(1)],
+                    error: None,
+                },
+            );
+        }
+        let has = |n: &'static str| c.cached(t0, &PoolHandle::from_static(n)).is_some();
+        assert!(!has("a") && has("b") && has("c"));
+    }
+
+    #[test]
+    fn items_are_asked_for_when_configured() {
+        let t0 = Instant::now();
+        let mut cfg = config();
+        cfg.pool_user.items = Some(8);
+        let mut c = core_with(&cfg);
+        c.handle_connected(t0, 1, REG1);
+        c.resolve(t0, 1, handle());
+        assert_eq!(
+            drain(&mut c),
+            vec![PuOutput::Send {
+                conn: 1,
+                message: AsapMessage::HandleResolution {
+                    subscribe: false,
+                    pool_handle: handle(),
+                    items: Some(8)
+                }
+            }]
+        );
+    }
+}
