@@ -3,10 +3,14 @@
 //! that names what is wrong.
 
 mod bench;
+mod client_args;
 mod decode;
 mod duration;
+mod echo;
 mod keygen;
+mod pe;
 mod registrar;
+mod resolve;
 
 use std::process::ExitCode;
 
@@ -33,6 +37,10 @@ enum Command {
     Keygen(keygen::Args),
     /// Run a registrar (ENRP server, ASAP side).
     Registrar(registrar::Args),
+    /// Run a pool element serving echo, registered under a pool handle.
+    Pe(pe::Args),
+    /// Resolve a pool handle and print its PEs (optionally send an echo).
+    Resolve(resolve::Args),
     /// Measure performance (prints figures; --json for JSON).
     #[command(subcommand)]
     Bench(bench::Args),
@@ -45,6 +53,8 @@ fn main() -> ExitCode {
         Command::Decode(args) => decode::run(args),
         Command::Keygen(args) => keygen::run(args),
         Command::Registrar(args) => runtime().and_then(|rt| rt.block_on(registrar::run(args))),
+        Command::Pe(args) => runtime().and_then(|rt| rt.block_on(pe::run(args))),
+        Command::Resolve(args) => runtime().and_then(|rt| rt.block_on(resolve::run(args))),
         Command::Bench(args) => runtime().and_then(|rt| rt.block_on(bench::run(args))),
     };
     match result {

@@ -1,0 +1,161 @@
+//! The client library against the real registrar (tasks on loopback,
+//! TLS): a PE registers and stays registered by answering keep-alives, a
+//! PU resolves and selects it, three PUs' reports remove it, and a PU
+//! that meets a registrar with a rogue certificate moves to the next one
+//! (RFC 5355 2.7).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rserpool::{ClientConfig, PoolElement, PoolElementSpec, PoolUser, RegistrarEndpoint};
+use rserpool_registrar::{CoreConfig, Event, Registrar, Removal, ServiceConfig};
+use rserpool_security::pki::CertificateAuthority;
+use rserpool_security::tls::CertificateFiles;
+use rserpool_security::{Psk, PskStore, TlsClient, TlsClientConfig, TlsServer, TlsServerConfig};
+use rserpool_wire::{Policy, PoolHandle};
+
+const LIMIT: Duration = Duration::from_secs(10);
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+async fn registrar(tls: TlsServerConfig, core: CoreConfig) -> Registrar {
+    Registrar::start(ServiceConfig {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        tls: Some(Arc::new(TlsServer::new(&tls).expect("tls"))),
+        core,
+        ..ServiceConfig::default()
+    })
+    .await
+    .expect("registrar")
+}
+
+fn psk_client(r: &Registrar, psk: &Psk) -> ClientConfig {
+    let tls = TlsClient::new(&TlsClientConfig {
+        psk: Some(psk.clone()),
+        ..TlsClientConfig::default()
+    })
+    .expect("tls");
+    ClientConfig::new(vec![RegistrarEndpoint::new(r.local_addrs()[0])], Some(tls))
+}
+
+async fn wait_removed(rx: &mut tokio::sync::broadcast::Receiver<Event>) -> Removal {
+    tokio::time::timeout(LIMIT, async {
+        loop {
+            if let Ok(Event::Removed { reason, .. }) = rx.recv().await {
+                return reason;
+            }
+        }
+    })
+    .await
+    .expect("a removal within the limit")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pe_stays_by_keep_alives_and_pus_reports_remove_it() {
+    let keys: Vec<Psk> = ["pe-1", "pu-1", "pu-2", "pu-3"]
+        .iter()
+        .map(|i| Psk::generate(i).unwrap())
+        .collect();
+    let mut store = PskStore::default();
+    for k in &keys {
+        store.insert(k.clone()).unwrap();
+    }
+    let r = registrar(
+        TlsServerConfig {
+            psks: Some(Arc::new(store)),
+            ..TlsServerConfig::default()
+        },
+        CoreConfig {
+            keep_alive_interval: Duration::from_millis(100),
+            keep_alive_timeout: Duration::from_millis(300),
+            ..CoreConfig::default()
+        },
+    )
+    .await;
+    let mut events = r.events();
+    let handle = PoolHandle::from_static("echo");
+    let pe = PoolElement::start(
+        psk_client(&r, &keys[0]),
+        PoolElementSpec::new(handle.clone(), Policy::RoundRobin, 7007),
+    )
+    .await
+    .expect("registered");
+    // Several keep-alive rounds pass: the PE answers and stays.
+    let ka_before = r.query(|c| c.stats().keep_alives_sent).await.unwrap();
+    tokio::time::timeout(LIMIT, async {
+        while r.query(|c| c.stats().keep_alives_sent).await.unwrap() < ka_before + 5 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("keep-alives go out");
+    assert_eq!(r.query(|c| c.handlespace().len()).await, Some(1));
+    assert_eq!(r.query(|c| c.stats().keep_alive_failures).await, Some(0));
+
+    let mut pus = Vec::new();
+    for k in &keys[1..] {
+        let pu = PoolUser::new(psk_client(&r, k)).unwrap();
+        let chosen = pu.select(&handle).await.expect("selected");
+        assert_eq!(chosen.identifier, pe.identifier());
+        assert_eq!(chosen.user_transport.port(), 7007);
+        pus.push(pu);
+    }
+    for pu in &pus {
+        pu.report_unreachable(&handle, pe.identifier())
+            .await
+            .expect("reported");
+    }
+    assert_eq!(wait_removed(&mut events).await, Removal::Unreachable);
+    drop(pe);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pu_skips_a_registrar_whose_certificate_does_not_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let ca = CertificateAuthority::generate("lab CA", 1).unwrap();
+    ca.issued().write_pem(&p("ca.pem"), &p("ca.key")).unwrap();
+    ca.issue("registrar-good", &[], &[LOCALHOST], 1)
+        .unwrap()
+        .write_pem(&p("good.pem"), &p("good.key"))
+        .unwrap();
+    let rogue_ca = CertificateAuthority::generate("rogue CA", 1).unwrap();
+    rogue_ca
+        .issue("registrar-good", &[], &[LOCALHOST], 1)
+        .unwrap()
+        .write_pem(&p("rogue.pem"), &p("rogue.key"))
+        .unwrap();
+    let cert = |name: &str| TlsServerConfig {
+        certificate: Some(CertificateFiles {
+            chain: p(&format!("{name}.pem")),
+            key: p(&format!("{name}.key")),
+        }),
+        ..TlsServerConfig::default()
+    };
+    let rogue = registrar(cert("rogue"), CoreConfig::default()).await;
+    let good = registrar(cert("good"), CoreConfig::default()).await;
+    let tls = TlsClient::new(&TlsClientConfig {
+        ca: Some(p("ca.pem")),
+        ..TlsClientConfig::default()
+    })
+    .unwrap();
+    let pu = PoolUser::new(ClientConfig::new(
+        vec![
+            RegistrarEndpoint::new(rogue.local_addrs()[0]),
+            RegistrarEndpoint::new(good.local_addrs()[0]),
+        ],
+        Some(tls),
+    ))
+    .unwrap();
+    // The good registrar answers (an unknown pool: it has no PEs).
+    let e = pu
+        .resolve(&PoolHandle::from_static("echo"))
+        .await
+        .expect_err("no such pool");
+    assert_eq!(
+        e,
+        rserpool::ClientError::UnknownPoolHandle(PoolHandle::from_static("echo"))
+    );
+    assert_eq!(good.query(|c| c.stats().resolutions).await, Some(1));
+    assert_eq!(rogue.query(|c| c.stats().resolutions).await, Some(0));
+}

@@ -1,0 +1,202 @@
+//! Flags shared by the client subcommands (`rsp pe`, `rsp resolve`): the
+//! registrar list and the credentials, turned into a
+//! [`rserpool::ClientConfig`]; and the policy syntax of `--policy`.
+
+use std::net::ToSocketAddrs;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use rserpool::{ClientConfig, RegistrarEndpoint};
+use rserpool_security::tls::CertificateFiles;
+use rserpool_security::{Psk, TlsClient, TlsClientConfig};
+use rserpool_wire::Policy;
+
+/// How to reach and authenticate registrars.
+#[derive(Debug, clap::Args)]
+pub struct ClientArgs {
+    /// Registrar as HOST:PORT (repeatable; tried in order, RFC 5352 3.6).
+    /// With --ca, HOST is the name its certificate must carry.
+    #[arg(short, long = "registrar", value_name = "HOST:PORT", required = true)]
+    pub registrars: Vec<String>,
+    /// Key file with this client's pre-shared key (docs/security.md).
+    #[arg(long, value_name = "FILE")]
+    pub psk_file: Option<PathBuf>,
+    /// Which identity of --psk-file to use (needed when it holds several).
+    #[arg(long, requires = "psk_file")]
+    pub identity: Option<String>,
+    /// CA certificate (PEM) that signs registrar certificates.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Client certificate chain (PEM).
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// Private key of --cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// Plain TCP to an insecure (lab) registrar: no authentication at all.
+    #[arg(long, conflicts_with_all = ["psk_file", "ca", "cert"])]
+    pub insecure: bool,
+}
+
+impl ClientArgs {
+    /// The client configuration these flags describe.
+    pub fn config(&self) -> anyhow::Result<ClientConfig> {
+        let mut registrars = Vec::new();
+        for r in &self.registrars {
+            let host = r
+                .rsplit_once(':')
+                .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'))
+                .with_context(|| format!("--registrar {r:?}: expected HOST:PORT"))?;
+            let addrs = r
+                .to_socket_addrs()
+                .with_context(|| format!("--registrar {r:?}: cannot resolve"))?;
+            for address in addrs {
+                registrars.push(RegistrarEndpoint::with_name(address, host));
+            }
+        }
+        if self.insecure {
+            return Ok(ClientConfig::insecure(registrars));
+        }
+        let psk = match &self.psk_file {
+            Some(path) => Some(pick_psk(
+                Psk::read_file(path)?,
+                self.identity.as_deref(),
+                path,
+            )?),
+            None => None,
+        };
+        if psk.is_none() && self.ca.is_none() {
+            anyhow::bail!(
+                "no way to authenticate the registrar: give --psk-file or --ca (or --insecure for a lab registrar)"
+            );
+        }
+        let certificate = match (&self.cert, &self.key) {
+            (Some(chain), Some(key)) => Some(CertificateFiles {
+                chain: chain.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        };
+        let tls = TlsClient::new(&TlsClientConfig {
+            psk,
+            ca: self.ca.clone(),
+            certificate,
+        })?;
+        Ok(ClientConfig::new(registrars, Some(tls)))
+    }
+}
+
+fn pick_psk(keys: Vec<Psk>, identity: Option<&str>, path: &std::path::Path) -> anyhow::Result<Psk> {
+    match identity {
+        Some(id) => keys
+            .into_iter()
+            .find(|k| k.identity == id)
+            .with_context(|| format!("{}: no key for identity {id:?}", path.display())),
+        None => {
+            let n = keys.len();
+            let mut it = keys.into_iter();
+            match (it.next(), n) {
+                (Some(k), 1) => Ok(k),
+                (None, _) => anyhow::bail!("{}: no key in the file", path.display()),
+                _ => anyhow::bail!(
+                    "{}: {n} keys in the file; choose one with --identity",
+                    path.display()
+                ),
+            }
+        }
+    }
+}
+
+/// `--policy` syntax: `NAME[:VALUE[:VALUE]]`, the names of RFC 5356
+/// (rr, wrr:WEIGHT, rand, wrand:WEIGHT, pri:PRIORITY, lu:LOAD,
+/// lud:LOAD:DEGRADATION, plu:LOAD:DEGRADATION, rlu:LOAD). Loads and
+/// degradations are fractions of 2^32-1, or percentages with `%`.
+pub fn parse_policy(s: &str) -> Result<Policy, String> {
+    let mut parts = s.split(':');
+    let name = parts.next().unwrap_or_default().to_ascii_lowercase();
+    let values: Vec<&str> = parts.collect();
+    let want = |n: usize| -> Result<Vec<u32>, String> {
+        if values.len() != n {
+            return Err(format!(
+                "policy {name} takes {n} value(s), got {}",
+                values.len()
+            ));
+        }
+        values.iter().map(|v| parse_value(v)).collect()
+    };
+    Ok(match name.as_str() {
+        "rr" | "round-robin" => {
+            want(0)?;
+            Policy::RoundRobin
+        }
+        "rand" | "random" => {
+            want(0)?;
+            Policy::Random
+        }
+        "wrr" => Policy::WeightedRoundRobin { weight: want(1)?[0] },
+        "wrand" => Policy::WeightedRandom { weight: want(1)?[0] },
+        "pri" | "priority" => Policy::Priority { priority: want(1)?[0] },
+        "lu" => Policy::LeastUsed { load: want(1)?[0] },
+        "rlu" => Policy::RandomizedLeastUsed { load: want(1)?[0] },
+        "lud" => {
+            let v = want(2)?;
+            Policy::LeastUsedDegradation { load: v[0], load_degradation: v[1] }
+        }
+        "plu" => {
+            let v = want(2)?;
+            Policy::PriorityLeastUsed { load: v[0], load_degradation: v[1] }
+        }
+        other => {
+            return Err(format!(
+                "unknown policy {other:?}: use rr, wrr:W, rand, wrand:W, pri:P, lu:L, rlu:L, lud:L:D or plu:L:D"
+            ))
+        }
+    })
+}
+
+fn parse_value(v: &str) -> Result<u32, String> {
+    match v.strip_suffix('%') {
+        Some(p) => {
+            let f: f64 = p
+                .parse()
+                .map_err(|_| format!("{v:?} is not a percentage"))?;
+            if !(0.0..=100.0).contains(&f) {
+                return Err(format!("{v:?} is not between 0% and 100%"));
+            }
+            Ok((f / 100.0 * f64::from(u32::MAX)).round() as u32)
+        }
+        None => v
+            .parse()
+            .map_err(|_| format!("{v:?} is not a 32-bit number")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_parse() {
+        assert_eq!(parse_policy("rr"), Ok(Policy::RoundRobin));
+        assert_eq!(
+            parse_policy("WRR:3"),
+            Ok(Policy::WeightedRoundRobin { weight: 3 })
+        );
+        assert_eq!(
+            parse_policy("lu:100%"),
+            Ok(Policy::LeastUsed { load: u32::MAX })
+        );
+        assert_eq!(
+            parse_policy("lud:0:50%"),
+            Ok(Policy::LeastUsedDegradation {
+                load: 0,
+                load_degradation: 2_147_483_648
+            })
+        );
+        assert!(parse_policy("lu").unwrap_err().contains("1 value"));
+        assert!(parse_policy("fastest")
+            .unwrap_err()
+            .contains("unknown policy"));
+        assert!(parse_policy("lu:120%").is_err());
+    }
+}

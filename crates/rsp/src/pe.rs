@@ -1,0 +1,181 @@
+//! `rsp pe HANDLE`: run a pool element. It serves the echo service on a
+//! TCP port, registers that port under HANDLE with the first registrar
+//! that answers, keeps the registration alive, follows registrar changes
+//! and deregisters on SIGINT/SIGTERM.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::Context;
+use rserpool::{PeEvent, PoolElement, PoolElementSpec};
+use rserpool_wire::{Policy, PoolHandle};
+use tokio::net::TcpListener;
+
+use crate::client_args::{parse_policy, ClientArgs};
+use crate::duration::parse_duration;
+
+/// Flags of `rsp pe`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Pool handle to register under.
+    pub handle: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Selection policy and value: rr, wrr:W, rand, wrand:W, pri:P, lu:L,
+    /// rlu:L, lud:L:D, plu:L:D (loads as numbers or percentages).
+    #[arg(long, value_parser = parse_policy, default_value = "rr")]
+    pub policy: Policy,
+    /// Port of the echo service (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Address the echo service listens on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind: IpAddr,
+    /// PE identifier (hex with 0x, or decimal); random by default.
+    #[arg(long, value_parser = parse_id)]
+    pub id: Option<u32>,
+    /// Registration lifetime (re-registration happens before it ends).
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub lifetime: Duration,
+    /// Print events as JSON lines.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_id(s: &str) -> Result<u32, String> {
+    match s.strip_prefix("0x") {
+        Some(h) => u32::from_str_radix(h, 16),
+        None => s.parse(),
+    }
+    .map_err(|e| format!("{s:?} is not a 32-bit PE identifier: {e}"))
+}
+
+pub async fn run(args: &Args) -> anyhow::Result<()> {
+    let handle = PoolHandle::new(args.handle.as_bytes().to_vec())
+        .context("the pool handle must not be empty")?;
+    let config = args.client.config()?;
+    let listener = TcpListener::bind(SocketAddr::new(args.bind, args.port))
+        .await
+        .with_context(|| {
+            format!(
+                "--port {}: cannot listen on {}:{}",
+                args.port, args.bind, args.port
+            )
+        })?;
+    let port = listener.local_addr()?.port();
+    let echo = tokio::spawn(crate::echo::serve(listener));
+    let spec = PoolElementSpec {
+        identifier: args.id,
+        lifetime: Some(args.lifetime),
+        ..PoolElementSpec::new(handle.clone(), args.policy.clone(), port)
+    };
+    let pe = PoolElement::start(config, spec).await?;
+    let mut events = pe.events();
+    let id = pe.identifier();
+    let status = pe.status();
+    let out = Printer {
+        json: args.json,
+        id,
+    };
+    out.line(
+        serde_json::json!({
+            "event": "registered", "pool_handle": args.handle, "identifier": id,
+            "port": port, "policy": args.policy.name(),
+            "registrar": status.registrar.map(|a| a.to_string()),
+        }),
+        format!(
+            "PE {id:#010x} registered in pool {:?} (policy {}), echo on port {port}, registrar {}",
+            args.handle,
+            args.policy.name(),
+            status.registrar.map_or("?".to_string(), |a| a.to_string())
+        ),
+    );
+    loop {
+        tokio::select! {
+            _ = crate::shutdown_signal() => break,
+            e = events.recv() => match e {
+                Ok(e) => out.event(&e),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(_) => break,
+            },
+        }
+    }
+    let result = pe.shutdown().await;
+    echo.abort();
+    match result {
+        Ok(()) => out.line(
+            serde_json::json!({"event": "deregistered", "identifier": id}),
+            format!("PE {id:#010x} deregistered"),
+        ),
+        Err(e) => out.line(
+            serde_json::json!({"event": "deregistration_failed", "identifier": id, "error": e.to_string()}),
+            format!("PE {id:#010x}: deregistration failed: {e}"),
+        ),
+    }
+    Ok(())
+}
+
+struct Printer {
+    json: bool,
+    id: u32,
+}
+
+impl Printer {
+    fn line(&self, json: serde_json::Value, text: String) {
+        if self.json {
+            println!("{json}");
+        } else {
+            println!("{text}");
+        }
+    }
+
+    fn event(&self, e: &PeEvent) {
+        let id = self.id;
+        let (json, text) = match e {
+            PeEvent::Registered {
+                registrar,
+                home_server_id,
+                ..
+            } => (
+                serde_json::json!({"event": "reregistered", "identifier": id, "registrar": registrar.to_string(), "home_server_id": home_server_id}),
+                format!("PE {id:#010x} registered with {registrar}"),
+            ),
+            PeEvent::RegistrationRefused {
+                registrar, cause, ..
+            } => (
+                serde_json::json!({"event": "refused", "identifier": id, "registrar": registrar.to_string(), "cause": cause.name()}),
+                format!(
+                    "PE {id:#010x}: registrar {registrar} refused the registration: {}",
+                    cause.name()
+                ),
+            ),
+            PeEvent::RegistrationFailed { error, .. } => (
+                serde_json::json!({"event": "registration_failed", "identifier": id, "error": error.to_string()}),
+                format!("PE {id:#010x}: registration failed: {error}"),
+            ),
+            PeEvent::RegistrarLost { registrar, reason } => (
+                serde_json::json!({"event": "registrar_lost", "identifier": id, "registrar": registrar.to_string(), "reason": reason}),
+                format!("PE {id:#010x}: lost registrar {registrar}: {reason}; hunting"),
+            ),
+            PeEvent::NoRegistrar { failures } => (
+                serde_json::json!({"event": "no_registrar", "identifier": id, "failures": failures.iter().map(|f| format!("{f:?}")).collect::<Vec<_>>()}),
+                format!(
+                    "PE {id:#010x}: no registrar reachable ({} tried); retrying",
+                    failures.len()
+                ),
+            ),
+            PeEvent::Rehomed {
+                registrar,
+                server_id,
+            } => (
+                serde_json::json!({"event": "rehomed", "identifier": id, "registrar": registrar.to_string(), "server_id": server_id}),
+                format!("PE {id:#010x}: new home registrar {server_id:#010x} at {registrar}"),
+            ),
+            other => (
+                serde_json::json!({"event": "other", "identifier": id, "detail": format!("{other:?}")}),
+                format!("PE {id:#010x}: {other:?}"),
+            ),
+        };
+        self.line(json, text);
+    }
+}

@@ -1,0 +1,236 @@
+//! The suite as processes on loopback, secure mode: `rsp registrar`, `rsp
+//! pe` and `rsp resolve --echo`. A PE registers, a PU resolves it and gets
+//! its echo; the PE is killed and the registrar removes it after the
+//! keep-alive timeout; a PE stopped with SIGTERM deregisters; errors name
+//! the file or registrar at fault.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+fn rsp() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rsp"));
+    c.args(["--log", "warn"]);
+    c
+}
+
+/// A child process with its stdout lines, killed when dropped.
+struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    fn spawn(cmd: &mut Command) -> Proc {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("rsp starts");
+        let out = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc { child, lines }
+    }
+
+    /// The next JSON line whose "event" is `event`.
+    fn wait_event(&self, event: &str) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + LIMIT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no {event:?} event within {LIMIT:?}"));
+            let v: serde_json::Value = serde_json::from_str(&line).expect("JSON line");
+            if v["event"] == event {
+                return v;
+            }
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill runs")
+            .success();
+        assert!(ok);
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Keys {
+    dir: tempfile::TempDir,
+}
+
+impl Keys {
+    fn new(identities: &[&str]) -> Keys {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut all = String::new();
+        for id in identities {
+            let psk = rserpool_security::Psk::generate(id).expect("key");
+            psk.write_new(&dir.path().join(format!("{id}.key")))
+                .expect("write");
+            all.push_str(&psk.to_file_text());
+        }
+        let keys = Keys { dir };
+        std::fs::write(keys.path("registrar.key"), all).expect("write");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(
+                keys.path("registrar.key"),
+                std::fs::Permissions::from_mode(0o600),
+            )
+            .expect("chmod");
+        }
+        keys
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn key(&self, id: &str) -> String {
+        self.path(&format!("{id}.key")).display().to_string()
+    }
+}
+
+fn registrar(keys: &Keys) -> (Proc, String) {
+    let reg = Proc::spawn(rsp().args([
+        "registrar",
+        "--listen",
+        "127.0.0.1:0",
+        "--psk-file",
+        &keys.path("registrar.key").display().to_string(),
+        "--keep-alive-interval",
+        "300ms",
+        "--keep-alive-timeout",
+        "300ms",
+        "--json",
+    ]));
+    let addr = reg.wait_event("listening")["address"]
+        .as_str()
+        .expect("address")
+        .to_string();
+    (reg, addr)
+}
+
+fn resolve(addr: &str, key: &str, extra: &[&str]) -> Output {
+    rsp()
+        .args(["resolve", "echo", "-r", addr, "--psk-file", key, "--json"])
+        .args(extra)
+        .output()
+        .expect("rsp resolve runs")
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).expect("JSON")
+}
+
+#[test]
+fn a_pe_serves_then_dies_and_is_removed() {
+    let keys = Keys::new(&["pe-1", "pu-1"]);
+    let (reg, addr) = registrar(&keys);
+    let pe = Proc::spawn(rsp().args([
+        "pe",
+        "echo",
+        "-r",
+        &addr,
+        "--psk-file",
+        &keys.key("pe-1"),
+        "--json",
+    ]));
+    let id = pe.wait_event("registered")["identifier"]
+        .as_u64()
+        .expect("id");
+    assert_eq!(reg.wait_event("registered")["identifier"], id);
+
+    let v = json(&resolve(
+        &addr,
+        &keys.key("pu-1"),
+        &["--echo", "hello pool"],
+    ));
+    assert_eq!(v["pool_elements"][0]["identifier"], id);
+    assert_eq!(v["echo"]["identifier"], id);
+    assert_eq!(v["echo"]["reply"], "hello pool");
+
+    // Killed without a word: removed after the keep-alive timeout.
+    pe.signal("-KILL");
+    let removed = reg.wait_event("removed");
+    assert_eq!(removed["identifier"], id);
+    assert_eq!(removed["reason"], "keep_alive_timeout");
+    let o = resolve(&addr, &keys.key("pu-1"), &[]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown"));
+}
+
+#[test]
+fn a_pe_stopped_by_sigterm_deregisters() {
+    let keys = Keys::new(&["pe-1"]);
+    let (reg, addr) = registrar(&keys);
+    let pe = Proc::spawn(rsp().args([
+        "pe",
+        "echo",
+        "-r",
+        &addr,
+        "--psk-file",
+        &keys.key("pe-1"),
+        "--json",
+    ]));
+    let id = pe.wait_event("registered")["identifier"]
+        .as_u64()
+        .expect("id");
+    pe.signal("-TERM");
+    assert_eq!(pe.wait_event("deregistered")["identifier"], id);
+    let removed = reg.wait_event("removed");
+    assert_eq!(removed["reason"], "deregistered");
+}
+
+#[test]
+fn errors_name_what_is_wrong() {
+    let keys = Keys::new(&["pe-1", "stranger"]);
+    let (_reg, addr) = registrar(&keys);
+    // A missing key file.
+    let o = resolve(&addr, "/nonexistent/pu.key", &[]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/pu.key"));
+    // An unreachable registrar (a port nobody listens on).
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .to_string();
+    let o = resolve(&free, &keys.key("pe-1"), &[]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&free), "{err}");
+    // A key the registrar does not know.
+    let other = tempfile::tempdir().expect("tempdir");
+    let unknown = other.path().join("mallory.key");
+    rserpool_security::Psk::generate("mallory")
+        .expect("key")
+        .write_new(&unknown)
+        .expect("write");
+    let o = resolve(&addr, &unknown.display().to_string(), &[]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&addr) && err.contains("handshake"), "{err}");
+}
