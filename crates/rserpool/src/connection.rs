@@ -353,7 +353,7 @@ pub async fn hunt(
                 let reason = match connect(endpoint, tls, budget, max_message_len).await {
                     Ok(conn) => {
                         schedule.connected(index);
-                        tracing::info!(registrar = %endpoint, "server hunt: connected");
+                        tracing::debug!(registrar = %endpoint, "server hunt: connected");
                         return Ok((index, conn));
                     }
                     Err(e @ ConnectError::Tls { .. }) => {

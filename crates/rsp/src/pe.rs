@@ -37,6 +37,9 @@ pub struct Args {
     /// Registration lifetime (re-registration happens before it ends).
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     pub lifetime: Duration,
+    /// How long to wait for the deregistration to be confirmed on exit.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub shutdown_timeout: Duration,
     /// Print events as JSON lines.
     #[arg(long)]
     pub json: bool,
@@ -100,16 +103,27 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
             },
         }
     }
-    let result = pe.shutdown().await;
+    // RFC 5352 3.2 allows T3 (30 s) for the answer; an operator stopping a
+    // PE waits at most --shutdown-timeout. Unconfirmed, the registrar
+    // removes the PE after its keep-alive timeout anyway.
+    let result = tokio::time::timeout(args.shutdown_timeout, pe.shutdown()).await;
     echo.abort();
-    match result {
-        Ok(()) => out.line(
+    let failure = match result {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some(format!(
+            "no answer within {:?}; the registrar drops the PE after its keep-alive timeout",
+            args.shutdown_timeout
+        )),
+    };
+    match failure {
+        None => out.line(
             serde_json::json!({"event": "deregistered", "identifier": id}),
             format!("PE {id:#010x} deregistered"),
         ),
-        Err(e) => out.line(
-            serde_json::json!({"event": "deregistration_failed", "identifier": id, "error": e.to_string()}),
-            format!("PE {id:#010x}: deregistration failed: {e}"),
+        Some(e) => out.line(
+            serde_json::json!({"event": "deregistration_failed", "identifier": id, "error": e}),
+            format!("PE {id:#010x}: deregistration not confirmed: {e}"),
         ),
     }
     Ok(())
