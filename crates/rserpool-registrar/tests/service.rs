@@ -166,17 +166,23 @@ async fn an_inconsistent_policy_is_refused() {
     still_serving(&lab).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn garbage_gets_an_error_and_the_connection_closes() {
-    let (lab, _pe) = lab_with_pe(CoreConfig::default()).await;
-    let mut evil = lab.client("pe-b").await;
-    // A header announcing a length of 2: no message can be that short.
-    evil.send_raw(&[0x01, 0x00, 0x00, 0x02, 0xde, 0xad, 0xbe, 0xef])
-        .await;
-    let Some(AsapMessage::Error { error }) = evil.recv().await else {
+/// Send `bytes` from a fresh connection of pe-b and expect ASAP_ERROR
+/// with "Invalid Values"; returns the connection.
+async fn invalid_values(lab: &Lab, bytes: &[u8]) -> Client<tokio_openssl::SslStream<TcpStream>> {
+    let mut c = lab.client("pe-b").await;
+    c.send_raw(bytes).await;
+    let Some(AsapMessage::Error { error }) = c.recv().await else {
         panic!("expected ASAP_ERROR")
     };
     assert_eq!(error.causes[0].code, CauseCode::InvalidValues);
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_gets_an_error_and_the_connection_closes() {
+    let (lab, _pe) = lab_with_pe(CoreConfig::default()).await;
+    // A header announcing a length of 2: no message can be that short.
+    let mut evil = invalid_values(&lab, &[0x01, 0x00, 0x00, 0x02, 0xde, 0xad, 0xbe, 0xef]).await;
     assert_eq!(evil.recv().await, None, "connection closed");
     still_serving(&lab).await;
 }
@@ -184,13 +190,8 @@ async fn garbage_gets_an_error_and_the_connection_closes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_length_beyond_the_maximum_closes_the_connection() {
     let (lab, _pe) = lab_with_pe(CoreConfig::default()).await;
-    let mut evil = lab.client("pe-b").await;
     // ASAP_REGISTRATION announcing 60000 bytes (the limit is 4096).
-    evil.send_raw(&[0x01, 0x00, 0xea, 0x60]).await;
-    let Some(AsapMessage::Error { error }) = evil.recv().await else {
-        panic!("expected ASAP_ERROR")
-    };
-    assert_eq!(error.causes[0].code, CauseCode::InvalidValues);
+    let mut evil = invalid_values(&lab, &[0x01, 0x00, 0xea, 0x60]).await;
     assert_eq!(evil.recv().await, None, "connection closed");
     still_serving(&lab).await;
 }
@@ -198,14 +199,8 @@ async fn a_length_beyond_the_maximum_closes_the_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undecodable_messages_are_answered_with_their_cause() {
     let (lab, _pe) = lab_with_pe(CoreConfig::default()).await;
-    let mut c = lab.client("pe-b").await;
     // A handle resolution whose pool handle parameter overruns the message.
-    c.send_raw(&[0x05, 0x00, 0x00, 0x08, 0x00, 0x09, 0x00, 0x20])
-        .await;
-    let Some(AsapMessage::Error { error }) = c.recv().await else {
-        panic!("expected ASAP_ERROR")
-    };
-    assert_eq!(error.causes[0].code, CauseCode::InvalidValues);
+    let mut c = invalid_values(&lab, &[0x05, 0x00, 0x00, 0x08, 0x00, 0x09, 0x00, 0x20]).await;
     // The connection stays usable.
     assert_eq!(c.resolve(HANDLE).await, Ok(vec![PE_ID]));
 }

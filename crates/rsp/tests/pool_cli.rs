@@ -141,6 +141,16 @@ fn resolve(addr: &str, key: &str, extra: &[&str]) -> Output {
         .expect("rsp resolve runs")
 }
 
+/// `rsp pe echo` with pe-1's key; the process and its PE identifier.
+fn echo_pe(keys: &Keys, addr: &str) -> (Proc, u64) {
+    let key = keys.key("pe-1");
+    let pe = Proc::spawn(rsp().args(["pe", "echo", "-r", addr, "--psk-file", &key, "--json"]));
+    let id = pe.wait_event("registered")["identifier"]
+        .as_u64()
+        .expect("id");
+    (pe, id)
+}
+
 fn json(o: &Output) -> serde_json::Value {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     serde_json::from_slice(&o.stdout).expect("JSON")
@@ -150,18 +160,7 @@ fn json(o: &Output) -> serde_json::Value {
 fn a_pe_serves_then_dies_and_is_removed() {
     let keys = Keys::new(&["pe-1", "pu-1"]);
     let (reg, addr) = registrar(&keys);
-    let pe = Proc::spawn(rsp().args([
-        "pe",
-        "echo",
-        "-r",
-        &addr,
-        "--psk-file",
-        &keys.key("pe-1"),
-        "--json",
-    ]));
-    let id = pe.wait_event("registered")["identifier"]
-        .as_u64()
-        .expect("id");
+    let (pe, id) = echo_pe(&keys, &addr);
     assert_eq!(reg.wait_event("registered")["identifier"], id);
 
     let v = json(&resolve(
@@ -187,18 +186,7 @@ fn a_pe_serves_then_dies_and_is_removed() {
 fn a_pe_stopped_by_sigterm_deregisters() {
     let keys = Keys::new(&["pe-1"]);
     let (reg, addr) = registrar(&keys);
-    let pe = Proc::spawn(rsp().args([
-        "pe",
-        "echo",
-        "-r",
-        &addr,
-        "--psk-file",
-        &keys.key("pe-1"),
-        "--json",
-    ]));
-    let id = pe.wait_event("registered")["identifier"]
-        .as_u64()
-        .expect("id");
+    let (pe, id) = echo_pe(&keys, &addr);
     pe.signal("-TERM");
     assert_eq!(pe.wait_event("deregistered")["identifier"], id);
     let removed = reg.wait_event("removed");
