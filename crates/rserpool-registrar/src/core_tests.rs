@@ -553,3 +553,29 @@ fn many_identities_behind_one_address_share_its_limit() {
     }
     assert_eq!(accepted, 2_000, "the per-address burst");
 }
+
+#[test]
+fn resolution_and_report_floods_are_limited_per_identity() {
+    let mut s = Sim::new();
+    s.psk(1, "pe-a");
+    s.send(1, registration(5));
+    s.connect(2, Some(PeerIdentity::Anonymous), "10.9.9.9");
+    let mut limited = 0;
+    for _ in 0..5_000 {
+        if let AsapMessage::HandleResolutionResponse { error: Some(e), .. } = resolve(&mut s, 2) {
+            assert_eq!(e.causes[0].code, CauseCode::LackOfResources);
+            limited += 1;
+        }
+    }
+    assert_eq!(limited, 1_000, "burst of 4000 served, the rest refused");
+    // Another client is still served.
+    s.connect(3, Some(PeerIdentity::Anonymous), "10.9.9.10");
+    assert_eq!(resolved_ids(&mut s, 3), vec![5]);
+    // One reporter flooding reports: 5 counted (the burst), the rest refused.
+    for _ in 0..100 {
+        report(&mut s, 2, 5);
+    }
+    assert_eq!(s.core.stats().unreachable_reports, 5);
+    assert_eq!(s.core.stats().refused_rate_limited, 1_000 + 95);
+    assert_eq!(s.pe_count(), 1);
+}
