@@ -89,6 +89,29 @@ pub use pu_core::{PuCore, PuOutput, ReportOutcome, Token};
 /// Names a registrar connection of a driver, for the sans-IO cores.
 pub type ConnId = u64;
 
+/// What a sans-IO core asks of its driver's registrar link, the same for
+/// both sides ([`PeOutput::Link`], [`PuOutput::Link`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkAction {
+    /// Send a message on a connection. If the write fails, the driver
+    /// closes the connection and tells the core (`handle_disconnected`).
+    Send {
+        /// The connection.
+        conn: ConnId,
+        /// The message.
+        message: rserpool_wire::AsapMessage,
+    },
+    /// Close a connection.
+    Close {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// Find a registrar (server hunt); answer with the core's
+    /// `handle_connected` ([`PeCore::handle_connected`],
+    /// [`PuCore::handle_connected`]) or `handle_hunt_failed`.
+    Hunt,
+}
+
 /// A seed for a core's random generator, from OpenSSL's CSPRNG (the
 /// clock if that fails).
 pub(crate) fn random_seed() -> u64 {

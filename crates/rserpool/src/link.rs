@@ -18,7 +18,7 @@ use crate::config::{ClientConfig, RegistrarEndpoint};
 use crate::connection::{self, MessageWriter, RegistrarConnection};
 use crate::error::RegistrarFailure;
 use crate::hunt::ServerHunt;
-use crate::ConnId;
+use crate::{ConnId, LinkAction};
 
 /// The driver's clock, as the cores take it (follows tokio's paused clock
 /// in tests).
@@ -107,7 +107,7 @@ impl Link {
     }
 
     /// Start (or resume) the server hunt, unless one is running.
-    pub(crate) fn start_hunt(&mut self) {
+    fn start_hunt(&mut self) {
         if self.hunting.is_some() {
             return;
         }
@@ -194,10 +194,29 @@ impl Link {
         }
     }
 
+    /// Carry out a core's request. A failed send closes the connection and
+    /// returns it with the reason, for the core's `handle_disconnected`.
+    pub(crate) async fn apply(&mut self, action: LinkAction) -> Result<(), (ConnId, String)> {
+        match action {
+            LinkAction::Send { conn, message } => self
+                .send(conn, &message)
+                .await
+                .map_err(|reason| (conn, reason)),
+            LinkAction::Close { conn } => {
+                self.close(conn);
+                Ok(())
+            }
+            LinkAction::Hunt => {
+                self.start_hunt();
+                Ok(())
+            }
+        }
+    }
+
     /// Send on connection `conn`. A message for a connection that is gone
     /// is dropped (the core hears of the loss separately); a failed write
     /// closes the connection and returns the reason.
-    pub(crate) async fn send(&mut self, conn: ConnId, message: &AsapMessage) -> Result<(), String> {
+    async fn send(&mut self, conn: ConnId, message: &AsapMessage) -> Result<(), String> {
         let Some(a) = self.active.as_mut().filter(|a| a.id == conn) else {
             tracing::debug!(conn, "dropping {} for a closed connection", message.name());
             return Ok(());

@@ -228,13 +228,11 @@ impl Driver {
     async fn drain(&mut self) {
         while let Some(out) = self.core.poll_output() {
             match out {
-                PeOutput::Send { conn, message } => {
-                    if let Err(reason) = self.link.send(conn, &message).await {
+                PeOutput::Link(action) => {
+                    if let Err((conn, reason)) = self.link.apply(action).await {
                         self.core.handle_disconnected(now(), conn, &reason);
                     }
                 }
-                PeOutput::Close { conn } => self.link.close(conn),
-                PeOutput::Hunt => self.link.start_hunt(),
                 PeOutput::Event(e) => {
                     self.note(&e);
                     let _ = self.events.send(e);

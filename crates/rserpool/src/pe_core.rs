@@ -21,7 +21,7 @@ use rserpool_wire::{
 
 use crate::config::{check_lifetime, reregistration_interval, Timers};
 use crate::error::{ClientError, RegistrarFailure};
-use crate::ConnId;
+use crate::{ConnId, LinkAction};
 
 /// What a pool element registers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,23 +137,17 @@ pub enum PeEvent {
 /// What the core asks of its driver.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeOutput {
-    /// Send a message on a connection.
-    Send {
-        /// The connection.
-        conn: ConnId,
-        /// The message.
-        message: AsapMessage,
-    },
-    /// Close a connection.
-    Close {
-        /// The connection.
-        conn: ConnId,
-    },
-    /// Find a registrar (server hunt); answer with
+    /// Send, close or hunt on the registrar link; a hunt is answered with
     /// [`PeCore::handle_connected`] or [`PeCore::handle_hunt_failed`].
-    Hunt,
+    Link(LinkAction),
     /// Tell the application.
     Event(PeEvent),
+}
+
+impl From<LinkAction> for PeOutput {
+    fn from(a: LinkAction) -> Self {
+        PeOutput::Link(a)
+    }
 }
 
 /// A pool element's registration state, as the application may watch it.
@@ -347,7 +341,8 @@ impl PeCore {
                     pool_handle: e.pool_handle.clone(),
                     identifier: e.identifier,
                 };
-                self.outputs.push_back(PeOutput::Send { conn, message });
+                self.outputs
+                    .push_back(LinkAction::Send { conn, message }.into());
             }
             _ => {
                 self.elements[i].state = State::Deregistering {
@@ -377,10 +372,11 @@ impl PeCore {
         local: IpAddr,
     ) {
         if let Link::Up { conn: old, .. } = self.link {
-            self.outputs.push_back(PeOutput::Close { conn: old });
+            self.outputs
+                .push_back(LinkAction::Close { conn: old }.into());
         }
         if self.elements.is_empty() {
-            self.outputs.push_back(PeOutput::Close { conn });
+            self.outputs.push_back(LinkAction::Close { conn }.into());
             self.link = Link::Down;
             return;
         }
@@ -406,7 +402,8 @@ impl PeCore {
                         pool_handle: e.pool_handle.clone(),
                         identifier: e.identifier,
                     };
-                    self.outputs.push_back(PeOutput::Send { conn, message });
+                    self.outputs
+                        .push_back(LinkAction::Send { conn, message }.into());
                 }
                 State::Pending | State::Registering { .. } | State::Registered { .. } => {
                     self.register(now, i)
@@ -643,7 +640,7 @@ impl PeCore {
             return;
         }
         if let Link::Up { conn, .. } = self.link {
-            self.outputs.push_back(PeOutput::Close { conn });
+            self.outputs.push_back(LinkAction::Close { conn }.into());
         }
         self.link = Link::Down;
     }
@@ -678,7 +675,8 @@ impl PeCore {
             conn,
             deadline: now + self.timers.t2_registration,
         };
-        self.outputs.push_back(PeOutput::Send { conn, message });
+        self.outputs
+            .push_back(LinkAction::Send { conn, message }.into());
     }
 
     /// The home registrar is lost or given up: close, tell, and hunt (RFC
@@ -693,7 +691,7 @@ impl PeCore {
             return;
         };
         tracing::warn!(%registrar, "registrar lost: {reason}");
-        self.outputs.push_back(PeOutput::Close { conn });
+        self.outputs.push_back(LinkAction::Close { conn }.into());
         self.outputs
             .push_back(PeOutput::Event(PeEvent::RegistrarLost {
                 registrar,
@@ -760,7 +758,7 @@ impl PeCore {
         });
         if needed {
             self.link = Link::Hunting;
-            self.outputs.push_back(PeOutput::Hunt);
+            self.outputs.push_back(LinkAction::Hunt.into());
         }
     }
 
@@ -896,7 +894,8 @@ impl PeCore {
         }
         // KA2.1-KA2.3: one ack per PE, on the connection it came over.
         for message in acks {
-            self.outputs.push_back(PeOutput::Send { conn, message });
+            self.outputs
+                .push_back(LinkAction::Send { conn, message }.into());
         }
         if let Link::Up {
             registrar,
@@ -957,10 +956,20 @@ mod tests {
         std::iter::from_fn(|| c.poll_output()).collect()
     }
 
+    fn close(conn: ConnId) -> PeOutput {
+        LinkAction::Close { conn }.into()
+    }
+
+    fn hunt() -> PeOutput {
+        LinkAction::Hunt.into()
+    }
+
     fn sends(outs: &[PeOutput]) -> Vec<(ConnId, AsapMessage)> {
         outs.iter()
             .filter_map(|o| match o {
-                PeOutput::Send { conn, message } => Some((*conn, message.clone())),
+                PeOutput::Link(LinkAction::Send { conn, message }) => {
+                    Some((*conn, message.clone()))
+                }
                 _ => None,
             })
             .collect()
@@ -1024,7 +1033,7 @@ mod tests {
         let t0 = Instant::now();
         let mut c = core();
         assert_eq!(c.add_element(t0, spec(42)).expect("add"), 42);
-        assert_eq!(drain(&mut c), vec![PeOutput::Hunt]);
+        assert_eq!(drain(&mut c), vec![hunt()]);
         c.handle_connected(t0, 1, REG1, LOCAL);
         let out = drain(&mut c);
         let sent = sends(&out);
@@ -1163,8 +1172,8 @@ mod tests {
         let t2 = t0 + s(30);
         c.handle_timeout(t2);
         let out = drain(&mut c);
-        assert!(out.contains(&PeOutput::Close { conn: 1 }));
-        assert!(out.contains(&PeOutput::Hunt));
+        assert!(out.contains(&close(1)));
+        assert!(out.contains(&hunt()));
         assert!(matches!(
             events(&out)[..],
             [PeEvent::RegistrarLost {
@@ -1191,8 +1200,8 @@ mod tests {
             }),
             "{ev:?}"
         );
-        assert!(out.contains(&PeOutput::Close { conn: 2 }));
-        assert!(!out.contains(&PeOutput::Hunt));
+        assert!(out.contains(&close(2)));
+        assert!(!out.contains(&hunt()));
         assert!(c.is_finished());
     }
 
@@ -1214,7 +1223,7 @@ mod tests {
                 PeOutput::Event(PeEvent::NoRegistrar {
                     failures: failures.clone()
                 }),
-                PeOutput::Hunt
+                hunt()
             ]
         );
         c.handle_hunt_failed(t0, &failures);
@@ -1235,17 +1244,17 @@ mod tests {
         assert_eq!(
             out,
             vec![
-                PeOutput::Close { conn: 1 },
+                close(1),
                 PeOutput::Event(PeEvent::RegistrarLost {
                     registrar: REG1,
                     reason: "reset by peer".into()
                 }),
-                PeOutput::Hunt
+                hunt()
             ]
         );
         for _ in 0..5 {
             c.handle_hunt_failed(t0, &failures);
-            assert!(drain(&mut c).contains(&PeOutput::Hunt));
+            assert!(drain(&mut c).contains(&hunt()));
         }
         assert!(!c.is_finished());
     }
@@ -1378,7 +1387,7 @@ mod tests {
                     registrar: REG1,
                     cause: CauseCode::RejectedSecurity
                 }),
-                PeOutput::Close { conn: 1 }
+                close(1)
             ]
         );
         assert!(c.is_finished());
@@ -1438,7 +1447,7 @@ mod tests {
                     identifier: 42,
                     error: None
                 }),
-                PeOutput::Close { conn: 1 }
+                close(1)
             ]
         );
         assert!(c.is_finished());

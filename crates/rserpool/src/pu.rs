@@ -210,13 +210,11 @@ impl Driver {
     async fn drain(&mut self) {
         while let Some(out) = self.core.poll_output() {
             match out {
-                PuOutput::Send { conn, message } => {
-                    if let Err(reason) = self.link.send(conn, &message).await {
+                PuOutput::Link(action) => {
+                    if let Err((conn, reason)) = self.link.apply(action).await {
                         self.core.handle_disconnected(now(), conn, &reason);
                     }
                 }
-                PuOutput::Close { conn } => self.link.close(conn),
-                PuOutput::Hunt => self.link.start_hunt(),
                 PuOutput::Resolved { token, result } => {
                     if let Some(reply) = self.resolves.remove(&token) {
                         let _ = reply.send(result);

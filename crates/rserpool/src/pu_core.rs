@@ -22,7 +22,7 @@ use rserpool_wire::{AsapMessage, CauseCode, OperationError, PoolElement, PoolHan
 
 use crate::config::{ClientConfig, PoolUserSettings, ReportLimits, Timers};
 use crate::error::{ClientError, RegistrarFailure};
-use crate::ConnId;
+use crate::{ConnId, LinkAction};
 
 /// Names one waiting caller of a [`PuCore`].
 pub type Token = u64;
@@ -30,21 +30,9 @@ pub type Token = u64;
 /// What the core asks of its driver.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PuOutput {
-    /// Send a message on a connection.
-    Send {
-        /// The connection.
-        conn: ConnId,
-        /// The message.
-        message: AsapMessage,
-    },
-    /// Close a connection.
-    Close {
-        /// The connection.
-        conn: ConnId,
-    },
-    /// Find a registrar (server hunt); answer with
+    /// Send, close or hunt on the registrar link; a hunt is answered with
     /// [`PuCore::handle_connected`] or [`PuCore::handle_hunt_failed`].
-    Hunt,
+    Link(LinkAction),
     /// The answer to [`PuCore::resolve`].
     Resolved {
         /// The caller.
@@ -59,6 +47,12 @@ pub enum PuOutput {
         /// The PE to use.
         result: Result<PoolElement, ClientError>,
     },
+}
+
+impl From<LinkAction> for PuOutput {
+    fn from(a: LinkAction) -> Self {
+        PuOutput::Link(a)
+    }
 }
 
 /// What became of an unreachable report.
@@ -266,7 +260,9 @@ impl PuCore {
             identifier,
         };
         match self.link {
-            Link::Up { conn, .. } => self.outputs.push_back(PuOutput::Send { conn, message }),
+            Link::Up { conn, .. } => self
+                .outputs
+                .push_back(LinkAction::Send { conn, message }.into()),
             _ => {
                 if self.pending_reports.len() >= (self.limits.max_per_second as usize).max(1) {
                     self.pending_reports.pop_front();
@@ -295,7 +291,8 @@ impl PuCore {
     /// new registrar).
     pub fn handle_connected(&mut self, now: Instant, conn: ConnId, registrar: SocketAddr) {
         if let Link::Up { conn: old, .. } = self.link {
-            self.outputs.push_back(PuOutput::Close { conn: old });
+            self.outputs
+                .push_back(LinkAction::Close { conn: old }.into());
         }
         self.link = Link::Up { conn, registrar };
         for i in 0..self.requests.len() {
@@ -303,7 +300,8 @@ impl PuCore {
             self.transmit(now, i, conn);
         }
         while let Some(message) = self.pending_reports.pop_front() {
-            self.outputs.push_back(PuOutput::Send { conn, message });
+            self.outputs
+                .push_back(LinkAction::Send { conn, message }.into());
         }
     }
 
@@ -402,7 +400,7 @@ impl PuCore {
                 self.timers.max_request_retransmit + 1
             );
             tracing::warn!(%registrar, "giving the registrar up: {reason}");
-            self.outputs.push_back(PuOutput::Close { conn });
+            self.outputs.push_back(LinkAction::Close { conn }.into());
             self.link = Link::Down;
             self.move_requests(now, registrar, &reason, true);
         }
@@ -449,7 +447,7 @@ impl PuCore {
     fn hunt(&mut self) {
         if self.link == Link::Down {
             self.link = Link::Hunting;
-            self.outputs.push_back(PuOutput::Hunt);
+            self.outputs.push_back(LinkAction::Hunt.into());
         }
     }
 
@@ -463,7 +461,8 @@ impl PuCore {
             pool_handle: r.pool_handle.clone(),
             items: self.settings.items,
         };
-        self.outputs.push_back(PuOutput::Send { conn, message });
+        self.outputs
+            .push_back(LinkAction::Send { conn, message }.into());
     }
 
     /// The registrar failed: requests sent to it count the failure; those
@@ -706,6 +705,29 @@ mod tests {
         std::iter::from_fn(|| c.poll_output()).collect()
     }
 
+    fn send(conn: ConnId, message: AsapMessage) -> PuOutput {
+        LinkAction::Send { conn, message }.into()
+    }
+
+    fn close(conn: ConnId) -> PuOutput {
+        LinkAction::Close { conn }.into()
+    }
+
+    fn hunt() -> PuOutput {
+        LinkAction::Hunt.into()
+    }
+
+    fn sends(outs: &[PuOutput]) -> Vec<(ConnId, AsapMessage)> {
+        outs.iter()
+            .filter_map(|o| match o {
+                PuOutput::Link(LinkAction::Send { conn, message }) => {
+                    Some((*conn, message.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     fn ids(r: &Result<Vec<PoolElement>, ClientError>) -> Vec<u32> {
         r.as_ref()
             .map(|v| v.iter().map(|p| p.identifier).collect())
@@ -736,15 +758,9 @@ mod tests {
         let t0 = Instant::now();
         let mut c = core_with(&config());
         c.resolve(t0, 1, handle());
-        assert_eq!(drain(&mut c), vec![PuOutput::Hunt]);
+        assert_eq!(drain(&mut c), vec![hunt()]);
         c.handle_connected(t0, 1, REG1);
-        assert_eq!(
-            drain(&mut c),
-            vec![PuOutput::Send {
-                conn: 1,
-                message: request()
-            }]
-        );
+        assert_eq!(drain(&mut c), vec![send(1, request())]);
         assert_eq!(c.poll_timeout(), Some(t0 + s(15)));
         c.handle_message(t0, 1, response(&[1, 2]));
         let out = drain(&mut c);
@@ -766,13 +782,7 @@ mod tests {
         // C2: a stale entry is refreshed before answering (C3: blocking).
         let t2 = t0 + s(1);
         c.resolve(t2, 3, handle());
-        assert_eq!(
-            drain(&mut c),
-            vec![PuOutput::Send {
-                conn: 1,
-                message: request()
-            }]
-        );
+        assert_eq!(drain(&mut c), vec![send(1, request())]);
         c.handle_message(t2, 1, response(&[2]));
         let out = drain(&mut c);
         assert!(
@@ -812,31 +822,16 @@ mod tests {
         for k in 1..=2 {
             let t = t0 + s(15 * k);
             c.handle_timeout(t);
-            assert_eq!(
-                drain(&mut c),
-                vec![PuOutput::Send {
-                    conn: 1,
-                    message: request()
-                }]
-            );
+            assert_eq!(drain(&mut c), vec![send(1, request())]);
             assert_eq!(c.poll_timeout(), Some(t + s(15)));
         }
         // Then the registrar is given up and another one hunted.
         let t = t0 + s(45);
         c.handle_timeout(t);
-        assert_eq!(
-            drain(&mut c),
-            vec![PuOutput::Close { conn: 1 }, PuOutput::Hunt]
-        );
+        assert_eq!(drain(&mut c), vec![close(1), hunt()]);
         assert_eq!(c.outstanding(), 1);
         c.handle_connected(t, 2, REG2);
-        assert_eq!(
-            drain(&mut c),
-            vec![PuOutput::Send {
-                conn: 2,
-                message: request()
-            }]
-        );
+        assert_eq!(drain(&mut c), vec![send(2, request())]);
         for k in 1..=3 {
             c.handle_timeout(t + s(15 * k));
         }
@@ -848,8 +843,8 @@ mod tests {
                 registrars: vec![REG1, REG2]
             })
         }));
-        assert!(out.contains(&PuOutput::Close { conn: 2 }));
-        assert!(!out.contains(&PuOutput::Hunt), "nothing left to ask");
+        assert!(out.contains(&close(2)));
+        assert!(!out.contains(&hunt()), "nothing left to ask");
         assert_eq!(c.outstanding(), 0);
     }
 
@@ -861,16 +856,10 @@ mod tests {
         c.resolve(t0, 1, handle());
         drain(&mut c);
         c.handle_disconnected(t0, 1, "reset");
-        assert_eq!(drain(&mut c), vec![PuOutput::Hunt]);
+        assert_eq!(drain(&mut c), vec![hunt()]);
         assert_eq!(c.poll_timeout(), None);
         c.handle_connected(t0, 2, REG2);
-        assert_eq!(
-            drain(&mut c),
-            vec![PuOutput::Send {
-                conn: 2,
-                message: request()
-            }]
-        );
+        assert_eq!(drain(&mut c), vec![send(2, request())]);
         c.handle_disconnected(t0, 2, "reset again");
         let out = drain(&mut c);
         assert!(matches!(
@@ -923,7 +912,7 @@ mod tests {
         c.handle_disconnected(t0, 1, "idle");
         let t1 = t0 + s(5);
         c.resolve(t1, 2, handle());
-        assert_eq!(drain(&mut c), vec![PuOutput::Hunt]);
+        assert_eq!(drain(&mut c), vec![hunt()]);
         c.handle_hunt_failed(t1, &failures);
         let out = drain(&mut c);
         assert!(
@@ -962,25 +951,19 @@ mod tests {
         );
         assert_eq!(
             drain(&mut c),
-            vec![PuOutput::Send {
-                conn: 1,
-                message: AsapMessage::EndpointUnreachable {
+            vec![send(
+                1,
+                AsapMessage::EndpointUnreachable {
                     pool_handle: handle(),
                     identifier: 2
                 }
-            }]
+            )]
         );
         // The entry is invalidated: the next selection resolves again, and
         // the registrar (one report is not enough for it) still lists 2.
         let t1 = t0 + Duration::from_millis(10);
         c.select(t1, 20, handle());
-        assert_eq!(
-            drain(&mut c),
-            vec![PuOutput::Send {
-                conn: 1,
-                message: request()
-            }]
-        );
+        assert_eq!(drain(&mut c), vec![send(1, request())]);
         c.handle_message(t1, 1, response(&[1, 2, 3]));
         c.select(t1, 21, handle());
         c.select(t1, 22, handle());
@@ -1039,17 +1022,9 @@ mod tests {
             c.report_unreachable(t0, &other, 1),
             ReportOutcome::NotResolved
         );
-        let sent = drain(&mut c)
+        let sent = sends(&drain(&mut c))
             .into_iter()
-            .filter(|o| {
-                matches!(
-                    o,
-                    PuOutput::Send {
-                        message: AsapMessage::EndpointUnreachable { .. },
-                        ..
-                    }
-                )
-            })
+            .filter(|(_, m)| matches!(m, AsapMessage::EndpointUnreachable { .. }))
             .count();
         assert_eq!(sent, 2);
         // A second later the bucket has refilled and 1 may be reported again.
@@ -1077,17 +1052,17 @@ mod tests {
             c.report_unreachable(t0, &handle(), 2),
             ReportOutcome::Reported
         );
-        assert_eq!(drain(&mut c), vec![PuOutput::Hunt]);
+        assert_eq!(drain(&mut c), vec![hunt()]);
         c.handle_connected(t0, 2, REG2);
         assert_eq!(
             drain(&mut c),
-            vec![PuOutput::Send {
-                conn: 2,
-                message: AsapMessage::EndpointUnreachable {
+            vec![send(
+                2,
+                AsapMessage::EndpointUnreachable {
                     pool_handle: handle(),
                     identifier: 2
                 }
-            }]
+            )]
         );
         // Dropped when no registrar can be found.
         c.handle_disconnected(t0, 2, "idle");
@@ -1138,14 +1113,14 @@ mod tests {
         c.resolve(t0, 1, handle());
         assert_eq!(
             drain(&mut c),
-            vec![PuOutput::Send {
-                conn: 1,
-                message: AsapMessage::HandleResolution {
+            vec![send(
+                1,
+                AsapMessage::HandleResolution {
                     subscribe: false,
                     pool_handle: handle(),
                     items: Some(8)
                 }
-            }]
+            )]
         );
     }
 }
