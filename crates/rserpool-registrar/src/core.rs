@@ -175,23 +175,13 @@ impl RegistrarCore {
     /// A framing error on a connection: the stream cannot be cut into
     /// messages any more, so the connection is closed after an error.
     pub fn handle_framing_error(&mut self, _now: Instant, conn: ConnId, error: &FramingError) {
-        let Some(peer) = self.peers.get(&conn) else {
-            return;
-        };
-        self.stats.malformed += 1;
-        let identity = identity_text(&peer.identity);
-        self.send(
-            conn,
-            AsapMessage::Error {
-                error: OperationError::single(Cause::new(CauseCode::InvalidValues)),
-            },
-        );
-        self.outputs.push_back(Output::Event(Event::Malformed {
-            conn,
-            identity,
-            error: error.to_string(),
-        }));
-        self.close(conn, format!("unframeable stream: {error}"));
+        let cause = Cause::new(CauseCode::InvalidValues);
+        if self
+            .note_malformed(conn, Some(cause), error.to_string())
+            .is_some()
+        {
+            self.close(conn, format!("unframeable stream: {error}"));
+        }
     }
 
     /// One complete frame from a connection (ChannelCodec output).
@@ -218,40 +208,37 @@ impl RegistrarCore {
     }
 
     fn malformed(&mut self, conn: ConnId, frame: &[u8], e: &DecodeError) {
-        let Some(peer) = self.peers.get_mut(&conn) else {
-            return;
-        };
-        peer.malformed += 1;
-        let too_many = peer.malformed > self.config.max_malformed_per_connection;
-        let identity = identity_text(&peer.identity);
-        self.stats.malformed += 1;
         // RFC 5354 section 3.12: report what the type bits ask to report.
-        if let Some(code) = e.cause() {
+        let cause = e.cause().map(|code| {
             let info = match &e.kind {
                 DecodeErrorKind::UnrecognizedParameter { tlv, .. } => tlv.clone(),
                 _ => frame[..frame.len().min(MAX_ECHOED)].to_vec(),
             };
-            self.send(
-                conn,
-                AsapMessage::Error {
-                    error: OperationError::single(Cause::with_info(code, info)),
-                },
-            );
+            Cause::with_info(code, info)
+        });
+        let max = self.config.max_malformed_per_connection;
+        if self.note_malformed(conn, cause, e.to_string()) > Some(max) {
+            self.close(conn, format!("more than {max} malformed messages"));
+        }
+    }
+
+    /// Count a malformed input from `conn`, answer it with `cause` (if the
+    /// rules ask for an answer) and report it. Returns the connection's
+    /// count of malformed inputs; `None` for an unknown connection.
+    fn note_malformed(&mut self, conn: ConnId, cause: Option<Cause>, error: String) -> Option<u32> {
+        let peer = self.peers.get_mut(&conn)?;
+        peer.malformed += 1;
+        let (count, identity) = (peer.malformed, identity_text(&peer.identity));
+        self.stats.malformed += 1;
+        if let Some(cause) = cause {
+            self.send_error(conn, cause);
         }
         self.outputs.push_back(Output::Event(Event::Malformed {
             conn,
             identity,
-            error: e.to_string(),
+            error,
         }));
-        if too_many {
-            self.close(
-                conn,
-                format!(
-                    "more than {} malformed messages",
-                    self.config.max_malformed_per_connection
-                ),
-            );
-        }
+        Some(count)
     }
 
     /// A decoded message from a connection.
@@ -286,15 +273,8 @@ impl RegistrarCore {
             other => {
                 // A message a registrar never receives (RFC 5354 3.12.3).
                 let info = other.to_bytes().unwrap_or_default();
-                self.send(
-                    conn,
-                    AsapMessage::Error {
-                        error: OperationError::single(Cause::with_info(
-                            CauseCode::UnrecognizedMessage,
-                            &info[..info.len().min(MAX_ECHOED)],
-                        )),
-                    },
-                );
+                let info = &info[..info.len().min(MAX_ECHOED)];
+                self.send_error(conn, Cause::with_info(CauseCode::UnrecognizedMessage, info));
             }
         }
     }
@@ -708,20 +688,21 @@ impl RegistrarCore {
     }
 
     /// Send a keep-alive to a PE unless one is outstanding or the per-PE
-    /// limit is reached (RFC 5355 2.14).
-    fn probe(&mut self, now: Instant, handle: PoolHandle, id: u32) {
+    /// limit is reached (RFC 5355 2.14). Returns whether a probe was armed
+    /// (and with it the PE's keep-alive deadline).
+    fn probe(&mut self, now: Instant, handle: PoolHandle, id: u32) -> bool {
         let Some(conn) = self
             .handlespace
             .find(&handle, id)
             .and_then(|e| e.connection)
         else {
-            return;
+            return false;
         };
         let window = self.config.keep_alive_interval;
         let max = self.config.max_keep_alives_per_interval;
         let probe = self.probes.entry((handle.clone(), id)).or_default();
         if probe.outstanding || !probe.sent.try_record(now, window, max) {
-            return;
+            return false;
         }
         probe.outstanding = true;
         let due = now + self.config.keep_alive_timeout;
@@ -739,6 +720,7 @@ impl RegistrarCore {
                 },
             );
         }
+        true
     }
 
     /// A keep-alive interval drawn from 50..150 % of the configured one
@@ -791,22 +773,15 @@ impl RegistrarCore {
                     if outstanding {
                         self.stats.keep_alive_failures += 1;
                         self.remove(&handle, id, Removal::KeepAliveTimeout);
-                    } else {
-                        self.probe(now, handle.clone(), id);
+                    } else if !self.probe(now, handle.clone(), id) {
                         // Over the per-PE limit: try again next interval.
-                        if self
-                            .handlespace
-                            .find(&handle, id)
-                            .is_some_and(|e| e.keep_alive_due.is_none())
-                        {
-                            let due = now + self.keep_alive_interval();
-                            self.handlespace.set_deadline(
-                                &handle,
-                                id,
-                                DeadlineKind::KeepAlive,
-                                Some(due),
-                            );
-                        }
+                        let due = now + self.keep_alive_interval();
+                        self.handlespace.set_deadline(
+                            &handle,
+                            id,
+                            DeadlineKind::KeepAlive,
+                            Some(due),
+                        );
                     }
                 }
             }
@@ -845,6 +820,12 @@ impl RegistrarCore {
 
     fn send(&mut self, conn: ConnId, msg: AsapMessage) {
         self.outputs.push_back(Output::Send { conn, msg });
+    }
+
+    /// ASAP_ERROR with one cause (RFC 5352 2.2.14).
+    fn send_error(&mut self, conn: ConnId, cause: Cause) {
+        let error = OperationError::single(cause);
+        self.send(conn, AsapMessage::Error { error });
     }
 
     fn close(&mut self, conn: ConnId, reason: String) {

@@ -149,7 +149,7 @@ impl Registrar {
         let now = Instant::now().into_std();
         let mut core_config = config.core.clone();
         if core_config.seed == 0 {
-            core_config.seed = random_seed();
+            core_config.seed = rserpool_security::random_seed();
         }
         let core = RegistrarCore::new(core_config, now).map_err(ServiceError::Config)?;
         if config.listen.is_empty() {
@@ -243,14 +243,6 @@ struct Shared {
     next_conn: AtomicU64,
     permits: Arc<Semaphore>,
     inputs: mpsc::Sender<Input>,
-}
-
-fn random_seed() -> u64 {
-    let mut b = [0u8; 8];
-    match openssl::rand::rand_bytes(&mut b) {
-        Ok(()) => u64::from_le_bytes(b),
-        Err(_) => Instant::now().elapsed().as_nanos() as u64 | 1,
-    }
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
@@ -440,18 +432,19 @@ async fn core_loop(
             },
             _ = sleep_until_opt(deadline) => None,
         };
+        // One clock reading per batch of inputs.
+        let now = Instant::now().into_std();
         if let Some(first) = input {
             let mut next = Some(first);
             let mut n = 0;
             while let Some(i) = next.take() {
-                apply(&mut core, &mut writers, i);
+                apply(&mut core, &mut writers, now, i);
                 n += 1;
                 if n < 256 {
                     next = inputs.try_recv().ok();
                 }
             }
         }
-        let now = Instant::now().into_std();
         if core.poll_timeout().is_some_and(|t| t <= now) {
             core.handle_timeout(now);
         }
@@ -459,8 +452,12 @@ async fn core_loop(
     }
 }
 
-fn apply(core: &mut RegistrarCore, writers: &mut FxHashMap<ConnId, Writer>, input: Input) {
-    let now = Instant::now().into_std();
+fn apply(
+    core: &mut RegistrarCore,
+    writers: &mut FxHashMap<ConnId, Writer>,
+    now: std::time::Instant,
+    input: Input,
+) {
     match input {
         Input::Connect { conn, info, writer } => {
             writers.insert(conn, writer);

@@ -28,4 +28,21 @@ pub fn random_bytes(buf: &mut [u8]) -> Result<(), SecurityError> {
     openssl::rand::rand_bytes(buf).map_err(SecurityError::from)
 }
 
+/// A seed for a protocol core's random generator (selection policies,
+/// identifiers, jitter): from OpenSSL's CSPRNG, or from the clock and the
+/// process id if that fails.
+pub fn random_seed() -> u64 {
+    let mut b = [0u8; 8];
+    match random_bytes(&mut b) {
+        Ok(()) => u64::from_le_bytes(b),
+        Err(e) => {
+            tracing::warn!("no random seed from OpenSSL ({e}); seeding from the clock");
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0x5eed, |d| d.as_nanos() as u64)
+                ^ u64::from(std::process::id())
+        }
+    }
+}
+
 pub use tls::{PeerIdentity, TlsClient, TlsClientConfig, TlsServer, TlsServerConfig};

@@ -18,6 +18,7 @@ use openssl::x509::extension::{
 use openssl::x509::{X509Builder, X509Name, X509NameBuilder, X509};
 
 use crate::files::{self, Existing};
+use crate::tls::CertificateFiles;
 use crate::SecurityError;
 
 /// A certificate and its private key.
@@ -43,6 +44,17 @@ impl Issued {
         files::write(cert, &self.certificate.to_pem()?, 0o644, Existing::Replace)?;
         let pem = self.key.private_key_to_pem_pkcs8()?;
         files::write(key, &pem, 0o600, Existing::Replace)
+    }
+
+    /// Write `NAME.pem` and `NAME.key` into `dir` and name them as the
+    /// certificate files of a TLS set-up.
+    pub fn write_files(&self, dir: &Path, name: &str) -> Result<CertificateFiles, SecurityError> {
+        let files = CertificateFiles {
+            chain: dir.join(format!("{name}.pem")),
+            key: dir.join(format!("{name}.key")),
+        };
+        self.write_pem(&files.chain, &files.key)?;
+        Ok(files)
     }
 }
 

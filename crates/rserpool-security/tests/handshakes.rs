@@ -33,35 +33,34 @@ struct Pki {
 
 fn pki() -> Pki {
     let dir = tempfile::tempdir().expect("tempdir");
-    let p = |n: &str| dir.path().join(n);
+    let d = dir.path();
     let ca = CertificateAuthority::generate("test CA", 1).expect("ca");
-    ca.issued()
-        .write_pem(&p("ca.pem"), &p("ca.key"))
-        .expect("write");
-    let files = |name: &str| CertificateFiles {
-        chain: p(&format!("{name}.pem")),
-        key: p(&format!("{name}.key")),
+    ca.issued().write_files(d, "ca").expect("write");
+    let issue = |ca: &CertificateAuthority, cn: &str, dns: &[&str], ips: &[IpAddr], name: &str| {
+        ca.issue(cn, dns, ips, 1)
+            .expect("issue")
+            .write_files(d, name)
+            .expect("write")
     };
-    let registrar = files("registrar");
-    ca.issue("registrar-1", &["registrar.test"], &[LOCALHOST], 1)
-        .expect("issue")
-        .write_pem(&registrar.chain, &registrar.key)
-        .expect("write");
-    let pu = files("pu");
-    ca.issue("pu-7", &[], &[], 1)
-        .expect("issue")
-        .write_pem(&pu.chain, &pu.key)
-        .expect("write");
+    let registrar = issue(
+        &ca,
+        "registrar-1",
+        &["registrar.test"],
+        &[LOCALHOST],
+        "registrar",
+    );
+    let pu = issue(&ca, "pu-7", &[], &[], "pu");
     // Signed by another CA.
     let other = CertificateAuthority::generate("other CA", 1).expect("ca");
-    let rogue = files("rogue");
-    other
-        .issue("registrar-1", &["registrar.test"], &[LOCALHOST], 1)
-        .expect("issue")
-        .write_pem(&rogue.chain, &rogue.key)
-        .expect("write");
+    let rogue = issue(
+        &other,
+        "registrar-1",
+        &["registrar.test"],
+        &[LOCALHOST],
+        "rogue",
+    );
     Pki {
-        ca: p("ca.pem"),
+        ca: d.join("ca.pem"),
         registrar,
         pu,
         rogue,

@@ -112,18 +112,39 @@ pub enum LinkAction {
     Hunt,
 }
 
-/// A seed for a core's random generator, from OpenSSL's CSPRNG (the
-/// clock if that fails).
-pub(crate) fn random_seed() -> u64 {
-    let mut b = [0u8; 8];
-    match openssl::rand::rand_bytes(&mut b) {
-        Ok(()) => u64::from_le_bytes(b),
-        Err(e) => {
-            tracing::warn!("no random seed from OpenSSL ({e}); seeding from the clock");
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0x5eed, |d| d.as_nanos() as u64)
-                ^ u64::from(std::process::id())
-        }
+pub(crate) use rserpool_security::random_seed;
+
+/// Expected outputs in the PE and PU core tests.
+#[cfg(test)]
+pub(crate) mod test_outputs {
+    use rserpool_wire::AsapMessage;
+
+    use crate::{ConnId, LinkAction};
+
+    /// A core output that may carry a [`LinkAction`].
+    pub(crate) trait CoreOutput: From<LinkAction> {
+        fn link(&self) -> Option<&LinkAction>;
+    }
+
+    pub(crate) fn send<O: CoreOutput>(conn: ConnId, message: AsapMessage) -> O {
+        LinkAction::Send { conn, message }.into()
+    }
+
+    pub(crate) fn close<O: CoreOutput>(conn: ConnId) -> O {
+        LinkAction::Close { conn }.into()
+    }
+
+    pub(crate) fn hunt<O: CoreOutput>() -> O {
+        LinkAction::Hunt.into()
+    }
+
+    /// The messages among `outs`, with their connections.
+    pub(crate) fn sends<O: CoreOutput>(outs: &[O]) -> Vec<(ConnId, AsapMessage)> {
+        outs.iter()
+            .filter_map(|o| match o.link() {
+                Some(LinkAction::Send { conn, message }) => Some((*conn, message.clone())),
+                _ => None,
+            })
+            .collect()
     }
 }

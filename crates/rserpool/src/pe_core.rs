@@ -926,6 +926,16 @@ mod tests {
     use rserpool_wire::{Cause, Policy};
 
     use super::*;
+    use crate::test_outputs::{close, hunt, sends, CoreOutput};
+
+    impl CoreOutput for PeOutput {
+        fn link(&self) -> Option<&LinkAction> {
+            match self {
+                PeOutput::Link(a) => Some(a),
+                _ => None,
+            }
+        }
+    }
 
     const REG1: SocketAddr =
         SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1)), 3863);
@@ -954,25 +964,6 @@ mod tests {
 
     fn drain(c: &mut PeCore) -> Vec<PeOutput> {
         std::iter::from_fn(|| c.poll_output()).collect()
-    }
-
-    fn close(conn: ConnId) -> PeOutput {
-        LinkAction::Close { conn }.into()
-    }
-
-    fn hunt() -> PeOutput {
-        LinkAction::Hunt.into()
-    }
-
-    fn sends(outs: &[PeOutput]) -> Vec<(ConnId, AsapMessage)> {
-        outs.iter()
-            .filter_map(|o| match o {
-                PeOutput::Link(LinkAction::Send { conn, message }) => {
-                    Some((*conn, message.clone()))
-                }
-                _ => None,
-            })
-            .collect()
     }
 
     fn events(outs: &[PeOutput]) -> Vec<PeEvent> {

@@ -634,6 +634,16 @@ mod tests {
     use rserpool_wire::{Cause, Policy, Transport, TransportUse};
 
     use super::*;
+    use crate::test_outputs::{close, hunt, send, sends, CoreOutput};
+
+    impl CoreOutput for PuOutput {
+        fn link(&self) -> Option<&LinkAction> {
+            match self {
+                PuOutput::Link(a) => Some(a),
+                _ => None,
+            }
+        }
+    }
     use crate::config::RegistrarEndpoint;
 
     const REG1: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 3863);
@@ -703,29 +713,6 @@ mod tests {
 
     fn drain(c: &mut PuCore) -> Vec<PuOutput> {
         std::iter::from_fn(|| c.poll_output()).collect()
-    }
-
-    fn send(conn: ConnId, message: AsapMessage) -> PuOutput {
-        LinkAction::Send { conn, message }.into()
-    }
-
-    fn close(conn: ConnId) -> PuOutput {
-        LinkAction::Close { conn }.into()
-    }
-
-    fn hunt() -> PuOutput {
-        LinkAction::Hunt.into()
-    }
-
-    fn sends(outs: &[PuOutput]) -> Vec<(ConnId, AsapMessage)> {
-        outs.iter()
-            .filter_map(|o| match o {
-                PuOutput::Link(LinkAction::Send { conn, message }) => {
-                    Some((*conn, message.clone()))
-                }
-                _ => None,
-            })
-            .collect()
     }
 
     fn ids(r: &Result<Vec<PoolElement>, ClientError>) -> Vec<u32> {

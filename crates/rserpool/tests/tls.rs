@@ -87,29 +87,22 @@ struct Pki {
 
 fn pki() -> Pki {
     let dir = tempfile::tempdir().expect("tempdir");
-    let p = |n: &str| dir.path().join(n);
-    let files = |name: &str| CertificateFiles {
-        chain: p(&format!("{name}.pem")),
-        key: p(&format!("{name}.key")),
-    };
+    let d = dir.path();
     let ca = CertificateAuthority::generate("test CA", 1).expect("ca");
-    ca.issued()
-        .write_pem(&p("ca.pem"), &p("ca.key"))
-        .expect("write");
-    let registrar = files("registrar");
-    ca.issue("registrar-1", &["registrar.test"], &[LOCALHOST], 1)
-        .expect("issue")
-        .write_pem(&registrar.chain, &registrar.key)
-        .expect("write");
-    let other = CertificateAuthority::generate("rogue CA", 1).expect("ca");
-    let rogue = files("rogue");
-    other
+    ca.issued().write_files(d, "ca").expect("write");
+    let registrar = ca
         .issue("registrar-1", &["registrar.test"], &[LOCALHOST], 1)
         .expect("issue")
-        .write_pem(&rogue.chain, &rogue.key)
+        .write_files(d, "registrar")
+        .expect("write");
+    let other = CertificateAuthority::generate("rogue CA", 1).expect("ca");
+    let rogue = other
+        .issue("registrar-1", &["registrar.test"], &[LOCALHOST], 1)
+        .expect("issue")
+        .write_files(d, "rogue")
         .expect("write");
     Pki {
-        ca: p("ca.pem"),
+        ca: d.join("ca.pem"),
         registrar,
         rogue,
         _dir: dir,

@@ -11,7 +11,6 @@ use std::time::Duration;
 use rserpool::{ClientConfig, PoolElement, PoolElementSpec, PoolUser, RegistrarEndpoint};
 use rserpool_registrar::{CoreConfig, Event, Registrar, Removal, ServiceConfig};
 use rserpool_security::pki::CertificateAuthority;
-use rserpool_security::tls::CertificateFiles;
 use rserpool_security::{Psk, PskStore, TlsClient, TlsClientConfig, TlsServer, TlsServerConfig};
 use rserpool_wire::{Policy, PoolHandle};
 
@@ -112,30 +111,22 @@ async fn pe_stays_by_keep_alives_and_pus_reports_remove_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pu_skips_a_registrar_whose_certificate_does_not_verify() {
     let dir = tempfile::tempdir().unwrap();
-    let p = |n: &str| dir.path().join(n);
+    let d = dir.path();
     let ca = CertificateAuthority::generate("lab CA", 1).unwrap();
-    ca.issued().write_pem(&p("ca.pem"), &p("ca.key")).unwrap();
-    ca.issue("registrar-good", &[], &[LOCALHOST], 1)
-        .unwrap()
-        .write_pem(&p("good.pem"), &p("good.key"))
-        .unwrap();
+    ca.issued().write_files(d, "ca").unwrap();
+    let good = ca.issue("registrar-good", &[], &[LOCALHOST], 1).unwrap();
     let rogue_ca = CertificateAuthority::generate("rogue CA", 1).unwrap();
-    rogue_ca
+    let rogue = rogue_ca
         .issue("registrar-good", &[], &[LOCALHOST], 1)
-        .unwrap()
-        .write_pem(&p("rogue.pem"), &p("rogue.key"))
         .unwrap();
-    let cert = |name: &str| TlsServerConfig {
-        certificate: Some(CertificateFiles {
-            chain: p(&format!("{name}.pem")),
-            key: p(&format!("{name}.key")),
-        }),
+    let cert = |issued: rserpool_security::pki::Issued, name: &str| TlsServerConfig {
+        certificate: Some(issued.write_files(d, name).unwrap()),
         ..TlsServerConfig::default()
     };
-    let rogue = registrar(cert("rogue"), CoreConfig::default()).await;
-    let good = registrar(cert("good"), CoreConfig::default()).await;
+    let rogue = registrar(cert(rogue, "rogue"), CoreConfig::default()).await;
+    let good = registrar(cert(good, "good"), CoreConfig::default()).await;
     let tls = TlsClient::new(&TlsClientConfig {
-        ca: Some(p("ca.pem")),
+        ca: Some(d.join("ca.pem")),
         ..TlsClientConfig::default()
     })
     .unwrap();

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::BytesMut;
+use rserpool::connection::{self, RegistrarConnection};
+use rserpool::RegistrarEndpoint;
 use rserpool_registrar::{CoreConfig, Registrar, ServiceConfig};
 use rserpool_security::rate_limit::Rate;
 use rserpool_security::{Psk, PskStore, TlsClient, TlsClientConfig, TlsServer, TlsServerConfig};
@@ -21,8 +23,8 @@ use rserpool_wire::{
     AsapMessage, Policy, PoolElement, PoolHandle, Transport, TransportUse, WireMessage,
 };
 use serde::Serialize;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 use crate::duration::parse_duration;
 
@@ -78,7 +80,7 @@ struct Report {
 }
 
 /// How a client builds request number `i`.
-type MakeRequest = Arc<dyn Fn(usize, u64) -> Vec<u8> + Send + Sync>;
+type MakeRequest = Arc<dyn Fn(usize, u64) -> AsapMessage + Send + Sync>;
 
 pub async fn run(args: &Args) -> anyhow::Result<()> {
     match args {
@@ -124,9 +126,8 @@ async fn registrar(args: &RegistrarArgs) -> anyhow::Result<()> {
     // The pool to resolve, registered by client 0.
     let mut setup = connect(addr, &keys[0]).await?;
     for id in 0..args.pool_size {
-        let req = registration(&handle, 0xb000_0000 + id).to_bytes()?;
-        let resp = setup.request(&req).await?;
-        match AsapMessage::decode(&resp)?.message {
+        let req = registration(&handle, 0xb000_0000 + id);
+        match request(&mut setup, &req).await? {
             AsapMessage::RegistrationResponse { error: None, .. } => {}
             other => anyhow::bail!("benchmark pool set-up refused: {other:?}"),
         }
@@ -135,11 +136,10 @@ async fn registrar(args: &RegistrarArgs) -> anyhow::Result<()> {
         subscribe: false,
         pool_handle: handle.clone(),
         items: Some(args.items),
-    }
-    .to_bytes()?;
-    let resolution_reply = setup.request(&resolution).await?;
-    let reg_sample = registration(&handle, 1).to_bytes()?;
-    let reg_reply = setup.request(&reg_sample).await?;
+    };
+    let resolution_reply = request(&mut setup, &resolution).await?.to_bytes()?;
+    let reg_sample = registration(&handle, 1);
+    let reg_reply = request(&mut setup, &reg_sample).await?.to_bytes()?;
     drop(setup);
 
     let res_req = resolution.clone();
@@ -148,7 +148,7 @@ async fn registrar(args: &RegistrarArgs) -> anyhow::Result<()> {
     let make_registration: MakeRequest = Arc::new(move |client, n| {
         // A new PE each time: identifiers unique per client.
         let id = ((client as u32) << 20) | (n as u32 & 0xf_ffff);
-        registration(&h, id).to_bytes().unwrap_or_default()
+        registration(&h, id)
     });
 
     progress(args, "handle resolutions, registrar");
@@ -157,11 +157,11 @@ async fn registrar(args: &RegistrarArgs) -> anyhow::Result<()> {
     let reg = measure(addr, &keys, args.duration, make_registration.clone()).await?;
     registrar.shutdown().await;
 
-    let echo_res = EchoServer::start(tls.clone(), resolution_reply.clone()).await?;
+    let echo_res = EchoServer::start(tls.clone(), resolution_reply.clone().into()).await?;
     progress(args, "handle resolutions, TLS echo");
     let echo_res_rate = measure(echo_res.addr, &keys, args.duration, make_resolution).await?;
     drop(echo_res);
-    let echo_reg = EchoServer::start(tls, reg_reply.clone()).await?;
+    let echo_reg = EchoServer::start(tls, reg_reply.clone().into()).await?;
     progress(args, "registrations, TLS echo");
     let echo_reg_rate = measure(echo_reg.addr, &keys, args.duration, make_registration).await?;
     drop(echo_reg);
@@ -183,8 +183,18 @@ async fn registrar(args: &RegistrarArgs) -> anyhow::Result<()> {
         clients: args.clients,
         duration_s: args.duration.as_secs_f64(),
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        resolutions: pair(res, echo_res_rate, resolution.len(), resolution_reply.len()),
-        registrations: pair(reg, echo_reg_rate, reg_sample.len(), reg_reply.len()),
+        resolutions: pair(
+            res,
+            echo_res_rate,
+            resolution.to_bytes()?.len(),
+            resolution_reply.len(),
+        ),
+        registrations: pair(
+            reg,
+            echo_reg_rate,
+            reg_sample.to_bytes()?.len(),
+            reg_reply.len(),
+        ),
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -258,7 +268,7 @@ async fn measure(
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let req = make(i, n);
-                c.request(&req).await?;
+                request(&mut c, &req).await?;
                 n += 1;
                 if counting.load(Ordering::Relaxed) {
                     done.fetch_add(1, Ordering::Relaxed);
@@ -280,41 +290,27 @@ async fn measure(
     Ok(count as f64 / elapsed)
 }
 
-/// A benchmark client: one TLS connection, one request at a time.
-struct BenchClient<S> {
-    stream: S,
-    buf: BytesMut,
-    codec: ChannelCodec,
-}
-
-async fn connect(
-    addr: SocketAddr,
-    key: &Psk,
-) -> anyhow::Result<BenchClient<tokio_openssl::SslStream<TcpStream>>> {
+/// A benchmark client: the client library's registrar connection over
+/// TLS with this client's PSK.
+async fn connect(addr: SocketAddr, key: &Psk) -> anyhow::Result<RegistrarConnection> {
     let tls = TlsClient::new(&TlsClientConfig {
         psk: Some(key.clone()),
         ..TlsClientConfig::default()
     })?;
-    let tcp = TcpStream::connect(addr)
-        .await
-        .with_context(|| format!("cannot connect to {addr}"))?;
-    tcp.set_nodelay(true)?;
-    let (stream, _) = tls.connect(tcp, &addr.ip().to_string()).await?;
-    Ok(BenchClient {
-        stream,
-        buf: BytesMut::with_capacity(8192),
-        codec: ChannelCodec::new(ChannelCodec::ABSOLUTE_MAX),
-    })
+    let endpoint = RegistrarEndpoint::new(addr);
+    Ok(connection::connect(
+        &endpoint,
+        Some(&tls),
+        Duration::from_secs(10),
+        ChannelCodec::ABSOLUTE_MAX,
+    )
+    .await?)
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> BenchClient<S> {
-    async fn request(&mut self, req: &[u8]) -> anyhow::Result<bytes::Bytes> {
-        self.stream.write_all(req).await?;
-        self.stream.flush().await?;
-        next_frame(&mut self.stream, &mut self.codec, &mut self.buf)
-            .await?
-            .context("server closed the connection")
-    }
+/// One request, one answer.
+async fn request(c: &mut RegistrarConnection, req: &AsapMessage) -> anyhow::Result<AsapMessage> {
+    c.send(req).await?;
+    c.recv().await?.context("server closed the connection")
 }
 
 async fn next_frame<S: AsyncRead + Unpin>(

@@ -126,7 +126,7 @@ pub fn service_config(args: &Args) -> anyhow::Result<ServiceConfig> {
         Some(id) => id,
         None => loop {
             let mut b = [0u8; 4];
-            openssl_rand(&mut b)?;
+            rserpool_security::random_bytes(&mut b).context("cannot draw a random server id")?;
             let id = u32::from_be_bytes(b);
             if id != 0 {
                 break id;
@@ -153,10 +153,6 @@ pub fn service_config(args: &Args) -> anyhow::Result<ServiceConfig> {
         },
         ..ServiceConfig::default()
     })
-}
-
-fn openssl_rand(b: &mut [u8]) -> anyhow::Result<()> {
-    rserpool_security::random_bytes(b).context("cannot draw a random server id")
 }
 
 pub async fn run(args: &Args) -> anyhow::Result<()> {
