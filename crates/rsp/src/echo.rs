@@ -1,14 +1,17 @@
 //! The echo service a demo PE offers, and its client: PU-PE session
 //! framing of DESIGN section 3 (`[u32 ppid][u32 length][payload]`), each
 //! user-data frame sent back unchanged with its ppid. ASAP control frames
-//! (ppid 11) are not part of echo and are dropped.
+//! (ppid 11) are not part of echo and are dropped. The client side picks
+//! a PE through a [`PoolUser`] and fails over to the next one.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::BytesMut;
+use rserpool::PoolUser;
 use rserpool_wire::framing::{SessionCodec, SessionFrame};
+use rserpool_wire::{PoolElement, PoolHandle, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -17,18 +20,24 @@ pub const PPID_ECHO: u32 = 7;
 /// Largest echo payload.
 pub const MAX_PAYLOAD: usize = 64 * 1024;
 
-/// Serve echo on `listener` until the task is dropped.
+/// Serve echo on `listener` until the task is dropped; dropping it also
+/// ends every open session (they live in the server's task set), so an
+/// aborted server is gone like a crashed process.
 pub async fn serve(listener: TcpListener) {
+    let mut sessions = tokio::task::JoinSet::new();
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!(error = %e, "echo accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "echo accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => continue,
         };
-        tokio::spawn(async move {
+        sessions.spawn(async move {
             if let Err(e) = echo_connection(stream).await {
                 tracing::debug!(%peer, error = %e, "echo session ended");
             }
@@ -84,6 +93,72 @@ pub async fn request(
     })
     .await
     .with_context(|| format!("no echo from the PE at {addr} within {timeout:?}"))?
+}
+
+/// An echo answered by some PE of a pool, after `failed` PEs did not.
+#[derive(Debug)]
+pub struct Answered {
+    /// The PE that answered.
+    pub pe: PoolElement,
+    /// Its reply.
+    pub reply: Vec<u8>,
+    /// PEs tried before it, with what went wrong.
+    pub failed: Vec<(u32, String)>,
+    /// Time from the first attempt to the answer.
+    pub took: Duration,
+}
+
+/// A pool user's echo request with failover: pick a PE by the pool's
+/// policy, send `payload`, and on failure report the PE (RFC 5352 3.5)
+/// and try the next one, until one answers or the pool has none left.
+pub async fn request_with_failover(
+    pu: &PoolUser,
+    handle: &PoolHandle,
+    payload: &[u8],
+    timeout: Duration,
+) -> anyhow::Result<Answered> {
+    let start = Instant::now();
+    let mut failed = Vec::new();
+    loop {
+        let pe = match pu.select(handle).await {
+            Ok(pe) => pe,
+            Err(e) if !failed.is_empty() => {
+                let tried: Vec<String> = failed
+                    .iter()
+                    .map(|(id, why)| format!("PE {id:#010x}: {why}"))
+                    .collect();
+                anyhow::bail!("{e}; tried {}", tried.join("; "))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let Some(addr) = user_address(&pe) else {
+            pu.report_unreachable(handle, pe.identifier).await?;
+            failed.push((pe.identifier, "not a TCP PE".to_string()));
+            continue;
+        };
+        match request(addr, payload, timeout).await {
+            Ok(reply) => {
+                return Ok(Answered {
+                    pe,
+                    reply,
+                    failed,
+                    took: start.elapsed(),
+                })
+            }
+            Err(e) => {
+                pu.report_unreachable(handle, pe.identifier).await?;
+                failed.push((pe.identifier, format!("{e:#}")));
+            }
+        }
+    }
+}
+
+/// The TCP address a PE serves its users on.
+pub fn user_address(p: &PoolElement) -> Option<SocketAddr> {
+    match &p.user_transport {
+        Transport::Tcp { port, address, .. } => Some(SocketAddr::new(*address, *port)),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

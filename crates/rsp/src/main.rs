@@ -5,13 +5,16 @@
 mod bench;
 mod client_args;
 mod decode;
+mod demo;
 mod duration;
 mod echo;
+mod generate;
 mod keygen;
 mod pe;
 mod registrar;
 mod resolve;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -19,17 +22,34 @@ use clap::{Parser, Subcommand};
 /// The RSerPool suite: registrar, pool elements, pool users, tools.
 #[derive(Debug, Parser)]
 #[command(name = "rsp", version, about, propagate_version = true)]
-struct Cli {
+pub(crate) struct Cli {
     /// Log filter for stderr (tracing syntax, e.g. "info" or
-    /// "rserpool_registrar=debug"); RUST_LOG works too.
-    #[arg(long, global = true, default_value = "info")]
-    log: String,
+    /// "rserpool_registrar=debug"); RUST_LOG works too. Default: info
+    /// (warn for the demo, whose own output tells the story).
+    #[arg(long, global = true)]
+    log: Option<String>,
+    /// Log format on stderr: human-readable text, or one JSON object per
+    /// line for log collectors.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Text for people (coloured when stderr is a terminal).
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a secure pool with failover on this machine: a registrar, echo
+    /// PEs and a pool user; one PE is killed on the way.
+    Demo(demo::Args),
     /// Decode one ASAP or ENRP message given in hex and print it as JSON.
     Decode(decode::Args),
     /// Generate credentials.
@@ -44,18 +64,29 @@ enum Command {
     /// Measure performance (prints figures; --json for JSON).
     #[command(subcommand)]
     Bench(bench::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(generate::CompletionArgs),
+    /// Write man pages for rsp and every subcommand to a directory.
+    Man(generate::ManArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log);
+    let default_filter = match cli.command {
+        Command::Demo(_) => "warn",
+        _ => "info",
+    };
+    init_logging(cli.log.as_deref().unwrap_or(default_filter), cli.log_format);
     let result = match &cli.command {
+        Command::Demo(args) => runtime().and_then(|rt| rt.block_on(demo::run(args))),
         Command::Decode(args) => decode::run(args),
         Command::Keygen(args) => keygen::run(args),
         Command::Registrar(args) => runtime().and_then(|rt| rt.block_on(registrar::run(args))),
         Command::Pe(args) => runtime().and_then(|rt| rt.block_on(pe::run(args))),
         Command::Resolve(args) => runtime().and_then(|rt| rt.block_on(resolve::run(args))),
         Command::Bench(args) => runtime().and_then(|rt| rt.block_on(bench::run(args))),
+        Command::Completions(args) => generate::completions(args),
+        Command::Man(args) => generate::man(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -73,14 +104,17 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-fn init_logging(filter: &str) {
+fn init_logging(filter: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().init(),
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

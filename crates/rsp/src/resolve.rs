@@ -3,16 +3,16 @@
 //! pool's policy, send TEXT to its echo service and fail over to the next
 //! PE (reporting the failed one, RFC 5352 3.5) until one answers.
 
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use rserpool::PoolUser;
-use rserpool_wire::{PoolElement, PoolHandle, Transport};
+use rserpool_wire::{PoolElement, PoolHandle};
 use serde_json::json;
 
 use crate::client_args::ClientArgs;
 use crate::duration::parse_duration;
+use crate::echo::user_address;
 
 /// Flags of `rsp resolve`.
 #[derive(Debug, clap::Args)]
@@ -64,8 +64,13 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
         }
     }
     if let Some(text) = &args.echo {
-        let (pe, reply, failed, took) =
-            echo_with_failover(&pu, &handle, text, args.echo_timeout).await?;
+        let crate::echo::Answered {
+            pe,
+            reply,
+            failed,
+            took,
+        } = crate::echo::request_with_failover(&pu, &handle, text.as_bytes(), args.echo_timeout)
+            .await?;
         out["echo"] = json!({
             "identifier": pe.identifier,
             "address": user_address(&pe).map(|a| a.to_string()),
@@ -89,50 +94,6 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&out)?);
     }
     Ok(())
-}
-
-type EchoOutcome = (PoolElement, Vec<u8>, Vec<(u32, String)>, Duration);
-
-async fn echo_with_failover(
-    pu: &PoolUser,
-    handle: &PoolHandle,
-    text: &str,
-    timeout: Duration,
-) -> anyhow::Result<EchoOutcome> {
-    let start = Instant::now();
-    let mut failed = Vec::new();
-    loop {
-        let pe = match pu.select(handle).await {
-            Ok(pe) => pe,
-            Err(e) if !failed.is_empty() => {
-                let tried: Vec<String> = failed
-                    .iter()
-                    .map(|(id, why)| format!("PE {id:#010x}: {why}"))
-                    .collect();
-                anyhow::bail!("{e}; tried {}", tried.join("; "))
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let Some(addr) = user_address(&pe) else {
-            pu.report_unreachable(handle, pe.identifier).await?;
-            failed.push((pe.identifier, "not a TCP PE".to_string()));
-            continue;
-        };
-        match crate::echo::request(addr, text.as_bytes(), timeout).await {
-            Ok(reply) => return Ok((pe, reply, failed, start.elapsed())),
-            Err(e) => {
-                pu.report_unreachable(handle, pe.identifier).await?;
-                failed.push((pe.identifier, format!("{e:#}")));
-            }
-        }
-    }
-}
-
-fn user_address(p: &PoolElement) -> Option<SocketAddr> {
-    match &p.user_transport {
-        Transport::Tcp { port, address, .. } => Some(SocketAddr::new(*address, *port)),
-        _ => None,
-    }
 }
 
 fn pe_json(p: &PoolElement) -> serde_json::Value {
