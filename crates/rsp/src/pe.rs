@@ -93,9 +93,13 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
             status.registrar.map_or("?".to_string(), |a| a.to_string())
         ),
     );
+    // One signal listener for the whole loop: one made per iteration
+    // would miss a signal that arrives while an event is printed.
+    let stop = crate::shutdown_signal();
+    tokio::pin!(stop);
     loop {
         tokio::select! {
-            _ = crate::shutdown_signal() => break,
+            _ = &mut stop => break,
             e = events.recv() => match e {
                 Ok(e) => out.event(&e),
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}

@@ -145,3 +145,54 @@ fn demo_text_output_tells_the_story() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn ctrl_c_stops_the_demo_and_its_pes() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rsp"))
+        .args(["demo", "--phase", "60s", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("rsp starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let v: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+            if tx.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    let next = |name: &str| loop {
+        let v = rx
+            .recv_timeout(LIMIT)
+            .unwrap_or_else(|_| panic!("no {name:?} event"));
+        if v["event"] == name {
+            return v;
+        }
+    };
+    let mut pids = Vec::new();
+    for _ in 0..3 {
+        pids.push(next("pe_registered")["pid"].as_u64().expect("pid"));
+    }
+    next("pool_user_started");
+    let ok = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs")
+        .success();
+    assert!(ok);
+    next("interrupted");
+    let stopped = next("stopped");
+    assert_eq!(stopped["deregistered"], 3, "{stopped}");
+    let status = child.wait().expect("exits");
+    assert!(status.success(), "{status}");
+    for pid in pids {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "PE process {pid} outlived the demo"
+        );
+    }
+}

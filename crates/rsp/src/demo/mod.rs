@@ -65,15 +65,29 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     if args.interval.is_zero() || args.phase.is_zero() || args.keep_alive.is_zero() {
         anyhow::bail!("--interval, --phase and --keep-alive must be more than 0");
     }
+    // Ctrl-C from here on stops the demo cleanly, even during set-up.
+    let stop = crate::shutdown_signal();
+    tokio::pin!(stop);
     let report = Report::new(args.json);
-    let mut lab = Lab::start(args.pes, args.keep_alive, &report).await?;
-    let outcome = drive(args, &mut lab, &report).await;
+    let mut lab = tokio::select! {
+        lab = Lab::start(args.pes, args.keep_alive, &report) => lab?,
+        _ = &mut stop => {
+            report.interrupted();
+            return Ok(());
+        }
+    };
+    let outcome = drive(args, &mut lab, &report, stop).await;
     lab.stop(&report).await;
     outcome
 }
 
 /// Run the pool user through both phases and the kill.
-async fn drive(args: &Args, lab: &mut Lab, report: &Report) -> anyhow::Result<()> {
+async fn drive(
+    args: &Args,
+    lab: &mut Lab,
+    report: &Report,
+    mut stop: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> anyhow::Result<()> {
     let handle =
         PoolHandle::new(POOL.as_bytes().to_vec()).context("the demo pool handle is empty")?;
     let pu = PoolUser::new(lab.pool_user_config()?)?;
@@ -106,7 +120,7 @@ async fn drive(args: &Args, lab: &mut Lab, report: &Report) -> anyhow::Result<()
             break;
         }
         tokio::select! {
-            _ = crate::shutdown_signal() => {
+            _ = stop.as_mut() => {
                 report.interrupted();
                 break;
             }
@@ -160,9 +174,10 @@ async fn drive(args: &Args, lab: &mut Lab, report: &Report) -> anyhow::Result<()
     Ok(())
 }
 
-/// A few progress lines per phase, at most one every 100 ms.
+/// A few progress lines per phase: one a second, or three per phase for
+/// short phases, but not more than ten a second.
 fn progress_period(phase: Duration) -> Duration {
-    (phase / 3).max(Duration::from_millis(100))
+    (phase / 3).clamp(Duration::from_millis(100), Duration::from_secs(1))
 }
 
 /// The reason text the registrar gives for a removal.
