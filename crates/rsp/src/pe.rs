@@ -54,6 +54,10 @@ fn parse_id(s: &str) -> Result<u32, String> {
 }
 
 pub async fn run(args: &Args) -> anyhow::Result<()> {
+    // Signal handlers first: a SIGTERM right after "registered" is printed
+    // must deregister, not kill.
+    let stop = crate::shutdown_signal();
+    tokio::pin!(stop);
     let handle = PoolHandle::new(args.handle.as_bytes().to_vec())
         .context("the pool handle must not be empty")?;
     let config = args.client.config()?;
@@ -93,10 +97,6 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
             status.registrar.map_or("?".to_string(), |a| a.to_string())
         ),
     );
-    // One signal listener for the whole loop: one made per iteration
-    // would miss a signal that arrives while an event is printed.
-    let stop = crate::shutdown_signal();
-    tokio::pin!(stop);
     loop {
         tokio::select! {
             _ = &mut stop => break,
