@@ -2,6 +2,7 @@
 //! prints human-readable output or JSON, and exits non-zero with a message
 //! that names what is wrong.
 
+mod admin_client;
 mod bench;
 mod client_args;
 mod decode;
@@ -11,6 +12,8 @@ mod keygen;
 mod pe;
 mod registrar;
 mod resolve;
+mod status;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -44,6 +47,10 @@ enum Command {
     /// Measure performance (prints figures; --json for JSON).
     #[command(subcommand)]
     Bench(bench::Args),
+    /// Show a running registrar's state (through its admin API).
+    Status(status::Args),
+    /// Follow a running registrar's events (through its admin API).
+    Watch(watch::Args),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +63,8 @@ fn main() -> ExitCode {
         Command::Pe(args) => runtime().and_then(|rt| rt.block_on(pe::run(args))),
         Command::Resolve(args) => runtime().and_then(|rt| rt.block_on(resolve::run(args))),
         Command::Bench(args) => runtime().and_then(|rt| rt.block_on(bench::run(args))),
+        Command::Status(args) => runtime().and_then(|rt| rt.block_on(status::run(args))),
+        Command::Watch(args) => runtime().and_then(|rt| rt.block_on(watch::run(args))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -70,12 +70,12 @@ pub struct AdminConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     /// The token file could not be read or written.
-    #[error("admin token file {}: {source}", path.display())]
+    #[error("admin token file {}: {error}", path.display())]
     TokenFile {
         /// The file.
         path: PathBuf,
-        /// The error.
-        source: std::io::Error,
+        /// The error (in the message, not a source: shown once).
+        error: std::io::Error,
     },
     /// The token file does not hold a usable token.
     #[error("admin token file {}: {reason}", path.display())]
@@ -95,12 +95,12 @@ pub enum AdminError {
     #[error("cannot generate an admin token: {0}")]
     Random(rserpool_security::SecurityError),
     /// The listen address could not be bound.
-    #[error("admin API cannot listen on {address}: {source}")]
+    #[error("admin API cannot listen on {address}: {error}")]
     Bind {
         /// The address.
         address: SocketAddr,
-        /// The error.
-        source: std::io::Error,
+        /// The error (in the message, not a source: shown once).
+        error: std::io::Error,
     },
 }
 
@@ -173,10 +173,10 @@ impl AdminServer {
         let address = config.listen;
         let listener = tokio::net::TcpListener::bind(address)
             .await
-            .map_err(|source| AdminError::Bind { address, source })?;
+            .map_err(|error| AdminError::Bind { address, error })?;
         let local_addr = listener
             .local_addr()
-            .map_err(|source| AdminError::Bind { address, source })?;
+            .map_err(|error| AdminError::Bind { address, error })?;
         if !local_addr.ip().is_loopback() {
             tracing::warn!(
                 %local_addr,

@@ -48,9 +48,9 @@ impl AdminToken {
     /// Read a token file: one line (surrounding white space is ignored).
     /// Warns when the file is readable by group or others.
     pub fn load(path: &Path) -> Result<AdminToken, AdminError> {
-        let text = std::fs::read_to_string(path).map_err(|source| AdminError::TokenFile {
+        let text = std::fs::read_to_string(path).map_err(|error| AdminError::TokenFile {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         warn_if_shared(path);
         let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
@@ -78,9 +78,9 @@ impl AdminToken {
     /// only (mode 0600). An existing file is never overwritten.
     pub fn write_new(path: &Path) -> Result<AdminToken, AdminError> {
         let token = AdminToken::generate()?;
-        let err = |source: std::io::Error| AdminError::TokenFile {
+        let err = |error: std::io::Error| AdminError::TokenFile {
             path: path.to_path_buf(),
-            source,
+            error,
         };
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);
@@ -89,13 +89,13 @@ impl AdminToken {
             use std::os::unix::fs::OpenOptionsExt;
             options.mode(0o600);
         }
-        let mut f = options.open(path).map_err(|source| {
-            if source.kind() == std::io::ErrorKind::AlreadyExists {
+        let mut f = options.open(path).map_err(|error| {
+            if error.kind() == std::io::ErrorKind::AlreadyExists {
                 AdminError::TokenExists {
                     path: path.to_path_buf(),
                 }
             } else {
-                err(source)
+                err(error)
             }
         })?;
         writeln!(f, "{}", token.0).map_err(err)?;
