@@ -53,10 +53,10 @@ pub fn summary(s: &Value) -> String {
         text(s, "version"),
         text(s, "mode")
     );
-    let _ = writeln!(o, "  up {uptime}, ASAP on {}", listen.join(", "));
+    let _ = writeln!(o, "  up            {uptime}, ASAP on {}", listen.join(", "));
     let _ = writeln!(
         o,
-        "  handlespace  {} pools, {} PEs; {} ASAP connections",
+        "  handlespace   {} pools, {} PEs; {} ASAP connections",
         n(s, &["pools"]),
         n(s, &["pool_elements"]),
         n(s, &["connections"])
@@ -72,7 +72,7 @@ pub fn summary(s: &Value) -> String {
     );
     let _ = writeln!(
         o,
-        "  removals     {} keep-alive failures ({} keep-alives sent), {} lifetimes expired, \
+        "  removals      {} keep-alive failures ({} keep-alives sent), {} lifetimes expired, \
          {} unreachable ({} reports)",
         c("keep_alive_failures"),
         c("keep_alives_sent"),
@@ -82,7 +82,7 @@ pub fn summary(s: &Value) -> String {
     );
     let _ = writeln!(
         o,
-        "  refused      {} security, {} rate limited, {} invalid, {} inconsistent; {} malformed",
+        "  refused       {} security, {} rate limited, {} invalid, {} inconsistent; {} malformed",
         c("refused_security"),
         c("refused_rate_limited"),
         c("refused_invalid"),
@@ -99,7 +99,7 @@ pub fn summary(s: &Value) -> String {
         .unwrap_or_default();
     let _ = writeln!(
         o,
-        "  errors sent  {}",
+        "  errors sent   {}",
         if errors.is_empty() {
             "none".to_string()
         } else {
@@ -109,7 +109,7 @@ pub fn summary(s: &Value) -> String {
     let v = |k: &str| n(s, &["service", k]);
     let _ = writeln!(
         o,
-        "  connections  {} open, {} accepted, {} refused over the limit; TLS handshakes {} \
+        "  connections   {} open, {} accepted, {} refused over the limit; TLS handshakes {} \
          failed, {} timed out",
         v("connections_open"),
         v("connections_accepted"),
@@ -119,7 +119,7 @@ pub fn summary(s: &Value) -> String {
     );
     let _ = writeln!(
         o,
-        "  admin API    {} authentication failures",
+        "  admin API     {} authentication failures",
         n(s, &["admin", "auth_failures"])
     );
     o
@@ -143,7 +143,7 @@ mod tests {
         let text = summary(&s);
         assert!(text.contains("registrar 0x00000001"), "{text}");
         assert!(text.contains("secure mode"), "{text}");
-        assert!(text.contains("up 1h 2m 3s"), "{text}");
+        assert!(text.contains("up            1h 2m 3s"), "{text}");
         assert!(
             text.contains("2 pools, 5 PEs; 3 ASAP connections"),
             "{text}"
@@ -154,6 +154,6 @@ mod tests {
             "{text}"
         );
         let empty = summary(&serde_json::json!({}));
-        assert!(empty.contains("errors sent  none"), "{empty}");
+        assert!(empty.contains("errors sent   none"), "{empty}");
     }
 }

@@ -7,8 +7,8 @@
 //! the core task, serialized outside it. Reference: `docs/admin.md`.
 //!
 //! * [`token`]: the bearer token file.
-//! * [`views`]: the JSON documents.
-//! * [`metrics`]: the Prometheus exposition.
+//! * `views`: the JSON documents.
+//! * `metrics`: the Prometheus exposition.
 
 mod metrics;
 pub mod token;
