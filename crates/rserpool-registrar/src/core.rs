@@ -23,7 +23,7 @@ use rustc_hash::FxHashMap;
 
 use crate::config::CoreConfig;
 use crate::output::{identity_text, Event, Output, Refusal, Removal, Stats};
-use crate::peer::{canonical, Peer, PeerInfo};
+use crate::peer::{canonical, OpenConnection, Peer, PeerInfo};
 
 /// Most bytes of an offending message echoed back in an error cause.
 const MAX_ECHOED: usize = 512;
@@ -134,8 +134,8 @@ impl RegistrarCore {
     }
 
     /// Counters since start.
-    pub fn stats(&self) -> Stats {
-        self.stats
+    pub fn stats(&self) -> &Stats {
+        &self.stats
     }
 
     /// Open connections.
@@ -143,10 +143,21 @@ impl RegistrarCore {
         self.peers.len()
     }
 
+    /// The open connections, in no particular order.
+    pub fn open_connections(&self) -> impl Iterator<Item = OpenConnection<'_>> {
+        self.peers.iter().map(|(&conn, p)| OpenConnection {
+            conn,
+            identity: &p.identity,
+            address: p.address,
+            may_register: p.may_register,
+            connected_at: p.connected_at,
+        })
+    }
+
     /// A connection was accepted (after its TLS handshake in secure mode).
-    pub fn handle_connect(&mut self, _now: Instant, conn: ConnId, info: PeerInfo) {
+    pub fn handle_connect(&mut self, now: Instant, conn: ConnId, info: PeerInfo) {
         self.stats.connections += 1;
-        self.peers.insert(conn, Peer::new(&info));
+        self.peers.insert(conn, Peer::new(&info, now));
     }
 
     /// A connection closed. Its PEs stay registered but can no longer be
@@ -483,7 +494,8 @@ impl RegistrarCore {
         match refusal {
             Refusal::Security => self.stats.refused_security += 1,
             Refusal::RateLimited => self.stats.refused_rate_limited += 1,
-            Refusal::Invalid | Refusal::Inconsistent => self.stats.refused_invalid += 1,
+            Refusal::Invalid => self.stats.refused_invalid += 1,
+            Refusal::Inconsistent => self.stats.refused_inconsistent += 1,
         }
         let identity = self
             .peers
@@ -818,7 +830,21 @@ impl RegistrarCore {
         }
     }
 
+    /// Queue a message; every error cause that goes out is counted here.
     fn send(&mut self, conn: ConnId, msg: AsapMessage) {
+        match &msg {
+            AsapMessage::Error { error }
+            | AsapMessage::RegistrationResponse {
+                error: Some(error), ..
+            }
+            | AsapMessage::DeregistrationResponse {
+                error: Some(error), ..
+            }
+            | AsapMessage::HandleResolutionResponse {
+                error: Some(error), ..
+            } => self.stats.count_errors(error),
+            _ => {}
+        }
         self.outputs.push_back(Output::Send { conn, msg });
     }
 

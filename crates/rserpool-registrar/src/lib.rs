@@ -8,12 +8,15 @@
 //!   the RFC 5355 rules: identity binding, own-address rule, rate limits
 //!   per identity and source address, the per-PE keep-alive limit.
 //! * [`Output`]/[`Event`]: what the core asks of its driver and reports.
-//! * [`service`]: the tokio driver ([`Registrar`]); [`announce`]: the
-//!   optional ASAP_SERVER_ANNOUNCE sender.
+//! * [`service`]: the tokio driver ([`Registrar`], [`RegistrarHandle`]);
+//!   [`announce`]: the optional ASAP_SERVER_ANNOUNCE sender.
+//! * [`admin`]: the admin HTTP API and Prometheus metrics
+//!   ([`admin::AdminServer`]).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod announce;
 pub mod config;
 mod core;
@@ -29,5 +32,5 @@ mod core_tests;
 pub use crate::core::RegistrarCore;
 pub use config::CoreConfig;
 pub use output::{Event, Output, Refusal, Removal, Stats};
-pub use peer::PeerInfo;
-pub use service::{Registrar, ServiceConfig, ServiceError};
+pub use peer::{OpenConnection, PeerInfo};
+pub use service::{Registrar, RegistrarHandle, ServiceConfig, ServiceError, ServiceStats};

@@ -1,8 +1,10 @@
 //! What the core asks its driver to do (send, close) and what it reports
 //! (events for logs, metrics and watchers; counters).
 
+use std::collections::BTreeMap;
+
 use rserpool_handlespace::{ConnId, Identity};
-use rserpool_wire::{AsapMessage, CauseCode, PoolHandle};
+use rserpool_wire::{AsapMessage, CauseCode, OperationError, PoolHandle};
 use serde::Serialize;
 
 /// An action for the driver, or an event.
@@ -107,12 +109,26 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// The event's name, as in its JSON `event` field.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::Registered { .. } => "registered",
+            Event::Removed { .. } => "removed",
+            Event::Refused { .. } => "refused",
+            Event::Malformed { .. } => "malformed",
+        }
+    }
+}
+
 fn cause_name<S: serde::Serializer>(c: &CauseCode, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(c.name())
 }
 
-/// Counters since start (RFC 5525 names where it has them).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+/// Counters since start. RFC 5525 defines no counters (its objects are
+/// tables of the handlespace); these are the registrar's own, exported
+/// as Prometheus metrics by [`crate::admin`] (`docs/admin.md`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Stats {
     /// Accepted first registrations.
     pub registrations: u64,
@@ -136,12 +152,28 @@ pub struct Stats {
     pub refused_security: u64,
     /// Requests refused by a rate limit or resource cap.
     pub refused_rate_limited: u64,
-    /// Requests refused for invalid or inconsistent values.
+    /// Requests refused for invalid values (lifetime, transport).
     pub refused_invalid: u64,
+    /// Registrations refused as inconsistent with their pool (policy,
+    /// transport type, data/control configuration; RFC 5354 3.12.6-3.12.9).
+    pub refused_inconsistent: u64,
     /// Messages that could not be decoded.
     pub malformed: u64,
-    /// Connections opened.
+    /// Connections established (after the TLS handshake in secure mode).
     pub connections: u64,
+    /// Error causes sent back (in ASAP_ERROR and in responses that carry
+    /// an operation error, RFC 5354 section 3.12), by the cause's RFC name
+    /// ([`CauseCode::name`]). A message with several causes counts each.
+    pub errors_sent: BTreeMap<&'static str, u64>,
+}
+
+impl Stats {
+    /// Count the causes of an operation error that goes out.
+    pub(crate) fn count_errors(&mut self, error: &OperationError) {
+        for c in &error.causes {
+            *self.errors_sent.entry(c.code.name()).or_insert(0) += 1;
+        }
+    }
 }
 
 /// The key that binds a PE to its registrant, shown in events.

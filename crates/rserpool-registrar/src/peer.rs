@@ -4,8 +4,9 @@
 //! authenticated PE identity may register).
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
 
-use rserpool_handlespace::Identity;
+use rserpool_handlespace::{ConnId, Identity};
 use rserpool_security::PeerIdentity;
 
 /// What the driver knows about a new connection.
@@ -31,10 +32,29 @@ pub(crate) struct Peer {
     pub may_register: bool,
     /// Malformed messages received so far.
     pub malformed: u32,
+    /// When the core learnt of the connection.
+    pub connected_at: Instant,
+}
+
+/// An open connection as operators see it (admin interface, RFC 5525
+/// has no table for ASAP associations; this is ours).
+#[derive(Debug, Clone, Copy)]
+pub struct OpenConnection<'a> {
+    /// The driver's connection number.
+    pub conn: ConnId,
+    /// The identity PEs registered over it are bound to (the proven
+    /// identity, or the source address when there is none).
+    pub identity: &'a Identity,
+    /// Source address.
+    pub address: SocketAddr,
+    /// Whether it may register PEs (anonymous TLS clients may not).
+    pub may_register: bool,
+    /// When it was established (the core's clock).
+    pub connected_at: Instant,
 }
 
 impl Peer {
-    pub(crate) fn new(info: &PeerInfo) -> Peer {
+    pub(crate) fn new(info: &PeerInfo, now: Instant) -> Peer {
         let ip = canonical(info.address.ip());
         let address = SocketAddr::new(ip, info.address.port());
         let (key, may_register) = match &info.identity {
@@ -49,6 +69,7 @@ impl Peer {
             address,
             may_register,
             malformed: 0,
+            connected_at: now,
         }
     }
 }
@@ -78,13 +99,17 @@ mod tests {
 
     #[test]
     fn identities_and_rights() {
-        let p = Peer::new(&info(Some(PeerIdentity::Psk("pe1".into())), "10.0.0.1:5"));
+        let now = Instant::now();
+        let p = Peer::new(
+            &info(Some(PeerIdentity::Psk("pe1".into())), "10.0.0.1:5"),
+            now,
+        );
         assert_eq!(&*p.identity.0, "psk:pe1");
         assert!(p.may_register);
-        let p = Peer::new(&info(Some(PeerIdentity::Anonymous), "10.0.0.1:5"));
+        let p = Peer::new(&info(Some(PeerIdentity::Anonymous), "10.0.0.1:5"), now);
         assert_eq!(&*p.identity.0, "anonymous@10.0.0.1");
         assert!(!p.may_register);
-        let p = Peer::new(&info(None, "[::ffff:10.0.0.2]:5"));
+        let p = Peer::new(&info(None, "[::ffff:10.0.0.2]:5"), now);
         assert_eq!(&*p.identity.0, "insecure@10.0.0.2");
         assert_eq!(p.address.ip(), "10.0.0.2".parse::<IpAddr>().unwrap());
     }

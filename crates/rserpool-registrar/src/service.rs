@@ -126,12 +126,145 @@ enum Outgoing {
     Close(String),
 }
 
+/// The service's own counters (what happens before and around the core:
+/// accepting, TLS handshakes, slow clients), shared by its tasks.
+#[derive(Debug, Default)]
+struct ServiceCounters {
+    connections_open: AtomicU64,
+    connections_accepted: AtomicU64,
+    connections_refused_limit: AtomicU64,
+    accept_errors: AtomicU64,
+    tls_handshake_failures: AtomicU64,
+    tls_handshake_timeouts: AtomicU64,
+    slow_clients_closed: AtomicU64,
+}
+
+impl ServiceCounters {
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> ServiceStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        ServiceStats {
+            connections_open: get(&self.connections_open),
+            connections_accepted: get(&self.connections_accepted),
+            connections_refused_limit: get(&self.connections_refused_limit),
+            accept_errors: get(&self.accept_errors),
+            tls_handshake_failures: get(&self.tls_handshake_failures),
+            tls_handshake_timeouts: get(&self.tls_handshake_timeouts),
+            slow_clients_closed: get(&self.slow_clients_closed),
+        }
+    }
+}
+
+/// A snapshot of the service's counters (since start, except
+/// `connections_open`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ServiceStats {
+    /// TCP connections open now (including those still in their TLS
+    /// handshake).
+    pub connections_open: u64,
+    /// TCP connections accepted within the connection limit.
+    pub connections_accepted: u64,
+    /// TCP connections closed at once because the limit was reached.
+    pub connections_refused_limit: u64,
+    /// `accept` calls that failed (out of file descriptors and the like).
+    pub accept_errors: u64,
+    /// TLS handshakes that failed (unknown identity, wrong key, no TLS).
+    pub tls_handshake_failures: u64,
+    /// TLS handshakes not completed within the handshake timeout.
+    pub tls_handshake_timeouts: u64,
+    /// Connections closed because they did not read their answers.
+    pub slow_clients_closed: u64,
+}
+
+/// Counts a connection as open while it lives.
+struct OpenGuard(Arc<ServiceCounters>);
+
+impl OpenGuard {
+    fn new(counters: &Arc<ServiceCounters>) -> Self {
+        counters.connections_open.fetch_add(1, Ordering::Relaxed);
+        OpenGuard(counters.clone())
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A cheap, cloneable handle on a running registrar for the admin
+/// interface and other observers: queries to the core, the event stream,
+/// the service's counters and facts fixed at start.
+#[derive(Debug, Clone)]
+pub struct RegistrarHandle {
+    inputs: mpsc::Sender<Input>,
+    events: broadcast::Sender<Event>,
+    counters: Arc<ServiceCounters>,
+    started: Instant,
+    local_addrs: Arc<[SocketAddr]>,
+    secure: bool,
+    server_id: u32,
+}
+
+impl RegistrarHandle {
+    /// Read the core's state (handlespace, statistics) in its task.
+    /// `None` when the core task is gone.
+    pub async fn query<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&RegistrarCore) -> R + Send + 'static,
+    ) -> Option<R> {
+        let (tx, rx) = oneshot::channel();
+        let q = Input::Query(Box::new(move |core| {
+            let _ = tx.send(f(core));
+        }));
+        self.inputs.send(q).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Subscribe to the core's events.
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Resolves when the core task has stopped (the registrar was shut
+    /// down or dropped).
+    pub async fn stopped(&self) {
+        self.inputs.closed().await
+    }
+
+    /// The service's counters now.
+    pub fn service_stats(&self) -> ServiceStats {
+        self.counters.snapshot()
+    }
+
+    /// The bound ASAP listen addresses.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// Whether the registrar runs in secure mode (TLS on every connection).
+    pub fn is_secure(&self) -> bool {
+        self.secure
+    }
+
+    /// The registrar's server identifier.
+    pub fn server_id(&self) -> u32 {
+        self.server_id
+    }
+
+    /// Time since the service started.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
 /// A running registrar. Dropping it stops every task.
 #[derive(Debug)]
 pub struct Registrar {
-    local_addrs: Vec<SocketAddr>,
-    inputs: mpsc::Sender<Input>,
-    events: broadcast::Sender<Event>,
+    handle: RegistrarHandle,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -167,8 +300,10 @@ impl Registrar {
                  and resolve. For labs only (RFC 5355 2.15)."
             ),
         }
+        let started = Instant::now();
         let (inputs, input_rx) = mpsc::channel(config.core_queue.max(1));
         let (events, _) = broadcast::channel(4096);
+        let counters = Arc::new(ServiceCounters::default());
         let mut tasks = Vec::new();
         let mut local_addrs = Vec::new();
         let shared = Arc::new(Shared {
@@ -176,6 +311,7 @@ impl Registrar {
             next_conn: AtomicU64::new(1),
             permits: Arc::new(Semaphore::new(config.max_connections)),
             inputs: inputs.clone(),
+            counters: counters.clone(),
         });
         for &address in &config.listen {
             let listener = TcpListener::bind(address)
@@ -197,23 +333,38 @@ impl Registrar {
                 })?;
             tasks.push(task);
         }
-        tasks.push(tokio::spawn(core_loop(core, input_rx, events.clone())));
-        Ok(Registrar {
-            local_addrs,
+        tasks.push(tokio::spawn(core_loop(
+            core,
+            input_rx,
+            events.clone(),
+            counters.clone(),
+        )));
+        let handle = RegistrarHandle {
             inputs,
             events,
-            tasks,
-        })
+            counters,
+            started,
+            local_addrs: local_addrs.into(),
+            secure: config.tls.is_some(),
+            server_id,
+        };
+        Ok(Registrar { handle, tasks })
+    }
+
+    /// A handle for observers (the admin interface); it stays usable
+    /// after the registrar stops, but its queries then answer `None`.
+    pub fn handle(&self) -> RegistrarHandle {
+        self.handle.clone()
     }
 
     /// The bound listen addresses.
     pub fn local_addrs(&self) -> &[SocketAddr] {
-        &self.local_addrs
+        self.handle.local_addrs()
     }
 
     /// Subscribe to the core's events.
     pub fn events(&self) -> broadcast::Receiver<Event> {
-        self.events.subscribe()
+        self.handle.events()
     }
 
     /// Read the core's state (handlespace, statistics) in its task.
@@ -221,12 +372,12 @@ impl Registrar {
         &self,
         f: impl FnOnce(&RegistrarCore) -> R + Send + 'static,
     ) -> Option<R> {
-        let (tx, rx) = oneshot::channel();
-        let q = Input::Query(Box::new(move |core| {
-            let _ = tx.send(f(core));
-        }));
-        self.inputs.send(q).await.ok()?;
-        rx.await.ok()
+        self.handle.query(f).await
+    }
+
+    /// The service's counters now.
+    pub fn service_stats(&self) -> ServiceStats {
+        self.handle.service_stats()
     }
 
     /// Stop serving: listeners, the core and every connection.
@@ -243,6 +394,7 @@ struct Shared {
     next_conn: AtomicU64,
     permits: Arc<Semaphore>,
     inputs: mpsc::Sender<Input>,
+    counters: Arc<ServiceCounters>,
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
@@ -251,12 +403,14 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             Ok(x) => x,
             Err(e) => {
                 // Out of file descriptors and the like: back off briefly.
+                ServiceCounters::bump(&shared.counters.accept_errors);
                 tracing::warn!(error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
         let Ok(permit) = shared.permits.clone().try_acquire_owned() else {
+            ServiceCounters::bump(&shared.counters.connections_refused_limit);
             tracing::warn!(
                 %peer,
                 limit = shared.config.max_connections,
@@ -264,10 +418,13 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             );
             continue;
         };
+        ServiceCounters::bump(&shared.counters.connections_accepted);
+        let open = OpenGuard::new(&shared.counters);
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         tokio::spawn(async move {
             serve_connection(stream, peer, shared).await;
+            drop(open);
             drop(permit);
         });
     }
@@ -283,12 +440,18 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
                 Ok(Ok((tls_stream, identity))) => {
                     run_connection(tls_stream, peer, Some(identity), &shared).await
                 }
-                Ok(Err(e)) => tracing::warn!(%peer, "refused: {e}"),
-                Err(_) => tracing::warn!(
-                    %peer,
-                    "refused: no TLS handshake within {:?}",
-                    cfg.handshake_timeout
-                ),
+                Ok(Err(e)) => {
+                    ServiceCounters::bump(&shared.counters.tls_handshake_failures);
+                    tracing::warn!(%peer, "refused: {e}")
+                }
+                Err(_) => {
+                    ServiceCounters::bump(&shared.counters.tls_handshake_timeouts);
+                    tracing::warn!(
+                        %peer,
+                        "refused: no TLS handshake within {:?}",
+                        cfg.handshake_timeout
+                    )
+                }
             }
         }
         None => run_connection(stream, peer, None, &shared).await,
@@ -421,6 +584,7 @@ async fn core_loop(
     mut core: RegistrarCore,
     mut inputs: mpsc::Receiver<Input>,
     events: broadcast::Sender<Event>,
+    counters: Arc<ServiceCounters>,
 ) {
     let mut writers: FxHashMap<ConnId, Writer> = FxHashMap::default();
     loop {
@@ -448,7 +612,7 @@ async fn core_loop(
         if core.poll_timeout().is_some_and(|t| t <= now) {
             core.handle_timeout(now);
         }
-        route_outputs(&mut core, &mut writers, &events);
+        route_outputs(&mut core, &mut writers, &events, &counters);
     }
 }
 
@@ -482,6 +646,7 @@ fn route_outputs(
     core: &mut RegistrarCore,
     writers: &mut FxHashMap<ConnId, Writer>,
     events: &broadcast::Sender<Event>,
+    counters: &ServiceCounters,
 ) {
     while let Some(o) = core.poll_output() {
         match o {
@@ -493,6 +658,7 @@ fn route_outputs(
                     // Not reading its answers (or gone): drop the writer,
                     // which ends the connection task.
                     if matches!(e, mpsc::error::TrySendError::Full(_)) {
+                        ServiceCounters::bump(&counters.slow_clients_closed);
                         tracing::warn!(
                             conn,
                             "send queue full: closing a client that does not read"

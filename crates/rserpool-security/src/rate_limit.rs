@@ -69,6 +69,15 @@ impl TokenBucket {
         }
     }
 
+    /// Whether a token could be taken at `now`, without taking it.
+    pub fn has_token(&self, rate: Rate, now: Instant) -> bool {
+        if rate.per_second.is_infinite() {
+            return true;
+        }
+        let dt = now.saturating_duration_since(self.updated).as_secs_f64();
+        (self.tokens + dt * rate.per_second).min(rate.burst) >= 1.0
+    }
+
     /// Whether the bucket would be full at `now` (nothing to remember).
     fn is_full(&self, rate: Rate, now: Instant) -> bool {
         let dt = now.saturating_duration_since(self.updated).as_secs_f64();
@@ -118,6 +127,18 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
         let ok = b.try_take(rate, now);
         self.buckets.insert(key.clone(), b);
         ok
+    }
+
+    /// Whether `key` has a token now, without taking it (a key not seen
+    /// yet has a full bucket, unless the key cap sends it to the shared
+    /// overflow bucket).
+    pub fn would_allow(&self, key: &K, now: Instant) -> bool {
+        let rate = self.rate;
+        match self.buckets.get(key) {
+            Some(b) => b.has_token(rate, now),
+            None if self.buckets.len() >= self.max_keys => self.overflow.has_token(rate, now),
+            None => true,
+        }
     }
 
     /// Forget buckets that are full again (their keys are at rest).
@@ -191,6 +212,20 @@ mod tests {
         assert_eq!(l.len(), 2);
         l.prune(t0 + Duration::from_secs(10));
         assert!(l.is_empty());
+    }
+
+    #[test]
+    fn would_allow_peeks_without_taking() {
+        let t0 = Instant::now();
+        let mut l = KeyedLimiter::new(Rate::new(1.0, 1.0), 1, t0);
+        assert!(l.would_allow(&"a", t0));
+        assert!(l.would_allow(&"a", t0), "peeking takes nothing");
+        assert!(l.try_take(&"a", t0));
+        assert!(!l.would_allow(&"a", t0));
+        assert!(l.would_allow(&"a", t0 + Duration::from_secs(1)));
+        // Beyond the key cap: the overflow bucket answers.
+        assert!(l.try_take(&"b", t0));
+        assert!(!l.would_allow(&"c", t0));
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! `rsp keygen psk IDENTITY`: write a new pre-shared key file (format in
-//! `docs/security.md`), readable by its owner only.
+//! `docs/security.md`), readable by its owner only. `rsp keygen token
+//! --out FILE`: write a new bearer token for the registrar's admin API
+//! (`docs/admin.md`), readable by its owner only.
 
 use std::path::PathBuf;
 
 use clap::Subcommand;
+use rserpool_registrar::admin::AdminToken;
 use rserpool_security::Psk;
 
 /// What to generate.
@@ -16,6 +19,15 @@ pub enum Args {
         /// The key file to create (default: IDENTITY.key); never overwritten.
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Print a JSON summary instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A bearer token for the registrar's admin API (32 random bytes, hex).
+    Token {
+        /// The token file to create; never overwritten.
+        #[arg(short, long, value_name = "FILE")]
+        out: PathBuf,
         /// Print a JSON summary instead of text.
         #[arg(long)]
         json: bool,
@@ -44,6 +56,18 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                     "wrote PSK for identity {identity:?} to {} (mode 0600)",
                     path.display()
                 );
+            }
+            Ok(())
+        }
+        Args::Token { out, json } => {
+            AdminToken::write_new(out)?;
+            if *json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "file": out.display().to_string(), "mode": "0600" })
+                );
+            } else {
+                println!("wrote an admin token to {} (mode 0600)", out.display());
             }
             Ok(())
         }

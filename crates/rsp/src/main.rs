@@ -2,6 +2,7 @@
 //! prints human-readable output or JSON, and exits non-zero with a message
 //! that names what is wrong.
 
+mod admin_client;
 mod bench;
 mod client_args;
 mod decode;
@@ -13,6 +14,8 @@ mod keygen;
 mod pe;
 mod registrar;
 mod resolve;
+mod status;
+mod watch;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -68,6 +71,10 @@ enum Command {
     Completions(generate::CompletionArgs),
     /// Write man pages for rsp and every subcommand to a directory.
     Man(generate::ManArgs),
+    /// Show a running registrar's state (through its admin API).
+    Status(status::Args),
+    /// Follow a running registrar's events (through its admin API).
+    Watch(watch::Args),
 }
 
 fn main() -> ExitCode {
@@ -87,6 +94,8 @@ fn main() -> ExitCode {
         Command::Bench(args) => runtime().and_then(|rt| rt.block_on(bench::run(args))),
         Command::Completions(args) => generate::completions(args),
         Command::Man(args) => generate::man(args),
+        Command::Status(args) => runtime().and_then(|rt| rt.block_on(status::run(args))),
+        Command::Watch(args) => runtime().and_then(|rt| rt.block_on(watch::run(args))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,342 @@
+//! The Prometheus exposition of `GET /metrics`: built fresh on each scrape
+//! from one snapshot of the core and the service (no metric state lives
+//! between scrapes), in the OpenMetrics text format of the
+//! `prometheus-client` crate. Names and their RFC 5525 counterparts are
+//! listed in `docs/admin.md`.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+use rserpool_wire::{CauseCode, PoolHandle};
+
+use super::views::AdminStats;
+use crate::{ServiceStats, Stats};
+
+/// Content type of the exposition.
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Most pools with their own `pool_elements_by_pool` series.
+pub(crate) const MAX_POOL_SERIES: usize = 1000;
+
+/// Metric name prefix.
+const P: &str = "rserpool_registrar";
+
+/// What one scrape shows.
+#[derive(Debug, Clone)]
+pub(crate) struct MetricsInput {
+    pub stats: Stats,
+    pub service: ServiceStats,
+    pub admin: AdminStats,
+    pub pools: usize,
+    pub pool_elements: usize,
+    pub connections: usize,
+    /// Pool sizes (all pools; the largest [`MAX_POOL_SERIES`] are shown).
+    pub pool_sizes: Vec<(usize, PoolHandle)>,
+    pub uptime: Duration,
+    pub server_id: u32,
+    pub secure: bool,
+}
+
+type Labels = Vec<(String, String)>;
+
+fn label(k: &str, v: &str) -> Labels {
+    vec![(k.to_string(), v.to_string())]
+}
+
+fn counter(r: &mut Registry, name: &str, help: &str, v: u64) {
+    let c: Counter = Counter::default();
+    c.inc_by(v);
+    r.register(format!("{P}_{name}"), help, c);
+}
+
+fn gauge(r: &mut Registry, name: &str, help: &str, v: usize) {
+    let g: Gauge = Gauge::default();
+    g.set(i64::try_from(v).unwrap_or(i64::MAX));
+    r.register(format!("{P}_{name}"), help, g);
+}
+
+fn counter_family(r: &mut Registry, name: &str, help: &str, key: &str, values: &[(&str, u64)]) {
+    let f: Family<Labels, Counter> = Family::default();
+    for (v, n) in values {
+        f.get_or_create(&label(key, v)).inc_by(*n);
+    }
+    r.register(format!("{P}_{name}"), help, f);
+}
+
+/// The exposition text.
+pub(crate) fn render(mut m: MetricsInput) -> Result<String, std::fmt::Error> {
+    let mut r = Registry::default();
+    let s = &m.stats;
+    counter(
+        &mut r,
+        "registrations",
+        "PEs registered for the first time (RFC 5352 section 3.1)",
+        s.registrations,
+    );
+    counter(
+        &mut r,
+        "reregistrations",
+        "Re-registrations of registered PEs (RFC 5352 section 3.1)",
+        s.reregistrations,
+    );
+    counter(
+        &mut r,
+        "deregistrations",
+        "PEs deregistered (RFC 5352 section 3.2)",
+        s.deregistrations,
+    );
+    counter(
+        &mut r,
+        "resolutions",
+        "Handle resolutions answered, unknown pools included (RFC 5352 section 3.3)",
+        s.resolutions,
+    );
+    counter(
+        &mut r,
+        "keep_alives_sent",
+        "ASAP_ENDPOINT_KEEP_ALIVE messages sent (RFC 5352 section 3.4)",
+        s.keep_alives_sent,
+    );
+    counter(
+        &mut r,
+        "keep_alive_failures",
+        "PEs removed for not answering a keep-alive in time",
+        s.keep_alive_failures,
+    );
+    counter(
+        &mut r,
+        "lifetime_expiries",
+        "PEs removed at the end of their registration life",
+        s.lifetime_expiries,
+    );
+    counter(
+        &mut r,
+        "unreachable_reports",
+        "ASAP_ENDPOINT_UNREACHABLE reports accepted (RFC 5352 section 3.5)",
+        s.unreachable_reports,
+    );
+    counter(
+        &mut r,
+        "unreachable_removals",
+        "PEs removed after MAX-BAD-PE-REPORT unreachable reports",
+        s.unreachable_removals,
+    );
+    counter_family(
+        &mut r,
+        "refused",
+        "Requests refused, by reason",
+        "reason",
+        &[
+            ("security", s.refused_security),
+            ("rate_limited", s.refused_rate_limited),
+            ("invalid", s.refused_invalid),
+            ("inconsistent", s.refused_inconsistent),
+        ],
+    );
+    // Every cause of RFC 5354 section 3.12 is exported from the start, so
+    // that rates work from the first error on.
+    let mut causes: Vec<(&str, u64)> = (0..=0xa)
+        .map(|c| CauseCode::from_code(c).name())
+        .map(|name| (name, s.errors_sent.get(name).copied().unwrap_or(0)))
+        .collect();
+    for (name, n) in &s.errors_sent {
+        if !causes.iter().any(|(c, _)| c == name) {
+            causes.push((name, *n));
+        }
+    }
+    counter_family(
+        &mut r,
+        "errors_sent",
+        "Error causes sent to clients, by RFC 5354 cause name",
+        "cause",
+        &causes,
+    );
+    counter(
+        &mut r,
+        "malformed_messages",
+        "Messages that could not be framed or decoded",
+        s.malformed,
+    );
+    counter(
+        &mut r,
+        "connections_established",
+        "ASAP connections established (after the TLS handshake in secure mode)",
+        s.connections,
+    );
+    let v = &m.service;
+    counter(
+        &mut r,
+        "connections_accepted",
+        "TCP connections accepted within the connection limit",
+        v.connections_accepted,
+    );
+    counter_family(
+        &mut r,
+        "connections_refused",
+        "TCP connections closed at once, by reason",
+        "reason",
+        &[("limit", v.connections_refused_limit)],
+    );
+    counter_family(
+        &mut r,
+        "tls_handshake_failures",
+        "TLS handshakes that did not complete, by reason",
+        "reason",
+        &[
+            ("failed", v.tls_handshake_failures),
+            ("timeout", v.tls_handshake_timeouts),
+        ],
+    );
+    counter(
+        &mut r,
+        "accept_errors",
+        "Failed accept calls (out of file descriptors and the like)",
+        v.accept_errors,
+    );
+    counter(
+        &mut r,
+        "slow_clients_closed",
+        "Connections closed because they did not read their answers",
+        v.slow_clients_closed,
+    );
+    counter(
+        &mut r,
+        "admin_auth_failures",
+        "Admin API requests with a missing or wrong bearer token",
+        m.admin.auth_failures,
+    );
+    gauge(
+        &mut r,
+        "pools",
+        "Pools in the handlespace (rows of rserpoolENRPPoolTable)",
+        m.pools,
+    );
+    gauge(
+        &mut r,
+        "pool_elements",
+        "PEs in the handlespace (rows of rserpoolENRPPoolElementTable)",
+        m.pool_elements,
+    );
+    // The largest MAX_POOL_SERIES pools (ties in handle order).
+    m.pool_sizes
+        .sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    m.pool_sizes.truncate(MAX_POOL_SERIES);
+    let by_pool: Family<Labels, Gauge> = Family::default();
+    for (n, h) in &m.pool_sizes {
+        by_pool
+            .get_or_create(&label("pool", &h.to_string()))
+            .set(i64::try_from(*n).unwrap_or(i64::MAX));
+    }
+    r.register(
+        format!("{P}_pool_elements_by_pool"),
+        format!("PEs per pool (the {MAX_POOL_SERIES} largest pools only)"),
+        by_pool,
+    );
+    gauge(
+        &mut r,
+        "connections",
+        "ASAP connections open now (established)",
+        m.connections,
+    );
+    let uptime: Gauge<f64, std::sync::atomic::AtomicU64> = Gauge::default();
+    uptime.set(m.uptime.as_secs_f64());
+    r.register(
+        format!("{P}_uptime_seconds"),
+        "Time since the registrar started (rserpoolENRPUptime)",
+        uptime,
+    );
+    let info = Info::new(vec![
+        ("server_id".to_string(), format!("{:#010x}", m.server_id)),
+        ("version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+        (
+            "mode".to_string(),
+            if m.secure { "secure" } else { "insecure" }.to_string(),
+        ),
+    ]);
+    r.register(
+        P,
+        "Server identifier (rserpoolENRPIdentifier), version and security mode",
+        info,
+    );
+    let mut out = String::new();
+    encode(&mut out, &r)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input() -> MetricsInput {
+        let mut stats = Stats {
+            registrations: 3,
+            refused_security: 2,
+            ..Stats::default()
+        };
+        stats
+            .errors_sent
+            .insert(CauseCode::RejectedSecurity.name(), 2);
+        stats.errors_sent.insert(CauseCode::Other(0x99).name(), 1);
+        MetricsInput {
+            stats,
+            service: ServiceStats::default(),
+            admin: AdminStats::default(),
+            pools: 2,
+            pool_elements: 3,
+            connections: 1,
+            pool_sizes: vec![
+                (1, PoolHandle::from_static("small")),
+                (2, PoolHandle::from_static("big\"one")),
+            ],
+            uptime: Duration::from_secs(5),
+            server_id: 0x1234,
+            secure: true,
+        }
+    }
+
+    #[test]
+    fn exposition_has_the_documented_series() {
+        let text = render(input()).unwrap();
+        for line in [
+            "rserpool_registrar_registrations_total 3",
+            "rserpool_registrar_refused_total{reason=\"security\"} 2",
+            "rserpool_registrar_refused_total{reason=\"inconsistent\"} 0",
+            "rserpool_registrar_errors_sent_total{cause=\"Rejected due to security considerations\"} 2",
+            "rserpool_registrar_errors_sent_total{cause=\"Unknown Pool Handle\"} 0",
+            "rserpool_registrar_errors_sent_total{cause=\"Other\"} 1",
+            "rserpool_registrar_connections_refused_total{reason=\"limit\"} 0",
+            "rserpool_registrar_tls_handshake_failures_total{reason=\"timeout\"} 0",
+            "rserpool_registrar_admin_auth_failures_total 0",
+            "rserpool_registrar_pools 2",
+            "rserpool_registrar_pool_elements 3",
+            "rserpool_registrar_pool_elements_by_pool{pool=\"big\\\"one\"} 2",
+            "rserpool_registrar_pool_elements_by_pool{pool=\"small\"} 1",
+            "rserpool_registrar_connections 1",
+            "rserpool_registrar_uptime_seconds 5.0",
+            "rserpool_registrar_info{server_id=\"0x00001234\",version=\"",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn pool_series_are_capped() {
+        let mut m = input();
+        m.pool_sizes = (0..MAX_POOL_SERIES + 5)
+            .map(|i| (i, PoolHandle::new(format!("p{i}")).unwrap()))
+            .collect();
+        let text = render(m).unwrap();
+        let n = text
+            .lines()
+            .filter(|l| l.starts_with("rserpool_registrar_pool_elements_by_pool{"))
+            .count();
+        assert_eq!(n, MAX_POOL_SERIES);
+        assert!(!text.contains("pool=\"p0\""), "the smallest pools go");
+    }
+}

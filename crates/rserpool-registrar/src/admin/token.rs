@@ -1,0 +1,196 @@
+//! The admin API's bearer token (RFC 6750): a file with one line, read at
+//! start, generated with 32 random bytes, compared in constant time.
+
+use std::io::Write;
+use std::path::Path;
+
+use super::AdminError;
+
+/// Shortest token accepted: anything shorter is guessable.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// Longest token accepted (it travels in an HTTP header).
+pub const MAX_TOKEN_LEN: usize = 1024;
+
+/// A bearer token. Its `Debug` output hides the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(String);
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(..)")
+    }
+}
+
+impl AdminToken {
+    /// A token from text: visible ASCII without spaces (what fits the
+    /// `b64token` of RFC 6750 section 2.1 and more), at least
+    /// [`MIN_TOKEN_LEN`] characters. `Err` says why not.
+    pub fn new(text: &str) -> Result<AdminToken, String> {
+        if text.len() < MIN_TOKEN_LEN {
+            return Err(format!(
+                "the token has {} characters; at least {MIN_TOKEN_LEN} are needed \
+                 (`rsp keygen token` makes one)",
+                text.len()
+            ));
+        }
+        if text.len() > MAX_TOKEN_LEN {
+            return Err(format!(
+                "the token is longer than {MAX_TOKEN_LEN} characters"
+            ));
+        }
+        if !text.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("the token must be visible ASCII without spaces".into());
+        }
+        Ok(AdminToken(text.to_string()))
+    }
+
+    /// Read a token file: one line (surrounding white space is ignored).
+    /// Warns when the file is readable by group or others.
+    pub fn load(path: &Path) -> Result<AdminToken, AdminError> {
+        let text = std::fs::read_to_string(path).map_err(|error| AdminError::TokenFile {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        warn_if_shared(path);
+        let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+        let invalid = |reason: String| AdminError::TokenInvalid {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let line = lines
+            .next()
+            .ok_or_else(|| invalid("the file is empty".into()))?;
+        if lines.next().is_some() {
+            return Err(invalid("the file must hold one line".into()));
+        }
+        AdminToken::new(line).map_err(invalid)
+    }
+
+    /// A new token: 32 random bytes from OpenSSL's CSPRNG, as 64 hex digits.
+    pub fn generate() -> Result<AdminToken, AdminError> {
+        let mut b = [0u8; 32];
+        rserpool_security::random_bytes(&mut b).map_err(AdminError::Random)?;
+        Ok(AdminToken(hex::encode(b)))
+    }
+
+    /// Generate a token and write it to a new file readable by its owner
+    /// only (mode 0600). An existing file is never overwritten.
+    pub fn write_new(path: &Path) -> Result<AdminToken, AdminError> {
+        let token = AdminToken::generate()?;
+        let err = |error: std::io::Error| AdminError::TokenFile {
+            path: path.to_path_buf(),
+            error,
+        };
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut f = options.open(path).map_err(|error| {
+            if error.kind() == std::io::ErrorKind::AlreadyExists {
+                AdminError::TokenExists {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                err(error)
+            }
+        })?;
+        writeln!(f, "{}", token.0).map_err(err)?;
+        f.sync_all().map_err(err)?;
+        Ok(token)
+    }
+
+    /// The secret, for an `Authorization: Bearer` header.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `presented` is this token, in time that does not depend on
+    /// where they differ (only on the length, which is not secret).
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        let ours = self.0.as_bytes();
+        presented.len() == ours.len() && openssl::memcmp::eq(presented, ours)
+    }
+}
+
+/// A tracing warning when a token file is readable by group or others.
+fn warn_if_shared(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    file = %path.display(),
+                    mode = format_args!("{mode:04o}"),
+                    "the admin token file is readable by group or others; chmod 600 it"
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_empty_and_multi_line_tokens_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t");
+        std::fs::write(&p, "short\n").unwrap();
+        let e = AdminToken::load(&p).unwrap_err();
+        assert!(matches!(e, AdminError::TokenInvalid { .. }), "{e}");
+        assert!(e.to_string().contains(&p.display().to_string()), "{e}");
+        assert!(e.to_string().contains("at least 16"), "{e}");
+        std::fs::write(&p, "\n  \n").unwrap();
+        assert!(AdminToken::load(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("empty"));
+        std::fs::write(&p, "0123456789abcdef0\nsecond-line-here-x\n").unwrap();
+        assert!(AdminToken::load(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("one line"));
+        std::fs::write(&p, "0123456789 abcdef0\n").unwrap();
+        assert!(AdminToken::load(&p).is_err());
+        std::fs::write(&p, "  0123456789abcdef  \n").unwrap();
+        let t = AdminToken::load(&p).unwrap();
+        assert_eq!(t.as_str(), "0123456789abcdef");
+        assert!(t.matches(b"0123456789abcdef"));
+        assert!(!t.matches(b"0123456789abcdeF"));
+        assert!(!t.matches(b"0123456789abcde"));
+        assert_eq!(format!("{t:?}"), "AdminToken(..)");
+    }
+
+    #[test]
+    fn a_missing_file_is_named() {
+        let e = AdminToken::load(Path::new("/nonexistent/admin.token")).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/admin.token"), "{e}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn write_new_makes_0600_and_refuses_to_overwrite() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("admin.token");
+        let t = AdminToken::write_new(&p).unwrap();
+        assert_eq!(t.as_str().len(), 64);
+        assert!(t.as_str().bytes().all(|b| b.is_ascii_hexdigit()));
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(AdminToken::load(&p).unwrap(), t);
+        let e = AdminToken::write_new(&p).unwrap_err();
+        assert!(matches!(e, AdminError::TokenExists { .. }), "{e}");
+        assert_eq!(AdminToken::load(&p).unwrap(), t, "file unchanged");
+        assert_ne!(AdminToken::generate().unwrap(), t);
+    }
+}

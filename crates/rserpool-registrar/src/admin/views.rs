@@ -1,0 +1,442 @@
+//! The JSON documents of the admin API, built from the core inside its
+//! task (one query per request) and serialized outside it. Field names
+//! are stable; `docs/admin.md` describes them and the RFC 5525 objects
+//! they correspond to.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use rserpool_handlespace::{ConnId, PoolElementEntry};
+use rserpool_wire::{Policy, PoolHandle, Transport, TransportUse};
+use serde::Serialize;
+
+use crate::{RegistrarCore, ServiceStats, Stats};
+
+/// Default and largest number of PEs one handlespace or peers document
+/// lists.
+pub(crate) const DEFAULT_LIMIT: usize = 10_000;
+/// Largest `limit` accepted (larger values are clamped).
+pub(crate) const MAX_LIMIT: usize = 100_000;
+
+/// The admin server's own counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct AdminStats {
+    /// Requests with a missing or wrong bearer token.
+    pub auth_failures: u64,
+    /// Requests refused because their source failed too often.
+    pub auth_rate_limited: u64,
+}
+
+/// `GET /v1/status`.
+#[derive(Debug, Serialize)]
+pub(crate) struct StatusView {
+    pub server_id: u32,
+    pub server_id_hex: String,
+    pub version: &'static str,
+    pub mode: &'static str,
+    pub listen: Vec<SocketAddr>,
+    pub uptime_seconds: u64,
+    pub pools: usize,
+    pub pool_elements: usize,
+    pub connections: usize,
+    pub core: Stats,
+    pub service: ServiceStats,
+    pub admin: AdminStats,
+}
+
+/// `GET /v1/stats`.
+#[derive(Debug, Serialize)]
+pub(crate) struct StatsView {
+    pub core: Stats,
+    pub service: ServiceStats,
+    pub admin: AdminStats,
+}
+
+/// Counts and counters read from the core in one query.
+#[derive(Debug)]
+pub(crate) struct CoreCounts {
+    pub pools: usize,
+    pub pool_elements: usize,
+    pub connections: usize,
+    pub stats: Stats,
+}
+
+pub(crate) fn core_counts(core: &RegistrarCore) -> CoreCounts {
+    CoreCounts {
+        pools: core.handlespace().pool_count(),
+        pool_elements: core.handlespace().len(),
+        connections: core.connections(),
+        stats: core.stats().clone(),
+    }
+}
+
+/// Pool sizes, for the metrics.
+pub(crate) fn pool_sizes(core: &RegistrarCore) -> Vec<(usize, PoolHandle)> {
+    let hs = core.handlespace();
+    hs.pool_handles()
+        .map(|h| (hs.pool(h).map_or(0, |p| p.len()), h.clone()))
+        .collect()
+}
+
+/// A pool handle as lossy UTF-8 text and as hex.
+fn handle_text(h: &PoolHandle) -> (String, String) {
+    (
+        String::from_utf8_lossy(h.as_bytes()).into_owned(),
+        hex::encode(h.as_bytes()),
+    )
+}
+
+fn hex32(v: u32) -> String {
+    format!("{v:#010x}")
+}
+
+/// A transport parameter (rserpoolENRPUserTransport*, rserpoolENRPUserAddrTable).
+#[derive(Debug, Serialize)]
+pub(crate) struct TransportView {
+    protocol: &'static str,
+    /// IANA protocol number (rserpoolENRPUserTransportProto); none for opaque.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    protocol_number: Option<u8>,
+    port: u16,
+    addresses: Vec<IpAddr>,
+    transport_use: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service_code: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_hex: Option<String>,
+}
+
+impl TransportView {
+    fn new(t: &Transport) -> Self {
+        let (protocol, number) = match t {
+            Transport::Sctp { .. } => ("sctp", Some(132)),
+            Transport::Tcp { .. } => ("tcp", Some(6)),
+            Transport::Udp { .. } => ("udp", Some(17)),
+            Transport::UdpLite { .. } => ("udp-lite", Some(136)),
+            Transport::Dccp { .. } => ("dccp", Some(33)),
+            Transport::Opaque { .. } => ("opaque", None),
+        };
+        TransportView {
+            protocol,
+            protocol_number: number,
+            port: t.port(),
+            addresses: t.addresses().to_vec(),
+            transport_use: match t.transport_use() {
+                TransportUse::DataOnly => "data_only",
+                TransportUse::DataPlusControl => "data_plus_control",
+            },
+            service_code: match t {
+                Transport::Dccp { service_code, .. } => Some(*service_code),
+                _ => None,
+            },
+            data_hex: match t {
+                Transport::Opaque { data } => Some(hex::encode(data)),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// A PE's policy: rserpoolENRPPolicyID (`id`), rserpoolENRPPolicyDescription
+/// (`name`), rserpoolENRPPolicyWeight (`weight`), rserpoolENRPPolicyLoad
+/// (`load`), rserpoolENRPPolicyLoadDeg (`load_deg`); `priority` and the
+/// distance values have no MIB object. Loads are fractions of 0xFFFFFFFF
+/// (RFC 5356 section 3.1). Values a policy does not have are left out.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct PolicyView {
+    id: u32,
+    id_hex: String,
+    name: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    weight: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    load: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    load_deg: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    priority: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    weight_dpf: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    load_dpf: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    distance: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_hex: Option<String>,
+}
+
+impl PolicyView {
+    fn new(p: &Policy) -> Self {
+        use Policy::*;
+        let mut v = PolicyView {
+            id: p.policy_type(),
+            id_hex: hex32(p.policy_type()),
+            name: p.name(),
+            ..PolicyView::default()
+        };
+        match *p {
+            RoundRobin | Random => {}
+            WeightedRoundRobin { weight } | WeightedRandom { weight } => v.weight = Some(weight),
+            Priority { priority } => v.priority = Some(priority),
+            LeastUsed { load } | RandomizedLeastUsed { load } => v.load = Some(load),
+            LeastUsedDegradation {
+                load,
+                load_degradation,
+            }
+            | PriorityLeastUsed {
+                load,
+                load_degradation,
+            }
+            | RandomizedPriorityLeastUsed {
+                load,
+                load_degradation,
+            }
+            | RandomizedLeastUsedDegradation {
+                load,
+                load_degradation,
+            }
+            | PriorityLeastUsedDegradation {
+                load,
+                load_degradation,
+            }
+            | RandomizedPriorityLeastUsedDegradation {
+                load,
+                load_degradation,
+            } => {
+                v.load = Some(load);
+                v.load_deg = Some(load_degradation);
+            }
+            WeightedRandomDpf {
+                weight,
+                weight_dpf,
+                distance,
+            } => {
+                v.weight = Some(weight);
+                v.weight_dpf = Some(weight_dpf);
+                v.distance = Some(distance);
+            }
+            LeastUsedDpf {
+                load,
+                load_dpf,
+                distance,
+            } => {
+                v.load = Some(load);
+                v.load_dpf = Some(load_dpf);
+                v.distance = Some(distance);
+            }
+            LeastUsedDegradationDpf {
+                load,
+                load_degradation,
+                load_dpf,
+                distance,
+            } => {
+                v.load = Some(load);
+                v.load_deg = Some(load_degradation);
+                v.load_dpf = Some(load_dpf);
+                v.distance = Some(distance);
+            }
+            Unknown { ref data, .. } => v.data_hex = Some(hex::encode(data)),
+        }
+        v
+    }
+}
+
+/// One PE (a row of rserpoolENRPPoolElementTable, and more).
+#[derive(Debug, Serialize)]
+pub(crate) struct PoolElementView {
+    identifier: u32,
+    identifier_hex: String,
+    /// The identity that registered it and owns it (RFC 5355 binding).
+    identity: Option<String>,
+    home_registrar: u32,
+    home_registrar_hex: String,
+    /// The ASAP connection it registered over (see `/v1/peers`).
+    connection: Option<ConnId>,
+    user_transport: TransportView,
+    asap_transport: Option<TransportView>,
+    policy: PolicyView,
+    registration_life_ms: i32,
+    /// Seconds until its registration life ends (none: never).
+    expires_in_seconds: Option<f64>,
+}
+
+impl PoolElementView {
+    fn new(e: &PoolElementEntry, now: Instant) -> Self {
+        PoolElementView {
+            identifier: e.identifier,
+            identifier_hex: hex32(e.identifier),
+            identity: e.identity.as_ref().map(|i| i.0.to_string()),
+            home_registrar: e.home,
+            home_registrar_hex: hex32(e.home),
+            connection: e.connection,
+            user_transport: TransportView::new(&e.user_transport),
+            asap_transport: e.asap_transport.as_ref().map(TransportView::new),
+            policy: PolicyView::new(&e.policy),
+            registration_life_ms: e.registration_life,
+            expires_in_seconds: e
+                .expires
+                .map(|t| t.saturating_duration_since(now).as_secs_f64()),
+        }
+    }
+}
+
+/// One pool (a row of rserpoolENRPPoolTable with its PEs).
+#[derive(Debug, Serialize)]
+pub(crate) struct PoolView {
+    handle: String,
+    handle_hex: String,
+    policy: &'static str,
+    policy_id: u32,
+    pool_elements_total: usize,
+    pool_elements: Vec<PoolElementView>,
+}
+
+/// `GET /v1/handlespace`.
+#[derive(Debug, Serialize)]
+pub(crate) struct HandlespaceView {
+    pools_total: usize,
+    pool_elements_total: usize,
+    pool_elements_shown: usize,
+    limit: usize,
+    /// Some PEs (and maybe pools) were left out because of `limit`.
+    truncated: bool,
+    pools: Vec<PoolView>,
+}
+
+/// The pools to list, in handle order.
+pub(crate) enum PoolSelection {
+    All,
+    One(PoolHandle),
+}
+
+/// The handlespace document, at most `limit` PEs; `None` when the one
+/// pool asked for does not exist.
+pub(crate) fn handlespace(
+    core: &RegistrarCore,
+    which: &PoolSelection,
+    limit: usize,
+    now: Instant,
+) -> Option<HandlespaceView> {
+    let hs = core.handlespace();
+    let handles: Vec<&PoolHandle> = match which {
+        PoolSelection::All => hs.pool_handles().collect(),
+        PoolSelection::One(h) => {
+            hs.pool(h)?;
+            vec![h]
+        }
+    };
+    let mut left = limit;
+    let mut truncated = false;
+    let mut pools = Vec::new();
+    for h in handles {
+        if left == 0 {
+            truncated = true;
+            break;
+        }
+        let total = hs.pool(h).map_or(0, |p| p.len());
+        let pool_elements: Vec<PoolElementView> = hs
+            .pool_elements(h)
+            .take(left)
+            .map(|e| PoolElementView::new(e, now))
+            .collect();
+        left -= pool_elements.len();
+        truncated |= pool_elements.len() < total;
+        let (handle, handle_hex) = handle_text(h);
+        let first_policy = hs.pool_elements(h).next().map(|e| e.policy.name());
+        pools.push(PoolView {
+            handle,
+            handle_hex,
+            policy: first_policy.unwrap_or("unknown"),
+            policy_id: hs.pool(h).map_or(0, |p| p.policy_type()),
+            pool_elements_total: total,
+            pool_elements,
+        });
+    }
+    Some(HandlespaceView {
+        pools_total: hs.pool_count(),
+        pool_elements_total: hs.len(),
+        pool_elements_shown: limit - left,
+        limit,
+        truncated,
+        pools,
+    })
+}
+
+/// A PE as listed under its connection.
+#[derive(Debug, Serialize)]
+struct PeRef {
+    pool: String,
+    pool_hex: String,
+    identifier: u32,
+    identifier_hex: String,
+}
+
+/// One ASAP connection.
+#[derive(Debug, Serialize)]
+struct ConnectionView {
+    connection: ConnId,
+    identity: String,
+    address: SocketAddr,
+    may_register: bool,
+    connected_seconds: f64,
+    pool_elements_total: usize,
+    pool_elements: Vec<PeRef>,
+}
+
+/// `GET /v1/peers`: ASAP connections. ENRP peers (rserpoolENRPPeerTable)
+/// come with ENRP.
+#[derive(Debug, Serialize)]
+pub(crate) struct PeersView {
+    connections_total: usize,
+    pool_elements_shown: usize,
+    limit: usize,
+    truncated: bool,
+    asap_connections: Vec<ConnectionView>,
+}
+
+/// The peers document, at most `limit` PEs over all connections.
+pub(crate) fn peers(core: &RegistrarCore, limit: usize, now: Instant) -> PeersView {
+    let hs = core.handlespace();
+    let mut conns: Vec<_> = core.open_connections().collect();
+    conns.sort_unstable_by_key(|c| c.conn);
+    let mut left = limit;
+    let mut truncated = false;
+    let asap_connections = conns
+        .iter()
+        .map(|c| {
+            let mut total = 0;
+            let mut pool_elements = Vec::new();
+            for (h, e) in hs.by_connection(c.conn) {
+                total += 1;
+                if left == 0 {
+                    truncated = true;
+                    continue;
+                }
+                left -= 1;
+                let (pool, pool_hex) = handle_text(h);
+                pool_elements.push(PeRef {
+                    pool,
+                    pool_hex,
+                    identifier: e.identifier,
+                    identifier_hex: hex32(e.identifier),
+                });
+            }
+            ConnectionView {
+                connection: c.conn,
+                identity: c.identity.0.to_string(),
+                address: c.address,
+                may_register: c.may_register,
+                connected_seconds: now.saturating_duration_since(c.connected_at).as_secs_f64(),
+                pool_elements_total: total,
+                pool_elements,
+            }
+        })
+        .collect();
+    PeersView {
+        connections_total: conns.len(),
+        pool_elements_shown: limit - left,
+        limit,
+        truncated,
+        asap_connections,
+    }
+}

@@ -1,0 +1,159 @@
+//! `rsp status`: one screen about a running registrar, read from its
+//! admin API (`GET /v1/status`), or that document as JSON with `--json`.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::admin_client::{AdminArgs, AdminClient};
+
+/// Flags of `rsp status`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    /// Print the admin API's status document as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(args: &Args) -> anyhow::Result<()> {
+    let client = AdminClient::new(&args.admin)?;
+    let status = client.get_json("/v1/status").await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print!("{}", summary(&status));
+    }
+    Ok(())
+}
+
+/// A number field (0 when missing: the summary shows what there is).
+fn n(v: &Value, path: &[&str]) -> u64 {
+    path.iter().fold(v, |v, k| &v[*k]).as_u64().unwrap_or(0)
+}
+
+fn text<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or("?")
+}
+
+/// The human-readable summary.
+pub fn summary(s: &Value) -> String {
+    let mut o = String::new();
+    let listen: Vec<&str> = s["listen"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let uptime = humantime::format_duration(Duration::from_secs(n(s, &["uptime_seconds"])));
+    let _ = writeln!(
+        o,
+        "registrar {}  version {}, {} mode",
+        text(s, "server_id_hex"),
+        text(s, "version"),
+        text(s, "mode")
+    );
+    let _ = writeln!(o, "  up            {uptime}, ASAP on {}", listen.join(", "));
+    let _ = writeln!(
+        o,
+        "  handlespace   {} pools, {} PEs; {} ASAP connections",
+        n(s, &["pools"]),
+        n(s, &["pool_elements"]),
+        n(s, &["connections"])
+    );
+    let c = |k: &str| n(s, &["core", k]);
+    let _ = writeln!(
+        o,
+        "  registrations {} new, {} renewed, {} deregistered; {} resolutions",
+        c("registrations"),
+        c("reregistrations"),
+        c("deregistrations"),
+        c("resolutions")
+    );
+    let _ = writeln!(
+        o,
+        "  removals      {} keep-alive failures ({} keep-alives sent), {} lifetimes expired, \
+         {} unreachable ({} reports)",
+        c("keep_alive_failures"),
+        c("keep_alives_sent"),
+        c("lifetime_expiries"),
+        c("unreachable_removals"),
+        c("unreachable_reports")
+    );
+    let _ = writeln!(
+        o,
+        "  refused       {} security, {} rate limited, {} invalid, {} inconsistent; {} malformed",
+        c("refused_security"),
+        c("refused_rate_limited"),
+        c("refused_invalid"),
+        c("refused_inconsistent"),
+        c("malformed")
+    );
+    let errors: Vec<String> = s["core"]["errors_sent"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k} {}", v.as_u64().unwrap_or(0)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let _ = writeln!(
+        o,
+        "  errors sent   {}",
+        if errors.is_empty() {
+            "none".to_string()
+        } else {
+            errors.join(", ")
+        }
+    );
+    let v = |k: &str| n(s, &["service", k]);
+    let _ = writeln!(
+        o,
+        "  connections   {} open, {} accepted, {} refused over the limit; TLS handshakes {} \
+         failed, {} timed out",
+        v("connections_open"),
+        v("connections_accepted"),
+        v("connections_refused_limit"),
+        v("tls_handshake_failures"),
+        v("tls_handshake_timeouts")
+    );
+    let _ = writeln!(
+        o,
+        "  admin API     {} authentication failures",
+        n(s, &["admin", "auth_failures"])
+    );
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_shows_the_key_figures_and_tolerates_missing_fields() {
+        let s = serde_json::json!({
+            "server_id_hex": "0x00000001", "version": "0.1.0", "mode": "secure",
+            "listen": ["127.0.0.1:3864"], "uptime_seconds": 3723,
+            "pools": 2, "pool_elements": 5, "connections": 3,
+            "core": {"registrations": 5, "refused_security": 1,
+                     "errors_sent": {"Rejected due to security considerations": 1}},
+            "service": {"connections_open": 3},
+            "admin": {"auth_failures": 0}
+        });
+        let text = summary(&s);
+        assert!(text.contains("registrar 0x00000001"), "{text}");
+        assert!(text.contains("secure mode"), "{text}");
+        assert!(text.contains("up            1h 2m 3s"), "{text}");
+        assert!(
+            text.contains("2 pools, 5 PEs; 3 ASAP connections"),
+            "{text}"
+        );
+        assert!(text.contains("1 security"), "{text}");
+        assert!(
+            text.contains("Rejected due to security considerations 1"),
+            "{text}"
+        );
+        let empty = summary(&serde_json::json!({}));
+        assert!(empty.contains("errors sent   none"), "{empty}");
+    }
+}

@@ -1,0 +1,225 @@
+//! `rsp watch`: follow a registrar's events (`GET /v1/events`, Server-Sent
+//! Events) and print one line per event: time, a marker (`+` registered,
+//! `-` removed, `!` refused, malformed or missed), pool, PE identifier,
+//! identity, reason. `--json` prints each event's JSON object on a line.
+//! Ends cleanly on SIGINT/SIGTERM, with an error when the stream ends.
+
+use std::time::SystemTime;
+
+use anyhow::{anyhow, bail};
+use serde_json::Value;
+
+use crate::admin_client::{AdminArgs, AdminClient};
+
+/// Flags of `rsp watch`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    /// One JSON object per line instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Largest event accepted (bytes); the registrar's are far smaller.
+const MAX_EVENT: usize = 1 << 20;
+
+pub async fn run(args: &Args) -> anyhow::Result<()> {
+    let client = AdminClient::new(&args.admin)?;
+    let mut resp = client.events().await?;
+    tracing::info!(admin = client.base(), "watching the registrar's events");
+    let mut parser = SseParser::default();
+    let stop = crate::shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        let chunk = tokio::select! {
+            _ = &mut stop => return Ok(()),
+            c = resp.chunk() => c,
+        };
+        match chunk {
+            Ok(Some(bytes)) => {
+                for (name, data) in parser.push(&bytes)? {
+                    let v: Value = serde_json::from_str(&data).map_err(|e| {
+                        anyhow!(
+                            "the admin API at {} sent a {name:?} event that is not JSON ({e})",
+                            client.base()
+                        )
+                    })?;
+                    if args.json {
+                        println!("{v}");
+                    } else {
+                        println!("{}", line(&name, &v, SystemTime::now()));
+                    }
+                }
+            }
+            Ok(None) => bail!(
+                "the event stream from {} ended: the registrar went away",
+                client.base()
+            ),
+            Err(e) => bail!("the event stream from {} broke: {e}", client.base()),
+        }
+    }
+}
+
+/// Cuts a Server-Sent Events byte stream into (event name, data) pairs
+/// (WHATWG HTML "server-sent events": blocks end with a blank line, `:`
+/// lines are comments, data lines are joined with newlines).
+#[derive(Debug, Default)]
+pub struct SseParser {
+    buf: Vec<u8>,
+}
+
+impl SseParser {
+    /// Add bytes; returns the events they complete.
+    pub fn push(&mut self, bytes: &[u8]) -> anyhow::Result<Vec<(String, String)>> {
+        self.buf
+            .extend(bytes.iter().copied().filter(|&b| b != b'\r'));
+        let mut out = Vec::new();
+        while let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
+            let block: Vec<u8> = self.buf.drain(..end + 2).collect();
+            let block = String::from_utf8_lossy(&block);
+            let mut name = String::from("message");
+            let mut data: Vec<&str> = Vec::new();
+            let mut any = false;
+            for l in block.lines() {
+                let (field, value) = match l.split_once(':') {
+                    Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+                    None => (l, ""),
+                };
+                match field {
+                    "" => {} // comment (keep-alive)
+                    "event" => {
+                        name = value.to_string();
+                        any = true;
+                    }
+                    "data" => {
+                        data.push(value);
+                        any = true;
+                    }
+                    _ => {}
+                }
+            }
+            if any {
+                out.push((name, data.join("\n")));
+            }
+        }
+        if self.buf.len() > MAX_EVENT {
+            bail!("an event of more than {MAX_EVENT} bytes: not a registrar's event stream");
+        }
+        Ok(out)
+    }
+}
+
+fn pool_of(v: &Value) -> String {
+    match &v["pool_handle"] {
+        Value::String(s) => s.clone(),
+        Value::Object(m) => match m.get("hex").and_then(Value::as_str) {
+            Some(h) => format!("0x{h}"),
+            None => "?".into(),
+        },
+        _ => "?".into(),
+    }
+}
+
+fn pe_of(v: &Value) -> String {
+    match v["identifier"].as_u64() {
+        Some(id) => format!("{id:#010x}"),
+        None => "?".into(),
+    }
+}
+
+fn s<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or("?")
+}
+
+/// One readable line for an event.
+pub fn line(name: &str, v: &Value, at: SystemTime) -> String {
+    let t = humantime::format_rfc3339_seconds(at);
+    match name {
+        "registered" => format!(
+            "{t} + {} {} {} {}",
+            pool_of(v),
+            pe_of(v),
+            s(v, "identity"),
+            if v["new"].as_bool() == Some(false) {
+                "re-registered"
+            } else {
+                "registered"
+            }
+        ),
+        "removed" => format!(
+            "{t} - {} {} {}",
+            pool_of(v),
+            pe_of(v),
+            s(v, "reason").replace('_', " ")
+        ),
+        "refused" => format!(
+            "{t} ! {} {} refused ({}): {}: {} [connection {}]",
+            s(v, "identity"),
+            s(v, "request"),
+            s(v, "refusal").replace('_', " "),
+            s(v, "cause"),
+            s(v, "detail"),
+            v["conn"]
+        ),
+        "malformed" => format!(
+            "{t} ! {} malformed message: {} [connection {}]",
+            s(v, "identity"),
+            s(v, "error"),
+            v["conn"]
+        ),
+        "lagged" => format!(
+            "{t} ! missed {} events (this watcher fell behind)",
+            v["missed"]
+        ),
+        other => format!("{t} ? {other} {v}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parser_handles_split_chunks_comments_and_crlf() {
+        let mut p = SseParser::default();
+        assert!(p.push(b": keep-alive\n\nevent: regis").unwrap().is_empty());
+        let got = p
+            .push(b"tered\r\ndata: {\"a\":1}\r\n\r\nevent:lagged\ndata:{}\n\n")
+            .unwrap();
+        assert_eq!(
+            got,
+            vec![
+                ("registered".to_string(), "{\"a\":1}".to_string()),
+                ("lagged".to_string(), "{}".to_string())
+            ]
+        );
+        assert!(p.push(&vec![b'x'; MAX_EVENT + 1]).is_err());
+    }
+
+    #[test]
+    fn lines_carry_marker_pool_pe_identity_and_reason() {
+        let at = SystemTime::UNIX_EPOCH;
+        let reg = serde_json::json!({"event":"registered","pool_handle":"echo",
+            "identifier":168496141u32,"identity":"psk:pe-a","new":true});
+        assert_eq!(
+            line("registered", &reg, at),
+            "1970-01-01T00:00:00Z + echo 0x0a0b0c0d psk:pe-a registered"
+        );
+        let rem = serde_json::json!({"event":"removed","pool_handle":{"hex":"00ff"},
+            "identifier":1,"reason":"keep_alive_timeout"});
+        assert_eq!(
+            line("removed", &rem, at),
+            "1970-01-01T00:00:00Z - 0x00ff 0x00000001 keep alive timeout"
+        );
+        let refused = serde_json::json!({"event":"refused","conn":3,"identity":"psk:pe-b",
+            "request":"ASAP_REGISTRATION","refusal":"security",
+            "cause":"Rejected due to security considerations","detail":"not yours"});
+        assert_eq!(
+            line("refused", &refused, at),
+            "1970-01-01T00:00:00Z ! psk:pe-b ASAP_REGISTRATION refused (security): \
+             Rejected due to security considerations: not yours [connection 3]"
+        );
+        assert!(line("lagged", &serde_json::json!({"missed": 7}), at).contains("missed 7"));
+    }
+}

@@ -1,0 +1,380 @@
+//! `rsp status`, `rsp watch` and `rsp keygen token` against an in-process
+//! registrar (TLS PSK) with its admin API on loopback: status prints the
+//! server id, watch --json prints a `registered` line for a PE that
+//! registers after it started and an error when the registrar goes away,
+//! SIGTERM ends watch cleanly, and wrong tokens and unreachable addresses
+//! give errors that name the file or the address.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use rserpool::{ClientConfig, PoolElement, PoolElementSpec, RegistrarEndpoint};
+use rserpool_registrar::admin::{AdminConfig, AdminServer, AdminToken};
+use rserpool_registrar::{CoreConfig, Registrar, ServiceConfig};
+use rserpool_security::{Psk, PskStore, TlsClient, TlsClientConfig, TlsServer, TlsServerConfig};
+use rserpool_wire::{Policy, PoolHandle};
+
+const LIMIT: Duration = Duration::from_secs(20);
+const SERVER_ID: u32 = 0x00c0_ffee;
+
+fn rsp() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rsp"));
+    c.args(["--log", "warn"]);
+    c
+}
+
+/// A registrar with its admin API, on a runtime of its own.
+struct Lab {
+    rt: tokio::runtime::Runtime,
+    registrar: Option<Registrar>,
+    admin: Option<AdminServer>,
+    url: String,
+    psk: Psk,
+    dir: tempfile::TempDir,
+    pes: Vec<PoolElement>,
+}
+
+impl Lab {
+    fn start() -> Lab {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let token = AdminToken::write_new(&dir.path().join("admin.token")).unwrap();
+        let psk = Psk::generate("pe-1").unwrap();
+        let mut store = PskStore::default();
+        store.insert(psk.clone()).unwrap();
+        let tls = TlsServer::new(&TlsServerConfig {
+            psks: Some(Arc::new(store)),
+            ..TlsServerConfig::default()
+        })
+        .unwrap();
+        let (registrar, admin) = rt.block_on(async {
+            let registrar = Registrar::start(ServiceConfig {
+                listen: vec!["127.0.0.1:0".parse().unwrap()],
+                tls: Some(Arc::new(tls)),
+                core: CoreConfig {
+                    server_id: SERVER_ID,
+                    ..CoreConfig::default()
+                },
+                ..ServiceConfig::default()
+            })
+            .await
+            .unwrap();
+            let admin = AdminServer::start(
+                AdminConfig {
+                    listen: "127.0.0.1:0".parse().unwrap(),
+                    token,
+                },
+                registrar.handle(),
+            )
+            .await
+            .unwrap();
+            (registrar, admin)
+        });
+        let url = format!("http://{}", admin.local_addr());
+        Lab {
+            rt,
+            registrar: Some(registrar),
+            admin: Some(admin),
+            url,
+            psk,
+            dir,
+            pes: Vec::new(),
+        }
+    }
+
+    fn token_file(&self) -> String {
+        self.dir.path().join("admin.token").display().to_string()
+    }
+
+    fn asap_addr(&self) -> SocketAddr {
+        self.registrar.as_ref().unwrap().local_addrs()[0]
+    }
+
+    /// Register a PE (it stays registered while the lab lives).
+    fn register_pe(&mut self, id: u32) {
+        let tls = TlsClient::new(&TlsClientConfig {
+            psk: Some(self.psk.clone()),
+            ..TlsClientConfig::default()
+        })
+        .unwrap();
+        let config = ClientConfig::new(vec![RegistrarEndpoint::new(self.asap_addr())], Some(tls));
+        let mut spec = PoolElementSpec::new(PoolHandle::from_static("echo"), Policy::RoundRobin, 7);
+        spec.identifier = Some(id);
+        let pe = self
+            .rt
+            .block_on(PoolElement::start(config, spec))
+            .expect("the PE registers");
+        self.pes.push(pe);
+    }
+
+    fn stop_registrar(&mut self) {
+        if let Some(r) = self.registrar.take() {
+            self.rt.block_on(r.shutdown());
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let pes = std::mem::take(&mut self.pes);
+        let admin = self.admin.take();
+        let registrar = self.registrar.take();
+        self.rt.block_on(async move {
+            drop(pes);
+            if let Some(a) = admin {
+                a.shutdown().await;
+            }
+            if let Some(r) = registrar {
+                r.shutdown().await;
+            }
+        });
+    }
+}
+
+/// Send each line of a pipe to a channel.
+fn lines_of(pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// A child process with its stdout and stderr lines, killed when dropped.
+struct Proc {
+    child: Child,
+    out: mpsc::Receiver<String>,
+    err: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    fn spawn(cmd: &mut Command) -> Proc {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("rsp starts");
+        let out = lines_of(child.stdout.take().expect("stdout"));
+        let err = lines_of(child.stderr.take().expect("stderr"));
+        Proc { child, out, err }
+    }
+
+    /// The next stdout line, within the limit.
+    fn line(&self) -> String {
+        self.out
+            .recv_timeout(LIMIT)
+            .unwrap_or_else(|_| panic!("no output line within {LIMIT:?}"))
+    }
+
+    /// Wait for a stderr line containing `text`, within the limit.
+    fn wait_stderr(&self, text: &str) {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.err.recv_timeout(left) {
+                Ok(l) if l.contains(text) => return,
+                Ok(_) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!("rsp exited before {text:?} appeared on stderr")
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("no {text:?} on stderr within {LIMIT:?}")
+                }
+            }
+        }
+    }
+
+    /// Wait for the exit (within the limit): exit code and stderr.
+    fn exit(&mut self) -> (Option<i32>, String) {
+        let deadline = Instant::now() + LIMIT;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "rsp did not exit within {LIMIT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // The pipe closed with the process: the reader thread ends.
+        let err: Vec<String> = self.err.iter().collect();
+        (status.code(), err.join("\n"))
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill runs")
+            .success();
+        assert!(ok);
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `rsp watch` on the lab, subscribed: it logs "watching" once the admin
+/// API answered /v1/events, and the API subscribes before it answers.
+fn watch(lab: &Lab, json: bool) -> Proc {
+    let token = lab.token_file();
+    let mut args = vec!["watch", "--admin", &lab.url, "--token-file", &token];
+    if json {
+        args.push("--json");
+    }
+    // Logs at info (the default rsp() sets warn) for the "watching" line.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rsp"));
+    let p = Proc::spawn(cmd.args(["--log", "info"]).args(&args));
+    p.wait_stderr("watching the registrar's events");
+    p
+}
+
+fn run(args: &[&str]) -> Output {
+    rsp().args(args).output().expect("rsp runs")
+}
+
+#[test]
+fn status_prints_the_server_id_and_json_on_request() {
+    let mut lab = Lab::start();
+    lab.register_pe(0x0000_0042);
+    let out = run(&[
+        "status",
+        "--admin",
+        &lab.url,
+        "--token-file",
+        &lab.token_file(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("registrar 0x00c0ffee"), "{text}");
+    assert!(text.contains("secure mode"), "{text}");
+    assert!(text.contains("1 pools, 1 PEs"), "{text}");
+
+    let out = run(&[
+        "status",
+        "--admin",
+        &lab.url,
+        "--token-file",
+        &lab.token_file(),
+        "--json",
+    ]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["server_id"], SERVER_ID);
+    assert_eq!(v["pool_elements"], 1);
+    assert_eq!(v["core"]["registrations"], 1);
+}
+
+#[test]
+fn watch_prints_registrations_and_stops_on_sigterm() {
+    let mut lab = Lab::start();
+    let mut w = watch(&lab, true);
+    lab.register_pe(0x0000_0007);
+    let v: serde_json::Value = serde_json::from_str(&w.line()).expect("one JSON object per line");
+    assert_eq!(v["event"], "registered");
+    assert_eq!(v["pool_handle"], "echo");
+    assert_eq!(v["identifier"], 7);
+    assert_eq!(v["identity"], "psk:pe-1");
+    assert_eq!(v["new"], true);
+    w.signal("-TERM");
+    let (code, err) = w.exit();
+    assert_eq!(code, Some(0), "{err}");
+}
+
+#[test]
+fn watch_says_when_the_registrar_goes_away() {
+    let mut lab = Lab::start();
+    let mut w = watch(&lab, false);
+    lab.register_pe(0x0000_0007);
+    let line = w.line();
+    assert!(
+        line.contains(" + echo 0x00000007 psk:pe-1 registered"),
+        "{line}"
+    );
+    lab.stop_registrar();
+    let (code, err) = w.exit();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("the registrar went away"), "{err}");
+    assert!(err.contains(&lab.url), "{err}");
+}
+
+#[test]
+fn a_wrong_token_file_is_named() {
+    let lab = Lab::start();
+    let wrong: PathBuf = lab.dir.path().join("wrong.token");
+    AdminToken::write_new(&wrong).unwrap();
+    let wrong = wrong.display().to_string();
+    for cmd in ["status", "watch"] {
+        let out = run(&[cmd, "--admin", &lab.url, "--token-file", &wrong]);
+        assert_eq!(out.status.code(), Some(1), "{cmd}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&wrong), "{cmd}: {err}");
+        assert!(err.contains("401"), "{cmd}: {err}");
+    }
+    let missing = lab.dir.path().join("missing.token").display().to_string();
+    let out = run(&["status", "--admin", &lab.url, "--token-file", &missing]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&missing));
+}
+
+#[test]
+fn an_unreachable_admin_address_is_named() {
+    let lab = Lab::start();
+    // A port that was free a moment ago: nothing listens there.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", free.local_addr().unwrap());
+    drop(free);
+    for cmd in ["status", "watch"] {
+        let out = run(&[cmd, "--admin", &url, "--token-file", &lab.token_file()]);
+        assert_eq!(out.status.code(), Some(1), "{cmd}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("cannot reach"), "{cmd}: {err}");
+        assert!(err.contains(&url), "{cmd}: {err}");
+    }
+}
+
+#[test]
+fn keygen_token_writes_a_usable_token_once() {
+    let lab = Lab::start();
+    let path = lab.dir.path().join("new.token");
+    let p = path.display().to_string();
+    let out = run(&["keygen", "token", "--out", &p]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = AdminToken::load(&path).expect("a valid token");
+    assert_eq!(token.as_str().len(), 64);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let out = run(&["keygen", "token", "--out", &p]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not overwriting"));
+    assert_eq!(AdminToken::load(&path).unwrap(), token);
+}
