@@ -3,6 +3,7 @@
 //! that names what is wrong.
 
 mod bench;
+mod ca;
 mod client_args;
 mod decode;
 mod duration;
@@ -10,6 +11,7 @@ mod echo;
 mod keygen;
 mod pe;
 mod registrar;
+mod registrar_config;
 mod resolve;
 
 use std::process::ExitCode;
@@ -41,6 +43,9 @@ enum Command {
     Pe(pe::Args),
     /// Resolve a pool handle and print its PEs (optionally send an echo).
     Resolve(resolve::Args),
+    /// A small certificate authority for labs: create it, issue certificates.
+    #[command(subcommand)]
+    Ca(ca::Args),
     /// Measure performance (prints figures; --json for JSON).
     #[command(subcommand)]
     Bench(bench::Args),
@@ -56,6 +61,7 @@ fn main() -> ExitCode {
         Command::Pe(args) => runtime().and_then(|rt| rt.block_on(pe::run(args))),
         Command::Resolve(args) => runtime().and_then(|rt| rt.block_on(resolve::run(args))),
         Command::Bench(args) => runtime().and_then(|rt| rt.block_on(bench::run(args))),
+        Command::Ca(args) => ca::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
