@@ -163,3 +163,23 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     registrar.shutdown().await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{Args as _, Command};
+
+    use super::Args;
+
+    #[test]
+    fn every_setting_flag_shows_its_default() {
+        let cmd = Args::augment_args(Command::new("registrar"));
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if ["config", "check_config"].contains(&id) {
+                continue;
+            }
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            assert!(help.contains("[default: "), "--{id}: {help}");
+        }
+    }
+}

@@ -401,15 +401,9 @@ pub fn check(m: &Merged) -> anyhow::Result<()> {
     }
     positive("connections.idle_timeout", s.idle_timeout)?;
     positive("connections.handshake_timeout", s.handshake_timeout)?;
-    match &s.announce {
-        Some(a) => positive("announce.interval", a.interval)?,
-        None if o.is_set("announce.interval") => {
-            return Err(o.error(
-                "announce.interval",
-                "announcements are off: set announce.group (--announce) too",
-            ))
-        }
-        None => {}
+    // An interval without a group is kept for a later `--announce`.
+    if let Some(a) = &s.announce {
+        positive("announce.interval", a.interval)?;
     }
     positive("registration.max_lifetime", c.max_registration_life)?;
     if c.min_registration_life > c.max_registration_life {
