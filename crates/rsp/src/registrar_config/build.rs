@@ -12,8 +12,9 @@ use rserpool_registrar::ServiceConfig;
 use rserpool_security::tls::CertificateFiles;
 use rserpool_security::{PskStore, SecurityError, TlsServer, TlsServerConfig};
 
+use super::check::check;
 use super::locate::Origins;
-use super::merge::{check, Merged, TlsFiles};
+use super::merge::{Merged, TlsFiles};
 
 /// Everything `rsp registrar` runs with.
 #[derive(Debug)]

@@ -4,12 +4,16 @@
 //!
 //! * `file`: the file's layout and reading it (syntax and type errors).
 //! * `locate`: where each value came from, for error messages.
-//! * `merge`: precedence, defaults and the checks of the values.
+//! * `merge`: precedence and defaults.
+//! * `check`: the checks of the merged values.
 //! * `build`: reading the files the settings name, the TLS context.
+//! * `help`: the defaults in `--help`.
 //! * `summary`: the effective settings as text or JSON.
 
 mod build;
+mod check;
 mod file;
+mod help;
 mod locate;
 mod merge;
 mod summary;
@@ -20,7 +24,8 @@ pub use build::RegistrarSettings;
 // The API of the settings, for the modules that serve them (admin API).
 #[allow(unused_imports)]
 pub use build::{AdminSettings, Details};
-pub use merge::{help_with_default, DEFAULT_ADMIN_LISTEN};
+pub use help::help_with_default;
+pub use merge::DEFAULT_ADMIN_LISTEN;
 
 use crate::registrar::Args;
 
