@@ -405,3 +405,47 @@ fn a_registrar_started_with_a_config_uses_it() {
     assert_eq!(refused["refusal"], "rate_limited");
     assert_eq!(refused["identity"], "psk:pu-1");
 }
+
+/// The `code` span a table cell starts with.
+fn code(cell: &str) -> Option<&str> {
+    let rest = cell.trim_start().strip_prefix('`')?;
+    Some(&rest[..rest.find('`')?])
+}
+
+#[test]
+fn the_documented_defaults_are_the_real_ones() {
+    let s = Setup::new();
+    // Announcements on, for their interval.
+    let on = format!("{BASE}[announce]\ngroup = \"239.0.0.50:3863\"\n");
+    let defaults = json(&s.check(&on, &["--json"]));
+    let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/operations.md");
+    let doc = std::fs::read_to_string(doc).expect("docs/operations.md");
+    let table = doc
+        .split("## Registrar options")
+        .nth(1)
+        .and_then(|t| t.split("\n## ").next())
+        .expect("the options table");
+    let mut checked = 0;
+    for row in table.lines().filter(|l| l.starts_with("| ")) {
+        let cells: Vec<&str> = row.split(" | ").collect();
+        let (Some(key), Some(default)) = (
+            cells.get(1).and_then(|c| code(c)),
+            cells.get(2).and_then(|c| code(c)),
+        ) else {
+            continue;
+        };
+        if key == "listen" || key == "json" {
+            // Set by this test (the help shows their defaults).
+            continue;
+        }
+        // A TOML value, or a bare duration like 5s.
+        let documented = match toml::from_str::<toml::Table>(&format!("v = {default}")) {
+            Ok(t) => serde_json::to_value(&t["v"]).unwrap(),
+            Err(_) => serde_json::Value::String(default.to_string()),
+        };
+        let actual = key.split('.').fold(&defaults, |v, k| &v[k]);
+        assert_eq!(&documented, actual, "{key}");
+        checked += 1;
+    }
+    assert_eq!(checked, 22);
+}
