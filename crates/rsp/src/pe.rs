@@ -73,6 +73,15 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
         ..PoolElementSpec::new(handle.clone(), args.policy.clone(), port)
     };
     let pe = PoolElement::start(config, spec).await?;
+    // Arm the SIGINT/SIGTERM handlers before saying "registered": a
+    // signal sent right after that line must deregister, not kill.
+    let shutdown = crate::shutdown_signal();
+    tokio::pin!(shutdown);
+    let signalled = tokio::select! {
+        biased;
+        _ = &mut shutdown => true,
+        _ = std::future::ready(()) => false,
+    };
     let mut events = pe.events();
     let id = pe.identifier();
     let status = pe.status();
@@ -93,14 +102,16 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
             status.registrar.map_or("?".to_string(), |a| a.to_string())
         ),
     );
-    loop {
-        tokio::select! {
-            _ = crate::shutdown_signal() => break,
-            e = events.recv() => match e {
-                Ok(e) => out.event(&e),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(_) => break,
-            },
+    if !signalled {
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                e = events.recv() => match e {
+                    Ok(e) => out.event(&e),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => break,
+                },
+            }
         }
     }
     // RFC 5352 3.2 allows T3 (30 s) for the answer; an operator stopping a
