@@ -83,7 +83,7 @@ impl Psk {
 
     /// The keys of a key file, in file order (at least one).
     pub fn read_file(path: &Path) -> Result<Vec<Psk>, SecurityError> {
-        check_mode(path)?;
+        files::check_private(path)?;
         let text = std::fs::read_to_string(path).map_err(|error| SecurityError::Io {
             path: path.to_owned(),
             error,
@@ -105,28 +105,6 @@ fn check_identity(identity: &str) -> Result<(), String> {
             "PSK identity {identity:?} must be printable ASCII without spaces"
         ));
     }
-    Ok(())
-}
-
-#[cfg(unix)]
-fn check_mode(path: &Path) -> Result<(), SecurityError> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|error| SecurityError::Io {
-        path: path.to_owned(),
-        error,
-    })?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(SecurityError::KeyFileMode {
-            path: path.to_owned(),
-            mode,
-        });
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn check_mode(_path: &Path) -> Result<(), SecurityError> {
     Ok(())
 }
 

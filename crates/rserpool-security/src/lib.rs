@@ -22,7 +22,15 @@ pub mod rate_limit;
 pub mod tls;
 
 pub use error::SecurityError;
+pub use files::Existing;
 pub use keyfile::{Psk, PskStore};
+
+/// Refuse a secret file (a key, a token) that group or others can access,
+/// with an error that names the file and the `chmod` that fixes it.
+pub fn check_private_file(path: &std::path::Path) -> Result<(), SecurityError> {
+    files::check_private(path)
+}
+
 /// Fill `buf` from OpenSSL's CSPRNG (seeds, identifiers, keys).
 pub fn random_bytes(buf: &mut [u8]) -> Result<(), SecurityError> {
     openssl::rand::rand_bytes(buf).map_err(SecurityError::from)

@@ -4,6 +4,7 @@
 
 mod admin_client;
 mod bench;
+mod ca;
 mod client_args;
 mod decode;
 mod demo;
@@ -13,6 +14,7 @@ mod generate;
 mod keygen;
 mod pe;
 mod registrar;
+mod registrar_config;
 mod resolve;
 mod status;
 mod watch;
@@ -64,6 +66,9 @@ enum Command {
     Pe(pe::Args),
     /// Resolve a pool handle and print its PEs (optionally send an echo).
     Resolve(resolve::Args),
+    /// A small certificate authority for labs: create it, issue certificates.
+    #[command(subcommand)]
+    Ca(ca::Args),
     /// Measure performance (prints figures; --json for JSON).
     #[command(subcommand)]
     Bench(bench::Args),
@@ -96,6 +101,7 @@ fn main() -> ExitCode {
         Command::Man(args) => generate::man(args),
         Command::Status(args) => runtime().and_then(|rt| rt.block_on(status::run(args))),
         Command::Watch(args) => runtime().and_then(|rt| rt.block_on(watch::run(args))),
+        Command::Ca(args) => ca::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

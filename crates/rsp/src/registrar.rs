@@ -1,77 +1,102 @@
 //! `rsp registrar`: run a registrar (ASAP server side) in secure mode
 //! (TLS with PSKs and/or a certificate) or, with `--insecure`, plain TCP
-//! for labs. Logs go to stderr; `--json` prints one JSON event per line
-//! on stdout (registrations, removals, refusals).
+//! for labs. Settings come from flags, a TOML file (`--config`) and
+//! built-in defaults, in that order (see `registrar_config`);
+//! `--check-config` validates them and exits. Logs go to stderr; `--json`
+//! prints one JSON event per line on stdout (registrations, removals,
+//! refusals).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-use rserpool_registrar::announce::AnnounceConfig;
-use rserpool_registrar::{CoreConfig, Registrar, ServiceConfig};
-use rserpool_security::tls::CertificateFiles;
-use rserpool_security::{PskStore, TlsServer, TlsServerConfig};
+use rserpool_registrar::Registrar;
 
 use crate::duration::parse_duration;
+use crate::registrar_config::{self, Toggle};
 
-/// Flags of `rsp registrar`.
-#[derive(Debug, clap::Args)]
+/// Flags of `rsp registrar`. Every setting is optional: a flag given
+/// overrides the configuration file, which overrides the default shown in
+/// the help text.
+#[derive(Debug, Default, clap::Args)]
+#[command(mut_args(registrar_config::help_with_default))]
 pub struct Args {
-    /// ASAP listen address (repeatable). Default 0.0.0.0:3864 (ASAP over
-    /// TLS), or 0.0.0.0:3863 with --insecure.
+    /// Configuration file (TOML; layout in docs/operations.md).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Check the settings (files, keys, certificates included), print the
+    /// effective settings and exit 0, or print the error and exit 1.
+    /// Binds no socket.
+    #[arg(long)]
+    pub check_config: bool,
+    /// ASAP listen address (repeatable; replaces the file's list).
     #[arg(short, long, value_name = "ADDR")]
     pub listen: Vec<SocketAddr>,
-    /// Key file with pre-shared keys of PEs and PUs (repeatable; format in
-    /// docs/security.md).
+    /// Key file with pre-shared keys of PEs and PUs (repeatable; replaces
+    /// the file's list; format in docs/security.md).
     #[arg(long, value_name = "FILE")]
     pub psk_file: Vec<PathBuf>,
     /// Registrar certificate chain (PEM), for clients that verify it.
-    #[arg(long, value_name = "FILE", requires = "key")]
+    #[arg(long, value_name = "FILE")]
     pub cert: Option<PathBuf>,
     /// Private key of --cert (PEM).
-    #[arg(long, value_name = "FILE", requires = "cert")]
+    #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
     /// CA that signs client certificates (enables client certificates).
     #[arg(long, value_name = "FILE")]
     pub client_ca: Option<PathBuf>,
     /// Refuse certificate clients without a client certificate.
-    #[arg(long, requires = "client_ca")]
-    pub require_client_cert: bool,
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub require_client_cert: Option<bool>,
     /// Plain TCP, no authentication at all: for labs only.
-    #[arg(long, conflicts_with_all = ["psk_file", "cert", "client_ca"])]
-    pub insecure: bool,
-    /// Server identifier (default: random).
-    #[arg(long, value_parser = parse_server_id)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub insecure: Option<bool>,
+    /// Server identifier (hex with 0x, or decimal; not 0).
+    #[arg(long, value_name = "ID", value_parser = parse_server_id)]
     pub server_id: Option<u32>,
     /// Mean time between keep-alives to a PE.
-    #[arg(long, value_parser = parse_duration, default_value = "5s")]
-    pub keep_alive_interval: Duration,
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub keep_alive_interval: Option<Duration>,
     /// Time a PE has to answer a keep-alive.
-    #[arg(long, value_parser = parse_duration, default_value = "5s")]
-    pub keep_alive_timeout: Duration,
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub keep_alive_timeout: Option<Duration>,
     /// Reports from distinct pool users that remove a PE (MAX-BAD-PE-REPORT).
-    #[arg(long, default_value_t = 3)]
-    pub max_bad_pe_reports: usize,
+    #[arg(long, value_name = "N")]
+    pub max_bad_pe_reports: Option<usize>,
     /// Accept registered addresses other than the PE's own.
-    #[arg(long)]
-    pub allow_foreign_addresses: bool,
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub allow_foreign_addresses: Option<bool>,
     /// Most open connections.
-    #[arg(long, default_value_t = 10_000)]
-    pub max_connections: usize,
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
     /// Largest message a client may send, in bytes.
-    #[arg(long, default_value_t = 4096)]
-    pub max_message_size: usize,
+    #[arg(long, value_name = "BYTES")]
+    pub max_message_size: Option<usize>,
     /// Close connections silent for this long.
-    #[arg(long, value_parser = parse_duration, default_value = "120s")]
-    pub idle_timeout: Duration,
-    /// Send ASAP_SERVER_ANNOUNCE to this UDP group (e.g. 239.0.0.50:3863).
-    #[arg(long, value_name = "GROUP")]
-    pub announce: Option<SocketAddr>,
-    /// Print events as JSON lines on stdout.
-    #[arg(long)]
-    pub json: bool,
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub idle_timeout: Option<Duration>,
+    /// Time a client has to complete its TLS handshake.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub handshake_timeout: Option<Duration>,
+    /// Send ASAP_SERVER_ANNOUNCE to this UDP group (e.g. 239.0.0.50:3863),
+    /// or "off".
+    #[arg(long, value_name = "GROUP", value_parser = registrar_config::parse_toggle::<SocketAddr>)]
+    pub announce: Option<Toggle<SocketAddr>>,
+    /// Time between server announcements.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub announce_interval: Option<Duration>,
+    /// Serve the admin HTTP API on ADDR, or "off" (a bare --admin listens
+    /// on the address in brackets). Needs --admin-token-file.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, require_equals = true,
+          default_missing_value = registrar_config::DEFAULT_ADMIN_LISTEN,
+          value_parser = registrar_config::parse_toggle::<SocketAddr>)]
+    pub admin: Option<Toggle<SocketAddr>>,
+    /// File holding the bearer token of the admin API (mode 0600).
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Print events (and --check-config's summary) as JSON lines on stdout.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub json: Option<bool>,
 }
 
 fn parse_server_id(s: &str) -> Result<u32, String> {
@@ -86,90 +111,33 @@ fn parse_server_id(s: &str) -> Result<u32, String> {
     Ok(v)
 }
 
-/// Build the service configuration from the flags.
-pub fn service_config(args: &Args) -> anyhow::Result<ServiceConfig> {
-    let tls = if args.insecure {
-        None
-    } else {
-        let psks = if args.psk_file.is_empty() {
-            None
-        } else {
-            Some(Arc::new(PskStore::load(&args.psk_file)?))
-        };
-        let certificate = match (&args.cert, &args.key) {
-            (Some(chain), Some(key)) => Some(CertificateFiles {
-                chain: chain.clone(),
-                key: key.clone(),
-            }),
-            _ => None,
-        };
-        if psks.is_none() && certificate.is_none() {
-            anyhow::bail!(
-                "a secure registrar needs --psk-file or --cert/--key (or --insecure for a lab)"
-            );
-        }
-        let cfg = TlsServerConfig {
-            psks,
-            certificate,
-            client_ca: args.client_ca.clone(),
-            require_client_certificate: args.require_client_cert,
-        };
-        Some(Arc::new(TlsServer::new(&cfg)?))
-    };
-    let default_port = if args.insecure { 3863 } else { 3864 };
-    let listen = if args.listen.is_empty() {
-        vec![SocketAddr::from(([0, 0, 0, 0], default_port))]
-    } else {
-        args.listen.clone()
-    };
-    let server_id = match args.server_id {
-        Some(id) => id,
-        None => loop {
-            let mut b = [0u8; 4];
-            rserpool_security::random_bytes(&mut b).context("cannot draw a random server id")?;
-            let id = u32::from_be_bytes(b);
-            if id != 0 {
-                break id;
-            }
-        },
-    };
-    Ok(ServiceConfig {
-        listen,
-        tls,
-        max_connections: args.max_connections,
-        max_message_size: args.max_message_size,
-        idle_timeout: args.idle_timeout,
-        announce: args.announce.map(|group| AnnounceConfig {
-            group,
-            ..AnnounceConfig::default()
-        }),
-        core: CoreConfig {
-            server_id,
-            keep_alive_interval: args.keep_alive_interval,
-            keep_alive_timeout: args.keep_alive_timeout,
-            max_bad_pe_reports: args.max_bad_pe_reports,
-            allow_foreign_addresses: args.allow_foreign_addresses,
-            ..CoreConfig::default()
-        },
-        ..ServiceConfig::default()
-    })
-}
-
 pub async fn run(args: &Args) -> anyhow::Result<()> {
-    let cfg = service_config(args)?;
-    let server_id = cfg.core.server_id;
-    let mode = if cfg.tls.is_some() {
+    let settings = registrar_config::load(args)?;
+    if args.check_config {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", registrar_config::summary(&settings))?;
+        return Ok(());
+    }
+    if let Some(admin) = &settings.admin {
+        // The admin API is served by its own module (not in this build).
+        tracing::warn!(listen = %admin.listen, "the admin API is not available in this build");
+    }
+    let json = settings.json;
+    let secure = settings.service.tls.is_some();
+    let server_id = settings.service.core.server_id;
+    let mode = if secure {
         "secure (TLS 1.3)"
     } else {
         "INSECURE (plain TCP, no authentication)"
     };
-    let registrar = Registrar::start(cfg).await?;
+    let registrar = Registrar::start(settings.service).await?;
     let mut events = registrar.events();
     for a in registrar.local_addrs() {
-        if args.json {
+        if json {
             println!(
                 "{}",
-                serde_json::json!({"event": "listening", "address": a.to_string(), "server_id": server_id, "secure": !args.insecure})
+                serde_json::json!({"event": "listening", "address": a.to_string(), "server_id": server_id, "secure": secure})
             );
         } else {
             println!("registrar {server_id:#010x} listening on {a}, {mode}");
@@ -180,7 +148,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
             _ = crate::shutdown_signal() => break,
             e = events.recv() => match e {
                 Ok(e) => {
-                    if args.json {
+                    if json {
                         println!("{}", serde_json::to_string(&e)?);
                     }
                 }
@@ -194,4 +162,24 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     eprintln!("rsp: registrar stopping");
     registrar.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{Args as _, Command};
+
+    use super::Args;
+
+    #[test]
+    fn every_setting_flag_shows_its_default() {
+        let cmd = Args::augment_args(Command::new("registrar"));
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if ["config", "check_config"].contains(&id) {
+                continue;
+            }
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            assert!(help.contains("[default: "), "--{id}: {help}");
+        }
+    }
 }

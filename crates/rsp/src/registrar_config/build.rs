@@ -1,0 +1,160 @@
+//! From merged settings to a runnable registrar configuration: reads the
+//! files they name (pre-shared keys, certificate and key, client CA, the
+//! admin token), builds the TLS context and draws a server identifier.
+//! Errors name the setting whose file is at fault. Binds no socket.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use rserpool_registrar::ServiceConfig;
+use rserpool_security::tls::CertificateFiles;
+use rserpool_security::{PskStore, SecurityError, TlsServer, TlsServerConfig};
+
+use super::check::check;
+use super::locate::Origins;
+use super::merge::{Merged, TlsFiles};
+
+/// Everything `rsp registrar` runs with.
+#[derive(Debug)]
+pub struct RegistrarSettings {
+    /// The registrar service (listeners, TLS context, limits, core).
+    pub service: ServiceConfig,
+    /// The admin HTTP API, when on.
+    pub admin: Option<AdminSettings>,
+    /// Events (and the `--check-config` summary) as JSON lines.
+    pub json: bool,
+    /// Where the settings came from, for the summary.
+    pub details: Details,
+}
+
+/// The admin HTTP API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSettings {
+    /// Its listen address.
+    pub listen: SocketAddr,
+    /// The file with its bearer token (checked: private, not empty).
+    pub token_file: PathBuf,
+}
+
+/// What the summary shows beyond the service settings.
+#[derive(Debug, Default)]
+pub struct Details {
+    /// The configuration file read, if any.
+    pub config_file: Option<PathBuf>,
+    /// The credential files (`None`: insecure mode).
+    pub tls: Option<TlsFiles>,
+    /// PSK identities loaded from them.
+    pub psk_identities: usize,
+    /// Whether the server identifier was drawn at random.
+    pub random_server_id: bool,
+}
+
+/// Check the merged settings and read every file they name.
+pub fn build(m: Merged) -> anyhow::Result<RegistrarSettings> {
+    check(&m)?;
+    let o = &m.origins;
+    let mut service = m.service;
+    let mut psk_identities = 0;
+    let tls = if m.insecure {
+        None
+    } else {
+        let t = &m.tls;
+        let psks = if t.psk_files.is_empty() {
+            None
+        } else {
+            let store = PskStore::load(&t.psk_files).map_err(|e| o.error("tls.psk_files", e))?;
+            psk_identities = store.len();
+            Some(Arc::new(store))
+        };
+        let certificate = match (&t.cert, &t.key) {
+            (Some(chain), Some(key)) => Some(CertificateFiles {
+                chain: chain.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        };
+        let cfg = TlsServerConfig {
+            psks,
+            certificate,
+            client_ca: t.client_ca.clone(),
+            require_client_certificate: t.require_client_cert,
+        };
+        service.tls = Some(Arc::new(
+            TlsServer::new(&cfg).map_err(|e| tls_error(o, t, e))?,
+        ));
+        Some(m.tls)
+    };
+    let admin = match m.admin {
+        Some(listen) => {
+            let token_file = m
+                .admin_token_file
+                .context("the admin API needs a token file")?;
+            check_token_file(&token_file).map_err(|e| o.error("admin.token_file", e))?;
+            Some(AdminSettings { listen, token_file })
+        }
+        None => None,
+    };
+    let random_server_id = m.server_id.is_none();
+    service.core.server_id = match m.server_id {
+        Some(id) => id,
+        None => random_server_id_value()?,
+    };
+    service
+        .core
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid registrar settings: {e}"))?;
+    Ok(RegistrarSettings {
+        service,
+        admin,
+        json: m.json,
+        details: Details {
+            config_file: o.file().map(Path::to_owned),
+            tls,
+            psk_identities,
+            random_server_id,
+        },
+    })
+}
+
+/// Place a TLS set-up error at the setting naming the file OpenSSL refused.
+fn tls_error(o: &Origins, t: &TlsFiles, e: SecurityError) -> anyhow::Error {
+    let key = match &e {
+        SecurityError::Certificate { path, .. } | SecurityError::Io { path, .. } => {
+            if Some(path) == t.cert.as_ref() {
+                "tls.cert"
+            } else if Some(path) == t.key.as_ref() {
+                "tls.key"
+            } else if Some(path) == t.client_ca.as_ref() {
+                "tls.client_ca"
+            } else {
+                "tls"
+            }
+        }
+        _ => "tls",
+    };
+    o.error(key, e)
+}
+
+/// The admin token file must exist, be private and hold a token.
+fn check_token_file(path: &Path) -> anyhow::Result<()> {
+    rserpool_security::check_private_file(path)?;
+    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+    if text.trim().is_empty() {
+        anyhow::bail!("{}: the token file is empty", path.display());
+    }
+    Ok(())
+}
+
+/// A random non-zero server identifier (RFC 5353 section 3.1).
+fn random_server_id_value() -> anyhow::Result<u32> {
+    loop {
+        let mut b = [0u8; 4];
+        rserpool_security::random_bytes(&mut b).context("cannot draw a random server id")?;
+        let id = u32::from_be_bytes(b);
+        if id != 0 {
+            return Ok(id);
+        }
+    }
+}

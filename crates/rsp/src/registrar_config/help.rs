@@ -1,0 +1,46 @@
+//! The built-in defaults in the help text of `rsp registrar`, computed
+//! from the defaults the settings use (`ServiceConfig`, `CoreConfig`,
+//! `AnnounceConfig`), so the help cannot drift from them.
+
+use std::time::Duration;
+
+use rserpool_registrar::announce::AnnounceConfig;
+use rserpool_registrar::ServiceConfig;
+
+use super::merge::{ASAP_PLAIN_PORT, DEFAULT_ADMIN_LISTEN};
+
+/// Append the built-in default of a `rsp registrar` flag to its help.
+pub fn help_with_default(arg: clap::Arg) -> clap::Arg {
+    let service = ServiceConfig::default();
+    let core = &service.core;
+    let announce = AnnounceConfig::default();
+    let time = |d: Duration| humantime::format_duration(d).to_string();
+    let default = match arg.get_id().as_str() {
+        "listen" => format!(
+            "{}; port {ASAP_PLAIN_PORT} with --insecure",
+            service
+                .listen
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        "psk_file" | "cert" | "key" | "client_ca" | "admin_token_file" => "none".into(),
+        "require_client_cert" | "insecure" | "json" => bool::default().to_string(),
+        "allow_foreign_addresses" => core.allow_foreign_addresses.to_string(),
+        "server_id" => "random".into(),
+        "keep_alive_interval" => time(core.keep_alive_interval),
+        "keep_alive_timeout" => time(core.keep_alive_timeout),
+        "max_bad_pe_reports" => core.max_bad_pe_reports.to_string(),
+        "max_connections" => service.max_connections.to_string(),
+        "max_message_size" => service.max_message_size.to_string(),
+        "idle_timeout" => time(service.idle_timeout),
+        "handshake_timeout" => time(service.handshake_timeout),
+        "announce" => "off".into(),
+        "announce_interval" => time(announce.interval),
+        "admin" => format!("off; bare --admin: {DEFAULT_ADMIN_LISTEN}"),
+        _ => return arg,
+    };
+    let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+    arg.help(format!("{help} [default: {default}]"))
+}

@@ -1,0 +1,361 @@
+//! Merging the registrar's settings: a flag given wins over the
+//! configuration file, which wins over the built-in default. The defaults
+//! are those of `ServiceConfig`, `CoreConfig` and `AnnounceConfig` (one
+//! source of truth; `help` shows them in `--help`).
+//! Every value remembers where it came from, so that the checks
+//! (`check`) can name the flag or the file line of a bad value.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rserpool_registrar::announce::AnnounceConfig;
+use rserpool_registrar::ServiceConfig;
+use rserpool_security::rate_limit::Rate;
+use toml::Spanned;
+
+use super::file::{FileConfig, HumanDuration, Located, RateSpec};
+use super::locate::{line_of, Origin, Origins};
+use super::Toggle;
+use crate::registrar::Args;
+
+/// Where a bare `--admin` listens.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:3865";
+
+/// ASAP over plain TCP (IANA), the default port in insecure mode;
+/// `ServiceConfig`'s default listener is ASAP over TLS (3864).
+pub const ASAP_PLAIN_PORT: u16 = 3863;
+
+/// The credential files of secure mode.
+#[derive(Debug, Clone, Default)]
+pub struct TlsFiles {
+    /// PSK key files.
+    pub psk_files: Vec<PathBuf>,
+    /// Registrar certificate chain (PEM).
+    pub cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub key: Option<PathBuf>,
+    /// CA of client certificates.
+    pub client_ca: Option<PathBuf>,
+    /// Refuse certificate clients without a certificate.
+    pub require_client_cert: bool,
+}
+
+impl TlsFiles {
+    /// Whether no TLS setting is made.
+    pub fn is_empty(&self) -> bool {
+        self.psk_files.is_empty()
+            && self.cert.is_none()
+            && self.key.is_none()
+            && self.client_ca.is_none()
+            && !self.require_client_cert
+    }
+}
+
+/// The merged settings before any file they name is read.
+#[derive(Debug)]
+pub struct Merged {
+    /// The service settings (without TLS; `core.server_id` is set from
+    /// [`Self::server_id`] later).
+    pub service: ServiceConfig,
+    /// The server identifier; `None`: draw one.
+    pub server_id: Option<u32>,
+    /// Plain TCP instead of TLS.
+    pub insecure: bool,
+    /// Credential files (secure mode).
+    pub tls: TlsFiles,
+    /// Listen address of the admin API, when on.
+    pub admin: Option<SocketAddr>,
+    /// Token file of the admin API.
+    pub admin_token_file: Option<PathBuf>,
+    /// JSON output.
+    pub json: bool,
+    /// Where each value came from.
+    pub origins: Origins,
+}
+
+/// Picks each value from a flag, the file or nothing, and notes where it
+/// came from.
+struct Picker<'a> {
+    text: &'a str,
+    origins: Origins,
+}
+
+impl Picker<'_> {
+    fn pick<T>(
+        &mut self,
+        key: &'static str,
+        flag: &'static str,
+        from_flag: Option<T>,
+        from_file: Located<T>,
+    ) -> Option<T> {
+        if let Some(v) = from_flag {
+            self.origins.set(key, Origin::Flag(flag));
+            return Some(v);
+        }
+        self.file(key, from_file)
+    }
+
+    fn file<T>(&mut self, key: &'static str, from_file: Located<T>) -> Option<T> {
+        let s = from_file?;
+        self.origins
+            .set(key, Origin::File(line_of(self.text, s.span().start)));
+        Some(s.into_inner())
+    }
+}
+
+fn list<T: Clone>(flag: &[T]) -> Option<Vec<T>> {
+    (!flag.is_empty()).then(|| flag.to_vec())
+}
+
+fn duration(v: Located<HumanDuration>) -> Located<Duration> {
+    v.map(|s| Spanned::new(s.span(), s.into_inner().0))
+}
+
+fn rate(v: Located<RateSpec>) -> Located<Rate> {
+    v.map(|s| {
+        let r = s.get_ref();
+        Spanned::new(s.span(), Rate::new(r.per_second, r.burst))
+    })
+}
+
+fn toggle<T>(v: Option<Toggle<T>>) -> Option<Option<T>> {
+    v.map(|t| match t {
+        Toggle::On(v) => Some(v),
+        Toggle::Off => None,
+    })
+}
+
+fn on<T>(v: Located<T>) -> Located<Option<T>> {
+    v.map(|s| {
+        let span = s.span();
+        Spanned::new(span, Some(s.into_inner()))
+    })
+}
+
+/// Merge the flags over the file (given with its text) over the defaults.
+pub fn merge(args: &Args, file: Option<(&std::path::Path, FileConfig, &str)>) -> Merged {
+    let (path, f, text) = match file {
+        Some((path, f, text)) => (Some(path), f, text),
+        None => (None, FileConfig::default(), ""),
+    };
+    let mut p = Picker {
+        text,
+        origins: Origins::new(path),
+    };
+    let mut service = ServiceConfig::default();
+    let insecure = p
+        .pick("insecure", "--insecure", args.insecure, f.insecure)
+        .unwrap_or_default();
+    let json = p
+        .pick("json", "--json", args.json, f.json)
+        .unwrap_or_default();
+    if let Some(l) = p.pick("listen", "--listen", list(&args.listen), f.listen) {
+        service.listen = l;
+    } else if insecure {
+        for a in &mut service.listen {
+            a.set_port(ASAP_PLAIN_PORT);
+        }
+    }
+    let server_id = p.pick("server_id", "--server-id", args.server_id, f.server_id);
+    let tls = TlsFiles {
+        psk_files: p
+            .pick(
+                "tls.psk_files",
+                "--psk-file",
+                list(&args.psk_file),
+                f.tls.psk_files,
+            )
+            .unwrap_or_default(),
+        cert: p.pick("tls.cert", "--cert", args.cert.clone(), f.tls.cert),
+        key: p.pick("tls.key", "--key", args.key.clone(), f.tls.key),
+        client_ca: p.pick(
+            "tls.client_ca",
+            "--client-ca",
+            args.client_ca.clone(),
+            f.tls.client_ca,
+        ),
+        require_client_cert: p
+            .pick(
+                "tls.require_client_cert",
+                "--require-client-cert",
+                args.require_client_cert,
+                f.tls.require_client_cert,
+            )
+            .unwrap_or_default(),
+    };
+
+    let core = &mut service.core;
+    if let Some(v) = p.pick(
+        "keep_alive.interval",
+        "--keep-alive-interval",
+        args.keep_alive_interval,
+        duration(f.keep_alive.interval),
+    ) {
+        core.keep_alive_interval = v;
+    }
+    if let Some(v) = p.pick(
+        "keep_alive.timeout",
+        "--keep-alive-timeout",
+        args.keep_alive_timeout,
+        duration(f.keep_alive.timeout),
+    ) {
+        core.keep_alive_timeout = v;
+    }
+    if let Some(v) = p.pick(
+        "max_bad_pe_reports",
+        "--max-bad-pe-reports",
+        args.max_bad_pe_reports,
+        f.max_bad_pe_reports,
+    ) {
+        core.max_bad_pe_reports = v;
+    }
+    if let Some(v) = p.pick(
+        "allow_foreign_addresses",
+        "--allow-foreign-addresses",
+        args.allow_foreign_addresses,
+        f.allow_foreign_addresses,
+    ) {
+        core.allow_foreign_addresses = v;
+    }
+    let r = f.registration;
+    if let Some(v) = p.file("registration.min_lifetime", duration(r.min_lifetime)) {
+        core.min_registration_life = v;
+    }
+    if let Some(v) = p.file("registration.max_lifetime", duration(r.max_lifetime)) {
+        core.max_registration_life = v;
+    }
+    if let Some(v) = p.file("registration.max_pes_per_identity", r.max_pes_per_identity) {
+        core.max_pes_per_identity = v;
+    }
+    let l = f.limits;
+    for (key, value, slot) in [
+        (
+            "limits.registrations_per_identity",
+            l.registrations_per_identity,
+            &mut core.registration_rate,
+        ),
+        (
+            "limits.registrations_per_address",
+            l.registrations_per_address,
+            &mut core.registration_rate_per_address,
+        ),
+        (
+            "limits.resolutions_per_identity",
+            l.resolutions_per_identity,
+            &mut core.resolution_rate,
+        ),
+        (
+            "limits.resolutions_per_address",
+            l.resolutions_per_address,
+            &mut core.resolution_rate_per_address,
+        ),
+        (
+            "limits.reports_per_identity",
+            l.reports_per_identity,
+            &mut core.report_rate,
+        ),
+        (
+            "limits.reports_per_address",
+            l.reports_per_address,
+            &mut core.report_rate_per_address,
+        ),
+    ] {
+        if let Some(v) = p.file(key, rate(value)) {
+            *slot = v;
+        }
+    }
+    if let Some(v) = p.file(
+        "limits.max_malformed_per_connection",
+        l.max_malformed_per_connection,
+    ) {
+        core.max_malformed_per_connection = v;
+    }
+    if let Some(v) = p.file("limits.max_limiter_keys", l.max_limiter_keys) {
+        core.max_limiter_keys = v;
+    }
+
+    let c = f.connections;
+    if let Some(v) = p.pick(
+        "connections.max",
+        "--max-connections",
+        args.max_connections,
+        c.max,
+    ) {
+        service.max_connections = v;
+    }
+    if let Some(v) = p.pick(
+        "connections.max_message_size",
+        "--max-message-size",
+        args.max_message_size,
+        c.max_message_size,
+    ) {
+        service.max_message_size = v;
+    }
+    if let Some(v) = p.pick(
+        "connections.idle_timeout",
+        "--idle-timeout",
+        args.idle_timeout,
+        duration(c.idle_timeout),
+    ) {
+        service.idle_timeout = v;
+    }
+    if let Some(v) = p.pick(
+        "connections.handshake_timeout",
+        "--handshake-timeout",
+        args.handshake_timeout,
+        duration(c.handshake_timeout),
+    ) {
+        service.handshake_timeout = v;
+    }
+
+    let group = p
+        .pick(
+            "announce.group",
+            "--announce",
+            toggle(args.announce.clone()),
+            on(f.announce.group),
+        )
+        .flatten();
+    let interval = p.pick(
+        "announce.interval",
+        "--announce-interval",
+        args.announce_interval,
+        duration(f.announce.interval),
+    );
+    service.announce = group.map(|group| {
+        let mut a = AnnounceConfig {
+            group,
+            ..AnnounceConfig::default()
+        };
+        if let Some(i) = interval {
+            a.interval = i;
+        }
+        a
+    });
+
+    let admin = p
+        .pick(
+            "admin.listen",
+            "--admin",
+            toggle(args.admin.clone()),
+            on(f.admin.listen),
+        )
+        .flatten();
+    let admin_token_file = p.pick(
+        "admin.token_file",
+        "--admin-token-file",
+        args.admin_token_file.clone(),
+        f.admin.token_file,
+    );
+    Merged {
+        service,
+        server_id,
+        insecure,
+        tls,
+        admin,
+        admin_token_file,
+        json,
+        origins: p.origins,
+    }
+}

@@ -1,0 +1,150 @@
+//! The effective settings, as `rsp registrar --check-config` prints them:
+//! a few lines of text, or JSON in the layout of the configuration file.
+
+use rserpool_security::rate_limit::Rate;
+use serde_json::{json, Value};
+
+use super::build::RegistrarSettings;
+
+fn time(d: std::time::Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+fn rate(r: Rate) -> Value {
+    json!({ "per_second": r.per_second, "burst": r.burst })
+}
+
+/// The effective settings as JSON (keys as in the configuration file).
+pub fn to_json(s: &RegistrarSettings) -> Value {
+    let svc = &s.service;
+    let c = &svc.core;
+    let d = &s.details;
+    json!({
+        "config_file": d.config_file.as_ref().map(|p| p.display().to_string()),
+        "mode": if svc.tls.is_some() { "secure" } else { "insecure" },
+        "listen": svc.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "server_id": if d.random_server_id { Value::Null } else { json!(c.server_id) },
+        "insecure": svc.tls.is_none(),
+        "json": s.json,
+        "allow_foreign_addresses": c.allow_foreign_addresses,
+        "max_bad_pe_reports": c.max_bad_pe_reports,
+        "tls": d.tls.as_ref().map(|t| json!({
+            "psk_files": t.psk_files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            "psk_identities": d.psk_identities,
+            "cert": t.cert.as_ref().map(|p| p.display().to_string()),
+            "key": t.key.as_ref().map(|p| p.display().to_string()),
+            "client_ca": t.client_ca.as_ref().map(|p| p.display().to_string()),
+            "require_client_cert": t.require_client_cert,
+        })),
+        "keep_alive": {
+            "interval": time(c.keep_alive_interval),
+            "timeout": time(c.keep_alive_timeout),
+        },
+        "connections": {
+            "max": svc.max_connections,
+            "max_message_size": svc.max_message_size,
+            "idle_timeout": time(svc.idle_timeout),
+            "handshake_timeout": time(svc.handshake_timeout),
+        },
+        "announce": svc.announce.as_ref().map(|a| json!({
+            "group": a.group.to_string(),
+            "interval": time(a.interval),
+        })),
+        "registration": {
+            "min_lifetime": time(c.min_registration_life),
+            "max_lifetime": time(c.max_registration_life),
+            "max_pes_per_identity": c.max_pes_per_identity,
+        },
+        "limits": {
+            "registrations_per_identity": rate(c.registration_rate),
+            "registrations_per_address": rate(c.registration_rate_per_address),
+            "resolutions_per_identity": rate(c.resolution_rate),
+            "resolutions_per_address": rate(c.resolution_rate_per_address),
+            "reports_per_identity": rate(c.report_rate),
+            "reports_per_address": rate(c.report_rate_per_address),
+            "max_malformed_per_connection": c.max_malformed_per_connection,
+            "max_limiter_keys": c.max_limiter_keys,
+        },
+        "admin": s.admin.as_ref().map(|a| json!({
+            "listen": a.listen.to_string(),
+            "token_file": a.token_file.display().to_string(),
+        })),
+    })
+}
+
+/// A short human-readable summary.
+pub fn to_text(s: &RegistrarSettings) -> String {
+    let svc = &s.service;
+    let c = &svc.core;
+    let d = &s.details;
+    let mut out = Vec::new();
+    out.push(match &d.config_file {
+        Some(f) => format!("configuration OK ({})", f.display()),
+        None => "configuration OK (flags and defaults)".to_string(),
+    });
+    let mode = match &d.tls {
+        None => "INSECURE (plain TCP, no authentication; labs only)".to_string(),
+        Some(t) => {
+            let mut parts = Vec::new();
+            if !t.psk_files.is_empty() {
+                parts.push(format!(
+                    "{} PSK identities from {} file(s)",
+                    d.psk_identities,
+                    t.psk_files.len()
+                ));
+            }
+            if let Some(cert) = &t.cert {
+                parts.push(format!("certificate {}", cert.display()));
+            }
+            if let Some(ca) = &t.client_ca {
+                let how = if t.require_client_cert {
+                    "required"
+                } else {
+                    "optional"
+                };
+                parts.push(format!("client certificates {how} (CA {})", ca.display()));
+            }
+            format!("secure (TLS 1.3): {}", parts.join(", "))
+        }
+    };
+    out.push(format!("mode:        {mode}"));
+    out.push(format!(
+        "listen:      {}",
+        svc.listen
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    out.push(if d.random_server_id {
+        "server id:   random at start".to_string()
+    } else {
+        format!("server id:   {:#010x}", c.server_id)
+    });
+    out.push(format!(
+        "keep-alive:  every {}, timeout {}; {} bad-PE reports remove a PE",
+        time(c.keep_alive_interval),
+        time(c.keep_alive_timeout),
+        c.max_bad_pe_reports
+    ));
+    out.push(format!(
+        "connections: at most {}, messages up to {} bytes, idle timeout {}, handshake timeout {}",
+        svc.max_connections,
+        svc.max_message_size,
+        time(svc.idle_timeout),
+        time(svc.handshake_timeout)
+    ));
+    out.push(match &svc.announce {
+        Some(a) => format!("announce:    to {} every {}", a.group, time(a.interval)),
+        None => "announce:    off".to_string(),
+    });
+    out.push(match &s.admin {
+        Some(a) => format!(
+            "admin API:   on {} (token {})",
+            a.listen,
+            a.token_file.display()
+        ),
+        None => "admin API:   off".to_string(),
+    });
+    out.join("\n")
+}

@@ -1,0 +1,123 @@
+//! Helpers of the process tests: the `rsp` binary, a child process whose
+//! stdout lines arrive on a channel (killed when dropped), credentials.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long to wait for an expected line.
+pub const LIMIT: Duration = Duration::from_secs(20);
+
+/// `rsp --log warn`.
+pub fn rsp() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rsp"));
+    c.args(["--log", "warn"]);
+    c
+}
+
+/// Run `rsp ARGS` to completion.
+pub fn run(args: &[&str]) -> Output {
+    rsp().args(args).output().expect("rsp runs")
+}
+
+/// The stderr of a run that must have failed.
+pub fn failure(o: &Output) -> String {
+    assert!(
+        !o.status.success(),
+        "expected a failure, got: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The stdout of a run that must have succeeded, as JSON.
+pub fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).expect("JSON")
+}
+
+/// A child process with its stdout lines, killed when dropped.
+pub struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    pub fn spawn(cmd: &mut Command) -> Proc {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("rsp starts");
+        let out = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc { child, lines }
+    }
+
+    /// The next JSON line whose "event" is `event`.
+    pub fn wait_event(&self, event: &str) -> serde_json::Value {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no {event:?} event within {LIMIT:?}"));
+            let v: serde_json::Value = serde_json::from_str(&line).expect("JSON line");
+            if v["event"] == event {
+                return v;
+            }
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Set a file's permission bits.
+pub fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// A file's permission bits.
+pub fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).expect("stat").permissions().mode() & 0o777
+}
+
+/// PSK files in `dir`: `ID.key` per identity and `registrar.keys` with
+/// all of them (mode 0600).
+pub fn psk_files(dir: &Path, identities: &[&str]) -> PathBuf {
+    let mut all = String::new();
+    for id in identities {
+        let psk = rserpool_security::Psk::generate(id).expect("key");
+        psk.write_new(&dir.join(format!("{id}.key")))
+            .expect("write");
+        all.push_str(&psk.to_file_text());
+    }
+    let path = dir.join("registrar.keys");
+    std::fs::write(&path, all).expect("write");
+    chmod(&path, 0o600);
+    path
+}
+
+/// Path as a string argument.
+pub fn arg(p: &Path) -> String {
+    p.display().to_string()
+}
