@@ -94,6 +94,20 @@ impl Default for CoreConfig {
     }
 }
 
+/// A random registrar identifier: 32 bits from OpenSSL's CSPRNG, never 0
+/// (RFC 5353 section 3.1: chosen at start-up, unique with high
+/// probability among the registrars of an operational scope).
+pub fn random_server_id() -> Result<u32, rserpool_security::SecurityError> {
+    loop {
+        let mut b = [0u8; 4];
+        rserpool_security::random_bytes(&mut b)?;
+        let id = u32::from_be_bytes(b);
+        if id != 0 {
+            return Ok(id);
+        }
+    }
+}
+
 impl CoreConfig {
     /// Check the settings for values the core cannot work with.
     pub fn validate(&self) -> Result<(), String> {

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use rserpool_registrar::admin::{AdminConfig, AdminServer};
 use rserpool_registrar::Registrar;
 
 use crate::duration::parse_duration;
@@ -112,16 +113,16 @@ fn parse_server_id(s: &str) -> Result<u32, String> {
 }
 
 pub async fn run(args: &Args) -> anyhow::Result<()> {
+    // Signal handlers before anything is printed: a SIGTERM right after
+    // "listening" must stop the registrar cleanly, not kill it.
+    let stop = crate::shutdown_signal();
+    tokio::pin!(stop);
     let settings = registrar_config::load(args)?;
     if args.check_config {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
         writeln!(out, "{}", registrar_config::summary(&settings))?;
         return Ok(());
-    }
-    if let Some(admin) = &settings.admin {
-        // The admin API is served by its own module (not in this build).
-        tracing::warn!(listen = %admin.listen, "the admin API is not available in this build");
     }
     let json = settings.json;
     let secure = settings.service.tls.is_some();
@@ -132,6 +133,19 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
         "INSECURE (plain TCP, no authentication)"
     };
     let registrar = Registrar::start(settings.service).await?;
+    let admin = match settings.admin {
+        Some(a) => Some(
+            AdminServer::start(
+                AdminConfig {
+                    listen: a.listen,
+                    token: a.token,
+                },
+                registrar.handle(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let mut events = registrar.events();
     for a in registrar.local_addrs() {
         if json {
@@ -143,9 +157,19 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
             println!("registrar {server_id:#010x} listening on {a}, {mode}");
         }
     }
+    if let Some(a) = &admin {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"event": "admin_listening", "address": a.local_addr().to_string()})
+            );
+        } else {
+            println!("admin API and /metrics on http://{}", a.local_addr());
+        }
+    }
     loop {
         tokio::select! {
-            _ = crate::shutdown_signal() => break,
+            _ = &mut stop => break,
             e = events.recv() => match e {
                 Ok(e) => {
                     if json {
@@ -160,6 +184,9 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
         }
     }
     eprintln!("rsp: registrar stopping");
+    if let Some(a) = admin {
+        a.shutdown().await;
+    }
     registrar.shutdown().await;
     Ok(())
 }

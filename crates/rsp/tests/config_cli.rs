@@ -183,7 +183,7 @@ fn a_missing_psk_file_is_named() {
 fn flags_override_the_file() {
     let s = Setup::new();
     let token = s.path("admin.token");
-    std::fs::write(&token, "s3cret\n").unwrap();
+    std::fs::write(&token, "0123456789abcdef0123456789abcdef\n").unwrap();
     chmod(&token, 0o600);
     let text = format!(
         "{BASE}[keep_alive]\ninterval = \"2s\"\ntimeout = \"7s\"\n[connections]\nmax = 5\n\
@@ -267,7 +267,7 @@ fn the_admin_api_needs_a_token_file() {
     // A token file others can read is refused; a private one works, and
     // a bare --admin listens on 127.0.0.1:3865.
     let token = s.path("admin.token");
-    std::fs::write(&token, "s3cret\n").unwrap();
+    std::fs::write(&token, "0123456789abcdef0123456789abcdef\n").unwrap();
     chmod(&token, 0o644);
     let t = arg(&token);
     let e = failure(&s.check(BASE, &["--admin", "--admin-token-file", &t]));
@@ -275,6 +275,10 @@ fn the_admin_api_needs_a_token_file() {
     chmod(&token, 0o600);
     let v = json(&s.check(BASE, &["--admin", "--admin-token-file", &t, "--json"]));
     assert_eq!(v["admin"]["listen"], "127.0.0.1:3865");
+    // A guessable token is refused.
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let e = failure(&s.check(BASE, &["--admin", "--admin-token-file", &t]));
+    assert!(e.contains(&t) && e.contains("at least 16"), "{e}");
 }
 
 /// The shipped example with its /etc/rsp/ files made in `dir`.

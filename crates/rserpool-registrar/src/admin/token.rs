@@ -4,6 +4,8 @@
 use std::io::Write;
 use std::path::Path;
 
+use rserpool_security::SecurityError;
+
 use super::AdminError;
 
 /// Shortest token accepted: anything shorter is guessable.
@@ -46,13 +48,29 @@ impl AdminToken {
     }
 
     /// Read a token file: one line (surrounding white space is ignored).
-    /// Warns when the file is readable by group or others.
+    /// Like key files, it must be readable by its owner only.
     pub fn load(path: &Path) -> Result<AdminToken, AdminError> {
+        rserpool_security::check_private_file(path).map_err(|e| match e {
+            SecurityError::Io { error, .. } => AdminError::TokenFile {
+                path: path.to_path_buf(),
+                error,
+            },
+            SecurityError::KeyFileMode { mode, .. } => AdminError::TokenInvalid {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "readable by group or others (mode {mode:o}); run `chmod 600 {}`",
+                    path.display()
+                ),
+            },
+            other => AdminError::TokenInvalid {
+                path: path.to_path_buf(),
+                reason: other.to_string(),
+            },
+        })?;
         let text = std::fs::read_to_string(path).map_err(|error| AdminError::TokenFile {
             path: path.to_path_buf(),
             error,
         })?;
-        warn_if_shared(path);
         let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
         let invalid = |reason: String| AdminError::TokenInvalid {
             path: path.to_path_buf(),
@@ -117,57 +135,68 @@ impl AdminToken {
 }
 
 /// A tracing warning when a token file is readable by group or others.
-fn warn_if_shared(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if let Ok(meta) = std::fs::metadata(path) {
-            let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                tracing::warn!(
-                    file = %path.display(),
-                    mode = format_args!("{mode:04o}"),
-                    "the admin token file is readable by group or others; chmod 600 it"
-                );
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = path;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn set_mode(p: &Path, mode: u32) {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        #[cfg(not(unix))]
+        let _ = (p, mode);
+    }
+
+    /// Overwrite a file that is already private (the mode stays).
+    fn write_private(p: &Path, text: &str) {
+        std::fs::write(p, text).unwrap();
+    }
 
     #[test]
     fn short_empty_and_multi_line_tokens_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("t");
-        std::fs::write(&p, "short\n").unwrap();
+        std::fs::File::create(&p).unwrap();
+        set_mode(&p, 0o600);
+        write_private(&p, "short\n");
         let e = AdminToken::load(&p).unwrap_err();
         assert!(matches!(e, AdminError::TokenInvalid { .. }), "{e}");
         assert!(e.to_string().contains(&p.display().to_string()), "{e}");
         assert!(e.to_string().contains("at least 16"), "{e}");
-        std::fs::write(&p, "\n  \n").unwrap();
+        write_private(&p, "\n  \n");
         assert!(AdminToken::load(&p)
             .unwrap_err()
             .to_string()
             .contains("empty"));
-        std::fs::write(&p, "0123456789abcdef0\nsecond-line-here-x\n").unwrap();
+        write_private(&p, "0123456789abcdef0\nsecond-line-here-x\n");
         assert!(AdminToken::load(&p)
             .unwrap_err()
             .to_string()
             .contains("one line"));
-        std::fs::write(&p, "0123456789 abcdef0\n").unwrap();
+        write_private(&p, "0123456789 abcdef0\n");
         assert!(AdminToken::load(&p).is_err());
-        std::fs::write(&p, "  0123456789abcdef  \n").unwrap();
+        write_private(&p, "  0123456789abcdef  \n");
         let t = AdminToken::load(&p).unwrap();
         assert_eq!(t.as_str(), "0123456789abcdef");
         assert!(t.matches(b"0123456789abcdef"));
         assert!(!t.matches(b"0123456789abcdeF"));
         assert!(!t.matches(b"0123456789abcde"));
         assert_eq!(format!("{t:?}"), "AdminToken(..)");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_token_file_others_can_read_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("admin.token");
+        std::fs::write(&p, "0123456789abcdef0123\n").unwrap();
+        set_mode(&p, 0o644);
+        let e = AdminToken::load(&p).unwrap_err();
+        assert!(e.to_string().contains("chmod 600"), "{e}");
+        set_mode(&p, 0o600);
+        assert!(AdminToken::load(&p).is_ok());
     }
 
     #[test]

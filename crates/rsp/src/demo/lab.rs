@@ -60,7 +60,8 @@ impl Lab {
         }
         report.credentials(dir.path(), &names, PU_IDENTITY);
 
-        let server_id = random_server_id()?;
+        let server_id = rserpool_registrar::config::random_server_id()
+            .context("cannot draw a random server id")?;
         let tls = TlsServer::new(&TlsServerConfig {
             psks: Some(Arc::new(PskStore::load(&key_files)?)),
             ..TlsServerConfig::default()
@@ -308,16 +309,4 @@ fn stderr_of(pe: &PeProcess) -> String {
         .lock()
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
-}
-
-/// A random non-zero registrar identifier.
-fn random_server_id() -> anyhow::Result<u32> {
-    loop {
-        let mut b = [0u8; 4];
-        rserpool_security::random_bytes(&mut b).context("cannot draw a random server id")?;
-        let id = u32::from_be_bytes(b);
-        if id != 0 {
-            return Ok(id);
-        }
-    }
 }

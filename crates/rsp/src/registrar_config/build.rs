@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
+use rserpool_registrar::admin::AdminToken;
 use rserpool_registrar::ServiceConfig;
 use rserpool_security::tls::CertificateFiles;
 use rserpool_security::{PskStore, SecurityError, TlsServer, TlsServerConfig};
@@ -34,8 +35,11 @@ pub struct RegistrarSettings {
 pub struct AdminSettings {
     /// Its listen address.
     pub listen: SocketAddr,
-    /// The file with its bearer token (checked: private, not empty).
+    /// The file with its bearer token.
     pub token_file: PathBuf,
+    /// The token it holds (private file, one line of 16 or more
+    /// characters: [`AdminToken::load`]).
+    pub token: AdminToken,
 }
 
 /// What the summary shows beyond the service settings.
@@ -91,15 +95,21 @@ pub fn build(m: Merged) -> anyhow::Result<RegistrarSettings> {
             let token_file = m
                 .admin_token_file
                 .context("the admin API needs a token file")?;
-            check_token_file(&token_file).map_err(|e| o.error("admin.token_file", e))?;
-            Some(AdminSettings { listen, token_file })
+            let token =
+                AdminToken::load(&token_file).map_err(|e| o.error("admin.token_file", e))?;
+            Some(AdminSettings {
+                listen,
+                token_file,
+                token,
+            })
         }
         None => None,
     };
     let random_server_id = m.server_id.is_none();
     service.core.server_id = match m.server_id {
         Some(id) => id,
-        None => random_server_id_value()?,
+        None => rserpool_registrar::config::random_server_id()
+            .context("cannot draw a random server id")?,
     };
     service
         .core
@@ -135,26 +145,4 @@ fn tls_error(o: &Origins, t: &TlsFiles, e: SecurityError) -> anyhow::Error {
         _ => "tls",
     };
     o.error(key, e)
-}
-
-/// The admin token file must exist, be private and hold a token.
-fn check_token_file(path: &Path) -> anyhow::Result<()> {
-    rserpool_security::check_private_file(path)?;
-    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
-    if text.trim().is_empty() {
-        anyhow::bail!("{}: the token file is empty", path.display());
-    }
-    Ok(())
-}
-
-/// A random non-zero server identifier (RFC 5353 section 3.1).
-fn random_server_id_value() -> anyhow::Result<u32> {
-    loop {
-        let mut b = [0u8; 4];
-        rserpool_security::random_bytes(&mut b).context("cannot draw a random server id")?;
-        let id = u32::from_be_bytes(b);
-        if id != 0 {
-            return Ok(id);
-        }
-    }
 }
