@@ -453,3 +453,53 @@ fn the_documented_defaults_are_the_real_ones() {
     }
     assert_eq!(checked, 22);
 }
+
+/// The command lines of the systemd unit, with the unit's paths replaced:
+/// `/usr/local/bin/rsp` by the binary under test, `/etc/rsp/` by `dir`.
+fn unit_commands(dir: &Path) -> Vec<(String, Vec<String>)> {
+    let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging/rsp-registrar.service");
+    let text = std::fs::read_to_string(unit).expect("packaging/rsp-registrar.service");
+    text.lines()
+        .filter_map(|l| {
+            let (key, cmd) = l.split_once('=')?;
+            if !key.starts_with("Exec") {
+                return None;
+            }
+            let mut words = cmd.split_whitespace();
+            assert_eq!(words.next(), Some("/usr/local/bin/rsp"), "{l}");
+            let args = words
+                .map(|w| w.replace("/etc/rsp/", &format!("{}/", dir.display())))
+                .collect();
+            Some((key.to_string(), args))
+        })
+        .collect()
+}
+
+#[test]
+fn the_systemd_unit_runs_the_shipped_example() {
+    let s = Setup::new();
+    let text = example_in(s.dir.path());
+    s.config(&text);
+    let commands = unit_commands(s.dir.path());
+    let keys: Vec<&str> = commands.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["ExecStartPre", "ExecStart"]);
+    // ExecStartPre checks the configuration, as written in the unit.
+    let pre: Vec<&str> = commands[0].1.iter().map(String::as_str).collect();
+    assert!(pre.contains(&"--check-config"), "{pre:?}");
+    let out = run(&pre);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // ExecStart's command line is accepted too (checked, not run: it
+    // would bind the ports of the example).
+    let mut start: Vec<&str> = commands[1].1.iter().map(String::as_str).collect();
+    start.push("--check-config");
+    let out = run(&start);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
