@@ -5,12 +5,14 @@
 //! SIGTERM ends watch cleanly, and wrong tokens and unreachable addresses
 //! give errors that name the file or the address.
 
-use std::io::{BufRead, BufReader, Read};
+mod common;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::sync::Arc;
+
+use common::{run, Proc};
 
 use rserpool::{ClientConfig, PoolElement, PoolElementSpec, RegistrarEndpoint};
 use rserpool_registrar::admin::{AdminConfig, AdminServer, AdminToken};
@@ -18,14 +20,7 @@ use rserpool_registrar::{CoreConfig, Registrar, ServiceConfig};
 use rserpool_security::{Psk, PskStore, TlsClient, TlsClientConfig, TlsServer, TlsServerConfig};
 use rserpool_wire::{Policy, PoolHandle};
 
-const LIMIT: Duration = Duration::from_secs(20);
 const SERVER_ID: u32 = 0x00c0_ffee;
-
-fn rsp() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_rsp"));
-    c.args(["--log", "warn"]);
-    c
-}
 
 /// A registrar with its admin API, on a runtime of its own.
 struct Lab {
@@ -139,98 +134,6 @@ impl Drop for Lab {
     }
 }
 
-/// Send each line of a pipe to a channel.
-fn lines_of(pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// A child process with its stdout and stderr lines, killed when dropped.
-struct Proc {
-    child: Child,
-    out: mpsc::Receiver<String>,
-    err: mpsc::Receiver<String>,
-}
-
-impl Proc {
-    fn spawn(cmd: &mut Command) -> Proc {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("rsp starts");
-        let out = lines_of(child.stdout.take().expect("stdout"));
-        let err = lines_of(child.stderr.take().expect("stderr"));
-        Proc { child, out, err }
-    }
-
-    /// The next stdout line, within the limit.
-    fn line(&self) -> String {
-        self.out
-            .recv_timeout(LIMIT)
-            .unwrap_or_else(|_| panic!("no output line within {LIMIT:?}"))
-    }
-
-    /// Wait for a stderr line containing `text`, within the limit.
-    fn wait_stderr(&self, text: &str) {
-        let deadline = Instant::now() + LIMIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.err.recv_timeout(left) {
-                Ok(l) if l.contains(text) => return,
-                Ok(_) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    panic!("rsp exited before {text:?} appeared on stderr")
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    panic!("no {text:?} on stderr within {LIMIT:?}")
-                }
-            }
-        }
-    }
-
-    /// Wait for the exit (within the limit): exit code and stderr.
-    fn exit(&mut self) -> (Option<i32>, String) {
-        let deadline = Instant::now() + LIMIT;
-        let status = loop {
-            if let Some(s) = self.child.try_wait().expect("try_wait") {
-                break s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "rsp did not exit within {LIMIT:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        // The pipe closed with the process: the reader thread ends.
-        let err: Vec<String> = self.err.iter().collect();
-        (status.code(), err.join("\n"))
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .expect("kill runs")
-            .success();
-        assert!(ok);
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// `rsp watch` on the lab, subscribed: it logs "watching" once the admin
 /// API answered /v1/events, and the API subscribes before it answers.
 fn watch(lab: &Lab, json: bool) -> Proc {
@@ -244,10 +147,6 @@ fn watch(lab: &Lab, json: bool) -> Proc {
     let p = Proc::spawn(cmd.args(["--log", "info"]).args(&args));
     p.wait_stderr("watching the registrar's events");
     p
-}
-
-fn run(args: &[&str]) -> Output {
-    rsp().args(args).output().expect("rsp runs")
 }
 
 #[test]

@@ -4,77 +4,12 @@
 //! keep-alive timeout; a PE stopped with SIGTERM deregisters; errors name
 //! the file or registrar at fault.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::{Command, Output};
 
-const LIMIT: Duration = Duration::from_secs(20);
-
-fn rsp() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_rsp"));
-    c.args(["--log", "warn"]);
-    c
-}
-
-/// A child process with its stdout lines, killed when dropped.
-struct Proc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Proc {
-    fn spawn(cmd: &mut Command) -> Proc {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("rsp starts");
-        let out = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Proc { child, lines }
-    }
-
-    /// The next JSON line whose "event" is `event`.
-    fn wait_event(&self, event: &str) -> serde_json::Value {
-        let deadline = std::time::Instant::now() + LIMIT;
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let line = self
-                .lines
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no {event:?} event within {LIMIT:?}"));
-            let v: serde_json::Value = serde_json::from_str(&line).expect("JSON line");
-            if v["event"] == event {
-                return v;
-            }
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .expect("kill runs")
-            .success();
-        assert!(ok);
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{json, rsp, Proc};
 
 struct Keys {
     dir: tempfile::TempDir,
@@ -83,25 +18,8 @@ struct Keys {
 impl Keys {
     fn new(identities: &[&str]) -> Keys {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut all = String::new();
-        for id in identities {
-            let psk = rserpool_security::Psk::generate(id).expect("key");
-            psk.write_new(&dir.path().join(format!("{id}.key")))
-                .expect("write");
-            all.push_str(&psk.to_file_text());
-        }
-        let keys = Keys { dir };
-        std::fs::write(keys.path("registrar.key"), all).expect("write");
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(
-                keys.path("registrar.key"),
-                std::fs::Permissions::from_mode(0o600),
-            )
-            .expect("chmod");
-        }
-        keys
+        common::psk_files(dir.path(), identities);
+        Keys { dir }
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -113,19 +31,25 @@ impl Keys {
     }
 }
 
-fn registrar(keys: &Keys) -> (Proc, String) {
-    let reg = Proc::spawn(rsp().args([
-        "registrar",
-        "--listen",
-        "127.0.0.1:0",
-        "--psk-file",
-        &keys.path("registrar.key").display().to_string(),
-        "--keep-alive-interval",
-        "300ms",
-        "--keep-alive-timeout",
-        "300ms",
-        "--json",
-    ]));
+/// `rsp registrar` with all keys and short keep-alives, plus `extra`
+/// flags; the process and its ASAP address.
+fn registrar(keys: &Keys, extra: &[&str]) -> (Proc, String) {
+    let reg = Proc::spawn(
+        rsp()
+            .args([
+                "registrar",
+                "--listen",
+                "127.0.0.1:0",
+                "--psk-file",
+                &keys.path("registrar.keys").display().to_string(),
+                "--keep-alive-interval",
+                "300ms",
+                "--keep-alive-timeout",
+                "300ms",
+                "--json",
+            ])
+            .args(extra),
+    );
     let addr = reg.wait_event("listening")["address"]
         .as_str()
         .expect("address")
@@ -151,15 +75,10 @@ fn echo_pe(keys: &Keys, addr: &str) -> (Proc, u64) {
     (pe, id)
 }
 
-fn json(o: &Output) -> serde_json::Value {
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_slice(&o.stdout).expect("JSON")
-}
-
 #[test]
 fn a_pe_serves_then_dies_and_is_removed() {
     let keys = Keys::new(&["pe-1", "pu-1"]);
-    let (reg, addr) = registrar(&keys);
+    let (reg, addr) = registrar(&keys, &[]);
     let (pe, id) = echo_pe(&keys, &addr);
     assert_eq!(reg.wait_event("registered")["identifier"], id);
 
@@ -185,7 +104,7 @@ fn a_pe_serves_then_dies_and_is_removed() {
 #[test]
 fn a_pe_stopped_by_sigterm_deregisters() {
     let keys = Keys::new(&["pe-1"]);
-    let (reg, addr) = registrar(&keys);
+    let (reg, addr) = registrar(&keys, &[]);
     let (pe, id) = echo_pe(&keys, &addr);
     pe.signal("-TERM");
     assert_eq!(pe.wait_event("deregistered")["identifier"], id);
@@ -196,7 +115,7 @@ fn a_pe_stopped_by_sigterm_deregisters() {
 #[test]
 fn errors_name_what_is_wrong() {
     let keys = Keys::new(&["pe-1", "stranger"]);
-    let (_reg, addr) = registrar(&keys);
+    let (_reg, addr) = registrar(&keys, &[]);
     // A missing key file.
     let o = resolve(&addr, "/nonexistent/pu.key", &[]);
     assert!(!o.status.success());
@@ -255,25 +174,11 @@ fn the_registrar_process_serves_its_admin_api_and_metrics() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let token = std::fs::read_to_string(&token_file).expect("token");
     let token = token.trim();
-    let reg = Proc::spawn(rsp().args([
-        "registrar",
-        "--listen",
-        "127.0.0.1:0",
-        "--psk-file",
-        &keys.path("registrar.key").display().to_string(),
-        "--keep-alive-interval",
-        "300ms",
-        "--keep-alive-timeout",
-        "300ms",
-        "--admin=127.0.0.1:0",
-        "--admin-token-file",
-        &token_file.display().to_string(),
-        "--json",
-    ]));
-    let addr = reg.wait_event("listening")["address"]
-        .as_str()
-        .expect("address")
-        .to_string();
+    let token_arg = token_file.display().to_string();
+    let (reg, addr) = registrar(
+        &keys,
+        &["--admin=127.0.0.1:0", "--admin-token-file", &token_arg],
+    );
     let admin = format!(
         "http://{}",
         reg.wait_event("admin_listening")["address"]

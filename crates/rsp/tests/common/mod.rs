@@ -1,5 +1,6 @@
 //! Helpers of the process tests: the `rsp` binary, a child process whose
-//! stdout lines arrive on a channel (killed when dropped), credentials.
+//! stdout and stderr lines arrive on channels (killed when dropped),
+//! credentials.
 
 #![allow(dead_code)]
 
@@ -40,38 +41,58 @@ pub fn json(o: &Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).expect("JSON")
 }
 
-/// A child process with its stdout lines, killed when dropped.
+/// Send each line of a pipe to a channel.
+fn lines_of(pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// A child process with its stdout and stderr lines, killed when dropped
+/// (its stderr is printed if the test failed).
 pub struct Proc {
     child: Child,
-    lines: mpsc::Receiver<String>,
+    out: mpsc::Receiver<String>,
+    err: mpsc::Receiver<String>,
 }
 
 impl Proc {
     pub fn spawn(cmd: &mut Command) -> Proc {
         let mut child = cmd
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("rsp starts");
-        let out = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Proc { child, lines }
+        let out = lines_of(child.stdout.take().expect("stdout"));
+        let err = lines_of(child.stderr.take().expect("stderr"));
+        Proc { child, out, err }
     }
 
-    /// The next JSON line whose "event" is `event`.
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The next stdout line, within the limit.
+    pub fn line(&self) -> String {
+        self.out
+            .recv_timeout(LIMIT)
+            .unwrap_or_else(|_| panic!("no output line within {LIMIT:?}"))
+    }
+
+    /// The next JSON line on stdout whose "event" is `event`.
     pub fn wait_event(&self, event: &str) -> serde_json::Value {
         let deadline = Instant::now() + LIMIT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = self
-                .lines
+                .out
                 .recv_timeout(left)
                 .unwrap_or_else(|_| panic!("no {event:?} event within {LIMIT:?}"));
             let v: serde_json::Value = serde_json::from_str(&line).expect("JSON line");
@@ -80,12 +101,63 @@ impl Proc {
             }
         }
     }
+
+    /// Wait for a stderr line containing `text`, within the limit.
+    pub fn wait_stderr(&self, text: &str) {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.err.recv_timeout(left) {
+                Ok(l) if l.contains(text) => return,
+                Ok(_) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!("rsp exited before {text:?} appeared on stderr")
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("no {text:?} on stderr within {LIMIT:?}")
+                }
+            }
+        }
+    }
+
+    /// Send a signal (`-TERM`, `-KILL`, ...) with kill(1).
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill runs")
+            .success();
+        assert!(ok);
+    }
+
+    /// Wait for the exit (within the limit): exit code and stderr.
+    pub fn exit(&mut self) -> (Option<i32>, String) {
+        let deadline = Instant::now() + LIMIT;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "rsp did not exit within {LIMIT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // The pipe closed with the process: the reader thread ends.
+        let err: Vec<String> = self.err.iter().collect();
+        (status.code(), err.join("\n"))
+    }
 }
 
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            for line in self.err.try_iter() {
+                eprintln!("rsp stderr: {line}");
+            }
+        }
     }
 }
 
