@@ -96,6 +96,28 @@ impl Picker<'_> {
         self.file(key, from_file)
     }
 
+    /// [`Picker::pick`] into a setting: it keeps its value (the
+    /// default) when neither the flag nor the file gives one.
+    fn pick_into<T>(
+        &mut self,
+        slot: &mut T,
+        key: &'static str,
+        flag: &'static str,
+        from_flag: Option<T>,
+        from_file: Located<T>,
+    ) {
+        if let Some(v) = self.pick(key, flag, from_flag, from_file) {
+            *slot = v;
+        }
+    }
+
+    /// [`Picker::file`] into a setting.
+    fn file_into<T>(&mut self, slot: &mut T, key: &'static str, from_file: Located<T>) {
+        if let Some(v) = self.file(key, from_file) {
+            *slot = v;
+        }
+    }
+
     fn file<T>(&mut self, key: &'static str, from_file: Located<T>) -> Option<T> {
         let s = from_file?;
         self.origins
@@ -186,48 +208,50 @@ pub fn merge(args: &Args, file: Option<(&std::path::Path, FileConfig, &str)>) ->
     };
 
     let core = &mut service.core;
-    if let Some(v) = p.pick(
+    p.pick_into(
+        &mut core.keep_alive_interval,
         "keep_alive.interval",
         "--keep-alive-interval",
         args.keep_alive_interval,
         duration(f.keep_alive.interval),
-    ) {
-        core.keep_alive_interval = v;
-    }
-    if let Some(v) = p.pick(
+    );
+    p.pick_into(
+        &mut core.keep_alive_timeout,
         "keep_alive.timeout",
         "--keep-alive-timeout",
         args.keep_alive_timeout,
         duration(f.keep_alive.timeout),
-    ) {
-        core.keep_alive_timeout = v;
-    }
-    if let Some(v) = p.pick(
+    );
+    p.pick_into(
+        &mut core.max_bad_pe_reports,
         "max_bad_pe_reports",
         "--max-bad-pe-reports",
         args.max_bad_pe_reports,
         f.max_bad_pe_reports,
-    ) {
-        core.max_bad_pe_reports = v;
-    }
-    if let Some(v) = p.pick(
+    );
+    p.pick_into(
+        &mut core.allow_foreign_addresses,
         "allow_foreign_addresses",
         "--allow-foreign-addresses",
         args.allow_foreign_addresses,
         f.allow_foreign_addresses,
-    ) {
-        core.allow_foreign_addresses = v;
-    }
+    );
     let r = f.registration;
-    if let Some(v) = p.file("registration.min_lifetime", duration(r.min_lifetime)) {
-        core.min_registration_life = v;
-    }
-    if let Some(v) = p.file("registration.max_lifetime", duration(r.max_lifetime)) {
-        core.max_registration_life = v;
-    }
-    if let Some(v) = p.file("registration.max_pes_per_identity", r.max_pes_per_identity) {
-        core.max_pes_per_identity = v;
-    }
+    p.file_into(
+        &mut core.min_registration_life,
+        "registration.min_lifetime",
+        duration(r.min_lifetime),
+    );
+    p.file_into(
+        &mut core.max_registration_life,
+        "registration.max_lifetime",
+        duration(r.max_lifetime),
+    );
+    p.file_into(
+        &mut core.max_pes_per_identity,
+        "registration.max_pes_per_identity",
+        r.max_pes_per_identity,
+    );
     let l = f.limits;
     for (key, value, slot) in [
         (
@@ -261,53 +285,48 @@ pub fn merge(args: &Args, file: Option<(&std::path::Path, FileConfig, &str)>) ->
             &mut core.report_rate_per_address,
         ),
     ] {
-        if let Some(v) = p.file(key, rate(value)) {
-            *slot = v;
-        }
+        p.file_into(slot, key, rate(value));
     }
-    if let Some(v) = p.file(
+    p.file_into(
+        &mut core.max_malformed_per_connection,
         "limits.max_malformed_per_connection",
         l.max_malformed_per_connection,
-    ) {
-        core.max_malformed_per_connection = v;
-    }
-    if let Some(v) = p.file("limits.max_limiter_keys", l.max_limiter_keys) {
-        core.max_limiter_keys = v;
-    }
+    );
+    p.file_into(
+        &mut core.max_limiter_keys,
+        "limits.max_limiter_keys",
+        l.max_limiter_keys,
+    );
 
     let c = f.connections;
-    if let Some(v) = p.pick(
+    p.pick_into(
+        &mut service.max_connections,
         "connections.max",
         "--max-connections",
         args.max_connections,
         c.max,
-    ) {
-        service.max_connections = v;
-    }
-    if let Some(v) = p.pick(
+    );
+    p.pick_into(
+        &mut service.max_message_size,
         "connections.max_message_size",
         "--max-message-size",
         args.max_message_size,
         c.max_message_size,
-    ) {
-        service.max_message_size = v;
-    }
-    if let Some(v) = p.pick(
+    );
+    p.pick_into(
+        &mut service.idle_timeout,
         "connections.idle_timeout",
         "--idle-timeout",
         args.idle_timeout,
         duration(c.idle_timeout),
-    ) {
-        service.idle_timeout = v;
-    }
-    if let Some(v) = p.pick(
+    );
+    p.pick_into(
+        &mut service.handshake_timeout,
         "connections.handshake_timeout",
         "--handshake-timeout",
         args.handshake_timeout,
         duration(c.handshake_timeout),
-    ) {
-        service.handshake_timeout = v;
-    }
+    );
 
     let group = p
         .pick(
