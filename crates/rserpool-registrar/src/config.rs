@@ -143,11 +143,7 @@ impl CoreConfig {
             ("report_rate", self.report_rate),
             ("report_rate_per_address", self.report_rate_per_address),
         ] {
-            if !(r.per_second > 0.0 && r.burst >= 1.0) {
-                return Err(format!(
-                    "{name} needs a positive rate and a burst of at least 1"
-                ));
-            }
+            r.check().map_err(|e| format!("{name}: {e}"))?;
         }
         Ok(())
     }

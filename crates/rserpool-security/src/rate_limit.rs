@@ -31,6 +31,19 @@ impl Rate {
         per_second: f64::INFINITY,
         burst: f64::INFINITY,
     };
+
+    /// Whether a bucket can work with this rate: a positive rate
+    /// (infinity: no limit) and a burst of at least one token. `Err`
+    /// says what is wrong.
+    pub fn check(&self) -> Result<(), &'static str> {
+        if self.per_second.is_nan() || self.per_second <= 0.0 {
+            return Err("per_second must be more than 0 (inf: no limit)");
+        }
+        if self.burst.is_nan() || self.burst < 1.0 {
+            return Err("burst must be at least 1");
+        }
+        Ok(())
+    }
 }
 
 /// One token bucket.

@@ -48,5 +48,5 @@ pub use params::{
     Cause, CauseCode, OperationError, PoolElement, PoolHandle, ServerInformation, Transport,
     TransportUse,
 };
-pub use policy::Policy;
+pub use policy::{Policy, PolicyParameters};
 pub use tlv::{param_name, ptype, UnrecognizedParameter};

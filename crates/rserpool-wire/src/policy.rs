@@ -11,6 +11,45 @@ use serde::Serialize;
 use crate::error::{DecodeErrorKind, EncodeError};
 use crate::tlv::{be32, ptype, Ctx, Tlv, Writer};
 
+/// The values of a policy by name (RFC 5356 sections 4 and 5; the DPF
+/// ones are RSPLIB's). A policy has at most one of weight, priority and
+/// load.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PolicyParameters {
+    /// Weight (WRR, WRAND, WRAND-DPF).
+    pub weight: Option<u32>,
+    /// Priority (PRIO).
+    pub priority: Option<u32>,
+    /// Load (the least-used family).
+    pub load: Option<u32>,
+    /// Load degradation (the policies with degradation, and PLU/RPLU).
+    pub load_degradation: Option<u32>,
+    /// Weight distance penalty factor (WRAND-DPF).
+    pub weight_dpf: Option<u32>,
+    /// Load distance penalty factor (LU-DPF, LUD-DPF).
+    pub load_dpf: Option<u32>,
+    /// Distance (the DPF policies).
+    pub distance: Option<u32>,
+}
+
+impl PolicyParameters {
+    /// The values present, in the order they follow the policy type on
+    /// the wire (every policy's wire order is this fixed order).
+    pub fn in_wire_order(&self) -> impl Iterator<Item = u32> {
+        [
+            self.weight,
+            self.priority,
+            self.load,
+            self.load_degradation,
+            self.weight_dpf,
+            self.load_dpf,
+            self.distance,
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
 /// Policy type codes (RFC 5356 section 7.1; RSPLIB private types).
 pub mod policy_type {
     /// Round Robin (RFC 5356 4.1).
@@ -237,14 +276,25 @@ impl Policy {
         }
     }
 
-    /// The policy-specific 32-bit values, in wire order.
-    fn values(&self) -> ([u32; 4], usize) {
+    /// The policy's values by name; the ones a policy does not have are
+    /// `None` (all of them for an unknown policy).
+    pub fn parameters(&self) -> PolicyParameters {
         use Policy::*;
+        let none = PolicyParameters::default();
         match *self {
-            RoundRobin | Random => ([0; 4], 0),
-            WeightedRoundRobin { weight } | WeightedRandom { weight } => ([weight, 0, 0, 0], 1),
-            Priority { priority } => ([priority, 0, 0, 0], 1),
-            LeastUsed { load } | RandomizedLeastUsed { load } => ([load, 0, 0, 0], 1),
+            RoundRobin | Random | Unknown { .. } => none,
+            WeightedRoundRobin { weight } | WeightedRandom { weight } => PolicyParameters {
+                weight: Some(weight),
+                ..none
+            },
+            Priority { priority } => PolicyParameters {
+                priority: Some(priority),
+                ..none
+            },
+            LeastUsed { load } | RandomizedLeastUsed { load } => PolicyParameters {
+                load: Some(load),
+                ..none
+            },
             LeastUsedDegradation {
                 load,
                 load_degradation,
@@ -268,24 +318,43 @@ impl Policy {
             | RandomizedPriorityLeastUsedDegradation {
                 load,
                 load_degradation,
-            } => ([load, load_degradation, 0, 0], 2),
+            } => PolicyParameters {
+                load: Some(load),
+                load_degradation: Some(load_degradation),
+                ..none
+            },
             WeightedRandomDpf {
                 weight,
                 weight_dpf,
                 distance,
-            } => ([weight, weight_dpf, distance, 0], 3),
+            } => PolicyParameters {
+                weight: Some(weight),
+                weight_dpf: Some(weight_dpf),
+                distance: Some(distance),
+                ..none
+            },
             LeastUsedDpf {
                 load,
                 load_dpf,
                 distance,
-            } => ([load, load_dpf, distance, 0], 3),
+            } => PolicyParameters {
+                load: Some(load),
+                load_dpf: Some(load_dpf),
+                distance: Some(distance),
+                ..none
+            },
             LeastUsedDegradationDpf {
                 load,
                 load_degradation,
                 load_dpf,
                 distance,
-            } => ([load, load_degradation, load_dpf, distance], 4),
-            Unknown { .. } => ([0; 4], 0),
+            } => PolicyParameters {
+                load: Some(load),
+                load_degradation: Some(load_degradation),
+                load_dpf: Some(load_dpf),
+                distance: Some(distance),
+                ..none
+            },
         }
     }
 
@@ -300,9 +369,8 @@ impl Policy {
             }
             w.bytes(data);
         } else {
-            let (v, n) = self.values();
-            for x in &v[..n] {
-                w.u32(*x);
+            for x in self.parameters().in_wire_order() {
+                w.u32(x);
             }
         }
         w.finish(s, "Pool Member Selection Policy parameter")

@@ -331,19 +331,7 @@ impl PeCore {
         }
         let deadline = now + self.timers.t3_deregistration;
         match self.link {
-            Link::Up { conn, .. } => {
-                let e = &mut self.elements[i];
-                e.state = State::Deregistering {
-                    conn: Some(conn),
-                    deadline,
-                };
-                let message = AsapMessage::Deregistration {
-                    pool_handle: e.pool_handle.clone(),
-                    identifier: e.identifier,
-                };
-                self.outputs
-                    .push_back(LinkAction::Send { conn, message }.into());
-            }
+            Link::Up { conn, .. } => self.send_deregistration(i, conn, deadline),
             _ => {
                 self.elements[i].state = State::Deregistering {
                     conn: None,
@@ -352,6 +340,22 @@ impl PeCore {
                 self.hunt_if_needed();
             }
         }
+    }
+
+    /// Send PE `i`'s ASAP_DEREGISTRATION on `conn`; its answer is due by
+    /// `deadline` (T3).
+    fn send_deregistration(&mut self, i: usize, conn: ConnId, deadline: Instant) {
+        let e = &mut self.elements[i];
+        e.state = State::Deregistering {
+            conn: Some(conn),
+            deadline,
+        };
+        let message = AsapMessage::Deregistration {
+            pool_handle: e.pool_handle.clone(),
+            identifier: e.identifier,
+        };
+        self.outputs
+            .push_back(LinkAction::Send { conn, message }.into());
     }
 
     /// Deregister every PE.
@@ -392,19 +396,7 @@ impl PeCore {
                 State::Deregistering {
                     conn: None,
                     deadline,
-                } => {
-                    let e = &mut self.elements[i];
-                    e.state = State::Deregistering {
-                        conn: Some(conn),
-                        deadline,
-                    };
-                    let message = AsapMessage::Deregistration {
-                        pool_handle: e.pool_handle.clone(),
-                        identifier: e.identifier,
-                    };
-                    self.outputs
-                        .push_back(LinkAction::Send { conn, message }.into());
-                }
+                } => self.send_deregistration(i, conn, deadline),
                 State::Pending | State::Registering { .. } | State::Registered { .. } => {
                     self.register(now, i)
                 }

@@ -167,77 +167,23 @@ pub(crate) struct PolicyView {
 
 impl PolicyView {
     fn new(p: &Policy) -> Self {
-        use Policy::*;
-        let mut v = PolicyView {
+        let v = p.parameters();
+        PolicyView {
             id: p.policy_type(),
             id_hex: hex32(p.policy_type()),
             name: p.name(),
-            ..PolicyView::default()
-        };
-        match *p {
-            RoundRobin | Random => {}
-            WeightedRoundRobin { weight } | WeightedRandom { weight } => v.weight = Some(weight),
-            Priority { priority } => v.priority = Some(priority),
-            LeastUsed { load } | RandomizedLeastUsed { load } => v.load = Some(load),
-            LeastUsedDegradation {
-                load,
-                load_degradation,
-            }
-            | PriorityLeastUsed {
-                load,
-                load_degradation,
-            }
-            | RandomizedPriorityLeastUsed {
-                load,
-                load_degradation,
-            }
-            | RandomizedLeastUsedDegradation {
-                load,
-                load_degradation,
-            }
-            | PriorityLeastUsedDegradation {
-                load,
-                load_degradation,
-            }
-            | RandomizedPriorityLeastUsedDegradation {
-                load,
-                load_degradation,
-            } => {
-                v.load = Some(load);
-                v.load_deg = Some(load_degradation);
-            }
-            WeightedRandomDpf {
-                weight,
-                weight_dpf,
-                distance,
-            } => {
-                v.weight = Some(weight);
-                v.weight_dpf = Some(weight_dpf);
-                v.distance = Some(distance);
-            }
-            LeastUsedDpf {
-                load,
-                load_dpf,
-                distance,
-            } => {
-                v.load = Some(load);
-                v.load_dpf = Some(load_dpf);
-                v.distance = Some(distance);
-            }
-            LeastUsedDegradationDpf {
-                load,
-                load_degradation,
-                load_dpf,
-                distance,
-            } => {
-                v.load = Some(load);
-                v.load_deg = Some(load_degradation);
-                v.load_dpf = Some(load_dpf);
-                v.distance = Some(distance);
-            }
-            Unknown { ref data, .. } => v.data_hex = Some(hex::encode(data)),
+            weight: v.weight,
+            load: v.load,
+            load_deg: v.load_degradation,
+            priority: v.priority,
+            weight_dpf: v.weight_dpf,
+            load_dpf: v.load_dpf,
+            distance: v.distance,
+            data_hex: match p {
+                Policy::Unknown { data, .. } => Some(hex::encode(data)),
+                _ => None,
+            },
         }
-        v
     }
 }
 

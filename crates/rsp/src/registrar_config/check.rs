@@ -85,12 +85,7 @@ pub fn check(m: &Merged) -> anyhow::Result<()> {
         ("limits.reports_per_identity", c.report_rate),
         ("limits.reports_per_address", c.report_rate_per_address),
     ] {
-        if r.per_second.is_nan() || r.per_second <= 0.0 {
-            return Err(o.error(key, "per_second must be more than 0 (inf: no limit)"));
-        }
-        if r.burst.is_nan() || r.burst < 1.0 {
-            return Err(o.error(key, "burst must be at least 1"));
-        }
+        r.check().map_err(|e| o.error(key, e))?;
     }
     at_least_one("limits.max_limiter_keys", c.max_limiter_keys)?;
     check_tls(m)?;
