@@ -10,6 +10,7 @@
 //! * [`Output`]/[`Event`]: what the core asks of its driver and reports.
 //! * [`service`]: the tokio driver ([`Registrar`], [`RegistrarHandle`]);
 //!   [`announce`]: the optional ASAP_SERVER_ANNOUNCE sender.
+//! * [`log_limit`]: warnings an attacker can repeat, limited and summarised.
 //! * [`admin`]: the admin HTTP API and Prometheus metrics
 //!   ([`admin::AdminServer`]).
 
@@ -20,6 +21,7 @@ pub mod admin;
 pub mod announce;
 pub mod config;
 mod core;
+pub mod log_limit;
 mod output;
 mod peer;
 pub mod service;
