@@ -34,9 +34,6 @@ pub struct PoolElementEntry {
     pub connection: Option<ConnId>,
     /// Identity that registered it.
     pub identity: Option<Identity>,
-    /// Unreachable reports received: reporter and time (boxed: few PEs
-    /// have any, and the entry stays small).
-    pub unreachable_reports: Option<Box<Vec<(u64, Instant)>>>,
     /// Its places in the owner, connection and identity indices.
     pub(crate) links: Links,
     /// The pool it belongs to.

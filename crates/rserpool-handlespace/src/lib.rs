@@ -25,7 +25,7 @@ pub mod selection;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rand::Rng;
 use rserpool_wire::{PoolElement, PoolEntry, PoolHandle};
@@ -317,7 +317,6 @@ impl Handlespace {
         e.policy = r.element.policy;
         e.connection = r.connection;
         e.identity = r.identity;
-        e.unreachable_reports = None;
         pool.reattach(slot, entries);
         if moves {
             self.index(&r.pool_handle, slot);
@@ -338,7 +337,6 @@ impl Handlespace {
             keep_alive_due: None,
             connection: r.connection,
             identity: r.identity,
-            unreachable_reports: None,
             links: Default::default(),
             pool: pid,
             counter: 0,
@@ -479,29 +477,6 @@ impl Handlespace {
             f(self.entries.get(s));
         }
         Some(self.scratch.len())
-    }
-
-    /// Record an ASAP_ENDPOINT_UNREACHABLE report (RFC 5352 section 3.5)
-    /// from `reporter` and return how many distinct reporters reported the
-    /// PE within `window`; the registrar removes the PE when that reaches
-    /// MAX-BAD-PE-REPORT. A reporter counts once. `None` for an unknown PE.
-    pub fn record_unreachable(
-        &mut self,
-        handle: &PoolHandle,
-        id: u32,
-        reporter: u64,
-        now: Instant,
-        window: Duration,
-    ) -> Option<usize> {
-        let slot = self.slot(handle, id)?;
-        let reports = self
-            .entries
-            .get_mut(slot)
-            .unreachable_reports
-            .get_or_insert_with(Box::default);
-        reports.retain(|&(r, t)| r != reporter && now.saturating_duration_since(t) <= window);
-        reports.push((reporter, now));
-        Some(reports.len())
     }
 
     /// Move a PE's deadline (for example after a keep-alive was sent or

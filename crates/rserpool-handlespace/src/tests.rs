@@ -298,31 +298,6 @@ fn table_pages_cover_everything_once_in_order() {
 }
 
 #[test]
-fn unreachable_reports_count_distinct_reporters_in_a_window() {
-    let mut hs = Handlespace::new(Config::default());
-    let h = PoolHandle::from_static("u");
-    hs.register(reg(&h, 1, Policy::RoundRobin)).expect("ok");
-    let t0 = Instant::now();
-    let w = Duration::from_secs(10);
-    assert_eq!(hs.record_unreachable(&h, 1, 100, t0, w), Some(1));
-    assert_eq!(
-        hs.record_unreachable(&h, 1, 100, t0, w),
-        Some(1),
-        "same reporter counts once"
-    );
-    assert_eq!(
-        hs.record_unreachable(&h, 1, 101, t0 + Duration::from_secs(5), w),
-        Some(2)
-    );
-    assert_eq!(
-        hs.record_unreachable(&h, 1, 102, t0 + Duration::from_secs(12), w),
-        Some(2),
-        "the first report aged out"
-    );
-    assert_eq!(hs.record_unreachable(&h, 2, 100, t0, w), None);
-}
-
-#[test]
 fn deadlines_can_be_moved() {
     let mut hs = Handlespace::new(Config::default());
     let t0 = Instant::now();

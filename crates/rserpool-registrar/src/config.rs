@@ -27,8 +27,14 @@ pub struct CoreConfig {
     /// however many unreachable reports arrive (RFC 5355 section 2.14).
     pub max_keep_alives_per_interval: usize,
     /// MAX-BAD-PE-REPORT: reports from this many distinct reporters
-    /// within [`Self::bad_pe_report_window`] remove a PE (RFC 5352 3.5).
+    /// within [`Self::bad_pe_report_window`] make the registrar probe the
+    /// PE with a keep-alive; it is removed only if that goes unanswered
+    /// (RFC 5352 3.5, RFC 5355 2.13).
     pub max_bad_pe_reports: usize,
+    /// Whether reports from pool users that proved no identity (anonymous
+    /// TLS clients, insecure mode) count at all. When they do, each source
+    /// address (IPv6: each /64) counts as one reporter.
+    pub count_anonymous_reports: bool,
     /// Window in which unreachable reports of one PE count together.
     #[serde(with = "duration_ms")]
     pub bad_pe_report_window: Duration,
@@ -45,6 +51,9 @@ pub struct CoreConfig {
     pub allow_foreign_addresses: bool,
     /// Most PEs one identity may have registered at a time.
     pub max_pes_per_identity: usize,
+    /// Most connections one authenticated identity may have open (an
+    /// anonymous or insecure client counts by its source address).
+    pub max_connections_per_identity: usize,
     /// Registrations and deregistrations per identity (RFC 5355 2.1, 2.2).
     pub registration_rate: Rate,
     /// Registrations and deregistrations per source address (all the
@@ -75,12 +84,14 @@ impl Default for CoreConfig {
             keep_alive_timeout: Duration::from_secs(5),
             max_keep_alives_per_interval: 3,
             max_bad_pe_reports: 3,
+            count_anonymous_reports: true,
             bad_pe_report_window: Duration::from_secs(60),
             min_registration_life: Duration::from_secs(1),
             max_registration_life: Duration::from_secs(24 * 3600),
             default_items: 3,
             allow_foreign_addresses: false,
             max_pes_per_identity: 10_000,
+            max_connections_per_identity: 1_000,
             registration_rate: Rate::new(100.0, 200.0),
             registration_rate_per_address: Rate::new(1_000.0, 2_000.0),
             resolution_rate: Rate::new(2_000.0, 4_000.0),
@@ -109,27 +120,53 @@ pub fn random_server_id() -> Result<u32, rserpool_security::SecurityError> {
 }
 
 impl CoreConfig {
-    /// Check the settings for values the core cannot work with.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Check every setting against its range ([`bounds`]) and the
+    /// settings against each other.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        use bounds::*;
         if self.server_id == 0 {
-            return Err("server_id must not be 0".into());
+            return Err(InvalidSetting::new("server_id", "must not be 0"));
         }
-        if self.keep_alive_interval.is_zero() || self.keep_alive_timeout.is_zero() {
-            return Err("keep-alive interval and timeout must be positive".into());
-        }
-        if self.max_keep_alives_per_interval == 0 {
-            return Err("max_keep_alives_per_interval must be at least 1".into());
-        }
-        if self.max_bad_pe_reports == 0 {
-            return Err("max_bad_pe_reports must be at least 1".into());
-        }
+        KEEP_ALIVE_INTERVAL.check("keep_alive_interval", self.keep_alive_interval)?;
+        KEEP_ALIVE_TIMEOUT.check("keep_alive_timeout", self.keep_alive_timeout)?;
+        KEEP_ALIVES_PER_INTERVAL.check(
+            "max_keep_alives_per_interval",
+            self.max_keep_alives_per_interval,
+        )?;
+        BAD_PE_REPORTS.check("max_bad_pe_reports", self.max_bad_pe_reports)?;
+        BAD_PE_REPORT_WINDOW.check("bad_pe_report_window", self.bad_pe_report_window)?;
+        REGISTRATION_LIFE.check("min_registration_life", self.min_registration_life)?;
+        REGISTRATION_LIFE.check("max_registration_life", self.max_registration_life)?;
         if self.min_registration_life > self.max_registration_life {
-            return Err("min_registration_life exceeds max_registration_life".into());
+            return Err(InvalidSetting::new(
+                "min_registration_life",
+                format!(
+                    "must not be more than max_registration_life ({} > {})",
+                    show_duration(self.min_registration_life),
+                    show_duration(self.max_registration_life)
+                ),
+            ));
         }
-        if self.default_items == 0 {
-            return Err("default_items must be at least 1".into());
+        ITEMS.check("default_items", self.default_items)?;
+        PES_PER_IDENTITY.check("max_pes_per_identity", self.max_pes_per_identity)?;
+        CONNECTIONS.check(
+            "max_connections_per_identity",
+            self.max_connections_per_identity,
+        )?;
+        for (name, r) in self.rates() {
+            r.check().map_err(|e| InvalidSetting::new(name, e))?;
         }
-        for (name, r) in [
+        MALFORMED.check(
+            "max_malformed_per_connection",
+            self.max_malformed_per_connection,
+        )?;
+        LIMITER_KEYS.check("max_limiter_keys", self.max_limiter_keys)?;
+        Ok(())
+    }
+
+    /// The rate limits, by field name.
+    pub fn rates(&self) -> [(&'static str, Rate); 6] {
+        [
             ("registration_rate", self.registration_rate),
             (
                 "registration_rate_per_address",
@@ -142,11 +179,220 @@ impl CoreConfig {
             ),
             ("report_rate", self.report_rate),
             ("report_rate_per_address", self.report_rate_per_address),
-        ] {
-            r.check().map_err(|e| format!("{name}: {e}"))?;
-        }
-        Ok(())
+        ]
     }
+}
+
+/// A setting that is out of its range or does not fit the others.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{setting}: {problem}")]
+pub struct InvalidSetting {
+    /// The setting, by its field name in [`CoreConfig`] or
+    /// [`crate::ServiceConfig`].
+    pub setting: &'static str,
+    /// What is wrong, and what is allowed.
+    pub problem: String,
+}
+
+impl InvalidSetting {
+    /// An error about `setting`.
+    pub fn new(setting: &'static str, problem: impl Into<String>) -> Self {
+        InvalidSetting {
+            setting,
+            problem: problem.into(),
+        }
+    }
+}
+
+/// A value a [`Range`] can bound.
+pub trait Bounded: Copy + PartialOrd {
+    /// The value as an operator writes it.
+    fn show(self) -> String;
+}
+
+impl Bounded for Duration {
+    fn show(self) -> String {
+        show_duration(self)
+    }
+}
+
+impl Bounded for usize {
+    fn show(self) -> String {
+        self.to_string()
+    }
+}
+
+impl Bounded for u32 {
+    fn show(self) -> String {
+        self.to_string()
+    }
+}
+
+/// The closed range a setting must lie in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range<T> {
+    /// Smallest value allowed.
+    pub min: T,
+    /// Largest value allowed.
+    pub max: T,
+}
+
+impl<T: Bounded> Range<T> {
+    /// Whether `value` is in the range.
+    pub fn contains(&self, value: T) -> bool {
+        self.min <= value && value <= self.max
+    }
+
+    /// An error naming `setting` if `value` is outside the range.
+    pub fn check(&self, setting: &'static str, value: T) -> Result<(), InvalidSetting> {
+        if self.contains(value) {
+            Ok(())
+        } else {
+            Err(InvalidSetting::new(setting, self.problem(value)))
+        }
+    }
+
+    /// What is wrong with `value`, for a caller that names the setting
+    /// itself.
+    pub fn problem(&self, value: T) -> String {
+        format!(
+            "{} is outside the allowed range {} ..= {}",
+            value.show(),
+            self.min.show(),
+            self.max.show()
+        )
+    }
+}
+
+/// A duration as it would be written in the configuration file: in the
+/// largest unit that shows it exactly.
+pub fn show_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if d.subsec_nanos() % 1_000_000 != 0 {
+        return format!("{}ns", d.as_nanos());
+    }
+    if ms % 1000 != 0 {
+        return format!("{ms}ms");
+    }
+    let s = d.as_secs();
+    match s {
+        0 => "0s".into(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// The range of every bounded setting of the registrar (documented in
+/// `docs/operations.md`; `rsp registrar --check-config` and
+/// [`CoreConfig::validate`] / [`crate::ServiceConfig::validate`] check
+/// them). Timers below 100 ms make PEs flap or burn a core; above the
+/// maxima they stop protecting anything.
+pub mod bounds {
+    use std::time::Duration;
+
+    use super::Range;
+
+    const fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    const fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    /// Mean time between keep-alives.
+    pub const KEEP_ALIVE_INTERVAL: Range<Duration> = Range {
+        min: ms(100),
+        max: secs(3_600),
+    };
+    /// Time to answer a keep-alive.
+    pub const KEEP_ALIVE_TIMEOUT: Range<Duration> = Range {
+        min: ms(100),
+        max: secs(3_600),
+    };
+    /// Keep-alives to one PE per interval (RFC 5355 2.14).
+    pub const KEEP_ALIVES_PER_INTERVAL: Range<usize> = Range { min: 1, max: 100 };
+    /// MAX-BAD-PE-REPORT.
+    pub const BAD_PE_REPORTS: Range<usize> = Range { min: 1, max: 100 };
+    /// Window of unreachable reports.
+    pub const BAD_PE_REPORT_WINDOW: Range<Duration> = Range {
+        min: secs(1),
+        max: secs(3_600),
+    };
+    /// Registration lives: the wire carries milliseconds in 32 bits
+    /// (49.7 days at most).
+    pub const REGISTRATION_LIFE: Range<Duration> = Range {
+        min: ms(100),
+        max: secs(49 * 86_400),
+    };
+    /// PEs in a handle resolution (RSPLIB caps at 128).
+    pub const ITEMS: Range<usize> = Range {
+        min: 1,
+        max: rserpool_handlespace::MAX_ITEMS,
+    };
+    /// PEs per identity.
+    pub const PES_PER_IDENTITY: Range<usize> = Range {
+        min: 1,
+        max: 10_000_000,
+    };
+    /// Connection limits (in total, per address, per identity).
+    pub const CONNECTIONS: Range<usize> = Range {
+        min: 1,
+        max: 1_000_000,
+    };
+    /// Handshakes in progress (in total, per address).
+    pub const HANDSHAKES: Range<usize> = Range {
+        min: 1,
+        max: 100_000,
+    };
+    /// Malformed messages a connection may send.
+    pub const MALFORMED: Range<u32> = Range {
+        min: 0,
+        max: 1_000_000,
+    };
+    /// Keys per rate limiter.
+    pub const LIMITER_KEYS: Range<usize> = Range {
+        min: 1,
+        max: 10_000_000,
+    };
+    /// Largest message, in bytes: room for a registration, and what the
+    /// 16-bit length can say.
+    pub const MESSAGE_SIZE: Range<usize> = Range {
+        min: 256,
+        max: rserpool_wire::framing::ChannelCodec::ABSOLUTE_MAX,
+    };
+    /// Time to complete a TLS handshake.
+    pub const HANDSHAKE_TIMEOUT: Range<Duration> = Range {
+        min: ms(100),
+        max: secs(300),
+    };
+    /// Time to complete a message from its first byte.
+    pub const MESSAGE_TIMEOUT: Range<Duration> = Range {
+        min: ms(100),
+        max: secs(300),
+    };
+    /// Silence after which a connection closes.
+    pub const IDLE_TIMEOUT: Range<Duration> = Range {
+        min: secs(1),
+        max: secs(86_400),
+    };
+    /// Time between server announcements (RFC 5352 7.1: 1 s).
+    pub const ANNOUNCE_INTERVAL: Range<Duration> = Range {
+        min: ms(100),
+        max: secs(3_600),
+    };
+    /// Messages queued per connection, inputs queued for the core.
+    pub const QUEUE: Range<usize> = Range {
+        min: 1,
+        max: 1_000_000,
+    };
+    /// Interval of the summaries of repeated warnings.
+    pub const LOG_SUMMARY_INTERVAL: Range<Duration> = Range {
+        min: ms(100),
+        max: secs(3_600),
+    };
 }
 
 /// Durations in configuration files as integer milliseconds.

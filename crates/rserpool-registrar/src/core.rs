@@ -21,9 +21,10 @@ use rserpool_wire::{
 };
 use rustc_hash::FxHashMap;
 
-use crate::config::CoreConfig;
-use crate::output::{identity_text, Event, Output, Refusal, Removal, Stats};
-use crate::peer::{canonical, OpenConnection, Peer, PeerInfo};
+use crate::config::{CoreConfig, InvalidSetting};
+use crate::output::{identity_text, Event, Output, Refusal, Removal, ReportCheck, Stats};
+use crate::peer::{canonical, source_prefix, Credential, OpenConnection, Peer, PeerInfo};
+use crate::revocation::{RemovedPe, Revocation, RevocationReport};
 
 /// Most bytes of an offending message echoed back in an error cause.
 const MAX_ECHOED: usize = 512;
@@ -34,8 +35,42 @@ struct Probe {
     /// A keep-alive is out and unanswered (or the PE's connection closed):
     /// when the keep-alive deadline passes the PE is removed.
     outstanding: bool,
+    /// The outstanding keep-alive checks unreachable reports: if it goes
+    /// unanswered the PE is removed as unreachable, if it is answered the
+    /// reports are void.
+    reported: bool,
     /// Keep-alives sent recently (RFC 5355 2.14 limit).
     sent: WindowCounter,
+    /// Unreachable reports within the window: reporter and time, one per
+    /// reporter, at most MAX-BAD-PE-REPORT (the newest).
+    reports: Vec<(Identity, Instant)>,
+}
+
+impl Probe {
+    /// Count a report from `reporter`; returns the distinct reporters
+    /// within `window`, at most `max`.
+    fn report(&mut self, reporter: Identity, now: Instant, window: Duration, max: usize) -> usize {
+        self.reports
+            .retain(|(r, t)| *r != reporter && now.saturating_duration_since(*t) <= window);
+        if self.reports.len() >= max {
+            self.reports.remove(0);
+        }
+        self.reports.push((reporter, now));
+        self.reports.len()
+    }
+
+    fn reporters(&self) -> Vec<String> {
+        self.reports.iter().map(|(r, _)| identity_text(r)).collect()
+    }
+
+    /// The PE showed it is alive: nothing is outstanding and the reports
+    /// are void. Returns the reporters if a report check was outstanding.
+    fn alive(&mut self) -> Option<Vec<String>> {
+        self.outstanding = false;
+        let checked = std::mem::take(&mut self.reported).then(|| self.reporters());
+        self.reports.clear();
+        checked
+    }
 }
 
 /// The rate limits of one kind of request: per identity and per source
@@ -54,9 +89,9 @@ impl Limit {
         }
     }
 
-    fn allow(&mut self, peer: &Peer, now: Instant) -> bool {
-        self.by_identity.try_take(&peer.identity, now)
-            && self.by_address.try_take(&peer.address.ip(), now)
+    fn allow(&mut self, identity: &Identity, address: IpAddr, now: Instant) -> bool {
+        self.by_identity.try_take(identity, now)
+            && self.by_address.try_take(&source_prefix(address), now)
     }
 
     fn prune(&mut self, now: Instant) {
@@ -73,6 +108,7 @@ pub struct RegistrarCore {
     peers: FxHashMap<ConnId, Peer>,
     probes: FxHashMap<(PoolHandle, u32), Probe>,
     pes_per_identity: FxHashMap<Identity, usize>,
+    connections_per_identity: FxHashMap<Identity, usize>,
     registrations: Limit,
     resolutions: Limit,
     reports: Limit,
@@ -87,7 +123,7 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(10);
 
 impl RegistrarCore {
     /// A core with an empty handlespace. `now` starts the rate limiters.
-    pub fn new(config: CoreConfig, now: Instant) -> Result<Self, String> {
+    pub fn new(config: CoreConfig, now: Instant) -> Result<Self, InvalidSetting> {
         config.validate()?;
         let keys = config.max_limiter_keys;
         Ok(RegistrarCore {
@@ -97,6 +133,7 @@ impl RegistrarCore {
             peers: FxHashMap::default(),
             probes: FxHashMap::default(),
             pes_per_identity: FxHashMap::default(),
+            connections_per_identity: FxHashMap::default(),
             registrations: Limit::new(
                 config.registration_rate,
                 config.registration_rate_per_address,
@@ -155,17 +192,50 @@ impl RegistrarCore {
     }
 
     /// A connection was accepted (after its TLS handshake in secure mode).
+    /// An identity over its connection limit gets an error and the
+    /// connection is closed.
     pub fn handle_connect(&mut self, now: Instant, conn: ConnId, info: PeerInfo) {
+        let peer = Peer::new(&info, now);
+        let max = self.config.max_connections_per_identity;
+        let open = self
+            .connections_per_identity
+            .entry(peer.identity.clone())
+            .or_insert(0);
+        if *open >= max {
+            self.stats.connections_refused_per_identity += 1;
+            let detail = format!("{} already has {max} connections open", peer.identity.0);
+            self.outputs.push_back(Output::Event(Event::Refused {
+                conn,
+                identity: identity_text(&peer.identity),
+                request: "connection",
+                refusal: Refusal::RateLimited,
+                cause: CauseCode::LackOfResources,
+                detail: detail.clone(),
+            }));
+            self.send_error(
+                conn,
+                Cause::with_info(CauseCode::LackOfResources, detail.clone().into_bytes()),
+            );
+            self.close(conn, detail);
+            return;
+        }
+        *open += 1;
         self.stats.connections += 1;
-        self.peers.insert(conn, Peer::new(&info, now));
+        self.peers.insert(conn, peer);
     }
 
     /// A connection closed. Its PEs stay registered but can no longer be
     /// probed: each must re-register over a new connection within the
     /// keep-alive timeout or it is removed.
     pub fn handle_disconnect(&mut self, now: Instant, conn: ConnId) {
-        if self.peers.remove(&conn).is_none() {
+        let Some(peer) = self.peers.remove(&conn) else {
             return;
+        };
+        if let Some(n) = self.connections_per_identity.get_mut(&peer.identity) {
+            *n -= 1;
+            if *n == 0 {
+                self.connections_per_identity.remove(&peer.identity);
+            }
         }
         let orphans: Vec<(PoolHandle, u32)> = self
             .handlespace
@@ -181,6 +251,70 @@ impl RegistrarCore {
                     .set_deadline(&handle, id, DeadlineKind::KeepAlive, Some(due));
             }
         }
+    }
+
+    /// Credentials changed: close the connections of revoked identities
+    /// and of those that must authenticate again, and remove the PEs of
+    /// revoked identities (RFC 5355 2.3: a PE belongs to the identity
+    /// that registered it; without that identity it has no owner). The
+    /// report says what ended; an event tells the operators.
+    pub fn handle_revocation(&mut self, now: Instant, r: &Revocation) -> RevocationReport {
+        let mut report = RevocationReport::default();
+        if r.is_empty() {
+            return report;
+        }
+        let ends = |p: &Peer| {
+            r.revoked.contains(&p.identity)
+                || r.reauthenticate.contains(&p.identity)
+                || (r.reauthenticate_certificates && p.credential == Credential::Certificate)
+        };
+        let mut closing: Vec<(ConnId, Identity)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| ends(p))
+            .map(|(&c, p)| (c, p.identity.clone()))
+            .collect();
+        closing.sort_unstable();
+        let mut by_identity: std::collections::BTreeMap<Identity, usize> = Default::default();
+        for (conn, identity) in closing {
+            let why = if r.revoked.contains(&identity) {
+                "credentials revoked"
+            } else {
+                "credentials replaced: authenticate again"
+            };
+            self.close(conn, why.into());
+            self.handle_disconnect(now, conn);
+            *by_identity.entry(identity).or_insert(0) += 1;
+        }
+        report.connections_closed = by_identity
+            .into_iter()
+            .map(|(i, n)| (identity_text(&i), n))
+            .collect();
+        for identity in &r.revoked {
+            let mut pes: Vec<(PoolHandle, u32)> = self
+                .handlespace
+                .by_identity(identity)
+                .map(|(h, e)| (h.clone(), e.identifier))
+                .collect();
+            pes.sort_unstable();
+            for (pool_handle, identifier) in pes {
+                if self.remove(&pool_handle, identifier, Removal::Revoked) {
+                    self.stats.revocation_removals += 1;
+                    report.pes_removed.push(RemovedPe {
+                        pool_handle,
+                        identifier,
+                        identity: identity_text(identity),
+                    });
+                }
+            }
+        }
+        self.outputs.push_back(Output::Event(Event::Revoked {
+            identities: r.revoked.iter().map(identity_text).collect(),
+            reauthenticate: r.reauthenticate.iter().map(identity_text).collect(),
+            connections_closed: report.connections(),
+            pes_removed: report.pes_removed.len(),
+        }));
+        report
     }
 
     /// A framing error on a connection: the stream cannot be cut into
@@ -337,10 +471,13 @@ impl RegistrarCore {
                 } else {
                     self.stats.reregistrations += 1;
                 }
-                self.probes
+                // A registration over a live connection shows the PE is
+                // alive: outstanding checks and reports are void.
+                let _ = self
+                    .probes
                     .entry((pool_handle.clone(), identifier))
                     .or_default()
-                    .outstanding = false;
+                    .alive();
                 self.send(
                     conn,
                     AsapMessage::RegistrationResponse {
@@ -406,7 +543,10 @@ impl RegistrarCore {
                 "an anonymous client may not register (RFC 5355 2.1)".into(),
             ));
         }
-        if !self.registrations.allow(&peer, now) {
+        if !self
+            .registrations
+            .allow(&peer.identity, peer.address.ip(), now)
+        {
             return Err((
                 Refusal::RateLimited,
                 CauseCode::LackOfResources,
@@ -518,7 +658,10 @@ impl RegistrarCore {
         let Some(peer) = self.peers.get(&conn).cloned() else {
             return;
         };
-        let refusal = if !self.registrations.allow(&peer, now) {
+        let refusal = if !self
+            .registrations
+            .allow(&peer.identity, peer.address.ip(), now)
+        {
             Some((
                 Refusal::RateLimited,
                 CauseCode::LackOfResources,
@@ -591,7 +734,10 @@ impl RegistrarCore {
         let Some(peer) = self.peers.get(&conn) else {
             return;
         };
-        if !self.resolutions.allow(peer, now) {
+        if !self
+            .resolutions
+            .allow(&peer.identity, peer.address.ip(), now)
+        {
             self.refused(
                 conn,
                 "ASAP_HANDLE_RESOLUTION",
@@ -660,43 +806,92 @@ impl RegistrarCore {
             return;
         };
         if probe.outstanding {
-            probe.outstanding = false;
+            if let Some(reporters) = probe.alive() {
+                // RFC 5352 3.5: a PE that answers stays, whatever was
+                // reported (RFC 5355 2.13: reports are hints).
+                self.stats.unreachable_refuted += 1;
+                self.outputs.push_back(Output::Event(Event::ReportsRefuted {
+                    pool_handle: handle.clone(),
+                    identifier: id,
+                    reporters,
+                }));
+            }
             let due = now + self.keep_alive_interval();
             self.handlespace
                 .set_deadline(&handle, id, DeadlineKind::KeepAlive, Some(due));
         }
     }
 
+    /// RFC 5352 3.5 with RFC 5355 2.13: a report is a hint. Reports from
+    /// MAX-BAD-PE-REPORT distinct reporters within the window make the
+    /// registrar probe the PE (within the per-PE keep-alive limit of
+    /// 2.14); only a probe that goes unanswered removes it. Reporters are
+    /// told apart by identity; anonymous ones by source address (/64),
+    /// and only if [`CoreConfig::count_anonymous_reports`] says so.
     fn unreachable(&mut self, now: Instant, conn: ConnId, handle: PoolHandle, id: u32) {
         let Some(peer) = self.peers.get(&conn) else {
             return;
         };
-        if !self.reports.allow(peer, now) {
+        let refusal = if peer.is_anonymous() && !self.config.count_anonymous_reports {
+            Some((
+                Refusal::Security,
+                CauseCode::RejectedSecurity,
+                "reports from unauthenticated pool users are not counted \
+                 (count_anonymous_reports is off)",
+            ))
+        } else if !self.reports.allow(&peer.reporter, peer.address.ip(), now) {
+            Some((
+                Refusal::RateLimited,
+                CauseCode::LackOfResources,
+                "unreachable report rate limit (RFC 5355 2.13)",
+            ))
+        } else {
+            None
+        };
+        if let Some((refusal, cause, detail)) = refusal {
             self.refused(
                 conn,
                 "ASAP_ENDPOINT_UNREACHABLE",
-                Refusal::RateLimited,
-                CauseCode::LackOfResources,
-                "unreachable report rate limit (RFC 5355 2.13)".into(),
+                refusal,
+                cause,
+                detail.into(),
             );
+            return self.send_error(conn, Cause::new(cause));
+        }
+        let reporter = peer.reporter.clone();
+        if self.handlespace.find(&handle, id).is_none() {
             return;
         }
-        let reporter = reporter_key(&peer.identity);
-        let window = self.config.bad_pe_report_window;
-        let Some(count) = self
-            .handlespace
-            .record_unreachable(&handle, id, reporter, now, window)
-        else {
-            return;
-        };
         self.stats.unreachable_reports += 1;
-        if count >= self.config.max_bad_pe_reports {
-            self.stats.unreachable_removals += 1;
-            self.remove(&handle, id, Removal::Unreachable);
+        let (window, max) = (
+            self.config.bad_pe_report_window,
+            self.config.max_bad_pe_reports,
+        );
+        let probe = self.probes.entry((handle.clone(), id)).or_default();
+        if probe.report(reporter, now, window, max) < max {
             return;
         }
-        // RFC 5352 3.5: probe the PE at once, within the per-PE limit.
-        self.probe(now, handle, id);
+        let reporters = probe.reporters();
+        let check = if probe.outstanding {
+            // A keep-alive is out already: its answer decides.
+            probe.reported = true;
+            ReportCheck::Outstanding
+        } else if self.probe(now, handle.clone(), id) {
+            if let Some(p) = self.probes.get_mut(&(handle.clone(), id)) {
+                p.reported = true;
+            }
+            self.stats.unreachable_probes += 1;
+            ReportCheck::Probing
+        } else {
+            ReportCheck::Limited
+        };
+        self.outputs
+            .push_back(Output::Event(Event::ReportedUnreachable {
+                pool_handle: handle,
+                identifier: id,
+                reporters,
+                check,
+            }));
     }
 
     /// Send a keep-alive to a PE unless one is outstanding or the per-PE
@@ -778,13 +973,16 @@ impl RegistrarCore {
                     }
                 }
                 DeadlineKind::KeepAlive => {
-                    let outstanding = self
-                        .probes
-                        .get(&(handle.clone(), id))
-                        .is_some_and(|p| p.outstanding);
+                    let probe = self.probes.get(&(handle.clone(), id));
+                    let outstanding = probe.is_some_and(|p| p.outstanding);
                     if outstanding {
-                        self.stats.keep_alive_failures += 1;
-                        self.remove(&handle, id, Removal::KeepAliveTimeout);
+                        if probe.is_some_and(|p| p.reported) {
+                            self.stats.unreachable_removals += 1;
+                            self.remove(&handle, id, Removal::Unreachable);
+                        } else {
+                            self.stats.keep_alive_failures += 1;
+                            self.remove(&handle, id, Removal::KeepAliveTimeout);
+                        }
                     } else if !self.probe(now, handle.clone(), id) {
                         // Over the per-PE limit: try again next interval.
                         let due = now + self.keep_alive_interval();
@@ -872,11 +1070,4 @@ fn own_addresses(t: &Transport, source: IpAddr) -> Result<(), String> {
         )),
         None => Ok(()),
     }
-}
-
-/// Reporters are told apart by identity (their source address when
-/// anonymous), hashed to the handlespace's 64-bit reporter key.
-fn reporter_key(identity: &Identity) -> u64 {
-    use std::hash::{BuildHasher, BuildHasherDefault};
-    BuildHasherDefault::<rustc_hash::FxHasher>::default().hash_one(&identity.0)
 }

@@ -405,34 +405,204 @@ fn report(s: &mut Sim, conn: u64, id: u32) -> Vec<(u64, AsapMessage)> {
     )
 }
 
+fn ack(s: &mut Sim, conn: u64, id: u32) -> Vec<(u64, AsapMessage)> {
+    s.send(
+        conn,
+        AsapMessage::EndpointKeepAliveAck {
+            pool_handle: handle(),
+            identifier: id,
+        },
+    )
+}
+
+fn events(out: &[Output]) -> Vec<Event> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Event(e) => Some(e.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Reports from pu-1..pu-n (new connections from their own addresses);
+/// returns the outputs of the last one.
+fn reports_from(s: &mut Sim, first_conn: u64, names: &[&str], id: u32) -> Vec<Output> {
+    let mut out = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let conn = first_conn + i as u64;
+        s.connect(
+            conn,
+            Some(PeerIdentity::Psk((*name).into())),
+            &format!("10.2.0.{}", i + 1),
+        );
+        s.core.handle_message(
+            s.now,
+            conn,
+            AsapMessage::EndpointUnreachable {
+                pool_handle: handle(),
+                identifier: id,
+            },
+        );
+        out = s.outputs();
+    }
+    out
+}
+
 #[test]
-fn distinct_reporters_remove_a_pe() {
+fn reports_only_trigger_a_check_and_a_pe_that_answers_stays() {
     let mut s = Sim::new();
     s.psk(1, "pe-a");
     s.send(1, registration(5));
-    // One PU reporting many times (within its rate) counts once.
+    // One PU reporting many times (within its rate) counts once: no check.
     s.connect(10, Some(PeerIdentity::Psk("pu-1".into())), "10.2.0.1");
     for _ in 0..5 {
-        report(&mut s, 10, 5);
+        assert!(report(&mut s, 10, 5).is_empty());
     }
-    assert_eq!(s.pe_count(), 1);
-    // The first report probed the PE once; later ones wait for the answer.
-    assert_eq!(s.core.stats().keep_alives_sent, 1);
-    s.connect(11, Some(PeerIdentity::Psk("pu-2".into())), "10.2.0.2");
-    report(&mut s, 11, 5);
-    assert_eq!(s.pe_count(), 1);
-    s.connect(13, Some(PeerIdentity::Psk("pu-3".into())), "10.2.0.3");
-    report(&mut s, 13, 5);
-    report(&mut s, 12, 5);
+    assert_eq!(
+        s.core.stats().keep_alives_sent,
+        0,
+        "one reporter probes nothing"
+    );
+    // pu-2 and pu-3 make MAX-BAD-PE-REPORT (3): a keep-alive checks the PE.
+    let out = reports_from(&mut s, 11, &["pu-2", "pu-3"], 5);
+    assert_eq!(keep_alives(&out), 1, "{out:?}");
+    assert_eq!(
+        events(&out),
+        vec![Event::ReportedUnreachable {
+            pool_handle: handle(),
+            identifier: 5,
+            reporters: vec!["psk:pu-1".into(), "psk:pu-2".into(), "psk:pu-3".into()],
+            check: crate::ReportCheck::Probing,
+        }]
+    );
+    // The PE answers: it stays, however long the reporters keep at it.
+    s.core.handle_message(
+        s.now,
+        1,
+        AsapMessage::EndpointKeepAliveAck {
+            pool_handle: handle(),
+            identifier: 5,
+        },
+    );
+    let out = s.outputs();
+    assert!(
+        matches!(&events(&out)[..], [Event::ReportsRefuted { reporters, .. }] if reporters.len() == 3),
+        "{out:?}"
+    );
+    assert_eq!(s.core.stats().unreachable_refuted, 1);
+    for round in 0..45 {
+        s.advance(Duration::from_secs(1));
+        let out = reports_from(&mut s, 100 + 10 * round, &["pu-1", "pu-2", "pu-3"], 5);
+        if keep_alives(&out) > 0 {
+            ack(&mut s, 1, 5);
+        }
+        // The regular keep-alives are answered too, and the PE
+        // re-registers before its life ends.
+        let _ = ack(&mut s, 1, 5);
+        if round % 10 == 9 {
+            assert_eq!(reg_cause(&s.send(1, registration(5))), None);
+        }
+        assert_eq!(s.pe_count(), 1, "round {round}");
+    }
+    assert_eq!(s.core.stats().unreachable_removals, 0);
+    assert!(s.core.stats().unreachable_probes >= 2);
+    s.core.check_invariants();
+}
+
+#[test]
+fn a_reported_pe_that_does_not_answer_its_check_is_removed() {
+    let mut s = Sim::new();
+    s.psk(1, "pe-a");
+    s.send(1, registration(5));
+    let out = reports_from(&mut s, 10, &["pu-1", "pu-2", "pu-3"], 5);
+    assert_eq!(keep_alives(&out), 1);
+    let out = s.advance(Duration::from_millis(4_900));
+    assert_eq!(s.pe_count(), 1, "{out:?}");
+    let out = s.advance(Duration::from_millis(200));
     assert_eq!(s.pe_count(), 0);
+    assert!(events(&out).contains(&Event::Removed {
+        pool_handle: handle(),
+        identifier: 5,
+        reason: Removal::Unreachable,
+    }));
     assert_eq!(s.core.stats().unreachable_removals, 1);
+    assert_eq!(s.core.stats().keep_alive_failures, 0);
+    s.core.check_invariants();
+}
+
+#[test]
+fn reports_older_than_the_window_do_not_count() {
+    let mut s = Sim::with(CoreConfig {
+        bad_pe_report_window: Duration::from_secs(10),
+        ..CoreConfig::default()
+    });
+    s.psk(1, "pe-a");
+    s.send(1, registration(5));
+    reports_from(&mut s, 10, &["pu-1", "pu-2"], 5);
+    for _ in 0..11 {
+        s.advance(Duration::from_secs(1));
+        ack(&mut s, 1, 5); // the regular keep-alives
+    }
+    let out = reports_from(&mut s, 20, &["pu-3"], 5);
+    assert_eq!(keep_alives(&out), 0, "pu-1 and pu-2 aged out");
+    let out = reports_from(&mut s, 30, &["pu-1", "pu-2"], 5);
+    assert_eq!(keep_alives(&out), 1);
+}
+
+#[test]
+fn anonymous_reporters_count_once_per_address_or_not_at_all() {
+    let mut s = Sim::new();
+    s.psk(1, "pe-a");
+    s.send(1, registration(5));
+    // Fifty anonymous connections from one address: one reporter.
+    for c in 0..50 {
+        s.connect(100 + c, Some(PeerIdentity::Anonymous), "10.7.0.1");
+        report(&mut s, 100 + c, 5);
+    }
+    assert_eq!(s.core.stats().keep_alives_sent, 0);
+    // Addresses of one IPv6 /64: one reporter.
+    for c in 0..5 {
+        s.connect(
+            200 + c,
+            Some(PeerIdentity::Anonymous),
+            &format!("[2001:db8::{c}]"),
+        );
+        report(&mut s, 200 + c, 5);
+    }
+    assert_eq!(s.core.stats().keep_alives_sent, 0);
+    // A third source makes three.
+    s.connect(300, Some(PeerIdentity::Anonymous), "10.7.0.2");
+    report(&mut s, 300, 5);
+    assert_eq!(s.core.stats().keep_alives_sent, 1);
+
+    // Configured not to count them: refused with an error.
+    let mut s = Sim::with(CoreConfig {
+        count_anonymous_reports: false,
+        ..CoreConfig::default()
+    });
+    s.psk(1, "pe-a");
+    s.send(1, registration(5));
+    for c in 0..3 {
+        s.connect(
+            10 + c,
+            Some(PeerIdentity::Anonymous),
+            &format!("10.8.0.{}", c + 1),
+        );
+        let sent = report(&mut s, 10 + c, 5);
+        assert!(
+            matches!(&sent[..], [(_, AsapMessage::Error { error })] if error.causes[0].code == CauseCode::RejectedSecurity),
+            "{sent:?}"
+        );
+    }
+    assert_eq!(s.core.stats().unreachable_reports, 0);
+    assert_eq!(s.core.stats().keep_alives_sent, 0);
 }
 
 #[test]
 fn keep_alives_to_one_pe_are_limited_under_a_report_flood() {
     // RFC 5355 2.14: many reporters, each answer comes back at once.
     let mut s = Sim::with(CoreConfig {
-        max_bad_pe_reports: 1_000_000,
+        max_bad_pe_reports: 1,
         ..CoreConfig::default()
     });
     s.psk(1, "pe-a");
@@ -445,24 +615,104 @@ fn keep_alives_to_one_pe_are_limited_under_a_report_flood() {
             .iter()
             .filter(|(_, m)| matches!(m, AsapMessage::EndpointKeepAlive { .. }))
             .count();
-        s.send(
-            1,
-            AsapMessage::EndpointKeepAliveAck {
-                pool_handle: handle(),
-                identifier: 5,
-            },
-        );
+        ack(&mut s, 1, 5);
     }
     assert_eq!(sent, 3);
     assert_eq!(s.core.stats().unreachable_reports, 200);
     assert_eq!(s.pe_count(), 1);
     // The next interval allows more.
     s.advance(Duration::from_secs(5));
+    ack(&mut s, 1, 5);
     s.connect(99, Some(PeerIdentity::Psk("pu-late".into())), "10.3.0.1");
     let late = report(&mut s, 99, 5);
     assert!(late
         .iter()
         .any(|(_, m)| matches!(m, AsapMessage::EndpointKeepAlive { .. })));
+}
+
+#[test]
+fn an_identity_over_its_connection_limit_is_refused_and_others_connect() {
+    let mut s = Sim::with(CoreConfig {
+        max_connections_per_identity: 3,
+        ..CoreConfig::default()
+    });
+    for c in 1..=3 {
+        s.psk(c, "flooder");
+    }
+    assert!(s.outputs().is_empty());
+    s.psk(4, "flooder");
+    let out = s.outputs();
+    assert!(
+        matches!(
+            &out[..],
+            [
+                Output::Event(Event::Refused {
+                    request: "connection",
+                    ..
+                }),
+                Output::Send {
+                    conn: 4,
+                    msg: AsapMessage::Error { .. }
+                },
+                Output::Close { conn: 4, .. }
+            ]
+        ),
+        "{out:?}"
+    );
+    assert_eq!(s.core.connections(), 3);
+    assert_eq!(s.core.stats().connections_refused_per_identity, 1);
+    s.psk(5, "pe-a");
+    assert_eq!(reg_cause(&s.send(5, registration(9))), None);
+    // A connection that closes makes room; the refused one was never in.
+    s.core.handle_disconnect(s.now, 4);
+    s.core.handle_disconnect(s.now, 1);
+    s.psk(6, "flooder");
+    assert!(s.outputs().is_empty());
+    assert_eq!(s.core.connections(), 4);
+}
+
+#[test]
+fn revoked_identities_lose_connections_and_pes_replaced_ones_reconnect() {
+    let mut s = Sim::new();
+    s.psk(1, "pe-a");
+    s.send(1, registration(5));
+    s.psk(2, "pe-b");
+    s.send(2, registration(6));
+    s.psk(3, "pe-c");
+    s.send(3, registration(7));
+    let mut r = crate::Revocation::default();
+    r.revoke(&PeerIdentity::Psk("pe-a".into()));
+    r.reauthenticate(&PeerIdentity::Psk("pe-b".into()));
+    let report = s.core.handle_revocation(s.now, &r);
+    assert_eq!(
+        report.connections_closed,
+        vec![("psk:pe-a".to_string(), 1), ("psk:pe-b".to_string(), 1)]
+    );
+    assert_eq!(report.pes_removed.len(), 1);
+    assert_eq!(report.pes_removed[0].identifier, 5);
+    let out = s.outputs();
+    let closed: Vec<u64> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Close { conn, .. } => Some(*conn),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(closed, vec![1, 2]);
+    assert!(events(&out).contains(&Event::Removed {
+        pool_handle: handle(),
+        identifier: 5,
+        reason: Removal::Revoked,
+    }));
+    assert!(s.core.handlespace().find(&handle(), 5).is_none());
+    // pe-b comes back with its new key within the grace period.
+    s.psk(4, "pe-b");
+    assert_eq!(reg_cause(&s.send(4, registration(6))), None);
+    s.advance(Duration::from_secs(6));
+    assert!(s.core.handlespace().find(&handle(), 6).is_some());
+    assert!(s.core.handlespace().find(&handle(), 7).is_some());
+    assert_eq!(s.core.connections(), 2);
+    s.core.check_invariants();
 }
 
 #[test]
@@ -571,10 +821,13 @@ fn resolution_and_report_floods_are_limited_per_identity() {
     // Another client is still served.
     s.connect(3, Some(PeerIdentity::Anonymous), "10.9.9.10");
     assert_eq!(resolved_ids(&mut s, 3), vec![5]);
-    // One reporter flooding reports: 5 counted (the burst), the rest refused.
+    // One reporter flooding reports: 5 counted (the burst), the rest
+    // refused with an error each.
+    let mut errors = 0;
     for _ in 0..100 {
-        report(&mut s, 2, 5);
+        errors += report(&mut s, 2, 5).len();
     }
+    assert_eq!(errors, 95);
     assert_eq!(s.core.stats().unreachable_reports, 5);
     assert_eq!(s.core.stats().refused_rate_limited, 1_000 + 95);
     assert_eq!(s.pe_count(), 1);

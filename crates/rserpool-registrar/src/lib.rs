@@ -24,6 +24,7 @@ mod core;
 pub mod log_limit;
 mod output;
 mod peer;
+pub mod revocation;
 pub mod service;
 
 #[cfg(test)]
@@ -33,6 +34,7 @@ mod core_tests;
 
 pub use crate::core::RegistrarCore;
 pub use config::CoreConfig;
-pub use output::{Event, Output, Refusal, Removal, Stats};
+pub use output::{Event, Output, Refusal, Removal, ReportCheck, Stats};
 pub use peer::{OpenConnection, PeerInfo};
+pub use revocation::{Revocation, RevocationReport};
 pub use service::{Registrar, RegistrarHandle, ServiceConfig, ServiceError, ServiceStats};

@@ -31,6 +31,7 @@ pub enum Output {
 /// Why a PE left the handlespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Removal {
     /// The PE deregistered.
     Deregistered,
@@ -39,13 +40,47 @@ pub enum Removal {
     /// It did not answer a keep-alive in time (or its connection closed
     /// and it did not come back).
     KeepAliveTimeout,
-    /// MAX-BAD-PE-REPORT distinct reporters said it is unreachable.
+    /// MAX-BAD-PE-REPORT distinct reporters said it is unreachable, and
+    /// the keep-alive that checked it went unanswered.
     Unreachable,
+    /// The credentials of the identity that registered it were revoked.
+    Revoked,
+}
+
+impl Removal {
+    /// The reason in words, for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Removal::Deregistered => "deregistered",
+            Removal::LifetimeExpired => "registration life ended",
+            Removal::KeepAliveTimeout => "keep-alive timeout: its connection died with it",
+            Removal::Unreachable => {
+                "reported unreachable by pool users, and did not answer the keep-alive that checked it"
+            }
+            Removal::Revoked => "the credentials of its registrant were revoked",
+        }
+    }
+}
+
+/// How a registrar checks a PE that MAX-BAD-PE-REPORT reporters said is
+/// unreachable (RFC 5352 3.5, RFC 5355 2.13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ReportCheck {
+    /// A keep-alive went out; the PE is removed if it goes unanswered.
+    Probing,
+    /// A keep-alive was out already; its answer decides.
+    Outstanding,
+    /// The per-PE keep-alive limit (RFC 5355 2.14) allows no probe now;
+    /// the next regular keep-alive checks the PE.
+    Limited,
 }
 
 /// A request the core refused, and why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Refusal {
     /// Not allowed for this identity (RFC 5355: anonymous registration,
     /// foreign address, another identity's PE).
@@ -61,6 +96,7 @@ pub enum Refusal {
 /// An event.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Event {
     /// A PE registered (or re-registered).
     Registered {
@@ -98,6 +134,39 @@ pub enum Event {
         /// Details for the log.
         detail: String,
     },
+    /// MAX-BAD-PE-REPORT distinct reporters reported a PE unreachable
+    /// within the window; the registrar checks it.
+    ReportedUnreachable {
+        /// Pool.
+        pool_handle: PoolHandle,
+        /// PE identifier.
+        identifier: u32,
+        /// The reporters (identities; anonymous ones by source address).
+        reporters: Vec<String>,
+        /// How the PE is checked.
+        check: ReportCheck,
+    },
+    /// A PE reported unreachable answered the keep-alive that checked it:
+    /// it stays, and the reports are void.
+    ReportsRefuted {
+        /// Pool.
+        pool_handle: PoolHandle,
+        /// PE identifier.
+        identifier: u32,
+        /// Who had reported it.
+        reporters: Vec<String>,
+    },
+    /// Credentials were revoked or replaced (a reload).
+    Revoked {
+        /// Identities revoked (their PEs are removed).
+        identities: Vec<String>,
+        /// Identities that must authenticate again.
+        reauthenticate: Vec<String>,
+        /// Connections closed.
+        connections_closed: usize,
+        /// PEs removed.
+        pes_removed: usize,
+    },
     /// A message could not be decoded.
     Malformed {
         /// Connection.
@@ -116,6 +185,9 @@ impl Event {
             Event::Registered { .. } => "registered",
             Event::Removed { .. } => "removed",
             Event::Refused { .. } => "refused",
+            Event::ReportedUnreachable { .. } => "reported_unreachable",
+            Event::ReportsRefuted { .. } => "reports_refuted",
+            Event::Revoked { .. } => "revoked",
             Event::Malformed { .. } => "malformed",
         }
     }
@@ -146,8 +218,15 @@ pub struct Stats {
     pub lifetime_expiries: u64,
     /// Unreachable reports accepted.
     pub unreachable_reports: u64,
-    /// PEs removed after MAX-BAD-PE-REPORT reports.
+    /// Keep-alives sent to check a PE that MAX-BAD-PE-REPORT reporters
+    /// reported unreachable.
+    pub unreachable_probes: u64,
+    /// Reported PEs that answered their check (and stayed).
+    pub unreachable_refuted: u64,
+    /// Reported PEs removed because their check went unanswered.
     pub unreachable_removals: u64,
+    /// PEs removed because their registrant's credentials were revoked.
+    pub revocation_removals: u64,
     /// Requests refused for security reasons.
     pub refused_security: u64,
     /// Requests refused by a rate limit or resource cap.
@@ -161,6 +240,9 @@ pub struct Stats {
     pub malformed: u64,
     /// Connections established (after the TLS handshake in secure mode).
     pub connections: u64,
+    /// Connections refused because their identity had
+    /// `max_connections_per_identity` open.
+    pub connections_refused_per_identity: u64,
     /// Error causes sent back (in ASAP_ERROR and in responses that carry
     /// an operation error, RFC 5354 section 3.12), by the cause's RFC name
     /// ([`CauseCode::name`]). A message with several causes counts each.

@@ -18,12 +18,32 @@ pub struct PeerInfo {
     pub address: SocketAddr,
 }
 
+/// How a connection's peer authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Credential {
+    /// A pre-shared key.
+    Psk,
+    /// A verified client certificate.
+    Certificate,
+    /// A certificate handshake without a client certificate.
+    Anonymous,
+    /// Insecure mode: no authentication at all.
+    Insecure,
+}
+
 /// A connection's standing in the core.
 #[derive(Debug, Clone)]
 pub(crate) struct Peer {
     /// The key that binds PE identifiers and rate limits: the proven
     /// identity, or the source address when there is none.
     pub identity: Identity,
+    /// How it authenticated.
+    pub credential: Credential,
+    /// Who it counts as when it reports a PE unreachable (RFC 5355 2.13):
+    /// its identity when authenticated, otherwise its source prefix
+    /// ([`source_prefix`]), so one host counts once however many
+    /// connections or addresses of one /64 it uses.
+    pub reporter: Identity,
     /// Source address (IPv4-mapped IPv6 folded to IPv4).
     pub address: SocketAddr,
     /// Whether this peer may register PEs: PSK and certificate identities
@@ -57,20 +77,60 @@ impl Peer {
     pub(crate) fn new(info: &PeerInfo, now: Instant) -> Peer {
         let ip = canonical(info.address.ip());
         let address = SocketAddr::new(ip, info.address.port());
-        let (key, may_register) = match &info.identity {
-            Some(id @ (PeerIdentity::Psk(_) | PeerIdentity::Certificate(_))) => {
-                (id.to_string(), true)
-            }
-            Some(PeerIdentity::Anonymous) => (format!("anonymous@{ip}"), false),
-            None => (format!("insecure@{ip}"), true),
+        let prefix = source_prefix(ip);
+        let (key, credential) = match &info.identity {
+            Some(id @ PeerIdentity::Psk(_)) => (id.to_string(), Credential::Psk),
+            Some(id @ PeerIdentity::Certificate(_)) => (id.to_string(), Credential::Certificate),
+            Some(PeerIdentity::Anonymous) => (format!("anonymous@{ip}"), Credential::Anonymous),
+            None => (format!("insecure@{ip}"), Credential::Insecure),
         };
+        let identity = Identity(key.into());
+        let reporter = match credential {
+            Credential::Psk | Credential::Certificate => identity.clone(),
+            Credential::Anonymous => Identity(format!("anonymous@{}", show_prefix(prefix)).into()),
+            Credential::Insecure => Identity(format!("insecure@{}", show_prefix(prefix)).into()),
+        };
+        let may_register = credential != Credential::Anonymous;
         Peer {
-            identity: Identity(key.into()),
+            identity,
+            credential,
+            reporter,
             address,
             may_register,
             malformed: 0,
             connected_at: now,
         }
+    }
+}
+
+impl Peer {
+    /// Whether it proved no identity (anonymous TLS or insecure mode).
+    pub(crate) fn is_anonymous(&self) -> bool {
+        matches!(
+            self.credential,
+            Credential::Anonymous | Credential::Insecure
+        )
+    }
+}
+
+/// What "one source address" means for limits: an IPv4 address, or the
+/// /64 prefix of an IPv6 address (one host or one subnet usually holds a
+/// whole /64, so counting its addresses apart would count one attacker
+/// 2^64 times).
+pub fn source_prefix(ip: IpAddr) -> IpAddr {
+    match canonical(ip) {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(bits.into())
+        }
+        v4 => v4,
+    }
+}
+
+fn show_prefix(p: IpAddr) -> String {
+    match p {
+        IpAddr::V6(_) => format!("{p}/64"),
+        v4 => v4.to_string(),
     }
 }
 
@@ -109,8 +169,25 @@ mod tests {
         let p = Peer::new(&info(Some(PeerIdentity::Anonymous), "10.0.0.1:5"), now);
         assert_eq!(&*p.identity.0, "anonymous@10.0.0.1");
         assert!(!p.may_register);
+        assert_eq!(&*p.reporter.0, "anonymous@10.0.0.1");
+        assert!(p.is_anonymous());
         let p = Peer::new(&info(None, "[::ffff:10.0.0.2]:5"), now);
         assert_eq!(&*p.identity.0, "insecure@10.0.0.2");
         assert_eq!(p.address.ip(), "10.0.0.2".parse::<IpAddr>().unwrap());
+        // Anonymous reporters of one IPv6 /64 are one reporter.
+        let a = Peer::new(&info(Some(PeerIdentity::Anonymous), "[2001:db8::1]:5"), now);
+        let b = Peer::new(
+            &info(Some(PeerIdentity::Anonymous), "[2001:db8::ffff:1:2]:6"),
+            now,
+        );
+        assert_ne!(a.identity, b.identity);
+        assert_eq!(a.reporter, b.reporter);
+        assert_eq!(&*a.reporter.0, "anonymous@2001:db8::/64");
+        let p = Peer::new(
+            &info(Some(PeerIdentity::Psk("pu".into())), "[2001:db8::1]:5"),
+            now,
+        );
+        assert_eq!(p.reporter, p.identity);
+        assert!(!p.is_anonymous());
     }
 }

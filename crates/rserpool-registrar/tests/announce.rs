@@ -16,7 +16,7 @@ async fn announcements_name_the_registrar_and_its_listener() {
         listen: vec!["127.0.0.1:0".parse().unwrap()],
         announce: Some(AnnounceConfig {
             group: rx.local_addr().unwrap(),
-            interval: Duration::from_millis(50),
+            interval: Duration::from_millis(100),
             advertised_address: None,
         }),
         core: CoreConfig {

@@ -32,15 +32,25 @@ impl Rate {
         burst: f64::INFINITY,
     };
 
-    /// Whether a bucket can work with this rate: a positive rate
-    /// (infinity: no limit) and a burst of at least one token. `Err`
-    /// says what is wrong.
+    /// Largest finite rate and burst accepted: beyond it a limit limits
+    /// nothing (say `inf` for that).
+    pub const MAX: f64 = 1e9;
+
+    /// Whether a bucket can work with this rate: a rate in 0 < r <= 1e9
+    /// per second (or infinity: no limit) and a burst of 1 ..= 1e9 tokens
+    /// (any burst with no limit). `Err` says what is wrong.
     pub fn check(&self) -> Result<(), &'static str> {
         if self.per_second.is_nan() || self.per_second <= 0.0 {
             return Err("per_second must be more than 0 (inf: no limit)");
         }
-        if self.burst.is_nan() || self.burst < 1.0 {
-            return Err("burst must be at least 1");
+        if self.per_second.is_infinite() {
+            return Ok(());
+        }
+        if self.per_second > Self::MAX {
+            return Err("per_second must be at most 1e9 (inf: no limit)");
+        }
+        if self.burst.is_nan() || self.burst < 1.0 || self.burst > Self::MAX {
+            return Err("burst must be between 1 and 1e9");
         }
         Ok(())
     }
@@ -239,6 +249,23 @@ mod tests {
         // Beyond the key cap: the overflow bucket answers.
         assert!(l.try_take(&"b", t0));
         assert!(!l.would_allow(&"c", t0));
+    }
+
+    #[test]
+    fn rates_outside_their_range_are_refused() {
+        assert!(Rate::new(100.0, 200.0).check().is_ok());
+        assert!(Rate::UNLIMITED.check().is_ok());
+        for bad in [
+            Rate::new(0.0, 1.0),
+            Rate::new(-1.0, 1.0),
+            Rate::new(f64::NAN, 1.0),
+            Rate::new(2e9, 1.0),
+            Rate::new(1.0, 0.5),
+            Rate::new(1.0, f64::INFINITY),
+            Rate::new(1.0, 1e10),
+        ] {
+            assert!(bad.check().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `rsp watch`: follow a registrar's events (`GET /v1/events`, Server-Sent
 //! Events) and print one line per event: time, a marker (`+` registered,
-//! `-` removed, `!` refused, malformed or missed), pool, PE identifier,
+//! `-` removed, `!` refused, malformed, revoked or missed, `?` reported
+//! unreachable, `=` a reported PE answered its check), pool, PE identifier,
 //! identity, reason. `--json` prints each event's JSON object on a line.
 //! Ends cleanly on SIGINT/SIGTERM, with an error when the stream ends.
 
@@ -128,6 +129,19 @@ fn pe_of(v: &Value) -> String {
     }
 }
 
+/// A list of strings, comma-separated.
+fn list(v: &Value, key: &str) -> String {
+    v[key]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
 fn s<'a>(v: &'a Value, key: &str) -> &'a str {
     v[key].as_str().unwrap_or("?")
 }
@@ -167,6 +181,30 @@ pub fn line(name: &str, v: &Value, at: SystemTime) -> String {
             s(v, "identity"),
             s(v, "error"),
             v["conn"]
+        ),
+        "reported_unreachable" => format!(
+            "{t} ? {} {} reported unreachable by {}: {}",
+            pool_of(v),
+            pe_of(v),
+            list(v, "reporters"),
+            match s(v, "check") {
+                "probing" => "checking it with a keep-alive",
+                "outstanding" => "a keep-alive is out already",
+                _ => "keep-alive limit reached, the next regular keep-alive checks it",
+            }
+        ),
+        "reports_refuted" => format!(
+            "{t} = {} {} answered the check: stays (reported by {})",
+            pool_of(v),
+            pe_of(v),
+            list(v, "reporters")
+        ),
+        "revoked" => format!(
+            "{t} ! credentials reloaded: revoked [{}], re-authenticate [{}]: {} connections closed, {} PEs removed",
+            list(v, "identities"),
+            list(v, "reauthenticate"),
+            v["connections_closed"],
+            v["pes_removed"]
         ),
         "lagged" => format!(
             "{t} ! missed {} events (this watcher fell behind)",

@@ -182,10 +182,5 @@ fn progress_period(phase: Duration) -> Duration {
 
 /// The reason text the registrar gives for a removal.
 fn removal_text(r: Removal) -> &'static str {
-    match r {
-        Removal::Deregistered => "deregistered",
-        Removal::LifetimeExpired => "registration life ended",
-        Removal::KeepAliveTimeout => "keep-alive timeout: its connection died with it",
-        Removal::Unreachable => "reported unreachable by pool users",
-    }
+    r.describe()
 }

@@ -1,0 +1,311 @@
+//! One listener's accept loop and one task per connection: admission
+//! ([`super::admission`]), the TLS handshake with its deadline, then
+//! framing in and encoding out with a deadline for each message (from
+//! its first byte) and for silence. Every warning an attacker can repeat
+//! goes through the service's [`SummarisedLog`].
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use rserpool_security::PeerIdentity;
+use rserpool_wire::framing::ChannelCodec;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::admission::Refused;
+use super::counters::{OpenGuard, ServiceCounters};
+use super::{Input, Outgoing, Shared, Writer};
+use crate::log_limit::LogSource;
+use crate::peer::source_prefix;
+use crate::PeerInfo;
+
+/// First and longest pause after a failed `accept` (out of file
+/// descriptors and the like): the pause doubles while accepting fails.
+const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
+
+pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let mut backoff = ACCEPT_BACKOFF.0;
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => {
+                backoff = ACCEPT_BACKOFF.0;
+                x
+            }
+            Err(e) => {
+                ServiceCounters::bump(&shared.counters.accept_errors);
+                shared.log.write("accept failed", LogSource::Global, || {
+                    tracing::warn!(error = %e, pause = ?backoff, "accept failed; pausing the listener")
+                });
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF.1);
+                continue;
+            }
+        };
+        let admitted = match shared.admission.admit(peer.ip()) {
+            Ok(a) => a,
+            Err(why) => {
+                let counter = match why {
+                    Refused::Total => &shared.counters.refused_limit,
+                    Refused::PerAddress => &shared.counters.refused_per_address,
+                    Refused::HandshakesPerAddress => {
+                        &shared.counters.refused_handshakes_per_address
+                    }
+                };
+                ServiceCounters::bump(counter);
+                let source = LogSource::Address(source_prefix(peer.ip()));
+                shared.log.write(
+                    why.describe(),
+                    source,
+                    || tracing::warn!(%peer, "{}: closing the new connection", why.describe()),
+                );
+                // Dropping the stream closes it.
+                continue;
+            }
+        };
+        if admitted.evicted_one {
+            ServiceCounters::bump(&shared.counters.handshakes_evicted);
+        }
+        ServiceCounters::bump(&shared.counters.connections_accepted);
+        let open = OpenGuard::new(&shared.counters);
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let slot = admitted.slot;
+            serve_connection(stream, peer, admitted.handshake, &shared).await;
+            drop(slot);
+            drop(open);
+        });
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut handshake: super::admission::Handshake,
+    shared: &Shared,
+) {
+    let cfg = &shared.config;
+    let source = || LogSource::Address(source_prefix(peer.ip()));
+    let Some((tls, generation)) = shared.current_tls() else {
+        drop(handshake);
+        return run_connection(stream, peer, None, shared).await;
+    };
+    let peer_text = peer.to_string();
+    let hs = tokio::time::timeout(cfg.handshake_timeout, tls.accept(stream, &peer_text));
+    let outcome = tokio::select! {
+        r = hs => r,
+        _ = &mut handshake.evicted => {
+            tracing::debug!(%peer, "handshake evicted for a newer one");
+            return;
+        }
+    };
+    drop(handshake);
+    match outcome {
+        Ok(Ok((tls_stream, identity))) => {
+            if shared.tls_generation() != generation {
+                // Credentials were replaced during the handshake: this
+                // one proved the old ones. The client connects again.
+                ServiceCounters::bump(&shared.counters.tls_handshakes_superseded);
+                tracing::info!(%peer, %identity, "credentials reloaded during the handshake: closing");
+                return;
+            }
+            run_connection(tls_stream, peer, Some(identity), shared).await
+        }
+        Ok(Err(e)) => {
+            ServiceCounters::bump(&shared.counters.tls_handshake_failures);
+            shared.log.write(
+                "TLS handshake failed",
+                source(),
+                || tracing::warn!(%peer, "refused: {e}"),
+            );
+        }
+        Err(_) => {
+            ServiceCounters::bump(&shared.counters.tls_handshake_timeouts);
+            shared.log.write("TLS handshake timed out", source(), || {
+                tracing::warn!(
+                    %peer,
+                    "refused: no TLS handshake within {:?}",
+                    cfg.handshake_timeout
+                )
+            });
+        }
+    }
+}
+
+/// Why a connection task ended.
+enum End {
+    /// Said by the peer, the core or the service: the reason for the log.
+    Reason(String),
+    /// A message was not complete within the message timeout.
+    MessageTimeout,
+    /// Nothing arrived within the idle timeout.
+    Idle,
+}
+
+/// Serve one established connection until either side closes it.
+async fn run_connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    peer: SocketAddr,
+    identity: Option<PeerIdentity>,
+    shared: &Shared,
+) {
+    let cfg = &shared.config;
+    let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+    let (out_tx, mut out_rx) = mpsc::channel(cfg.send_queue.max(1));
+    let who = identity
+        .as_ref()
+        .map_or_else(|| "insecure".to_string(), |i| i.to_string());
+    tracing::debug!(conn, %peer, identity = %who, "connection open");
+    let info = PeerInfo {
+        identity,
+        address: peer,
+    };
+    let inputs = &shared.inputs;
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let writer = Writer {
+        out: out_tx,
+        in_flight: in_flight.clone(),
+        address: peer,
+    };
+    if inputs
+        .send(Input::Connect { conn, info, writer })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut codec = ChannelCodec::new(cfg.max_message_size);
+    let mut rbuf = BytesMut::with_capacity(4096);
+    let mut wbuf = Vec::with_capacity(4096);
+    let mut idle_deadline = Instant::now() + cfg.idle_timeout;
+    // When the first byte of the message not yet complete arrived.
+    let mut partial_since: Option<Instant> = None;
+    // Requests are forwarded only while the answers queued for this
+    // connection fill less than half its queue: a client that sends faster
+    // than it reads is slowed down by TCP, not disconnected.
+    let room = (cfg.send_queue / 2).max(1);
+    let end: End = 'conn: loop {
+        let mut backlog = false;
+        let mut decoded = false;
+        loop {
+            if out_rx.len() + in_flight.load(Ordering::Acquire) >= room {
+                backlog = true;
+                break;
+            }
+            match codec.decode(&mut rbuf) {
+                Ok(Some(frame)) => {
+                    decoded = true;
+                    in_flight.fetch_add(1, Ordering::AcqRel);
+                    if inputs.send(Input::Frame { conn, frame }).await.is_err() {
+                        break 'conn End::Reason("registrar stopping".into());
+                    }
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    // The core answers with an error and closes.
+                    let _ = inputs.send(Input::FramingError { conn, error }).await;
+                    rbuf.clear();
+                    break;
+                }
+            }
+        }
+        // Each message must be complete within the message timeout of its
+        // first byte, however slowly it trickles in (every byte resets the
+        // idle deadline, not this one). While the client does not read its
+        // answers we do not read either, and the time is not its.
+        if rbuf.is_empty() || backlog {
+            partial_since = None;
+        } else if decoded || partial_since.is_none() {
+            partial_since = Some(Instant::now());
+        }
+        let message_deadline = partial_since.map(|t| t + cfg.message_timeout);
+        tokio::select! {
+            r = stream.read_buf(&mut rbuf), if !backlog => {
+                match r {
+                    Ok(0) => break 'conn End::Reason("closed by the peer".into()),
+                    Ok(_) => {}
+                    Err(e) => break 'conn End::Reason(format!("read error: {e}")),
+                }
+                idle_deadline = Instant::now() + cfg.idle_timeout;
+            }
+            m = out_rx.recv() => {
+                let Some(first) = m else {
+                    break 'conn End::Reason("registrar stopping".into());
+                };
+                let mut close = None;
+                let mut next = Some(first);
+                // Batch what is queued into one write.
+                while let Some(o) = next.take() {
+                    match o {
+                        Outgoing::Message(msg) => {
+                            if let Err(e) = rserpool_wire::WireMessage::encode(&msg, &mut wbuf) {
+                                tracing::error!(conn, error = %e, msg = msg.name(), "cannot encode a response");
+                            }
+                        }
+                        Outgoing::Close(why) => {
+                            close = Some(why);
+                            break;
+                        }
+                    }
+                    if wbuf.len() < 64 * 1024 {
+                        next = out_rx.try_recv().ok();
+                    }
+                }
+                if !wbuf.is_empty() {
+                    match tokio::time::timeout(cfg.idle_timeout, write_flush(&mut stream, &wbuf)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => break 'conn End::Reason(format!("write error: {e}")),
+                        Err(_) => break 'conn End::Reason(format!("not reading for {:?}", cfg.idle_timeout)),
+                    }
+                    wbuf.clear();
+                }
+                if let Some(why) = close {
+                    break 'conn End::Reason(why);
+                }
+            }
+            _ = sleep_until_opt(message_deadline) => break 'conn End::MessageTimeout,
+            _ = tokio::time::sleep_until(idle_deadline) => break 'conn End::Idle,
+        }
+    };
+    let reason = match end {
+        End::Reason(r) => r,
+        End::MessageTimeout => {
+            ServiceCounters::bump(&shared.counters.message_timeouts);
+            let why = format!(
+                "message not complete within {:?} of its first byte",
+                cfg.message_timeout
+            );
+            let source = LogSource::Address(source_prefix(peer.ip()));
+            shared.log.write(
+                "connection closed (message timeout)",
+                source,
+                || tracing::warn!(conn, %peer, identity = %who, "closing: {why}"),
+            );
+            why
+        }
+        End::Idle => {
+            ServiceCounters::bump(&shared.counters.idle_closed);
+            format!("idle for {:?}", cfg.idle_timeout)
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+    tracing::debug!(conn, %peer, identity = %who, %reason, "connection closed");
+    let _ = inputs.send(Input::Disconnect { conn }).await;
+}
+
+async fn write_flush<S: AsyncWrite + Unpin>(s: &mut S, b: &[u8]) -> std::io::Result<()> {
+    s.write_all(b).await?;
+    s.flush().await
+}
+
+pub(super) async fn sleep_until_opt(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,774 @@
+//! The tokio service around [`RegistrarCore`]: ASAP listeners over TCP
+//! with TLS (or plain TCP in insecure mode, never both: RFC 5355 2.15),
+//! one task per connection for the handshake, framing and encoding, and
+//! one task that owns the core. Every queue is bounded: a client that
+//! sends faster than the core serves waits (TCP back-pressure), a client
+//! that does not read its answers is disconnected. Every stage has a cap
+//! and a deadline (DESIGN section 4): connections in total and per source
+//! address, handshakes in progress (the oldest is evicted when all slots
+//! are taken) with the handshake timeout, each message from its first
+//! byte, and silence.
+//!
+//! * `admission`: the connection and handshake caps.
+//! * `connection`: the accept loop and the connection tasks.
+//! * `counters`: the service's counters ([`ServiceStats`]).
+
+mod admission;
+mod connection;
+mod counters;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rserpool_handlespace::ConnId;
+use rserpool_security::TlsServer;
+use rserpool_wire::framing::FramingError;
+use rserpool_wire::AsapMessage;
+use rustc_hash::FxHashMap;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+pub use counters::{ServiceLimits, ServiceStats};
+
+use crate::announce::{self, AnnounceConfig};
+use crate::config::{bounds, InvalidSetting, Range};
+use crate::log_limit::{LogSource, SummarisedLog};
+use crate::revocation::{Revocation, RevocationReport};
+use crate::{CoreConfig, Event, Output, PeerInfo, RegistrarCore};
+use admission::Admission;
+use counters::ServiceCounters;
+
+/// Settings of the service.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// ASAP listen addresses (port 0: any free port).
+    pub listen: Vec<SocketAddr>,
+    /// TLS set-up; `None` is insecure mode (plain TCP, labs only).
+    pub tls: Option<Arc<TlsServer>>,
+    /// Most open connections over all listeners.
+    pub max_connections: usize,
+    /// Most open connections from one source address (IPv6: one /64),
+    /// including those still in their handshake.
+    pub max_connections_per_address: usize,
+    /// Most TLS handshakes in progress; beyond, the oldest is evicted.
+    pub max_handshakes: usize,
+    /// Most TLS handshakes in progress from one source address.
+    pub max_handshakes_per_address: usize,
+    /// Largest message a client may send (bytes).
+    pub max_message_size: usize,
+    /// Time a client has to complete its TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Time a client has to complete a message from its first byte.
+    pub message_timeout: Duration,
+    /// A connection that sends nothing for this long is closed.
+    pub idle_timeout: Duration,
+    /// Messages queued for one connection before it counts as not reading.
+    pub send_queue: usize,
+    /// Inputs queued for the core.
+    pub core_queue: usize,
+    /// Repeated warnings are written once per source and interval and
+    /// summed up at its end ([`crate::log_limit`]).
+    pub log_summary_interval: Duration,
+    /// ASAP_SERVER_ANNOUNCE over UDP (off unless set).
+    pub announce: Option<AnnounceConfig>,
+    /// The core's settings.
+    pub core: CoreConfig,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            listen: vec![SocketAddr::from(([0, 0, 0, 0], 3864))],
+            tls: None,
+            max_connections: 10_000,
+            max_connections_per_address: 256,
+            max_handshakes: 512,
+            max_handshakes_per_address: 32,
+            max_message_size: 4096,
+            handshake_timeout: Duration::from_secs(5),
+            message_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            send_queue: 1024,
+            core_queue: 16_384,
+            log_summary_interval: Duration::from_secs(10),
+            announce: None,
+            core: CoreConfig::default(),
+        }
+    }
+}
+
+impl ServiceConfig {
+    /// Check every setting against its range ([`bounds`]), the listen
+    /// addresses for duplicates, and the settings against each other.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        use bounds::*;
+        self.core.validate()?;
+        check_listen(&self.listen)?;
+        CONNECTIONS.check("max_connections", self.max_connections)?;
+        Range {
+            min: 1,
+            max: self.max_connections,
+        }
+        .check(
+            "max_connections_per_address",
+            self.max_connections_per_address,
+        )?;
+        HANDSHAKES.check("max_handshakes", self.max_handshakes)?;
+        Range {
+            min: 1,
+            max: self.max_handshakes,
+        }
+        .check(
+            "max_handshakes_per_address",
+            self.max_handshakes_per_address,
+        )?;
+        MESSAGE_SIZE.check("max_message_size", self.max_message_size)?;
+        HANDSHAKE_TIMEOUT.check("handshake_timeout", self.handshake_timeout)?;
+        MESSAGE_TIMEOUT.check("message_timeout", self.message_timeout)?;
+        IDLE_TIMEOUT.check("idle_timeout", self.idle_timeout)?;
+        QUEUE.check("send_queue", self.send_queue)?;
+        QUEUE.check("core_queue", self.core_queue)?;
+        LOG_SUMMARY_INTERVAL.check("log_summary_interval", self.log_summary_interval)?;
+        if let Some(a) = &self.announce {
+            ANNOUNCE_INTERVAL.check("announce_interval", a.interval)?;
+        }
+        // A PE sends only when it answers a keep-alive: a connection must
+        // be allowed to stay silent longer than the longest keep-alive
+        // interval (150 %) plus the time to answer.
+        let c = &self.core;
+        let silence = c.keep_alive_interval.mul_f64(1.5) + c.keep_alive_timeout;
+        if self.idle_timeout <= silence {
+            return Err(InvalidSetting::new(
+                "idle_timeout",
+                format!(
+                    "{} would close PEs between keep-alives: it must be more than 1.5 x the \
+                     keep-alive interval plus the keep-alive timeout ({})",
+                    crate::config::show_duration(self.idle_timeout),
+                    crate::config::show_duration(silence)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The limits, as the metrics show them.
+    pub fn limits(&self) -> ServiceLimits {
+        ServiceLimits {
+            max_connections: self.max_connections,
+            max_connections_per_address: self.max_connections_per_address,
+            max_connections_per_identity: self.core.max_connections_per_identity,
+            max_handshakes: self.max_handshakes,
+            max_handshakes_per_address: self.max_handshakes_per_address,
+            max_message_size: self.max_message_size,
+            handshake_timeout: self.handshake_timeout,
+            message_timeout: self.message_timeout,
+            idle_timeout: self.idle_timeout,
+        }
+    }
+}
+
+/// Listen addresses must not repeat or overlap: the same address twice,
+/// or a wildcard address and another of its family on the same port
+/// (which cannot both be bound). Port 0 picks a free port each time.
+fn check_listen(listen: &[SocketAddr]) -> Result<(), InvalidSetting> {
+    if listen.is_empty() {
+        return Err(InvalidSetting::new("listen", "needs at least one address"));
+    }
+    for (i, a) in listen.iter().enumerate() {
+        for b in &listen[..i] {
+            if a.port() == 0 || a.port() != b.port() {
+                continue;
+            }
+            let clash = a.ip() == b.ip()
+                || (a.is_ipv4() == b.is_ipv4()
+                    && (a.ip().is_unspecified() || b.ip().is_unspecified()))
+                // Linux binds [::] to IPv4 too unless IPV6_V6ONLY is set.
+                || (a.ip().is_unspecified() && a.is_ipv6())
+                || (b.ip().is_unspecified() && b.is_ipv6());
+            if clash {
+                return Err(InvalidSetting::new(
+                    "listen",
+                    format!("{a} overlaps {b}: both cannot be bound"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Why the service could not start or reload.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// A listen address could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The settings are unusable.
+    #[error("invalid registrar configuration: {0}")]
+    Config(#[from] InvalidSetting),
+    /// The announce socket could not be set up.
+    #[error("cannot send server announcements to {group}: {source}")]
+    Announce {
+        /// The group.
+        group: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Credentials cannot be reloaded in insecure mode.
+    #[error("the registrar runs in insecure mode: it has no credentials to reload")]
+    Insecure,
+    /// The core task is gone.
+    #[error("the registrar has stopped")]
+    Stopped,
+}
+
+/// What connection tasks tell the core task.
+enum Input {
+    Connect {
+        conn: ConnId,
+        info: PeerInfo,
+        writer: Writer,
+    },
+    Frame {
+        conn: ConnId,
+        frame: Bytes,
+    },
+    FramingError {
+        conn: ConnId,
+        error: FramingError,
+    },
+    Disconnect {
+        conn: ConnId,
+    },
+    Revoke {
+        revocation: Revocation,
+        reply: oneshot::Sender<RevocationReport>,
+    },
+    Query(Box<dyn FnOnce(&RegistrarCore) + Send>),
+}
+
+/// The core task's handle on a connection: its answer queue, the count
+/// of its frames the core has not handled yet, and its peer's address.
+struct Writer {
+    out: mpsc::Sender<Outgoing>,
+    in_flight: Arc<AtomicUsize>,
+    address: SocketAddr,
+}
+
+/// What the core task tells a connection task.
+enum Outgoing {
+    Message(AsapMessage),
+    Close(String),
+}
+
+/// What the service's tasks share.
+struct Shared {
+    config: ServiceConfig,
+    /// The TLS set-up new handshakes use (secure mode), replaced by a
+    /// reload; its generation counts the replacements.
+    tls: Option<RwLock<Arc<TlsServer>>>,
+    tls_generation: AtomicU64,
+    next_conn: AtomicU64,
+    admission: Arc<Admission>,
+    inputs: mpsc::Sender<Input>,
+    counters: Arc<ServiceCounters>,
+    log: Arc<SummarisedLog>,
+}
+
+impl Shared {
+    /// The TLS set-up for a new handshake and its generation; `None` in
+    /// insecure mode.
+    fn current_tls(&self) -> Option<(Arc<TlsServer>, u64)> {
+        let lock = self.tls.as_ref()?;
+        let tls = lock.read().unwrap_or_else(|e| e.into_inner()).clone();
+        Some((tls, self.tls_generation()))
+    }
+
+    fn tls_generation(&self) -> u64 {
+        self.tls_generation.load(Ordering::Acquire)
+    }
+
+    fn stats(&self) -> ServiceStats {
+        self.counters
+            .snapshot(self.admission.handshakes_in_progress())
+    }
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+/// A cheap, cloneable handle on a running registrar for the admin
+/// interface and other observers: queries to the core, the event stream,
+/// the service's counters, facts fixed at start, and credential reloads.
+#[derive(Debug, Clone)]
+pub struct RegistrarHandle {
+    shared: Arc<Shared>,
+    events: broadcast::Sender<Event>,
+    started: Instant,
+    local_addrs: Arc<[SocketAddr]>,
+    server_id: u32,
+}
+
+impl RegistrarHandle {
+    /// Read the core's state (handlespace, statistics) in its task.
+    /// `None` when the core task is gone.
+    pub async fn query<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&RegistrarCore) -> R + Send + 'static,
+    ) -> Option<R> {
+        let (tx, rx) = oneshot::channel();
+        let q = Input::Query(Box::new(move |core| {
+            let _ = tx.send(f(core));
+        }));
+        self.shared.inputs.send(q).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Replace the TLS set-up (reloaded keys and certificates) and end
+    /// what the old credentials covered and the new ones do not: new
+    /// handshakes use `tls` at once, handshakes that were in progress are
+    /// closed when they complete, and the core closes the connections and
+    /// removes the PEs that `revocation` names
+    /// ([`RegistrarCore::handle_revocation`]).
+    pub async fn reload_credentials(
+        &self,
+        tls: Arc<TlsServer>,
+        revocation: Revocation,
+    ) -> Result<RevocationReport, ServiceError> {
+        let lock = self.shared.tls.as_ref().ok_or(ServiceError::Insecure)?;
+        *lock.write().unwrap_or_else(|e| e.into_inner()) = tls;
+        self.shared.tls_generation.fetch_add(1, Ordering::AcqRel);
+        let (reply, rx) = oneshot::channel();
+        self.shared
+            .inputs
+            .send(Input::Revoke { revocation, reply })
+            .await
+            .map_err(|_| ServiceError::Stopped)?;
+        rx.await.map_err(|_| ServiceError::Stopped)
+    }
+
+    /// Subscribe to the core's events.
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Resolves when the core task has stopped (the registrar was shut
+    /// down or dropped).
+    pub async fn stopped(&self) {
+        self.shared.inputs.closed().await
+    }
+
+    /// The service's counters now.
+    pub fn service_stats(&self) -> ServiceStats {
+        self.shared.stats()
+    }
+
+    /// The limits the service runs with.
+    pub fn limits(&self) -> ServiceLimits {
+        self.shared.config.limits()
+    }
+
+    /// The bound ASAP listen addresses.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// Whether the registrar runs in secure mode (TLS on every connection).
+    pub fn is_secure(&self) -> bool {
+        self.shared.tls.is_some()
+    }
+
+    /// The registrar's server identifier.
+    pub fn server_id(&self) -> u32 {
+        self.server_id
+    }
+
+    /// Time since the service started.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+/// A running registrar. Dropping it stops every task.
+#[derive(Debug)]
+pub struct Registrar {
+    handle: RegistrarHandle,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Registrar {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Registrar {
+    /// Check the settings, bind the listeners and start serving.
+    pub async fn start(config: ServiceConfig) -> Result<Registrar, ServiceError> {
+        let now = Instant::now().into_std();
+        config.validate()?;
+        let mut core_config = config.core.clone();
+        if core_config.seed == 0 {
+            core_config.seed = rserpool_security::random_seed();
+        }
+        let core = RegistrarCore::new(core_config, now)?;
+        let server_id = core.config().server_id;
+        match &config.tls {
+            Some(_) => tracing::info!(
+                server_id,
+                "registrar in secure mode: TLS on every connection"
+            ),
+            None => tracing::warn!(
+                server_id,
+                "INSECURE MODE: no TLS, no authentication; anyone who can connect can register \
+                 and resolve. For labs only (RFC 5355 2.15)."
+            ),
+        }
+        let started = Instant::now();
+        let (inputs, input_rx) = mpsc::channel(config.core_queue.max(1));
+        let (events, _) = broadcast::channel(4096);
+        let counters = Arc::new(ServiceCounters::default());
+        let log = SummarisedLog::new(config.log_summary_interval);
+        let mut tasks = Vec::new();
+        let mut local_addrs = Vec::new();
+        let admission = Admission::new(admission::Limits {
+            connections: config.max_connections,
+            per_address: config.max_connections_per_address,
+            handshakes: config.max_handshakes,
+            handshakes_per_address: config.max_handshakes_per_address,
+        });
+        let shared = Arc::new(Shared {
+            tls: config.tls.clone().map(RwLock::new),
+            config: config.clone(),
+            tls_generation: AtomicU64::new(0),
+            next_conn: AtomicU64::new(1),
+            admission,
+            inputs: inputs.clone(),
+            counters: counters.clone(),
+            log: log.clone(),
+        });
+        let mut listeners = Vec::new();
+        for &address in &config.listen {
+            let listener = TcpListener::bind(address)
+                .await
+                .map_err(|source| ServiceError::Bind { address, source })?;
+            let local = listener
+                .local_addr()
+                .map_err(|source| ServiceError::Bind { address, source })?;
+            tracing::info!(%local, "ASAP listener ready");
+            local_addrs.push(local);
+            listeners.push(listener);
+        }
+        for listener in listeners {
+            tasks.push(tokio::spawn(connection::accept_loop(
+                listener,
+                shared.clone(),
+            )));
+        }
+        if let Some(a) = &config.announce {
+            let task = announce::start(a, server_id, &local_addrs)
+                .await
+                .map_err(|source| ServiceError::Announce {
+                    group: a.group,
+                    source,
+                })?;
+            tasks.push(task);
+        }
+        tasks.push(tokio::spawn(crate::log_limit::run_flusher(log.clone())));
+        tasks.push(tokio::spawn(core_loop(
+            core,
+            input_rx,
+            events.clone(),
+            counters,
+            log,
+        )));
+        let handle = RegistrarHandle {
+            shared,
+            events,
+            started,
+            local_addrs: local_addrs.into(),
+            server_id,
+        };
+        Ok(Registrar { handle, tasks })
+    }
+
+    /// A handle for observers (the admin interface); it stays usable
+    /// after the registrar stops, but its queries then answer `None`.
+    pub fn handle(&self) -> RegistrarHandle {
+        self.handle.clone()
+    }
+
+    /// The bound listen addresses.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        self.handle.local_addrs()
+    }
+
+    /// Subscribe to the core's events.
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.handle.events()
+    }
+
+    /// Read the core's state (handlespace, statistics) in its task.
+    pub async fn query<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&RegistrarCore) -> R + Send + 'static,
+    ) -> Option<R> {
+        self.handle.query(f).await
+    }
+
+    /// The service's counters now.
+    pub fn service_stats(&self) -> ServiceStats {
+        self.handle.service_stats()
+    }
+
+    /// Stop serving: listeners, the core and every connection.
+    pub async fn shutdown(mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+}
+
+/// The task that owns the core.
+async fn core_loop(
+    mut core: RegistrarCore,
+    mut inputs: mpsc::Receiver<Input>,
+    events: broadcast::Sender<Event>,
+    counters: Arc<ServiceCounters>,
+    log: Arc<SummarisedLog>,
+) {
+    let mut writers: FxHashMap<ConnId, Writer> = FxHashMap::default();
+    loop {
+        let deadline = core.poll_timeout().map(Instant::from_std);
+        let input = tokio::select! {
+            i = inputs.recv() => match i {
+                Some(i) => Some(i),
+                None => return,
+            },
+            _ = connection::sleep_until_opt(deadline) => None,
+        };
+        // One clock reading per batch of inputs.
+        let now = Instant::now().into_std();
+        if let Some(first) = input {
+            let mut next = Some(first);
+            let mut n = 0;
+            while let Some(i) = next.take() {
+                apply(&mut core, &mut writers, now, i);
+                n += 1;
+                if n < 256 {
+                    next = inputs.try_recv().ok();
+                }
+            }
+        }
+        if core.poll_timeout().is_some_and(|t| t <= now) {
+            core.handle_timeout(now);
+        }
+        route_outputs(&mut core, &mut writers, &events, &counters, &log);
+    }
+}
+
+fn apply(
+    core: &mut RegistrarCore,
+    writers: &mut FxHashMap<ConnId, Writer>,
+    now: std::time::Instant,
+    input: Input,
+) {
+    match input {
+        Input::Connect { conn, info, writer } => {
+            writers.insert(conn, writer);
+            core.handle_connect(now, conn, info);
+        }
+        Input::Frame { conn, frame } => {
+            core.handle_frame(now, conn, &frame);
+            if let Some(w) = writers.get(&conn) {
+                w.in_flight.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        Input::FramingError { conn, error } => core.handle_framing_error(now, conn, &error),
+        Input::Disconnect { conn } => {
+            writers.remove(&conn);
+            core.handle_disconnect(now, conn);
+        }
+        Input::Revoke { revocation, reply } => {
+            let _ = reply.send(core.handle_revocation(now, &revocation));
+        }
+        Input::Query(f) => f(core),
+    }
+}
+
+fn route_outputs(
+    core: &mut RegistrarCore,
+    writers: &mut FxHashMap<ConnId, Writer>,
+    events: &broadcast::Sender<Event>,
+    counters: &ServiceCounters,
+    log: &SummarisedLog,
+) {
+    while let Some(o) = core.poll_output() {
+        match o {
+            Output::Send { conn, msg } => {
+                let Some(w) = writers.get(&conn) else {
+                    continue;
+                };
+                if let Err(e) = w.out.try_send(Outgoing::Message(msg)) {
+                    // Not reading its answers (or gone): drop the writer,
+                    // which ends the connection task.
+                    if matches!(e, mpsc::error::TrySendError::Full(_)) {
+                        ServiceCounters::bump(&counters.slow_clients_closed);
+                        let peer = w.address;
+                        let source = LogSource::Address(crate::peer::source_prefix(peer.ip()));
+                        log.write(
+                            "connection closed (not reading its answers)",
+                            source,
+                            || {
+                                tracing::warn!(
+                                    conn,
+                                    %peer,
+                                    "send queue full: closing a client that does not read"
+                                )
+                            },
+                        );
+                    }
+                    writers.remove(&conn);
+                }
+            }
+            Output::Close { conn, reason } => {
+                if let Some(w) = writers.remove(&conn) {
+                    let peer = w.address;
+                    let source = LogSource::Address(crate::peer::source_prefix(peer.ip()));
+                    log.write(
+                        "connection closed by the registrar",
+                        source,
+                        || tracing::warn!(conn, %peer, %reason, "closing connection"),
+                    );
+                    let _ = w.out.try_send(Outgoing::Close(reason));
+                }
+            }
+            Output::Event(e) => {
+                log_event(&e, log);
+                let _ = events.send(e);
+            }
+        }
+    }
+}
+
+/// The log line of an event; what a client can repeat at will goes
+/// through the summarised log.
+fn log_event(e: &Event, log: &SummarisedLog) {
+    let pe = |h: &rserpool_wire::PoolHandle, id: &u32| {
+        LogSource::Identity(format!("{h}/{id:#010x}").into())
+    };
+    match e {
+        Event::Registered {
+            pool_handle,
+            identifier,
+            identity,
+            new,
+        } => {
+            if *new {
+                tracing::info!(pool = %pool_handle, pe = format_args!("{identifier:#010x}"), %identity, "PE registered");
+            } else {
+                tracing::debug!(pool = %pool_handle, pe = format_args!("{identifier:#010x}"), %identity, "PE re-registered");
+            }
+        }
+        Event::Removed {
+            pool_handle,
+            identifier,
+            reason,
+        } => {
+            tracing::info!(pool = %pool_handle, pe = format_args!("{identifier:#010x}"), ?reason, "PE removed")
+        }
+        Event::Refused {
+            conn,
+            identity,
+            request,
+            refusal,
+            cause,
+            detail,
+        } => {
+            let source = LogSource::Identity(identity.as_str().into());
+            match (refusal, *request) {
+                (_, "connection") => log.write("connection refused (per-identity limit)", source, || {
+                    tracing::warn!(conn, %identity, %detail, "connection refused")
+                }),
+                (crate::Refusal::RateLimited, _) => {
+                    tracing::debug!(conn, %identity, request, cause = cause.name(), %detail, "request refused")
+                }
+                _ => log.write("request refused", source, || {
+                    tracing::warn!(conn, %identity, request, cause = cause.name(), %detail, "request refused")
+                }),
+            }
+        }
+        Event::ReportedUnreachable {
+            pool_handle,
+            identifier,
+            reporters,
+            check,
+        } => log.write(
+            "PE reported unreachable",
+            pe(pool_handle, identifier),
+            || {
+                tracing::warn!(
+                    pool = %pool_handle,
+                    pe = format_args!("{identifier:#010x}"),
+                    reporters = %reporters.join(", "),
+                    ?check,
+                    "PE reported unreachable by {} pool users: checking it with a keep-alive",
+                    reporters.len()
+                )
+            },
+        ),
+        Event::ReportsRefuted {
+            pool_handle,
+            identifier,
+            reporters,
+        } => log.write(
+            "PE answered after unreachable reports",
+            pe(pool_handle, identifier),
+            || {
+                tracing::warn!(
+                    pool = %pool_handle,
+                    pe = format_args!("{identifier:#010x}"),
+                    reporters = %reporters.join(", "),
+                    "PE answered the keep-alive that checked the unreachable reports: it stays"
+                )
+            },
+        ),
+        Event::Revoked {
+            identities,
+            reauthenticate,
+            connections_closed,
+            pes_removed,
+        } => tracing::warn!(
+            revoked = %identities.join(", "),
+            reauthenticate = %reauthenticate.join(", "),
+            connections_closed,
+            pes_removed,
+            "credentials reloaded: closed {connections_closed} connections and removed {pes_removed} PEs"
+        ),
+        Event::Malformed {
+            conn,
+            identity,
+            error,
+        } => log.write(
+            "malformed message",
+            LogSource::Identity(identity.as_str().into()),
+            || tracing::warn!(conn, %identity, %error, "malformed message"),
+        ),
+    }
+}
