@@ -1,7 +1,10 @@
 //! Errors of the security layer. Each names the file, the peer or the
 //! setting that is wrong.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use crate::files::FileKind;
+use crate::tls::Mechanism;
 
 /// A security set-up or handshake failure.
 #[derive(Debug, thiserror::Error)]
@@ -14,7 +17,28 @@ pub enum SecurityError {
         /// Why.
         error: std::io::Error,
     },
-    /// A key file others may read (RFC 5355: keys are secrets).
+    /// A credential file that is not a regular file (a directory, a FIFO,
+    /// a device, a socket): nothing is read from it.
+    #[error("{path}: is {kind}; a regular file is needed")]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is.
+        kind: FileKind,
+    },
+    /// A credential file longer than [`crate::MAX_FILE_LEN`].
+    #[error("{path}: has {size} bytes; a credential file has at most {limit}")]
+    FileTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its length (at least; it is not read to the end).
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// A secret file (a PSK file, a TLS private key, a token) that group
+    /// or others can access (RFC 5355 section 4: keys are secrets). Only a
+    /// regular file gets this error; anything else is [`Self::NotAFile`].
     #[error(
         "{path}: key file is accessible by group or others (mode {mode:o}); run `chmod 600 {path}`"
     )]
@@ -40,6 +64,18 @@ pub enum SecurityError {
         /// The identity.
         identity: String,
     },
+    /// A pre-shared key that is one byte repeated (all zeros, say): a
+    /// placeholder or a mistake, not a secret.
+    #[error(
+        "{path}: the key of PSK identity {identity:?} is one byte repeated, which is no secret; \
+         generate a key with `rsp keygen psk {identity}`"
+    )]
+    WeakKey {
+        /// The key file.
+        path: PathBuf,
+        /// The identity the key belongs to.
+        identity: String,
+    },
     /// A certificate, key or CA file OpenSSL refused.
     #[error("{path}: {reason}")]
     Certificate {
@@ -62,4 +98,33 @@ pub enum SecurityError {
         /// OpenSSL's reason (or ours).
         reason: String,
     },
+    /// A TLS server set-up that cannot complete a handshake it is
+    /// configured for (see [`crate::TlsServer::self_test`]).
+    #[error("TLS self-test: a {mechanism} handshake with this configuration fails: {reason}")]
+    SelfTest {
+        /// The handshake that failed.
+        mechanism: Mechanism,
+        /// What each side reported.
+        reason: String,
+    },
+}
+
+impl SecurityError {
+    /// The file the error is about, if it is about one.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            SecurityError::Io { path, .. }
+            | SecurityError::NotAFile { path, .. }
+            | SecurityError::FileTooLarge { path, .. }
+            | SecurityError::KeyFileMode { path, .. }
+            | SecurityError::KeyFileFormat { path, .. }
+            | SecurityError::DuplicateIdentity { path, .. }
+            | SecurityError::WeakKey { path, .. }
+            | SecurityError::Certificate { path, .. } => Some(path),
+            SecurityError::Config(_)
+            | SecurityError::OpenSsl(_)
+            | SecurityError::Handshake { .. }
+            | SecurityError::SelfTest { .. } => None,
+        }
+    }
 }

@@ -12,17 +12,22 @@
 //! `identity` is the PSK identity (1-128 printable ASCII characters: it
 //! names who holds the key, and the registrar binds PE registrations to
 //! it); `key` is 32 bytes in hex. A PE or PU uses the first entry of its
-//! file; a registrar loads the entries of every file it is given. A file
-//! that group or others can access is refused, as is one that defines an
-//! identity twice.
+//! file; a registrar loads the entries of every file it is given.
+//!
+//! Refused, each with the file's name: a path that is not a regular file
+//! (a directory, a FIFO, a device), a file larger than
+//! [`crate::MAX_FILE_LEN`], a file that group or others can access (RFC
+//! 5355 section 4: the keys are the secrets the registrar's
+//! authentication rests on), an identity defined twice, and a key that is
+//! one byte repeated (an all-zero placeholder is no secret).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::files::{self, Existing};
+use crate::files::{self, Access, Existing};
 use crate::SecurityError;
 
 /// Bytes of a pre-shared key.
@@ -81,14 +86,21 @@ impl Psk {
         )
     }
 
-    /// The keys of a key file, in file order (at least one).
+    /// The keys of a key file, in file order (at least one). The file is
+    /// read with [`crate::read_secret_file`]'s checks.
     pub fn read_file(path: &Path) -> Result<Vec<Psk>, SecurityError> {
-        files::check_private(path)?;
-        let text = std::fs::read_to_string(path).map_err(|error| SecurityError::Io {
+        let bytes = files::read(path, Access::Secret)?;
+        let text = String::from_utf8(bytes).map_err(|_| SecurityError::KeyFileFormat {
             path: path.to_owned(),
-            error,
+            reason: "not UTF-8 text".into(),
         })?;
         parse(path, &text)
+    }
+
+    /// Whether the key is one byte repeated (all zeros, say).
+    fn is_weak(&self) -> bool {
+        let [first, rest @ ..] = &self.key;
+        rest.iter().all(|b| b == first)
     }
 }
 
@@ -144,18 +156,47 @@ fn parse(path: &Path, text: &str) -> Result<Vec<Psk>, SecurityError> {
                     2 * KEY_LEN
                 ))
             })?;
-            Ok(Psk {
+            let psk = Psk {
                 identity: e.identity,
                 key,
-            })
+            };
+            if psk.is_weak() {
+                return Err(SecurityError::WeakKey {
+                    path: path.to_owned(),
+                    identity: psk.identity,
+                });
+            }
+            Ok(psk)
         })
         .collect()
 }
 
-/// The keys a registrar knows, by identity.
+/// The keys a registrar knows, by identity (kept in identity order, so
+/// everything listed from it is deterministic).
 #[derive(Debug, Clone, Default)]
 pub struct PskStore {
-    keys: HashMap<String, Psk>,
+    keys: BTreeMap<String, Psk>,
+}
+
+/// How a new set of keys differs from the current one (what a reload of
+/// the key files changes). Each list is sorted by identity.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PskStoreDiff {
+    /// Identities the new store does not have: their connections lose
+    /// their authentication.
+    pub removed: Vec<String>,
+    /// Identities in both whose key differs: their connections were
+    /// authenticated with a key that is no longer valid.
+    pub changed: Vec<String>,
+    /// Identities only the new store has.
+    pub added: Vec<String>,
+}
+
+impl PskStoreDiff {
+    /// Whether the two stores hold the same keys.
+    pub fn is_empty(&self) -> bool {
+        self.removed.is_empty() && self.changed.is_empty() && self.added.is_empty()
+    }
 }
 
 impl PskStore {
@@ -197,6 +238,38 @@ impl PskStore {
     /// Whether there is no key.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
+    }
+
+    /// The identities, sorted.
+    pub fn identities(&self) -> impl Iterator<Item = &str> + '_ {
+        self.keys.keys().map(String::as_str)
+    }
+
+    /// The keys, sorted by identity.
+    pub fn iter(&self) -> impl Iterator<Item = &Psk> + '_ {
+        self.keys.values()
+    }
+
+    /// What changes when `new` replaces this store: the identities removed,
+    /// those whose key changed, and those added, each sorted.
+    pub fn diff(&self, new: &PskStore) -> PskStoreDiff {
+        let mut d = PskStoreDiff::default();
+        for (identity, old) in &self.keys {
+            match new.keys.get(identity) {
+                None => d.removed.push(identity.clone()),
+                Some(k) if !openssl::memcmp::eq(&k.key, &old.key) => {
+                    d.changed.push(identity.clone())
+                }
+                Some(_) => {}
+            }
+        }
+        d.added = new
+            .keys
+            .keys()
+            .filter(|i| !self.keys.contains_key(*i))
+            .cloned()
+            .collect();
+        d
     }
 }
 
@@ -260,6 +333,97 @@ mod tests {
             assert!(err.contains(expect), "{text:?}: {err}");
             assert!(err.contains("bad.key"), "{err}");
         }
+    }
+
+    #[test]
+    fn repeated_byte_keys_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for byte in ["00", "ff", "5a"] {
+            let text = format!(
+                "[[psk]]\nidentity = \"pe-ok\"\nkey = \"{}\"\n[[psk]]\nidentity = \"pe-lazy\"\nkey = \"{}\"\n",
+                hex::encode(Psk::generate("x").expect("generate").key),
+                byte.repeat(KEY_LEN)
+            );
+            let p = write(dir.path(), "weak.key", &text, 0o600);
+            let err = Psk::read_file(&p).expect_err(byte);
+            assert!(
+                matches!(&err, SecurityError::WeakKey { identity, .. } if identity == "pe-lazy"),
+                "{err:?}"
+            );
+            let msg = err.to_string();
+            for part in ["weak.key", "\"pe-lazy\"", "rsp keygen psk pe-lazy"] {
+                assert!(msg.contains(part), "{msg}");
+            }
+            assert!(PskStore::load(&[p]).is_err());
+        }
+        // Two distinct bytes are enough not to be a placeholder.
+        let mut key = [0u8; KEY_LEN];
+        key[KEY_LEN - 1] = 1;
+        let text = format!(
+            "[[psk]]\nidentity = \"a\"\nkey = \"{}\"\n",
+            hex::encode(key)
+        );
+        let p = write(dir.path(), "odd.key", &text, 0o600);
+        assert_eq!(Psk::read_file(&p).expect("read")[0].key, key);
+    }
+
+    #[test]
+    fn key_files_must_be_regular_text_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let e = Psk::read_file(Path::new("/dev/null")).expect_err("a device");
+        assert!(e.to_string().contains("is a character device"), "{e}");
+        let e = Psk::read_file(dir.path()).expect_err("a directory");
+        assert!(e.to_string().contains("is a directory"), "{e}");
+        let p = dir.path().join("bin.key");
+        std::fs::write(&p, [0xff, 0xfe, 0x00]).expect("write");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        }
+        let e = Psk::read_file(&p).expect_err("binary");
+        assert!(e.to_string().contains("not UTF-8"), "{e}");
+    }
+
+    fn store_of(keys: &[&Psk]) -> PskStore {
+        let mut s = PskStore::default();
+        for k in keys {
+            s.insert((*k).clone()).expect("unique");
+        }
+        s
+    }
+
+    #[test]
+    fn stores_list_identities_in_order_and_diff() {
+        let k = |id: &str| Psk::generate(id).expect("generate");
+        let (a, b, c, d) = (k("a"), k("b"), k("c"), k("d"));
+        let mut b2 = b.clone();
+        b2.key[0] ^= 0x80;
+        let old = store_of(&[&d, &b, &a, &c]);
+        assert_eq!(old.identities().collect::<Vec<_>>(), ["a", "b", "c", "d"]);
+        assert_eq!(
+            old.iter().map(|p| p.identity.as_str()).collect::<Vec<_>>(),
+            ["a", "b", "c", "d"]
+        );
+        let (e, f) = (k("e"), k("0f"));
+        let new = store_of(&[&f, &e, &c, &b2]);
+        let diff = old.diff(&new);
+        assert_eq!(
+            diff,
+            PskStoreDiff {
+                removed: vec!["a".into(), "d".into()],
+                changed: vec!["b".into()],
+                added: vec!["0f".into(), "e".into()],
+            }
+        );
+        assert!(!diff.is_empty());
+        // The other way round.
+        let back = new.diff(&old);
+        assert_eq!(back.removed, ["0f", "e"]);
+        assert_eq!(back.changed, ["b"]);
+        assert_eq!(back.added, ["a", "d"]);
+        assert!(old.diff(&old.clone()).is_empty());
+        assert_eq!(PskStore::default().diff(&old).added.len(), 4);
     }
 
     #[test]

@@ -22,13 +22,32 @@ pub mod rate_limit;
 pub mod tls;
 
 pub use error::SecurityError;
-pub use files::Existing;
-pub use keyfile::{Psk, PskStore};
+pub use files::{Existing, FileKind, MAX_FILE_LEN};
+pub use keyfile::{Psk, PskStore, PskStoreDiff};
 
-/// Refuse a secret file (a key, a token) that group or others can access,
-/// with an error that names the file and the `chmod` that fixes it.
+/// Refuse a secret file (a key, a token) that is not a regular file
+/// ([`SecurityError::NotAFile`]) or that group or others can access
+/// ([`SecurityError::KeyFileMode`], naming the file and the `chmod` that
+/// fixes it), without reading it. Prefer [`read_secret_file`], which checks
+/// the file it reads.
 pub fn check_private_file(path: &std::path::Path) -> Result<(), SecurityError> {
     files::check_private(path)
+}
+
+/// Read a secret file (a key, a token): opened without blocking (a FIFO
+/// cannot hang the reader), then the opened file must be a regular file
+/// ([`SecurityError::NotAFile`] says what it is instead), of at most
+/// [`MAX_FILE_LEN`] bytes ([`SecurityError::FileTooLarge`]), that group and
+/// others cannot access ([`SecurityError::KeyFileMode`]). A missing or
+/// unreadable file is [`SecurityError::Io`]. Every error names the file.
+pub fn read_secret_file(path: &std::path::Path) -> Result<Vec<u8>, SecurityError> {
+    files::read(path, files::Access::Secret)
+}
+
+/// Read a credential file anybody may read (a certificate chain, a CA):
+/// the checks of [`read_secret_file`] except the permission bits.
+pub fn read_credential_file(path: &std::path::Path) -> Result<Vec<u8>, SecurityError> {
+    files::read(path, files::Access::Public)
 }
 
 /// Fill `buf` from OpenSSL's CSPRNG (seeds, identifiers, keys).
@@ -53,4 +72,7 @@ pub fn random_seed() -> u64 {
     }
 }
 
-pub use tls::{PeerIdentity, TlsClient, TlsClientConfig, TlsServer, TlsServerConfig};
+pub use tls::{
+    ClientCertificates, Mechanism, PeerIdentity, TlsClient, TlsClientConfig, TlsServer,
+    TlsServerConfig,
+};

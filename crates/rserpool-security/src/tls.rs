@@ -10,9 +10,16 @@
 //! which a PSK-only client refuses (it trusts no certificate authority),
 //! and a registrar without a certificate ends the handshake.
 //!
-//! Only TLS 1.3; external PSKs need the SHA-256 suites. No 0-RTT and no
-//! session tickets: every connection authenticates afresh, and the
-//! identity it carries is the one its handshake proved.
+//! Only TLS 1.3; external PSKs need the SHA-256 suites. No 0-RTT, no
+//! session tickets and no session cache: every connection authenticates
+//! afresh, and the identity it carries is the one its handshake proved.
+//!
+//! Certificates, keys and CA files are read by this crate (not by
+//! OpenSSL from a path), with the checks of [`crate::read_secret_file`]:
+//! a FIFO or a directory is refused at once, and a private key that group
+//! or others can access is refused like a PSK file. [`TlsServer::self_test`]
+//! runs one in-memory handshake per mechanism a server is configured for,
+//! so that a configuration that is accepted also works.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -20,19 +27,71 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use openssl::nid::Nid;
+use openssl::pkey::PKey;
 use openssl::ssl::{
-    Ssl, SslContext, SslContextBuilder, SslFiletype, SslMethod, SslRef, SslVerifyMode, SslVersion,
+    Ssl, SslContext, SslContextBuilder, SslMethod, SslMode, SslRef, SslSessionCacheMode,
+    SslVerifyMode, SslVersion,
 };
-use openssl::x509::X509Ref;
-use tokio::io::{AsyncRead, AsyncWrite};
+use openssl::x509::{X509Ref, X509};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_openssl::SslStream;
 
+use crate::files::{self, Access};
 use crate::keyfile::{Psk, PskStore, KEY_LEN};
 use crate::SecurityError;
 
 /// TLS 1.3 suites: the SHA-256 ones first (PSK handshakes need them).
 const CIPHERSUITES: &str =
     "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384";
+
+/// The session id context of server sessions. OpenSSL turns an external
+/// PSK into a session, and a session on a context that verifies peers
+/// (a client CA is set) must carry a session id context, or the handshake
+/// fails with "session id context uninitialized" (alert 80).
+const SESSION_ID_CONTEXT: &[u8] = b"rserpool registrar";
+
+/// Buffer of the in-memory pipe [`TlsServer::self_test`] runs over.
+const SELF_TEST_BUFFER: usize = 64 * 1024;
+
+/// A kind of TLS handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mechanism {
+    /// With an external pre-shared key (both ends authenticated).
+    Psk,
+    /// With the server's certificate (and maybe the client's).
+    Certificate,
+}
+
+impl std::fmt::Display for Mechanism {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mechanism::Psk => "PSK",
+            Mechanism::Certificate => "certificate",
+        })
+    }
+}
+
+/// What a server does with client certificates in certificate handshakes
+/// (PSK handshakes never carry one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientCertificates {
+    /// No client CA: none is asked for, every certificate client is
+    /// [`PeerIdentity::Anonymous`].
+    NotRequested,
+    /// Asked for and verified against the client CA when shown; a client
+    /// without one is [`PeerIdentity::Anonymous`].
+    Optional,
+    /// Asked for and required: a client without one is refused.
+    Required,
+}
+
+impl ClientCertificates {
+    /// Whether a client certificate can give a connection its identity
+    /// ([`PeerIdentity::Certificate`]).
+    pub fn accepted(self) -> bool {
+        self != ClientCertificates::NotRequested
+    }
+}
 
 /// Who the other end of a connection proved to be.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -97,6 +156,13 @@ fn cert_err(path: &Path) -> impl Fn(openssl::error::ErrorStack) -> SecurityError
     }
 }
 
+fn refused(path: &Path, reason: &str) -> SecurityError {
+    SecurityError::Certificate {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
 fn base(method: SslMethod) -> Result<SslContextBuilder, SecurityError> {
     let mut b = SslContext::builder(method)?;
     b.set_min_proto_version(Some(SslVersion::TLS1_3))?;
@@ -104,15 +170,56 @@ fn base(method: SslMethod) -> Result<SslContextBuilder, SecurityError> {
     b.set_ciphersuites(CIPHERSUITES)?;
     b.set_max_early_data(0)?;
     b.set_num_tickets(0)?;
+    // An idle connection gives its record buffers back (a registrar holds
+    // thousands of idle connections, each would keep 16 KiB and more).
+    b.set_mode(SslMode::RELEASE_BUFFERS);
     Ok(b)
 }
 
+/// The certificates of a PEM file (at least one).
+fn read_certificates(path: &Path) -> Result<Vec<X509>, SecurityError> {
+    let pem = files::read(path, Access::Public)?;
+    let certs = X509::stack_from_pem(&pem).map_err(cert_err(path))?;
+    if certs.is_empty() {
+        return Err(refused(path, "no PEM certificate in the file"));
+    }
+    Ok(certs)
+}
+
+/// A certificate chain (leaf first) and its private key, which only its
+/// owner may access (it is as secret as a PSK).
 fn load_certificate(b: &mut SslContextBuilder, c: &CertificateFiles) -> Result<(), SecurityError> {
-    b.set_certificate_chain_file(&c.chain)
-        .map_err(cert_err(&c.chain))?;
-    b.set_private_key_file(&c.key, SslFiletype::PEM)
-        .map_err(cert_err(&c.key))?;
+    let mut chain = read_certificates(&c.chain)?.into_iter();
+    let leaf = chain
+        .next()
+        .ok_or_else(|| refused(&c.chain, "no PEM certificate in the file"))?;
+    b.set_certificate(&leaf).map_err(cert_err(&c.chain))?;
+    for extra in chain {
+        b.add_extra_chain_cert(extra).map_err(cert_err(&c.chain))?;
+    }
+    let pem = files::read(&c.key, Access::Secret)?;
+    if pem.windows(b"ENCRYPTED".len()).any(|w| w == b"ENCRYPTED") {
+        return Err(refused(
+            &c.key,
+            "the private key is encrypted; give it unencrypted, readable by its owner only",
+        ));
+    }
+    // No pass phrase: OpenSSL must never prompt on a terminal for one.
+    let key = PKey::private_key_from_pem_callback(&pem, |_| Ok(0)).map_err(cert_err(&c.key))?;
+    b.set_private_key(&key).map_err(cert_err(&c.key))?;
     b.check_private_key().map_err(cert_err(&c.key))
+}
+
+/// Trust the certificates of a CA file; a server also names them in its
+/// certificate request, so a client with several certificates can pick.
+fn load_ca(b: &mut SslContextBuilder, path: &Path, server: bool) -> Result<(), SecurityError> {
+    for cert in read_certificates(path)? {
+        if server {
+            b.add_client_ca(&cert).map_err(cert_err(path))?;
+        }
+        b.cert_store_mut().add_cert(cert).map_err(cert_err(path))?;
+    }
+    Ok(())
 }
 
 /// The subject a certificate names: its common name, or the whole subject.
@@ -147,11 +254,19 @@ fn handshake_err(peer: &str, e: impl std::fmt::Display) -> SecurityError {
 pub struct TlsServer {
     ctx: SslContext,
     psk_identity: openssl::ex_data::Index<Ssl, String>,
+    /// One of its keys (the first identity), for [`TlsServer::self_test`].
+    test_psk: Option<Psk>,
+    has_certificate: bool,
+    client_certificates: ClientCertificates,
 }
 
 impl std::fmt::Debug for TlsServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TlsServer").finish_non_exhaustive()
+        f.debug_struct("TlsServer")
+            .field("psks", &self.test_psk.is_some())
+            .field("has_certificate", &self.has_certificate)
+            .field("client_certificates", &self.client_certificates)
+            .finish_non_exhaustive()
     }
 }
 
@@ -171,6 +286,9 @@ impl TlsServer {
         }
         let psk_identity = Ssl::new_ex_index::<String>()?;
         let mut b = base(SslMethod::tls_server())?;
+        b.set_session_id_context(SESSION_ID_CONTEXT)?;
+        b.set_session_cache_mode(SslSessionCacheMode::OFF);
+        let test_psk = cfg.psks.as_ref().and_then(|s| s.iter().next().cloned());
         if let Some(store) = cfg.psks.clone() {
             b.set_psk_server_callback(move |ssl: &mut SslRef, identity, out: &mut [u8]| {
                 let Some(id) = identity.and_then(|b| std::str::from_utf8(b).ok()) else {
@@ -191,8 +309,13 @@ impl TlsServer {
         if let Some(c) = &cfg.certificate {
             load_certificate(&mut b, c)?;
         }
+        let client_certificates = match (&cfg.client_ca, cfg.require_client_certificate) {
+            (None, _) => ClientCertificates::NotRequested,
+            (Some(_), false) => ClientCertificates::Optional,
+            (Some(_), true) => ClientCertificates::Required,
+        };
         if let Some(ca) = &cfg.client_ca {
-            b.set_ca_file(ca).map_err(cert_err(ca))?;
+            load_ca(&mut b, ca, true)?;
             let mut mode = SslVerifyMode::PEER;
             if cfg.require_client_certificate {
                 mode |= SslVerifyMode::FAIL_IF_NO_PEER_CERT;
@@ -202,7 +325,107 @@ impl TlsServer {
         Ok(TlsServer {
             ctx: b.build(),
             psk_identity,
+            test_psk,
+            has_certificate: cfg.certificate.is_some(),
+            client_certificates,
         })
+    }
+
+    /// Whether it has pre-shared keys (PSK handshakes).
+    pub fn has_psks(&self) -> bool {
+        self.test_psk.is_some()
+    }
+
+    /// Whether it has a certificate (certificate handshakes).
+    pub fn has_certificate(&self) -> bool {
+        self.has_certificate
+    }
+
+    /// What it does with client certificates: whether a connection can
+    /// carry a [`PeerIdentity::Certificate`] at all.
+    pub fn client_certificates(&self) -> ClientCertificates {
+        self.client_certificates
+    }
+
+    /// Run a real handshake, in memory, for each mechanism this server is
+    /// configured for, and exchange a few bytes over it: a PSK handshake
+    /// with one of its keys (if it has keys), and a certificate handshake
+    /// with a client that does not verify the server and shows no
+    /// certificate (if it has a certificate and does not require client
+    /// certificates). Meant for a configuration check and for start-up:
+    /// whatever passes here can serve clients. The first failure is
+    /// [`SecurityError::SelfTest`] with what each side reported.
+    pub async fn self_test(&self) -> Result<(), SecurityError> {
+        if let Some(psk) = &self.test_psk {
+            let client = TlsClient::new(&TlsClientConfig {
+                psk: Some(psk.clone()),
+                ..TlsClientConfig::default()
+            })?;
+            let ssl = Ssl::new(&client.ctx)?;
+            self.handshake_in_memory(
+                Mechanism::Psk,
+                ssl,
+                &PeerIdentity::Psk(psk.identity.clone()),
+            )
+            .await?;
+        }
+        if self.has_certificate && self.client_certificates != ClientCertificates::Required {
+            let mut b = base(SslMethod::tls_client())?;
+            // The self-test checks this server's set-up, not its
+            // certificate's names or issuer: PUs do that.
+            b.set_verify(SslVerifyMode::NONE);
+            let ssl = Ssl::new(&b.build())?;
+            self.handshake_in_memory(Mechanism::Certificate, ssl, &PeerIdentity::Anonymous)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// One handshake between this server and `client` over an in-memory
+    /// pipe; the server must see `expect`. A failing side drops its end,
+    /// so the other side sees the end of the stream and cannot wait.
+    async fn handshake_in_memory(
+        &self,
+        mechanism: Mechanism,
+        client: Ssl,
+        expect: &PeerIdentity,
+    ) -> Result<(), SecurityError> {
+        const PEER: &str = "the self-test client";
+        let (server_end, client_end) = tokio::io::duplex(SELF_TEST_BUFFER);
+        let server = async {
+            let (mut s, id) = self.accept(server_end, PEER).await?;
+            let mut buf = [0u8; 4];
+            s.read_exact(&mut buf)
+                .await
+                .map_err(|e| handshake_err(PEER, e))?;
+            s.write_all(&buf)
+                .await
+                .map_err(|e| handshake_err(PEER, e))?;
+            Ok::<_, SecurityError>(id)
+        };
+        let client = async {
+            let mut s = SslStream::new(client, client_end).map_err(|e| e.to_string())?;
+            Pin::new(&mut s)
+                .connect()
+                .await
+                .map_err(|e| e.to_string())?;
+            s.write_all(b"ping").await.map_err(|e| e.to_string())?;
+            let mut buf = [0u8; 4];
+            s.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+            if &buf != b"ping" {
+                return Err("the server echoed other bytes".to_owned());
+            }
+            Ok::<_, String>(())
+        };
+        let (server, client) = tokio::join!(server, client);
+        let reason = match (server, client) {
+            (Ok(id), Ok(())) if &id == expect => return Ok(()),
+            (Ok(id), Ok(())) => format!("the server saw {id}, not {expect}"),
+            (Err(s), Err(c)) => format!("server: {s}; client: {c}"),
+            (Err(s), Ok(())) => format!("server: {s}"),
+            (Ok(_), Err(c)) => format!("client: {c}"),
+        };
+        Err(SecurityError::SelfTest { mechanism, reason })
     }
 
     /// Run the server side of a handshake on an accepted stream; `peer`
@@ -264,7 +487,7 @@ impl TlsClient {
         // empty, so a PSK-only client accepts PSK handshakes only.
         b.set_verify(SslVerifyMode::PEER);
         if let Some(ca) = &cfg.ca {
-            b.set_ca_file(ca).map_err(cert_err(ca))?;
+            load_ca(&mut b, ca, false)?;
         }
         if let Some(c) = &cfg.certificate {
             load_certificate(&mut b, c)?;
