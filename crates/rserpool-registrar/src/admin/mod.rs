@@ -79,8 +79,8 @@ const LOG_INTERVAL: Duration = Duration::from_secs(10);
 ///
 /// **File descriptors**: the API holds at most
 /// [`AdminConfig::max_file_descriptors`] of them (`max_connections`
-/// connections, the listener, and one just accepted), whatever the
-/// clients do, so a flood of admin connections cannot take the
+/// connections, 8 more told to close but not yet closed, the listener,
+/// and one just accepted), whatever the clients do, so a flood of admin connections cannot take the
 /// descriptors the ASAP listener needs. The registrar's start-up checks
 /// `RLIMIT_NOFILE` against ASAP's maximum plus this plus a margin.
 #[derive(Debug, Clone)]
@@ -137,11 +137,14 @@ impl AdminConfig {
         }
     }
 
-    /// Most file descriptors the API holds: `max_connections` plus the
-    /// listener plus one connection just accepted (being refused, or
-    /// waiting for the one it evicted to close).
+    /// Most file descriptors the API holds: `max_connections`, plus 8
+    /// connections told to close (evicted or timed out) whose tasks have
+    /// not closed them yet, plus the listener, plus one connection just
+    /// accepted (being refused, or waiting for a descriptor permit).
     pub fn max_file_descriptors(&self) -> usize {
-        self.max_connections.saturating_add(2)
+        self.max_connections
+            .saturating_add(serve::CLOSING_SLACK)
+            .saturating_add(2)
     }
 
     /// Whether the limits make sense: the timeout and the connection caps
@@ -293,7 +296,8 @@ struct Inner {
     counters: Counters,
     limiter: Mutex<Limiter>,
     conns: Mutex<ConnTable<serve::Closer>>,
-    /// One permit per connection open (`max_connections`).
+    /// One permit per connection holding a descriptor
+    /// (`max_connections` + `CLOSING_SLACK`).
     permits: Arc<Semaphore>,
     log: Arc<SummarisedLog>,
     stop: watch::Receiver<bool>,
@@ -328,11 +332,10 @@ impl Inner {
         }
     }
 
-    /// Connections holding a descriptor now.
+    /// Connections open now that count against the caps (not those
+    /// told to close).
     fn open_connections(&self) -> usize {
-        self.limits
-            .max_connections
-            .saturating_sub(self.permits.available_permits())
+        self.conns().live_count()
     }
 
     fn limiter(&self) -> std::sync::MutexGuard<'_, Limiter> {
@@ -403,7 +406,9 @@ impl AdminServer {
                 limits.max_connections,
                 limits.max_connections_per_address,
             )),
-            permits: Arc::new(Semaphore::new(limits.max_connections)),
+            permits: Arc::new(Semaphore::new(
+                limits.max_connections + serve::CLOSING_SLACK,
+            )),
             log: SummarisedLog::new(LOG_INTERVAL),
             stop: stop_rx.clone(),
         });
@@ -897,7 +902,7 @@ mod tests {
         assert!(c.header_timeout <= Duration::from_secs(10));
         assert_eq!((c.max_connections, c.max_connections_per_address), (64, 8));
         assert_eq!(c.max_event_streams, 16);
-        assert_eq!(c.max_file_descriptors(), 66);
+        assert_eq!(c.max_file_descriptors(), 74);
         for (setting, change) in [
             (
                 "header_timeout",

@@ -28,9 +28,10 @@ pub struct AdminStats {
     /// Of those, the ones answered 429: their source address, or all
     /// addresses together, were over the failure budget.
     pub auth_rate_limited: u64,
-    /// Admin connections open now.
+    /// Admin connections open now that count against the caps (waiting
+    /// for their request or in a handler; not those told to close).
     pub connections_open: u64,
-    /// Most admin connections open at once since start.
+    /// Most of those at once since start (at most `max_connections`).
     pub connections_peak: u64,
     /// Admin connections accepted within the caps.
     pub connections_accepted: u64,
