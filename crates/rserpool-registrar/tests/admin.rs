@@ -1,17 +1,24 @@
 //! The admin HTTP API against a real registrar over TLS PSK on loopback:
 //! a registered PE shows in the metrics, the handlespace and the
 //! connections; refusals are counted by reason and cause; tokens are
-//! checked, failures counted and rate-limited; the event stream delivers
-//! registrations and ends when the registrar stops.
+//! checked, failures counted and rate-limited without ever locking the
+//! right token out; the probes answer without a token; the event stream
+//! delivers registrations and ends when the registrar stops; slow and
+//! half-open clients are bounded (header timeout, caps with eviction) and
+//! never keep the operator or ASAP out.
 
 mod support;
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use rserpool_registrar::admin::{AdminConfig, AdminServer, AdminToken};
 use rserpool_registrar::CoreConfig;
+use rserpool_security::rate_limit::Rate;
 use serde_json::Value;
 use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
 
 const HANDLE: &str = "echo";
 const PE_ID: u32 = 0x0a0b_0c0d;
@@ -25,28 +32,67 @@ struct Admin {
 }
 
 async fn start() -> Admin {
+    start_with(|_| {}).await
+}
+
+/// The admin API with the defaults changed by `f`.
+async fn start_with(f: impl FnOnce(&mut AdminConfig)) -> Admin {
     let lab = Lab::start(CoreConfig::default()).await;
-    let server = AdminServer::start(
-        AdminConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            token: AdminToken::new(TOKEN).unwrap(),
-        },
-        lab.registrar.handle(),
-    )
-    .await
-    .expect("admin starts");
+    let mut config = AdminConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        AdminToken::new(TOKEN).unwrap(),
+    );
+    f(&mut config);
+    let server = AdminServer::start(config, lab.registrar.handle())
+        .await
+        .expect("admin starts");
     let base = format!("http://{}", server.local_addr());
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(LIMIT)
-        .build()
-        .unwrap();
     Admin {
         lab,
         server,
         base,
-        http,
+        http: client_from(Ipv4Addr::LOCALHOST),
     }
+}
+
+/// An HTTP client whose connections come from `from` (any of 127/8).
+fn client_from(from: Ipv4Addr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .local_address(IpAddr::V4(from))
+        .timeout(LIMIT)
+        .build()
+        .unwrap()
+}
+
+/// A TCP connection to `to` from `from` (any of 127/8).
+async fn connect_from(from: Ipv4Addr, to: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(IpAddr::V4(from), 0)).unwrap();
+    socket.connect(to).await.expect("connect")
+}
+
+/// Half a request: the request line and one header, never the blank line.
+const HALF_REQUEST: &[u8] = b"GET /v1/status HTTP/1.1\r\nHost: registrar\r\n";
+
+/// Whether the server closes `s` (EOF or reset) within the limit, with
+/// nothing sent before.
+async fn closed_without_answer(s: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 256];
+    match tokio::time::timeout(LIMIT, s.read(&mut buf)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => true,
+        Ok(Ok(n)) => panic!(
+            "the server answered: {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        ),
+        Err(_) => false,
+    }
+}
+
+/// Whether `s` is still open: nothing to read, and no EOF.
+fn still_open(s: &TcpStream) -> bool {
+    let mut buf = [0u8; 16];
+    matches!(s.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
 
 impl Admin {
@@ -198,26 +244,111 @@ async fn missing_and_wrong_tokens_are_refused_and_counted() {
     assert_eq!(a.json("/v1/stats").await["admin"]["auth_failures"], 4);
 }
 
+/// The probes' status and exact body, without a token.
+async fn probe(a: &Admin, path: &str) -> (u16, String) {
+    let r = a.get_with(path, None).await;
+    let status = r.status().as_u16();
+    (status, r.text().await.expect("body"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_source_that_keeps_failing_is_refused_even_with_the_token() {
+async fn nobody_can_lock_the_operator_out() {
     let a = start().await;
-    let mut limited = false;
-    for _ in 0..30 {
-        let r = a.get_with("/v1/status", Some("not-the-token-at-all")).await;
-        match r.status().as_u16() {
-            401 => {}
-            429 => {
-                limited = true;
-                break;
-            }
-            other => panic!("unexpected status {other}"),
+    // 50 wrong tokens from the operator's own address: the first 10
+    // (the burst) get 401, the rest 429 with Retry-After.
+    let mut codes = Vec::new();
+    for _ in 0..50 {
+        let r = a
+            .get_with("/v1/status", Some("not-the-token-at-all-0123456789abcdef"))
+            .await;
+        let code = r.status().as_u16();
+        if code == 429 {
+            assert_eq!(r.headers()["retry-after"], "6");
+        }
+        codes.push(code);
+    }
+    assert!(codes[..10].iter().all(|&c| c == 401), "{codes:?}");
+    assert!(codes[10..].iter().all(|&c| c == 429), "{codes:?}");
+    // The right token from the same address passes all the same.
+    let (status, body) = a.get("/v1/status").await;
+    assert_eq!(status, 200, "{body}");
+    // A missing or wrong token is still over the budget.
+    assert_eq!(a.get_with("/v1/status", None).await.status().as_u16(), 429);
+    let r = a.get_with("/metrics", Some("wrong")).await;
+    assert_eq!(r.status().as_u16(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    // The probes need no token and say nothing but up and ready.
+    assert_eq!(
+        probe(&a, "/health").await,
+        (200, r#"{"status":"ok"}"#.into())
+    );
+    assert_eq!(
+        probe(&a, "/ready").await,
+        (200, r#"{"status":"ready"}"#.into())
+    );
+    // Exact counts: 52 failures, 42 of them over the budget.
+    let stats = a.json("/v1/stats").await;
+    assert_eq!(stats["admin"]["auth_failures"], 52, "{stats}");
+    assert_eq!(stats["admin"]["auth_rate_limited"], 42, "{stats}");
+    let m = a.metrics().await;
+    assert!(
+        has_line(&m, "rserpool_registrar_admin_auth_failures_total 52"),
+        "{m}"
+    );
+    assert!(
+        has_line(&m, "rserpool_registrar_admin_auth_rate_limited_total 42"),
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_global_failure_limit_spans_addresses_and_spares_the_token() {
+    let a = start_with(|c| c.auth_failure_global_rate = Rate::new(0.001, 3.0)).await;
+    // One failure each from four addresses: the fourth is over the
+    // global budget though its own address has its whole burst.
+    let mut codes = Vec::new();
+    for last in 2..=5 {
+        let http = client_from(Ipv4Addr::new(127, 0, 0, last));
+        let r = http
+            .get(format!("{}/v1/status", a.base))
+            .bearer_auth("wrong")
+            .send()
+            .await
+            .unwrap();
+        codes.push(r.status().as_u16());
+        if last == 5 {
+            assert_eq!(r.headers()["retry-after"], "1000");
         }
     }
-    assert!(limited, "no 429 after 30 failures");
-    // While the source is over its budget, the right token gets 429 as
-    // well: the answer tells nothing about a guess.
-    let (status, _) = a.get("/v1/status").await;
-    assert_eq!(status, 429);
+    assert_eq!(codes, [401, 401, 401, 429]);
+    let http = client_from(Ipv4Addr::new(127, 0, 0, 6));
+    let r = http
+        .get(format!("{}/v1/status", a.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let m = a.metrics().await;
+    for line in [
+        "rserpool_registrar_admin_auth_failure_burst{scope=\"global\"} 3.0",
+        "rserpool_registrar_admin_auth_failure_burst{scope=\"address\"} 10.0",
+    ] {
+        assert!(has_line(&m, line), "missing {line:?} in\n{m}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_token_replaces_the_old_at_run_time() {
+    let a = start().await;
+    assert_eq!(a.get("/v1/status").await.0, 200);
+    let new = AdminToken::generate().unwrap();
+    a.server.set_token(new.clone());
+    let r = a.get_with("/v1/status", Some(TOKEN)).await;
+    assert_eq!(r.status().as_u16(), 401, "the old token is refused");
+    let r = a.get_with("/v1/status", Some(new.as_str())).await;
+    assert_eq!(r.status().as_u16(), 200, "the new one accepted");
+    assert_eq!(probe(&a, "/health").await.0, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -344,18 +475,214 @@ async fn the_event_stream_delivers_registrations_and_ends_with_the_registrar() {
     lab.registrar.shutdown().await;
     let end = tokio::time::timeout(LIMIT, async { while events.next().await.is_some() {} }).await;
     assert!(end.is_ok(), "the stream did not end");
-    for (path, want) in [("/health", "unavailable"), ("/ready", "not_ready")] {
-        let r = http
-            .get(format!("{base}{path}"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap();
+    for (path, want) in [
+        ("/health", r#"{"status":"unavailable"}"#),
+        ("/ready", r#"{"status":"not_ready"}"#),
+    ] {
+        let r = http.get(format!("{base}{path}")).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 503, "{path}");
-        let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
-        assert_eq!(v["status"], want);
+        assert_eq!(r.text().await.unwrap(), want, "{path}: no reasons, no data");
     }
     tokio::time::timeout(Duration::from_secs(10), server.shutdown())
         .await
         .expect("admin shuts down");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_half_open_clients_never_keep_the_operator_or_asap_out() {
+    const TOTAL: usize = 24;
+    const PER_ADDRESS: usize = 8;
+    const PER_SOURCE: usize = 50;
+    const SOURCES: u8 = 4;
+    let a = start_with(|c| {
+        c.max_connections = TOTAL;
+        c.max_connections_per_address = PER_ADDRESS;
+        // No half request may reach its deadline during the test.
+        c.header_timeout = Duration::from_secs(600);
+    })
+    .await;
+    let to = a.server.local_addr();
+    // 200 half requests from 127.0.0.1-4, 50 each, in that order.
+    let mut held = Vec::new();
+    for last in 1..=SOURCES {
+        for _ in 0..PER_SOURCE {
+            let mut s = connect_from(Ipv4Addr::new(127, 0, 0, last), to).await;
+            s.write_all(HALF_REQUEST).await.unwrap();
+            held.push((last, s));
+        }
+    }
+    // Each one reports when the server closes it, or gives itself back
+    // at the end of the test.
+    let (closed_tx, mut closed_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (release_tx, release_rx) = tokio::sync::watch::channel(false);
+    let watchers: Vec<_> = held
+        .into_iter()
+        .map(|(last, mut s)| {
+            let closed_tx = closed_tx.clone();
+            let mut release = release_rx.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 64];
+                let read = tokio::select! {
+                    r = s.read(&mut buf) => Some(r),
+                    _ = release.wait_for(|r| *r) => None,
+                };
+                match read {
+                    Some(Ok(0)) | Some(Err(_)) => {
+                        let _ = closed_tx.send(last);
+                        None
+                    }
+                    Some(Ok(n)) => panic!("an answer to half a request: {n} bytes"),
+                    None => Some((last, s)),
+                }
+            })
+        })
+        .collect();
+    // All but TOTAL are closed for newer ones: waiting connections make
+    // room, and none is refused.
+    let expected = usize::from(SOURCES) * PER_SOURCE - TOTAL;
+    for _ in 0..expected {
+        tokio::time::timeout(LIMIT, closed_rx.recv())
+            .await
+            .expect("evictions within the limit")
+            .expect("a watcher");
+    }
+    // While the rest hang: the operator from 127.0.0.1 gets its answer...
+    let (status, body) = a.get("/v1/status").await;
+    assert_eq!(status, 200, "{body}");
+    // ... which took the place of one more of them,
+    tokio::time::timeout(LIMIT, closed_rx.recv())
+        .await
+        .expect("the operator's connection evicted one")
+        .expect("a watcher");
+    // and ASAP serves: a registration and a resolution.
+    let mut pe_a = a.lab.client("pe-a").await;
+    assert_eq!(pe_a.register(HANDLE, pe(PE_ID, "127.0.0.1", 7)).await, None);
+    assert_eq!(pe_a.resolve(HANDLE).await, Ok(vec![PE_ID]));
+
+    let st = a.server.stats();
+    assert!(st.connections_peak as usize <= TOTAL, "{st:?}");
+    assert!(st.connections_open as usize <= TOTAL, "{st:?}");
+    assert_eq!(
+        st.connections_evicted_limit + st.connections_evicted_address_limit,
+        expected as u64 + 1,
+        "{st:?}"
+    );
+    assert!(st.connections_evicted_address_limit > 0, "{st:?}");
+    assert!(st.connections_evicted_limit > 0, "{st:?}");
+    assert_eq!(
+        st.connections_refused_limit + st.connections_refused_address_limit,
+        0,
+        "{st:?}"
+    );
+    assert_eq!(st.header_timeouts, 0, "{st:?}");
+    assert_eq!(st.connections_accepted, 201, "{st:?}");
+
+    // The survivors are still open, within both caps.
+    release_tx.send(true).unwrap();
+    let mut per_source = [0usize; SOURCES as usize + 1];
+    let mut survivors = 0;
+    for w in watchers {
+        if let Some((last, s)) = w.await.unwrap() {
+            assert!(still_open(&s), "a survivor from 127.0.0.{last} was closed");
+            per_source[usize::from(last)] += 1;
+            survivors += 1;
+        }
+    }
+    assert_eq!(survivors, TOTAL - 1, "{per_source:?}");
+    assert!(
+        per_source.iter().all(|&n| n <= PER_ADDRESS),
+        "{per_source:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_requests_are_closed_at_the_header_deadline() {
+    let a = start_with(|c| c.header_timeout = Duration::from_millis(300)).await;
+    let to = a.server.local_addr();
+    let mut conns = Vec::new();
+    for last in 2..=4 {
+        for _ in 0..3 {
+            let mut s = connect_from(Ipv4Addr::new(127, 0, 0, last), to).await;
+            s.write_all(HALF_REQUEST).await.unwrap();
+            conns.push(s);
+        }
+    }
+    // One that sends nothing at all.
+    conns.push(connect_from(Ipv4Addr::new(127, 0, 0, 5), to).await);
+    for s in &mut conns {
+        assert!(closed_without_answer(s).await, "not closed at the deadline");
+    }
+    let st = a.server.stats();
+    assert_eq!(st.header_timeouts, 10, "{st:?}");
+    assert_eq!(
+        st.connections_evicted_limit + st.connections_evicted_address_limit,
+        0
+    );
+    // A request sent at once is served.
+    assert_eq!(a.get("/v1/status").await.0, 200);
+    let m = a.metrics().await;
+    for line in [
+        "rserpool_registrar_admin_header_timeouts_total 10",
+        "rserpool_registrar_admin_header_timeout_seconds 0.3",
+    ] {
+        assert!(has_line(&m, line), "missing {line:?} in\n{m}");
+    }
+}
+
+/// An open `/v1/events` stream (busy in its handler while it lasts).
+async fn open_stream(http: &reqwest::Client, base: &str) -> reqwest::Response {
+    let r = http
+        .get(format!("{base}/v1/events"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("admin answers");
+    assert_eq!(r.status().as_u16(), 200);
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_busy_in_a_handler_are_kept_and_new_ones_refused_at_once() {
+    let a = start_with(|c| {
+        c.max_connections = 3;
+        c.max_connections_per_address = 2;
+    })
+    .await;
+    let to = a.server.local_addr();
+    let streams = client_from(Ipv4Addr::LOCALHOST);
+    let _s1 = open_stream(&streams, &a.base).await;
+    let _s2 = open_stream(&streams, &a.base).await;
+    // 127.0.0.1 has no waiting connection to give up: a third is closed.
+    let mut c = connect_from(Ipv4Addr::LOCALHOST, to).await;
+    assert!(closed_without_answer(&mut c).await);
+    // Another address takes the last slot; then all are busy.
+    let _s3 = open_stream(&client_from(Ipv4Addr::new(127, 0, 0, 2)), &a.base).await;
+    let mut c = connect_from(Ipv4Addr::new(127, 0, 0, 3), to).await;
+    assert!(closed_without_answer(&mut c).await);
+    let st = a.server.stats();
+    assert_eq!(st.connections_refused_address_limit, 1, "{st:?}");
+    assert_eq!(st.connections_refused_limit, 1, "{st:?}");
+    assert_eq!(
+        st.connections_evicted_limit + st.connections_evicted_address_limit,
+        0
+    );
+    assert_eq!(st.event_streams_open, 3, "{st:?}");
+    assert_eq!(st.connections_open, 3, "{st:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_streams_are_capped() {
+    let a = start_with(|c| c.max_event_streams = 1).await;
+    let _s1 = open_stream(&a.http, &a.base).await;
+    let (status, body) = a.get("/v1/events").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("at most 1"), "{body}");
+    let m = a.metrics().await;
+    for line in [
+        "rserpool_registrar_admin_event_streams 1",
+        "rserpool_registrar_admin_event_streams_refused_total 1",
+        "rserpool_registrar_admin_max_event_streams 1",
+    ] {
+        assert!(has_line(&m, line), "missing {line:?} in\n{m}");
+    }
 }

@@ -109,8 +109,8 @@ impl AdminClient {
                 self.token_file.display()
             ),
             StatusCode::TOO_MANY_REQUESTS => anyhow!(
-                "the admin API at {} refuses this address for now after too many failed \
-                 authentications (429); check the token in {}",
+                "the admin API at {} refused the token in {} (429: too many failed \
+                 authentications; the right token is always accepted)",
                 self.base(),
                 self.token_file.display()
             ),

@@ -134,16 +134,9 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     };
     let registrar = Registrar::start(settings.service).await?;
     let admin = match settings.admin {
-        Some(a) => Some(
-            AdminServer::start(
-                AdminConfig {
-                    listen: a.listen,
-                    token: a.token,
-                },
-                registrar.handle(),
-            )
-            .await?,
-        ),
+        Some(a) => {
+            Some(AdminServer::start(AdminConfig::new(a.listen, a.token), registrar.handle()).await?)
+        }
         None => None,
     };
     let mut events = registrar.events();

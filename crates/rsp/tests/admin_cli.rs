@@ -63,10 +63,7 @@ impl Lab {
             .await
             .unwrap();
             let admin = AdminServer::start(
-                AdminConfig {
-                    listen: "127.0.0.1:0".parse().unwrap(),
-                    token,
-                },
+                AdminConfig::new("127.0.0.1:0".parse().unwrap(), token),
                 registrar.handle(),
             )
             .await

@@ -278,7 +278,7 @@ fn the_admin_api_needs_a_token_file() {
     // A guessable token is refused.
     std::fs::write(&token, "s3cret\n").unwrap();
     let e = failure(&s.check(BASE, &["--admin", "--admin-token-file", &t]));
-    assert!(e.contains(&t) && e.contains("at least 16"), "{e}");
+    assert!(e.contains(&t) && e.contains("at least 32"), "{e}");
 }
 
 /// The shipped example with its /etc/rsp/ files made in `dir`.

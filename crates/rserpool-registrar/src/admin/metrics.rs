@@ -4,6 +4,7 @@
 //! `prometheus-client` crate. Names and their RFC 5525 counterparts are
 //! listed in `docs/admin.md`.
 
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
@@ -12,9 +13,11 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
+use rserpool_security::rate_limit::Rate;
 use rserpool_wire::{CauseCode, PoolHandle};
 
 use super::views::AdminStats;
+use super::Limits;
 use crate::{ServiceStats, Stats};
 
 /// Content type of the exposition.
@@ -32,6 +35,7 @@ pub(crate) struct MetricsInput {
     pub stats: Stats,
     pub service: ServiceStats,
     pub admin: AdminStats,
+    pub limits: Limits,
     pub pools: usize,
     pub pool_elements: usize,
     pub connections: usize,
@@ -66,6 +70,135 @@ fn counter_family(r: &mut Registry, name: &str, help: &str, key: &str, values: &
         f.get_or_create(&label(key, v)).inc_by(*n);
     }
     r.register(format!("{P}_{name}"), help, f);
+}
+
+fn gauge_f64(r: &mut Registry, name: &str, help: &str, v: f64) {
+    let g: Gauge<f64, AtomicU64> = Gauge::default();
+    g.set(v);
+    r.register(format!("{P}_{name}"), help, g);
+}
+
+/// The admin API's own counters, and its limits as gauges.
+fn admin_series(r: &mut Registry, a: &AdminStats, l: &Limits) {
+    counter(
+        r,
+        "admin_auth_failures",
+        "Admin API requests with a missing or wrong bearer token (401 and 429)",
+        a.auth_failures,
+    );
+    counter(
+        r,
+        "admin_auth_rate_limited",
+        "Admin API requests with a missing or wrong token answered 429 (over the failure budget)",
+        a.auth_rate_limited,
+    );
+    gauge(
+        r,
+        "admin_connections",
+        "Admin API connections open now",
+        a.connections_open as usize,
+    );
+    gauge(
+        r,
+        "admin_connections_peak",
+        "Most admin API connections open at once since start",
+        a.connections_peak as usize,
+    );
+    counter(
+        r,
+        "admin_connections_accepted",
+        "Admin API connections accepted within the caps",
+        a.connections_accepted,
+    );
+    counter_family(
+        r,
+        "admin_connections_refused",
+        "Admin API connections closed at once because every slot of the cap was busy in a handler, by cap",
+        "reason",
+        &[
+            ("limit", a.connections_refused_limit),
+            ("address_limit", a.connections_refused_address_limit),
+        ],
+    );
+    counter_family(
+        r,
+        "admin_connections_evicted",
+        "Admin API connections still waiting for their request closed to make room for a new one, by cap",
+        "reason",
+        &[
+            ("limit", a.connections_evicted_limit),
+            ("address_limit", a.connections_evicted_address_limit),
+        ],
+    );
+    counter(
+        r,
+        "admin_header_timeouts",
+        "Admin API connections closed because their request headers did not arrive in time",
+        a.header_timeouts,
+    );
+    counter(
+        r,
+        "admin_accept_errors",
+        "Failed accept calls of the admin API listener",
+        a.accept_errors,
+    );
+    gauge(
+        r,
+        "admin_event_streams",
+        "Admin API event streams open now",
+        a.event_streams_open as usize,
+    );
+    counter(
+        r,
+        "admin_event_streams_refused",
+        "Admin API event streams refused at the stream cap",
+        a.event_streams_refused,
+    );
+    gauge(
+        r,
+        "admin_max_connections",
+        "Limit: admin API connections open at once",
+        l.max_connections,
+    );
+    gauge(
+        r,
+        "admin_max_connections_per_address",
+        "Limit: admin API connections from one source address",
+        l.max_connections_per_address,
+    );
+    gauge(
+        r,
+        "admin_max_event_streams",
+        "Limit: admin API event streams open at once",
+        l.max_event_streams,
+    );
+    gauge_f64(
+        r,
+        "admin_header_timeout_seconds",
+        "Limit: time from accept to the end of the request headers",
+        l.header_timeout.as_secs_f64(),
+    );
+    for (name, help, f) in [
+        (
+            "admin_auth_failure_rate_per_second",
+            "Limit: failed authentications earned back per second, by scope",
+            (|r: &Rate| r.per_second) as fn(&Rate) -> f64,
+        ),
+        (
+            "admin_auth_failure_burst",
+            "Limit: failed authentications in a burst, by scope",
+            |r: &Rate| r.burst,
+        ),
+    ] {
+        let family: Family<Labels, Gauge<f64, AtomicU64>> = Family::default();
+        for (scope, rate) in [
+            ("address", &l.auth_failure_rate),
+            ("global", &l.auth_failure_global_rate),
+        ] {
+            family.get_or_create(&label("scope", scope)).set(f(rate));
+        }
+        r.register(format!("{P}_{name}"), help, family);
+    }
 }
 
 /// The exposition text.
@@ -204,12 +337,7 @@ pub(crate) fn render(mut m: MetricsInput) -> Result<String, std::fmt::Error> {
         "Connections closed because they did not read their answers",
         v.slow_clients_closed,
     );
-    counter(
-        &mut r,
-        "admin_auth_failures",
-        "Admin API requests with a missing or wrong bearer token",
-        m.admin.auth_failures,
-    );
+    admin_series(&mut r, &m.admin, &m.limits);
     gauge(
         &mut r,
         "pools",
@@ -243,7 +371,7 @@ pub(crate) fn render(mut m: MetricsInput) -> Result<String, std::fmt::Error> {
         "ASAP connections open now (established)",
         m.connections,
     );
-    let uptime: Gauge<f64, std::sync::atomic::AtomicU64> = Gauge::default();
+    let uptime: Gauge<f64, AtomicU64> = Gauge::default();
     uptime.set(m.uptime.as_secs_f64());
     r.register(
         format!("{P}_uptime_seconds"),
@@ -286,6 +414,11 @@ mod tests {
             stats,
             service: ServiceStats::default(),
             admin: AdminStats::default(),
+            limits: crate::admin::AdminConfig::new(
+                "127.0.0.1:0".parse().unwrap(),
+                crate::admin::AdminToken::new("0123456789abcdef0123456789abcdef").unwrap(),
+            )
+            .limits(),
             pools: 2,
             pool_elements: 3,
             connections: 1,
@@ -312,6 +445,15 @@ mod tests {
             "rserpool_registrar_connections_refused_total{reason=\"limit\"} 0",
             "rserpool_registrar_tls_handshake_failures_total{reason=\"timeout\"} 0",
             "rserpool_registrar_admin_auth_failures_total 0",
+            "rserpool_registrar_admin_connections_refused_total{reason=\"address_limit\"} 0",
+            "rserpool_registrar_admin_connections_evicted_total{reason=\"limit\"} 0",
+            "rserpool_registrar_admin_header_timeouts_total 0",
+            "rserpool_registrar_admin_max_connections 64",
+            "rserpool_registrar_admin_max_connections_per_address 8",
+            "rserpool_registrar_admin_max_event_streams 16",
+            "rserpool_registrar_admin_header_timeout_seconds 10.0",
+            "rserpool_registrar_admin_auth_failure_burst{scope=\"address\"} 10.0",
+            "rserpool_registrar_admin_auth_failure_rate_per_second{scope=\"global\"} 10.0",
             "rserpool_registrar_pools 2",
             "rserpool_registrar_pool_elements 3",
             "rserpool_registrar_pool_elements_by_pool{pool=\"big\\\"one\"} 2",

@@ -1,5 +1,7 @@
 //! The admin API's bearer token (RFC 6750): a file with one line, read at
-//! start, generated with 32 random bytes, compared in constant time.
+//! start (and again when the registrar is told to, see
+//! `AdminServer::set_token`), generated with 32 random bytes, compared in
+//! constant time.
 
 use std::io::Write;
 use std::path::Path;
@@ -8,8 +10,10 @@ use rserpool_security::SecurityError;
 
 use super::AdminError;
 
-/// Shortest token accepted: anything shorter is guessable.
-pub const MIN_TOKEN_LEN: usize = 16;
+/// Shortest token accepted: 32 characters, the length of 128 random bits
+/// as hex (`rsp keygen token` writes 256 bits, 64 hex digits). The length
+/// is all this can check: a token must also *be* random.
+pub const MIN_TOKEN_LEN: usize = 32;
 
 /// Longest token accepted (it travels in an HTTP header).
 pub const MAX_TOKEN_LEN: usize = 1024;
@@ -32,7 +36,7 @@ impl AdminToken {
         if text.len() < MIN_TOKEN_LEN {
             return Err(format!(
                 "the token has {} characters; at least {MIN_TOKEN_LEN} are needed \
-                 (`rsp keygen token` makes one)",
+                 (128 random bits as hex; `rsp keygen token` makes one)",
                 text.len()
             ));
         }
@@ -134,7 +138,6 @@ impl AdminToken {
     }
 }
 
-/// A tracing warning when a token file is readable by group or others.
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,25 +167,31 @@ mod tests {
         let e = AdminToken::load(&p).unwrap_err();
         assert!(matches!(e, AdminError::TokenInvalid { .. }), "{e}");
         assert!(e.to_string().contains(&p.display().to_string()), "{e}");
-        assert!(e.to_string().contains("at least 16"), "{e}");
+        assert!(e.to_string().contains("at least 32"), "{e}");
+        // 31 characters are one too few.
+        write_private(&p, &"a".repeat(31));
+        assert!(AdminToken::load(&p).is_err());
         write_private(&p, "\n  \n");
         assert!(AdminToken::load(&p)
             .unwrap_err()
             .to_string()
             .contains("empty"));
-        write_private(&p, "0123456789abcdef0\nsecond-line-here-x\n");
+        write_private(
+            &p,
+            "0123456789abcdef0123456789abcdef0\nsecond-line-here-x-0123456789abcdef\n",
+        );
         assert!(AdminToken::load(&p)
             .unwrap_err()
             .to_string()
             .contains("one line"));
-        write_private(&p, "0123456789 abcdef0\n");
+        write_private(&p, "0123456789abcdef 0123456789abcdef0\n");
         assert!(AdminToken::load(&p).is_err());
-        write_private(&p, "  0123456789abcdef  \n");
+        write_private(&p, "  0123456789abcdef0123456789abcdef  \n");
         let t = AdminToken::load(&p).unwrap();
-        assert_eq!(t.as_str(), "0123456789abcdef");
-        assert!(t.matches(b"0123456789abcdef"));
-        assert!(!t.matches(b"0123456789abcdeF"));
-        assert!(!t.matches(b"0123456789abcde"));
+        assert_eq!(t.as_str(), "0123456789abcdef0123456789abcdef");
+        assert!(t.matches(b"0123456789abcdef0123456789abcdef"));
+        assert!(!t.matches(b"0123456789abcdef0123456789abcdeF"));
+        assert!(!t.matches(b"0123456789abcdef0123456789abcde"));
         assert_eq!(format!("{t:?}"), "AdminToken(..)");
     }
 
@@ -191,7 +200,7 @@ mod tests {
     fn a_token_file_others_can_read_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("admin.token");
-        std::fs::write(&p, "0123456789abcdef0123\n").unwrap();
+        std::fs::write(&p, "0123456789abcdef0123456789abcdef\n").unwrap();
         set_mode(&p, 0o644);
         let e = AdminToken::load(&p).unwrap_err();
         assert!(e.to_string().contains("chmod 600"), "{e}");

@@ -18,13 +18,42 @@ pub(crate) const DEFAULT_LIMIT: usize = 10_000;
 /// Largest `limit` accepted (larger values are clamped).
 pub(crate) const MAX_LIMIT: usize = 100_000;
 
-/// The admin server's own counters.
+/// The admin server's own counters and gauges (exact figures; the log
+/// only summarises).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct AdminStats {
-    /// Requests with a missing or wrong bearer token.
+    /// Requests with a missing or wrong bearer token (401 and 429).
     pub auth_failures: u64,
-    /// Requests refused because their source failed too often.
+    /// Of those, the ones answered 429: their source address, or all
+    /// addresses together, were over the failure budget.
     pub auth_rate_limited: u64,
+    /// Admin connections open now that count against the caps (waiting
+    /// for their request or in a handler; not those told to close).
+    pub connections_open: u64,
+    /// Most of those at once since start (at most `max_connections`).
+    pub connections_peak: u64,
+    /// Admin connections accepted within the caps.
+    pub connections_accepted: u64,
+    /// Connections closed at once: every connection was busy in a handler.
+    pub connections_refused_limit: u64,
+    /// Connections closed at once: every connection from the address was
+    /// busy in a handler.
+    pub connections_refused_address_limit: u64,
+    /// Connections still waiting for their request closed to make room
+    /// (total cap).
+    pub connections_evicted_limit: u64,
+    /// The same for the per-address cap.
+    pub connections_evicted_address_limit: u64,
+    /// Connections closed because their request headers were not complete
+    /// within the header timeout.
+    pub header_timeouts: u64,
+    /// Failed accept calls (out of file descriptors and the like).
+    pub accept_errors: u64,
+    /// `/v1/events` streams open now.
+    pub event_streams_open: u64,
+    /// `/v1/events` requests refused (503) at the stream cap.
+    pub event_streams_refused: u64,
 }
 
 /// `GET /v1/status`.

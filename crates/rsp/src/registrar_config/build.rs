@@ -37,7 +37,7 @@ pub struct AdminSettings {
     pub listen: SocketAddr,
     /// The file with its bearer token.
     pub token_file: PathBuf,
-    /// The token it holds (private file, one line of 16 or more
+    /// The token it holds (private file, one line of 32 or more
     /// characters: [`AdminToken::load`]).
     pub token: AdminToken,
 }
