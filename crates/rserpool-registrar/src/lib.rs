@@ -37,4 +37,6 @@ pub use config::CoreConfig;
 pub use output::{Event, Output, Refusal, Removal, ReportCheck, Stats};
 pub use peer::{OpenConnection, PeerInfo};
 pub use revocation::{Revocation, RevocationReport};
+/// The identity key PEs are bound to (as in events: `psk:NAME`, `cert:SUBJECT`).
+pub use rserpool_handlespace::Identity;
 pub use service::{Registrar, RegistrarHandle, ServiceConfig, ServiceError, ServiceStats};

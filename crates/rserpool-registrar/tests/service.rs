@@ -327,45 +327,6 @@ async fn a_pe_answering_keep_alives_stays() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_pool_users_reporting_remove_a_pe() {
-    let (lab, _pe) = lab_with_pe(CoreConfig::default()).await;
-    let mut events = lab.registrar.events();
-    let report = AsapMessage::EndpointUnreachable {
-        pool_handle: pool_handle(HANDLE),
-        identifier: PE_ID,
-    };
-    let mut pus = Vec::new();
-    for (i, name) in ["pu-1", "pu-2", "pu-3"].iter().enumerate() {
-        let mut pu = lab.client(name).await;
-        pu.send(&report).await;
-        // The same PU again does not count twice.
-        pu.send(&report).await;
-        pus.push(pu);
-        if i < 2 {
-            // Wait until the registrar has seen both reports: a resolution
-            // on the same connection is answered after them.
-            let pu = pus.last_mut().unwrap();
-            assert_eq!(pu.resolve(HANDLE).await, Ok(vec![PE_ID]));
-        }
-    }
-    let ev = wait_event(&mut events, |e| matches!(e, Event::Removed { .. })).await;
-    assert!(
-        matches!(
-            ev,
-            Event::Removed {
-                reason: Removal::Unreachable,
-                ..
-            }
-        ),
-        "{ev:?}"
-    );
-    assert_eq!(
-        pus[0].resolve(HANDLE).await,
-        Err(CauseCode::UnknownPoolHandle)
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openssl_s_client_resolves_a_handle() {
     let (lab, _pe) = lab_with_pe(CoreConfig::default()).await;
     let key = lab.key("pu-1");

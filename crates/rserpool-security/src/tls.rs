@@ -295,7 +295,9 @@ impl TlsServer {
                     return Ok(0);
                 };
                 let Some(psk) = store.get(id) else {
-                    tracing::warn!(identity = id, "TLS client offered an unknown PSK identity");
+                    // Anyone can send this: debug only. The service logs
+                    // the failed handshake, summarised.
+                    tracing::debug!(identity = id, "TLS client offered an unknown PSK identity");
                     return Ok(0);
                 };
                 let Some(slot) = out.get_mut(..KEY_LEN) else {

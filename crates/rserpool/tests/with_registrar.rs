@@ -1,6 +1,7 @@
 //! The client library against the real registrar (tasks on loopback,
 //! TLS): a PE registers and stays registered by answering keep-alives, a
-//! PU resolves and selects it, three PUs' reports remove it, and a PU
+//! PU resolves and selects it, three PUs' reports only make the registrar
+//! check it (it answers, so it stays: RFC 5355 2.13), and a PU
 //! that meets a registrar with a rogue certificate moves to the next one
 //! (RFC 5355 2.7).
 
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rserpool::{ClientConfig, PoolElement, PoolElementSpec, PoolUser, RegistrarEndpoint};
-use rserpool_registrar::{CoreConfig, Event, Registrar, Removal, ServiceConfig};
+use rserpool_registrar::{CoreConfig, Event, Registrar, ServiceConfig};
 use rserpool_security::pki::CertificateAuthority;
 use rserpool_security::{Psk, PskStore, TlsClient, TlsClientConfig, TlsServer, TlsServerConfig};
 use rserpool_wire::{Policy, PoolHandle};
@@ -37,20 +38,22 @@ fn psk_client(r: &Registrar, psk: &Psk) -> ClientConfig {
     ClientConfig::new(vec![RegistrarEndpoint::new(r.local_addrs()[0])], Some(tls))
 }
 
-async fn wait_removed(rx: &mut tokio::sync::broadcast::Receiver<Event>) -> Removal {
+/// The first event after reports: a removal or a refutation.
+async fn wait_outcome(rx: &mut tokio::sync::broadcast::Receiver<Event>) -> Event {
     tokio::time::timeout(LIMIT, async {
         loop {
-            if let Ok(Event::Removed { reason, .. }) = rx.recv().await {
-                return reason;
+            if let Ok(e @ (Event::Removed { .. } | Event::ReportsRefuted { .. })) = rx.recv().await
+            {
+                return e;
             }
         }
     })
     .await
-    .expect("a removal within the limit")
+    .expect("an outcome within the limit")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pe_stays_by_keep_alives_and_pus_reports_remove_it() {
+async fn pe_stays_by_keep_alives_and_pus_reports_only_trigger_a_check() {
     let keys: Vec<Psk> = ["pe-1", "pu-1", "pu-2", "pu-3"]
         .iter()
         .map(|i| Psk::generate(i).unwrap())
@@ -104,7 +107,11 @@ async fn pe_stays_by_keep_alives_and_pus_reports_remove_it() {
             .await
             .expect("reported");
     }
-    assert_eq!(wait_removed(&mut events).await, Removal::Unreachable);
+    match wait_outcome(&mut events).await {
+        Event::ReportsRefuted { reporters, .. } => assert_eq!(reporters.len(), 3),
+        other => panic!("the PE answers its check and stays: {other:?}"),
+    }
+    assert_eq!(r.query(|c| c.handlespace().len()).await, Some(1));
     drop(pe);
 }
 

@@ -107,7 +107,7 @@ async fn registrar(args: &RegistrarArgs) -> anyhow::Result<()> {
         registration_rate_per_address: Rate::UNLIMITED,
         resolution_rate: Rate::UNLIMITED,
         resolution_rate_per_address: Rate::UNLIMITED,
-        max_pes_per_identity: usize::MAX,
+        max_pes_per_identity: rserpool_registrar::config::bounds::PES_PER_IDENTITY.max,
         keep_alive_interval: Duration::from_secs(3600),
         max_registration_life: Duration::from_secs(7200),
         ..CoreConfig::default()
@@ -116,6 +116,11 @@ async fn registrar(args: &RegistrarArgs) -> anyhow::Result<()> {
         listen: vec!["127.0.0.1:0".parse()?],
         tls: Some(tls.clone()),
         max_connections: args.clients + 16,
+        max_connections_per_address: args.clients + 16,
+        max_handshakes: (args.clients + 16).max(512),
+        max_handshakes_per_address: args.clients + 16,
+        // PEs that answer a keep-alive an hour stay connected.
+        idle_timeout: Duration::from_secs(86_400),
         core,
         ..ServiceConfig::default()
     })

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rserpool_registrar::admin::{AdminConfig, AdminServer};
+use rserpool_registrar::admin::AdminServer;
 use rserpool_registrar::Registrar;
 
 use crate::duration::parse_duration;
@@ -61,15 +61,26 @@ pub struct Args {
     /// Time a PE has to answer a keep-alive.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub keep_alive_timeout: Option<Duration>,
-    /// Reports from distinct pool users that remove a PE (MAX-BAD-PE-REPORT).
+    /// Reports from distinct pool users that make the registrar check a PE
+    /// (MAX-BAD-PE-REPORT); it is removed only if it does not answer.
     #[arg(long, value_name = "N")]
     pub max_bad_pe_reports: Option<usize>,
+    /// Count unreachable reports from pool users that proved no identity
+    /// (one per source address).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub count_anonymous_reports: Option<bool>,
     /// Accept registered addresses other than the PE's own.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub allow_foreign_addresses: Option<bool>,
     /// Most open connections.
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
+    /// Most open connections from one source address (IPv6: one /64).
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_address: Option<usize>,
+    /// Most open connections of one authenticated identity.
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_identity: Option<usize>,
     /// Largest message a client may send, in bytes.
     #[arg(long, value_name = "BYTES")]
     pub max_message_size: Option<usize>,
@@ -79,6 +90,9 @@ pub struct Args {
     /// Time a client has to complete its TLS handshake.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub handshake_timeout: Option<Duration>,
+    /// Time a client has to complete a message from its first byte.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub message_timeout: Option<Duration>,
     /// Send ASAP_SERVER_ANNOUNCE to this UDP group (e.g. 239.0.0.50:3863),
     /// or "off".
     #[arg(long, value_name = "GROUP", value_parser = registrar_config::parse_toggle::<SocketAddr>)]
@@ -114,11 +128,19 @@ fn parse_server_id(s: &str) -> Result<u32, String> {
 
 pub async fn run(args: &Args) -> anyhow::Result<()> {
     // Signal handlers before anything is printed: a SIGTERM right after
-    // "listening" must stop the registrar cleanly, not kill it.
+    // "listening" must stop the registrar cleanly, not kill it, and a
+    // SIGHUP reloads instead of killing it.
     let stop = crate::shutdown_signal();
     tokio::pin!(stop);
-    let settings = registrar_config::load(args)?;
+    let mut hangup = hangup_signal()?;
+    let mut settings = registrar_config::load(args)?;
     if args.check_config {
+        if let Some(tls) = &settings.service.tls {
+            // What passes here must also complete handshakes at start.
+            tls.self_test()
+                .await
+                .map_err(|e| anyhow::anyhow!("TLS set-up does not work: {e}"))?;
+        }
         use std::io::Write;
         let mut out = std::io::stdout().lock();
         writeln!(out, "{}", registrar_config::summary(&settings))?;
@@ -132,11 +154,10 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     } else {
         "INSECURE (plain TCP, no authentication)"
     };
-    let registrar = Registrar::start(settings.service).await?;
-    let admin = match settings.admin {
-        Some(a) => {
-            Some(AdminServer::start(AdminConfig::new(a.listen, a.token), registrar.handle()).await?)
-        }
+    fit_descriptors(&mut settings);
+    let registrar = Registrar::start(settings.service.clone()).await?;
+    let admin = match &settings.admin {
+        Some(a) => Some(AdminServer::start(a.config.clone(), registrar.handle()).await?),
         None => None,
     };
     let mut events = registrar.events();
@@ -160,9 +181,14 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
             println!("admin API and /metrics on http://{}", a.local_addr());
         }
     }
+    let handle = registrar.handle();
     loop {
         tokio::select! {
             _ = &mut stop => break,
+            _ = hangup.recv() => {
+                let outcome = crate::reload::reload(args, &mut settings, &handle, admin.as_ref()).await;
+                print_reload(json, outcome);
+            }
             e = events.recv() => match e {
                 Ok(e) => {
                     if json {
@@ -182,6 +208,114 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     }
     registrar.shutdown().await;
     Ok(())
+}
+
+/// SIGHUP, installed at once (a reload asked for early is not lost).
+fn hangup_signal() -> anyhow::Result<Hangup> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Hangup(signal(SignalKind::hangup()).map_err(|e| {
+            anyhow::anyhow!("cannot install the SIGHUP handler: {e}")
+        })?))
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(Hangup)
+    }
+}
+
+#[cfg(unix)]
+struct Hangup(tokio::signal::unix::Signal);
+#[cfg(not(unix))]
+struct Hangup;
+
+impl Hangup {
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            if self.0.recv().await.is_none() {
+                std::future::pending::<()>().await;
+            }
+        }
+        #[cfg(not(unix))]
+        std::future::pending::<()>().await
+    }
+}
+
+/// Raise the descriptor limit and lower the connection limit if it still
+/// does not fit (see `fd_limit`).
+fn fit_descriptors(settings: &mut registrar_config::RegistrarSettings) {
+    let admin = settings
+        .admin
+        .as_ref()
+        .map_or(0, |a| a.config.max_file_descriptors());
+    let Some(limit) = crate::fd_limit::raise() else {
+        return;
+    };
+    let svc = &mut settings.service;
+    if let Some(fits) = crate::fd_limit::fit(svc.max_connections, admin, limit) {
+        tracing::warn!(
+            wanted = svc.max_connections,
+            fits,
+            descriptors = limit,
+            "the file descriptor limit (RLIMIT_NOFILE) cannot hold max_connections: lowered \
+             to {fits}; raise the limit (systemd: LimitNOFILE=) for more"
+        );
+        svc.max_connections = fits;
+        svc.max_connections_per_address = svc.max_connections_per_address.min(fits);
+    }
+}
+
+/// Report a reload: a line on stdout (JSON with `--json`) and a log line.
+fn print_reload(json: bool, outcome: anyhow::Result<crate::reload::Reloaded>) {
+    match outcome {
+        Ok(r) => {
+            let closed = r.report.connections();
+            let removed = r.report.pes_removed.len();
+            if r.restart_needed {
+                tracing::warn!(
+                    "settings other than credentials changed: they take effect at the next restart"
+                );
+            }
+            tracing::info!(
+                connections_closed = closed,
+                pes_removed = removed,
+                "credentials reloaded"
+            );
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "event": "reloaded",
+                        "connections_closed": r.report.connections_closed,
+                        "pes_removed": r.report.pes_removed,
+                        "restart_needed": r.restart_needed,
+                    })
+                );
+            } else {
+                println!(
+                    "reloaded: credentials replaced; {closed} connections closed, {removed} PEs removed{}",
+                    if r.restart_needed {
+                        "; other changes need a restart"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+        Err(e) => {
+            tracing::error!("reload failed, nothing changed: {e:#}");
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"event": "reload_failed", "error": format!("{e:#}")})
+                );
+            } else {
+                println!("reload failed, nothing changed: {e:#}");
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -114,7 +114,7 @@ fn bad_values_name_the_key_and_line() {
     let e = failure(&s.check(&format!("{BASE}[keep_alive]\ninterval = \"0s\"\n"), &[]));
     assert!(
         e.contains(&format!(
-            "{file}:5: keep_alive.interval: must be more than 0"
+            "{file}:5: keep_alive.interval: 0s is outside the allowed range 100ms ..= 1h"
         )),
         "{e}"
     );
@@ -124,7 +124,8 @@ fn bad_values_name_the_key_and_line() {
     ));
     assert!(
         e.contains(&format!(
-            "{file}:6: registration.max_lifetime: registration.min_lifetime (2h) is less than"
+            "{file}:5: registration.min_lifetime: registration.min_lifetime (2h) must not be more \
+             than registration.max_lifetime (1h)"
         )),
         "{e}"
     );
@@ -143,7 +144,7 @@ fn bad_values_name_the_key_and_line() {
     // A bad value from a flag names the flag.
     let e = failure(&s.check(BASE, &["--keep-alive-timeout", "0s"]));
     assert!(
-        e.contains("--keep-alive-timeout: must be more than 0"),
+        e.contains("--keep-alive-timeout: 0s is outside the allowed range 100ms ..= 1h"),
         "{e}"
     );
 }
@@ -419,8 +420,14 @@ fn code(cell: &str) -> Option<&str> {
 #[test]
 fn the_documented_defaults_are_the_real_ones() {
     let s = Setup::new();
-    // Announcements on, for their interval.
-    let on = format!("{BASE}[announce]\ngroup = \"239.0.0.50:3863\"\n");
+    // Announcements and the admin API on, for their settings.
+    let token = s.path("admin.token");
+    std::fs::write(&token, "0123456789abcdef0123456789abcdef\n").unwrap();
+    chmod(&token, 0o600);
+    let on = format!(
+        "{BASE}[announce]\ngroup = \"239.0.0.50:3863\"\n\
+         [admin]\nlisten = \"127.0.0.1:3865\"\ntoken_file = \"admin.token\"\n"
+    );
     let defaults = json(&s.check(&on, &["--json"]));
     let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/operations.md");
     let doc = std::fs::read_to_string(doc).expect("docs/operations.md");
@@ -451,7 +458,7 @@ fn the_documented_defaults_are_the_real_ones() {
         assert_eq!(&documented, actual, "{key}");
         checked += 1;
     }
-    assert_eq!(checked, 22);
+    assert_eq!(checked, 35);
 }
 
 /// The command lines of the systemd unit, with the unit's paths replaced:

@@ -147,29 +147,48 @@ impl AdminConfig {
             .saturating_add(2)
     }
 
-    /// Whether the limits make sense: the timeout and the connection caps
-    /// more than zero, the rates usable.
+    /// Whether the limits are in their ranges: header timeout 100 ms to
+    /// 1 h, 1 to 10,000 connections in total, per address at most the
+    /// total, 1 to 10,000 event streams, usable rates.
     pub fn check(&self) -> Result<(), AdminError> {
-        let bad = |setting: &'static str, reason: &str| {
-            Err(AdminError::Config {
-                setting,
-                reason: reason.to_string(),
-            })
+        use crate::config::Range;
+        let config = |setting: &'static str, reason: String| AdminError::Config { setting, reason };
+        let timeout = Range {
+            min: Duration::from_millis(100),
+            max: Duration::from_secs(3_600),
         };
-        if self.header_timeout.is_zero() {
-            return bad("header_timeout", "must be more than 0");
+        if !timeout.contains(self.header_timeout) {
+            return Err(config(
+                "header_timeout",
+                timeout.problem(self.header_timeout),
+            ));
         }
-        if self.max_connections == 0 {
-            return bad("max_connections", "must be at least 1");
+        let total = Range {
+            min: 1,
+            max: 10_000,
+        };
+        let part = Range {
+            min: 1,
+            max: self.max_connections,
+        };
+        for (setting, value, range) in [
+            ("max_connections", self.max_connections, total),
+            (
+                "max_connections_per_address",
+                self.max_connections_per_address,
+                part,
+            ),
+            ("max_event_streams", self.max_event_streams, total),
+        ] {
+            if !range.contains(value) {
+                return Err(config(setting, range.problem(value)));
+            }
         }
-        if self.max_connections_per_address == 0 {
-            return bad("max_connections_per_address", "must be at least 1");
-        }
-        if let Err(e) = self.auth_failure_rate.check() {
-            return bad("auth_failure_rate", e);
-        }
-        if let Err(e) = self.auth_failure_global_rate.check() {
-            return bad("auth_failure_global_rate", e);
+        for (setting, rate) in [
+            ("auth_failure_rate", self.auth_failure_rate),
+            ("auth_failure_global_rate", self.auth_failure_global_rate),
+        ] {
+            rate.check().map_err(|e| config(setting, e.to_string()))?;
         }
         Ok(())
     }
@@ -216,6 +235,10 @@ pub enum AdminError {
         /// What is wrong.
         reason: String,
     },
+    /// The token file is not a regular file, or too large (the error
+    /// names the file).
+    #[error("admin token file: {0}")]
+    TokenUnreadable(rserpool_security::SecurityError),
     /// `write_new` found the file already there.
     #[error("admin token file {} exists; not overwriting it", path.display())]
     TokenExists {

@@ -54,7 +54,9 @@ impl AdminToken {
     /// Read a token file: one line (surrounding white space is ignored).
     /// Like key files, it must be readable by its owner only.
     pub fn load(path: &Path) -> Result<AdminToken, AdminError> {
-        rserpool_security::check_private_file(path).map_err(|e| match e {
+        // Read like a key file: only a regular file (a FIFO cannot hang
+        // the start), private to its owner.
+        let bytes = rserpool_security::read_secret_file(path).map_err(|e| match e {
             SecurityError::Io { error, .. } => AdminError::TokenFile {
                 path: path.to_path_buf(),
                 error,
@@ -66,14 +68,11 @@ impl AdminToken {
                     path.display()
                 ),
             },
-            other => AdminError::TokenInvalid {
-                path: path.to_path_buf(),
-                reason: other.to_string(),
-            },
+            other => AdminError::TokenUnreadable(other),
         })?;
-        let text = std::fs::read_to_string(path).map_err(|error| AdminError::TokenFile {
+        let text = String::from_utf8(bytes).map_err(|_| AdminError::TokenInvalid {
             path: path.to_path_buf(),
-            error,
+            reason: "the token file is not text".into(),
         })?;
         let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
         let invalid = |reason: String| AdminError::TokenInvalid {

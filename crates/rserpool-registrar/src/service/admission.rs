@@ -270,8 +270,8 @@ mod tests {
         drop(first.handshake);
         assert!(a.admit(ip("10.0.0.1")).is_ok());
         let b = admission(2, 100, 100, 100);
-        let _1 = b.admit(ip("10.0.0.1")).unwrap();
-        let _2 = b.admit(ip("10.0.0.2")).unwrap();
+        let _first = b.admit(ip("10.0.0.1")).unwrap();
+        let _second = b.admit(ip("10.0.0.2")).unwrap();
         assert_eq!(b.admit(ip("10.0.0.3")).unwrap_err(), Refused::Total);
     }
 

@@ -215,7 +215,7 @@ pub enum ServiceError {
     },
     /// The settings are unusable.
     #[error("invalid registrar configuration: {0}")]
-    Config(#[from] InvalidSetting),
+    Config(InvalidSetting),
     /// The announce socket could not be set up.
     #[error("cannot send server announcements to {group}: {source}")]
     Announce {
@@ -224,12 +224,29 @@ pub enum ServiceError {
         /// The error.
         source: std::io::Error,
     },
+    /// The TLS set-up does not complete a handshake with itself.
+    #[error("TLS set-up: {0}")]
+    Tls(rserpool_security::SecurityError),
     /// Credentials cannot be reloaded in insecure mode.
     #[error("the registrar runs in insecure mode: it has no credentials to reload")]
     Insecure,
     /// The core task is gone.
     #[error("the registrar has stopped")]
     Stopped,
+}
+
+// Not `#[from]`: the message carries the cause already, and a source
+// would print it twice in an error chain.
+impl From<InvalidSetting> for ServiceError {
+    fn from(e: InvalidSetting) -> Self {
+        ServiceError::Config(e)
+    }
+}
+
+impl From<rserpool_security::SecurityError> for ServiceError {
+    fn from(e: rserpool_security::SecurityError) -> Self {
+        ServiceError::Tls(e)
+    }
 }
 
 /// What connection tasks tell the core task.
@@ -349,6 +366,7 @@ impl RegistrarHandle {
         revocation: Revocation,
     ) -> Result<RevocationReport, ServiceError> {
         let lock = self.shared.tls.as_ref().ok_or(ServiceError::Insecure)?;
+        tls.self_test().await?;
         *lock.write().unwrap_or_else(|e| e.into_inner()) = tls;
         self.shared.tls_generation.fetch_add(1, Ordering::AcqRel);
         let (reply, rx) = oneshot::channel();
@@ -427,6 +445,10 @@ impl Registrar {
             core_config.seed = rserpool_security::random_seed();
         }
         let core = RegistrarCore::new(core_config, now)?;
+        if let Some(tls) = &config.tls {
+            // What cannot complete a handshake with itself serves nobody.
+            tls.self_test().await?;
+        }
         let server_id = core.config().server_id;
         match &config.tls {
             Some(_) => tracing::info!(

@@ -3,19 +3,21 @@
 
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use rserpool_registrar::{CoreConfig, Event, Registrar, ServiceConfig};
+use rserpool_security::pki::CertificateAuthority;
+use rserpool_security::tls::CertificateFiles;
 use rserpool_security::{Psk, PskStore, TlsClient, TlsClientConfig, TlsServer, TlsServerConfig};
 use rserpool_wire::framing::ChannelCodec;
 use rserpool_wire::{
     AsapMessage, CauseCode, Policy, PoolElement, PoolHandle, Transport, TransportUse, WireMessage,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 /// How long any single wait may take before the test fails.
 pub const LIMIT: Duration = Duration::from_secs(10);
@@ -27,10 +29,47 @@ pub struct Lab {
     pub registrar: Registrar,
     pub addr: SocketAddr,
     pub keys: Vec<Psk>,
+    /// Certificate mode: the CA that signed the registrar's certificate
+    /// (its directory lives as long as the lab).
+    pub ca: Option<(tempfile::TempDir, std::path::PathBuf)>,
+}
+
+/// A certificate for 127.0.0.1 and its CA, in a temporary directory.
+fn registrar_certificate() -> (tempfile::TempDir, std::path::PathBuf, CertificateFiles) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = CertificateAuthority::generate("lab CA", 1).expect("ca");
+    ca.issued().write_files(dir.path(), "ca").expect("write");
+    let cert = ca
+        .issue("registrar", &[], &["127.0.0.1".parse().unwrap()], 1)
+        .expect("issue")
+        .write_files(dir.path(), "registrar")
+        .expect("write");
+    let ca_path = dir.path().join("ca.pem");
+    (dir, ca_path, cert)
 }
 
 impl Lab {
     pub async fn start(core: CoreConfig) -> Lab {
+        Lab::with_service(ServiceConfig {
+            core,
+            ..ServiceConfig::default()
+        })
+        .await
+    }
+
+    /// A registrar with these settings, on loopback, with the PSKs of
+    /// [`IDENTITIES`].
+    pub async fn with_service(service: ServiceConfig) -> Lab {
+        Lab::build(service, false).await
+    }
+
+    /// The same with a registrar certificate too: clients without a PSK
+    /// verify it and connect anonymously (pool users).
+    pub async fn with_certificate(service: ServiceConfig) -> Lab {
+        Lab::build(service, true).await
+    }
+
+    async fn build(service: ServiceConfig, certificate: bool) -> Lab {
         let keys: Vec<Psk> = IDENTITIES
             .iter()
             .map(|i| Psk::generate(i).expect("key"))
@@ -39,16 +78,22 @@ impl Lab {
         for k in &keys {
             store.insert(k.clone()).expect("unique");
         }
+        let (ca, cert) = if certificate {
+            let (dir, ca, cert) = registrar_certificate();
+            (Some((dir, ca)), Some(cert))
+        } else {
+            (None, None)
+        };
         let tls = TlsServer::new(&TlsServerConfig {
             psks: Some(Arc::new(store)),
+            certificate: cert,
             ..TlsServerConfig::default()
         })
         .expect("tls");
         let registrar = Registrar::start(ServiceConfig {
             listen: vec!["127.0.0.1:0".parse().unwrap()],
             tls: Some(Arc::new(tls)),
-            core,
-            ..ServiceConfig::default()
+            ..service
         })
         .await
         .expect("registrar starts");
@@ -57,7 +102,46 @@ impl Lab {
             registrar,
             addr,
             keys,
+            ca,
         }
+    }
+
+    /// A PSK client connecting from `from` (any 127.x.y.z on Linux).
+    pub async fn client_from(
+        &self,
+        identity: &str,
+        from: IpAddr,
+    ) -> Result<Client<tokio_openssl::SslStream<TcpStream>>, rserpool_security::SecurityError> {
+        let tls = TlsClient::new(&TlsClientConfig {
+            psk: Some(self.key(identity)),
+            ..TlsClientConfig::default()
+        })?;
+        let tcp = tcp_from(self.addr, from).await.expect("connect");
+        let (s, _) = tls.connect(tcp, &self.addr.ip().to_string()).await?;
+        Ok(Client::new(s))
+    }
+
+    /// An anonymous pool user (certificate mode): it verifies the
+    /// registrar's certificate and shows none of its own.
+    pub async fn anonymous_from(
+        &self,
+        from: IpAddr,
+    ) -> Result<Client<tokio_openssl::SslStream<TcpStream>>, rserpool_security::SecurityError> {
+        let (_, ca) = self.ca.as_ref().expect("a certificate lab");
+        let tls = TlsClient::new(&TlsClientConfig {
+            ca: Some(ca.clone()),
+            ..TlsClientConfig::default()
+        })?;
+        let tcp = tcp_from(self.addr, from).await.expect("connect");
+        let (s, _) = tls.connect(tcp, &self.addr.ip().to_string()).await?;
+        Ok(Client::new(s))
+    }
+
+    pub async fn stats(&self) -> rserpool_registrar::Stats {
+        self.registrar
+            .query(|c| c.stats().clone())
+            .await
+            .expect("registrar answers")
     }
 
     pub fn key(&self, identity: &str) -> Psk {
@@ -101,6 +185,43 @@ impl Lab {
             })
             .await
             .expect("registrar answers")
+    }
+}
+
+/// A TCP connection to `to` from source address `from`.
+pub async fn tcp_from(to: SocketAddr, from: IpAddr) -> std::io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(from, 0))?;
+    socket.connect(to).await
+}
+
+/// Loopback source address 127.0.0.n.
+pub fn loopback(n: u8) -> IpAddr {
+    IpAddr::from([127, 0, 0, n])
+}
+
+/// Raise this process's file descriptor limit as far as it goes (flood
+/// tests hold both ends of thousands of connections).
+pub fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
+/// Wait until `f` holds, polling the registrar; panics after [`LIMIT`].
+pub async fn wait_until<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while !f().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use rserpool_registrar::admin::AdminToken;
+use rserpool_registrar::admin::{AdminConfig, AdminError, AdminToken};
 use rserpool_registrar::ServiceConfig;
 use rserpool_security::tls::CertificateFiles;
 use rserpool_security::{PskStore, SecurityError, TlsServer, TlsServerConfig};
@@ -28,10 +28,21 @@ pub struct RegistrarSettings {
     pub json: bool,
     /// Where the settings came from, for the summary.
     pub details: Details,
+    /// The credentials loaded, to tell what a reload revokes.
+    pub credentials: Option<Credentials>,
+}
+
+/// The credentials a secure registrar loaded.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// The pre-shared keys.
+    pub psks: Option<Arc<PskStore>>,
+    /// The client CA file's content, if client certificates are accepted.
+    pub client_ca: Option<Vec<u8>>,
 }
 
 /// The admin HTTP API.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct AdminSettings {
     /// Its listen address.
     pub listen: SocketAddr,
@@ -40,6 +51,8 @@ pub struct AdminSettings {
     /// The token it holds (private file, one line of 32 or more
     /// characters: [`AdminToken::load`]).
     pub token: AdminToken,
+    /// Everything the API runs with (address, token, limits).
+    pub config: AdminConfig,
 }
 
 /// What the summary shows beyond the service settings.
@@ -61,6 +74,7 @@ pub fn build(m: Merged) -> anyhow::Result<RegistrarSettings> {
     let o = &m.origins;
     let mut service = m.service;
     let mut psk_identities = 0;
+    let mut credentials = None;
     let tls = if m.insecure {
         None
     } else {
@@ -79,6 +93,17 @@ pub fn build(m: Merged) -> anyhow::Result<RegistrarSettings> {
             }),
             _ => None,
         };
+        let client_ca = match &t.client_ca {
+            Some(ca) => Some(
+                rserpool_security::read_credential_file(ca)
+                    .map_err(|e| o.error("tls.client_ca", e))?,
+            ),
+            None => None,
+        };
+        credentials = Some(Credentials {
+            psks: psks.clone(),
+            client_ca,
+        });
         let cfg = TlsServerConfig {
             psks,
             certificate,
@@ -97,10 +122,32 @@ pub fn build(m: Merged) -> anyhow::Result<RegistrarSettings> {
                 .context("the admin API needs a token file")?;
             let token =
                 AdminToken::load(&token_file).map_err(|e| o.error("admin.token_file", e))?;
+            let l = m.admin_limits;
+            let config = AdminConfig {
+                header_timeout: l.header_timeout,
+                max_connections: l.max_connections,
+                max_connections_per_address: l.max_connections_per_address,
+                max_event_streams: l.max_event_streams,
+                ..AdminConfig::new(listen, token.clone())
+            };
+            config.check().map_err(|e| match e {
+                AdminError::Config { setting, reason } => {
+                    let key = match setting {
+                        "header_timeout" => "admin.header_timeout",
+                        "max_connections" => "admin.max_connections",
+                        "max_connections_per_address" => "admin.max_connections_per_address",
+                        "max_event_streams" => "admin.max_event_streams",
+                        _ => "admin",
+                    };
+                    o.error(key, reason)
+                }
+                other => o.error("admin", other),
+            })?;
             Some(AdminSettings {
                 listen,
                 token_file,
                 token,
+                config,
             })
         }
         None => None,
@@ -112,7 +159,6 @@ pub fn build(m: Merged) -> anyhow::Result<RegistrarSettings> {
             .context("cannot draw a random server id")?,
     };
     service
-        .core
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid registrar settings: {e}"))?;
     Ok(RegistrarSettings {
@@ -125,24 +171,25 @@ pub fn build(m: Merged) -> anyhow::Result<RegistrarSettings> {
             psk_identities,
             random_server_id,
         },
+        credentials,
     })
 }
 
 /// Place a TLS set-up error at the setting naming the file OpenSSL refused.
 fn tls_error(o: &Origins, t: &TlsFiles, e: SecurityError) -> anyhow::Error {
-    let key = match &e {
-        SecurityError::Certificate { path, .. } | SecurityError::Io { path, .. } => {
-            if Some(path) == t.cert.as_ref() {
+    let key = match e.path().map(Path::to_path_buf) {
+        Some(path) => {
+            if Some(&path) == t.cert.as_ref() {
                 "tls.cert"
-            } else if Some(path) == t.key.as_ref() {
+            } else if Some(&path) == t.key.as_ref() {
                 "tls.key"
-            } else if Some(path) == t.client_ca.as_ref() {
+            } else if Some(&path) == t.client_ca.as_ref() {
                 "tls.client_ca"
             } else {
                 "tls"
             }
         }
-        _ => "tls",
+        None => "tls",
     };
     o.error(key, e)
 }

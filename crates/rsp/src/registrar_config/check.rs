@@ -4,96 +4,130 @@
 //! API without a token). Each error names the flag or the file line of the
 //! value at fault.
 
-use std::time::Duration;
+use rserpool_registrar::config::show_duration;
 
 use super::merge::Merged;
 
-/// Smallest `max_message_size` accepted: room for a registration.
-const MIN_MESSAGE_SIZE: usize = 256;
+/// The configuration key of each setting `ServiceConfig::validate` and
+/// `CoreConfig::validate` name by field.
+const KEYS: &[(&str, &str)] = &[
+    ("server_id", "server_id"),
+    ("listen", "listen"),
+    ("keep_alive_interval", "keep_alive.interval"),
+    ("keep_alive_timeout", "keep_alive.timeout"),
+    (
+        "max_keep_alives_per_interval",
+        "keep_alive.max_per_interval",
+    ),
+    ("max_bad_pe_reports", "max_bad_pe_reports"),
+    ("bad_pe_report_window", "bad_pe_report_window"),
+    ("min_registration_life", "registration.min_lifetime"),
+    ("max_registration_life", "registration.max_lifetime"),
+    ("max_pes_per_identity", "registration.max_pes_per_identity"),
+    ("max_connections", "connections.max"),
+    ("max_connections_per_address", "connections.max_per_address"),
+    (
+        "max_connections_per_identity",
+        "connections.max_per_identity",
+    ),
+    ("max_handshakes", "connections.max_handshakes"),
+    (
+        "max_handshakes_per_address",
+        "connections.max_handshakes_per_address",
+    ),
+    ("max_message_size", "connections.max_message_size"),
+    ("handshake_timeout", "connections.handshake_timeout"),
+    ("message_timeout", "connections.message_timeout"),
+    ("idle_timeout", "connections.idle_timeout"),
+    ("announce_interval", "announce.interval"),
+    ("log_summary_interval", "log_summary_interval"),
+    ("registration_rate", "limits.registrations_per_identity"),
+    (
+        "registration_rate_per_address",
+        "limits.registrations_per_address",
+    ),
+    ("resolution_rate", "limits.resolutions_per_identity"),
+    (
+        "resolution_rate_per_address",
+        "limits.resolutions_per_address",
+    ),
+    ("report_rate", "limits.reports_per_identity"),
+    ("report_rate_per_address", "limits.reports_per_address"),
+    (
+        "max_malformed_per_connection",
+        "limits.max_malformed_per_connection",
+    ),
+    ("max_limiter_keys", "limits.max_limiter_keys"),
+];
+
+/// The configuration key of a setting's field name.
+fn key_of(field: &str) -> &str {
+    KEYS.iter()
+        .find(|(f, _)| *f == field)
+        .map_or(field, |(_, k)| k)
+}
 
 /// Check the merged values for what the registrar cannot work with; the
-/// error names the flag or the file line of the value at fault.
+/// error names the flag or the file line of the value at fault. The
+/// ranges are the registrar's own (`rserpool_registrar::config::bounds`),
+/// checked by the same code at start.
 pub fn check(m: &Merged) -> anyhow::Result<()> {
     let o = &m.origins;
     let s = &m.service;
     let c = &s.core;
-    let positive = |key: &str, d: Duration| {
-        if d.is_zero() {
-            Err(o.error(key, "must be more than 0"))
-        } else {
-            Ok(())
-        }
-    };
-    let at_least_one = |key: &str, n: usize| {
-        if n == 0 {
-            Err(o.error(key, "must be at least 1"))
-        } else {
-            Ok(())
-        }
-    };
-    if s.listen.is_empty() {
-        return Err(o.error("listen", "needs at least one address"));
-    }
     if m.server_id == Some(0) {
         return Err(o.error("server_id", "must not be 0"));
     }
-    positive("keep_alive.interval", c.keep_alive_interval)?;
-    positive("keep_alive.timeout", c.keep_alive_timeout)?;
-    at_least_one("max_bad_pe_reports", c.max_bad_pe_reports)?;
-    at_least_one("connections.max", s.max_connections)?;
-    let max = rserpool_wire::framing::ChannelCodec::ABSOLUTE_MAX;
-    if !(MIN_MESSAGE_SIZE..=max).contains(&s.max_message_size) {
-        return Err(o.error(
-            "connections.max_message_size",
-            format!("must be between {MIN_MESSAGE_SIZE} and {max} bytes"),
-        ));
-    }
-    positive("connections.idle_timeout", s.idle_timeout)?;
-    positive("connections.handshake_timeout", s.handshake_timeout)?;
-    // An interval without a group is kept for a later `--announce`.
-    if let Some(a) = &s.announce {
-        positive("announce.interval", a.interval)?;
-    }
-    positive("registration.max_lifetime", c.max_registration_life)?;
     if c.min_registration_life > c.max_registration_life {
-        let (key, what) = if o.is_set("registration.max_lifetime") {
-            ("registration.max_lifetime", "less than")
+        // Name the value that was set: the other one is the default.
+        let key = if o.is_set("registration.min_lifetime") {
+            "registration.min_lifetime"
         } else {
-            ("registration.min_lifetime", "more than")
+            "registration.max_lifetime"
         };
         return Err(o.error(
             key,
             format!(
-                "registration.min_lifetime ({}) is {what} registration.max_lifetime ({})",
-                humantime::format_duration(c.min_registration_life),
-                humantime::format_duration(c.max_registration_life)
+                "registration.min_lifetime ({}) must not be more than registration.max_lifetime ({})",
+                show_duration(c.min_registration_life),
+                show_duration(c.max_registration_life)
             ),
         ));
     }
-    at_least_one("registration.max_pes_per_identity", c.max_pes_per_identity)?;
-    for (key, r) in [
-        ("limits.registrations_per_identity", c.registration_rate),
-        (
-            "limits.registrations_per_address",
-            c.registration_rate_per_address,
-        ),
-        ("limits.resolutions_per_identity", c.resolution_rate),
-        (
-            "limits.resolutions_per_address",
-            c.resolution_rate_per_address,
-        ),
-        ("limits.reports_per_identity", c.report_rate),
-        ("limits.reports_per_address", c.report_rate_per_address),
-    ] {
-        r.check().map_err(|e| o.error(key, e))?;
-    }
-    at_least_one("limits.max_limiter_keys", c.max_limiter_keys)?;
-    check_tls(m)?;
-    if m.admin.is_some() && m.admin_token_file.is_none() {
+    let mut service = s.clone();
+    service.core.server_id = m.server_id.unwrap_or(1);
+    if let Err(e) = service.validate() {
+        let key = key_of(e.setting);
+        if o.is_set(key) {
+            return Err(o.error(key, e.problem));
+        }
+        // A default that does not fit the other settings.
         return Err(o.error(
-            "admin.listen",
-            "the admin API needs a token file: set admin.token_file (--admin-token-file)",
+            key,
+            format!("{key} (default): {}; set it to fit", e.problem),
         ));
+    }
+    check_tls(m)?;
+    if let Some(admin) = m.admin {
+        if m.admin_token_file.is_none() {
+            return Err(o.error(
+                "admin.listen",
+                "the admin API needs a token file: set admin.token_file (--admin-token-file)",
+            ));
+        }
+        if admin.port() != 0
+            && s.listen.iter().any(|l| {
+                l.port() == admin.port()
+                    && (l.ip() == admin.ip()
+                        || l.ip().is_unspecified()
+                        || admin.ip().is_unspecified())
+            })
+        {
+            return Err(o.error(
+                "admin.listen",
+                format!("{admin} overlaps an ASAP listen address"),
+            ));
+        }
     }
     Ok(())
 }

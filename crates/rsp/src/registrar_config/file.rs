@@ -27,6 +27,9 @@ pub struct FileConfig {
     pub json: Located<bool>,
     pub allow_foreign_addresses: Located<bool>,
     pub max_bad_pe_reports: Located<usize>,
+    pub bad_pe_report_window: Located<HumanDuration>,
+    pub count_anonymous_reports: Located<bool>,
+    pub log_summary_interval: Located<HumanDuration>,
     pub tls: Tls,
     pub keep_alive: KeepAlive,
     pub connections: Connections,
@@ -53,6 +56,7 @@ pub struct Tls {
 pub struct KeepAlive {
     pub interval: Located<HumanDuration>,
     pub timeout: Located<HumanDuration>,
+    pub max_per_interval: Located<usize>,
 }
 
 /// `[connections]`: what each client connection may use.
@@ -60,9 +64,14 @@ pub struct KeepAlive {
 #[serde(default, deny_unknown_fields)]
 pub struct Connections {
     pub max: Located<usize>,
+    pub max_per_address: Located<usize>,
+    pub max_per_identity: Located<usize>,
+    pub max_handshakes: Located<usize>,
+    pub max_handshakes_per_address: Located<usize>,
     pub max_message_size: Located<usize>,
     pub idle_timeout: Located<HumanDuration>,
     pub handshake_timeout: Located<HumanDuration>,
+    pub message_timeout: Located<HumanDuration>,
 }
 
 /// `[announce]`: ASAP_SERVER_ANNOUNCE (on when `group` is set).
@@ -102,6 +111,10 @@ pub struct Limits {
 pub struct Admin {
     pub listen: Located<SocketAddr>,
     pub token_file: Located<PathBuf>,
+    pub header_timeout: Located<HumanDuration>,
+    pub max_connections: Located<usize>,
+    pub max_connections_per_address: Located<usize>,
+    pub max_event_streams: Located<usize>,
 }
 
 /// A token bucket: `{ per_second = 100, burst = 200 }`.
@@ -129,8 +142,11 @@ impl<'de> Deserialize<'de> for HumanDuration {
 /// text, to which the values' spans refer. Relative paths in the file are
 /// taken relative to the file's directory.
 pub fn read(path: &Path) -> anyhow::Result<(FileConfig, String)> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("{}: cannot read the configuration: {e}", path.display()))?;
+    // Read like a credential file: a FIFO or a device cannot hang it.
+    let bytes = rserpool_security::read_credential_file(path)
+        .map_err(|e| anyhow::anyhow!("cannot read the configuration: {e}"))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| anyhow::anyhow!("{}: the configuration is not UTF-8 text", path.display()))?;
     let mut config = parse(path, &text)?;
     if let Some(base) = path.parent() {
         config.resolve_paths(base);

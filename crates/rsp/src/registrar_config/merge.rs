@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use rserpool_registrar::admin::AdminConfig;
 use rserpool_registrar::announce::AnnounceConfig;
 use rserpool_registrar::ServiceConfig;
 use rserpool_security::rate_limit::Rate;
@@ -52,6 +53,26 @@ impl TlsFiles {
     }
 }
 
+/// The admin API's limits (`AdminConfig`'s, without its address and token).
+#[derive(Debug, Clone, Copy)]
+pub struct AdminLimits {
+    pub header_timeout: Duration,
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
+    pub max_event_streams: usize,
+}
+
+impl Default for AdminLimits {
+    fn default() -> Self {
+        AdminLimits {
+            header_timeout: AdminConfig::DEFAULT_HEADER_TIMEOUT,
+            max_connections: AdminConfig::DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_address: AdminConfig::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+            max_event_streams: AdminConfig::DEFAULT_MAX_EVENT_STREAMS,
+        }
+    }
+}
+
 /// The merged settings before any file they name is read.
 #[derive(Debug)]
 pub struct Merged {
@@ -68,6 +89,8 @@ pub struct Merged {
     pub admin: Option<SocketAddr>,
     /// Token file of the admin API.
     pub admin_token_file: Option<PathBuf>,
+    /// Limits of the admin API.
+    pub admin_limits: AdminLimits,
     /// JSON output.
     pub json: bool,
     /// Where each value came from.
@@ -230,6 +253,23 @@ pub fn merge(args: &Args, file: Option<(&std::path::Path, FileConfig, &str)>) ->
         f.max_bad_pe_reports,
     );
     p.pick_into(
+        &mut core.count_anonymous_reports,
+        "count_anonymous_reports",
+        "--count-anonymous-reports",
+        args.count_anonymous_reports,
+        f.count_anonymous_reports,
+    );
+    p.file_into(
+        &mut core.bad_pe_report_window,
+        "bad_pe_report_window",
+        duration(f.bad_pe_report_window),
+    );
+    p.file_into(
+        &mut core.max_keep_alives_per_interval,
+        "keep_alive.max_per_interval",
+        f.keep_alive.max_per_interval,
+    );
+    p.pick_into(
         &mut core.allow_foreign_addresses,
         "allow_foreign_addresses",
         "--allow-foreign-addresses",
@@ -300,11 +340,58 @@ pub fn merge(args: &Args, file: Option<(&std::path::Path, FileConfig, &str)>) ->
 
     let c = f.connections;
     p.pick_into(
+        &mut core.max_connections_per_identity,
+        "connections.max_per_identity",
+        "--max-connections-per-identity",
+        args.max_connections_per_identity,
+        c.max_per_identity,
+    );
+    p.pick_into(
         &mut service.max_connections,
         "connections.max",
         "--max-connections",
         args.max_connections,
         c.max,
+    );
+    p.pick_into(
+        &mut service.max_connections_per_address,
+        "connections.max_per_address",
+        "--max-connections-per-address",
+        args.max_connections_per_address,
+        c.max_per_address,
+    );
+    if !p.origins.is_set("connections.max_per_address") {
+        // The default share fits a smaller total.
+        service.max_connections_per_address = service
+            .max_connections_per_address
+            .min(service.max_connections);
+    }
+    p.file_into(
+        &mut service.max_handshakes,
+        "connections.max_handshakes",
+        c.max_handshakes,
+    );
+    p.file_into(
+        &mut service.max_handshakes_per_address,
+        "connections.max_handshakes_per_address",
+        c.max_handshakes_per_address,
+    );
+    if !p.origins.is_set("connections.max_handshakes_per_address") {
+        service.max_handshakes_per_address = service
+            .max_handshakes_per_address
+            .min(service.max_handshakes);
+    }
+    p.pick_into(
+        &mut service.message_timeout,
+        "connections.message_timeout",
+        "--message-timeout",
+        args.message_timeout,
+        duration(c.message_timeout),
+    );
+    p.file_into(
+        &mut service.log_summary_interval,
+        "log_summary_interval",
+        duration(f.log_summary_interval),
     );
     p.pick_into(
         &mut service.max_message_size,
@@ -367,6 +454,27 @@ pub fn merge(args: &Args, file: Option<(&std::path::Path, FileConfig, &str)>) ->
         args.admin_token_file.clone(),
         f.admin.token_file,
     );
+    let mut admin_limits = AdminLimits::default();
+    p.file_into(
+        &mut admin_limits.header_timeout,
+        "admin.header_timeout",
+        duration(f.admin.header_timeout),
+    );
+    p.file_into(
+        &mut admin_limits.max_connections,
+        "admin.max_connections",
+        f.admin.max_connections,
+    );
+    p.file_into(
+        &mut admin_limits.max_connections_per_address,
+        "admin.max_connections_per_address",
+        f.admin.max_connections_per_address,
+    );
+    p.file_into(
+        &mut admin_limits.max_event_streams,
+        "admin.max_event_streams",
+        f.admin.max_event_streams,
+    );
     Merged {
         service,
         server_id,
@@ -374,6 +482,7 @@ pub fn merge(args: &Args, file: Option<(&std::path::Path, FileConfig, &str)>) ->
         tls,
         admin,
         admin_token_file,
+        admin_limits,
         json,
         origins: p.origins,
     }

@@ -20,7 +20,7 @@ mod summary;
 
 use std::str::FromStr;
 
-pub use build::RegistrarSettings;
+pub use build::{Credentials, RegistrarSettings};
 // The API of the settings, for the modules that serve them (admin API).
 #[allow(unused_imports)]
 pub use build::{AdminSettings, Details};
@@ -71,4 +71,25 @@ pub fn summary(settings: &RegistrarSettings) -> String {
     } else {
         summary::to_text(settings)
     }
+}
+
+/// Whether `new` changes settings other than those a reload applies (the
+/// credentials and the admin token): they wait for a restart.
+pub fn restart_needed(old: &RegistrarSettings, new: &RegistrarSettings) -> bool {
+    let fixed = |s: &RegistrarSettings| {
+        let mut v = summary::to_json(s);
+        if let Some(o) = v.as_object_mut() {
+            // Reloaded, or drawn again at every load.
+            for key in ["tls", "admin", "server_id", "config_file"] {
+                o.remove(key);
+            }
+        }
+        v
+    };
+    let (mut a, mut b) = (fixed(old), fixed(new));
+    if !new.details.random_server_id || !old.details.random_server_id {
+        a["server_id"] = serde_json::json!(old.service.core.server_id);
+        b["server_id"] = serde_json::json!(new.service.core.server_id);
+    }
+    a != b
 }

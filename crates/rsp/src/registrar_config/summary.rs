@@ -28,6 +28,9 @@ pub fn to_json(s: &RegistrarSettings) -> Value {
         "json": s.json,
         "allow_foreign_addresses": c.allow_foreign_addresses,
         "max_bad_pe_reports": c.max_bad_pe_reports,
+        "bad_pe_report_window": time(c.bad_pe_report_window),
+        "count_anonymous_reports": c.count_anonymous_reports,
+        "log_summary_interval": time(svc.log_summary_interval),
         "tls": d.tls.as_ref().map(|t| json!({
             "psk_files": t.psk_files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
             "psk_identities": d.psk_identities,
@@ -39,12 +42,18 @@ pub fn to_json(s: &RegistrarSettings) -> Value {
         "keep_alive": {
             "interval": time(c.keep_alive_interval),
             "timeout": time(c.keep_alive_timeout),
+            "max_per_interval": c.max_keep_alives_per_interval,
         },
         "connections": {
             "max": svc.max_connections,
+            "max_per_address": svc.max_connections_per_address,
+            "max_per_identity": c.max_connections_per_identity,
+            "max_handshakes": svc.max_handshakes,
+            "max_handshakes_per_address": svc.max_handshakes_per_address,
             "max_message_size": svc.max_message_size,
-            "idle_timeout": time(svc.idle_timeout),
             "handshake_timeout": time(svc.handshake_timeout),
+            "message_timeout": time(svc.message_timeout),
+            "idle_timeout": time(svc.idle_timeout),
         },
         "announce": svc.announce.as_ref().map(|a| json!({
             "group": a.group.to_string(),
@@ -68,6 +77,10 @@ pub fn to_json(s: &RegistrarSettings) -> Value {
         "admin": s.admin.as_ref().map(|a| json!({
             "listen": a.listen.to_string(),
             "token_file": a.token_file.display().to_string(),
+            "header_timeout": time(a.config.header_timeout),
+            "max_connections": a.config.max_connections,
+            "max_connections_per_address": a.config.max_connections_per_address,
+            "max_event_streams": a.config.max_event_streams,
         })),
     })
 }
@@ -122,17 +135,23 @@ pub fn to_text(s: &RegistrarSettings) -> String {
         format!("server id:   {:#010x}", c.server_id)
     });
     out.push(format!(
-        "keep-alive:  every {}, timeout {}; {} bad-PE reports remove a PE",
+        "keep-alive:  every {}, timeout {}; {} bad-PE reports trigger a check",
         time(c.keep_alive_interval),
         time(c.keep_alive_timeout),
         c.max_bad_pe_reports
     ));
     out.push(format!(
-        "connections: at most {}, messages up to {} bytes, idle timeout {}, handshake timeout {}",
+        "connections: at most {} ({} per address, {} per identity), messages up to {} bytes",
         svc.max_connections,
+        svc.max_connections_per_address,
+        c.max_connections_per_identity,
         svc.max_message_size,
-        time(svc.idle_timeout),
-        time(svc.handshake_timeout)
+    ));
+    out.push(format!(
+        "deadlines:   handshake {}, message {}, idle {}",
+        time(svc.handshake_timeout),
+        time(svc.message_timeout),
+        time(svc.idle_timeout)
     ));
     out.push(match &svc.announce {
         Some(a) => format!("announce:    to {} every {}", a.group, time(a.interval)),
