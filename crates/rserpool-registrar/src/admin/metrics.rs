@@ -18,6 +18,7 @@ use rserpool_wire::{CauseCode, PoolHandle};
 
 use super::views::AdminStats;
 use super::Limits;
+use crate::service::ServiceLimits;
 use crate::{ServiceStats, Stats};
 
 /// Content type of the exposition.
@@ -36,6 +37,7 @@ pub(crate) struct MetricsInput {
     pub service: ServiceStats,
     pub admin: AdminStats,
     pub limits: Limits,
+    pub service_limits: ServiceLimits,
     pub pools: usize,
     pub pool_elements: usize,
     pub connections: usize,
@@ -255,9 +257,27 @@ pub(crate) fn render(mut m: MetricsInput) -> Result<String, std::fmt::Error> {
     );
     counter(
         &mut r,
+        "unreachable_probes",
+        "Keep-alives sent to check a PE that MAX-BAD-PE-REPORT distinct reporters reported unreachable",
+        s.unreachable_probes,
+    );
+    counter(
+        &mut r,
+        "unreachable_refuted",
+        "Reported PEs that answered the keep-alive checking them (and stayed)",
+        s.unreachable_refuted,
+    );
+    counter(
+        &mut r,
         "unreachable_removals",
-        "PEs removed after MAX-BAD-PE-REPORT unreachable reports",
+        "Reported PEs removed because the keep-alive checking them went unanswered",
         s.unreachable_removals,
+    );
+    counter(
+        &mut r,
+        "revocation_removals",
+        "PEs removed because their registrant's credentials were revoked (reload)",
+        s.revocation_removals,
     );
     counter_family(
         &mut r,
@@ -311,20 +331,109 @@ pub(crate) fn render(mut m: MetricsInput) -> Result<String, std::fmt::Error> {
     counter_family(
         &mut r,
         "connections_refused",
-        "TCP connections closed at once, by reason",
+        "Connections closed at once, by the cap they met: limit (max_connections), per_address, \
+         handshakes_per_address, per_identity (after the handshake, with an error)",
         "reason",
-        &[("limit", v.connections_refused_limit)],
+        &[
+            ("limit", v.connections_refused_limit),
+            ("per_address", v.connections_refused_per_address),
+            (
+                "handshakes_per_address",
+                v.connections_refused_handshakes_per_address,
+            ),
+            ("per_identity", s.connections_refused_per_identity),
+        ],
     );
     counter_family(
         &mut r,
         "tls_handshake_failures",
-        "TLS handshakes that did not complete, by reason",
+        "TLS handshakes that did not complete, by reason: failed, timeout, evicted (the oldest \
+         when every handshake slot was taken), superseded (credentials reloaded meanwhile)",
         "reason",
         &[
             ("failed", v.tls_handshake_failures),
             ("timeout", v.tls_handshake_timeouts),
+            ("evicted", v.tls_handshakes_evicted),
+            ("superseded", v.tls_handshakes_superseded),
         ],
     );
+    counter_family(
+        &mut r,
+        "connections_closed",
+        "Connections the registrar closed for a deadline or a slow reader, by reason",
+        "reason",
+        &[
+            ("message_timeout", v.message_timeouts),
+            ("idle", v.idle_closed),
+            ("not_reading", v.slow_clients_closed),
+        ],
+    );
+    gauge(
+        &mut r,
+        "tcp_connections",
+        "TCP connections open now, handshakes included",
+        v.connections_open as usize,
+    );
+    gauge(
+        &mut r,
+        "handshakes_in_progress",
+        "TLS handshakes in progress now",
+        v.handshakes_in_progress as usize,
+    );
+    let l = &m.service_limits;
+    for (name, help, value) in [
+        (
+            "max_connections",
+            "Limit: connections open at once",
+            l.max_connections,
+        ),
+        (
+            "max_connections_per_address",
+            "Limit: connections from one source address (IPv6: one /64)",
+            l.max_connections_per_address,
+        ),
+        (
+            "max_connections_per_identity",
+            "Limit: connections of one authenticated identity",
+            l.max_connections_per_identity,
+        ),
+        (
+            "max_handshakes",
+            "Limit: TLS handshakes in progress",
+            l.max_handshakes,
+        ),
+        (
+            "max_handshakes_per_address",
+            "Limit: TLS handshakes in progress from one source address",
+            l.max_handshakes_per_address,
+        ),
+        (
+            "max_message_size_bytes",
+            "Limit: largest message a client may send",
+            l.max_message_size,
+        ),
+    ] {
+        gauge(&mut r, name, help, value);
+    }
+    for (name, help, value) in [
+        (
+            "handshake_timeout_seconds",
+            "Limit: time to complete a TLS handshake",
+            l.handshake_timeout,
+        ),
+        (
+            "message_timeout_seconds",
+            "Limit: time to complete a message from its first byte",
+            l.message_timeout,
+        ),
+        (
+            "idle_timeout_seconds",
+            "Limit: silence after which a connection is closed",
+            l.idle_timeout,
+        ),
+    ] {
+        gauge_f64(&mut r, name, help, value.as_secs_f64());
+    }
     counter(
         &mut r,
         "accept_errors",
@@ -413,6 +522,7 @@ mod tests {
         MetricsInput {
             stats,
             service: ServiceStats::default(),
+            service_limits: crate::ServiceConfig::default().limits(),
             admin: AdminStats::default(),
             limits: crate::admin::AdminConfig::new(
                 "127.0.0.1:0".parse().unwrap(),
@@ -443,6 +553,12 @@ mod tests {
             "rserpool_registrar_errors_sent_total{cause=\"Unknown Pool Handle\"} 0",
             "rserpool_registrar_errors_sent_total{cause=\"Other\"} 1",
             "rserpool_registrar_connections_refused_total{reason=\"limit\"} 0",
+            "rserpool_registrar_connections_refused_total{reason=\"per_identity\"} 0",
+            "rserpool_registrar_tls_handshake_failures_total{reason=\"evicted\"} 0",
+            "rserpool_registrar_connections_closed_total{reason=\"message_timeout\"} 0",
+            "rserpool_registrar_max_connections_per_address 256",
+            "rserpool_registrar_message_timeout_seconds 10.0",
+            "rserpool_registrar_unreachable_probes_total 0",
             "rserpool_registrar_tls_handshake_failures_total{reason=\"timeout\"} 0",
             "rserpool_registrar_admin_auth_failures_total 0",
             "rserpool_registrar_admin_connections_refused_total{reason=\"address_limit\"} 0",

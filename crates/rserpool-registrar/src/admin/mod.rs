@@ -793,6 +793,7 @@ async fn metrics_text(State(s): State<Shared>) -> Response {
         service: r.service_stats(),
         admin: s.admin_stats(),
         limits: s.limits,
+        service_limits: r.limits(),
         pools: c.pools,
         pool_elements: c.pool_elements,
         connections: c.connections,
