@@ -6,40 +6,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::{arg, chmod, failure, json, psk_files, rsp, run, Proc};
+use common::{arg, chmod, failure, json, rsp, run, Proc, Setup};
 
-/// A temporary directory with the registrar's PSK file and a config file.
-struct Setup {
-    dir: tempfile::TempDir,
-}
-
-impl Setup {
-    fn new() -> Setup {
-        let dir = tempfile::tempdir().expect("tempdir");
-        psk_files(dir.path(), &["pe-1", "pu-1"]);
-        Setup { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// Write `registrar.toml` and return its path.
-    fn config(&self, text: &str) -> String {
-        let p = self.path("registrar.toml");
-        std::fs::write(&p, text).expect("write");
-        arg(&p)
-    }
-
-    /// `rsp registrar --config FILE --check-config EXTRA...`.
-    fn check(&self, text: &str, extra: &[&str]) -> std::process::Output {
-        let file = self.config(text);
-        let mut args = vec!["registrar", "--config", &file, "--check-config"];
-        args.extend_from_slice(extra);
-        run(&args)
-    }
+/// The set-up of these tests: keys of pe-1 and pu-1.
+fn setup() -> Setup {
+    Setup::new(&["pe-1", "pu-1"])
 }
 
 /// A minimal valid secure configuration (PSK file relative to the config).
@@ -47,7 +20,7 @@ const BASE: &str = "listen = [\"127.0.0.1:3864\"]\n[tls]\npsk_files = [\"registr
 
 #[test]
 fn syntax_errors_name_the_file_and_line() {
-    let s = Setup::new();
+    let s = setup();
     let e = failure(&s.check(
         "listen = [\"127.0.0.1:3864\"]\n[keep_alive]\ninterval = \"5s\n",
         &[],
@@ -58,7 +31,7 @@ fn syntax_errors_name_the_file_and_line() {
 
 #[test]
 fn unknown_keys_name_the_key_and_line() {
-    let s = Setup::new();
+    let s = setup();
     let e = failure(&s.check(&format!("{BASE}[keep_alive]\nintervall = \"5s\"\n"), &[]));
     let file = arg(&s.path("registrar.toml"));
     assert!(
@@ -74,7 +47,7 @@ fn unknown_keys_name_the_key_and_line() {
 
 #[test]
 fn wrong_types_name_the_key_and_line() {
-    let s = Setup::new();
+    let s = setup();
     let file = arg(&s.path("registrar.toml"));
     let e = failure(&s.check(&format!("{BASE}max_bad_pe_reports = \"three\"\n"), &[]));
     // A top-level key after a table header belongs to [tls].
@@ -109,7 +82,7 @@ fn wrong_types_name_the_key_and_line() {
 
 #[test]
 fn bad_values_name_the_key_and_line() {
-    let s = Setup::new();
+    let s = setup();
     let file = arg(&s.path("registrar.toml"));
     let e = failure(&s.check(&format!("{BASE}[keep_alive]\ninterval = \"0s\"\n"), &[]));
     assert!(
@@ -151,7 +124,7 @@ fn bad_values_name_the_key_and_line() {
 
 #[test]
 fn a_missing_psk_file_is_named() {
-    let s = Setup::new();
+    let s = setup();
     let file = arg(&s.path("registrar.toml"));
     let e = failure(&s.check(
         "[tls]\npsk_files = [\"registrar.keys\", \"/nonexistent/pe.keys\"]\n",
@@ -182,7 +155,7 @@ fn a_missing_psk_file_is_named() {
 
 #[test]
 fn flags_override_the_file() {
-    let s = Setup::new();
+    let s = setup();
     let token = s.path("admin.token");
     std::fs::write(&token, "0123456789abcdef0123456789abcdef\n").unwrap();
     chmod(&token, 0o600);
@@ -222,7 +195,7 @@ fn flags_override_the_file() {
 
 #[test]
 fn check_config_binds_nothing() {
-    let s = Setup::new();
+    let s = setup();
     // A port in use by someone else: checking must not try to bind it.
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = busy.local_addr().unwrap().to_string();
@@ -248,7 +221,7 @@ fn check_config_binds_nothing() {
 
 #[test]
 fn the_admin_api_needs_a_token_file() {
-    let s = Setup::new();
+    let s = setup();
     let file = arg(&s.path("registrar.toml"));
     let e = failure(&s.check(BASE, &["--admin"]));
     assert!(
@@ -297,7 +270,7 @@ fn example_in(dir: &Path) -> String {
 
 #[test]
 fn the_shipped_example_passes_and_documents_the_defaults() {
-    let s = Setup::new();
+    let s = setup();
     let text = example_in(s.dir.path());
     let as_shipped = json(&s.check(&text, &["--json"]));
     assert_eq!(as_shipped["mode"], "secure");
@@ -358,7 +331,7 @@ fn the_shipped_example_passes_and_documents_the_defaults() {
 
 #[test]
 fn a_registrar_started_with_a_config_uses_it() {
-    let s = Setup::new();
+    let s = setup();
     // Relative file names are relative to the file; json = true without
     // --json; one resolution per identity.
     let file = s.config(
@@ -419,7 +392,7 @@ fn code(cell: &str) -> Option<&str> {
 
 #[test]
 fn the_documented_defaults_are_the_real_ones() {
-    let s = Setup::new();
+    let s = setup();
     // Announcements and the admin API on, for their settings.
     let token = s.path("admin.token");
     std::fs::write(&token, "0123456789abcdef0123456789abcdef\n").unwrap();
@@ -484,7 +457,7 @@ fn unit_commands(dir: &Path) -> Vec<(String, Vec<String>)> {
 
 #[test]
 fn the_systemd_unit_runs_the_shipped_example() {
-    let s = Setup::new();
+    let s = setup();
     let text = example_in(s.dir.path());
     s.config(&text);
     let commands = unit_commands(s.dir.path());

@@ -8,52 +8,19 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use common::{arg, chmod, failure, json, psk_files, rsp, run, Proc};
+use common::{arg, chmod, failure, json, registrar_certificate, rsp, run, Proc, Setup};
 
 /// A minimal valid secure configuration (PSK file relative to the config).
 const BASE: &str = "listen = [\"127.0.0.1:3864\"]\n[tls]\npsk_files = [\"registrar.keys\"]\n";
 
-struct Setup {
-    dir: tempfile::TempDir,
-}
-
-impl Setup {
-    fn new(identities: &[&str]) -> Setup {
-        let dir = tempfile::tempdir().expect("tempdir");
-        psk_files(dir.path(), identities);
-        Setup { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn config(&self, text: &str) -> String {
-        let p = self.path("registrar.toml");
-        std::fs::write(&p, text).expect("write");
-        arg(&p)
-    }
-
-    /// `rsp registrar --config FILE --check-config EXTRA...`, which must
-    /// end within the process limit whatever the files are.
-    fn check(&self, text: &str, extra: &[&str]) -> (Option<i32>, String) {
-        let file = self.config(text);
-        let mut p = Proc::spawn(
-            rsp()
-                .args(["registrar", "--config", &file, "--check-config"])
-                .args(extra),
-        );
-        p.exit()
-    }
-
-    fn refused(&self, text: &str, extra: &[&str], expect: &str) {
-        let (code, err) = self.check(text, extra);
-        assert_eq!(code, Some(1), "{text:?} {extra:?}: {err}");
-        assert!(err.contains(expect), "{text:?} {extra:?}: {err}");
-    }
+/// `--check-config` fails with `expect` in its error.
+fn refused(s: &Setup, text: &str, extra: &[&str], expect: &str) {
+    let (code, err) = s.check_bounded(text, extra);
+    assert_eq!(code, Some(1), "{text:?} {extra:?}: {err}");
+    assert!(err.contains(expect), "{text:?} {extra:?}: {err}");
 }
 
 #[test]
@@ -99,10 +66,11 @@ fn values_outside_their_ranges_are_refused() {
             ":7: admin.header_timeout: 2h is outside the allowed range 100ms ..= 1h",
         ),
     ] {
-        s.refused(&format!("{BASE}{extra}"), &[], &format!("{file}{expect}"));
+        refused(&s, &format!("{BASE}{extra}"), &[], &format!("{file}{expect}"));
     }
     // The inverted lifetime range says which way it is wrong.
-    s.refused(
+    refused(
+        &s,
         &format!("{BASE}[registration]\nmin_lifetime = \"2days\"\n"),
         &[],
         "registration.min_lifetime (2d) must not be more than registration.max_lifetime (1d)",
@@ -114,14 +82,15 @@ fn values_outside_their_ranges_are_refused() {
         ("0.0.0.0:3864", "127.0.0.1:3864"),
         ("[::]:3864", "127.0.0.1:3864"),
     ] {
-        s.refused(
+        refused(
+            &s,
             BASE,
             &["--listen", a, "--listen", b],
             &format!("--listen: {b} overlaps {a}: both cannot be bound"),
         );
     }
     // Port 0 twice is two free ports.
-    let (code, err) = s.check(
+    let (code, err) = s.check_bounded(
         BASE,
         &["--listen", "127.0.0.1:0", "--listen", "127.0.0.1:0"],
     );
@@ -141,7 +110,8 @@ fn mkfifo(path: &Path) {
 fn key_files_must_be_private_regular_files_with_real_keys() {
     let s = Setup::new(&["pe-1"]);
     let check_psk = |path: &str, expect: &str| {
-        s.refused(
+        refused(
+            &s,
             "listen = [\"127.0.0.1:3864\"]\n",
             &["--psk-file", path],
             expect,
@@ -156,7 +126,7 @@ fn key_files_must_be_private_regular_files_with_real_keys() {
         ("/dev/null", "is a character device"),
         ("/tmp", "is a directory"),
     ] {
-        let (code, err) = s.check("listen = [\"127.0.0.1:3864\"]\n", &["--psk-file", path]);
+        let (code, err) = s.check_bounded("listen = [\"127.0.0.1:3864\"]\n", &["--psk-file", path]);
         assert_eq!(code, Some(1));
         assert!(err.contains(what), "{path}: {err}");
         assert!(!err.contains("chmod"), "{path}: {err}");
@@ -183,22 +153,10 @@ fn key_files_must_be_private_regular_files_with_real_keys() {
     check_psk(&arg(&zero), "is one byte repeated, which is no secret");
     // A TLS private key others can read.
     let ca = s.path("ca");
-    assert!(run(&["ca", "init", "--dir", &arg(&ca)]).status.success());
-    let o = run(&[
-        "ca",
-        "issue",
-        "--dir",
-        &arg(&ca),
-        "registrar-1",
-        "--role",
-        "registrar",
-        "--ip",
-        "127.0.0.1",
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    registrar_certificate(&ca);
     let key = ca.join("registrar-1.key");
     chmod(&key, 0o644);
-    let (code, err) = s.check(
+    let (code, err) = s.check_bounded(
         &format!(
             "listen = [\"127.0.0.1:3864\"]\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
             arg(&ca.join("registrar-1.pem")),
@@ -217,22 +175,10 @@ fn key_files_must_be_private_regular_files_with_real_keys() {
 fn pre_shared_keys_and_a_client_ca_work_on_one_listener() {
     let s = Setup::new(&["pe-1", "pu-1"]);
     let ca = s.path("ca");
-    assert!(run(&["ca", "init", "--dir", &arg(&ca)]).status.success());
-    let o = run(&[
-        "ca",
-        "issue",
-        "--dir",
-        &arg(&ca),
-        "registrar-1",
-        "--role",
-        "registrar",
-        "--ip",
-        "127.0.0.1",
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    registrar_certificate(&ca);
     let text = "listen = [\"127.0.0.1:0\"]\njson = true\n[tls]\npsk_files = [\"registrar.keys\"]\n\
          cert = \"ca/registrar-1.pem\"\nkey = \"ca/registrar-1.key\"\nclient_ca = \"ca/ca.pem\"\n";
-    let (code, err) = s.check(text, &[]);
+    let (code, err) = s.check_bounded(text, &[]);
     assert_eq!(code, Some(0), "{err}");
     let file = s.config(text);
     let reg = Proc::spawn(rsp().args(["registrar", "--config", &file]));

@@ -193,3 +193,67 @@ pub fn psk_files(dir: &Path, identities: &[&str]) -> PathBuf {
 pub fn arg(p: &Path) -> String {
     p.display().to_string()
 }
+
+/// A temporary directory with PSK files (`ID.key` each, `registrar.keys`
+/// with all) and a registrar configuration file.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+}
+
+impl Setup {
+    pub fn new(identities: &[&str]) -> Setup {
+        let dir = tempfile::tempdir().expect("tempdir");
+        psk_files(dir.path(), identities);
+        Setup { dir }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Write `registrar.toml` and return its path.
+    pub fn config(&self, text: &str) -> String {
+        let p = self.path("registrar.toml");
+        std::fs::write(&p, text).expect("write");
+        arg(&p)
+    }
+
+    /// `rsp registrar --config FILE --check-config EXTRA...`.
+    pub fn check(&self, text: &str, extra: &[&str]) -> Output {
+        let file = self.config(text);
+        let mut args = vec!["registrar", "--config", &file, "--check-config"];
+        args.extend_from_slice(extra);
+        run(&args)
+    }
+
+    /// The same as a process that must end within [`LIMIT`] whatever the
+    /// files are: its exit code and stderr.
+    pub fn check_bounded(&self, text: &str, extra: &[&str]) -> (Option<i32>, String) {
+        let file = self.config(text);
+        let mut p = Proc::spawn(
+            rsp()
+                .args(["registrar", "--config", &file, "--check-config"])
+                .args(extra),
+        );
+        p.exit()
+    }
+}
+
+/// A lab CA in `dir` and a registrar certificate `registrar-1` for
+/// 127.0.0.1 (`rsp ca init`, `rsp ca issue`).
+pub fn registrar_certificate(dir: &Path) {
+    let o = run(&["ca", "init", "--dir", &arg(dir)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&[
+        "ca",
+        "issue",
+        "--dir",
+        &arg(dir),
+        "registrar-1",
+        "--role",
+        "registrar",
+        "--ip",
+        "127.0.0.1",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
