@@ -4,6 +4,7 @@
 
 mod admin_client;
 mod bench;
+mod bench_connections;
 mod ca;
 mod client_args;
 mod decode;
@@ -23,6 +24,9 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+/// The global allocator, as `rsp bench connections` reports it.
+pub(crate) const ALLOCATOR: &str = "system (glibc malloc)";
 
 /// The RSerPool suite: registrar, pool elements, pool users, tools.
 #[derive(Debug, Parser)]
