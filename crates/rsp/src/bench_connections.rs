@@ -52,7 +52,7 @@ pub struct Args {
     pub source_addresses: u8,
     /// Longest wait for the RSS to stop falling after the connections
     /// of a flood closed.
-    #[arg(long, value_parser = parse_duration, default_value = "15s")]
+    #[arg(long, value_parser = parse_duration, default_value = "20s")]
     pub settle: Duration,
     /// Print JSON instead of a table.
     #[arg(long)]
@@ -63,6 +63,11 @@ pub struct Args {
 const CONCURRENCY: usize = 64;
 /// Pool elements registered in the resolved pool.
 const POOL_SIZE: u32 = 10;
+/// How long the RSS must stay put to count as settled with connections
+/// open, and after they closed (an allocator may start giving memory back
+/// only a few seconds after the frees).
+const LOADED: Duration = Duration::from_secs(1);
+const CLOSED: Duration = Duration::from_secs(4);
 
 /// The registrar's memory at one moment (KiB, from /proc/PID/status).
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -155,7 +160,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     });
 
     let pid = registrar.pid;
-    let (baseline, _) = settle(pid, Duration::from_secs(5), None).await?;
+    let (baseline, _) = settle(pid, Duration::from_secs(5), LOADED, None).await?;
     eprintln!(
         "registrar {pid} on {addr}: baseline RSS {}",
         mib(baseline.rss_kib)
@@ -178,7 +183,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
         })
         .await?;
         wait_for_fds(pid, |f| f >= fds + n, "the handshakes to be accepted").await?;
-        let (with_handshakes, _) = settle(pid, Duration::from_secs(5), None).await?;
+        let (with_handshakes, _) = settle(pid, Duration::from_secs(5), LOADED, None).await?;
 
         eprintln!("{tag}: opening {n} TLS connections, one handle resolution each ...");
         let established = open_many(n, &mut sources, |src| {
@@ -193,7 +198,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
         })
         .await?;
         wait_for_fds(pid, |f| f >= fds + 2 * n, "the TLS connections").await?;
-        let (with_idle, _) = settle(pid, Duration::from_secs(5), None).await?;
+        let (with_idle, _) = settle(pid, Duration::from_secs(5), LOADED, None).await?;
         eprintln!(
             "{tag}: RSS {} with {n} handshakes in progress and {n} idle connections; closing them",
             mib(with_idle.rss_kib)
@@ -205,7 +210,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
         drop(stalled);
         let closed = Instant::now();
         wait_for_fds(pid, |f| f <= fds, "the connections to close").await?;
-        let (after_close, settled) = settle(pid, args.settle, Some(&tag)).await?;
+        let (after_close, settled) = settle(pid, args.settle, CLOSED, Some(&tag)).await?;
         let per = |hi: Memory, lo: Memory| (hi.rss_kib as f64 - lo.rss_kib as f64) / n as f64;
         let r = Round {
             round,
@@ -426,24 +431,25 @@ async fn wait_for_fds(pid: u32, ok: impl Fn(usize) -> bool, what: &str) -> anyho
 }
 
 /// Poll the RSS every 250 ms until it has not fallen by more than 1%
-/// (and 256 KiB) over the last 2 s, or `limit` has passed; the last
+/// (and 256 KiB) over the last `window`, or `limit` has passed; the last
 /// reading and whether it settled. With `progress`, report on stderr
 /// every second.
 async fn settle(
     pid: u32,
     limit: Duration,
+    window: Duration,
     progress: Option<&str>,
 ) -> anyhow::Result<(Memory, bool)> {
     const STEP: Duration = Duration::from_millis(250);
-    const WINDOW: usize = 8;
+    let window = (window.as_millis() / STEP.as_millis()).max(1) as usize;
     let start = Instant::now();
     let mut history = vec![read_memory(pid)?];
     loop {
         tokio::time::sleep(STEP).await;
         let now = read_memory(pid)?;
         history.push(now);
-        if history.len() > WINDOW {
-            let before = history[history.len() - 1 - WINDOW].rss_kib;
+        if history.len() > window {
+            let before = history[history.len() - 1 - window].rss_kib;
             let fell = before.saturating_sub(now.rss_kib);
             if fell <= (before / 100).max(256) {
                 return Ok((now, true));
