@@ -33,6 +33,9 @@ use crate::duration::parse_duration;
 pub enum Args {
     /// Registrar resolutions/s and registrations/s against a TLS echo server.
     Registrar(RegistrarArgs),
+    /// Registrar memory per idle TLS connection and per handshake in
+    /// progress, and what stays after the connections close.
+    Connections(crate::bench_connections::Args),
 }
 
 /// Flags of `rsp bench registrar`.
@@ -85,6 +88,7 @@ type MakeRequest = Arc<dyn Fn(usize, u64) -> AsapMessage + Send + Sync>;
 pub async fn run(args: &Args) -> anyhow::Result<()> {
     match args {
         Args::Registrar(a) => registrar(a).await,
+        Args::Connections(a) => crate::bench_connections::run(a).await,
     }
 }
 
@@ -236,7 +240,7 @@ fn progress(args: &RegistrarArgs, what: &str) {
     }
 }
 
-fn registration(handle: &PoolHandle, id: u32) -> AsapMessage {
+pub(crate) fn registration(handle: &PoolHandle, id: u32) -> AsapMessage {
     AsapMessage::Registration {
         pool_handle: handle.clone(),
         pool_element: PoolElement {
@@ -298,10 +302,7 @@ async fn measure(
 /// A benchmark client: the client library's registrar connection over
 /// TLS with this client's PSK.
 async fn connect(addr: SocketAddr, key: &Psk) -> anyhow::Result<RegistrarConnection> {
-    let tls = TlsClient::new(&TlsClientConfig {
-        psk: Some(key.clone()),
-        ..TlsClientConfig::default()
-    })?;
+    let tls = tls_client(key)?;
     let endpoint = RegistrarEndpoint::new(addr);
     Ok(connection::connect(
         &endpoint,
@@ -312,13 +313,22 @@ async fn connect(addr: SocketAddr, key: &Psk) -> anyhow::Result<RegistrarConnect
     .await?)
 }
 
+/// The TLS set-up of a benchmark client with this PSK.
+pub(crate) fn tls_client(key: &Psk) -> anyhow::Result<TlsClient> {
+    Ok(TlsClient::new(&TlsClientConfig {
+        psk: Some(key.clone()),
+        ..TlsClientConfig::default()
+    })?)
+}
+
 /// One request, one answer.
 async fn request(c: &mut RegistrarConnection, req: &AsapMessage) -> anyhow::Result<AsapMessage> {
     c.send(req).await?;
     c.recv().await?.context("server closed the connection")
 }
 
-async fn next_frame<S: AsyncRead + Unpin>(
+/// The next framed message on `s`; `None` at the end of the stream.
+pub(crate) async fn next_frame<S: AsyncRead + Unpin>(
     s: &mut S,
     codec: &mut ChannelCodec,
     buf: &mut BytesMut,

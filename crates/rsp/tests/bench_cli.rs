@@ -21,3 +21,46 @@ fn bench_registrar_reports_both_runs_as_json() {
     }
     assert_eq!(v["clients"], 2);
 }
+
+#[test]
+fn bench_connections_reports_memory_per_connection_as_json() {
+    let o = Command::new(env!("CARGO_BIN_EXE_rsp"))
+        .args([
+            "--log",
+            "warn",
+            "bench",
+            "connections",
+            "--connections",
+            "50",
+        ])
+        .args(["--rounds", "1", "--settle", "3s", "--json"])
+        .output()
+        .expect("rsp runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["connections"], 50);
+    assert_eq!(v["connections_established"], 50);
+    assert!(v["allocator"].as_str().is_some_and(|a| !a.is_empty()));
+    assert!(v["baseline"]["rss_kib"].as_u64().expect("baseline") > 0);
+    assert!(
+        v["peak_rss_kib"].as_u64().expect("peak") >= v["baseline"]["rss_kib"].as_u64().unwrap()
+    );
+    for key in ["idle_kib_per_connection", "handshake_kib_per_connection"] {
+        assert!(v[key].as_f64().expect(key).is_finite(), "{key}");
+    }
+    assert!(v["retained_kib"].as_i64().is_some());
+    let rounds = v["rounds"].as_array().expect("rounds");
+    assert_eq!(rounds.len(), 1);
+    let r = &rounds[0];
+    assert_eq!(r["connections_established"], 50);
+    assert_eq!(r["handshakes_in_progress"], 50);
+    for step in [
+        "start",
+        "with_handshakes",
+        "with_idle_connections",
+        "after_close",
+    ] {
+        assert!(r[step]["rss_kib"].as_u64().expect(step) > 0, "{step}");
+    }
+    assert!(v["handshake_bytes_sent"].as_u64().expect("hello") > 5);
+}
