@@ -322,7 +322,7 @@ impl RegistrarProcess {
         // Limits that would refuse a flood from one identity are lifted:
         // this measures memory, not the flood protection.
         let config = dir.join("registrar.toml");
-        let unlimited = "{ per_second = 1e12, burst = 1e12 }";
+        let unlimited = "{ per_second = inf, burst = 1 }";
         std::fs::write(
             &config,
             format!(
@@ -330,7 +330,9 @@ impl RegistrarProcess {
                  json = true\n\
                  [tls]\npsk_files = [\"bench.key\"]\n\
                  [keep_alive]\ninterval = \"1h\"\n\
-                 [connections]\nmax = {max}\nhandshake_timeout = \"1h\"\nidle_timeout = \"1h\"\n\
+                 [connections]\nmax = {max}\nmax_per_address = {max}\nmax_per_identity = {max}\n\
+                 max_handshakes = {max}\nmax_handshakes_per_address = {max}\n\
+                 handshake_timeout = \"5m\"\nidle_timeout = \"2h\"\n\
                  [limits]\nresolutions_per_identity = {unlimited}\n\
                  resolutions_per_address = {unlimited}\n\
                  registrations_per_identity = {unlimited}\n\

@@ -442,7 +442,8 @@ fn unit_commands(dir: &Path) -> Vec<(String, Vec<String>)> {
     text.lines()
         .filter_map(|l| {
             let (key, cmd) = l.split_once('=')?;
-            if !key.starts_with("Exec") {
+            // ExecReload is kill(1), not rsp.
+            if !key.starts_with("ExecStart") {
                 return None;
             }
             let mut words = cmd.split_whitespace();

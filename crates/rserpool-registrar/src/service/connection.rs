@@ -28,6 +28,9 @@ use crate::PeerInfo;
 /// descriptors and the like): the pause doubles while accepting fails.
 const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
 
+/// Read buffer of a connection between messages (bytes).
+const IDLE_READ_BUFFER: usize = 512;
+
 pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     let mut backoff = ACCEPT_BACKOFF.0;
     loop {
@@ -180,8 +183,12 @@ async fn run_connection<S: AsyncRead + AsyncWrite + Unpin>(
         return;
     }
     let mut codec = ChannelCodec::new(cfg.max_message_size);
-    let mut rbuf = BytesMut::with_capacity(4096);
-    let mut wbuf = Vec::with_capacity(4096);
+    // Small buffers while idle (thousands of connections mostly are):
+    // `rbuf` goes back to IDLE_READ_BUFFER bytes when it holds no partial
+    // message (a message usually fits; `read_buf` grows it for more),
+    // `wbuf` is dropped after each write.
+    let mut rbuf = BytesMut::with_capacity(IDLE_READ_BUFFER);
+    let mut wbuf = Vec::new();
     let mut idle_deadline = Instant::now() + cfg.idle_timeout;
     // When the first byte of the message not yet complete arrived.
     let mut partial_since: Option<Instant> = None;
@@ -205,7 +212,18 @@ async fn run_connection<S: AsyncRead + AsyncWrite + Unpin>(
                         break 'conn End::Reason("registrar stopping".into());
                     }
                 }
-                Ok(None) => break,
+                Ok(None) => {
+                    if rbuf.is_empty() {
+                        if rbuf.capacity() > 4 * IDLE_READ_BUFFER {
+                            // A large message grew it: let it go.
+                            rbuf = BytesMut::with_capacity(IDLE_READ_BUFFER);
+                        } else {
+                            // Reclaims the whole allocation in place.
+                            rbuf.reserve(IDLE_READ_BUFFER);
+                        }
+                    }
+                    break;
+                }
                 Err(error) => {
                     // The core answers with an error and closes.
                     let _ = inputs.send(Input::FramingError { conn, error }).await;
@@ -243,7 +261,7 @@ async fn run_connection<S: AsyncRead + AsyncWrite + Unpin>(
                 while let Some(o) = next.take() {
                     match o {
                         Outgoing::Message(msg) => {
-                            if let Err(e) = rserpool_wire::WireMessage::encode(&msg, &mut wbuf) {
+                            if let Err(e) = rserpool_wire::WireMessage::encode(&*msg, &mut wbuf) {
                                 tracing::error!(conn, error = %e, msg = msg.name(), "cannot encode a response");
                             }
                         }
@@ -262,7 +280,7 @@ async fn run_connection<S: AsyncRead + AsyncWrite + Unpin>(
                         Ok(Err(e)) => break 'conn End::Reason(format!("write error: {e}")),
                         Err(_) => break 'conn End::Reason(format!("not reading for {:?}", cfg.idle_timeout)),
                     }
-                    wbuf.clear();
+                    wbuf = Vec::new();
                 }
                 if let Some(why) = close {
                     break 'conn End::Reason(why);
