@@ -234,7 +234,10 @@ async fn anonymous_reporters_count_once_per_address_in_certificate_mode() {
 async fn stalled(lab: &Lab, from: u8, n: usize) -> Vec<TcpStream> {
     let mut v = Vec::with_capacity(n);
     for _ in 0..n {
-        v.push(tcp_from(lab.addr, loopback(from)).await.expect("connect"));
+        // A connect the kernel's listen queue dropped is no connection.
+        if let Ok(s) = tcp_from(lab.addr, loopback(from)).await {
+            v.push(s);
+        }
     }
     v
 }
@@ -251,10 +254,11 @@ async fn a_host_without_a_key_cannot_take_the_connection_slots() {
     let defaults = ServiceConfig::default();
     // 1,200 connections from one address that never finish a handshake.
     let one = stalled(&lab, 1, 1_200).await;
+    assert!(one.len() > 1_000, "{} connects", one.len());
     wait_until("the flood is refused", || async {
         let s = lab.registrar.service_stats();
         s.connections_refused_handshakes_per_address as usize
-            >= 1_200 - defaults.max_handshakes_per_address
+            >= one.len() - defaults.max_handshakes_per_address
     })
     .await;
     let s = lab.registrar.service_stats();
