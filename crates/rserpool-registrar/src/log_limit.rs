@@ -32,6 +32,14 @@ pub enum LogSource {
     Global,
 }
 
+impl LogSource {
+    /// The source of what `address` sent: its source prefix (an IPv4
+    /// address or an IPv6 /64), as every per-address limit counts it.
+    pub fn of(address: IpAddr) -> Self {
+        LogSource::Address(crate::peer::source_prefix(address))
+    }
+}
+
 impl fmt::Display for LogSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -296,6 +296,50 @@ async fn a_host_without_a_key_cannot_take_the_connection_slots() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_gets_its_share_of_connections_and_others_get_in() {
+    let lab = Lab::with_service(ServiceConfig {
+        max_connections_per_address: 20,
+        ..ServiceConfig::default()
+    })
+    .await;
+    // Keys of several identities behind one address: 20 connections.
+    let mut held = Vec::new();
+    for i in 0..20 {
+        let name = ["pu-1", "pu-2", "pu-3", "flooder"][i % 4];
+        held.push(
+            lab.client_from(name, loopback(1))
+                .await
+                .expect("within the share"),
+        );
+    }
+    // The 21st from that address is closed at once, before any TLS.
+    for _ in 0..5 {
+        let mut tcp = tcp_from(lab.addr, loopback(1)).await.expect("connect");
+        let mut b = [0u8; 16];
+        let n = tokio::time::timeout(LIMIT, tcp.read(&mut b))
+            .await
+            .expect("closed within the limit");
+        assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    }
+    assert_eq!(
+        lab.registrar
+            .service_stats()
+            .connections_refused_per_address,
+        5
+    );
+    // Another address is served, and so is a held connection.
+    let mut pu = lab
+        .client_from("pu-1", loopback(2))
+        .await
+        .expect("pu-1 connects");
+    assert_eq!(pu.resolve(HANDLE).await, Err(CauseCode::UnknownPoolHandle));
+    assert_eq!(
+        held[0].resolve(HANDLE).await,
+        Err(CauseCode::UnknownPoolHandle)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_identity_cannot_take_the_connection_slots() {
     let lab = Lab::with_service(ServiceConfig {
         core: CoreConfig {

@@ -25,15 +25,6 @@ pub use error::SecurityError;
 pub use files::{Existing, FileKind, MAX_FILE_LEN};
 pub use keyfile::{Psk, PskStore, PskStoreDiff};
 
-/// Refuse a secret file (a key, a token) that is not a regular file
-/// ([`SecurityError::NotAFile`]) or that group or others can access
-/// ([`SecurityError::KeyFileMode`], naming the file and the `chmod` that
-/// fixes it), without reading it. Prefer [`read_secret_file`], which checks
-/// the file it reads.
-pub fn check_private_file(path: &std::path::Path) -> Result<(), SecurityError> {
-    files::check_private(path)
-}
-
 /// Read a secret file (a key, a token): opened without blocking (a FIFO
 /// cannot hang the reader), then the opened file must be a regular file
 /// ([`SecurityError::NotAFile`] says what it is instead), of at most

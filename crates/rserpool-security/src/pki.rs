@@ -172,13 +172,6 @@ fn builder(
     Ok(b)
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, SecurityError> {
-    std::fs::read(path).map_err(|error| SecurityError::Io {
-        path: path.to_owned(),
-        error,
-    })
-}
-
 fn refused(path: &Path, reason: impl std::fmt::Display) -> SecurityError {
     SecurityError::Certificate {
         path: path.to_owned(),
@@ -222,9 +215,10 @@ impl CertificateAuthority {
     /// key file must be readable by its owner only, the key must belong to
     /// the certificate, and the certificate must be self-signed.
     pub fn load(cert: &Path, key: &Path) -> Result<Self, SecurityError> {
-        let certificate = X509::from_pem(&read(cert)?).map_err(|e| refused(cert, e))?;
-        files::check_private(key)?;
-        let private = PKey::private_key_from_pem(&read(key)?).map_err(|e| refused(key, e))?;
+        let certificate = X509::from_pem(&files::read(cert, files::Access::Public)?)
+            .map_err(|e| refused(cert, e))?;
+        let private = PKey::private_key_from_pem(&files::read(key, files::Access::Secret)?)
+            .map_err(|e| refused(key, e))?;
         let public = certificate.public_key().map_err(|e| refused(cert, e))?;
         if !public.public_eq(&private) {
             return Err(refused(

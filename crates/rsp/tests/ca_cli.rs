@@ -223,10 +223,7 @@ fn a_registrar_pe_and_pu_work_with_issued_certificates() {
         &f("ca.pem"),
         "--json",
     ]));
-    let addr = reg.wait_event("listening")["address"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let addr = reg.listening_address();
     // The PE authenticates with its certificate.
     let pe = Proc::spawn(rsp().args([
         "pe",

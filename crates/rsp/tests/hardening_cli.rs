@@ -182,10 +182,7 @@ fn pre_shared_keys_and_a_client_ca_work_on_one_listener() {
     assert_eq!(code, Some(0), "{err}");
     let file = s.config(text);
     let reg = Proc::spawn(rsp().args(["registrar", "--config", &file]));
-    let addr = reg.wait_event("listening")["address"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let addr = reg.listening_address();
     // Every PSK client failed with alert 80 here before.
     let pe = Proc::spawn(rsp().args([
         "pe",
@@ -246,10 +243,7 @@ fn sighup_reloads_keys_and_the_token_and_ends_what_a_revoked_key_covered() {
          [admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"\n",
     );
     let reg = Proc::spawn(rsp().args(["registrar", "--config", &file]));
-    let addr = reg.wait_event("listening")["address"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let addr = reg.listening_address();
     let admin = reg.wait_event("admin_listening")["address"]
         .as_str()
         .unwrap()

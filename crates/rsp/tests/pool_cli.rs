@@ -50,10 +50,7 @@ fn registrar(keys: &Keys, extra: &[&str]) -> (Proc, String) {
             ])
             .args(extra),
     );
-    let addr = reg.wait_event("listening")["address"]
-        .as_str()
-        .expect("address")
-        .to_string();
+    let addr = reg.listening_address();
     (reg, addr)
 }
 

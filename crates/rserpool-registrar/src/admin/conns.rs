@@ -2,7 +2,7 @@
 //! total and per source address, where a new connection first takes the
 //! place of the one that has waited longest for its request headers, so
 //! that slow or half-open clients can never keep a real client out; and
-//! the back-off after failed `accept` calls.
+//! the back-off after failed `accept` calls is `crate::accept`'s.
 //!
 //! A connection is *waiting* from its accept until its request headers
 //! are in (hyper then calls the router), *busy* from then to its end (one
@@ -13,7 +13,6 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::time::Duration;
 
 /// Which cap a connection met.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,38 +209,6 @@ impl<T> ConnTable<T> {
     }
 }
 
-/// The pause after a failed `accept` (out of file descriptors and the
-/// like): 10 ms, doubling up to 1 s, back to 10 ms after a success. The
-/// accept loop sleeps it, so a lasting error costs one attempt a second,
-/// not a busy loop.
-#[derive(Debug, Clone)]
-pub(crate) struct AcceptBackoff {
-    next: Duration,
-}
-
-impl AcceptBackoff {
-    /// The first pause.
-    pub(crate) const FIRST: Duration = Duration::from_millis(10);
-    /// The longest pause.
-    pub(crate) const MAX: Duration = Duration::from_secs(1);
-
-    pub(crate) fn new() -> Self {
-        AcceptBackoff { next: Self::FIRST }
-    }
-
-    /// An accept failed: how long to pause before the next.
-    pub(crate) fn failed(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 2).min(Self::MAX);
-        d
-    }
-
-    /// An accept succeeded.
-    pub(crate) fn succeeded(&mut self) {
-        self.next = Self::FIRST;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,14 +320,5 @@ mod tests {
                 assert!(t.live_from(ip(a)) <= per);
             }
         }
-    }
-
-    #[test]
-    fn accept_backoff_doubles_to_a_second_and_resets() {
-        let mut b = AcceptBackoff::new();
-        let pauses: Vec<u64> = (0..10).map(|_| b.failed().as_millis() as u64).collect();
-        assert_eq!(pauses, [10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000]);
-        b.succeeded();
-        assert_eq!(b.failed(), AcceptBackoff::FIRST);
     }
 }

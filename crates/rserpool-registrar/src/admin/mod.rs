@@ -50,7 +50,7 @@ pub use token::AdminToken;
 pub use views::AdminStats;
 
 use crate::log_limit::{LogSource, SummarisedLog};
-use crate::peer::canonical;
+use crate::peer::source_prefix;
 use crate::RegistrarHandle;
 use conns::ConnTable;
 use views::{PoolSelection, DEFAULT_LIMIT, MAX_LIMIT};
@@ -579,7 +579,7 @@ async fn authenticate(
         return next.run(req).await;
     }
     s.counters.auth_failures.fetch_add(1, Ordering::Relaxed);
-    let ip = canonical(peer.ip());
+    let ip = source_prefix(peer.ip());
     let now = Instant::now();
     let over = {
         let mut l = s.limiter();
@@ -843,13 +843,9 @@ async fn events(State(s): State<Shared>, ConnectInfo(peer): ConnectInfo<SocketAd
         s.counters
             .event_streams_refused
             .fetch_add(1, Ordering::Relaxed);
-        s.log.write(
-            STREAMS_FULL,
-            LogSource::Address(canonical(peer.ip())),
-            || {
-                tracing::warn!(%peer, max = s.limits.max_event_streams, "{STREAMS_FULL}");
-            },
-        );
+        s.log.write(STREAMS_FULL, LogSource::of(peer.ip()), || {
+            tracing::warn!(%peer, max = s.limits.max_event_streams, "{STREAMS_FULL}");
+        });
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(

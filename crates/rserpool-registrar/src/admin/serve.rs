@@ -26,10 +26,11 @@ use tokio::sync::{oneshot, watch, OwnedSemaphorePermit};
 use tokio::task::JoinSet;
 use tower_service::Service as _;
 
-use super::conns::{AcceptBackoff, Admission, Cap};
+use super::conns::{Admission, Cap};
 use super::Shared;
+use crate::accept::AcceptBackoff;
 use crate::log_limit::LogSource;
-use crate::peer::canonical;
+use crate::peer::source_prefix;
 
 /// Largest request head (request line and headers); beyond it hyper
 /// answers 431 and closes.
@@ -95,10 +96,7 @@ pub(super) async fn run(
             }
             Err(error) => {
                 s.counters.accept_errors.fetch_add(1, Ordering::Relaxed);
-                // A connection that went away before its accept is no
-                // reason to pause; anything else (EMFILE, ENFILE,
-                // ENOBUFS) is.
-                let pause = (!per_connection(&error)).then(|| backoff.failed());
+                let pause = backoff.failed(&error);
                 s.log.write(ACCEPT_FAILED, LogSource::Global, || {
                     let pause_ms = pause.map(|p| p.as_millis() as u64);
                     tracing::warn!(%error, pause_ms, "{ACCEPT_FAILED}");
@@ -124,14 +122,6 @@ const REFUSED_ADDRESS: &str =
 const EVICTED: &str = "admin API: connection still waiting for its request closed for a new one";
 const HEADER_TIMEOUT: &str = "admin API: request headers not complete in time, connection closed";
 
-fn per_connection(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind::*;
-    matches!(
-        e.kind(),
-        ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted
-    )
-}
-
 /// An admitted connection's slot.
 struct Slot {
     id: u64,
@@ -142,7 +132,7 @@ struct Slot {
 /// Take a slot for a connection from `peer`, evicting the oldest waiting
 /// one if a cap is reached; `None`: refused (counted and logged).
 async fn admit(s: &Shared, peer: SocketAddr) -> Option<Slot> {
-    let ip = canonical(peer.ip());
+    let ip = source_prefix(peer.ip());
     let (closer, close) = oneshot::channel();
     let (admission, live) = {
         let mut table = s.conns();
@@ -191,10 +181,9 @@ fn refused(s: &Shared, cap: Cap, peer: SocketAddr) {
         Cap::Address => (&s.counters.refused_address, REFUSED_ADDRESS),
     };
     counter.fetch_add(1, Ordering::Relaxed);
-    s.log
-        .write(kind, LogSource::Address(canonical(peer.ip())), || {
-            tracing::warn!(%peer, "{kind}");
-        });
+    s.log.write(kind, LogSource::of(peer.ip()), || {
+        tracing::warn!(%peer, "{kind}");
+    });
 }
 
 /// What a connection's task needs.
@@ -241,7 +230,7 @@ impl Conn {
                     if s.conns().header_timeout(id) {
                         s.counters.header_timeouts.fetch_add(1, Ordering::Relaxed);
                         let (peer, timeout) = (self.peer, s.limits.header_timeout);
-                        let source = LogSource::Address(canonical(peer.ip()));
+                        let source = LogSource::of(peer.ip());
                         s.log.write(HEADER_TIMEOUT, source, || {
                             let timeout_ms = timeout.as_millis() as u64;
                             tracing::warn!(%peer, timeout_ms, "{HEADER_TIMEOUT}");

@@ -20,32 +20,32 @@ use tokio::time::Instant;
 use super::admission::Refused;
 use super::counters::{OpenGuard, ServiceCounters};
 use super::{Input, Outgoing, Shared, Writer};
+use crate::accept::AcceptBackoff;
 use crate::log_limit::LogSource;
-use crate::peer::source_prefix;
 use crate::PeerInfo;
-
-/// First and longest pause after a failed `accept` (out of file
-/// descriptors and the like): the pause doubles while accepting fails.
-const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
 
 /// Read buffer of a connection between messages (bytes).
 const IDLE_READ_BUFFER: usize = 512;
 
 pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    let mut backoff = ACCEPT_BACKOFF.0;
+    let mut backoff = AcceptBackoff::new();
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => {
-                backoff = ACCEPT_BACKOFF.0;
+                backoff.succeeded();
                 x
             }
             Err(e) => {
                 ServiceCounters::bump(&shared.counters.accept_errors);
-                shared.log.write("accept failed", LogSource::Global, || {
-                    tracing::warn!(error = %e, pause = ?backoff, "accept failed; pausing the listener")
-                });
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(ACCEPT_BACKOFF.1);
+                let pause = backoff.failed(&e);
+                shared.log.write(
+                    "accept failed",
+                    LogSource::Global,
+                    || tracing::warn!(error = %e, ?pause, "accept failed"),
+                );
+                if let Some(pause) = pause {
+                    tokio::time::sleep(pause).await;
+                }
                 continue;
             }
         };
@@ -60,7 +60,7 @@ pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                     }
                 };
                 ServiceCounters::bump(counter);
-                let source = LogSource::Address(source_prefix(peer.ip()));
+                let source = LogSource::of(peer.ip());
                 shared.log.write(
                     why.describe(),
                     source,
@@ -93,7 +93,7 @@ async fn serve_connection(
     shared: &Shared,
 ) {
     let cfg = &shared.config;
-    let source = || LogSource::Address(source_prefix(peer.ip()));
+    let source = || LogSource::of(peer.ip());
     let Some((tls, generation)) = shared.current_tls() else {
         drop(handshake);
         return run_connection(stream, peer, None, shared).await;
@@ -298,7 +298,7 @@ async fn run_connection<S: AsyncRead + AsyncWrite + Unpin>(
                 "message not complete within {:?} of its first byte",
                 cfg.message_timeout
             );
-            let source = LogSource::Address(source_prefix(peer.ip()));
+            let source = LogSource::of(peer.ip());
             shared.log.write(
                 "connection closed (message timeout)",
                 source,

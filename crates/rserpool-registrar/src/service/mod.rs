@@ -172,33 +172,35 @@ impl ServiceConfig {
     }
 }
 
-/// Listen addresses must not repeat or overlap: the same address twice,
-/// or a wildcard address and another of its family on the same port
-/// (which cannot both be bound). Port 0 picks a free port each time.
+/// Listen addresses must not repeat or overlap ([`addresses_overlap`]).
 fn check_listen(listen: &[SocketAddr]) -> Result<(), InvalidSetting> {
     if listen.is_empty() {
         return Err(InvalidSetting::new("listen", "needs at least one address"));
     }
     for (i, a) in listen.iter().enumerate() {
-        for b in &listen[..i] {
-            if a.port() == 0 || a.port() != b.port() {
-                continue;
-            }
-            let clash = a.ip() == b.ip()
-                || (a.is_ipv4() == b.is_ipv4()
-                    && (a.ip().is_unspecified() || b.ip().is_unspecified()))
-                // Linux binds [::] to IPv4 too unless IPV6_V6ONLY is set.
-                || (a.ip().is_unspecified() && a.is_ipv6())
-                || (b.ip().is_unspecified() && b.is_ipv6());
-            if clash {
-                return Err(InvalidSetting::new(
-                    "listen",
-                    format!("{a} overlaps {b}: both cannot be bound"),
-                ));
-            }
+        if let Some(b) = listen[..i].iter().find(|b| addresses_overlap(a, b)) {
+            return Err(InvalidSetting::new(
+                "listen",
+                format!("{a} overlaps {b}: both cannot be bound"),
+            ));
         }
     }
     Ok(())
+}
+
+/// Whether two listen addresses cannot both be bound: the same address,
+/// or a wildcard address and another of its family on the same port
+/// (Linux binds `[::]` to IPv4 too unless IPV6_V6ONLY is set). Port 0
+/// picks a free port each time, so it overlaps nothing.
+pub fn addresses_overlap(a: &SocketAddr, b: &SocketAddr) -> bool {
+    if a.port() == 0 || a.port() != b.port() {
+        return false;
+    }
+    let wildcard_v6 = |x: &SocketAddr| x.ip().is_unspecified() && x.is_ipv6();
+    a.ip() == b.ip()
+        || (a.is_ipv4() == b.is_ipv4() && (a.ip().is_unspecified() || b.ip().is_unspecified()))
+        || wildcard_v6(a)
+        || wildcard_v6(b)
 }
 
 /// Why the service could not start or reload.
@@ -654,7 +656,7 @@ fn route_outputs(
                     if matches!(e, mpsc::error::TrySendError::Full(_)) {
                         ServiceCounters::bump(&counters.slow_clients_closed);
                         let peer = w.address;
-                        let source = LogSource::Address(crate::peer::source_prefix(peer.ip()));
+                        let source = LogSource::of(peer.ip());
                         log.write(
                             "connection closed (not reading its answers)",
                             source,
@@ -673,7 +675,7 @@ fn route_outputs(
             Output::Close { conn, reason } => {
                 if let Some(w) = writers.remove(&conn) {
                     let peer = w.address;
-                    let source = LogSource::Address(crate::peer::source_prefix(peer.ip()));
+                    let source = LogSource::of(peer.ip());
                     log.write(
                         "connection closed by the registrar",
                         source,
@@ -724,15 +726,17 @@ fn log_event(e: &Event, log: &SummarisedLog) {
             cause,
             detail,
         } => {
-            let source = LogSource::Identity(identity.as_str().into());
+            // Built only where it is used: rate-limited refusals come in
+            // floods and are not summarised.
+            let source = || LogSource::Identity(identity.as_str().into());
             match (refusal, *request) {
-                (_, "connection") => log.write("connection refused (per-identity limit)", source, || {
+                (_, "connection") => log.write("connection refused (per-identity limit)", source(), || {
                     tracing::warn!(conn, %identity, %detail, "connection refused")
                 }),
                 (crate::Refusal::RateLimited, _) => {
                     tracing::debug!(conn, %identity, request, cause = cause.name(), %detail, "request refused")
                 }
-                _ => log.write("request refused", source, || {
+                _ => log.write("request refused", source(), || {
                     tracing::warn!(conn, %identity, request, cause = cause.name(), %detail, "request refused")
                 }),
             }

@@ -115,13 +115,9 @@ pub fn check(m: &Merged) -> anyhow::Result<()> {
                 "the admin API needs a token file: set admin.token_file (--admin-token-file)",
             ));
         }
-        if admin.port() != 0
-            && s.listen.iter().any(|l| {
-                l.port() == admin.port()
-                    && (l.ip() == admin.ip()
-                        || l.ip().is_unspecified()
-                        || admin.ip().is_unspecified())
-            })
+        if s.listen
+            .iter()
+            .any(|l| rserpool_registrar::service::addresses_overlap(l, &admin))
         {
             return Err(o.error(
                 "admin.listen",

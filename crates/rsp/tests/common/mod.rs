@@ -102,6 +102,12 @@ impl Proc {
         }
     }
 
+    /// The address of a `rsp registrar --json`'s first `listening` event.
+    pub fn listening_address(&self) -> String {
+        let v = self.wait_event("listening");
+        v["address"].as_str().expect("an address").to_string()
+    }
+
     /// Wait for a stderr line containing `text`, within the limit.
     pub fn wait_stderr(&self, text: &str) {
         let deadline = Instant::now() + LIMIT;
