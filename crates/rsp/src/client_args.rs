@@ -16,7 +16,7 @@ use rserpool_wire::Policy;
 pub struct ClientArgs {
     /// Registrar as HOST:PORT (repeatable; tried in order, RFC 5352 3.6).
     /// With --ca, HOST is the name its certificate must carry.
-    #[arg(short, long = "registrar", value_name = "HOST:PORT", required = true)]
+    #[arg(short, long = "registrar", value_name = "HOST:PORT")]
     pub registrars: Vec<String>,
     /// Key file with this client's pre-shared key (docs/security.md).
     #[arg(long, value_name = "FILE")]
@@ -41,6 +41,9 @@ pub struct ClientArgs {
 impl ClientArgs {
     /// The client configuration these flags describe.
     pub fn config(&self) -> anyhow::Result<ClientConfig> {
+        if self.registrars.is_empty() {
+            anyhow::bail!("no registrar given: use -r HOST:PORT");
+        }
         let mut registrars = Vec::new();
         for r in &self.registrars {
             let host = r

@@ -15,6 +15,8 @@ mod fd_limit;
 mod generate;
 mod keygen;
 mod pe;
+mod pe_admin;
+mod pe_register;
 mod registrar;
 mod registrar_config;
 mod reload;
@@ -82,7 +84,8 @@ enum Command {
     Keygen(keygen::Args),
     /// Run a registrar (ENRP server, ASAP side).
     Registrar(registrar::Args),
-    /// Run a pool element serving echo, registered under a pool handle.
+    /// Run a pool element serving echo under a pool handle, register an
+    /// existing service, or drain/undrain/remove a PE.
     Pe(pe::Args),
     /// Resolve a pool handle and print its PEs (optionally send an echo).
     Resolve(resolve::Args),

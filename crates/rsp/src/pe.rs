@@ -1,7 +1,9 @@
-//! `rsp pe HANDLE`: run a pool element. It serves the echo service on a
-//! TCP port, registers that port under HANDLE with the first registrar
-//! that answers, keeps the registration alive, follows registrar changes
-//! and deregisters on SIGINT/SIGTERM.
+//! `rsp pe`: pool elements. `rsp pe POOL` serves echo on a TCP port and
+//! registers it under POOL with the first registrar that answers, keeps
+//! the registration alive, follows registrar changes and deregisters on
+//! SIGINT/SIGTERM. `rsp pe register` does the same for a service that
+//! already runs (`pe_register`); `rsp pe drain|undrain|remove` act on a
+//! registered PE through a registrar's admin API (`pe_admin`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -14,11 +16,51 @@ use tokio::net::TcpListener;
 use crate::client_args::{parse_policy, ClientArgs};
 use crate::duration::parse_duration;
 
-/// Flags of `rsp pe`.
+/// Flags of `rsp pe`: a subcommand, or the echo server's flags.
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Args {
-    /// Pool handle to register under.
-    pub handle: String,
+    #[command(subcommand)]
+    pub command: Option<PeCommand>,
+    #[command(flatten)]
+    pub echo: EchoArgs,
+}
+
+/// What `rsp pe` can do besides serving echo.
+#[derive(Debug, clap::Subcommand)]
+pub enum PeCommand {
+    /// Register a service that already runs on this host (it serves
+    /// nothing itself): keep-alives, re-registration, registrar failover,
+    /// an optional health check; deregisters on SIGINT/SIGTERM.
+    Register(crate::pe_register::Args),
+    /// Stop handing a PE out (admin API); it stays registered until it
+    /// deregisters or the drain timeout ends.
+    Drain(crate::pe_admin::DrainArgs),
+    /// Hand a drained PE out again (admin API).
+    Undrain(crate::pe_admin::TargetArgs),
+    /// Deregister a PE now, whatever it does (admin API).
+    Remove(crate::pe_admin::TargetArgs),
+}
+
+/// Run `rsp pe`.
+pub async fn run(args: &Args) -> anyhow::Result<()> {
+    match &args.command {
+        None => run_echo(&args.echo).await,
+        Some(PeCommand::Register(a)) => crate::pe_register::run(a).await,
+        Some(PeCommand::Drain(a)) => crate::pe_admin::drain(a).await,
+        Some(PeCommand::Undrain(a)) => crate::pe_admin::undrain(a).await,
+        Some(PeCommand::Remove(a)) => crate::pe_admin::remove(a).await,
+    }
+}
+
+/// Flags of `rsp pe POOL` (the echo server).
+#[derive(Debug, clap::Args)]
+pub struct EchoArgs {
+    /// Pool handle to register under (required without a subcommand;
+    /// optional here only because clap cannot combine a required argument
+    /// with subcommands).
+    #[arg(value_name = "HANDLE")]
+    pub handle: Option<String>,
     #[command(flatten)]
     pub client: ClientArgs,
     /// Selection policy and value: rr, wrr:W, rand, wrand:W, pri:P, lu:L,
@@ -53,12 +95,18 @@ fn parse_id(s: &str) -> Result<u32, String> {
     .map_err(|e| format!("{s:?} is not a 32-bit PE identifier: {e}"))
 }
 
-pub async fn run(args: &Args) -> anyhow::Result<()> {
+async fn run_echo(args: &EchoArgs) -> anyhow::Result<()> {
+    let Some(handle_text) = args.handle.as_deref() else {
+        anyhow::bail!(
+            "rsp pe: give a pool handle (rsp pe POOL serves echo in POOL) or a subcommand \
+             (register, drain, undrain, remove; see rsp pe --help)"
+        );
+    };
     // Signal handlers first: a SIGTERM right after "registered" is printed
     // must deregister, not kill.
     let stop = crate::shutdown_signal();
     tokio::pin!(stop);
-    let handle = PoolHandle::new(args.handle.as_bytes().to_vec())
+    let handle = PoolHandle::new(handle_text.as_bytes().to_vec())
         .context("the pool handle must not be empty")?;
     let config = args.client.config()?;
     let listener = TcpListener::bind(SocketAddr::new(args.bind, args.port))
@@ -86,13 +134,13 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     };
     out.line(
         serde_json::json!({
-            "event": "registered", "pool_handle": args.handle, "identifier": id,
+            "event": "registered", "pool_handle": handle_text, "identifier": id,
             "port": port, "policy": args.policy.name(),
             "registrar": status.registrar.map(|a| a.to_string()),
         }),
         format!(
             "PE {id:#010x} registered in pool {:?} (policy {}), echo on port {port}, registrar {}",
-            args.handle,
+            handle_text,
             args.policy.name(),
             status.registrar.map_or("?".to_string(), |a| a.to_string())
         ),
