@@ -84,6 +84,17 @@ pub enum SecurityError {
         /// OpenSSL's reason.
         reason: String,
     },
+    /// A file that is to be created exists already (keys, tokens and
+    /// certificates are never overwritten by accident).
+    #[error("{path} exists; not overwriting it")]
+    FileExists {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A value given to create a credential is unusable (a PSK identity
+    /// with spaces, a certificate validity of 0 days...).
+    #[error("{0}")]
+    Invalid(String),
     /// A configuration that cannot authenticate anybody.
     #[error("TLS configuration: {0}")]
     Config(String),
@@ -120,8 +131,10 @@ impl SecurityError {
             | SecurityError::KeyFileFormat { path, .. }
             | SecurityError::DuplicateIdentity { path, .. }
             | SecurityError::WeakKey { path, .. }
-            | SecurityError::Certificate { path, .. } => Some(path),
+            | SecurityError::Certificate { path, .. }
+            | SecurityError::FileExists { path } => Some(path),
             SecurityError::Config(_)
+            | SecurityError::Invalid(_)
             | SecurityError::OpenSsl(_)
             | SecurityError::Handshake { .. }
             | SecurityError::SelfTest { .. } => None,

@@ -74,7 +74,15 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), SecurityError> 
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(mode);
     }
-    let mut f = options.open(path).map_err(io)?;
+    let mut f = options.open(path).map_err(|error| {
+        if error.kind() == std::io::ErrorKind::AlreadyExists {
+            SecurityError::FileExists {
+                path: path.to_owned(),
+            }
+        } else {
+            io(error)
+        }
+    })?;
     // The mode given at open is reduced by the umask; make it exact
     // before anything is written.
     #[cfg(unix)]

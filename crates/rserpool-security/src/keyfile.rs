@@ -57,7 +57,7 @@ impl fmt::Debug for Psk {
 impl Psk {
     /// A new random key for `identity` (OpenSSL's CSPRNG).
     pub fn generate(identity: &str) -> Result<Psk, SecurityError> {
-        check_identity(identity).map_err(SecurityError::Config)?;
+        check_identity(identity).map_err(SecurityError::Invalid)?;
         let mut key = [0u8; KEY_LEN];
         openssl::rand::rand_bytes(&mut key)?;
         Ok(Psk {
@@ -76,14 +76,15 @@ impl Psk {
     }
 
     /// Write a new key file, readable by its owner only. An existing file
-    /// is not overwritten.
+    /// is not overwritten ([`SecurityError::FileExists`]).
     pub fn write_new(&self, path: &Path) -> Result<(), SecurityError> {
-        files::write(
-            path,
-            self.to_file_text().as_bytes(),
-            0o600,
-            Existing::Refuse,
-        )
+        self.write(path, Existing::Refuse)
+    }
+
+    /// Write a key file, readable by its owner only; `existing` says
+    /// whether it may replace a file that is there.
+    pub fn write(&self, path: &Path, existing: Existing) -> Result<(), SecurityError> {
+        crate::write_secret_file(path, self.to_file_text().as_bytes(), existing)
     }
 
     /// The keys of a key file, in file order (at least one). The file is

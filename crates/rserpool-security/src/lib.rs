@@ -41,6 +41,19 @@ pub fn read_credential_file(path: &std::path::Path) -> Result<Vec<u8>, SecurityE
     files::read(path, files::Access::Public)
 }
 
+/// Write a secret file (a key, a token) readable by its owner only (mode
+/// 0600 from its creation on), flushed to disk. With [`Existing::Refuse`]
+/// an existing file is left alone ([`SecurityError::FileExists`]); with
+/// [`Existing::Replace`] the new file is written next to it and renamed
+/// over it.
+pub fn write_secret_file(
+    path: &std::path::Path,
+    bytes: &[u8],
+    existing: Existing,
+) -> Result<(), SecurityError> {
+    files::write(path, bytes, 0o600, existing)
+}
+
 /// Fill `buf` from OpenSSL's CSPRNG (seeds, identifiers, keys).
 pub fn random_bytes(buf: &mut [u8]) -> Result<(), SecurityError> {
     openssl::rand::rand_bytes(buf).map_err(SecurityError::from)

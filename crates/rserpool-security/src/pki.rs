@@ -92,9 +92,8 @@ impl Issued {
         if existing == Existing::Refuse {
             for path in [cert, key] {
                 if path.exists() {
-                    return Err(SecurityError::Io {
+                    return Err(SecurityError::FileExists {
                         path: path.to_owned(),
-                        error: std::io::ErrorKind::AlreadyExists.into(),
                     });
                 }
             }
@@ -138,7 +137,7 @@ fn new_key() -> Result<PKey<Private>, SecurityError> {
 
 fn name(common_name: &str) -> Result<X509Name, SecurityError> {
     if common_name.is_empty() || common_name.len() > 64 {
-        return Err(SecurityError::Config(format!(
+        return Err(SecurityError::Invalid(format!(
             "a certificate's common name needs 1 to 64 characters, {common_name:?} has {}",
             common_name.len()
         )));
@@ -154,7 +153,7 @@ fn builder(
     days: u32,
 ) -> Result<X509Builder, SecurityError> {
     if days == 0 || days > MAX_DAYS {
-        return Err(SecurityError::Config(format!(
+        return Err(SecurityError::Invalid(format!(
             "a certificate is valid for 1 to {MAX_DAYS} days, not {days}"
         )));
     }

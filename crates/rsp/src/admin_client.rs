@@ -1,14 +1,14 @@
 //! The client side of the registrar's admin HTTP API (`docs/admin.md`),
-//! shared by `rsp status` and `rsp watch`: the `--admin` and
-//! `--token-file` flags, and GET requests whose errors name what is
-//! wrong (an unreachable address, a refused token file, an answer that is
-//! not JSON).
+//! shared by `rsp status`, `rsp watch`, `rsp pools`, `rsp pool` and
+//! `rsp pe drain|undrain|remove`: the `--admin` and `--token-file` flags,
+//! and requests whose errors name what is wrong (an unreachable address,
+//! a refused token file, an answer that is not JSON).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use reqwest::{StatusCode, Url};
+use reqwest::{Method, StatusCode, Url};
 use rserpool_registrar::admin::AdminToken;
 
 /// Default address of the admin API.
@@ -20,15 +20,61 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a plain (non-streaming) request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where the admin API is and how to authenticate.
+/// Where the admin API is and how to authenticate. Each flag's default
+/// comes from its environment variable, then from the client file
+/// ([`crate::client_file`]).
 #[derive(Debug, Clone, clap::Args)]
 pub struct AdminArgs {
-    /// Base URL of the registrar's admin API.
-    #[arg(long = "admin", value_name = "URL", default_value = DEFAULT_ADMIN_URL)]
-    pub admin: String,
+    /// The registrar's admin API: HOST:PORT or an http:// URL (a path
+    /// prefix is kept). Default: RSP_ADMIN, then `admin` of the client
+    /// file, then 127.0.0.1:3865.
+    #[arg(long = "admin", value_name = "URL", env = "RSP_ADMIN")]
+    pub admin: Option<String>,
     /// File with the admin bearer token (one line; `rsp keygen token`).
-    #[arg(long, value_name = "FILE")]
-    pub token_file: PathBuf,
+    /// Default: RSP_ADMIN_TOKEN_FILE, then `admin_token_file` of the
+    /// client file.
+    #[arg(long, value_name = "FILE", env = "RSP_ADMIN_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+impl AdminArgs {
+    /// Fill what the command line and the environment left open from the
+    /// client file.
+    pub fn apply(&mut self, file: &crate::client_file::ClientFile) {
+        if self.admin.is_none() {
+            self.admin = file.admin.clone();
+        }
+        if self.token_file.is_none() {
+            self.token_file = file.admin_token_file.clone();
+        }
+    }
+}
+
+/// The admin API's base URL for `--admin`: a URL as it is, HOST:PORT (or
+/// a bare HOST) as `http://HOST:PORT`.
+fn admin_url(admin: &str) -> anyhow::Result<Url> {
+    let text = if admin.contains("://") {
+        admin.to_string()
+    } else {
+        format!("http://{admin}")
+    };
+    Url::parse(&text).with_context(|| {
+        format!("--admin {admin:?} is neither HOST:PORT nor an http:// URL")
+    })
+}
+
+/// Any bytes as one URL path segment or query value (RFC 3986 section
+/// 2.1: everything but the unreserved characters percent-encoded).
+pub fn percent_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// A client of one admin API.
@@ -43,8 +89,8 @@ pub struct AdminClient {
 impl AdminClient {
     /// Read the token file and check the URL.
     pub fn new(args: &AdminArgs) -> anyhow::Result<AdminClient> {
-        let mut base = Url::parse(&args.admin)
-            .with_context(|| format!("--admin {:?} is not a URL", args.admin))?;
+        let admin = args.admin.as_deref().unwrap_or(DEFAULT_ADMIN_URL);
+        let mut base = admin_url(admin)?;
         // Paths are joined relative to the base, so that an API behind a
         // proxy prefix keeps its prefix.
         if !base.path().ends_with('/') {
@@ -55,10 +101,16 @@ impl AdminClient {
             bail!(
                 "--admin {}: only http:// is supported (keep the admin API on loopback, \
                  or reach it through an SSH tunnel or a TLS proxy)",
-                args.admin
+                admin
             );
         }
-        let token = AdminToken::load(&args.token_file)?;
+        let Some(token_file) = &args.token_file else {
+            bail!(
+                "no admin token: give --token-file FILE (or set RSP_ADMIN_TOKEN_FILE, or \
+                 `admin_token_file` in the client file)"
+            );
+        };
+        let token = AdminToken::load(token_file)?;
         let http = reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(CONNECT_TIMEOUT)
@@ -67,7 +119,7 @@ impl AdminClient {
         Ok(AdminClient {
             base,
             token,
-            token_file: args.token_file.clone(),
+            token_file: token_file.clone(),
             http,
         })
     }
@@ -77,10 +129,11 @@ impl AdminClient {
         self.base.as_str().trim_end_matches('/')
     }
 
-    /// GET `path` and check the status; `timeout` bounds the whole
-    /// request (not used for streams).
-    async fn get(
+    /// Send `method` to `path` and check the status; `timeout` bounds the
+    /// whole request (not used for streams).
+    async fn request(
         &self,
+        method: Method,
         path: &str,
         timeout: Option<Duration>,
     ) -> anyhow::Result<reqwest::Response> {
@@ -88,7 +141,10 @@ impl AdminClient {
             .base
             .join(path.trim_start_matches('/'))
             .with_context(|| format!("{}{path} is not a URL", self.base()))?;
-        let mut req = self.http.get(url).bearer_auth(self.token.as_str());
+        let mut req = self
+            .http
+            .request(method, url)
+            .bearer_auth(self.token.as_str());
         if let Some(t) = timeout {
             req = req.timeout(t);
         }
@@ -108,6 +164,7 @@ impl AdminClient {
                 self.base(),
                 self.token_file.display()
             ),
+            StatusCode::NOT_FOUND => anyhow!("{detail} (the admin API at {} answered 404)", self.base()),
             StatusCode::TOO_MANY_REQUESTS => anyhow!(
                 "the admin API at {} refused the token in {} (429: too many failed \
                  authentications; the right token is always accepted)",
@@ -145,7 +202,13 @@ impl AdminClient {
 
     /// GET a JSON document.
     pub async fn get_json(&self, path: &str) -> anyhow::Result<serde_json::Value> {
-        let resp = self.get(path, Some(REQUEST_TIMEOUT)).await?;
+        self.json(Method::GET, path).await
+    }
+
+    /// Send `method` (an admin write: POST, DELETE) to `path` and return
+    /// the JSON answer.
+    pub async fn json(&self, method: Method, path: &str) -> anyhow::Result<serde_json::Value> {
+        let resp = self.request(method, path, Some(REQUEST_TIMEOUT)).await?;
         let body = resp.text().await.map_err(|e| self.transport_error(&e))?;
         serde_json::from_str(&body).map_err(|e| {
             anyhow!(
@@ -159,7 +222,7 @@ impl AdminClient {
     /// Open the event stream (`GET /v1/events`): the response, whose body
     /// is read chunk by chunk.
     pub async fn events(&self) -> anyhow::Result<reqwest::Response> {
-        let resp = self.get("/v1/events", None).await?;
+        let resp = self.request(Method::GET, "/v1/events", None).await?;
         let is_sse = resp
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
@@ -173,5 +236,26 @@ impl AdminClient {
             );
         }
         Ok(resp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_handle_becomes_one_path_segment() {
+        assert_eq!(percent_encode(b"echo"), "echo");
+        assert_eq!(percent_encode(b"a/b c"), "a%2Fb%20c");
+        assert_eq!(percent_encode(&[0x00, 0xff, b'~']), "%00%FF~");
+        assert_eq!(percent_encode("é".as_bytes()), "%C3%A9");
+    }
+
+    #[test]
+    fn admin_without_a_scheme_is_http() {
+        assert_eq!(admin_url("127.0.0.1:4865").unwrap().as_str(), "http://127.0.0.1:4865/");
+        assert_eq!(admin_url("http://h:1/p").unwrap().as_str(), "http://h:1/p");
+        assert_eq!(admin_url("[::1]:3865").unwrap().as_str(), "http://[::1]:3865/");
+        assert!(admin_url("a b").is_err());
     }
 }

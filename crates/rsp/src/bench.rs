@@ -53,9 +53,6 @@ pub struct RegistrarArgs {
     /// PEs asked for per resolution (the 0x803f option).
     #[arg(long, default_value_t = 3)]
     pub items: u32,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// One measured run.
@@ -85,14 +82,14 @@ struct Report {
 /// How a client builds request number `i`.
 type MakeRequest = Arc<dyn Fn(usize, u64) -> AsapMessage + Send + Sync>;
 
-pub async fn run(args: &Args) -> anyhow::Result<()> {
+pub async fn run(args: &Args, json: bool) -> anyhow::Result<()> {
     match args {
-        Args::Registrar(a) => registrar(a).await,
-        Args::Connections(a) => crate::bench_connections::run(a).await,
+        Args::Registrar(a) => registrar(a, json).await,
+        Args::Connections(a) => crate::bench_connections::run(a, json).await,
     }
 }
 
-async fn registrar(args: &RegistrarArgs) -> anyhow::Result<()> {
+async fn registrar(args: &RegistrarArgs, json: bool) -> anyhow::Result<()> {
     anyhow::ensure!(args.clients > 0, "--clients must be at least 1");
     let keys: Vec<Psk> = (0..args.clients)
         .map(|i| Psk::generate(&format!("bench-{i}")))
@@ -160,33 +157,33 @@ async fn registrar(args: &RegistrarArgs) -> anyhow::Result<()> {
         registration(&h, id)
     });
 
-    progress(args, "handle resolutions, registrar");
+    progress(args, json, "handle resolutions, registrar");
     let res = measure(addr, &keys, args.duration, make_resolution.clone()).await?;
-    progress(args, "registrations, registrar");
+    progress(args, json, "registrations, registrar");
     let reg = measure(addr, &keys, args.duration, make_registration.clone()).await?;
     registrar.shutdown().await;
 
     let echo_res = EchoServer::start(tls.clone(), resolution_reply.clone().into()).await?;
-    progress(args, "handle resolutions, TLS echo");
+    progress(args, json, "handle resolutions, TLS echo");
     let echo_res_rate = measure(echo_res.addr, &keys, args.duration, make_resolution).await?;
     drop(echo_res);
     let echo_reg = EchoServer::start(tls, reg_reply.clone().into()).await?;
-    progress(args, "registrations, TLS echo");
+    progress(args, json, "registrations, TLS echo");
     let echo_reg_rate = measure(echo_reg.addr, &keys, args.duration, make_registration).await?;
     drop(echo_reg);
 
     let pair = |r: f64, e: f64, req: usize, resp: usize| Pair {
         registrar: Run {
-            requests_per_second: r,
+            requests_per_second: r.round(),
             request_bytes: req,
             response_bytes: resp,
         },
         tls_echo: Run {
-            requests_per_second: e,
+            requests_per_second: e.round(),
             request_bytes: req,
             response_bytes: resp,
         },
-        ratio: if e > 0.0 { r / e } else { 0.0 },
+        ratio: if e > 0.0 { (r / e * 1000.0).round() / 1000.0 } else { 0.0 },
     };
     let report = Report {
         clients: args.clients,
@@ -205,7 +202,7 @@ async fn registrar(args: &RegistrarArgs) -> anyhow::Result<()> {
             reg_reply.len(),
         ),
     };
-    if args.json {
+    if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
@@ -234,8 +231,8 @@ async fn registrar(args: &RegistrarArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn progress(args: &RegistrarArgs, what: &str) {
-    if !args.json {
+fn progress(args: &RegistrarArgs, json: bool, what: &str) {
+    if !json {
         eprintln!("measuring {what} for {:?} ...", args.duration);
     }
 }

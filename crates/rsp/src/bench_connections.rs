@@ -54,9 +54,6 @@ pub struct Args {
     /// of a flood closed.
     #[arg(long, value_parser = parse_duration, default_value = "20s")]
     pub settle: Duration,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// Connections opened at once.
@@ -121,7 +118,7 @@ struct Report {
     rounds: Vec<Round>,
 }
 
-pub async fn run(args: &Args) -> anyhow::Result<()> {
+pub async fn run(args: &Args, json: bool) -> anyhow::Result<()> {
     anyhow::ensure!(args.connections > 0, "--connections must be at least 1");
     anyhow::ensure!(args.rounds > 0, "--rounds must be at least 1");
     // Two kinds of connections open at once, both ends in this machine:
@@ -254,7 +251,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
         peak_rss_kib,
         rounds,
     };
-    if args.json {
+    if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_table(&report);

@@ -29,9 +29,6 @@ pub enum Args {
         /// Replace an existing CA (certificates it issued stop verifying).
         #[arg(long)]
         force: bool,
-        /// Print the written paths as JSON.
-        #[arg(long)]
-        json: bool,
     },
     /// Issue a certificate signed by the CA in DIR: NAME.pem and NAME.key.
     Issue {
@@ -61,9 +58,6 @@ pub enum Args {
         /// Replace existing NAME.pem and NAME.key.
         #[arg(long)]
         force: bool,
-        /// Print the written paths as JSON.
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -88,15 +82,14 @@ impl From<RoleArg> for Role {
     }
 }
 
-pub fn run(args: &Args) -> anyhow::Result<()> {
+pub fn run(args: &Args, json: bool) -> anyhow::Result<()> {
     match args {
         Args::Init {
             dir,
             name,
             days,
             force,
-            json,
-        } => init(dir, name, *days, *force, *json),
+        } => init(dir, name, *days, *force, json),
         Args::Issue {
             dir,
             name,
@@ -106,7 +99,6 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             days,
             out,
             force,
-            json,
         } => issue(
             &Request {
                 dir,
@@ -118,7 +110,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 out: out.as_deref().unwrap_or(dir),
             },
             *force,
-            *json,
+            json,
         ),
     }
 }

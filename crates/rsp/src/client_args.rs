@@ -11,18 +11,25 @@ use rserpool_security::tls::CertificateFiles;
 use rserpool_security::{Psk, TlsClient, TlsClientConfig};
 use rserpool_wire::Policy;
 
-/// How to reach and authenticate registrars.
+use crate::client_file::ClientFile;
+
+/// How to reach and authenticate registrars. Each flag's default comes
+/// from its environment variable, then from the client file
+/// ([`crate::client_file`]).
 #[derive(Debug, clap::Args)]
 pub struct ClientArgs {
-    /// Registrar as HOST:PORT (repeatable; tried in order, RFC 5352 3.6).
-    /// With --ca, HOST is the name its certificate must carry.
-    #[arg(short, long = "registrar", value_name = "HOST:PORT")]
+    /// Registrar as HOST:PORT (repeatable, or comma-separated; tried in
+    /// order, RFC 5352 3.6). With --ca, HOST is the name its certificate
+    /// must carry. Default: RSP_REGISTRAR, then `registrars` of the client
+    /// file.
+    #[arg(short, long = "registrar", value_name = "HOST:PORT", env = "RSP_REGISTRAR",
+          value_delimiter = ',')]
     pub registrars: Vec<String>,
     /// Key file with this client's pre-shared key (docs/security.md).
     #[arg(long, value_name = "FILE")]
     pub psk_file: Option<PathBuf>,
     /// Which identity of --psk-file to use (needed when it holds several).
-    #[arg(long, requires = "psk_file")]
+    #[arg(long)]
     pub identity: Option<String>,
     /// CA certificate (PEM) that signs registrar certificates.
     #[arg(long, value_name = "FILE")]
@@ -33,16 +40,51 @@ pub struct ClientArgs {
     /// Private key of --cert (PEM).
     #[arg(long, value_name = "FILE", requires = "cert")]
     pub key: Option<PathBuf>,
-    /// Plain TCP to an insecure (lab) registrar: no authentication at all.
+    /// Plain TCP to an insecure (lab) registrar: no authentication at all
+    /// (the client file's credentials are not used).
     #[arg(long, conflicts_with_all = ["psk_file", "ca", "cert"])]
     pub insecure: bool,
 }
 
 impl ClientArgs {
+    /// Fill what the command line and the environment left open from the
+    /// client file. A file's `identity` only goes with its own `psk_file`,
+    /// and its `key` with its own `cert`: they describe that file.
+    pub fn apply(&mut self, file: &ClientFile) {
+        if self.registrars.is_empty() {
+            self.registrars = file.registrars.clone();
+        }
+        if self.insecure {
+            return;
+        }
+        if self.psk_file.is_none() {
+            if let Some(p) = &file.psk_file {
+                self.psk_file = Some(p.clone());
+                if self.identity.is_none() {
+                    self.identity = file.identity.clone();
+                }
+            }
+        }
+        if self.ca.is_none() {
+            self.ca = file.ca.clone();
+        }
+        if self.cert.is_none() {
+            if let (Some(c), Some(k)) = (&file.cert, &file.key) {
+                self.cert = Some(c.clone());
+                self.key = Some(k.clone());
+            }
+        }
+    }
+
     /// The client configuration these flags describe.
     pub fn config(&self) -> anyhow::Result<ClientConfig> {
         if self.registrars.is_empty() {
-            anyhow::bail!("no registrar given: use -r HOST:PORT");
+            anyhow::bail!(
+                "no registrar given: use -r HOST:PORT (or set RSP_REGISTRAR, or `registrars` in \
+                 the client file {})",
+                crate::client_file::default_path()
+                    .map_or("--client-config FILE".to_string(), |p| p.display().to_string())
+            );
         }
         let mut registrars = Vec::new();
         for r in &self.registrars {
@@ -68,6 +110,9 @@ impl ClientArgs {
             )?),
             None => None,
         };
+        if self.identity.is_some() && self.psk_file.is_none() {
+            anyhow::bail!("--identity picks a key of --psk-file, and there is no --psk-file");
+        }
         if psk.is_none() && self.ca.is_none() {
             anyhow::bail!(
                 "no way to authenticate the registrar: give --psk-file or --ca (or --insecure for a lab registrar)"
@@ -108,6 +153,15 @@ fn pick_psk(keys: Vec<Psk>, identity: Option<&str>, path: &std::path::Path) -> a
             }
         }
     }
+}
+
+/// A PE identifier on the command line: `0x` and hex digits, or decimal.
+pub fn parse_pe_id(s: &str) -> Result<u32, String> {
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u32::from_str_radix(h, 16),
+        None => s.parse(),
+    }
+    .map_err(|e| format!("{s:?} is not a 32-bit PE identifier: {e}"))
 }
 
 /// `--policy` syntax: `NAME[:VALUE[:VALUE]]`, the names of RFC 5356

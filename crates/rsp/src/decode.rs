@@ -29,7 +29,7 @@ pub struct Args {
 }
 
 /// Run `rsp decode`.
-pub fn run(args: &Args) -> Result<()> {
+pub fn run(args: &Args, json: bool) -> Result<()> {
     let text = match args.hex.as_deref() {
         Some(h) if h != "-" => h.to_owned(),
         _ => {
@@ -43,8 +43,14 @@ pub fn run(args: &Args) -> Result<()> {
     let bytes = hex_bytes::decode(&text).ok_or_else(|| {
         anyhow!("input is not hex (an odd number of digits or a non-hex character)")
     })?;
-    let json = decode_to_json(args.proto, &bytes)?;
-    println!("{}", serde_json::to_string_pretty(&json)?);
+    let decoded = decode_to_json(args.proto, &bytes)?;
+    // The output is JSON either way: indented for people, one line with
+    // --json (for pipes and log collectors).
+    if json {
+        println!("{decoded}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&decoded)?);
+    }
     Ok(())
 }
 

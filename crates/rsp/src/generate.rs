@@ -31,15 +31,20 @@ pub fn completions(args: &CompletionArgs) -> anyhow::Result<()> {
 }
 
 /// Write `rsp.1` and `rsp-SUBCOMMAND.1` (nested ones too) to a directory.
-pub fn man(args: &ManArgs) -> anyhow::Result<()> {
+pub fn man(args: &ManArgs, json: bool) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let mut cmd = crate::Cli::command();
     cmd.build();
     let mut written = Vec::new();
     write_pages(&cmd, "rsp", &args.out, &mut written)?;
-    for p in &written {
-        println!("{}", p.display());
+    if json {
+        let files: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+        println!("{}", serde_json::json!({ "written": files }));
+    } else {
+        for p in &written {
+            println!("{}", p.display());
+        }
     }
     Ok(())
 }

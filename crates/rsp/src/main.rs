@@ -7,6 +7,7 @@ mod bench;
 mod bench_connections;
 mod ca;
 mod client_args;
+mod client_file;
 mod decode;
 mod demo;
 mod duration;
@@ -17,6 +18,7 @@ mod keygen;
 mod pe;
 mod pe_admin;
 mod pe_register;
+mod pools;
 mod registrar;
 mod registrar_config;
 mod reload;
@@ -59,6 +61,17 @@ pub(crate) struct Cli {
     /// line for log collectors.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// JSON instead of text on stdout (one object, or one per line for
+    /// streams), and errors as one JSON object on stderr. `--json=false`
+    /// overrides `json = true` of a registrar's configuration file.
+    /// (`completions` prints a script either way.)
+    #[arg(long, global = true, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true")]
+    json: Option<bool>,
+    /// Client file with defaults for -r, the credentials, --admin and
+    /// --token-file (default: ~/.config/rsp/client.toml when it exists).
+    #[arg(long, global = true, value_name = "FILE", env = "RSP_CLIENT_CONFIG")]
+    client_config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -101,38 +114,125 @@ enum Command {
     Man(generate::ManArgs),
     /// Show a running registrar's state (through its admin API).
     Status(status::Args),
+    /// List a registrar's pools: handle, policy, PE count (admin API).
+    Pools(pools::PoolsArgs),
+    /// List the PEs of one pool: identifier, address, port, policy value,
+    /// owner, registered since, drained (admin API).
+    Pool(pools::PoolArgs),
     /// Follow a running registrar's events (through its admin API).
     Watch(watch::Args),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    let json = cli.json.unwrap_or(false);
     let default_filter = match cli.command {
-        Command::Demo(_) => "warn",
+        // Their own output tells the story; a benchmark's registrar would
+        // log a line per request.
+        Command::Demo(_) | Command::Bench(_) => "warn",
         _ => "info",
     };
     init_logging(cli.log.as_deref().unwrap_or(default_filter), cli.log_format);
-    let result = match &cli.command {
-        Command::Demo(args) => runtime().and_then(|rt| rt.block_on(demo::run(args))),
-        Command::Decode(args) => decode::run(args),
-        Command::Keygen(args) => keygen::run(args),
-        Command::Registrar(args) => runtime().and_then(|rt| rt.block_on(registrar::run(args))),
-        Command::Pe(args) => runtime().and_then(|rt| rt.block_on(pe::run(args))),
-        Command::Resolve(args) => runtime().and_then(|rt| rt.block_on(resolve::run(args))),
-        Command::Bench(args) => runtime().and_then(|rt| rt.block_on(bench::run(args))),
-        Command::Completions(args) => generate::completions(args),
-        Command::Man(args) => generate::man(args),
-        Command::Status(args) => runtime().and_then(|rt| rt.block_on(status::run(args))),
-        Command::Watch(args) => runtime().and_then(|rt| rt.block_on(watch::run(args))),
-        Command::Ca(args) => ca::run(args),
-    };
+    if let Command::Registrar(a) = &mut cli.command {
+        // The registrar merges it with its configuration file.
+        a.json = cli.json;
+    }
+    let result = apply_client_file(&mut cli).and_then(|()| run(&cli.command, json));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("rsp: {e:#}");
+            report_error(&e, json);
             ExitCode::FAILURE
         }
     }
+}
+
+fn run(command: &Command, json: bool) -> anyhow::Result<()> {
+    match command {
+        Command::Demo(args) => runtime()?.block_on(demo::run(args, json)),
+        Command::Decode(args) => decode::run(args, json),
+        Command::Keygen(args) => keygen::run(args, json),
+        Command::Registrar(args) => runtime()?.block_on(registrar::run(args)),
+        Command::Pe(args) => runtime()?.block_on(pe::run(args, json)),
+        Command::Resolve(args) => runtime()?.block_on(resolve::run(args, json)),
+        Command::Bench(args) => runtime()?.block_on(bench::run(args, json)),
+        Command::Completions(args) => generate::completions(args),
+        Command::Man(args) => generate::man(args, json),
+        Command::Status(args) => runtime()?.block_on(status::run(args, json)),
+        Command::Pools(args) => runtime()?.block_on(pools::pools(args, json)),
+        Command::Pool(args) => runtime()?.block_on(pools::pool(args, json)),
+        Command::Watch(args) => runtime()?.block_on(watch::run(args, json)),
+        Command::Ca(args) => ca::run(args, json),
+    }
+}
+
+/// Give the client commands the defaults of the client file (the flags
+/// and their environment variables come first). Commands without client
+/// flags do not read it.
+fn apply_client_file(cli: &mut Cli) -> anyhow::Result<()> {
+    let (client, admin) = match &mut cli.command {
+        Command::Pe(a) => a.client_sections(),
+        Command::Resolve(a) => (Some(&mut a.client), None),
+        Command::Status(a) => (None, Some(&mut a.admin)),
+        Command::Watch(a) => (None, Some(&mut a.admin)),
+        Command::Pools(a) => (None, Some(&mut a.admin)),
+        Command::Pool(a) => (None, Some(&mut a.admin)),
+        _ => (None, None),
+    };
+    if client.is_none() && admin.is_none() {
+        return Ok(());
+    }
+    let file = client_file::load(cli.client_config.as_deref())?;
+    if let Some(c) = client {
+        c.apply(&file);
+    }
+    if let Some(a) = admin {
+        a.apply(&file);
+    }
+    Ok(())
+}
+
+/// An error for the user: `rsp: message: cause: cause` on stderr, or with
+/// `--json` one object `{"error": message, "causes": [...]}`.
+fn report_error(e: &anyhow::Error, json: bool) {
+    if json {
+        let causes: Vec<String> = e.chain().skip(1).map(ToString::to_string).collect();
+        eprintln!(
+            "{}",
+            serde_json::json!({ "error": e.to_string(), "causes": causes })
+        );
+    } else {
+        eprintln!("rsp: {e:#}");
+    }
+}
+
+/// A command line clap refused: its own message, or under `--json` (seen
+/// in the raw arguments, since parsing failed) one JSON object.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let wants_json = std::env::args()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json" || a == "--json=true");
+    if wants_json && !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let text = e.render().to_string();
+        let message = text
+            .lines()
+            .next()
+            .unwrap_or("invalid command line")
+            .trim_start_matches("error: ")
+            .to_string();
+        eprintln!(
+            "{}",
+            serde_json::json!({ "error": message, "usage": text.trim_end() })
+        );
+        return ExitCode::from(2);
+    }
+    let _ = e.print();
+    ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
 }
 
 /// A multi-thread runtime: one worker per core.

@@ -42,14 +42,32 @@ pub enum PeCommand {
     Remove(crate::pe_admin::TargetArgs),
 }
 
+impl Args {
+    /// The client and admin flags of the command given, for the client
+    /// file's defaults.
+    pub fn client_sections(
+        &mut self,
+    ) -> (
+        Option<&mut ClientArgs>,
+        Option<&mut crate::admin_client::AdminArgs>,
+    ) {
+        match &mut self.command {
+            None => (Some(&mut self.echo.client), None),
+            Some(PeCommand::Register(_)) => (None, None),
+            Some(PeCommand::Drain(a)) => (None, Some(&mut a.target.admin)),
+            Some(PeCommand::Undrain(a) | PeCommand::Remove(a)) => (None, Some(&mut a.admin)),
+        }
+    }
+}
+
 /// Run `rsp pe`.
-pub async fn run(args: &Args) -> anyhow::Result<()> {
+pub async fn run(args: &Args, json: bool) -> anyhow::Result<()> {
     match &args.command {
-        None => run_echo(&args.echo).await,
+        None => run_echo(&args.echo, json).await,
         Some(PeCommand::Register(a)) => crate::pe_register::run(a).await,
-        Some(PeCommand::Drain(a)) => crate::pe_admin::drain(a).await,
-        Some(PeCommand::Undrain(a)) => crate::pe_admin::undrain(a).await,
-        Some(PeCommand::Remove(a)) => crate::pe_admin::remove(a).await,
+        Some(PeCommand::Drain(a)) => crate::pe_admin::drain(a, json).await,
+        Some(PeCommand::Undrain(a)) => crate::pe_admin::undrain(a, json).await,
+        Some(PeCommand::Remove(a)) => crate::pe_admin::remove(a, json).await,
     }
 }
 
@@ -82,9 +100,6 @@ pub struct EchoArgs {
     /// How long to wait for the deregistration to be confirmed on exit.
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
     pub shutdown_timeout: Duration,
-    /// Print events as JSON lines.
-    #[arg(long)]
-    pub json: bool,
 }
 
 fn parse_id(s: &str) -> Result<u32, String> {
@@ -95,7 +110,7 @@ fn parse_id(s: &str) -> Result<u32, String> {
     .map_err(|e| format!("{s:?} is not a 32-bit PE identifier: {e}"))
 }
 
-async fn run_echo(args: &EchoArgs) -> anyhow::Result<()> {
+async fn run_echo(args: &EchoArgs, json: bool) -> anyhow::Result<()> {
     let Some(handle_text) = args.handle.as_deref() else {
         anyhow::bail!(
             "rsp pe: give a pool handle (rsp pe POOL serves echo in POOL) or a subcommand \
@@ -129,7 +144,7 @@ async fn run_echo(args: &EchoArgs) -> anyhow::Result<()> {
     let id = pe.identifier();
     let status = pe.status();
     let out = Printer {
-        json: args.json,
+        json,
         id,
     };
     out.line(

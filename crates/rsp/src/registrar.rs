@@ -109,8 +109,10 @@ pub struct Args {
     /// File holding the bearer token of the admin API (mode 0600).
     #[arg(long, value_name = "FILE")]
     pub admin_token_file: Option<PathBuf>,
-    /// Print events (and --check-config's summary) as JSON lines on stdout.
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    /// `--json` (a global flag, copied here by `main`): events and
+    /// --check-config's summary as JSON lines on stdout; overrides `json`
+    /// of the file either way.
+    #[arg(skip)]
     pub json: Option<bool>,
 }
 

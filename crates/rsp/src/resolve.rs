@@ -31,12 +31,9 @@ pub struct Args {
     /// Time each echo attempt may take.
     #[arg(long, value_parser = parse_duration, default_value = "2s")]
     pub echo_timeout: Duration,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
-pub async fn run(args: &Args) -> anyhow::Result<()> {
+pub async fn run(args: &Args, json: bool) -> anyhow::Result<()> {
     let handle = PoolHandle::new(args.handle.as_bytes().to_vec())
         .context("the pool handle must not be empty")?;
     let mut config = args.client.config()?;
@@ -47,8 +44,12 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
         "pool_handle": args.handle,
         "pool_elements": pes.iter().map(pe_json).collect::<Vec<_>>(),
     });
-    if !args.json {
-        println!("pool {:?}: {} PE(s)", args.handle, pes.len());
+    if !json {
+        println!(
+            "pool {:?}: {}",
+            args.handle,
+            crate::pools::plural(pes.len() as u64, "PE", "PEs")
+        );
         println!(
             "  {:<10}  {:<22}  {:<8}  {:<10}",
             "PE", "address", "policy", "home"
@@ -76,9 +77,9 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
             "address": user_address(&pe).map(|a| a.to_string()),
             "reply": String::from_utf8_lossy(&reply),
             "failed": failed.iter().map(|(id, e)| json!({"identifier": id, "error": e})).collect::<Vec<_>>(),
-            "milliseconds": took.as_secs_f64() * 1000.0,
+            "milliseconds": crate::duration::json_millis(took),
         });
-        if !args.json {
+        if !json {
             for (id, e) in &failed {
                 println!("PE {id:#010x} failed ({e}); reported it and tried the next");
             }
@@ -90,7 +91,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
             );
         }
     }
-    if args.json {
+    if json {
         println!("{}", serde_json::to_string_pretty(&out)?);
     }
     Ok(())

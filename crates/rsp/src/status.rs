@@ -7,21 +7,19 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::admin_client::{AdminArgs, AdminClient};
+use crate::pools::plural;
 
 /// Flags of `rsp status`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
     pub admin: AdminArgs,
-    /// Print the admin API's status document as JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
-pub async fn run(args: &Args) -> anyhow::Result<()> {
+pub async fn run(args: &Args, json: bool) -> anyhow::Result<()> {
     let client = AdminClient::new(&args.admin)?;
     let status = client.get_json("/v1/status").await?;
-    if args.json {
+    if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {
         print!("{}", summary(&status));
@@ -56,10 +54,10 @@ pub fn summary(s: &Value) -> String {
     let _ = writeln!(o, "  up            {uptime}, ASAP on {}", listen.join(", "));
     let _ = writeln!(
         o,
-        "  handlespace   {} pools, {} PEs; {} ASAP connections",
-        n(s, &["pools"]),
-        n(s, &["pool_elements"]),
-        n(s, &["connections"])
+        "  handlespace   {}, {}; {}",
+        plural(n(s, &["pools"]), "pool", "pools"),
+        plural(n(s, &["pool_elements"]), "PE", "PEs"),
+        plural(n(s, &["connections"]), "ASAP connection", "ASAP connections")
     );
     let c = |k: &str| n(s, &["core", k]);
     let _ = writeln!(
@@ -153,6 +151,8 @@ mod tests {
             text.contains("Rejected due to security considerations 1"),
             "{text}"
         );
+        let one = summary(&serde_json::json!({"pools": 1, "pool_elements": 1, "connections": 1}));
+        assert!(one.contains("1 pool, 1 PE; 1 ASAP connection\n"), "{one}");
         let empty = summary(&serde_json::json!({}));
         assert!(empty.contains("errors sent   none"), "{empty}");
     }

@@ -1,9 +1,13 @@
 //! `rsp watch`: follow a registrar's events (`GET /v1/events`, Server-Sent
-//! Events) and print one line per event: time, a marker (`+` registered,
-//! `-` removed, `!` refused, malformed, revoked or missed, `?` reported
-//! unreachable, `=` a reported PE answered its check), pool, PE identifier,
-//! identity, reason. `--json` prints each event's JSON object on a line.
-//! Ends cleanly on SIGINT/SIGTERM, with an error when the stream ends.
+//! Events) and print one line per change: time, a marker (`+` registered,
+//! `~` re-registered with a new address or policy value, `-` removed, `>`
+//! drained, `<` undrained, `!` refused, malformed, revoked or missed, `?`
+//! reported unreachable, `=` a reported PE answered its check), pool, PE
+//! identifier, its address, identity, reason. Re-registrations that change
+//! nothing (every PE refreshes its registration about every 15 s) are
+//! shown only with `--verbose`. `--json` prints each event's JSON object
+//! on a line. Ends cleanly on SIGINT/SIGTERM, with an error when the
+//! stream ends.
 
 use std::time::SystemTime;
 
@@ -17,15 +21,15 @@ use crate::admin_client::{AdminArgs, AdminClient};
 pub struct Args {
     #[command(flatten)]
     pub admin: AdminArgs,
-    /// One JSON object per line instead of text.
-    #[arg(long)]
-    pub json: bool,
+    /// Also print the periodic re-registrations that change nothing.
+    #[arg(short, long)]
+    pub verbose: bool,
 }
 
 /// Largest event accepted (bytes); the registrar's are far smaller.
 const MAX_EVENT: usize = 1 << 20;
 
-pub async fn run(args: &Args) -> anyhow::Result<()> {
+pub async fn run(args: &Args, json: bool) -> anyhow::Result<()> {
     let client = AdminClient::new(&args.admin)?;
     let mut resp = client.events().await?;
     tracing::info!(admin = client.base(), "watching the registrar's events");
@@ -46,7 +50,10 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
                             client.base()
                         )
                     })?;
-                    if args.json {
+                    if !args.verbose && is_refresh(&name, &v) {
+                        continue;
+                    }
+                    if json {
                         println!("{v}");
                     } else {
                         println!("{}", line(&name, &v, SystemTime::now()));
@@ -142,6 +149,39 @@ fn list(v: &Value, key: &str) -> String {
         .unwrap_or_default()
 }
 
+/// A re-registration that changed nothing (an older registrar that does
+/// not say whether it changed anything: every re-registration).
+pub fn is_refresh(name: &str, v: &Value) -> bool {
+    name == "registered"
+        && v["new"].as_bool() == Some(false)
+        && v["changed"].as_bool() != Some(true)
+}
+
+/// Where pool users reach the PE: `ADDRESS:PORT` (several addresses
+/// comma-separated), or nothing when the event does not say.
+fn reach(v: &Value) -> String {
+    let addresses: Vec<String> = v["addresses"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(|a| {
+                    if a.contains(':') {
+                        format!("[{a}]")
+                    } else {
+                        a.to_string()
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    match (addresses.is_empty(), v["port"].as_u64()) {
+        (false, Some(port)) => format!(" {}:{port}", addresses.join(",")),
+        (false, None) => format!(" {}", addresses.join(",")),
+        (true, _) => String::new(),
+    }
+}
+
 fn s<'a>(v: &'a Value, key: &str) -> &'a str {
     v[key].as_str().unwrap_or("?")
 }
@@ -150,22 +190,54 @@ fn s<'a>(v: &'a Value, key: &str) -> &'a str {
 pub fn line(name: &str, v: &Value, at: SystemTime) -> String {
     let t = humantime::format_rfc3339_seconds(at);
     match name {
-        "registered" => format!(
-            "{t} + {} {} {} {}",
-            pool_of(v),
-            pe_of(v),
-            s(v, "identity"),
-            if v["new"].as_bool() == Some(false) {
-                "re-registered"
+        "registered" => {
+            let (marker, what) = if v["new"].as_bool() != Some(false) {
+                ("+", "registered")
+            } else if v["changed"].as_bool() == Some(true) {
+                ("~", "re-registered with changes")
             } else {
-                "registered"
-            }
-        ),
+                (" ", "refreshed its registration")
+            };
+            let policy = v["policy"]
+                .as_str()
+                .map(|p| format!(" ({p})"))
+                .unwrap_or_default();
+            format!(
+                "{t} {marker} {} {}{} {} {what}{policy}",
+                pool_of(v),
+                pe_of(v),
+                reach(v),
+                s(v, "identity"),
+            )
+        }
         "removed" => format!(
             "{t} - {} {} {}",
             pool_of(v),
             pe_of(v),
-            s(v, "reason").replace('_', " ")
+            match s(v, "reason") {
+                "operator" => "removed by an operator".to_string(),
+                "drain_timeout" => "removed at the end of its drain".to_string(),
+                other => other.replace('_', " "),
+            }
+        ),
+        "drained" => format!(
+            "{t} > {} {} drained by {}: no longer handed out{}",
+            pool_of(v),
+            pe_of(v),
+            s(v, "by"),
+            match v["timeout_seconds"].as_f64() {
+                Some(secs) => format!(
+                    ", removed in {} unless it deregisters first",
+                    crate::duration::show_seconds(secs)
+                ),
+                None => String::new(),
+            }
+        ),
+        "undrained" => format!(
+            "{t} < {} {} undrained by {}: handed out again",
+            pool_of(v),
+            pe_of(v),
+            s(v, "by")
         ),
         "refused" => format!(
             "{t} ! {} {} refused ({}): {}: {} [connection {}]",
@@ -239,11 +311,42 @@ mod tests {
     fn lines_carry_marker_pool_pe_identity_and_reason() {
         let at = SystemTime::UNIX_EPOCH;
         let reg = serde_json::json!({"event":"registered","pool_handle":"echo",
-            "identifier":168496141u32,"identity":"psk:pe-a","new":true});
+            "identifier":168496141u32,"identity":"psk:pe-a","new":true,"changed":true,
+            "addresses":["127.0.0.1"],"port":8080,"policy":"RR"});
         assert_eq!(
             line("registered", &reg, at),
-            "1970-01-01T00:00:00Z + echo 0x0a0b0c0d psk:pe-a registered"
+            "1970-01-01T00:00:00Z + echo 0x0a0b0c0d 127.0.0.1:8080 psk:pe-a registered (RR)"
         );
+        assert!(!is_refresh("registered", &reg));
+        let mut changed = reg.clone();
+        changed["new"] = false.into();
+        changed["addresses"] = serde_json::json!(["::1", "10.0.0.1"]);
+        assert_eq!(
+            line("registered", &changed, at),
+            "1970-01-01T00:00:00Z ~ echo 0x0a0b0c0d [::1],10.0.0.1:8080 psk:pe-a \
+             re-registered with changes (RR)"
+        );
+        assert!(!is_refresh("registered", &changed));
+        let mut refresh = changed.clone();
+        refresh["changed"] = false.into();
+        assert!(is_refresh("registered", &refresh));
+        assert!(line("registered", &refresh, at).contains("refreshed its registration"));
+        let old = serde_json::json!({"event":"registered","pool_handle":"echo",
+            "identifier":1,"identity":"psk:pe-a","new":false});
+        assert!(is_refresh("registered", &old), "an older registrar's re-registration");
+        let drained = serde_json::json!({"event":"drained","pool_handle":"echo",
+            "identifier":1,"by":"admin API from 127.0.0.1","timeout_seconds":600.0});
+        assert_eq!(
+            line("drained", &drained, at),
+            "1970-01-01T00:00:00Z > echo 0x00000001 drained by admin API from 127.0.0.1: \
+             no longer handed out, removed in 10m unless it deregisters first"
+        );
+        let undrained = serde_json::json!({"event":"undrained","pool_handle":"echo",
+            "identifier":1,"by":"admin API from 127.0.0.1"});
+        assert!(line("undrained", &undrained, at).contains("< echo 0x00000001 undrained"));
+        let op = serde_json::json!({"event":"removed","pool_handle":"echo",
+            "identifier":1,"reason":"operator"});
+        assert!(line("removed", &op, at).ends_with("removed by an operator"));
         let rem = serde_json::json!({"event":"removed","pool_handle":{"hex":"00ff"},
             "identifier":1,"reason":"keep_alive_timeout"});
         assert_eq!(

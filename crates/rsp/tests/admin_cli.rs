@@ -165,7 +165,7 @@ fn status_prints_the_server_id_and_json_on_request() {
     );
     assert!(text.contains("registrar 0x00c0ffee"), "{text}");
     assert!(text.contains("secure mode"), "{text}");
-    assert!(text.contains("1 pools, 1 PEs"), "{text}");
+    assert!(text.contains("1 pool, 1 PE"), "{text}");
 
     let out = run(&[
         "status",

@@ -3,10 +3,9 @@
 //! `AdminServer::set_token`), generated with 32 random bytes, compared in
 //! constant time.
 
-use std::io::Write;
 use std::path::Path;
 
-use rserpool_security::SecurityError;
+use rserpool_security::{Existing, SecurityError};
 
 use super::AdminError;
 
@@ -98,29 +97,25 @@ impl AdminToken {
     /// Generate a token and write it to a new file readable by its owner
     /// only (mode 0600). An existing file is never overwritten.
     pub fn write_new(path: &Path) -> Result<AdminToken, AdminError> {
+        AdminToken::write(path, Existing::Refuse)
+    }
+
+    /// Generate a token and write it to a file readable by its owner only
+    /// (mode 0600); `existing` says whether it may replace a file that is
+    /// there (the replacement is renamed over it).
+    pub fn write(path: &Path, existing: Existing) -> Result<AdminToken, AdminError> {
         let token = AdminToken::generate()?;
-        let err = |error: std::io::Error| AdminError::TokenFile {
-            path: path.to_path_buf(),
-            error,
-        };
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut f = options.open(path).map_err(|error| {
-            if error.kind() == std::io::ErrorKind::AlreadyExists {
-                AdminError::TokenExists {
-                    path: path.to_path_buf(),
-                }
-            } else {
-                err(error)
-            }
+        let text = format!("{}\n", token.0);
+        rserpool_security::write_secret_file(path, text.as_bytes(), existing).map_err(|e| match e {
+            SecurityError::FileExists { .. } => AdminError::TokenExists {
+                path: path.to_path_buf(),
+            },
+            SecurityError::Io { error, .. } => AdminError::TokenFile {
+                path: path.to_path_buf(),
+                error,
+            },
+            other => AdminError::TokenUnreadable(other),
         })?;
-        writeln!(f, "{}", token.0).map_err(err)?;
-        f.sync_all().map_err(err)?;
         Ok(token)
     }
 

@@ -46,9 +46,6 @@ pub struct Args {
     /// gone from the handlespace about this long after its death.
     #[arg(long, value_parser = parse_duration, default_value = "1s")]
     pub keep_alive: Duration,
-    /// Print the events as JSON lines instead of text.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// What the pool user has seen so far.
@@ -61,14 +58,14 @@ struct Tally {
     longest_failover: Duration,
 }
 
-pub async fn run(args: &Args) -> anyhow::Result<()> {
+pub async fn run(args: &Args, json: bool) -> anyhow::Result<()> {
     if args.interval.is_zero() || args.phase.is_zero() || args.keep_alive.is_zero() {
         anyhow::bail!("--interval, --phase and --keep-alive must be more than 0");
     }
     // Ctrl-C from here on stops the demo cleanly, even during set-up.
     let stop = crate::shutdown_signal();
     tokio::pin!(stop);
-    let report = Report::new(args.json);
+    let report = Report::new(json);
     let mut lab = tokio::select! {
         lab = Lab::start(args.pes, args.keep_alive, &report) => lab?,
         _ = &mut stop => {

@@ -9,16 +9,14 @@ use std::time::{Duration, Instant};
 use rserpool_registrar::Removal;
 use serde_json::json;
 
+use crate::duration::json_millis as ms;
+
 use super::Tally;
 use crate::echo::Answered;
 
 /// The demo's output.
 pub struct Report {
     json: bool,
-}
-
-fn ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
 fn secs(start: Instant) -> f64 {
