@@ -58,9 +58,8 @@ fn admin_url(admin: &str) -> anyhow::Result<Url> {
     } else {
         format!("http://{admin}")
     };
-    Url::parse(&text).with_context(|| {
-        format!("--admin {admin:?} is neither HOST:PORT nor an http:// URL")
-    })
+    Url::parse(&text)
+        .with_context(|| format!("--admin {admin:?} is neither HOST:PORT nor an http:// URL"))
 }
 
 /// Any bytes as one URL path segment or query value (RFC 3986 section
@@ -164,7 +163,9 @@ impl AdminClient {
                 self.base(),
                 self.token_file.display()
             ),
-            StatusCode::NOT_FOUND => anyhow!("{detail} (the admin API at {} answered 404)", self.base()),
+            StatusCode::NOT_FOUND => {
+                anyhow!("{detail} (the admin API at {} answered 404)", self.base())
+            }
             StatusCode::TOO_MANY_REQUESTS => anyhow!(
                 "the admin API at {} refused the token in {} (429: too many failed \
                  authentications; the right token is always accepted)",
@@ -253,9 +254,15 @@ mod tests {
 
     #[test]
     fn admin_without_a_scheme_is_http() {
-        assert_eq!(admin_url("127.0.0.1:4865").unwrap().as_str(), "http://127.0.0.1:4865/");
+        assert_eq!(
+            admin_url("127.0.0.1:4865").unwrap().as_str(),
+            "http://127.0.0.1:4865/"
+        );
         assert_eq!(admin_url("http://h:1/p").unwrap().as_str(), "http://h:1/p");
-        assert_eq!(admin_url("[::1]:3865").unwrap().as_str(), "http://[::1]:3865/");
+        assert_eq!(
+            admin_url("[::1]:3865").unwrap().as_str(),
+            "http://[::1]:3865/"
+        );
         assert!(admin_url("a b").is_err());
     }
 }

@@ -183,7 +183,11 @@ async fn registrar(args: &RegistrarArgs, json: bool) -> anyhow::Result<()> {
             request_bytes: req,
             response_bytes: resp,
         },
-        ratio: if e > 0.0 { (r / e * 1000.0).round() / 1000.0 } else { 0.0 },
+        ratio: if e > 0.0 {
+            (r / e * 1000.0).round() / 1000.0
+        } else {
+            0.0
+        },
     };
     let report = Report {
         clients: args.clients,

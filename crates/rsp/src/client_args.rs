@@ -22,8 +22,13 @@ pub struct ClientArgs {
     /// order, RFC 5352 3.6). With --ca, HOST is the name its certificate
     /// must carry. Default: RSP_REGISTRAR, then `registrars` of the client
     /// file.
-    #[arg(short, long = "registrar", value_name = "HOST:PORT", env = "RSP_REGISTRAR",
-          value_delimiter = ',')]
+    #[arg(
+        short,
+        long = "registrar",
+        value_name = "HOST:PORT",
+        env = "RSP_REGISTRAR",
+        value_delimiter = ','
+    )]
     pub registrars: Vec<String>,
     /// Key file with this client's pre-shared key (docs/security.md).
     #[arg(long, value_name = "FILE")]
@@ -83,7 +88,9 @@ impl ClientArgs {
                 "no registrar given: use -r HOST:PORT (or set RSP_REGISTRAR, or `registrars` in \
                  the client file {})",
                 crate::client_file::default_path()
-                    .map_or("--client-config FILE".to_string(), |p| p.display().to_string())
+                    .map_or("--client-config FILE".to_string(), |p| p
+                        .display()
+                        .to_string())
             );
         }
         let mut registrars = Vec::new();

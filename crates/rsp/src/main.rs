@@ -58,9 +58,10 @@ pub(crate) struct Cli {
     #[arg(long, global = true)]
     log: Option<String>,
     /// Log format on stderr: human-readable text, or one JSON object per
-    /// line for log collectors.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
+    /// line for log collectors. Default: text, or json with --json (so
+    /// that everything on stderr is JSON).
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
     /// JSON instead of text on stdout (one object, or one per line for
     /// streams), and errors as one JSON object on stderr. `--json=false`
     /// overrides `json = true` of a registrar's configuration file.
@@ -135,7 +136,12 @@ fn main() -> ExitCode {
         Command::Demo(_) | Command::Bench(_) => "warn",
         _ => "info",
     };
-    init_logging(cli.log.as_deref().unwrap_or(default_filter), cli.log_format);
+    let log_format = cli.log_format.unwrap_or(if json {
+        LogFormat::Json
+    } else {
+        LogFormat::Text
+    });
+    init_logging(cli.log.as_deref().unwrap_or(default_filter), log_format);
     if let Command::Registrar(a) = &mut cli.command {
         // The registrar merges it with its configuration file.
         a.json = cli.json;
@@ -219,12 +225,13 @@ fn usage_error(e: clap::Error) -> ExitCode {
         .any(|a| a == "--json" || a == "--json=true");
     if wants_json && !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
         let text = e.render().to_string();
-        let message = text
-            .lines()
-            .next()
-            .unwrap_or("invalid command line")
+        // The message is what comes before the usage paragraph.
+        let head = text.split("\n\n").next().unwrap_or("invalid command line");
+        let message = head
             .trim_start_matches("error: ")
-            .to_string();
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
         eprintln!(
             "{}",
             serde_json::json!({ "error": message, "usage": text.trim_end() })

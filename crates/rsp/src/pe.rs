@@ -143,10 +143,7 @@ async fn run_echo(args: &EchoArgs, json: bool) -> anyhow::Result<()> {
     let mut events = pe.events();
     let id = pe.identifier();
     let status = pe.status();
-    let out = Printer {
-        json,
-        id,
-    };
+    let out = Printer { json, id };
     out.line(
         serde_json::json!({
             "event": "registered", "pool_handle": handle_text, "identifier": id,

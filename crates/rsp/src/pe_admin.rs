@@ -78,7 +78,9 @@ pub async fn drain(args: &DrainArgs, json: bool) -> anyhow::Result<()> {
     match &args.timeout {
         None => {}
         Some(DrainTimeout::Never) => path.push_str("?timeout=none"),
-        Some(DrainTimeout::After(d)) => path.push_str(&format!("?timeout={}", percent_encode(d.as_bytes()))),
+        Some(DrainTimeout::After(d)) => {
+            path.push_str(&format!("?timeout={}", percent_encode(d.as_bytes())))
+        }
     }
     let answer = act(t, Method::POST, path, json).await?;
     if !json {

@@ -91,7 +91,11 @@ fn pools_table(doc: &Value, pools: &[Value]) -> String {
         .max()
         .unwrap_or(0)
         .max(4);
-    let _ = writeln!(o, "{:<width$}  {:<6}  {:>5}  {:>7}", "POOL", "POLICY", "PES", "DRAINED");
+    let _ = writeln!(
+        o,
+        "{:<width$}  {:<6}  {:>5}  {:>7}",
+        "POOL", "POLICY", "PES", "DRAINED"
+    );
     for p in pools {
         let _ = writeln!(
             o,
@@ -106,7 +110,11 @@ fn pools_table(doc: &Value, pools: &[Value]) -> String {
         o,
         "{}, {}",
         plural(doc["pools_total"].as_u64().unwrap_or(0), "pool", "pools"),
-        plural(doc["pool_elements_total"].as_u64().unwrap_or(0), "PE", "PEs")
+        plural(
+            doc["pool_elements_total"].as_u64().unwrap_or(0),
+            "PE",
+            "PEs"
+        )
     );
     if doc["truncated"].as_bool() == Some(true) {
         let _ = writeln!(o, "(more than {MAX_LISTED} PEs: the list is incomplete)");
@@ -184,13 +192,22 @@ fn pool_table(pool: &Value) -> String {
             String::new()
         }
     );
-    let pes = pool["pool_elements"].as_array().cloned().unwrap_or_default();
+    let pes = pool["pool_elements"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     if pes.is_empty() {
         return o;
     }
     let rows: Vec<[String; 7]> = pes.iter().map(pe_row).collect();
     let header = [
-        "PE", "ADDRESS", "PORT", "POLICY", "OWNER", "REGISTERED", "STATE",
+        "PE",
+        "ADDRESS",
+        "PORT",
+        "POLICY",
+        "OWNER",
+        "REGISTERED",
+        "STATE",
     ]
     .map(str::to_string);
     let mut widths = header.clone().map(|h| h.chars().count());
@@ -268,7 +285,12 @@ mod tests {
     #[test]
     fn pools_table_counts_with_plurals() {
         let doc = sample();
-        let pools: Vec<Value> = doc["pools"].as_array().unwrap().iter().map(pool_summary).collect();
+        let pools: Vec<Value> = doc["pools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(pool_summary)
+            .collect();
         let t = pools_table(&doc, &pools);
         assert!(t.contains("POOL  POLICY"), "{t}");
         assert!(t.contains("echo  WRR         2        1"), "{t}");
@@ -282,10 +304,22 @@ mod tests {
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines[0], "pool \"echo\": policy WRR, 2 PEs (1 drained)");
         assert!(lines[1].starts_with("PE          ADDRESS"), "{t}");
-        assert!(lines[2].contains("0x0a0b0c0d") && lines[2].contains("127.0.0.1"), "{t}");
-        assert!(lines[2].contains("WRR weight 3") && lines[2].contains("psk:pe-a"), "{t}");
-        assert!(lines[2].contains("2m 5s ago") && lines[2].ends_with("active"), "{t}");
-        assert!(lines[3].contains("10.0.0.2,10.0.0.3") && lines[3].contains("8080"), "{t}");
+        assert!(
+            lines[2].contains("0x0a0b0c0d") && lines[2].contains("127.0.0.1"),
+            "{t}"
+        );
+        assert!(
+            lines[2].contains("WRR weight 3") && lines[2].contains("psk:pe-a"),
+            "{t}"
+        );
+        assert!(
+            lines[2].contains("2m 5s ago") && lines[2].ends_with("active"),
+            "{t}"
+        );
+        assert!(
+            lines[3].contains("10.0.0.2,10.0.0.3") && lines[3].contains("8080"),
+            "{t}"
+        );
         assert!(lines[3].ends_with("drained (removed in 10m)"), "{t}");
     }
 

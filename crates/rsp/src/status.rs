@@ -57,7 +57,11 @@ pub fn summary(s: &Value) -> String {
         "  handlespace   {}, {}; {}",
         plural(n(s, &["pools"]), "pool", "pools"),
         plural(n(s, &["pool_elements"]), "PE", "PEs"),
-        plural(n(s, &["connections"]), "ASAP connection", "ASAP connections")
+        plural(
+            n(s, &["connections"]),
+            "ASAP connection",
+            "ASAP connections"
+        )
     );
     let c = |k: &str| n(s, &["core", k]);
     let _ = writeln!(

@@ -333,7 +333,10 @@ mod tests {
         assert!(line("registered", &refresh, at).contains("refreshed its registration"));
         let old = serde_json::json!({"event":"registered","pool_handle":"echo",
             "identifier":1,"identity":"psk:pe-a","new":false});
-        assert!(is_refresh("registered", &old), "an older registrar's re-registration");
+        assert!(
+            is_refresh("registered", &old),
+            "an older registrar's re-registration"
+        );
         let drained = serde_json::json!({"event":"drained","pool_handle":"echo",
             "identifier":1,"by":"admin API from 127.0.0.1","timeout_seconds":600.0});
         assert_eq!(

@@ -64,3 +64,24 @@ fn bench_connections_reports_memory_per_connection_as_json() {
     }
     assert!(v["handshake_bytes_sent"].as_u64().expect("hello") > 5);
 }
+
+#[test]
+fn bench_logs_at_warn_unless_asked() {
+    let o = Command::new(env!("CARGO_BIN_EXE_rsp"))
+        .args([
+            "bench",
+            "registrar",
+            "--clients",
+            "1",
+            "--duration",
+            "100ms",
+        ])
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("rsp runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    // Only its progress lines: no log line per request.
+    assert!(err.lines().all(|l| l.starts_with("measuring ")), "{err}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("handle resolutions"));
+}

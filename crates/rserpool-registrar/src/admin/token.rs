@@ -106,16 +106,18 @@ impl AdminToken {
     pub fn write(path: &Path, existing: Existing) -> Result<AdminToken, AdminError> {
         let token = AdminToken::generate()?;
         let text = format!("{}\n", token.0);
-        rserpool_security::write_secret_file(path, text.as_bytes(), existing).map_err(|e| match e {
-            SecurityError::FileExists { .. } => AdminError::TokenExists {
-                path: path.to_path_buf(),
+        rserpool_security::write_secret_file(path, text.as_bytes(), existing).map_err(
+            |e| match e {
+                SecurityError::FileExists { .. } => AdminError::TokenExists {
+                    path: path.to_path_buf(),
+                },
+                SecurityError::Io { error, .. } => AdminError::TokenFile {
+                    path: path.to_path_buf(),
+                    error,
+                },
+                other => AdminError::TokenUnreadable(other),
             },
-            SecurityError::Io { error, .. } => AdminError::TokenFile {
-                path: path.to_path_buf(),
-                error,
-            },
-            other => AdminError::TokenUnreadable(other),
-        })?;
+        )?;
         Ok(token)
     }
 

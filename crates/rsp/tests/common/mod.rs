@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod lab;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -17,7 +19,22 @@ pub const LIMIT: Duration = Duration::from_secs(20);
 pub fn rsp() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_rsp"));
     c.args(["--log", "warn"]);
+    isolate(&mut c);
     c
+}
+
+/// Keep the user's client defaults out of a test: no RSP_* variables, no
+/// ~/.config/rsp/client.toml.
+pub fn isolate(c: &mut Command) -> &mut Command {
+    for v in [
+        "RSP_REGISTRAR",
+        "RSP_ADMIN",
+        "RSP_ADMIN_TOKEN_FILE",
+        "RSP_CLIENT_CONFIG",
+    ] {
+        c.env_remove(v);
+    }
+    c.env("XDG_CONFIG_HOME", "/nonexistent/rsp-tests")
 }
 
 /// Run `rsp ARGS` to completion.
