@@ -37,6 +37,6 @@ mod tests {
         assert_eq!(show_seconds(-1.0), "0s");
         assert_eq!(show_seconds(f64::NAN), "0s");
         assert_eq!(json_millis(Duration::from_nanos(318_374_999)), 318.375);
-        assert_eq!(json_millis(Duration::from_nanos(318_375)), 0.318);
+        assert_eq!(json_millis(Duration::from_nanos(1_250_499)), 1.25);
     }
 }
