@@ -292,10 +292,16 @@ mod tests {
         psk.write_new(&path).expect("write");
         assert_eq!(Psk::read_file(&path).expect("read"), vec![psk.clone()]);
         // Not overwritten.
-        assert!(matches!(
-            psk.write_new(&path),
-            Err(SecurityError::Io { .. })
-        ));
+        let e = psk.write_new(&path).unwrap_err();
+        assert!(matches!(e, SecurityError::FileExists { .. }), "{e}");
+        assert_eq!(
+            e.to_string(),
+            format!("{} exists; not overwriting it", path.display())
+        );
+        // Replaced on request, still private.
+        let other = Psk::generate("pe-1").expect("generate");
+        other.write(&path, Existing::Replace).expect("replace");
+        assert_eq!(Psk::read_file(&path).expect("read"), vec![other]);
         assert!(!format!("{psk:?}").contains(&hex::encode(psk.key)));
     }
 

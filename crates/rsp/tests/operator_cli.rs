@@ -259,7 +259,9 @@ fn errors_are_one_json_object_under_json() {
             .unwrap(),
     );
     assert!(
-        err.lines().last().is_some_and(|l| l.starts_with("rsp: no registrar reachable")),
+        err.lines()
+            .last()
+            .is_some_and(|l| l.starts_with("rsp: no registrar reachable")),
         "{err}"
     );
 }
