@@ -2,6 +2,10 @@
 //! registrar link in a background task: it registers, answers
 //! keep-alives, re-registers, finds another registrar when the home one is
 //! lost, and deregisters on [`PoolElement::shutdown`].
+//! [`PoolElement::start`] returns once registered;
+//! [`PoolElement::spawn`] returns at once and reports by events (for an
+//! application that must stay responsive meanwhile, such as `rsp pe
+//! register` with its health check and signals).
 
 use rserpool_wire::{Policy, PoolHandle};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -43,6 +47,36 @@ impl PoolElement {
     ///
     /// Must be called within a tokio runtime.
     pub async fn start(config: ClientConfig, spec: PoolElementSpec) -> Result<Self, ClientError> {
+        let (started_tx, started) = oneshot::channel();
+        let (pe, _) = Self::launch(config, spec, Some(started_tx))?;
+        match started.await {
+            Ok(Ok(())) => Ok(pe),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(ClientError::Stopped),
+        }
+    }
+
+    /// Like [`PoolElement::start`], but returns at once, before anything
+    /// has been sent, with a receiver that sees every event from the first
+    /// one: [`PeEvent::Registered`] when the registration is confirmed,
+    /// [`PeEvent::RegistrationRefused`] or [`PeEvent::RegistrationFailed`]
+    /// if it is given up (then [`PoolElement::stopped`] resolves).
+    /// [`PoolElement::shutdown`] works in every state: a PE not yet sent
+    /// to a registrar just stops.
+    ///
+    /// Must be called within a tokio runtime.
+    pub fn spawn(
+        config: ClientConfig,
+        spec: PoolElementSpec,
+    ) -> Result<(Self, broadcast::Receiver<PeEvent>), ClientError> {
+        Self::launch(config, spec, None)
+    }
+
+    fn launch(
+        config: ClientConfig,
+        spec: PoolElementSpec,
+        started: Option<oneshot::Sender<Result<(), ClientError>>>,
+    ) -> Result<(Self, broadcast::Receiver<PeEvent>), ClientError> {
         config.validate()?;
         if config.tls.is_none() {
             tracing::warn!(
@@ -56,14 +90,13 @@ impl PoolElement {
         );
         let pool_handle = spec.pool_handle.clone();
         let identifier = core.add_element(now(), spec)?;
-        let (events, _) = broadcast::channel(64);
+        let (events, first_events) = broadcast::channel(64);
         let (commands, command_rx) = mpsc::channel(8);
         let (status_tx, status) = watch::channel(PeStatus {
             registered: false,
             registrar: None,
             home_server_id: None,
         });
-        let (started_tx, started) = oneshot::channel();
         let driver = Driver {
             core,
             link: Link::new(&config),
@@ -72,22 +105,19 @@ impl PoolElement {
             events: events.clone(),
             status: status_tx,
             identifier,
-            started: Some(started_tx),
+            started,
             shutdown: None,
             outcome: Ok(()),
         };
         tokio::spawn(driver.run());
-        match started.await {
-            Ok(Ok(())) => Ok(PoolElement {
-                identifier,
-                pool_handle,
-                commands,
-                events,
-                status,
-            }),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(ClientError::Stopped),
-        }
+        let pe = PoolElement {
+            identifier,
+            pool_handle,
+            commands,
+            events,
+            status,
+        };
+        Ok((pe, first_events))
     }
 
     /// The PE identifier (the same on every registration).
@@ -108,6 +138,16 @@ impl PoolElement {
     /// The registration state now.
     pub fn status(&self) -> PeStatus {
         self.status.borrow().clone()
+    }
+
+    /// Resolves when the PE has stopped by itself or been shut down: its
+    /// registration refused or given up (the event before says why), or
+    /// its deregistration finished. It does not resolve while the PE is
+    /// registered or still trying.
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut status = self.status.clone();
+        // The driver holds the sender until it ends.
+        async move { while status.changed().await.is_ok() {} }
     }
 
     /// Re-register at once with a new policy value (a new load, for

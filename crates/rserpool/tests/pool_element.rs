@@ -313,3 +313,48 @@ async fn broken_messages_are_skipped_and_a_broken_stream_drops_the_registrar() {
     let (_, _, again) = r2.accept_registration().await;
     assert_eq!(again.identifier, pe.identifier);
 }
+
+#[tokio::test]
+async fn spawn_returns_at_once_reports_by_events_and_stops_when_refused() {
+    let mut reg = FakeRegistrar::start().await;
+    let (pe, mut events) =
+        PoolElement::spawn(insecure(vec![reg.endpoint()]), spec()).expect("spawned");
+    assert!(!pe.status().registered);
+    let (c, m) = reg.message().await;
+    let AsapMessage::Registration { pool_element, .. } = m else {
+        panic!("{m:?}")
+    };
+    assert_eq!(pool_element.identifier, pe.identifier());
+    reg.send(
+        c,
+        AsapMessage::RegistrationResponse {
+            reject: true,
+            pool_handle: handle(),
+            identifier: pe.identifier(),
+            error: Some(OperationError::single(Cause::new(
+                CauseCode::RejectedSecurity,
+            ))),
+        },
+    );
+    assert_eq!(
+        event(&mut events).await,
+        PeEvent::RegistrationRefused {
+            identifier: pe.identifier(),
+            registrar: reg.addr,
+            cause: CauseCode::RejectedSecurity
+        }
+    );
+    within(pe.stopped()).await;
+    assert_eq!(within(pe.shutdown()).await, Ok(()));
+}
+
+#[tokio::test]
+async fn a_spawned_pe_shuts_down_before_any_registrar_answered() {
+    let mut config = insecure(vec![rserpool::RegistrarEndpoint::new(dead_address().await)]);
+    config.timers = short_timers();
+    config.timers.max_reg_attempts = 1000;
+    let (pe, _events) = PoolElement::spawn(config, spec()).expect("spawned");
+    let stopped = pe.stopped();
+    assert_eq!(within(pe.shutdown()).await, Ok(()));
+    within(stopped).await;
+}

@@ -4,16 +4,26 @@
 //! SIGINT/SIGTERM. `rsp pe register` does the same for a service that
 //! already runs (`pe_register`); `rsp pe drain|undrain|remove` act on a
 //! registered PE through a registrar's admin API (`pe_admin`).
+//!
+//! Both forms that register share their flags ([`PeArgs`]) and their
+//! life ([`hold`]: events printed by [`printer`], deregistration on a
+//! signal); `rsp pe register` adds a health check ([`check`] runs it,
+//! [`health`] decides).
+
+pub mod check;
+pub mod health;
+pub mod hold;
+pub mod printer;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::Context;
-use rserpool::{PeEvent, PoolElement, PoolElementSpec};
+use rserpool::PoolElementSpec;
 use rserpool_wire::{Policy, PoolHandle};
 use tokio::net::TcpListener;
 
-use crate::client_args::{parse_policy, ClientArgs};
+use crate::client_args::{parse_pe_id, parse_policy, ClientArgs};
 use crate::duration::parse_duration;
 
 /// Flags of `rsp pe`: a subcommand, or the echo server's flags.
@@ -32,7 +42,7 @@ pub enum PeCommand {
     /// Register a service that already runs on this host (it serves
     /// nothing itself): keep-alives, re-registration, registrar failover,
     /// an optional health check; deregisters on SIGINT/SIGTERM.
-    Register(crate::pe_register::Args),
+    Register(Box<crate::pe_register::Args>),
     /// Stop handing a PE out (admin API); it stays registered until it
     /// deregisters or the drain timeout ends.
     Drain(crate::pe_admin::DrainArgs),
@@ -52,31 +62,32 @@ impl Args {
         Option<&mut crate::admin_client::AdminArgs>,
     ) {
         match &mut self.command {
-            None => (Some(&mut self.echo.client), None),
-            Some(PeCommand::Register(_)) => (None, None),
+            None => (Some(&mut self.echo.pe.client), None),
+            Some(PeCommand::Register(a)) => (Some(&mut a.pe.client), None),
             Some(PeCommand::Drain(a)) => (None, Some(&mut a.target.admin)),
             Some(PeCommand::Undrain(a) | PeCommand::Remove(a)) => (None, Some(&mut a.admin)),
         }
     }
 }
 
-/// Run `rsp pe`.
+/// Run `rsp pe`; `json`: events as JSON lines.
 pub async fn run(args: &Args, json: bool) -> anyhow::Result<()> {
     match &args.command {
         None => run_echo(&args.echo, json).await,
-        Some(PeCommand::Register(a)) => crate::pe_register::run(a).await,
+        Some(PeCommand::Register(a)) => crate::pe_register::run(a, json).await,
         Some(PeCommand::Drain(a)) => crate::pe_admin::drain(a, json).await,
         Some(PeCommand::Undrain(a)) => crate::pe_admin::undrain(a, json).await,
         Some(PeCommand::Remove(a)) => crate::pe_admin::remove(a, json).await,
     }
 }
 
-/// Flags of `rsp pe POOL` (the echo server).
+/// The flags of every PE that registers: `rsp pe POOL` and `rsp pe
+/// register POOL`.
 #[derive(Debug, clap::Args)]
-pub struct EchoArgs {
-    /// Pool handle to register under (required without a subcommand;
-    /// optional here only because clap cannot combine a required argument
-    /// with subcommands).
+pub struct PeArgs {
+    /// Pool handle to register under (required; `rsp pe` takes it as
+    /// optional only because clap cannot combine a required argument with
+    /// subcommands).
     #[arg(value_name = "HANDLE")]
     pub handle: Option<String>,
     #[command(flatten)]
@@ -85,14 +96,8 @@ pub struct EchoArgs {
     /// rlu:L, lud:L:D, plu:L:D (loads as numbers or percentages).
     #[arg(long, value_parser = parse_policy, default_value = "rr")]
     pub policy: Policy,
-    /// Port of the echo service (0: any free port).
-    #[arg(long, default_value_t = 0)]
-    pub port: u16,
-    /// Address the echo service listens on.
-    #[arg(long, default_value = "0.0.0.0")]
-    pub bind: IpAddr,
     /// PE identifier (hex with 0x, or decimal); random by default.
-    #[arg(long, value_parser = parse_id)]
+    #[arg(long, value_parser = parse_pe_id)]
     pub id: Option<u32>,
     /// Registration lifetime (re-registration happens before it ends).
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
@@ -102,28 +107,63 @@ pub struct EchoArgs {
     pub shutdown_timeout: Duration,
 }
 
-fn parse_id(s: &str) -> Result<u32, String> {
-    match s.strip_prefix("0x") {
-        Some(h) => u32::from_str_radix(h, 16),
-        None => s.parse(),
+impl PeArgs {
+    /// What to register for a service on `port` (`address`: the one PUs
+    /// reach it at, `None` for this end's address on the registrar
+    /// connection), described as `service` in the "registered" line;
+    /// `json`: events as JSON lines.
+    pub fn plan(
+        &self,
+        port: u16,
+        address: Option<IpAddr>,
+        service: String,
+        json: bool,
+    ) -> anyhow::Result<hold::Plan> {
+        let Some(handle) = self.handle.clone() else {
+            anyhow::bail!(
+                "rsp pe: give a pool handle (rsp pe POOL serves echo in POOL) or a subcommand \
+                 (register, drain, undrain, remove; see rsp pe --help)"
+            );
+        };
+        let pool_handle = PoolHandle::new(handle.as_bytes().to_vec())
+            .context("the pool handle must not be empty")?;
+        let spec = PoolElementSpec {
+            identifier: Some(self.id.unwrap_or_else(hold::random_identifier)),
+            lifetime: Some(self.lifetime),
+            address,
+            ..PoolElementSpec::new(pool_handle, self.policy.clone(), port)
+        };
+        Ok(hold::Plan {
+            config: self.client.config()?,
+            spec,
+            handle,
+            service,
+            shutdown_timeout: self.shutdown_timeout,
+            json,
+        })
     }
-    .map_err(|e| format!("{s:?} is not a 32-bit PE identifier: {e}"))
+}
+
+/// Flags of `rsp pe POOL` (the echo server).
+#[derive(Debug, clap::Args)]
+pub struct EchoArgs {
+    #[command(flatten)]
+    pub pe: PeArgs,
+    /// Port of the echo service (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Address the echo service listens on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind: IpAddr,
 }
 
 async fn run_echo(args: &EchoArgs, json: bool) -> anyhow::Result<()> {
-    let Some(handle_text) = args.handle.as_deref() else {
-        anyhow::bail!(
-            "rsp pe: give a pool handle (rsp pe POOL serves echo in POOL) or a subcommand \
-             (register, drain, undrain, remove; see rsp pe --help)"
-        );
-    };
     // Signal handlers first: a SIGTERM right after "registered" is printed
     // must deregister, not kill.
     let stop = crate::shutdown_signal();
     tokio::pin!(stop);
-    let handle = PoolHandle::new(handle_text.as_bytes().to_vec())
-        .context("the pool handle must not be empty")?;
-    let config = args.client.config()?;
+    // Check the flags before listening.
+    let mut plan = args.pe.plan(args.port, None, String::new(), json)?;
     let listener = TcpListener::bind(SocketAddr::new(args.bind, args.port))
         .await
         .with_context(|| {
@@ -133,127 +173,10 @@ async fn run_echo(args: &EchoArgs, json: bool) -> anyhow::Result<()> {
             )
         })?;
     let port = listener.local_addr()?.port();
+    plan.spec.port = port;
+    plan.service = format!("echo on port {port}");
     let echo = tokio::spawn(crate::echo::serve(listener));
-    let spec = PoolElementSpec {
-        identifier: args.id,
-        lifetime: Some(args.lifetime),
-        ..PoolElementSpec::new(handle.clone(), args.policy.clone(), port)
-    };
-    let pe = PoolElement::start(config, spec).await?;
-    let mut events = pe.events();
-    let id = pe.identifier();
-    let status = pe.status();
-    let out = Printer { json, id };
-    out.line(
-        serde_json::json!({
-            "event": "registered", "pool_handle": handle_text, "identifier": id,
-            "port": port, "policy": args.policy.name(),
-            "registrar": status.registrar.map(|a| a.to_string()),
-        }),
-        format!(
-            "PE {id:#010x} registered in pool {:?} (policy {}), echo on port {port}, registrar {}",
-            handle_text,
-            args.policy.name(),
-            status.registrar.map_or("?".to_string(), |a| a.to_string())
-        ),
-    );
-    loop {
-        tokio::select! {
-            _ = &mut stop => break,
-            e = events.recv() => match e {
-                Ok(e) => out.event(&e),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(_) => break,
-            },
-        }
-    }
-    // RFC 5352 3.2 allows T3 (30 s) for the answer; an operator stopping a
-    // PE waits at most --shutdown-timeout. Unconfirmed, the registrar
-    // removes the PE after its keep-alive timeout anyway.
-    let result = tokio::time::timeout(args.shutdown_timeout, pe.shutdown()).await;
+    let result = hold::hold(plan, None, stop).await;
     echo.abort();
-    let failure = match result {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(e.to_string()),
-        Err(_) => Some(format!(
-            "no answer within {:?}; the registrar drops the PE after its keep-alive timeout",
-            args.shutdown_timeout
-        )),
-    };
-    match failure {
-        None => out.line(
-            serde_json::json!({"event": "deregistered", "identifier": id}),
-            format!("PE {id:#010x} deregistered"),
-        ),
-        Some(e) => out.line(
-            serde_json::json!({"event": "deregistration_failed", "identifier": id, "error": e}),
-            format!("PE {id:#010x}: deregistration not confirmed: {e}"),
-        ),
-    }
-    Ok(())
-}
-
-struct Printer {
-    json: bool,
-    id: u32,
-}
-
-impl Printer {
-    fn line(&self, json: serde_json::Value, text: String) {
-        if self.json {
-            println!("{json}");
-        } else {
-            println!("{text}");
-        }
-    }
-
-    fn event(&self, e: &PeEvent) {
-        let id = self.id;
-        let (json, text) = match e {
-            PeEvent::Registered {
-                registrar,
-                home_server_id,
-                ..
-            } => (
-                serde_json::json!({"event": "reregistered", "identifier": id, "registrar": registrar.to_string(), "home_server_id": home_server_id}),
-                format!("PE {id:#010x} registered with {registrar}"),
-            ),
-            PeEvent::RegistrationRefused {
-                registrar, cause, ..
-            } => (
-                serde_json::json!({"event": "refused", "identifier": id, "registrar": registrar.to_string(), "cause": cause.name()}),
-                format!(
-                    "PE {id:#010x}: registrar {registrar} refused the registration: {}",
-                    cause.name()
-                ),
-            ),
-            PeEvent::RegistrationFailed { error, .. } => (
-                serde_json::json!({"event": "registration_failed", "identifier": id, "error": error.to_string()}),
-                format!("PE {id:#010x}: registration failed: {error}"),
-            ),
-            PeEvent::RegistrarLost { registrar, reason } => (
-                serde_json::json!({"event": "registrar_lost", "identifier": id, "registrar": registrar.to_string(), "reason": reason}),
-                format!("PE {id:#010x}: lost registrar {registrar}: {reason}; hunting"),
-            ),
-            PeEvent::NoRegistrar { failures } => (
-                serde_json::json!({"event": "no_registrar", "identifier": id, "failures": failures.iter().map(|f| format!("{f:?}")).collect::<Vec<_>>()}),
-                format!(
-                    "PE {id:#010x}: no registrar reachable ({} tried); retrying",
-                    failures.len()
-                ),
-            ),
-            PeEvent::Rehomed {
-                registrar,
-                server_id,
-            } => (
-                serde_json::json!({"event": "rehomed", "identifier": id, "registrar": registrar.to_string(), "server_id": server_id}),
-                format!("PE {id:#010x}: new home registrar {server_id:#010x} at {registrar}"),
-            ),
-            other => (
-                serde_json::json!({"event": "other", "identifier": id, "detail": format!("{other:?}")}),
-                format!("PE {id:#010x}: {other:?}"),
-            ),
-        };
-        self.line(json, text);
-    }
+    result
 }
