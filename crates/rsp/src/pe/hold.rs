@@ -54,10 +54,7 @@ impl Plan {
 
 /// `n check(s)` in words.
 fn checks(n: u32) -> String {
-    match n {
-        1 => "1 check".into(),
-        n => format!("{n} checks"),
-    }
+    crate::pools::plural(u64::from(n), "check", "checks")
 }
 
 /// A PE identifier for `--id` left out: random, non-zero (RFC 5352 3.1
@@ -283,6 +280,7 @@ fn on_event(plan: &Plan, out: &Printer, reg: &mut Registration, e: &PeEvent) {
 /// (`reason`: why, when it is not a signal).
 async fn deregister(plan: &Plan, out: &Printer, reg: Registration, reason: Option<&str>) {
     let id = out.id;
+    let confirmed = reg.confirmed;
     // RFC 5352 3.2 allows T3 (30 s) for the answer; an operator stopping a
     // PE waits at most --shutdown-timeout. Unconfirmed, the registrar
     // removes the PE after its keep-alive timeout anyway.
@@ -296,6 +294,12 @@ async fn deregister(plan: &Plan, out: &Printer, reg: Registration, reason: Optio
     };
     let why = reason.map_or(String::new(), |r| format!(": {r}"));
     match failure {
+        // Nothing to take back: say so rather than "deregistered" (a
+        // registration in flight was withdrawn all the same).
+        _ if !confirmed => out.line(
+            serde_json::json!({"event": "stopped", "identifier": id, "registered": false, "reason": reason}),
+            format!("PE {id:#010x} stopped before any registrar confirmed its registration{why}"),
+        ),
         None => out.line(
             serde_json::json!({"event": "deregistered", "identifier": id, "reason": reason}),
             format!("PE {id:#010x} deregistered{why}"),
