@@ -32,7 +32,7 @@ use openssl::ssl::{
     Ssl, SslContext, SslContextBuilder, SslMethod, SslMode, SslRef, SslSessionCacheMode,
     SslVerifyMode, SslVersion,
 };
-use openssl::x509::{X509Ref, X509};
+use openssl::x509::{X509Ref, X509VerifyResult, X509};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_openssl::SslStream;
 
@@ -459,17 +459,93 @@ impl TlsServer {
     }
 }
 
+/// What a client brings to its handshakes (to explain a failed one).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientCredentials {
+    /// The identity of its pre-shared key, if it has one.
+    pub psk_identity: Option<String>,
+    /// Whether it trusts a CA, so can verify a registrar's certificate.
+    pub ca: bool,
+    /// Whether it has a certificate of its own to show.
+    pub certificate: bool,
+}
+
+/// How a client handshake failed, as OpenSSL reported it.
+#[derive(Debug)]
+pub enum HandshakeError {
+    /// OpenSSL could not set the connection up (nothing was sent).
+    Setup(openssl::error::ErrorStack),
+    /// The handshake failed: an OpenSSL error stack, an I/O error or the
+    /// end of the stream.
+    Ssl(openssl::ssl::Error),
+    /// The handshake completed but the server proved nothing (neither a
+    /// certificate nor a PSK).
+    Unauthenticated,
+}
+
+impl std::fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HandshakeError::Setup(e) => write!(f, "TLS set-up: {e}"),
+            HandshakeError::Ssl(e) => e.fmt(f),
+            HandshakeError::Unauthenticated => {
+                f.write_str("server presented no certificate and no PSK was agreed")
+            }
+        }
+    }
+}
+
+/// A failed client handshake with what is known about it: OpenSSL's
+/// error, the result of verifying the server's certificate, the
+/// certificate the server showed and what this client offered. Enough to
+/// tell a user what is wrong (the `rserpool` crate does).
+#[derive(Debug)]
+pub struct HandshakeFailure {
+    /// The name the server's certificate had to carry.
+    pub server_name: String,
+    /// What failed.
+    pub error: HandshakeError,
+    /// The verification of the server's certificate:
+    /// [`X509VerifyResult::OK`] when it verified or none was checked.
+    pub verify_result: X509VerifyResult,
+    /// The certificate the server showed (verified or not), if any.
+    pub server_certificate: Option<X509>,
+    /// What this client offered.
+    pub credentials: ClientCredentials,
+}
+
+impl std::fmt::Display for HandshakeFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "TLS handshake with {} failed: {}",
+            self.server_name, self.error
+        )
+    }
+}
+
+impl std::error::Error for HandshakeFailure {}
+
+impl From<HandshakeFailure> for SecurityError {
+    fn from(f: HandshakeFailure) -> SecurityError {
+        match f.error {
+            HandshakeError::Setup(e) => SecurityError::OpenSsl(e),
+            error => handshake_err(&f.server_name, error),
+        }
+    }
+}
+
 /// A client's TLS set-up (PE, PU, registrar peer).
 #[derive(Clone)]
 pub struct TlsClient {
     ctx: SslContext,
-    psk_identity: Option<String>,
+    credentials: ClientCredentials,
 }
 
 impl std::fmt::Debug for TlsClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsClient")
-            .field("psk_identity", &self.psk_identity)
+            .field("credentials", &self.credentials)
             .finish_non_exhaustive()
     }
 }
@@ -511,8 +587,17 @@ impl TlsClient {
         }
         Ok(TlsClient {
             ctx: b.build(),
-            psk_identity: cfg.psk.as_ref().map(|p| p.identity.clone()),
+            credentials: ClientCredentials {
+                psk_identity: cfg.psk.as_ref().map(|p| p.identity.clone()),
+                ca: cfg.ca.is_some(),
+                certificate: cfg.certificate.is_some(),
+            },
         })
+    }
+
+    /// What this client offers in its handshakes.
+    pub fn credentials(&self) -> &ClientCredentials {
+        &self.credentials
     }
 
     /// Run the client side of a handshake. `server_name` is what the
@@ -526,27 +611,48 @@ impl TlsClient {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let mut ssl = Ssl::new(&self.ctx)?;
+        Ok(self.handshake(stream, server_name).await?)
+    }
+
+    /// [`TlsClient::connect`], failing with all that is known about the
+    /// failure (to explain it).
+    pub async fn handshake<S>(
+        &self,
+        stream: S,
+        server_name: &str,
+    ) -> Result<(SslStream<S>, PeerIdentity), HandshakeFailure>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let failure = |error, ssl: Option<&SslRef>| HandshakeFailure {
+            server_name: server_name.to_owned(),
+            error,
+            verify_result: ssl.map_or(X509VerifyResult::OK, SslRef::verify_result),
+            // The chain a client receives starts with the server's own
+            // certificate; it is kept even when it did not verify.
+            server_certificate: ssl
+                .and_then(SslRef::peer_cert_chain)
+                .and_then(|chain| chain.iter().next().map(X509Ref::to_owned)),
+            credentials: self.credentials.clone(),
+        };
+        let setup = |e| failure(HandshakeError::Setup(e), None);
+        let mut ssl = Ssl::new(&self.ctx).map_err(setup)?;
         match server_name.parse::<IpAddr>() {
-            Ok(ip) => ssl.param_mut().set_ip(ip)?,
+            Ok(ip) => ssl.param_mut().set_ip(ip).map_err(setup)?,
             Err(_) => {
-                ssl.set_hostname(server_name)?;
-                ssl.param_mut().set_host(server_name)?;
+                ssl.set_hostname(server_name).map_err(setup)?;
+                ssl.param_mut().set_host(server_name).map_err(setup)?;
             }
         }
-        let mut s = SslStream::new(ssl, stream)?;
-        Pin::new(&mut s)
-            .connect()
-            .await
-            .map_err(|e| handshake_err(server_name, e))?;
-        let identity = match (s.ssl().peer_certificate(), &self.psk_identity) {
+        let mut s = SslStream::new(ssl, stream).map_err(setup)?;
+        if let Err(e) = Pin::new(&mut s).connect().await {
+            return Err(failure(HandshakeError::Ssl(e), Some(s.ssl())));
+        }
+        let identity = match (s.ssl().peer_certificate(), &self.credentials.psk_identity) {
             (Some(cert), _) => PeerIdentity::Certificate(subject(&cert)),
             (None, Some(id)) => PeerIdentity::Psk(id.clone()),
             (None, None) => {
-                return Err(handshake_err(
-                    server_name,
-                    "server presented no certificate and no PSK was agreed",
-                ))
+                return Err(failure(HandshakeError::Unauthenticated, Some(s.ssl())));
             }
         };
         Ok((s, identity))

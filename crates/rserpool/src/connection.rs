@@ -6,10 +6,12 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use rserpool_security::{PeerIdentity, SecurityError, TlsClient};
+use rserpool_security::tls::{ClientCredentials, HandshakeFailure};
+use rserpool_security::{PeerIdentity, TlsClient};
 use rserpool_wire::framing::{ChannelCodec, FramingError};
 use rserpool_wire::{AsapMessage, EncodeError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -17,6 +19,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::config::RegistrarEndpoint;
+use crate::diagnose::{self, Diagnosis, FailureKind, Symptom};
 use crate::error::RegistrarFailure;
 use crate::hunt::{HuntStep, ServerHunt};
 
@@ -27,11 +30,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> RegistrarStream for T {}
 
 type BoxStream = Box<dyn RegistrarStream>;
 
-/// Why a connection to a registrar could not be made.
-#[derive(Debug, thiserror::Error)]
+/// Why a connection to a registrar could not be made. Its text says what
+/// is wrong and what to do, then what OpenSSL or the system said
+/// ([`ConnectError::diagnosis`]).
+#[derive(Debug)]
 pub enum ConnectError {
     /// The TCP connection failed.
-    #[error("registrar {registrar}: TCP connect failed: {error}")]
     Tcp {
         /// The registrar.
         registrar: SocketAddr,
@@ -39,33 +43,74 @@ pub enum ConnectError {
         error: io::Error,
     },
     /// TCP connect and handshake took too long.
-    #[error("registrar {registrar}: no connection within {after:?}")]
     Timeout {
         /// The registrar.
         registrar: SocketAddr,
         /// How long it was given.
         after: Duration,
+        /// Whether TCP had connected (the TLS handshake took too long).
+        tcp_connected: bool,
     },
     /// The TLS handshake failed: the registrar did not authenticate (a
-    /// certificate that does not verify, an unknown PSK) or broke off.
-    #[error("registrar {registrar}: {error}")]
+    /// certificate that does not verify, an unknown PSK), refused this
+    /// client or broke off.
     Tls {
         /// The registrar.
         registrar: SocketAddr,
-        /// The handshake error (it names the expected server name).
-        error: SecurityError,
+        /// The handshake error, with what OpenSSL knew of it.
+        error: HandshakeFailure,
     },
 }
 
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "registrar {}: {}", self.registrar(), self.diagnosis())
+    }
+}
+
+impl std::error::Error for ConnectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConnectError::Tcp { error, .. } => Some(error),
+            ConnectError::Timeout { .. } => None,
+            ConnectError::Tls { error, .. } => Some(error),
+        }
+    }
+}
+
 impl ConnectError {
+    /// The registrar.
+    pub fn registrar(&self) -> SocketAddr {
+        match self {
+            ConnectError::Tcp { registrar, .. }
+            | ConnectError::Timeout { registrar, .. }
+            | ConnectError::Tls { registrar, .. } => *registrar,
+        }
+    }
+
+    /// What went wrong and what to do, with the lower layer's words.
+    pub fn diagnosis(&self) -> Diagnosis {
+        diagnose::classify(match self {
+            ConnectError::Tcp { error, .. } => Symptom::Tcp(error),
+            ConnectError::Timeout {
+                after,
+                tcp_connected,
+                ..
+            } => Symptom::Timeout {
+                after: *after,
+                tcp_connected: *tcp_connected,
+            },
+            ConnectError::Tls { registrar, error } => Symptom::Handshake {
+                failure: error,
+                registrar: *registrar,
+            },
+        })
+    }
+
     /// The failure without the registrar's address (for lists that name
     /// it already).
     pub fn reason(&self) -> String {
-        match self {
-            ConnectError::Tcp { error, .. } => format!("TCP connect failed: {error}"),
-            ConnectError::Timeout { after, .. } => format!("no connection within {after:?}"),
-            ConnectError::Tls { error, .. } => error.to_string(),
-        }
+        self.diagnosis().to_string()
     }
 }
 
@@ -106,6 +151,39 @@ pub enum LinkError {
         /// How long it was given.
         after: Duration,
     },
+    /// The connection ended before the registrar's first message, for a
+    /// reason the client can explain (its certificate was refused, a plain
+    /// TCP client met a TLS registrar...).
+    #[error("registrar {registrar}: {diagnosis}")]
+    EndedBeforeAnswer {
+        /// The registrar.
+        registrar: SocketAddr,
+        /// What went wrong.
+        diagnosis: Diagnosis,
+    },
+}
+
+impl LinkError {
+    /// The failure without the registrar's address.
+    pub fn reason(&self) -> String {
+        match self {
+            LinkError::Io { error, .. } => error.to_string(),
+            LinkError::Framing { error, .. } => error.to_string(),
+            LinkError::Encode { name, error, .. } => format!("cannot encode {name}: {error}"),
+            LinkError::WriteTimeout { after, .. } => {
+                format!("write did not complete within {after:?}")
+            }
+            LinkError::EndedBeforeAnswer { diagnosis, .. } => diagnosis.to_string(),
+        }
+    }
+
+    /// What went wrong, when it could be explained.
+    pub fn diagnosis(&self) -> Option<&Diagnosis> {
+        match self {
+            LinkError::EndedBeforeAnswer { diagnosis, .. } => Some(diagnosis),
+            _ => None,
+        }
+    }
 }
 
 /// A connection to one registrar.
@@ -137,10 +215,12 @@ pub async fn connect(
     max_message_len: usize,
 ) -> Result<RegistrarConnection, ConnectError> {
     let registrar = endpoint.address;
+    let tcp_connected = AtomicBool::new(false);
     let setup = async {
         let tcp = TcpStream::connect(registrar)
             .await
             .map_err(|error| ConnectError::Tcp { registrar, error })?;
+        tcp_connected.store(true, Ordering::Relaxed);
         let local_addr = tcp
             .local_addr()
             .map_err(|error| ConnectError::Tcp { registrar, error })?;
@@ -151,7 +231,7 @@ pub async fn connect(
         let (stream, identity): (BoxStream, _) = match tls {
             Some(tls) => {
                 let (s, id) = tls
-                    .connect(tcp, &endpoint.server_name)
+                    .handshake(tcp, &endpoint.server_name)
                     .await
                     .map_err(|error| ConnectError::Tls { registrar, error })?;
                 (Box::new(s), Some(id))
@@ -166,6 +246,7 @@ pub async fn connect(
             .map_err(|_| ConnectError::Timeout {
                 registrar,
                 after: timeout,
+                tcp_connected: tcp_connected.load(Ordering::Relaxed),
             })??;
     match &identity {
         Some(id) => tracing::debug!(registrar = %endpoint, %id, "connected to registrar over TLS"),
@@ -183,6 +264,8 @@ pub async fn connect(
             inner: r,
             buf: BytesMut::with_capacity(4096),
             codec: ChannelCodec::new(max_message_len),
+            credentials: tls.map(|t| t.credentials().clone()),
+            answered: false,
         },
         writer: MessageWriter {
             registrar,
@@ -231,21 +314,41 @@ pub struct MessageReader {
     inner: ReadHalf<BoxStream>,
     buf: BytesMut,
     codec: ChannelCodec,
+    /// The TLS client's credentials (`None`: plain TCP).
+    credentials: Option<ClientCredentials>,
+    /// Whether a message has arrived.
+    answered: bool,
 }
 
 impl MessageReader {
     /// The next message; `None` when the registrar closed the connection.
     /// A message that does not decode is logged and skipped; a stream that
-    /// cannot be framed is an error (the connection must be closed).
+    /// cannot be framed is an error (the connection must be closed). A
+    /// connection that ends before the registrar's first message is
+    /// [`LinkError::EndedBeforeAnswer`] (a refused client certificate, a
+    /// plain client at a TLS registrar, a full registrar).
     /// Cancel-safe: bytes read stay buffered.
     pub async fn recv(&mut self) -> Result<Option<AsapMessage>, LinkError> {
         let registrar = self.registrar;
         loop {
-            let frame = self
-                .codec
-                .decode(&mut self.buf)
-                .map_err(|error| LinkError::Framing { registrar, error })?;
+            let frame = match self.codec.decode(&mut self.buf) {
+                Ok(f) => f,
+                Err(error) => {
+                    // A TLS record read as ASAP does not frame.
+                    let d = self.before_answer(None);
+                    return Err(match d {
+                        Some(d) if d.kind == FailureKind::RegistrarSpeaksTls => {
+                            LinkError::EndedBeforeAnswer {
+                                registrar,
+                                diagnosis: d,
+                            }
+                        }
+                        _ => LinkError::Framing { registrar, error },
+                    });
+                }
+            };
             if let Some(frame) = frame {
+                self.answered = true;
                 match AsapMessage::decode(&frame) {
                     Ok(d) => return Ok(Some(d.message)),
                     Err(e) => {
@@ -254,15 +357,39 @@ impl MessageReader {
                     }
                 }
             }
-            let n = self
-                .inner
-                .read_buf(&mut self.buf)
-                .await
-                .map_err(|error| LinkError::Io { registrar, error })?;
+            let n = match self.inner.read_buf(&mut self.buf).await {
+                Ok(n) => n,
+                Err(error) => {
+                    return Err(match self.before_answer(Some(&error)) {
+                        Some(diagnosis) => LinkError::EndedBeforeAnswer {
+                            registrar,
+                            diagnosis,
+                        },
+                        None => LinkError::Io { registrar, error },
+                    })
+                }
+            };
             if n == 0 {
-                return Ok(None);
+                return match self.before_answer(None) {
+                    Some(diagnosis) => Err(LinkError::EndedBeforeAnswer {
+                        registrar,
+                        diagnosis,
+                    }),
+                    None => Ok(None),
+                };
             }
         }
+    }
+
+    /// Why the connection ended, if it did before the first message.
+    fn before_answer(&self, error: Option<&io::Error>) -> Option<Diagnosis> {
+        (!self.answered).then(|| {
+            diagnose::classify(Symptom::EndedBeforeAnswer {
+                error,
+                tls: self.credentials.as_ref(),
+                received: &self.buf,
+            })
+        })
     }
 }
 
@@ -325,7 +452,7 @@ impl MessageWriter {
 /// state between calls: calling again after a failed pass goes on with
 /// the T5 back-off.
 pub async fn hunt(
-    schedule: &mut ServerHunt,
+    schedule: &mut ServerHunt<HuntFailure>,
     endpoints: &[RegistrarEndpoint],
     tls: Option<&TlsClient>,
     max_message_len: usize,
@@ -344,34 +471,45 @@ pub async fn hunt(
             HuntStep::Try { index, deadline } => {
                 let Some(endpoint) = endpoints.get(index) else {
                     // The list is shorter than the schedule: count it failed.
-                    if let Some(pass) = schedule.failed(index, "not configured".into()) {
+                    let failure = HuntFailure {
+                        reason: "not configured".into(),
+                        kind: None,
+                    };
+                    if let Some(pass) = schedule.failed(index, failure) {
                         return Err(failures(endpoints, pass));
                     }
                     continue;
                 };
                 let budget = deadline.saturating_duration_since(now.into_std());
-                let reason = match connect(endpoint, tls, budget, max_message_len).await {
+                let error = match connect(endpoint, tls, budget, max_message_len).await {
                     Ok(conn) => {
                         schedule.connected(index);
                         tracing::debug!(registrar = %endpoint, "server hunt: connected");
                         return Ok((index, conn));
                     }
-                    Err(e @ ConnectError::Tls { .. }) => {
-                        // RFC 5355 2.7: a registrar that does not prove
-                        // its identity may be a rogue one.
-                        tracing::warn!(
-                            registrar = %endpoint,
-                            server_name = %endpoint.server_name,
-                            "server hunt: registrar failed authentication, trying the next: {e}"
-                        );
-                        e.reason()
-                    }
-                    Err(e) => {
-                        tracing::info!(registrar = %endpoint, "server hunt: {e}");
-                        e.reason()
-                    }
+                    Err(e) => e,
                 };
-                if let Some(pass) = schedule.failed(index, reason) {
+                let diagnosis = error.diagnosis();
+                if endpoints.len() > 1 && matches!(error, ConnectError::Tls { .. }) {
+                    // RFC 5355 2.7: a registrar that does not prove its
+                    // identity may be a rogue one; the hunt goes on.
+                    tracing::warn!(
+                        server_name = %endpoint.server_name,
+                        "server hunt: registrar {endpoint}: {diagnosis}; trying the next registrar"
+                    );
+                } else {
+                    // A single registrar's failure is the hunt's result,
+                    // which the caller reports.
+                    tracing::info!(
+                        server_name = %endpoint.server_name,
+                        "server hunt: registrar {endpoint}: {diagnosis}"
+                    );
+                }
+                let failure = HuntFailure {
+                    reason: diagnosis.to_string(),
+                    kind: Some(diagnosis.kind),
+                };
+                if let Some(pass) = schedule.failed(index, failure) {
                     return Err(failures(endpoints, pass));
                 }
             }
@@ -379,12 +517,25 @@ pub async fn hunt(
     }
 }
 
-fn failures(endpoints: &[RegistrarEndpoint], pass: Vec<(usize, String)>) -> Vec<RegistrarFailure> {
+/// What the hunt records of a failed attempt.
+#[derive(Debug, Clone)]
+pub struct HuntFailure {
+    /// What went wrong and what to do.
+    pub reason: String,
+    /// What went wrong, classified.
+    pub kind: Option<FailureKind>,
+}
+
+fn failures(
+    endpoints: &[RegistrarEndpoint],
+    pass: Vec<(usize, HuntFailure)>,
+) -> Vec<RegistrarFailure> {
     pass.into_iter()
-        .filter_map(|(i, reason)| {
+        .filter_map(|(i, f)| {
             endpoints.get(i).map(|e| RegistrarFailure {
                 registrar: e.address,
-                reason,
+                reason: f.reason,
+                kind: f.kind,
             })
         })
         .collect()

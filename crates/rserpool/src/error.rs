@@ -12,8 +12,11 @@ use rserpool_wire::{CauseCode, PoolHandle};
 pub struct RegistrarFailure {
     /// The registrar.
     pub registrar: SocketAddr,
-    /// What went wrong (connection refused, TLS verification, timeout...).
+    /// What went wrong (connection refused, TLS verification, timeout...)
+    /// and what to do about it.
     pub reason: String,
+    /// What went wrong, classified (when it was: a failed connection).
+    pub kind: Option<crate::diagnose::FailureKind>,
 }
 
 impl fmt::Display for RegistrarFailure {
@@ -38,7 +41,7 @@ pub enum ClientError {
     Config(String),
     /// No registrar of the list could be reached (each with its last
     /// failure).
-    #[error("no registrar reachable: {}", list(.0))]
+    #[error("no registrar reachable: {}", crate::diagnose::failure_list(.0))]
     NoRegistrar(Vec<RegistrarFailure>),
     /// Registrars took the request but did not answer in time.
     #[error("{operation}: no answer from {}", list(.registrars))]

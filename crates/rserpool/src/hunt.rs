@@ -47,9 +47,10 @@ struct Round {
     tried: usize,
 }
 
-/// The state of a server hunt over a list of `count` registrars.
+/// The state of a server hunt over a list of `count` registrars; `F` is
+/// what the driver records of a failed attempt (a reason, by default).
 #[derive(Debug, Clone)]
-pub struct ServerHunt {
+pub struct ServerHunt<F = String> {
     count: usize,
     t5_initial: Duration,
     t5: Duration,
@@ -57,10 +58,10 @@ pub struct ServerHunt {
     connect_timeout: Duration,
     next: usize,
     round: Option<Round>,
-    pass: Vec<Option<String>>,
+    pass: Vec<Option<F>>,
 }
 
-impl ServerHunt {
+impl<F> ServerHunt<F> {
     /// A hunt over `count` registrars (at least one) with these timers.
     pub fn new(count: usize, timers: &Timers) -> Self {
         let count = count.max(1);
@@ -72,7 +73,7 @@ impl ServerHunt {
             connect_timeout: timers.connect_timeout,
             next: 0,
             round: None,
-            pass: vec![None; count],
+            pass: std::iter::repeat_with(|| None).take(count).collect(),
         }
     }
 
@@ -129,7 +130,7 @@ impl ServerHunt {
     /// Registrar `index` could not be reached (SH4). Returns the last
     /// failure of every registrar when this completes a pass in which all
     /// of them failed.
-    pub fn failed(&mut self, index: usize, reason: String) -> Option<Vec<(usize, String)>> {
+    pub fn failed(&mut self, index: usize, reason: F) -> Option<Vec<(usize, F)>> {
         let slot = self.pass.get_mut(index)?;
         *slot = Some(reason);
         if self.pass.iter().any(Option::is_none) {
@@ -185,7 +186,7 @@ mod tests {
     #[test]
     fn tries_each_registrar_in_turn_then_waits_for_t5() {
         let t0 = Instant::now();
-        let mut h = ServerHunt::new(3, &timers());
+        let mut h: ServerHunt = ServerHunt::new(3, &timers());
         h.begin(t0);
         assert!(h.is_active());
         assert_eq!(
@@ -221,7 +222,7 @@ mod tests {
     #[test]
     fn t5_doubles_up_to_retran_max_and_rounds_rotate() {
         let t0 = Instant::now();
-        let mut h = ServerHunt::new(2, &timers());
+        let mut h: ServerHunt = ServerHunt::new(2, &timers());
         h.begin(t0);
         assert_eq!(tried(h.step(t0)), 0);
         // The attempt hangs past the round (SH5): a new round with T5
@@ -261,7 +262,7 @@ mod tests {
     #[test]
     fn an_attempt_never_outlasts_the_round() {
         let t0 = Instant::now();
-        let mut h = ServerHunt::new(
+        let mut h: ServerHunt = ServerHunt::new(
             3,
             &Timers {
                 t5_server_hunt: Duration::from_secs(5),
@@ -284,7 +285,7 @@ mod tests {
     #[test]
     fn a_connection_resets_t5_and_the_next_hunt_starts_after_it() {
         let t0 = Instant::now();
-        let mut h = ServerHunt::new(3, &timers());
+        let mut h: ServerHunt = ServerHunt::new(3, &timers());
         h.begin(t0);
         assert_eq!(tried(h.step(t0)), 0);
         h.failed(0, "refused".into());
@@ -304,7 +305,7 @@ mod tests {
     #[test]
     fn abandoning_allows_an_immediate_fresh_round() {
         let t0 = Instant::now();
-        let mut h = ServerHunt::new(1, &timers());
+        let mut h: ServerHunt = ServerHunt::new(1, &timers());
         h.begin(t0);
         assert_eq!(tried(h.step(t0)), 0);
         assert!(h.failed(0, "refused".into()).is_some());

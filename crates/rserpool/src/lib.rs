@@ -70,6 +70,7 @@
 
 pub mod config;
 pub mod connection;
+pub mod diagnose;
 mod error;
 pub mod hunt;
 mod link;
@@ -79,6 +80,7 @@ mod pu;
 mod pu_core;
 
 pub use config::{ClientConfig, PoolUserSettings, RegistrarEndpoint, ReportLimits, Timers};
+pub use diagnose::{Diagnosis, FailureKind};
 pub use error::{ClientError, RegistrarFailure};
 pub use hunt::{HuntStep, ServerHunt};
 pub use pe::PoolElement;

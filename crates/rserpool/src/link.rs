@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::config::{ClientConfig, RegistrarEndpoint};
-use crate::connection::{self, MessageWriter, RegistrarConnection};
+use crate::connection::{self, HuntFailure, MessageWriter, RegistrarConnection};
 use crate::error::RegistrarFailure;
 use crate::hunt::ServerHunt;
 use crate::{ConnId, LinkAction};
@@ -57,7 +57,7 @@ enum ReaderEvent {
 }
 
 type HuntResult = Result<(usize, RegistrarConnection), Vec<RegistrarFailure>>;
-type HuntFuture = Pin<Box<dyn Future<Output = (ServerHunt, HuntResult)> + Send>>;
+type HuntFuture = Pin<Box<dyn Future<Output = (ServerHunt<HuntFailure>, HuntResult)> + Send>>;
 
 struct Active {
     id: ConnId,
@@ -74,7 +74,7 @@ pub(crate) struct Link {
     max_message_len: usize,
     /// The hunt schedule while no hunt runs (the hunt future owns it
     /// meanwhile).
-    schedule: Option<ServerHunt>,
+    schedule: Option<ServerHunt<HuntFailure>>,
     hunting: Option<HuntFuture>,
     active: Option<Active>,
     next_id: ConnId,
@@ -82,7 +82,7 @@ pub(crate) struct Link {
     rx: mpsc::Receiver<(ConnId, ReaderEvent)>,
 }
 
-async fn hunt_done(h: &mut Option<HuntFuture>) -> (ServerHunt, HuntResult) {
+async fn hunt_done(h: &mut Option<HuntFuture>) -> (ServerHunt<HuntFailure>, HuntResult) {
     match h {
         Some(f) => f.await,
         None => std::future::pending().await,
@@ -176,7 +176,7 @@ impl Link {
                         }
                     }
                     Ok(None) => break "connection closed by the registrar".to_owned(),
-                    Err(e) => break e.to_string(),
+                    Err(e) => break e.reason(),
                 }
             };
             let _ = tx.send((id, ReaderEvent::Closed(reason))).await;

@@ -1194,6 +1194,7 @@ mod tests {
         let failures = vec![RegistrarFailure {
             registrar: REG1,
             reason: "connection refused".into(),
+            kind: None,
         }];
         let mut c = core();
         c.add_element(t0, spec(42)).expect("add");

@@ -478,6 +478,7 @@ impl PuCore {
                 r.failures.push(RegistrarFailure {
                     registrar,
                     reason: reason.to_owned(),
+                    kind: None,
                 });
                 r.all_timeouts &= timeout;
             }
@@ -894,6 +895,7 @@ mod tests {
         let failures = vec![RegistrarFailure {
             registrar: REG1,
             reason: "refused".into(),
+            kind: None,
         }];
         let mut c = resolved(t0, &[1, 2]);
         c.handle_disconnected(t0, 1, "idle");
