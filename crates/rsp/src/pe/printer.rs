@@ -65,8 +65,8 @@ impl Printer {
             PeEvent::NoRegistrar { failures } => (
                 serde_json::json!({"event": "no_registrar", "identifier": id, "failures": failures.iter().map(ToString::to_string).collect::<Vec<_>>()}),
                 format!(
-                    "PE {id:#010x}: no registrar reachable ({} tried); retrying",
-                    failures.len()
+                    "PE {id:#010x}: {}; retrying",
+                    rserpool::ClientError::NoRegistrar(failures.clone())
                 ),
             ),
             PeEvent::Rehomed {
