@@ -120,6 +120,7 @@ fn registrations(
                 connection: Some(u64::from(id)),
                 identity: None,
                 distance: 0,
+                registered_at: now,
             });
         }
     }

@@ -30,6 +30,15 @@ pub struct PoolElementEntry {
     pub expires: Option<Instant>,
     /// When a keep-alive is next due (or its answer overdue).
     pub keep_alive_due: Option<Instant>,
+    /// When the PE first registered (re-registrations keep it).
+    pub registered_at: Instant,
+    /// Drained by an operator: it stays registered (keep-alives and
+    /// re-registrations go on) but no handle resolution hands it out, by
+    /// any policy, until it is undrained ([`crate::Handlespace::drain`]).
+    pub drained: bool,
+    /// When a drain times out (a [`DeadlineKind::Drain`] deadline: the
+    /// caller removes the PE then); `None` without a timeout or a drain.
+    pub drain_ends: Option<Instant>,
     /// Connection it registered over (on the owning registrar).
     pub connection: Option<ConnId>,
     /// Identity that registered it.
@@ -54,6 +63,7 @@ impl PoolElementEntry {
         match kind {
             DeadlineKind::Lifetime => self.expires,
             DeadlineKind::KeepAlive => self.keep_alive_due,
+            DeadlineKind::Drain => self.drain_ends,
         }
     }
 
@@ -61,6 +71,7 @@ impl PoolElementEntry {
         match kind {
             DeadlineKind::Lifetime => &mut self.expires,
             DeadlineKind::KeepAlive => &mut self.keep_alive_due,
+            DeadlineKind::Drain => &mut self.drain_ends,
         }
     }
 

@@ -1,8 +1,12 @@
 //! The registrar's handlespace: pools by handle, their pool elements, the
 //! selection policies, the per-owner PE checksums of RFC 5353 section
-//! 3.6.2 and the deadlines (registration lifetimes, keep-alives). Plain
-//! data structures: no I/O, time passed in, randomness from an injected
-//! PRNG.
+//! 3.6.2 and the deadlines (registration lifetimes, keep-alives, drain
+//! timeouts). Plain data structures: no I/O, time passed in, randomness
+//! from an injected PRNG.
+//!
+//! A PE can be drained ([`Handlespace::drain`]): it stays registered but
+//! no handle resolution returns it, whatever the policy, until
+//! [`Handlespace::undrain`].
 //!
 //! Costs: a pool is found by hash in O(1) (an ordered map of handles
 //! serves handle table paging), a PE in O(log n) of its pool;
@@ -72,6 +76,10 @@ pub struct Registration {
     pub element: PoolElement,
     /// Owning registrar.
     pub home: u32,
+    /// When the registration arrived: a new PE keeps it as the time of
+    /// its first registration ([`PoolElementEntry::registered_at`]); a
+    /// re-registration does not change it.
+    pub registered_at: Instant,
     /// Lifetime deadline (None: infinite).
     pub expires: Option<Instant>,
     /// Next keep-alive deadline.
@@ -90,7 +98,11 @@ pub enum Registered {
     /// A new PE.
     New,
     /// An existing PE was updated (re-registration).
-    Updated,
+    Updated {
+        /// Whether its user transport or its policy (with its values)
+        /// changed; `false` for a re-registration that only renews it.
+        changed: bool,
+    },
 }
 
 /// What a deadline is for.
@@ -100,6 +112,8 @@ pub enum DeadlineKind {
     Lifetime,
     /// A keep-alive is due (or its answer overdue).
     KeepAlive,
+    /// An operator's drain timed out ([`Handlespace::drain`]).
+    Drain,
 }
 
 /// A deadline that passed.
@@ -150,6 +164,8 @@ pub struct Handlespace {
     /// in the top bit.
     deadlines: Deadlines,
     pe_count: usize,
+    /// PEs drained, over all pools.
+    drained: usize,
     /// Reused for the slots a resolution selects (no allocation per request).
     scratch: Vec<u32>,
 }
@@ -163,22 +179,28 @@ fn pool_at(pools: &mut [Option<Pool>], pid: u32) -> &mut Pool {
     }
 }
 
-/// Top bit of a deadline's slot: keep-alive (set) or lifetime.
-const KEEP_ALIVE_BIT: u32 = 1 << 31;
+/// The two top bits of a deadline's tag say its kind, the others are the
+/// slot (slots stay far below 2^30: a billion PEs).
+const KIND_SHIFT: u32 = 30;
+const SLOT_MASK: u32 = (1 << KIND_SHIFT) - 1;
 
 fn deadline_tag(slot: u32, kind: DeadlineKind) -> u32 {
-    match kind {
-        DeadlineKind::Lifetime => slot,
-        DeadlineKind::KeepAlive => slot | KEEP_ALIVE_BIT,
-    }
+    debug_assert!(slot <= SLOT_MASK, "slot {slot} does not fit a deadline tag");
+    let bits = match kind {
+        DeadlineKind::Lifetime => 0,
+        DeadlineKind::KeepAlive => 1,
+        DeadlineKind::Drain => 2,
+    };
+    slot | (bits << KIND_SHIFT)
 }
 
 fn split_tag(tag: u32) -> (u32, DeadlineKind) {
-    if tag & KEEP_ALIVE_BIT != 0 {
-        (tag & !KEEP_ALIVE_BIT, DeadlineKind::KeepAlive)
-    } else {
-        (tag, DeadlineKind::Lifetime)
-    }
+    let kind = match tag >> KIND_SHIFT {
+        0 => DeadlineKind::Lifetime,
+        1 => DeadlineKind::KeepAlive,
+        _ => DeadlineKind::Drain,
+    };
+    (tag & SLOT_MASK, kind)
 }
 
 /// The deadline an entry holds for a tag, if any: what makes a queued
@@ -210,6 +232,7 @@ impl Handlespace {
             by_identity: ListIndex::new(Which::Identity),
             deadlines: Deadlines::default(),
             pe_count: 0,
+            drained: 0,
             scratch: Vec::new(),
         }
     }
@@ -222,6 +245,11 @@ impl Handlespace {
     /// Whether there is no PE.
     pub fn is_empty(&self) -> bool {
         self.pe_count == 0
+    }
+
+    /// Number of drained PEs, over all pools.
+    pub fn drained_count(&self) -> usize {
+        self.drained
     }
 
     /// Number of pools.
@@ -285,8 +313,8 @@ impl Handlespace {
         let (expires, keep_alive_due) = (r.expires, r.keep_alive_due);
         let (slot, outcome) = match self.pool_ref(pid).slot(id) {
             Some(slot) => {
-                self.update(pid, slot, r);
-                (slot, Registered::Updated)
+                let changed = self.update(pid, slot, r);
+                (slot, Registered::Updated { changed })
             }
             None => (self.insert(pid, r), Registered::New),
         };
@@ -296,11 +324,14 @@ impl Handlespace {
         Ok(outcome)
     }
 
-    /// Apply a re-registration to the PE in `slot`. The owner, connection
-    /// and identity indices (and the owner's checksum) are touched only
-    /// when those change: a periodic re-registration changes none of them.
-    fn update(&mut self, pid: u32, slot: u32, r: Registration) {
+    /// Apply a re-registration to the PE in `slot`; returns whether its
+    /// user transport or policy changed. The owner, connection and
+    /// identity indices (and the owner's checksum) are touched only when
+    /// those change: a periodic re-registration changes none of them. A
+    /// drained PE stays drained.
+    fn update(&mut self, pid: u32, slot: u32, r: Registration) -> bool {
         let e = self.entries.get(slot);
+        let changed = e.user_transport != r.element.user_transport || e.policy != r.element.policy;
         let moves = e.home != r.home || e.connection != r.connection || e.identity != r.identity;
         if moves {
             self.unindex(&r.pool_handle, slot);
@@ -321,6 +352,7 @@ impl Handlespace {
         if moves {
             self.index(&r.pool_handle, slot);
         }
+        changed
     }
 
     /// Add a new PE to pool `pid`; returns its slot.
@@ -335,6 +367,9 @@ impl Handlespace {
             policy: r.element.policy,
             expires: None,
             keep_alive_due: None,
+            registered_at: r.registered_at,
+            drained: false,
+            drain_ends: None,
             connection: r.connection,
             identity: r.identity,
             links: Default::default(),
@@ -381,12 +416,56 @@ impl Handlespace {
             self.pool_lookup.remove(handle);
         }
         self.unindex(handle, slot);
-        self.move_deadline(slot, DeadlineKind::Lifetime, None);
-        self.move_deadline(slot, DeadlineKind::KeepAlive, None);
+        for kind in [
+            DeadlineKind::Lifetime,
+            DeadlineKind::KeepAlive,
+            DeadlineKind::Drain,
+        ] {
+            self.move_deadline(slot, kind, None);
+        }
         self.pe_count -= 1;
         let e = self.entries.remove(slot);
+        if e.as_ref().is_some_and(|e| e.drained) {
+            self.drained -= 1;
+        }
         self.settle_deadlines();
         e
+    }
+
+    /// Drain a PE: it stays registered (re-registrations and keep-alives
+    /// go on, and a re-registration does not undrain it) but no handle
+    /// resolution returns it, by any policy, and the others' selection
+    /// state is left as it is. `ends` is when the drain times out: a
+    /// [`DeadlineKind::Drain`] deadline that [`Handlespace::pop_expired`]
+    /// reports (the PE stays until the caller removes it); draining a
+    /// drained PE replaces it. Returns whether the PE was drained
+    /// already; `None` for an unknown PE.
+    pub fn drain(&mut self, handle: &PoolHandle, id: u32, ends: Option<Instant>) -> Option<bool> {
+        let pid = self.pool_id(handle)?;
+        let slot = self.pool_ref(pid).slot(id)?;
+        let entries = &mut self.entries;
+        let newly = pool_at(&mut self.pools, pid).drain(slot, entries);
+        if newly {
+            self.drained += 1;
+        }
+        self.move_deadline(slot, DeadlineKind::Drain, ends);
+        self.settle_deadlines();
+        Some(!newly)
+    }
+
+    /// Hand a drained PE out again. Returns whether it was drained;
+    /// `None` for an unknown PE.
+    pub fn undrain(&mut self, handle: &PoolHandle, id: u32) -> Option<bool> {
+        let pid = self.pool_id(handle)?;
+        let slot = self.pool_ref(pid).slot(id)?;
+        let entries = &mut self.entries;
+        let was = pool_at(&mut self.pools, pid).undrain(slot, entries);
+        if was {
+            self.drained -= 1;
+        }
+        self.move_deadline(slot, DeadlineKind::Drain, None);
+        self.settle_deadlines();
+        Some(was)
     }
 
     /// Give a PE a new deadline of one kind (or none), queueing it; the
@@ -445,7 +524,9 @@ impl Handlespace {
 
     /// Handle resolution: up to `items` PEs (the configured default when
     /// `None`, capped at [`MAX_ITEMS`]) chosen by the pool's policy, in the
-    /// order to return them. `None` when the pool does not exist.
+    /// order to return them; drained PEs never. `None` when the pool does
+    /// not exist (a pool whose PEs are all drained exists: it answers an
+    /// empty list).
     pub fn resolve(
         &mut self,
         handle: &PoolHandle,
@@ -546,7 +627,8 @@ impl Handlespace {
     }
 
     /// Take the deadlines that passed by `now`, earliest first. The PEs
-    /// stay registered: the caller decides (probe, remove).
+    /// stay registered (a drained one stays drained): the caller decides
+    /// (probe, remove).
     pub fn pop_expired(&mut self, now: Instant) -> Vec<Expired> {
         let mut out = Vec::new();
         let limit = self.deadlines.key(now);

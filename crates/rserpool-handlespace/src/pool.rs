@@ -2,6 +2,13 @@
 //! type, data/control use), its members, and the selection engine. The PE
 //! entries themselves live in the handlespace's slab; a pool refers to
 //! them by slot.
+//!
+//! A drained member stays in `members` (it is registered) but is out of
+//! the engine's structures, so that no policy can choose it and the
+//! others' selection state (cursors, passes, counters) is not touched;
+//! the round robin walk skips it. Undraining puts it back like a
+//! re-registration would, a weighted round robin PE level with the
+//! current head.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound::{Excluded, Included, Unbounded};
@@ -56,6 +63,8 @@ pub struct Pool {
     /// returned PE, not just the head, must be re-keyed.
     degrades: bool,
     next_order: u64,
+    /// Members drained (out of the engine).
+    drained: usize,
 }
 
 impl Pool {
@@ -77,6 +86,7 @@ impl Pool {
             taken: Vec::new(),
             degrades: false,
             next_order: 0,
+            drained: 0,
         }
     }
 
@@ -93,6 +103,11 @@ impl Pool {
     /// Whether the pool has no PE.
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
+    }
+
+    /// Number of drained PEs (registered, not handed out).
+    pub fn drained(&self) -> usize {
+        self.drained
     }
 
     /// The pool's policy type (set by its first PE).
@@ -154,8 +169,44 @@ impl Pool {
     /// Remove a member.
     pub(crate) fn remove(&mut self, id: u32, entries: &mut Entries) -> Option<u32> {
         let slot = self.members.remove(&id)?;
+        if entries.get(slot).drained {
+            self.drained -= 1;
+        }
         self.detach(slot, entries);
         Some(slot)
+    }
+
+    /// Take a member out of selection (it stays a member). Returns false
+    /// if it was drained already.
+    pub(crate) fn drain(&mut self, slot: u32, entries: &mut Entries) -> bool {
+        if entries.get(slot).drained {
+            return false;
+        }
+        self.detach(slot, entries);
+        entries.get_mut(slot).drained = true;
+        self.drained += 1;
+        true
+    }
+
+    /// Put a drained member back into selection, behind its equals (and
+    /// a weighted round robin PE no earlier than the current head, so
+    /// that it does not take a burst of turns). Returns false if it was
+    /// not drained.
+    pub(crate) fn undrain(&mut self, slot: u32, entries: &mut Entries) -> bool {
+        if !entries.get(slot).drained {
+            return false;
+        }
+        let head = self.ordered.first().map(|k| k.0);
+        let order = self.bump();
+        let e = entries.get_mut(slot);
+        e.drained = false;
+        e.order = order;
+        if let (Policy::WeightedRoundRobin { .. }, Some(head)) = (&e.policy, head) {
+            e.key = e.key.max(head);
+        }
+        self.drained -= 1;
+        self.attach(slot, entries);
+        true
     }
 
     /// Put an updated member back. Re-registration resets the degradation
@@ -193,9 +244,12 @@ impl Pool {
         (e.key, tie, slot)
     }
 
-    /// Put a member into the engine's structure.
+    /// Put a member into the engine's structure (not a drained one).
     fn attach(&mut self, slot: u32, entries: &mut Entries) {
         let e = entries.get_mut(slot);
+        if e.drained {
+            return;
+        }
         match self.engine {
             Engine::Rotation => {}
             Engine::Ranked | Engine::Ordered => {
@@ -223,6 +277,9 @@ impl Pool {
     /// re-registration changes it; then [`Pool::reattach`]).
     pub(crate) fn detach(&mut self, slot: u32, entries: &mut Entries) {
         let e = entries.get(slot);
+        if e.drained {
+            return;
+        }
         match self.engine {
             Engine::Rotation => {}
             Engine::Ranked | Engine::Ordered => {
@@ -249,7 +306,7 @@ impl Pool {
         rng: &mut impl Rng,
         out: &mut Vec<u32>,
     ) {
-        let n = n.min(self.members.len());
+        let n = n.min(self.members.len() - self.drained);
         out.clear();
         match self.engine {
             Engine::Rotation => {
@@ -257,8 +314,14 @@ impl Pool {
                     self.members.range(self.cursor..),
                     self.members.range(..self.cursor),
                 );
+                // Drained members are stepped over (at most `drained`
+                // steps more than the PEs returned).
+                let skip = self.drained > 0;
                 let mut head = None;
-                for (&id, &slot) in after.chain(before).take(n) {
+                let live = after
+                    .chain(before)
+                    .filter(|(_, &slot)| !skip || !entries.get(slot).drained);
+                for (&id, &slot) in live.take(n) {
                     head.get_or_insert(id);
                     out.push(slot);
                 }

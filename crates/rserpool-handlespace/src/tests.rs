@@ -35,6 +35,7 @@ fn reg(h: &PoolHandle, id: u32, policy: Policy) -> Registration {
         connection: Some(u64::from(id)),
         identity: None,
         distance: 0,
+        registered_at: Instant::now(),
     }
 }
 
@@ -52,7 +53,7 @@ fn register_find_update_deregister() {
     );
     assert_eq!(
         hs.register(reg(&h, 1, Policy::RoundRobin)),
-        Ok(Registered::Updated)
+        Ok(Registered::Updated { changed: false })
     );
     assert_eq!(
         hs.register(reg(&h, 2, Policy::RoundRobin)),
@@ -347,7 +348,7 @@ fn owner_connection_and_identity_indices_follow_changes() {
     r.home = 12;
     r.connection = Some(7);
     r.identity = Some(bob.clone());
-    assert_eq!(hs.register(r), Ok(Registered::Updated));
+    assert_eq!(hs.register(r), Ok(Registered::Updated { changed: false }));
     assert_eq!(ids_of(&mut hs.by_owner(11)), vec![1, 5]);
     assert_eq!(ids_of(&mut hs.by_owner(12)), vec![3]);
     assert_eq!(ids_of(&mut hs.by_connection(0)), vec![6]);
@@ -363,4 +364,181 @@ fn owner_connection_and_identity_indices_follow_changes() {
     assert_eq!(hs.by_owner.keys(), 0);
     assert_eq!(hs.by_connection.keys(), 0);
     assert_eq!(hs.by_identity.keys(), 0);
+}
+
+/// One policy of each engine (and the degradation variant of two).
+fn one_policy_per_engine() -> Vec<Policy> {
+    vec![
+        Policy::RoundRobin,
+        Policy::Random,
+        Policy::WeightedRoundRobin { weight: 2 },
+        Policy::WeightedRandom { weight: 3 },
+        Policy::Priority { priority: 4 },
+        Policy::LeastUsed { load: 10 },
+        Policy::LeastUsedDegradation {
+            load: 10,
+            load_degradation: 5,
+        },
+        Policy::RandomizedLeastUsedDegradation {
+            load: 10,
+            load_degradation: 5,
+        },
+    ]
+}
+
+#[test]
+fn a_drained_pe_is_never_handed_out_by_any_policy_and_comes_back_when_undrained() {
+    for policy in one_policy_per_engine() {
+        let mut hs = Handlespace::new(Config::default());
+        let mut rng = SmallRng::seed_from_u64(3);
+        let h = PoolHandle::from_static("p");
+        for id in 1..=4 {
+            hs.register(reg(&h, id, policy.clone())).expect("ok");
+        }
+        assert_eq!(hs.drain(&h, 2, None), Some(false), "{policy:?}");
+        assert_eq!(hs.drain(&h, 2, None), Some(true), "drained already");
+        assert_eq!(hs.drain(&h, 9, None), None, "unknown PE");
+        assert_eq!(hs.drained_count(), 1);
+        assert_eq!(hs.pool(&h).map(|p| (p.len(), p.drained())), Some((4, 1)));
+        let mut seen = [0u32; 5];
+        for _ in 0..200 {
+            let got = ids(&hs.resolve(&h, Some(4), &mut rng).expect("pool"));
+            assert_eq!(got.len(), 3, "{policy:?}: the three others, {got:?}");
+            for id in got {
+                seen[id as usize] += 1;
+            }
+        }
+        assert_eq!(seen[2], 0, "{policy:?} handed out a drained PE");
+        // Still registered: found, re-registered, kept drained.
+        assert!(hs.find(&h, 2).is_some_and(|e| e.drained));
+        hs.register(reg(&h, 2, policy.clone())).expect("ok");
+        assert!(hs.find(&h, 2).is_some_and(|e| e.drained), "{policy:?}");
+        assert_eq!(hs.undrain(&h, 2), Some(true));
+        assert_eq!(hs.undrain(&h, 2), Some(false), "idempotent");
+        assert_eq!(hs.drained_count(), 0);
+        let back =
+            (0..50).any(|_| ids(&hs.resolve(&h, Some(4), &mut rng).expect("pool")).contains(&2));
+        assert!(back, "{policy:?}: the undrained PE is handed out again");
+    }
+}
+
+#[test]
+fn round_robin_steps_over_a_drained_pe_without_losing_its_place() {
+    let mut hs = Handlespace::new(Config::default());
+    let mut rng = SmallRng::seed_from_u64(1);
+    let h = PoolHandle::from_static("rr");
+    for id in 1..=4 {
+        hs.register(reg(&h, id, Policy::RoundRobin)).expect("ok");
+    }
+    let mut heads = |hs: &mut Handlespace, n: usize| -> Vec<u32> {
+        (0..n)
+            .map(|_| ids(&hs.resolve(&h, Some(1), &mut rng).expect("pool"))[0])
+            .collect()
+    };
+    assert_eq!(heads(&mut hs, 1), [1]);
+    hs.drain(&h, 2, None);
+    assert_eq!(heads(&mut hs, 4), [3, 4, 1, 3]);
+    hs.undrain(&h, 2);
+    assert_eq!(heads(&mut hs, 4), [4, 1, 2, 3]);
+}
+
+#[test]
+fn an_undrained_weighted_round_robin_pe_takes_no_burst_of_turns() {
+    let mut hs = Handlespace::new(Config::default());
+    let mut rng = SmallRng::seed_from_u64(1);
+    let h = PoolHandle::from_static("wrr");
+    for id in 1..=3 {
+        hs.register(reg(&h, id, Policy::WeightedRoundRobin { weight: 1 }))
+            .expect("ok");
+    }
+    hs.drain(&h, 3, None);
+    for _ in 0..100 {
+        hs.resolve(&h, Some(1), &mut rng);
+    }
+    hs.undrain(&h, 3);
+    // Equal weights: the next 30 turns go round, 10 each, instead of
+    // PE 3 catching up on the 50 turns it missed.
+    let mut count = [0u32; 4];
+    for _ in 0..30 {
+        count[ids(&hs.resolve(&h, Some(1), &mut rng).expect("pool"))[0] as usize] += 1;
+    }
+    assert_eq!(&count[1..], &[10, 10, 10]);
+}
+
+#[test]
+fn a_pool_whose_pes_are_all_drained_exists_and_answers_none() {
+    let mut hs = Handlespace::new(Config::default());
+    let mut rng = SmallRng::seed_from_u64(1);
+    let h = PoolHandle::from_static("p");
+    for id in 1..=2 {
+        hs.register(reg(&h, id, Policy::WeightedRandom { weight: 1 }))
+            .expect("ok");
+        hs.drain(&h, id, None);
+    }
+    assert_eq!(hs.resolve(&h, Some(5), &mut rng), Some(Vec::new()));
+    // A drained PE's deregistration counts it out.
+    assert!(hs.deregister(&h, 1).is_some_and(|e| e.drained));
+    assert_eq!(hs.drained_count(), 1);
+    assert!(hs.deregister(&h, 2).is_some());
+    assert_eq!((hs.drained_count(), hs.pool_count()), (0, 0));
+    assert_eq!(hs.resolve(&h, Some(5), &mut rng), None);
+}
+
+#[test]
+fn a_drain_timeout_is_a_deadline_that_the_latest_drain_sets() {
+    let t0 = Instant::now();
+    let mut hs = Handlespace::new(Config::default());
+    let h = PoolHandle::from_static("p");
+    hs.register(reg(&h, 1, Policy::RoundRobin)).expect("ok");
+    hs.drain(&h, 1, Some(t0 + Duration::from_secs(10)));
+    assert_eq!(hs.next_deadline(), Some(t0 + Duration::from_secs(10)));
+    // Draining again replaces the timeout.
+    hs.drain(&h, 1, Some(t0 + Duration::from_secs(20)));
+    assert!(hs.pop_expired(t0 + Duration::from_secs(15)).is_empty());
+    let expired = hs.pop_expired(t0 + Duration::from_secs(20));
+    assert_eq!(
+        expired,
+        vec![Expired {
+            pool_handle: h.clone(),
+            identifier: 1,
+            kind: DeadlineKind::Drain
+        }]
+    );
+    // The PE stays, drained, until the caller removes it.
+    assert!(hs
+        .find(&h, 1)
+        .is_some_and(|e| e.drained && e.drain_ends.is_none()));
+    // An undrain cancels the timeout.
+    hs.drain(&h, 1, Some(t0 + Duration::from_secs(30)));
+    hs.undrain(&h, 1);
+    assert_eq!(hs.next_deadline(), None);
+    assert!(hs.pop_expired(t0 + Duration::from_secs(60)).is_empty());
+}
+
+#[test]
+fn a_reregistration_keeps_the_first_registration_time_and_says_what_changed() {
+    let t0 = Instant::now();
+    let mut hs = Handlespace::new(Config::default());
+    let h = PoolHandle::from_static("p");
+    let mut r = reg(&h, 1, Policy::WeightedRoundRobin { weight: 1 });
+    r.registered_at = t0;
+    assert_eq!(hs.register(r.clone()), Ok(Registered::New));
+    r.registered_at = t0 + Duration::from_secs(5);
+    r.expires = Some(t0 + Duration::from_secs(300));
+    assert_eq!(
+        hs.register(r.clone()),
+        Ok(Registered::Updated { changed: false })
+    );
+    r.element.policy = Policy::WeightedRoundRobin { weight: 2 };
+    assert_eq!(
+        hs.register(r.clone()),
+        Ok(Registered::Updated { changed: true })
+    );
+    r.element.user_transport = Transport::Tcp {
+        port: 8,
+        transport_use: TransportUse::DataOnly,
+        address: IpAddr::from([192, 0, 2, 1]),
+    };
+    assert_eq!(hs.register(r), Ok(Registered::Updated { changed: true }));
+    assert_eq!(hs.find(&h, 1).map(|e| e.registered_at), Some(t0));
 }

@@ -1,9 +1,11 @@
 //! Model-based property test: random sequences of registrations,
-//! re-registrations, deregistrations, deadline moves, expiries and
-//! resolutions against a plain model (a map of PEs). After every step the
-//! handlespace must agree with the model on membership, the owner,
-//! connection and identity indices, the per-owner checksums and the next
-//! deadline; expiries must come out in time order.
+//! re-registrations, deregistrations, deadline moves, drains and undrains
+//! (with and without a timeout), expiries and resolutions against a plain
+//! model (a map of PEs). After every step the handlespace must agree with
+//! the model on membership, the drained PEs, the owner, connection and
+//! identity indices, the per-owner checksums and the next deadline;
+//! expiries must come out in time order, and resolutions never return a
+//! drained PE.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -42,6 +44,15 @@ enum Op {
         pool: u8,
         n: u8,
     },
+    Drain {
+        pool: u8,
+        id: u8,
+        ends: Option<u16>,
+    },
+    Undrain {
+        pool: u8,
+        id: u8,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -52,6 +63,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..3u8, 0..12u8, proptest::option::of(0..500u16)).prop_map(|(pool, id, keep)| Op::Move { pool, id, keep }),
         1 => (0..200u16).prop_map(|advance| Op::Expire { advance }),
         2 => (0..3u8, 0..5u8).prop_map(|(pool, n)| Op::Resolve { pool, n }),
+        2 => (0..3u8, 0..12u8, proptest::option::of(0..500u16)).prop_map(|(pool, id, ends)| Op::Drain { pool, id, ends }),
+        1 => (0..3u8, 0..12u8).prop_map(|(pool, id)| Op::Undrain { pool, id }),
     ]
 }
 
@@ -62,6 +75,8 @@ struct ModelPe {
     who: u8,
     life: Option<Instant>,
     keep: Option<Instant>,
+    drained: bool,
+    drain: Option<Instant>,
 }
 
 /// Every pool uses the same policy per pool index, so all registrations
@@ -100,12 +115,18 @@ proptest! {
             match op {
                 Op::Register { pool, id, owner, conn, who, life, keep } => {
                     let id = u32::from(id);
+                    // A re-registration does not undrain.
+                    let (drained, drain) = model
+                        .get(&(pool, id))
+                        .map_or((false, None), |pe| (pe.drained, pe.drain));
                     let pe = ModelPe {
                         owner: u32::from(owner),
                         conn: u64::from(conn),
                         who,
                         life: life.map(at),
                         keep: keep.map(at),
+                        drained,
+                        drain,
                     };
                     hs.register(Registration {
                         pool_handle: handle(pool),
@@ -123,6 +144,7 @@ proptest! {
                         connection: Some(pe.conn),
                         identity: Some(identity(who)),
                         distance: 0,
+                        registered_at: now,
                     }).expect("consistent");
                     model.insert((pool, id), pe);
                 }
@@ -149,6 +171,10 @@ proptest! {
                         let t = match x.kind {
                             DeadlineKind::Lifetime => pe.life.take(),
                             DeadlineKind::KeepAlive => pe.keep.take(),
+                            DeadlineKind::Drain => {
+                                prop_assert!(pe.drained, "a drain deadline of a drained PE");
+                                pe.drain.take()
+                            }
                         };
                         let t = t.expect("model had that deadline");
                         prop_assert!(t <= now);
@@ -159,17 +185,46 @@ proptest! {
                     for pe in model.values() {
                         prop_assert!(pe.life.map_or(true, |t| t > now));
                         prop_assert!(pe.keep.map_or(true, |t| t > now));
+                        prop_assert!(pe.drain.map_or(true, |t| t > now));
                     }
                 }
                 Op::Resolve { pool, n } => {
                     let members = model.keys().filter(|(p, _)| *p == pool).count();
+                    let live = model.iter().filter(|((p, _), pe)| *p == pool && !pe.drained).count();
                     let mut got = Vec::new();
                     let r = hs.resolve_each(&handle(pool), Some(u32::from(n)), &mut rng, |e| got.push(e.identifier));
                     prop_assert_eq!(r.is_some(), members > 0);
-                    prop_assert_eq!(got.len(), members.min(usize::from(n)));
+                    prop_assert_eq!(got.len(), live.min(usize::from(n)));
+                    for id in &got {
+                        prop_assert!(!model[&(pool, *id)].drained, "a drained PE was handed out");
+                    }
                     got.sort_unstable();
                     got.dedup();
-                    prop_assert_eq!(got.len(), members.min(usize::from(n)), "distinct PEs");
+                    prop_assert_eq!(got.len(), live.min(usize::from(n)), "distinct PEs");
+                }
+                Op::Drain { pool, id, ends } => {
+                    let id = u32::from(id);
+                    let was = hs.drain(&handle(pool), id, ends.map(at));
+                    match model.get_mut(&(pool, id)) {
+                        Some(pe) => {
+                            prop_assert_eq!(was, Some(pe.drained));
+                            pe.drained = true;
+                            pe.drain = ends.map(at);
+                        }
+                        None => prop_assert_eq!(was, None),
+                    }
+                }
+                Op::Undrain { pool, id } => {
+                    let id = u32::from(id);
+                    let was = hs.undrain(&handle(pool), id);
+                    match model.get_mut(&(pool, id)) {
+                        Some(pe) => {
+                            prop_assert_eq!(was, Some(pe.drained));
+                            pe.drained = false;
+                            pe.drain = None;
+                        }
+                        None => prop_assert_eq!(was, None),
+                    }
                 }
             }
             // Membership and lookups.
@@ -179,6 +234,13 @@ proptest! {
                 prop_assert_eq!(e.home, pe.owner);
                 prop_assert_eq!(e.expires, pe.life);
                 prop_assert_eq!(e.keep_alive_due, pe.keep);
+                prop_assert_eq!(e.drained, pe.drained);
+                prop_assert_eq!(e.drain_ends, pe.drain);
+            }
+            prop_assert_eq!(hs.drained_count(), model.values().filter(|pe| pe.drained).count());
+            for pool in 0..3u8 {
+                let drained = model.iter().filter(|((p, _), pe)| *p == pool && pe.drained).count();
+                prop_assert_eq!(hs.pool(&handle(pool)).map_or(0, |p| p.drained()), drained);
             }
             // Indices and checksums.
             for owner in 0..3u32 {
@@ -201,7 +263,7 @@ proptest! {
             for who in 0..3u8 {
                 prop_assert_eq!(hs.by_identity(&identity(who)).count(), model.values().filter(|pe| pe.who == who).count());
             }
-            let next = model.values().flat_map(|pe| [pe.life, pe.keep]).flatten().min();
+            let next = model.values().flat_map(|pe| [pe.life, pe.keep, pe.drain]).flatten().min();
             prop_assert_eq!(hs.next_deadline(), next);
         }
     }

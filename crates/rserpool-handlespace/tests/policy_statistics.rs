@@ -83,6 +83,7 @@ impl Pool {
             connection: Some(u64::from(id)),
             identity: None,
             distance,
+            registered_at: std::time::Instant::now(),
         };
         self.hs.register(r).expect("consistent registration");
     }

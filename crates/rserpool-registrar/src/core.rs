@@ -3,6 +3,9 @@
 //! core answers with [`Output`]s. It owns the handlespace and applies the
 //! rules of RFC 5352 sections 3.1-3.5 with the security rules of RFC 5355
 //! (identity binding, own-address rule, rate limits, keep-alive limit).
+//! Operators' actions on PEs (drain, undrain, removal) are in [`operator`].
+
+pub mod operator;
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -22,7 +25,9 @@ use rserpool_wire::{
 use rustc_hash::FxHashMap;
 
 use crate::config::{CoreConfig, InvalidSetting};
-use crate::output::{identity_text, Event, Output, Refusal, Removal, ReportCheck, Stats};
+use crate::output::{
+    identity_text, protocol_name, Event, Output, Refusal, Removal, ReportCheck, Stats,
+};
 use crate::peer::{canonical, source_prefix, Credential, OpenConnection, Peer, PeerInfo};
 use crate::revocation::{RemovedPe, Revocation, RevocationReport};
 
@@ -320,6 +325,9 @@ impl RegistrarCore {
     /// A framing error on a connection: the stream cannot be cut into
     /// messages any more, so the connection is closed after an error.
     pub fn handle_framing_error(&mut self, _now: Instant, conn: ConnId, error: &FramingError) {
+        if self.is_closing(conn) {
+            return;
+        }
         let cause = Cause::new(CauseCode::InvalidValues);
         if self
             .note_malformed(conn, Some(cause), error.to_string())
@@ -329,8 +337,12 @@ impl RegistrarCore {
         }
     }
 
-    /// One complete frame from a connection (ChannelCodec output).
+    /// One complete frame from a connection (ChannelCodec output). What
+    /// a connection the core is closing still sends is ignored.
     pub fn handle_frame(&mut self, now: Instant, conn: ConnId, frame: &[u8]) {
+        if self.is_closing(conn) {
+            return;
+        }
         match AsapMessage::decode(frame) {
             Ok(d) => {
                 if !d.unrecognized.is_empty() {
@@ -362,9 +374,16 @@ impl RegistrarCore {
             Cause::with_info(code, info)
         });
         let max = self.config.max_malformed_per_connection;
+        // Once over the limit the connection is closing: `close` asks the
+        // driver once, and what is still in flight is ignored.
         if self.note_malformed(conn, cause, e.to_string()) > Some(max) {
             self.close(conn, format!("more than {max} malformed messages"));
         }
+    }
+
+    /// Whether the core asked the driver to close `conn`.
+    fn is_closing(&self, conn: ConnId) -> bool {
+        self.peers.get(&conn).is_some_and(|p| p.closing)
     }
 
     /// Count a malformed input from `conn`, answer it with `cause` (if the
@@ -388,7 +407,7 @@ impl RegistrarCore {
 
     /// A decoded message from a connection.
     pub fn handle_message(&mut self, now: Instant, conn: ConnId, msg: AsapMessage) {
-        if !self.peers.contains_key(&conn) {
+        if !self.peers.contains_key(&conn) || self.is_closing(conn) {
             return;
         }
         match msg {
@@ -449,6 +468,12 @@ impl RegistrarCore {
             }
         };
         let life = Duration::from_millis(pe.registration_life as u64);
+        let shown = (
+            pe.user_transport.addresses().to_vec(),
+            pe.user_transport.port(),
+            protocol_name(&pe.user_transport),
+            pe.policy.name(),
+        );
         let reg = Registration {
             pool_handle: pool_handle.clone(),
             element: pe,
@@ -458,10 +483,12 @@ impl RegistrarCore {
             connection: Some(conn),
             identity: Some(peer.identity.clone()),
             distance: 0,
+            registered_at: now,
         };
         match self.handlespace.register(reg) {
             Ok(outcome) => {
                 let new = outcome == Registered::New;
+                let changed = !matches!(outcome, Registered::Updated { changed: false });
                 if new {
                     self.stats.registrations += 1;
                     *self
@@ -487,36 +514,37 @@ impl RegistrarCore {
                         error: None,
                     },
                 );
+                let (addresses, port, protocol, policy) = shown;
                 self.outputs.push_back(Output::Event(Event::Registered {
                     pool_handle,
                     identifier,
                     identity: identity_text(&peer.identity),
                     new,
+                    changed,
+                    addresses,
+                    port,
+                    protocol,
+                    policy,
                 }));
             }
             Err(inc) => {
-                let (cause, detail) = match inc {
-                    Inconsistency::Policy(p) => (
-                        CauseCode::InconsistentPoolingPolicy,
-                        format!("the pool uses policy {}", p.name()),
-                    ),
-                    Inconsistency::Transport(t) => (
-                        CauseCode::InconsistentTransportType,
-                        format!("the pool uses transport type {:#06x}", t.param_type()),
-                    ),
-                    Inconsistency::DataControl => (
-                        CauseCode::InconsistentDataControlConfiguration,
-                        "the pool uses the other data/control configuration".to_string(),
-                    ),
-                };
-                self.refuse_registration(
+                let (cause, detail) = inconsistency_cause(&inc);
+                self.refused(
                     conn,
-                    pool_handle,
-                    identifier,
+                    "ASAP_REGISTRATION",
                     Refusal::Inconsistent,
-                    cause,
+                    cause.code,
                     detail,
-                )
+                );
+                self.send(
+                    conn,
+                    AsapMessage::RegistrationResponse {
+                        reject: true,
+                        pool_handle,
+                        identifier,
+                        error: Some(OperationError::single(cause)),
+                    },
+                );
             }
         }
     }
@@ -972,6 +1000,12 @@ impl RegistrarCore {
                         }
                     }
                 }
+                DeadlineKind::Drain => {
+                    // No message tells the PE (see `operator`).
+                    if self.remove(&handle, id, Removal::DrainTimeout) {
+                        self.stats.drain_timeout_removals += 1;
+                    }
+                }
                 DeadlineKind::KeepAlive => {
                     let probe = self.probes.get(&(handle.clone(), id));
                     let outstanding = probe.is_some_and(|p| p.outstanding);
@@ -1052,8 +1086,44 @@ impl RegistrarCore {
         self.send(conn, AsapMessage::Error { error });
     }
 
+    /// Ask the driver to close `conn`, once.
     fn close(&mut self, conn: ConnId, reason: String) {
+        if let Some(p) = self.peers.get_mut(&conn) {
+            if p.closing {
+                return;
+            }
+            p.closing = true;
+        }
         self.outputs.push_back(Output::Close { conn, reason });
+    }
+}
+
+/// The cause that refuses an inconsistent registration, with the
+/// cause-specific information RFC 5354 asks for: the pool's Pool Member
+/// Selection Policy parameter (3.12.6) or one of its transports (3.12.8);
+/// the data/control cause has none (3.12.9). And the detail for the log.
+fn inconsistency_cause(inc: &Inconsistency) -> (Cause, String) {
+    let tlv = |r: Result<Vec<u8>, rserpool_wire::EncodeError>| {
+        // What came off the wire encodes; should it not, the code alone.
+        r.unwrap_or_default()
+    };
+    match inc {
+        Inconsistency::Policy(p) => (
+            Cause::with_info(CauseCode::InconsistentPoolingPolicy, tlv(p.to_tlv())),
+            format!("the pool uses policy {}", p.name()),
+        ),
+        Inconsistency::Transport(t) => (
+            Cause::with_info(CauseCode::InconsistentTransportType, tlv(t.to_tlv())),
+            format!(
+                "the pool uses {} transports (type {:#06x})",
+                protocol_name(t),
+                t.param_type()
+            ),
+        ),
+        Inconsistency::DataControl => (
+            Cause::new(CauseCode::InconsistentDataControlConfiguration),
+            "the pool uses the other data/control configuration".to_string(),
+        ),
     }
 }
 

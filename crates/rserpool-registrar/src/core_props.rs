@@ -235,19 +235,36 @@ proptest! {
                     core.handle_message(now, ids[&conn], msg);
                 }
             }
-            // Outputs: sends only to known connections, one answer per request.
+            // Outputs: sends only to known connections, one answer per request,
+            // at most one close per connection.
             let live: Vec<u64> = conns.keys().map(|c| ids[c]).collect();
             let mut answers = 0;
+            let mut closed = Vec::new();
             while let Some(o) = core.poll_output() {
-                if let Output::Send { conn, msg } = &o {
-                    prop_assert!(live.contains(conn), "send to a closed connection: {o:?}");
-                    if let Some((c, t)) = expect {
-                        if *conn == c && msg.msg_type() == t { answers += 1; }
+                match &o {
+                    Output::Send { conn, msg } => {
+                        prop_assert!(live.contains(conn), "send to a closed connection: {o:?}");
+                        prop_assert!(!closed.contains(conn), "send after the close: {o:?}");
+                        if let Some((c, t)) = expect {
+                            if *conn == c && msg.msg_type() == t { answers += 1; }
+                        }
                     }
+                    Output::Close { conn, .. } => {
+                        prop_assert!(!closed.contains(conn), "a second close: {o:?}");
+                        closed.push(*conn);
+                    }
+                    Output::Event(_) => {}
                 }
             }
             if expect.is_some() {
                 prop_assert_eq!(answers, 1);
+            }
+            // The driver closes what the core closed.
+            for c in closed {
+                if let Some(k) = conns.keys().copied().find(|k| ids.get(k) == Some(&c)) {
+                    conns.remove(&k);
+                    core.handle_disconnect(now, c);
+                }
             }
             // Ownership never changes while a PE exists.
             let hs = core.handlespace();

@@ -10,15 +10,15 @@ use rserpool_wire::{
 
 use crate::{CoreConfig, Event, Output, PeerInfo, RegistrarCore, Removal};
 
-struct Sim {
-    core: RegistrarCore,
-    now: Instant,
+pub(crate) struct Sim {
+    pub(crate) core: RegistrarCore,
+    pub(crate) now: Instant,
 }
 
-const PE_ADDR: &str = "10.0.0.1";
+pub(crate) const PE_ADDR: &str = "10.0.0.1";
 
 impl Sim {
-    fn new() -> Sim {
+    pub(crate) fn new() -> Sim {
         Sim::with(CoreConfig {
             server_id: 0x1234,
             seed: 7,
@@ -26,7 +26,7 @@ impl Sim {
         })
     }
 
-    fn with(config: CoreConfig) -> Sim {
+    pub(crate) fn with(config: CoreConfig) -> Sim {
         let now = Instant::now();
         Sim {
             core: RegistrarCore::new(config, now).unwrap(),
@@ -34,22 +34,22 @@ impl Sim {
         }
     }
 
-    fn connect(&mut self, conn: u64, identity: Option<PeerIdentity>, addr: &str) {
+    pub(crate) fn connect(&mut self, conn: u64, identity: Option<PeerIdentity>, addr: &str) {
         let address: SocketAddr = format!("{addr}:{}", 40000 + conn).parse().unwrap();
         self.core
             .handle_connect(self.now, conn, PeerInfo { identity, address });
     }
 
-    fn psk(&mut self, conn: u64, name: &str) {
+    pub(crate) fn psk(&mut self, conn: u64, name: &str) {
         self.connect(conn, Some(PeerIdentity::Psk(name.into())), PE_ADDR);
     }
 
-    fn outputs(&mut self) -> Vec<Output> {
+    pub(crate) fn outputs(&mut self) -> Vec<Output> {
         std::iter::from_fn(|| self.core.poll_output()).collect()
     }
 
     /// The messages sent, by connection.
-    fn sent(&mut self) -> Vec<(u64, AsapMessage)> {
+    pub(crate) fn sent(&mut self) -> Vec<(u64, AsapMessage)> {
         self.outputs()
             .into_iter()
             .filter_map(|o| match o {
@@ -59,12 +59,12 @@ impl Sim {
             .collect()
     }
 
-    fn send(&mut self, conn: u64, msg: AsapMessage) -> Vec<(u64, AsapMessage)> {
+    pub(crate) fn send(&mut self, conn: u64, msg: AsapMessage) -> Vec<(u64, AsapMessage)> {
         self.core.handle_message(self.now, conn, msg);
         self.sent()
     }
 
-    fn advance(&mut self, d: Duration) -> Vec<Output> {
+    pub(crate) fn advance(&mut self, d: Duration) -> Vec<Output> {
         let end = self.now + d;
         let mut out = Vec::new();
         while let Some(t) = self.core.poll_timeout().filter(|t| *t <= end) {
@@ -76,16 +76,16 @@ impl Sim {
         out
     }
 
-    fn pe_count(&self) -> usize {
+    pub(crate) fn pe_count(&self) -> usize {
         self.core.handlespace().len()
     }
 }
 
-fn handle() -> PoolHandle {
+pub(crate) fn handle() -> PoolHandle {
     PoolHandle::from_static("echo")
 }
 
-fn pe(id: u32, addr: &str, policy: Policy) -> PoolElement {
+pub(crate) fn pe(id: u32, addr: &str, policy: Policy) -> PoolElement {
     PoolElement {
         identifier: id,
         home_registrar: 0,
@@ -100,7 +100,7 @@ fn pe(id: u32, addr: &str, policy: Policy) -> PoolElement {
     }
 }
 
-fn registration(id: u32) -> AsapMessage {
+pub(crate) fn registration(id: u32) -> AsapMessage {
     AsapMessage::Registration {
         pool_handle: handle(),
         pool_element: pe(id, PE_ADDR, Policy::RoundRobin),
@@ -108,7 +108,7 @@ fn registration(id: u32) -> AsapMessage {
 }
 
 /// The cause of a single response to a registration: `None` if accepted.
-fn reg_cause(sent: &[(u64, AsapMessage)]) -> Option<CauseCode> {
+pub(crate) fn reg_cause(sent: &[(u64, AsapMessage)]) -> Option<CauseCode> {
     match sent {
         [(_, AsapMessage::RegistrationResponse { reject, error, .. })] => {
             assert_eq!(*reject, error.is_some());
@@ -118,7 +118,7 @@ fn reg_cause(sent: &[(u64, AsapMessage)]) -> Option<CauseCode> {
     }
 }
 
-fn resolve(s: &mut Sim, conn: u64) -> AsapMessage {
+pub(crate) fn resolve(s: &mut Sim, conn: u64) -> AsapMessage {
     let sent = s.send(
         conn,
         AsapMessage::HandleResolution {
@@ -131,13 +131,81 @@ fn resolve(s: &mut Sim, conn: u64) -> AsapMessage {
     sent.into_iter().next().unwrap().1
 }
 
-fn resolved_ids(s: &mut Sim, conn: u64) -> Vec<u32> {
+pub(crate) fn resolved_ids(s: &mut Sim, conn: u64) -> Vec<u32> {
     match resolve(s, conn) {
         AsapMessage::HandleResolutionResponse { pool_elements, .. } => {
             pool_elements.iter().map(|p| p.identifier).collect()
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn registered_events_show_the_transport_and_whether_anything_changed() {
+    let mut s = Sim::new();
+    s.psk(1, "pe-a");
+    s.send(1, registration(42));
+    let reg = |s: &mut Sim, msg| {
+        s.core.handle_message(s.now, 1, msg);
+        events(&s.outputs())
+    };
+    assert_eq!(
+        reg(&mut s, registration(43)),
+        vec![Event::Registered {
+            pool_handle: handle(),
+            identifier: 43,
+            identity: "psk:pe-a".into(),
+            new: true,
+            changed: true,
+            addresses: vec![PE_ADDR.parse().unwrap()],
+            port: 7,
+            protocol: "tcp",
+            policy: "RR",
+        }]
+    );
+    s.advance(Duration::from_secs(1));
+    let again = reg(&mut s, registration(43));
+    assert!(
+        matches!(
+            &again[..],
+            [Event::Registered {
+                new: false,
+                changed: false,
+                ..
+            }]
+        ),
+        "{again:?}"
+    );
+    let mut moved = pe(43, PE_ADDR, Policy::RoundRobin);
+    moved.user_transport = Transport::Tcp {
+        port: 8,
+        transport_use: TransportUse::DataOnly,
+        address: PE_ADDR.parse().unwrap(),
+    };
+    let msg = AsapMessage::Registration {
+        pool_handle: handle(),
+        pool_element: moved,
+    };
+    let changed = reg(&mut s, msg);
+    assert!(
+        matches!(
+            &changed[..],
+            [Event::Registered {
+                new: false,
+                changed: true,
+                port: 8,
+                ..
+            }]
+        ),
+        "{changed:?}"
+    );
+    let json = serde_json::to_value(&changed[0]).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({"event": "registered", "pool_handle": "echo", "identifier": 43,
+            "identity": "psk:pe-a", "new": false, "changed": true, "addresses": [PE_ADDR],
+            "port": 8, "protocol": "tcp", "policy": "RR"})
+    );
 }
 
 #[test]
@@ -272,9 +340,36 @@ fn inconsistent_policy_and_bad_lifetimes_are_refused() {
         pool_handle: handle(),
         pool_element: pe(2, PE_ADDR, Policy::LeastUsed { load: 0 }),
     };
+    // RFC 5354 3.12.6: the cause carries the pool's policy parameter.
+    let sent = s.send(1, lu);
+    assert_eq!(reg_cause(&sent), Some(CauseCode::InconsistentPoolingPolicy));
+    let info = match &sent[..] {
+        [(_, AsapMessage::RegistrationResponse { error: Some(e), .. })] => e.causes[0].info.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(info, [0x00, 0x08, 0x00, 0x08, 0x00, 0x00, 0x00, 0x01]);
+    assert_eq!(Policy::from_tlv(&info), Ok(Policy::RoundRobin));
+    // RFC 5354 3.12.8: and the transport for an inconsistent transport.
+    let mut udp = pe(2, PE_ADDR, Policy::RoundRobin);
+    udp.user_transport = Transport::Udp {
+        port: 9,
+        address: PE_ADDR.parse().unwrap(),
+    };
+    let sent = s.send(
+        1,
+        AsapMessage::Registration {
+            pool_handle: handle(),
+            pool_element: udp,
+        },
+    );
+    assert_eq!(reg_cause(&sent), Some(CauseCode::InconsistentTransportType));
+    let info = match &sent[..] {
+        [(_, AsapMessage::RegistrationResponse { error: Some(e), .. })] => e.causes[0].info.clone(),
+        other => panic!("{other:?}"),
+    };
     assert_eq!(
-        reg_cause(&s.send(1, lu)),
-        Some(CauseCode::InconsistentPoolingPolicy)
+        Transport::from_tlv(&info),
+        Ok(pe(1, PE_ADDR, Policy::RoundRobin).user_transport)
     );
     for life in [0, -1, 500, i32::MAX] {
         let mut p = pe(3, PE_ADDR, Policy::RoundRobin);
@@ -395,7 +490,7 @@ fn a_pe_whose_connection_closed_has_one_timeout_to_come_back() {
     assert!(s.core.handlespace().find(&handle(), 6).is_some());
 }
 
-fn report(s: &mut Sim, conn: u64, id: u32) -> Vec<(u64, AsapMessage)> {
+pub(crate) fn report(s: &mut Sim, conn: u64, id: u32) -> Vec<(u64, AsapMessage)> {
     s.send(
         conn,
         AsapMessage::EndpointUnreachable {
@@ -405,7 +500,7 @@ fn report(s: &mut Sim, conn: u64, id: u32) -> Vec<(u64, AsapMessage)> {
     )
 }
 
-fn ack(s: &mut Sim, conn: u64, id: u32) -> Vec<(u64, AsapMessage)> {
+pub(crate) fn ack(s: &mut Sim, conn: u64, id: u32) -> Vec<(u64, AsapMessage)> {
     s.send(
         conn,
         AsapMessage::EndpointKeepAliveAck {
@@ -415,7 +510,7 @@ fn ack(s: &mut Sim, conn: u64, id: u32) -> Vec<(u64, AsapMessage)> {
     )
 }
 
-fn events(out: &[Output]) -> Vec<Event> {
+pub(crate) fn events(out: &[Output]) -> Vec<Event> {
     out.iter()
         .filter_map(|o| match o {
             Output::Event(e) => Some(e.clone()),
@@ -768,6 +863,19 @@ fn malformed_frames_get_errors_then_the_connection_closes() {
     }
     assert_eq!(s.pe_count(), 0);
     assert_eq!(s.core.stats().malformed, 3);
+    // What was still in flight when the core decided to close is ignored:
+    // no second close (one log line per close), no more answers.
+    for _ in 0..5 {
+        s.core.handle_frame(s.now, 1, &bad);
+        s.core.handle_message(s.now, 1, registration(2));
+        s.core.handle_framing_error(
+            s.now,
+            1,
+            &rserpool_wire::framing::FramingError::LengthTooShort(2),
+        );
+    }
+    assert_eq!(s.outputs(), Vec::new());
+    assert_eq!((s.core.stats().malformed, s.pe_count()), (3, 0));
 }
 
 #[test]

@@ -6,7 +6,9 @@
 //! * [`RegistrarCore`]: registration, deregistration, handle resolution,
 //!   keep-alives and unreachable reports (RFC 5352 sections 3.1-3.5) with
 //!   the RFC 5355 rules: identity binding, own-address rule, rate limits
-//!   per identity and source address, the per-PE keep-alive limit.
+//!   per identity and source address, the per-PE keep-alive limit; and
+//!   operators' drains, undrains and removals of PEs
+//!   ([`RegistrarCore::drain`]).
 //! * [`Output`]/[`Event`]: what the core asks of its driver and reports.
 //! * [`service`]: the tokio driver ([`Registrar`], [`RegistrarHandle`]);
 //!   [`announce`]: the optional ASAP_SERVER_ANNOUNCE sender.
@@ -29,13 +31,18 @@ pub mod revocation;
 pub mod service;
 
 #[cfg(test)]
+mod core_operator_tests;
+#[cfg(test)]
 mod core_props;
 #[cfg(test)]
 mod core_tests;
 
+pub use crate::core::operator::{
+    check_drain_timeout, DrainOutcome, OperatorError, DEFAULT_DRAIN_TIMEOUT, DRAIN_TIMEOUTS,
+};
 pub use crate::core::RegistrarCore;
 pub use config::CoreConfig;
-pub use output::{Event, Output, Refusal, Removal, ReportCheck, Stats};
+pub use output::{protocol_name, Event, Output, Refusal, Removal, ReportCheck, Stats};
 pub use peer::{OpenConnection, PeerInfo};
 pub use revocation::{Revocation, RevocationReport};
 /// The identity key PEs are bound to (as in events: `psk:NAME`, `cert:SUBJECT`).

@@ -3,8 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use std::net::IpAddr;
+
 use rserpool_handlespace::{ConnId, Identity};
-use rserpool_wire::{AsapMessage, CauseCode, OperationError, PoolHandle};
+use rserpool_wire::{AsapMessage, CauseCode, OperationError, PoolHandle, Transport};
 use serde::Serialize;
 
 /// An action for the driver, or an event.
@@ -45,6 +47,11 @@ pub enum Removal {
     Unreachable,
     /// The credentials of the identity that registered it were revoked.
     Revoked,
+    /// An operator removed it (the admin API).
+    Operator,
+    /// An operator drained it, and it was still registered when the
+    /// drain's timeout ended.
+    DrainTimeout,
 }
 
 impl Removal {
@@ -58,6 +65,8 @@ impl Removal {
                 "reported unreachable by pool users, and did not answer the keep-alive that checked it"
             }
             Removal::Revoked => "the credentials of its registrant were revoked",
+            Removal::Operator => "removed by an operator",
+            Removal::DrainTimeout => "drained, and still registered when the drain timed out",
         }
     }
 }
@@ -108,6 +117,39 @@ pub enum Event {
         identity: String,
         /// First registration (not a re-registration).
         new: bool,
+        /// A new PE, or a re-registration that changed its user
+        /// transport or its policy; `false` when it only renewed it.
+        changed: bool,
+        /// Its user transport's addresses.
+        addresses: Vec<IpAddr>,
+        /// Its user transport's port.
+        port: u16,
+        /// Its user transport's protocol ([`protocol_name`]).
+        protocol: &'static str,
+        /// Its policy's short name ([`rserpool_wire::Policy::name`]).
+        policy: &'static str,
+    },
+    /// An operator drained a PE (or changed the timeout of its drain): it
+    /// stays registered but is not handed out.
+    Drained {
+        /// Pool.
+        pool_handle: PoolHandle,
+        /// PE identifier.
+        identifier: u32,
+        /// Who (`admin API from ADDRESS`).
+        by: String,
+        /// Seconds until the drain times out and the PE is removed
+        /// (`None`: no timeout).
+        timeout_seconds: Option<u64>,
+    },
+    /// An operator undrained a drained PE: it is handed out again.
+    Undrained {
+        /// Pool.
+        pool_handle: PoolHandle,
+        /// PE identifier.
+        identifier: u32,
+        /// Who (`admin API from ADDRESS`).
+        by: String,
     },
     /// A PE left the handlespace.
     Removed {
@@ -183,6 +225,8 @@ impl Event {
     pub fn name(&self) -> &'static str {
         match self {
             Event::Registered { .. } => "registered",
+            Event::Drained { .. } => "drained",
+            Event::Undrained { .. } => "undrained",
             Event::Removed { .. } => "removed",
             Event::Refused { .. } => "refused",
             Event::ReportedUnreachable { .. } => "reported_unreachable",
@@ -190,6 +234,18 @@ impl Event {
             Event::Revoked { .. } => "revoked",
             Event::Malformed { .. } => "malformed",
         }
+    }
+}
+
+/// The protocol of a transport, as events and the admin API name it.
+pub fn protocol_name(t: &Transport) -> &'static str {
+    match t {
+        Transport::Sctp { .. } => "sctp",
+        Transport::Tcp { .. } => "tcp",
+        Transport::Udp { .. } => "udp",
+        Transport::UdpLite { .. } => "udp-lite",
+        Transport::Dccp { .. } => "dccp",
+        Transport::Opaque { .. } => "opaque",
     }
 }
 
@@ -227,6 +283,14 @@ pub struct Stats {
     pub unreachable_removals: u64,
     /// PEs removed because their registrant's credentials were revoked.
     pub revocation_removals: u64,
+    /// Drains by an operator (new drains and timeout changes).
+    pub operator_drains: u64,
+    /// Undrains by an operator (also of PEs that were not drained).
+    pub operator_undrains: u64,
+    /// PEs removed by an operator.
+    pub operator_removals: u64,
+    /// Drained PEs removed when their drain timed out.
+    pub drain_timeout_removals: u64,
     /// Requests refused for security reasons.
     pub refused_security: u64,
     /// Requests refused by a rate limit or resource cap.

@@ -52,6 +52,9 @@ pub(crate) struct Peer {
     pub may_register: bool,
     /// Malformed messages received so far.
     pub malformed: u32,
+    /// The core asked the driver to close the connection: what it still
+    /// sends is ignored, and it is closed only once.
+    pub closing: bool,
     /// When the core learnt of the connection.
     pub connected_at: Instant,
 }
@@ -98,6 +101,7 @@ impl Peer {
             address,
             may_register,
             malformed: 0,
+            closing: false,
             connected_at: now,
         }
     }

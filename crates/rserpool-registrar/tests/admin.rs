@@ -686,3 +686,370 @@ async fn event_streams_are_capped() {
         assert!(has_line(&m, line), "missing {line:?} in\n{m}");
     }
 }
+
+impl Admin {
+    /// An action with the right token: status, `Allow` header, JSON body.
+    async fn act(&self, method: reqwest::Method, path: &str) -> (u16, Option<String>, Value) {
+        let r = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("admin answers");
+        let status = r.status().as_u16();
+        let allow = r
+            .headers()
+            .get("allow")
+            .map(|v| v.to_str().unwrap().to_string());
+        let body = r.text().await.expect("body");
+        let v = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
+        (status, allow, v)
+    }
+
+    async fn post(&self, path: &str) -> (u16, Value) {
+        let (status, _, v) = self.act(reqwest::Method::POST, path).await;
+        (status, v)
+    }
+}
+
+/// The next event of the stream (keep-alive comments skipped) as JSON.
+async fn next_event(events: &mut SseReader) -> Value {
+    let (name, data) = tokio::time::timeout(LIMIT, events.next())
+        .await
+        .expect("an event within the limit")
+        .expect("an event");
+    let v: Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(v["event"], name.as_str());
+    v
+}
+
+async fn event_stream(a: &Admin) -> SseReader {
+    let resp = a
+        .http
+        .get(format!("{}/v1/events", a.base))
+        .bearer_auth(TOKEN)
+        .timeout(Duration::from_secs(3600))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    SseReader {
+        resp,
+        buf: String::new(),
+    }
+}
+
+/// Seconds figures carry at most milliseconds.
+fn at_most_millis(v: &Value) -> f64 {
+    let x = v.as_f64().unwrap_or_else(|| panic!("a number: {v}"));
+    let text = v.to_string();
+    let decimals = text.split_once('.').map_or(0, |(_, d)| d.len());
+    assert!(decimals <= 3, "{text} has more than milliseconds");
+    x
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_drains_undrains_and_removes_a_pe() {
+    let a = start().await;
+    let mut events = event_stream(&a).await;
+    let mut pe_a = a.lab.client("pe-a").await;
+    assert_eq!(pe_a.register(HANDLE, pe(PE_ID, "127.0.0.1", 7)).await, None);
+    assert_eq!(pe_a.register(HANDLE, pe(2, "127.0.0.1", 8)).await, None);
+    let mut pu = a.lab.client("pu-1").await;
+    let registered = next_event(&mut events).await;
+    assert_eq!(
+        registered,
+        serde_json::json!({"event": "registered", "pool_handle": HANDLE, "identifier": PE_ID,
+            "identity": "psk:pe-a", "new": true, "changed": true, "addresses": ["127.0.0.1"],
+            "port": 7, "protocol": "tcp", "policy": "RR"})
+    );
+    assert_eq!(next_event(&mut events).await["identifier"], 2);
+
+    // Drain with the default timeout.
+    let drain = format!("/v1/pools/{HANDLE}/elements/{PE_ID}/drain");
+    let (status, v) = a.post(&drain).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v,
+        serde_json::json!({"pool": HANDLE, "pool_hex": "6563686f", "identifier": PE_ID,
+            "identifier_hex": "0x0a0b0c0d", "drained": true, "drain_ends_in_seconds": 600.0})
+    );
+    assert_eq!(
+        next_event(&mut events).await,
+        serde_json::json!({"event": "drained", "pool_handle": HANDLE, "identifier": PE_ID,
+            "by": "admin API from 127.0.0.1", "timeout_seconds": 600})
+    );
+    // Not handed out; still registered, and a re-registration keeps it so.
+    assert_eq!(pu.resolve(HANDLE).await, Ok(vec![2]));
+    assert_eq!(pe_a.register(HANDLE, pe(PE_ID, "127.0.0.1", 7)).await, None);
+    let again = next_event(&mut events).await;
+    assert_eq!(
+        (&again["new"], &again["changed"]),
+        (&Value::Bool(false), &Value::Bool(false))
+    );
+    assert_eq!(pu.resolve(HANDLE).await, Ok(vec![2]));
+
+    let hs = a.json("/v1/handlespace").await;
+    let pool = &hs["pools"][0];
+    assert_eq!(pool["pool_elements_total"], 2);
+    assert_eq!(pool["pool_elements_drained"], 1);
+    let p = &pool["pool_elements"][1];
+    assert_eq!(p["identifier"], PE_ID);
+    assert_eq!(p["drained"], true);
+    let left = at_most_millis(&p["drain_ends_in_seconds"]);
+    assert!(left > 590.0 && left <= 600.0, "{left}");
+    at_most_millis(&p["expires_in_seconds"]);
+    let age = at_most_millis(&p["registered_seconds"]);
+    assert!((0.0..60.0).contains(&age), "{age}");
+    let at = humantime::parse_rfc3339(p["registered_at"].as_str().unwrap()).expect("RFC 3339");
+    let since = std::time::SystemTime::now()
+        .duration_since(at)
+        .unwrap_or_default();
+    assert!(since < Duration::from_secs(60), "{since:?}");
+    assert_eq!(pool["pool_elements"][0]["drained"], false);
+    assert_eq!(
+        pool["pool_elements"][0]["drain_ends_in_seconds"],
+        Value::Null
+    );
+    assert_eq!(a.json("/v1/status").await["pool_elements_drained"], 1);
+
+    // Draining again changes the timeout: none, then 90 s (0x hex id).
+    let (status, v) = a.post(&format!("{drain}?timeout=none")).await;
+    assert_eq!((status, &v["drain_ends_in_seconds"]), (200, &Value::Null));
+    assert_eq!(
+        next_event(&mut events).await["timeout_seconds"],
+        Value::Null
+    );
+    let (status, v) = a
+        .post(&format!(
+            "/v1/pools/{HANDLE}/elements/0x0a0b0c0d/drain?timeout=90s"
+        ))
+        .await;
+    assert_eq!(
+        (status, &v["drain_ends_in_seconds"]),
+        (200, &serde_json::json!(90.0))
+    );
+    assert_eq!(next_event(&mut events).await["timeout_seconds"], 90);
+
+    // Undrain: handed out again; idempotent, one event.
+    let undrain = format!("/v1/pools/{HANDLE}/elements/{PE_ID}/undrain");
+    let (status, v) = a.post(&undrain).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        v,
+        serde_json::json!({"pool": HANDLE, "pool_hex": "6563686f", "identifier": PE_ID,
+            "identifier_hex": "0x0a0b0c0d", "drained": false, "was_drained": true})
+    );
+    let (_, v) = a.post(&undrain).await;
+    assert_eq!(v["was_drained"], false);
+    assert_eq!(
+        next_event(&mut events).await,
+        serde_json::json!({"event": "undrained", "pool_handle": HANDLE, "identifier": PE_ID,
+            "by": "admin API from 127.0.0.1"})
+    );
+    let mut ids = pu.resolve(HANDLE).await.unwrap();
+    ids.sort_unstable();
+    assert_eq!(ids, vec![2, PE_ID]);
+
+    // Remove: gone now; the PE's own deregistration later is harmless.
+    let (status, _, v) = a
+        .act(
+            reqwest::Method::DELETE,
+            &format!("/v1/pools/{HANDLE}/elements/{PE_ID}"),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["removed"], true);
+    assert_eq!(v["identifier_hex"], "0x0a0b0c0d");
+    assert_eq!(
+        next_event(&mut events).await,
+        serde_json::json!({"event": "removed", "pool_handle": HANDLE, "identifier": PE_ID,
+            "reason": "operator"})
+    );
+    assert_eq!(pu.resolve(HANDLE).await, Ok(vec![2]));
+    let resp = pe_a
+        .request(&rserpool_wire::AsapMessage::Deregistration {
+            pool_handle: pool_handle(HANDLE),
+            identifier: PE_ID,
+        })
+        .await;
+    assert!(
+        matches!(
+            resp,
+            rserpool_wire::AsapMessage::DeregistrationResponse { error: None, .. }
+        ),
+        "{resp:?}"
+    );
+    let (status, v) = a.post(&drain).await;
+    assert_eq!(status, 404);
+    assert_eq!(v["error"], "pool \"echo\" has no PE 0x0a0b0c0d");
+
+    let m = a.metrics().await;
+    for line in [
+        "rserpool_registrar_admin_actions_total{action=\"drain\"} 3",
+        "rserpool_registrar_admin_actions_total{action=\"undrain\"} 2",
+        "rserpool_registrar_admin_actions_total{action=\"remove\"} 1",
+        "rserpool_registrar_operator_removals_total 1",
+        "rserpool_registrar_drain_timeout_removals_total 0",
+        "rserpool_registrar_pool_elements_drained 0",
+        "rserpool_registrar_pool_elements 1",
+    ] {
+        assert!(has_line(&m, line), "missing {line:?} in\n{m}");
+    }
+    a.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_times_out_into_a_removal() {
+    let a = start().await;
+    let mut events = event_stream(&a).await;
+    let mut pe_a = a.lab.client("pe-a").await;
+    assert_eq!(pe_a.register(HANDLE, pe(PE_ID, "127.0.0.1", 7)).await, None);
+    next_event(&mut events).await;
+    let (status, v) = a
+        .post(&format!(
+            "/v1/pools/{HANDLE}/elements/{PE_ID}/drain?timeout=1s"
+        ))
+        .await;
+    assert_eq!(
+        (status, &v["drain_ends_in_seconds"]),
+        (200, &serde_json::json!(1.0))
+    );
+    assert_eq!(next_event(&mut events).await["event"], "drained");
+    assert_eq!(
+        next_event(&mut events).await,
+        serde_json::json!({"event": "removed", "pool_handle": HANDLE, "identifier": PE_ID,
+            "reason": "drain_timeout"})
+    );
+    assert_eq!(a.lab.pe_count().await, 0);
+    let m = a.metrics().await;
+    assert!(
+        has_line(&m, "rserpool_registrar_drain_timeout_removals_total 1"),
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pe_actions_check_their_target_method_and_token() {
+    let a = start().await;
+    let mut pe_a = a.lab.client("pe-a").await;
+    // A handle with a slash and a space: percent-encoded in the path.
+    assert_eq!(
+        pe_a.register("a/b c", pe(PE_ID, "127.0.0.1", 7)).await,
+        None
+    );
+    let (status, v) = a
+        .post(&format!("/v1/pools/a%2Fb%20c/elements/{PE_ID}/drain"))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (&v["pool"], &v["pool_hex"]),
+        (
+            &serde_json::json!("a/b c"),
+            &serde_json::json!("612f622063")
+        )
+    );
+
+    let path = |pool: &str, id: &str| format!("/v1/pools/{pool}/elements/{id}/drain");
+    for (p, status, error) in [
+        (path("nope", "1"), 404, "no pool \"nope\""),
+        (
+            path("a%2Fb%20c", "7"),
+            404,
+            "pool \"a/b c\" has no PE 0x00000007",
+        ),
+        (
+            path("echo", "-1"),
+            400,
+            "PE identifier \"-1\": give a 32-bit number in decimal or 0x hex",
+        ),
+        (
+            path("echo", "0x1ffffffff"),
+            400,
+            "PE identifier \"0x1ffffffff\": give a 32-bit number in decimal or 0x hex",
+        ),
+        (
+            path("%zz", "1"),
+            400,
+            "the pool handle is not validly percent-encoded",
+        ),
+    ] {
+        let (got, v) = a.post(&p).await;
+        assert_eq!((got, v["error"].as_str().unwrap()), (status, error), "{p}");
+    }
+    let drain = path("a%2Fb%20c", &PE_ID.to_string());
+    for (query, error) in [
+        ("timeout=soon", "timeout \"soon\""),
+        ("timeout=1500ms", "must be whole seconds"),
+        ("timeout=0s", "outside the allowed range"),
+        ("timeout=365d", "outside the allowed range"),
+        ("later=1", "unknown field"),
+    ] {
+        let (status, v) = a.post(&format!("{drain}?{query}")).await;
+        assert_eq!(status, 400, "{query}: {v}");
+        let e = v["error"].as_str().unwrap();
+        assert!(e.contains(error), "{query}: {e}");
+    }
+    // Other methods: 405 naming the one that works.
+    for (method, p, allow) in [
+        (reqwest::Method::GET, drain.clone(), "POST"),
+        (reqwest::Method::DELETE, drain.clone(), "POST"),
+        (
+            reqwest::Method::GET,
+            format!("/v1/pools/echo/elements/{PE_ID}"),
+            "DELETE",
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/v1/pools/echo/elements/{PE_ID}"),
+            "DELETE",
+        ),
+    ] {
+        let (status, got, v) = a.act(method.clone(), &p).await;
+        assert_eq!(
+            (status, got.as_deref()),
+            (405, Some(allow)),
+            "{method} {p}: {v}"
+        );
+        assert_eq!(
+            v["error"],
+            format!("only {allow} is supported on this endpoint")
+        );
+    }
+    // Without the token: 401, and nothing changes.
+    for (method, p) in [
+        (
+            reqwest::Method::POST,
+            format!("/v1/pools/a%2Fb%20c/elements/{PE_ID}/undrain"),
+        ),
+        (
+            reqwest::Method::DELETE,
+            format!("/v1/pools/a%2Fb%20c/elements/{PE_ID}"),
+        ),
+    ] {
+        let r = a
+            .http
+            .request(method, format!("{}{p}", a.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 401, "{p}");
+    }
+    assert_eq!(a.lab.pe_count().await, 1);
+    let hs = a.json("/v1/handlespace?pool=a/b%20c").await;
+    assert_eq!(hs["pools"][0]["pool_elements"][0]["drained"], true);
+    // A body is ignored.
+    let r = a
+        .http
+        .post(format!(
+            "{}/v1/pools/a%2Fb%20c/elements/{PE_ID}/undrain",
+            a.base
+        ))
+        .bearer_auth(TOKEN)
+        .body("{\"ignored\": true}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}

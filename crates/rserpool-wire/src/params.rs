@@ -245,6 +245,32 @@ impl Transport {
         }
     }
 
+    /// The transport as a complete transport parameter (RFC 5354
+    /// sections 3.3-3.7, 3.16), without trailing padding: the
+    /// information of an Inconsistent Transport Type cause (section
+    /// 3.12.8).
+    pub fn to_tlv(&self) -> Result<Vec<u8>, EncodeError> {
+        crate::tlv::encode_single(|w| self.encode(w))
+    }
+
+    /// A transport from a complete transport parameter (its padding may
+    /// follow), as [`Transport::to_tlv`] writes it.
+    pub fn from_tlv(bytes: &[u8]) -> Result<Transport, DecodeError> {
+        crate::tlv::decode_single(
+            bytes,
+            &[
+                ptype::SCTP_TRANSPORT,
+                ptype::TCP_TRANSPORT,
+                ptype::UDP_TRANSPORT,
+                ptype::UDP_LITE_TRANSPORT,
+                ptype::DCCP_TRANSPORT,
+                ptype::OPAQUE_TRANSPORT,
+            ],
+            "transport parameter",
+            Transport::decode,
+        )
+    }
+
     pub(crate) fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
         let s = w.begin(self.param_type());
         match self {

@@ -276,6 +276,36 @@ impl Policy {
         }
     }
 
+    /// The policy's name in words (RFC 5356 section 4 and RSPLIB's), for
+    /// messages to people: "round robin", "least used with degradation".
+    pub fn long_name(&self) -> &'static str {
+        match self {
+            Policy::RoundRobin => "round robin",
+            Policy::WeightedRoundRobin { .. } => "weighted round robin",
+            Policy::Random => "random",
+            Policy::WeightedRandom { .. } => "weighted random",
+            Policy::Priority { .. } => "priority",
+            Policy::LeastUsed { .. } => "least used",
+            Policy::LeastUsedDegradation { .. } => "least used with degradation",
+            Policy::PriorityLeastUsed { .. } => "priority least used",
+            Policy::RandomizedLeastUsed { .. } => "randomized least used",
+            Policy::RandomizedPriorityLeastUsed { .. } => "randomized priority least used",
+            Policy::RandomizedLeastUsedDegradation { .. } => {
+                "randomized least used with degradation"
+            }
+            Policy::PriorityLeastUsedDegradation { .. } => "priority least used with degradation",
+            Policy::RandomizedPriorityLeastUsedDegradation { .. } => {
+                "randomized priority least used with degradation"
+            }
+            Policy::WeightedRandomDpf { .. } => "weighted random with distance penalty",
+            Policy::LeastUsedDpf { .. } => "least used with distance penalty",
+            Policy::LeastUsedDegradationDpf { .. } => {
+                "least used with degradation and distance penalty"
+            }
+            Policy::Unknown { .. } => "unknown policy",
+        }
+    }
+
     /// The policy's values by name; the ones a policy does not have are
     /// `None` (all of them for an unknown policy).
     pub fn parameters(&self) -> PolicyParameters {
@@ -356,6 +386,24 @@ impl Policy {
                 ..none
             },
         }
+    }
+
+    /// The policy as a complete Pool Member Selection Policy parameter
+    /// (RFC 5354 section 3.8), without trailing padding: the information
+    /// of an Inconsistent Pooling Policy cause (section 3.12.6).
+    pub fn to_tlv(&self) -> Result<Vec<u8>, EncodeError> {
+        crate::tlv::encode_single(|w| self.encode(w))
+    }
+
+    /// A policy from a complete Pool Member Selection Policy parameter
+    /// (its padding may follow), as [`Policy::to_tlv`] writes it.
+    pub fn from_tlv(bytes: &[u8]) -> Result<Policy, crate::DecodeError> {
+        crate::tlv::decode_single(
+            bytes,
+            &[ptype::POLICY],
+            "Pool Member Selection Policy parameter",
+            |ctx, tlv| Policy::decode(ctx, tlv),
+        )
     }
 
     pub(crate) fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {

@@ -327,6 +327,41 @@ fn unexpected(tlv: &Tlv) -> DecodeError {
     })
 }
 
+/// One parameter on its own (the information of an error cause, RFC 5354
+/// section 3.12): what `encode` writes, without trailing padding.
+pub(crate) fn encode_single(
+    encode: impl FnOnce(&mut Writer<'_>) -> Result<(), EncodeError>,
+) -> Result<Vec<u8>, EncodeError> {
+    let mut buf = Vec::new();
+    encode(&mut Writer::new(&mut buf))?;
+    let length = if buf.len() >= 4 {
+        usize::from(be16(&buf, 2))
+    } else {
+        buf.len()
+    };
+    buf.truncate(length);
+    Ok(buf)
+}
+
+/// Decode one parameter of one of the types `ts` that fills `bytes` (its
+/// padding may follow), with the same checks as inside a message.
+pub(crate) fn decode_single<T>(
+    bytes: &[u8],
+    ts: &[u16],
+    what: &'static str,
+    decode: impl FnOnce(&mut Ctx<'_>, &Tlv) -> Result<T, DecodeError>,
+) -> Result<T, DecodeError> {
+    let mut ctx = Ctx {
+        buf: bytes,
+        unrecognized: Vec::new(),
+    };
+    let mut cur = Cursor::new(0, bytes.len());
+    let tlv = cur.expect_any(&mut ctx, ts, what)?;
+    let value = decode(&mut ctx, &tlv)?;
+    cur.finish(&mut ctx)?;
+    Ok(value)
+}
+
 /// Builds messages and parameters: lengths are patched in when a TLV is
 /// finished, and padding is added and accounted as the RFC requires.
 pub(crate) struct Writer<'b> {

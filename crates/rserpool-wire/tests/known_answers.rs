@@ -484,3 +484,50 @@ fn rsplib_forms_are_accepted() {
         }
     );
 }
+
+#[test]
+fn single_parameters_for_cause_information() {
+    // RFC 5354 3.12.6: an Inconsistent Pooling Policy cause carries the
+    // pool's Pool Member Selection Policy parameter (the same bytes the
+    // tshark cross-check dissects).
+    let wrr = Policy::WeightedRoundRobin { weight: 7 };
+    let b = hex("0008 000c 00000002 00000007");
+    assert_eq!(wrr.to_tlv().expect("encodes"), b);
+    assert_eq!(Policy::from_tlv(&b), Ok(wrr));
+    assert_eq!(
+        Policy::from_tlv(&hex("0008 0008 00000001")),
+        Ok(Policy::RoundRobin)
+    );
+    // An unknown policy with odd data: no trailing padding out, padding
+    // accepted in.
+    let odd = Policy::Unknown {
+        policy_type: 0x8000_0007,
+        data: vec![1, 2, 3],
+    };
+    let b = odd.to_tlv().expect("encodes");
+    assert_eq!(b, hex("0008 000b 80000007 010203"));
+    let mut padded = b.clone();
+    padded.push(0);
+    assert_eq!(Policy::from_tlv(&padded), Ok(odd));
+    // RFC 5354 3.12.8: Inconsistent Transport Type carries a transport.
+    let tcp = Transport::Tcp {
+        port: 8080,
+        transport_use: TransportUse::DataOnly,
+        address: ip("192.0.2.1"),
+    };
+    let b = hex("0005 0010 1f90 0000 0001 0008 c0000201");
+    assert_eq!(tcp.to_tlv().expect("encodes"), b);
+    assert_eq!(Transport::from_tlv(&b), Ok(tcp));
+    // Anything else is a typed error, not a panic.
+    for bad in [
+        "",
+        "00",
+        "0008 0004",
+        "0008 0010 00000002 00000007",
+        "0005 0010 1f90 0000 0001 0008 c0000201",
+        "0008 000c 00000002 00000007 0008 0008 00000001",
+    ] {
+        assert!(Policy::from_tlv(&hex(bad)).is_err(), "{bad:?}");
+    }
+    assert!(Transport::from_tlv(&hex("0008 0008 00000001")).is_err());
+}

@@ -803,8 +803,18 @@ fn udp(port: u16, addr: &str) -> Transport {
     }
 }
 
+/// The transport of an Inconsistent Transport Type cause.
+fn cause_transport() -> Transport {
+    Transport::Tcp {
+        port: 8080,
+        transport_use: TransportUse::DataOnly,
+        address: ip("192.0.2.1"),
+    }
+}
+
 /// A hand-written Pool Member Selection Policy TLV (weighted round robin)
-/// for the information of an Inconsistent Pooling Policy cause.
+/// for the information of an Inconsistent Pooling Policy cause (the same
+/// bytes as `Policy::to_tlv`, checked in the known-answer tests).
 fn policy_tlv_wrr(weight: u32) -> Vec<u8> {
     let mut v = vec![0x00, 0x08, 0x00, 0x0c, 0x00, 0x00, 0x00, 0x02];
     v.extend_from_slice(&weight.to_be_bytes());
@@ -1005,14 +1015,23 @@ fn packets() -> Vec<Packet> {
                         Cause::new(CauseCode::NonUniquePeIdentifier),
                         Cause::with_info(CauseCode::InconsistentPoolingPolicy, policy_tlv_wrr(7)),
                         Cause::with_info(CauseCode::Other(0xf001), b"RSPLIB!".to_vec()),
+                        // The transport the registrar sends with Inconsistent
+                        // Transport Type (3.12.8), written by `to_tlv`.
+                        Cause::with_info(
+                            CauseCode::InconsistentTransportType,
+                            cause_transport().to_tlv().unwrap(),
+                        ),
                     ],
                 }),
             },
-            &|i, e| {
-                assert_eq!(i, 1);
-                e.param(0x0008, 12);
-                e.push("pool_member_selection_policy_type", int(2));
-                e.push("pool_member_selection_policy_weight", int(7));
+            &|i, e| match i {
+                1 => {
+                    e.param(0x0008, 12);
+                    e.push("pool_member_selection_policy_type", int(2));
+                    e.push("pool_member_selection_policy_weight", int(7));
+                }
+                3 => e.transport(&cause_transport()),
+                _ => panic!("cause {i} has no dissected information"),
             },
         ),
         asap(

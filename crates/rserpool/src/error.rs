@@ -1,11 +1,84 @@
 //! The errors the client reports to its application. Each names the
 //! registrar, the pool handle or the setting involved. They are `Clone`
-//! because one outcome may answer several waiting callers.
+//! because one outcome may answer several waiting callers. A refused
+//! registration carries what the registrar's cause said about the pool
+//! ([`RefusalDetail`], RFC 5354 section 3.12).
 
 use std::fmt;
 use std::net::SocketAddr;
 
-use rserpool_wire::{CauseCode, PoolHandle};
+use rserpool_wire::{Cause, CauseCode, Policy, PoolHandle, Transport};
+
+/// What a registrar's error cause says beyond its code: the
+/// cause-specific information of RFC 5354 section 3.12, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RefusalDetail {
+    /// Inconsistent Pooling Policy (3.12.6): the policy the pool uses.
+    PoolPolicy(Policy),
+    /// Inconsistent Transport Type (3.12.8): a transport of the pool's
+    /// PEs (its type is the pool's).
+    PoolTransport(Transport),
+}
+
+impl RefusalDetail {
+    /// The detail of `cause`, when its code defines information and the
+    /// information decodes; `None` otherwise (it is then only the code).
+    pub fn of(cause: &Cause) -> Option<RefusalDetail> {
+        if cause.info.is_empty() {
+            return None;
+        }
+        match cause.code {
+            CauseCode::InconsistentPoolingPolicy => {
+                Policy::from_tlv(&cause.info).ok().map(Self::PoolPolicy)
+            }
+            CauseCode::InconsistentTransportType => Transport::from_tlv(&cause.info)
+                .ok()
+                .map(Self::PoolTransport),
+            _ => None,
+        }
+    }
+}
+
+/// The protocol of a transport, in words.
+fn protocol(t: &Transport) -> &'static str {
+    match t {
+        Transport::Sctp { .. } => "SCTP",
+        Transport::Tcp { .. } => "TCP",
+        Transport::Udp { .. } => "UDP",
+        Transport::UdpLite { .. } => "UDP-Lite",
+        Transport::Dccp { .. } => "DCCP",
+        Transport::Opaque { .. } => "opaque",
+    }
+}
+
+impl fmt::Display for RefusalDetail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RefusalDetail::PoolPolicy(p @ Policy::Unknown { .. }) => write!(
+                f,
+                "the pool uses policy type {:#010x}; register with the same policy",
+                p.policy_type()
+            ),
+            RefusalDetail::PoolPolicy(p) => write!(
+                f,
+                "the pool uses {} ({}); register with the same policy",
+                p.long_name(),
+                p.name().to_ascii_lowercase()
+            ),
+            RefusalDetail::PoolTransport(t) => write!(
+                f,
+                "the pool's PEs use {} transports; register with the same transport type",
+                protocol(t)
+            ),
+        }
+    }
+}
+
+/// `": DETAIL"`, or nothing.
+fn detail_suffix(d: &Option<RefusalDetail>) -> String {
+    d.as_ref().map_or_else(String::new, |d| format!(": {d}"))
+}
 
 /// Why one registrar could not be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +128,10 @@ pub enum ClientError {
     #[error("pool handle {0} is unknown to the registrar")]
     UnknownPoolHandle(PoolHandle),
     /// The registrar refused a registration (RFC 5352 3.1).
-    #[error("registrar {registrar} refused the registration of PE {identifier:#010x}: {cause}")]
+    #[error(
+        "registrar {registrar} refused the registration of PE {identifier:#010x}: {cause}{}",
+        detail_suffix(detail)
+    )]
     RegistrationRefused {
         /// The registrar.
         registrar: SocketAddr,
@@ -63,6 +139,8 @@ pub enum ClientError {
         identifier: u32,
         /// Its reason (the first cause of its operation error).
         cause: CauseCode,
+        /// What the cause said about the pool, if anything.
+        detail: Option<RefusalDetail>,
     },
     /// The registrar refused a deregistration (RFC 5352 3.2).
     #[error("registrar {registrar} refused the deregistration of PE {identifier:#010x}: {cause}")]
@@ -88,6 +166,20 @@ pub enum ClientError {
     /// Every PE the registrar returned has failed.
     #[error("no usable pool element in pool {0}: every known one failed")]
     NoUsablePoolElement(PoolHandle),
+    /// The registrar answered with no PE at all: the pool exists (else
+    /// the answer is [`ClientError::UnknownPoolHandle`]) and has PEs (a
+    /// pool goes with its last PE), but hands none out because an
+    /// operator drained every one (rserpool-registrar's drain).
+    #[error(
+        "registrar {registrar} handed out no pool element of pool {pool_handle}: the pool \
+         exists but every PE in it is drained; try again later"
+    )]
+    PoolDrained {
+        /// The registrar.
+        registrar: SocketAddr,
+        /// The pool.
+        pool_handle: PoolHandle,
+    },
     /// The client's background task has stopped.
     #[error("the RSerPool client has stopped")]
     Stopped,

@@ -81,7 +81,7 @@ mod pu_core;
 
 pub use config::{ClientConfig, PoolUserSettings, RegistrarEndpoint, ReportLimits, Timers};
 pub use diagnose::{Diagnosis, FailureKind};
-pub use error::{ClientError, RegistrarFailure};
+pub use error::{ClientError, RefusalDetail, RegistrarFailure};
 pub use hunt::{HuntStep, ServerHunt};
 pub use pe::PoolElement;
 pub use pe_core::{PeCore, PeEvent, PeOutput, PeStatus, PoolElementSpec};

@@ -289,10 +289,12 @@ impl Driver {
                 identifier,
                 registrar,
                 cause,
+                detail,
             } if *identifier == self.identifier => Err(ClientError::RegistrationRefused {
                 registrar: *registrar,
                 identifier: *identifier,
                 cause: *cause,
+                detail: detail.clone(),
             }),
             PeEvent::RegistrationFailed { identifier, error } if *identifier == self.identifier => {
                 Err(error.clone())

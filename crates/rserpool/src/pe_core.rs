@@ -20,7 +20,7 @@ use rserpool_wire::{
 };
 
 use crate::config::{check_lifetime, reregistration_interval, Timers};
-use crate::error::{ClientError, RegistrarFailure};
+use crate::error::{ClientError, RefusalDetail, RegistrarFailure};
 use crate::{ConnId, LinkAction};
 
 /// What a pool element registers.
@@ -85,6 +85,9 @@ pub enum PeEvent {
         registrar: SocketAddr,
         /// The first cause it gave.
         cause: CauseCode,
+        /// What that cause said about the pool (its policy or transport,
+        /// RFC 5354 3.12.6 and 3.12.8), if anything.
+        detail: Option<RefusalDetail>,
     },
     /// A PE that was never registered gave up after MAX-REG-ATTEMPT
     /// failures (RFC 5352 3.1).
@@ -773,10 +776,8 @@ impl PeCore {
             tracing::debug!(%registrar, "unexpected registration response for PE {identifier:#010x}");
             return;
         }
-        let cause = error
-            .as_ref()
-            .and_then(|e| e.causes.first())
-            .map(|c| c.code);
+        let first = error.as_ref().and_then(|e| e.causes.first());
+        let cause = first.map(|c| c.code);
         if !reject {
             if let Some(c) = cause {
                 tracing::warn!(%registrar, "PE {identifier:#010x} registered with a warning: {c}");
@@ -801,11 +802,20 @@ impl PeCore {
             return;
         }
         let cause = cause.unwrap_or(CauseCode::UnspecifiedError);
-        tracing::warn!(%registrar, "registration of PE {identifier:#010x} in pool {pool_handle} refused: {cause}");
+        let detail = first.and_then(RefusalDetail::of);
+        match &detail {
+            Some(d) => {
+                tracing::warn!(%registrar, "registration of PE {identifier:#010x} in pool {pool_handle} refused: {cause}: {d}")
+            }
+            None => {
+                tracing::warn!(%registrar, "registration of PE {identifier:#010x} in pool {pool_handle} refused: {cause}")
+            }
+        }
         let event = PeEvent::RegistrationRefused {
             identifier,
             registrar,
             cause,
+            detail,
         };
         let e = &mut self.elements[i];
         if e.ever_registered && cause == CauseCode::LackOfResources {
@@ -1369,7 +1379,8 @@ mod tests {
                 PeOutput::Event(PeEvent::RegistrationRefused {
                     identifier: 42,
                     registrar: REG1,
-                    cause: CauseCode::RejectedSecurity
+                    cause: CauseCode::RejectedSecurity,
+                    detail: None,
                 }),
                 close(1)
             ]
@@ -1379,6 +1390,86 @@ mod tests {
         let mut c = registered(t0);
         c.handle_message(t0, 1, accepted(77));
         assert!(drain(&mut c).is_empty());
+    }
+
+    #[test]
+    fn a_refusal_for_an_inconsistent_policy_says_the_pools_policy() {
+        let t0 = Instant::now();
+        let mut c = core();
+        c.add_element(t0, spec(42)).expect("add");
+        c.handle_connected(t0, 1, REG1, LOCAL);
+        drain(&mut c);
+        let info = Policy::RoundRobin.to_tlv().expect("encodes");
+        let refusal = |info: Vec<u8>| AsapMessage::RegistrationResponse {
+            reject: true,
+            pool_handle: handle(),
+            identifier: 42,
+            error: Some(OperationError::single(Cause::with_info(
+                CauseCode::InconsistentPoolingPolicy,
+                info,
+            ))),
+        };
+        c.handle_message(t0, 1, refusal(info));
+        let detail = Some(RefusalDetail::PoolPolicy(Policy::RoundRobin));
+        assert_eq!(
+            events(&drain(&mut c)),
+            vec![PeEvent::RegistrationRefused {
+                identifier: 42,
+                registrar: REG1,
+                cause: CauseCode::InconsistentPoolingPolicy,
+                detail: detail.clone(),
+            }]
+        );
+        let e = ClientError::RegistrationRefused {
+            registrar: REG1,
+            identifier: 42,
+            cause: CauseCode::InconsistentPoolingPolicy,
+            detail,
+        };
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "registrar {REG1} refused the registration of PE 0x0000002a: Inconsistent \
+                 Pooling Policy (0x5): the pool uses round robin (rr); register with the same policy"
+            )
+        );
+        // Information that does not decode leaves just the code.
+        let mut c = core();
+        c.add_element(t0, spec(42)).expect("add");
+        c.handle_connected(t0, 1, REG1, LOCAL);
+        drain(&mut c);
+        c.handle_message(t0, 1, refusal(vec![0xde, 0xad]));
+        assert!(matches!(
+            &events(&drain(&mut c))[..],
+            [PeEvent::RegistrationRefused { detail: None, .. }]
+        ));
+    }
+
+    #[test]
+    fn refusal_details_read_the_cause_information_of_rfc_5354() {
+        let wrr = Policy::WeightedRoundRobin { weight: 3 };
+        let cause = Cause::with_info(CauseCode::InconsistentPoolingPolicy, wrr.to_tlv().unwrap());
+        let d = RefusalDetail::of(&cause).expect("a detail");
+        assert_eq!(
+            d.to_string(),
+            "the pool uses weighted round robin (wrr); register with the same policy"
+        );
+        let udp = rserpool_wire::Transport::Udp {
+            port: 9,
+            address: LOCAL,
+        };
+        let cause = Cause::with_info(CauseCode::InconsistentTransportType, udp.to_tlv().unwrap());
+        assert_eq!(
+            RefusalDetail::of(&cause).map(|d| d.to_string()).as_deref(),
+            Some("the pool's PEs use UDP transports; register with the same transport type")
+        );
+        // A policy TLV under another code means nothing.
+        let other = Cause::with_info(CauseCode::InvalidValues, wrr.to_tlv().unwrap());
+        assert_eq!(RefusalDetail::of(&other), None);
+        assert_eq!(
+            RefusalDetail::of(&Cause::new(CauseCode::InconsistentPoolingPolicy)),
+            None
+        );
     }
 
     #[test]

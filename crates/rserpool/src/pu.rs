@@ -64,7 +64,8 @@ impl PoolUser {
     }
 
     /// The PEs of a pool: from the cache unless it is stale (RFC 5352 3.3),
-    /// else from a registrar. Errors: [`ClientError::UnknownPoolHandle`],
+    /// else from a registrar (none when every PE of the pool is drained).
+    /// Errors: [`ClientError::UnknownPoolHandle`],
     /// [`ClientError::NoRegistrar`], [`ClientError::Timeout`],
     /// [`ClientError::Refused`].
     pub async fn resolve(&self, pool_handle: &PoolHandle) -> Result<Vec<PoolElement>, ClientError> {
@@ -80,7 +81,8 @@ impl PoolUser {
     /// One PE of the pool, picked by the pool's policy, skipping PEs
     /// reported unreachable. When every PE of the cached list failed, the
     /// handle is resolved again; [`ClientError::NoUsablePoolElement`] if
-    /// that does not help.
+    /// that does not help, [`ClientError::PoolDrained`] if the registrar
+    /// hands out none because every PE of the pool is drained.
     pub async fn select(&self, pool_handle: &PoolHandle) -> Result<PoolElement, ClientError> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Select {

@@ -75,6 +75,10 @@ pub enum ReportOutcome {
 
 #[derive(Debug, Clone)]
 struct CacheEntry {
+    /// The registrar that answered.
+    registrar: SocketAddr,
+    /// The PEs it handed out: none when every PE of the pool is drained
+    /// (the pool exists; an unknown one is an error).
     elements: Vec<PoolElement>,
     selection: PoolUserSelection,
     fetched_at: Instant,
@@ -551,6 +555,7 @@ impl PuCore {
         self.cache.insert(
             pool_handle.clone(),
             CacheEntry {
+                registrar,
                 elements,
                 selection,
                 fetched_at: now,
@@ -589,11 +594,16 @@ impl PuCore {
                 },
                 Waiter::Select(token) => PuOutput::Selected {
                     token,
-                    result: entry
-                        .selection
-                        .select(&mut self.rng)
-                        .cloned()
-                        .ok_or_else(|| ClientError::NoUsablePoolElement(pool_handle.clone())),
+                    result: match entry.selection.select(&mut self.rng) {
+                        Some(pe) => Ok(pe.clone()),
+                        // An empty answer from a pool that exists: every
+                        // PE is drained (rserpool-registrar's drain).
+                        None if entry.elements.is_empty() => Err(ClientError::PoolDrained {
+                            registrar: entry.registrar,
+                            pool_handle: pool_handle.clone(),
+                        }),
+                        None => Err(ClientError::NoUsablePoolElement(pool_handle.clone())),
+                    },
                 },
             };
             self.outputs.push_back(out);
@@ -982,6 +992,38 @@ mod tests {
         c.select(t0, 3, handle());
         c.handle_message(t0, 1, response(&[1, 4]));
         assert_eq!(selected(&drain(&mut c)), vec![Ok(4)]);
+    }
+
+    #[test]
+    fn an_empty_answer_says_every_pe_is_drained() {
+        let t0 = Instant::now();
+        let mut c = resolved(t0, &[]);
+        c.select(t0, 2, handle());
+        assert_eq!(drain(&mut c), vec![send(1, request())], "asked again");
+        c.handle_message(t0, 1, response(&[]));
+        let got = selected(&drain(&mut c));
+        let err = ClientError::PoolDrained {
+            registrar: REG1,
+            pool_handle: handle(),
+        };
+        assert_eq!(got, vec![Err(err.clone())]);
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "registrar {REG1} handed out no pool element of pool echo: the pool exists but \
+                 every PE in it is drained; try again later"
+            )
+        );
+        // Resolving lists none, without an error; once undrained the PEs
+        // are handed out again.
+        c.resolve(t0, 3, handle());
+        assert!(matches!(
+            &drain(&mut c)[..],
+            [PuOutput::Resolved { token: 3, result: Ok(v) }] if v.is_empty()
+        ));
+        c.select(t0, 4, handle());
+        c.handle_message(t0, 1, response(&[5]));
+        assert_eq!(selected(&drain(&mut c)), vec![Ok(5)]);
     }
 
     #[test]

@@ -137,7 +137,8 @@ async fn a_refusal_is_a_typed_error() {
         ClientError::RegistrationRefused {
             registrar: reg.addr,
             identifier: pool_element.identifier,
-            cause: CauseCode::RejectedSecurity
+            cause: CauseCode::RejectedSecurity,
+            detail: None,
         }
     );
 }

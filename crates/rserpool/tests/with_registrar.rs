@@ -157,3 +157,96 @@ async fn a_pu_skips_a_registrar_whose_certificate_does_not_verify() {
     assert_eq!(good.query(|c| c.stats().resolutions).await, Some(1));
     assert_eq!(rogue.query(|c| c.stats().resolutions).await, Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pe_hears_the_pools_policy_and_a_pu_hears_that_every_pe_is_drained() {
+    let keys: Vec<Psk> = ["pe-1", "pe-2", "pu-1"]
+        .iter()
+        .map(|i| Psk::generate(i).unwrap())
+        .collect();
+    let mut store = PskStore::default();
+    for k in &keys {
+        store.insert(k.clone()).unwrap();
+    }
+    let r = registrar(
+        TlsServerConfig {
+            psks: Some(Arc::new(store)),
+            ..TlsServerConfig::default()
+        },
+        CoreConfig::default(),
+    )
+    .await;
+    let handle = PoolHandle::from_static("echo");
+    let pe = PoolElement::start(
+        psk_client(&r, &keys[0]),
+        PoolElementSpec::new(handle.clone(), Policy::RoundRobin, 7007),
+    )
+    .await
+    .expect("registered");
+    // Another policy: refused, with the pool's policy in the error.
+    let e = PoolElement::start(
+        psk_client(&r, &keys[1]),
+        PoolElementSpec::new(
+            handle.clone(),
+            Policy::WeightedRoundRobin { weight: 2 },
+            7008,
+        ),
+    )
+    .await
+    .expect_err("an inconsistent policy");
+    let rserpool::ClientError::RegistrationRefused {
+        registrar,
+        cause,
+        detail,
+        ..
+    } = &e
+    else {
+        panic!("{e}")
+    };
+    assert_eq!(*registrar, r.local_addrs()[0]);
+    assert_eq!(*cause, rserpool_wire::CauseCode::InconsistentPoolingPolicy);
+    assert_eq!(
+        *detail,
+        Some(rserpool::RefusalDetail::PoolPolicy(Policy::RoundRobin))
+    );
+    assert!(
+        e.to_string().ends_with(
+            "Inconsistent Pooling Policy (0x5): the pool uses round robin (rr); register with the same policy"
+        ),
+        "{e}"
+    );
+
+    // The only PE drained: the pool exists, and the pool user says why
+    // it gets no PE (it caches nothing, so that each select asks).
+    let mut config = psk_client(&r, &keys[2]);
+    config.pool_user.stale_timeout = Duration::ZERO;
+    let pu = PoolUser::new(config).unwrap();
+    assert_eq!(
+        pu.select(&handle).await.map(|p| p.identifier),
+        Ok(pe.identifier())
+    );
+    let (h, id) = (handle.clone(), pe.identifier());
+    r.command(move |c, now| c.drain(now, &h, id, None, "test"))
+        .await
+        .expect("the core answers")
+        .expect("drained");
+    let e = pu.select(&handle).await.expect_err("every PE is drained");
+    assert_eq!(
+        e,
+        rserpool::ClientError::PoolDrained {
+            registrar: r.local_addrs()[0],
+            pool_handle: handle.clone(),
+        }
+    );
+    assert!(e.to_string().contains("every PE in it is drained"), "{e}");
+    let (h, id) = (handle.clone(), pe.identifier());
+    r.command(move |c, now| c.undrain(now, &h, id, "test"))
+        .await
+        .expect("the core answers")
+        .expect("undrained");
+    assert_eq!(
+        pu.select(&handle).await.map(|p| p.identifier),
+        Ok(pe.identifier())
+    );
+    drop(pe);
+}

@@ -40,6 +40,7 @@ pub(crate) struct MetricsInput {
     pub service_limits: ServiceLimits,
     pub pools: usize,
     pub pool_elements: usize,
+    pub pool_elements_drained: usize,
     pub connections: usize,
     /// Pool sizes (all pools; the largest [`MAX_POOL_SERIES`] are shown).
     pub pool_sizes: Vec<(usize, PoolHandle)>,
@@ -279,6 +280,29 @@ pub(crate) fn render(mut m: MetricsInput) -> Result<String, std::fmt::Error> {
         "PEs removed because their registrant's credentials were revoked (reload)",
         s.revocation_removals,
     );
+    counter(
+        &mut r,
+        "operator_removals",
+        "PEs removed by an operator (admin API)",
+        s.operator_removals,
+    );
+    counter(
+        &mut r,
+        "drain_timeout_removals",
+        "Drained PEs removed because they were still registered when the drain timed out",
+        s.drain_timeout_removals,
+    );
+    counter_family(
+        &mut r,
+        "admin_actions",
+        "Operator actions on PEs carried out through the admin API, by action",
+        "action",
+        &[
+            ("drain", s.operator_drains),
+            ("undrain", s.operator_undrains),
+            ("remove", s.operator_removals),
+        ],
+    );
     counter_family(
         &mut r,
         "refused",
@@ -459,6 +483,12 @@ pub(crate) fn render(mut m: MetricsInput) -> Result<String, std::fmt::Error> {
         "PEs in the handlespace (rows of rserpoolENRPPoolElementTable)",
         m.pool_elements,
     );
+    gauge(
+        &mut r,
+        "pool_elements_drained",
+        "Of those, PEs drained by an operator (registered, not handed out)",
+        m.pool_elements_drained,
+    );
     // The largest MAX_POOL_SERIES pools (ties in handle order).
     m.pool_sizes
         .sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
@@ -513,6 +543,9 @@ mod tests {
         let mut stats = Stats {
             registrations: 3,
             refused_security: 2,
+            operator_drains: 4,
+            operator_removals: 1,
+            drain_timeout_removals: 2,
             ..Stats::default()
         };
         stats
@@ -531,6 +564,7 @@ mod tests {
             .limits(),
             pools: 2,
             pool_elements: 3,
+            pool_elements_drained: 1,
             connections: 1,
             pool_sizes: vec![
                 (1, PoolHandle::from_static("small")),
@@ -572,6 +606,12 @@ mod tests {
             "rserpool_registrar_admin_auth_failure_rate_per_second{scope=\"global\"} 10.0",
             "rserpool_registrar_pools 2",
             "rserpool_registrar_pool_elements 3",
+            "rserpool_registrar_pool_elements_drained 1",
+            "rserpool_registrar_admin_actions_total{action=\"drain\"} 4",
+            "rserpool_registrar_admin_actions_total{action=\"undrain\"} 0",
+            "rserpool_registrar_admin_actions_total{action=\"remove\"} 1",
+            "rserpool_registrar_operator_removals_total 1",
+            "rserpool_registrar_drain_timeout_removals_total 2",
             "rserpool_registrar_pool_elements_by_pool{pool=\"big\\\"one\"} 2",
             "rserpool_registrar_pool_elements_by_pool{pool=\"small\"} 1",
             "rserpool_registrar_connections 1",

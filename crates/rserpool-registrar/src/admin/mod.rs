@@ -1,23 +1,27 @@
 //! The registrar's admin HTTP API (axum on our own hyper accept loop):
 //! health and readiness, status, the handlespace, ASAP connections,
-//! counters, a Server-Sent Events stream of the core's events, and
-//! Prometheus metrics. `/health` and `/ready` answer anyone (up or
+//! counters, a Server-Sent Events stream of the core's events,
+//! Prometheus metrics, and three operator actions on a PE (drain,
+//! undrain, remove). `/health` and `/ready` answer anyone (up or
 //! ready, nothing else); everything else needs
 //! `Authorization: Bearer <token>` (RFC 6750). The right token always
 //! passes; wrong or missing ones are limited per source address and in
 //! all. Every stage is bounded: a header deadline, caps on connections
 //! in total and per address where slow clients make room for new ones,
 //! a cap on event streams, back-off on failed accepts (`serve`,
-//! `conns`). The API reads the registrar only through a
-//! [`RegistrarHandle`]: one core query per request, built in the core
-//! task, serialized outside it. Reference: `docs/admin.md`.
+//! `conns`). The API reaches the registrar only through a
+//! [`RegistrarHandle`]: one core query (or, for an action, one core
+//! command) per request, built in the core task, serialized outside it.
+//! Reference: `docs/admin.md`.
 //!
 //! * [`token`]: the bearer token file.
 //! * `conns`: who may hold a connection (sans-IO), accept back-off.
 //! * `serve`: the accept loop and the per-connection server.
 //! * `views`: the JSON documents.
 //! * `metrics`: the Prometheus exposition.
+//! * `actions`: the operator actions on a PE.
 
+mod actions;
 mod conns;
 mod metrics;
 mod serve;
@@ -388,6 +392,18 @@ impl Inner {
             .ok()
             .flatten()
     }
+
+    /// A core command with [`CORE_TIMEOUT`]; `None` when it does not
+    /// answer in time (it may still run later).
+    async fn command<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut crate::RegistrarCore, std::time::Instant) -> R + Send + 'static,
+    ) -> Option<R> {
+        tokio::time::timeout(CORE_TIMEOUT, self.registrar.command(f))
+            .await
+            .ok()
+            .flatten()
+    }
 }
 
 impl AdminServer {
@@ -494,6 +510,7 @@ fn router(inner: Shared) -> Router {
         .route("/v1/stats", get(stats))
         .route("/v1/events", get(events))
         .route("/metrics", get(metrics_text))
+        .merge(actions::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(inner.clone(), authenticate));
@@ -676,6 +693,7 @@ async fn status(State(s): State<Shared>) -> Response {
         uptime_seconds: r.uptime().as_secs(),
         pools: c.pools,
         pool_elements: c.pool_elements,
+        pool_elements_drained: c.pool_elements_drained,
         connections: c.connections,
         core: c.stats,
         service: r.service_stats(),
@@ -751,7 +769,10 @@ async fn handlespace(
         PoolSelection::All => String::new(),
     };
     let doc = s
-        .query(move |c| views::handlespace(c, &which, limit, Instant::now()))
+        .query(move |c| {
+            let (now, wall_now) = (Instant::now(), std::time::SystemTime::now());
+            views::handlespace(c, &which, limit, now, wall_now)
+        })
         .await;
     match doc {
         None => core_unavailable(),
@@ -796,6 +817,7 @@ async fn metrics_text(State(s): State<Shared>) -> Response {
         service_limits: r.limits(),
         pools: c.pools,
         pool_elements: c.pool_elements,
+        pool_elements_drained: c.pool_elements_drained,
         connections: c.connections,
         pool_sizes,
         uptime: r.uptime(),

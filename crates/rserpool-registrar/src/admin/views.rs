@@ -4,7 +4,7 @@
 //! they correspond to.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use rserpool_handlespace::{ConnId, PoolElementEntry};
 use rserpool_wire::{Policy, PoolHandle, Transport, TransportUse};
@@ -67,6 +67,7 @@ pub(crate) struct StatusView {
     pub uptime_seconds: u64,
     pub pools: usize,
     pub pool_elements: usize,
+    pub pool_elements_drained: usize,
     pub connections: usize,
     pub core: Stats,
     pub service: ServiceStats,
@@ -86,6 +87,7 @@ pub(crate) struct StatsView {
 pub(crate) struct CoreCounts {
     pub pools: usize,
     pub pool_elements: usize,
+    pub pool_elements_drained: usize,
     pub connections: usize,
     pub stats: Stats,
 }
@@ -94,9 +96,25 @@ pub(crate) fn core_counts(core: &RegistrarCore) -> CoreCounts {
     CoreCounts {
         pools: core.handlespace().pool_count(),
         pool_elements: core.handlespace().len(),
+        pool_elements_drained: core.handlespace().drained_count(),
         connections: core.connections(),
         stats: core.stats().clone(),
     }
+}
+
+/// A duration in seconds, cut to whole milliseconds (so that JSON shows
+/// `29.99`, not `29.990000000000002`).
+pub(crate) fn seconds(d: Duration) -> f64 {
+    d.as_millis() as f64 / 1000.0
+}
+
+/// The wall-clock time of a core instant, given a reading of both clocks
+/// taken together (the core reads no clock of its own): RFC 3339, UTC,
+/// to the millisecond.
+pub(crate) fn wall_time(at: Instant, now: Instant, wall_now: SystemTime) -> String {
+    let ago = now.saturating_duration_since(at);
+    let then = wall_now.checked_sub(ago).unwrap_or(SystemTime::UNIX_EPOCH);
+    humantime::format_rfc3339_millis(then).to_string()
 }
 
 /// Pool sizes, for the metrics.
@@ -137,16 +155,16 @@ pub(crate) struct TransportView {
 
 impl TransportView {
     fn new(t: &Transport) -> Self {
-        let (protocol, number) = match t {
-            Transport::Sctp { .. } => ("sctp", Some(132)),
-            Transport::Tcp { .. } => ("tcp", Some(6)),
-            Transport::Udp { .. } => ("udp", Some(17)),
-            Transport::UdpLite { .. } => ("udp-lite", Some(136)),
-            Transport::Dccp { .. } => ("dccp", Some(33)),
-            Transport::Opaque { .. } => ("opaque", None),
+        let number = match t {
+            Transport::Sctp { .. } => Some(132),
+            Transport::Tcp { .. } => Some(6),
+            Transport::Udp { .. } => Some(17),
+            Transport::UdpLite { .. } => Some(136),
+            Transport::Dccp { .. } => Some(33),
+            Transport::Opaque { .. } => None,
         };
         TransportView {
-            protocol,
+            protocol: crate::protocol_name(t),
             protocol_number: number,
             port: t.port(),
             addresses: t.addresses().to_vec(),
@@ -233,10 +251,20 @@ pub(crate) struct PoolElementView {
     registration_life_ms: i32,
     /// Seconds until its registration life ends (none: never).
     expires_in_seconds: Option<f64>,
+    /// Drained by an operator: registered, not handed out.
+    drained: bool,
+    /// Seconds until the drain times out and the PE is removed (none: not
+    /// drained, or no timeout).
+    drain_ends_in_seconds: Option<f64>,
+    /// Seconds since its first registration (re-registrations do not
+    /// reset it).
+    registered_seconds: f64,
+    /// The time of its first registration (RFC 3339, UTC).
+    registered_at: String,
 }
 
 impl PoolElementView {
-    fn new(e: &PoolElementEntry, now: Instant) -> Self {
+    fn new(e: &PoolElementEntry, now: Instant, wall_now: SystemTime) -> Self {
         PoolElementView {
             identifier: e.identifier,
             identifier_hex: hex32(e.identifier),
@@ -248,9 +276,13 @@ impl PoolElementView {
             asap_transport: e.asap_transport.as_ref().map(TransportView::new),
             policy: PolicyView::new(&e.policy),
             registration_life_ms: e.registration_life,
-            expires_in_seconds: e
-                .expires
-                .map(|t| t.saturating_duration_since(now).as_secs_f64()),
+            expires_in_seconds: e.expires.map(|t| seconds(t.saturating_duration_since(now))),
+            drained: e.drained,
+            drain_ends_in_seconds: e
+                .drain_ends
+                .map(|t| seconds(t.saturating_duration_since(now))),
+            registered_seconds: seconds(now.saturating_duration_since(e.registered_at)),
+            registered_at: wall_time(e.registered_at, now, wall_now),
         }
     }
 }
@@ -263,6 +295,8 @@ pub(crate) struct PoolView {
     policy: &'static str,
     policy_id: u32,
     pool_elements_total: usize,
+    /// Of those, drained (not handed out).
+    pool_elements_drained: usize,
     pool_elements: Vec<PoolElementView>,
 }
 
@@ -285,12 +319,14 @@ pub(crate) enum PoolSelection {
 }
 
 /// The handlespace document, at most `limit` PEs; `None` when the one
-/// pool asked for does not exist.
+/// pool asked for does not exist. `now` and `wall_now` are one reading
+/// of both clocks.
 pub(crate) fn handlespace(
     core: &RegistrarCore,
     which: &PoolSelection,
     limit: usize,
     now: Instant,
+    wall_now: SystemTime,
 ) -> Option<HandlespaceView> {
     let hs = core.handlespace();
     let handles: Vec<&PoolHandle> = match which {
@@ -312,7 +348,7 @@ pub(crate) fn handlespace(
         let pool_elements: Vec<PoolElementView> = hs
             .pool_elements(h)
             .take(left)
-            .map(|e| PoolElementView::new(e, now))
+            .map(|e| PoolElementView::new(e, now, wall_now))
             .collect();
         left -= pool_elements.len();
         truncated |= pool_elements.len() < total;
@@ -324,6 +360,7 @@ pub(crate) fn handlespace(
             policy: first_policy.unwrap_or("unknown"),
             policy_id: hs.pool(h).map_or(0, |p| p.policy_type()),
             pool_elements_total: total,
+            pool_elements_drained: hs.pool(h).map_or(0, |p| p.drained()),
             pool_elements,
         });
     }
@@ -401,7 +438,7 @@ pub(crate) fn peers(core: &RegistrarCore, limit: usize, now: Instant) -> PeersVi
                 identity: c.identity.0.to_string(),
                 address: c.address,
                 may_register: c.may_register,
-                connected_seconds: now.saturating_duration_since(c.connected_at).as_secs_f64(),
+                connected_seconds: seconds(now.saturating_duration_since(c.connected_at)),
                 pool_elements_total: total,
                 pool_elements,
             }
@@ -413,5 +450,46 @@ pub(crate) fn peers(core: &RegistrarCore, limit: usize, now: Instant) -> PeersVi
         limit,
         truncated,
         asap_connections,
+    }
+}
+
+/// The answer to an operator's action on a PE (`/v1/pools/{pool}/elements/{id}/...`).
+#[derive(Debug, Serialize)]
+pub(crate) struct PeActionView {
+    pool: String,
+    pool_hex: String,
+    identifier: u32,
+    identifier_hex: String,
+    #[serde(flatten)]
+    outcome: PeActionOutcome,
+}
+
+/// What the action did.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub(crate) enum PeActionOutcome {
+    Drained {
+        drained: bool,
+        drain_ends_in_seconds: Option<f64>,
+    },
+    Undrained {
+        drained: bool,
+        was_drained: bool,
+    },
+    Removed {
+        removed: bool,
+    },
+}
+
+impl PeActionView {
+    pub(crate) fn new(pool: &PoolHandle, identifier: u32, outcome: PeActionOutcome) -> Self {
+        let (pool, pool_hex) = handle_text(pool);
+        PeActionView {
+            pool,
+            pool_hex,
+            identifier,
+            identifier_hex: hex32(identifier),
+            outcome,
+        }
     }
 }

@@ -142,8 +142,10 @@ async fn serve_connection(
 
 /// Why a connection task ended.
 enum End {
-    /// Said by the peer, the core or the service: the reason for the log.
+    /// Said by the peer or the service: the reason for the log.
     Reason(String),
+    /// The core closed it; the core task logged why already.
+    ClosedByCore,
     /// A message was not complete within the message timeout.
     MessageTimeout,
     /// Nothing arrived within the idle timeout.
@@ -255,7 +257,7 @@ async fn run_connection<S: AsyncRead + AsyncWrite + Unpin>(
                 let Some(first) = m else {
                     break 'conn End::Reason("registrar stopping".into());
                 };
-                let mut close = None;
+                let mut close = false;
                 let mut next = Some(first);
                 // Batch what is queued into one write.
                 while let Some(o) = next.take() {
@@ -265,8 +267,8 @@ async fn run_connection<S: AsyncRead + AsyncWrite + Unpin>(
                                 tracing::error!(conn, error = %e, msg = msg.name(), "cannot encode a response");
                             }
                         }
-                        Outgoing::Close(why) => {
-                            close = Some(why);
+                        Outgoing::Close => {
+                            close = true;
                             break;
                         }
                     }
@@ -282,8 +284,8 @@ async fn run_connection<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                     wbuf = Vec::new();
                 }
-                if let Some(why) = close {
-                    break 'conn End::Reason(why);
+                if close {
+                    break 'conn End::ClosedByCore;
                 }
             }
             _ = sleep_until_opt(message_deadline) => break 'conn End::MessageTimeout,
@@ -292,6 +294,8 @@ async fn run_connection<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let reason = match end {
         End::Reason(r) => r,
+        // Not the reason again: one line per close (the core task's).
+        End::ClosedByCore => "closed by the registrar".to_string(),
         End::MessageTimeout => {
             ServiceCounters::bump(&shared.counters.message_timeouts);
             let why = format!(

@@ -274,7 +274,11 @@ enum Input {
         reply: oneshot::Sender<RevocationReport>,
     },
     Query(Box<dyn FnOnce(&RegistrarCore) + Send>),
+    Command(CoreCommand),
 }
+
+/// A change to the core, run in its task with the batch's time.
+type CoreCommand = Box<dyn FnOnce(&mut RegistrarCore, std::time::Instant) + Send>;
 
 /// The core task's handle on a connection: its answer queue, the count
 /// of its frames the core has not handled yet, and its peer's address.
@@ -288,7 +292,8 @@ struct Writer {
 /// then 16 bytes, not 136, and each queue allocates slots 32 at a time.
 enum Outgoing {
     Message(Box<AsapMessage>),
-    Close(String),
+    /// Close after what was queued before (the core task logged why).
+    Close,
 }
 
 /// What the service's tasks share.
@@ -354,6 +359,22 @@ impl RegistrarHandle {
             let _ = tx.send(f(core));
         }));
         self.shared.inputs.send(q).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Change the core's state in its task (an operator's action such as
+    /// [`RegistrarCore::drain`]): `f` gets the core and the time of the
+    /// batch it runs in; what it outputs (messages, events) is routed as
+    /// any other output. `None` when the core task is gone.
+    pub async fn command<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut RegistrarCore, std::time::Instant) -> R + Send + 'static,
+    ) -> Option<R> {
+        let (tx, rx) = oneshot::channel();
+        let c = Input::Command(Box::new(move |core, now| {
+            let _ = tx.send(f(core, now));
+        }));
+        self.shared.inputs.send(c).await.ok()?;
         rx.await.ok()
     }
 
@@ -556,6 +577,14 @@ impl Registrar {
         self.handle.query(f).await
     }
 
+    /// Change the core's state in its task ([`RegistrarHandle::command`]).
+    pub async fn command<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut RegistrarCore, std::time::Instant) -> R + Send + 'static,
+    ) -> Option<R> {
+        self.handle.command(f).await
+    }
+
     /// The service's counters now.
     pub fn service_stats(&self) -> ServiceStats {
         self.handle.service_stats()
@@ -634,6 +663,7 @@ fn apply(
             let _ = reply.send(core.handle_revocation(now, &revocation));
         }
         Input::Query(f) => f(core),
+        Input::Command(f) => f(core, now),
     }
 }
 
@@ -681,7 +711,7 @@ fn route_outputs(
                         source,
                         || tracing::warn!(conn, %peer, %reason, "closing connection"),
                     );
-                    let _ = w.out.try_send(Outgoing::Close(reason));
+                    let _ = w.out.try_send(Outgoing::Close);
                 }
             }
             Output::Event(e) => {
@@ -704,12 +734,36 @@ fn log_event(e: &Event, log: &SummarisedLog) {
             identifier,
             identity,
             new,
+            changed,
+            port,
+            protocol,
+            policy,
+            ..
         } => {
+            let pe = format_args!("{identifier:#010x}");
             if *new {
-                tracing::info!(pool = %pool_handle, pe = format_args!("{identifier:#010x}"), %identity, "PE registered");
+                tracing::info!(pool = %pool_handle, %pe, %identity, protocol, port, policy, "PE registered");
+            } else if *changed {
+                tracing::info!(pool = %pool_handle, %pe, %identity, protocol, port, policy, "PE re-registered with a new transport or policy");
             } else {
-                tracing::debug!(pool = %pool_handle, pe = format_args!("{identifier:#010x}"), %identity, "PE re-registered");
+                tracing::debug!(pool = %pool_handle, %pe, %identity, "PE re-registered");
             }
+        }
+        // The admin API logs who asked, with the request's source address.
+        Event::Drained {
+            pool_handle,
+            identifier,
+            by,
+            timeout_seconds,
+        } => {
+            tracing::debug!(pool = %pool_handle, pe = format_args!("{identifier:#010x}"), %by, ?timeout_seconds, "PE drained")
+        }
+        Event::Undrained {
+            pool_handle,
+            identifier,
+            by,
+        } => {
+            tracing::debug!(pool = %pool_handle, pe = format_args!("{identifier:#010x}"), %by, "PE undrained")
         }
         Event::Removed {
             pool_handle,

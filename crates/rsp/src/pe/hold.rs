@@ -263,11 +263,13 @@ fn on_event(plan: &Plan, out: &Printer, reg: &mut Registration, e: &PeEvent) {
             registrar,
             identifier,
             cause,
+            detail,
         } => {
             reg.failure = Some(ClientError::RegistrationRefused {
                 registrar: *registrar,
                 identifier: *identifier,
                 cause: *cause,
+                detail: detail.clone(),
             });
         }
         PeEvent::RegistrationFailed { error, .. } => reg.failure = Some(error.clone()),

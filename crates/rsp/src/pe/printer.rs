@@ -46,14 +46,20 @@ impl Printer {
                 format!("PE {id:#010x} registered with {registrar}"),
             ),
             PeEvent::RegistrationRefused {
-                registrar, cause, ..
-            } => (
-                serde_json::json!({"event": "refused", "identifier": id, "registrar": registrar.to_string(), "cause": cause.name()}),
-                format!(
-                    "PE {id:#010x}: registrar {registrar} refused the registration: {}",
-                    cause.name()
-                ),
-            ),
+                registrar,
+                cause,
+                detail,
+                ..
+            } => {
+                let detail = detail.as_ref().map(ToString::to_string);
+                (
+                    serde_json::json!({"event": "refused", "identifier": id, "registrar": registrar.to_string(), "cause": cause.name(), "detail": detail}),
+                    format!(
+                        "PE {id:#010x}: registrar {registrar} refused the registration: {cause}{}",
+                        detail.map(|d| format!(": {d}")).unwrap_or_default()
+                    ),
+                )
+            }
             PeEvent::RegistrationFailed { error, .. } => (
                 serde_json::json!({"event": "registration_failed", "identifier": id, "error": error.to_string()}),
                 format!("PE {id:#010x}: registration failed: {error}"),
