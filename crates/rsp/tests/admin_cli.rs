@@ -88,7 +88,7 @@ fn watch_says_when_the_registrar_goes_away() {
     lab.register_pe(0x0000_0007);
     let line = w.line();
     assert!(
-        line.contains(" + echo 0x00000007 psk:pe-1 registered"),
+        line.contains(" + echo 0x00000007 127.0.0.1:7 psk:pe-1 registered (RR)"),
         "{line}"
     );
     lab.stop_registrar();

@@ -1,5 +1,7 @@
 //! What an operator reaches for in the first hour, against a registrar
-//! with its admin API: `rsp pools` and `rsp pool` (tables and JSON), the
+//! with its admin API: `rsp pools` and `rsp pool` (tables and JSON),
+//! `rsp pe drain|undrain|remove` as `rsp watch` and `rsp pool` see them,
+//! watch's changes-only output, the
 //! defaults from `RSP_REGISTRAR` / `RSP_ADMIN` / `RSP_ADMIN_TOKEN_FILE`
 //! and from the client file, `--admin HOST:PORT` without a scheme, and
 //! errors as one JSON object on stderr under `--json`.
@@ -10,7 +12,7 @@ use std::path::Path;
 use std::process::Output;
 
 use common::lab::Lab;
-use common::{failure, json, rsp};
+use common::{failure, json, rsp, Proc};
 use rserpool_wire::Policy;
 
 fn stdout(o: &Output) -> String {
@@ -305,4 +307,201 @@ fn reporting_commands_take_json() {
         .output()
         .unwrap();
     assert!(stdout(&out).contains("complete -F _rsp"));
+}
+
+/// `rsp watch` on the lab, subscribed (it logs "watching" once the API
+/// answered /v1/events, which subscribes before it answers).
+fn watch(lab: &Lab, extra: &[&str]) -> Proc {
+    let token = lab.token_file();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rsp"));
+    common::isolate(&mut cmd);
+    cmd.args([
+        "--log",
+        "info",
+        "watch",
+        "--admin",
+        &lab.url,
+        "--token-file",
+        &token,
+    ])
+    .args(extra);
+    let p = Proc::spawn(&mut cmd);
+    p.wait_stderr("watching the registrar's events");
+    p
+}
+
+#[test]
+fn drain_undrain_and_remove_as_watch_and_pool_see_them() {
+    let mut lab = Lab::start();
+    lab.register_pe(0x0000_0001);
+    lab.register_pe(0x0000_0002);
+    let w = watch(&lab, &[]);
+    let token = lab.token_file();
+    let admin = ["--admin", lab.url.as_str(), "--token-file", token.as_str()];
+    let dir = tempfile::tempdir().unwrap();
+    let key = write_key(&lab, dir.path());
+    let asap = lab.asap_addr().to_string();
+    let resolved = || -> Vec<u64> {
+        let out = rsp()
+            .args(["resolve", "echo", "-r", &asap, "--psk-file", &key, "--json"])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        v["pool_elements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["identifier"].as_u64())
+            .collect()
+    };
+    assert_eq!(resolved().len(), 2);
+
+    // Drain 0x1: announced, shown, no longer handed out.
+    let out = stdout(
+        &rsp()
+            .args(["pe", "drain", "echo", "0x1", "--timeout", "5m"])
+            .args(admin)
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        out.contains("PE 0x00000001 of pool \"echo\" drained"),
+        "{out}"
+    );
+    assert!(out.contains("removes it in 5m"), "{out}");
+    let line = w.line();
+    assert!(
+        line.contains("> echo 0x00000001 drained by admin API from 127.0.0.1")
+            && line.contains("removed in 5m"),
+        "{line}"
+    );
+    let table = stdout(&rsp().args(["pool", "echo"]).args(admin).output().unwrap());
+    assert!(table.contains("2 PEs (1 drained)"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("0x00000001") && l.contains("drained (removed in")),
+        "{table}"
+    );
+    assert_eq!(resolved(), [2]);
+
+    // Undrain: handed out again; a second undrain changes nothing.
+    let out = stdout(
+        &rsp()
+            .args(["pe", "undrain", "echo", "1"])
+            .args(admin)
+            .output()
+            .unwrap(),
+    );
+    assert!(out.contains("undrained: handed out again"), "{out}");
+    assert!(w
+        .line()
+        .contains("< echo 0x00000001 undrained by admin API"));
+    let out = stdout(
+        &rsp()
+            .args(["pe", "undrain", "echo", "1"])
+            .args(admin)
+            .output()
+            .unwrap(),
+    );
+    assert!(out.contains("was not drained"), "{out}");
+    assert_eq!(resolved().len(), 2);
+
+    // Remove 0x2 (JSON answer), seen as an operator's removal.
+    let v = json(
+        &rsp()
+            .args(["pe", "remove", "echo", "0x2", "--json"])
+            .args(admin)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(v["removed"], true);
+    assert_eq!(v["identifier"], 2);
+    let line = w.line();
+    assert!(
+        line.contains("- echo 0x00000002 removed by an operator"),
+        "{line}"
+    );
+    assert_eq!(resolved(), [1]);
+
+    // Unknown pools and PEs are errors that name them.
+    let err = failure(
+        &rsp()
+            .args(["pe", "drain", "nope", "1"])
+            .args(admin)
+            .output()
+            .unwrap(),
+    );
+    assert!(err.contains("nope"), "{err}");
+    let err = failure(
+        &rsp()
+            .args(["pe", "remove", "echo", "0x99"])
+            .args(admin)
+            .output()
+            .unwrap(),
+    );
+    assert!(err.contains("0x00000099"), "{err}");
+}
+
+#[test]
+fn watch_shows_changes_with_addresses_and_refreshes_only_when_verbose() {
+    let mut lab = Lab::start();
+    let quiet = watch(&lab, &[]);
+    let verbose = watch(&lab, &["--verbose"]);
+    lab.register("echo", Policy::RoundRobin, 7, 9);
+    for w in [&quiet, &verbose] {
+        let line = w.line();
+        assert!(
+            line.contains(" + echo 0x00000009 127.0.0.1:7 psk:pe-1 registered (RR)"),
+            "{line}"
+        );
+    }
+    // The same PE from another connection, on another port: a change.
+    lab.register("echo", Policy::RoundRobin, 8, 9);
+    for w in [&quiet, &verbose] {
+        let line = w.line();
+        assert!(
+            line.contains(" ~ echo 0x00000009 127.0.0.1:8 psk:pe-1 re-registered with changes"),
+            "{line}"
+        );
+    }
+    // Once more, unchanged: a refresh, shown only with --verbose.
+    lab.register("echo", Policy::RoundRobin, 8, 9);
+    let line = verbose.line();
+    assert!(
+        line.contains("echo 0x00000009 127.0.0.1:8 psk:pe-1 refreshed its registration"),
+        "{line}"
+    );
+    // The next line the quiet watcher prints is the next change.
+    lab.register("web", Policy::RoundRobin, 80, 10);
+    let line = quiet.line();
+    assert!(line.contains(" + web 0x0000000a"), "{line}");
+}
+
+#[test]
+fn a_pe_with_the_wrong_policy_is_told_the_pool_policy() {
+    let mut lab = Lab::start();
+    lab.register_pe(0x0000_0001);
+    let dir = tempfile::tempdir().unwrap();
+    let key = write_key(&lab, dir.path());
+    let asap = lab.asap_addr().to_string();
+    let out = rsp()
+        .args([
+            "pe",
+            "echo",
+            "-r",
+            &asap,
+            "--psk-file",
+            &key,
+            "--policy",
+            "wrr:2",
+        ])
+        .args(["--bind", "127.0.0.1"])
+        .output()
+        .unwrap();
+    let err = failure(&out);
+    assert!(
+        err.contains("Inconsistent Pooling Policy (0x5): the pool uses round robin (rr)"),
+        "{err}"
+    );
 }
