@@ -342,7 +342,8 @@ async fn spawn_returns_at_once_reports_by_events_and_stops_when_refused() {
         PeEvent::RegistrationRefused {
             identifier: pe.identifier(),
             registrar: reg.addr,
-            cause: CauseCode::RejectedSecurity
+            cause: CauseCode::RejectedSecurity,
+            detail: None,
         }
     );
     within(pe.stopped()).await;
