@@ -338,6 +338,7 @@ fn drain_undrain_and_remove_as_watch_and_pool_see_them() {
     let w = watch(&lab, &[]);
     let token = lab.token_file();
     let admin = ["--admin", lab.url.as_str(), "--token-file", token.as_str()];
+    let with_admin = |args: &[&str]| rsp().args(args).args(admin).output().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let key = write_key(&lab, dir.path());
     let asap = lab.asap_addr().to_string();
@@ -357,13 +358,14 @@ fn drain_undrain_and_remove_as_watch_and_pool_see_them() {
     assert_eq!(resolved().len(), 2);
 
     // Drain 0x1: announced, shown, no longer handed out.
-    let out = stdout(
-        &rsp()
-            .args(["pe", "drain", "echo", "0x1", "--timeout", "5m"])
-            .args(admin)
-            .output()
-            .unwrap(),
-    );
+    let out = stdout(&with_admin(&[
+        "pe",
+        "drain",
+        "echo",
+        "0x1",
+        "--timeout",
+        "5m",
+    ]));
     assert!(
         out.contains("PE 0x00000001 of pool \"echo\" drained"),
         "{out}"
@@ -375,7 +377,7 @@ fn drain_undrain_and_remove_as_watch_and_pool_see_them() {
             && line.contains("removed in 5m"),
         "{line}"
     );
-    let table = stdout(&rsp().args(["pool", "echo"]).args(admin).output().unwrap());
+    let table = stdout(&with_admin(&["pool", "echo"]));
     assert!(table.contains("2 PEs (1 drained)"), "{table}");
     assert!(
         table
@@ -386,35 +388,17 @@ fn drain_undrain_and_remove_as_watch_and_pool_see_them() {
     assert_eq!(resolved(), [2]);
 
     // Undrain: handed out again; a second undrain changes nothing.
-    let out = stdout(
-        &rsp()
-            .args(["pe", "undrain", "echo", "1"])
-            .args(admin)
-            .output()
-            .unwrap(),
-    );
+    let out = stdout(&with_admin(&["pe", "undrain", "echo", "1"]));
     assert!(out.contains("undrained: handed out again"), "{out}");
     assert!(w
         .line()
         .contains("< echo 0x00000001 undrained by admin API"));
-    let out = stdout(
-        &rsp()
-            .args(["pe", "undrain", "echo", "1"])
-            .args(admin)
-            .output()
-            .unwrap(),
-    );
+    let out = stdout(&with_admin(&["pe", "undrain", "echo", "1"]));
     assert!(out.contains("was not drained"), "{out}");
     assert_eq!(resolved().len(), 2);
 
     // Remove 0x2 (JSON answer), seen as an operator's removal.
-    let v = json(
-        &rsp()
-            .args(["pe", "remove", "echo", "0x2", "--json"])
-            .args(admin)
-            .output()
-            .unwrap(),
-    );
+    let v = json(&with_admin(&["pe", "remove", "echo", "0x2", "--json"]));
     assert_eq!(v["removed"], true);
     assert_eq!(v["identifier"], 2);
     let line = w.line();
@@ -425,21 +409,9 @@ fn drain_undrain_and_remove_as_watch_and_pool_see_them() {
     assert_eq!(resolved(), [1]);
 
     // Unknown pools and PEs are errors that name them.
-    let err = failure(
-        &rsp()
-            .args(["pe", "drain", "nope", "1"])
-            .args(admin)
-            .output()
-            .unwrap(),
-    );
+    let err = failure(&with_admin(&["pe", "drain", "nope", "1"]));
     assert!(err.contains("nope"), "{err}");
-    let err = failure(
-        &rsp()
-            .args(["pe", "remove", "echo", "0x99"])
-            .args(admin)
-            .output()
-            .unwrap(),
-    );
+    let err = failure(&with_admin(&["pe", "remove", "echo", "0x99"]));
     assert!(err.contains("0x00000099"), "{err}");
 }
 

@@ -11,26 +11,6 @@ use std::process::Output;
 
 use common::{arg, failure, json, rsp, Proc, Setup};
 
-/// `rsp registrar` with every key of `s` and short keep-alives, plus
-/// `extra`; the process and its ASAP address.
-fn registrar(s: &Setup, extra: &[&str]) -> (Proc, String) {
-    let reg = Proc::spawn(
-        rsp()
-            .args(["registrar", "--listen", "127.0.0.1:0", "--psk-file"])
-            .arg(s.path("registrar.keys"))
-            .args([
-                "--keep-alive-interval",
-                "300ms",
-                "--keep-alive-timeout",
-                "300ms",
-                "--json",
-            ])
-            .args(extra),
-    );
-    let addr = reg.listening_address();
-    (reg, addr)
-}
-
 /// `rsp pe register web -r ADDR` with pe-1's key and `extra` flags.
 fn register(s: &Setup, addr: &str, extra: &[&str]) -> Proc {
     Proc::spawn(
@@ -91,7 +71,7 @@ fn wait_line(p: &Proc, text: &str) -> String {
 #[test]
 fn a_running_service_is_registered_with_its_port_and_deregistered_on_sigterm() {
     let s = Setup::new(&["pe-1", "pu-1"]);
-    let (reg, addr) = registrar(&s, &[]);
+    let (reg, addr) = s.registrar(&[]);
     let (_service, port) = service();
     let port_arg = port.to_string();
     let mut pe = register(
@@ -121,7 +101,7 @@ fn a_running_service_is_registered_with_its_port_and_deregistered_on_sigterm() {
 #[test]
 fn a_tcp_check_deregisters_a_dead_service_and_registers_it_again() {
     let s = Setup::new(&["pe-1", "pu-1"]);
-    let (_reg, addr) = registrar(&s, &[]);
+    let (_reg, addr) = s.registrar(&[]);
     let (listener, port) = service();
     let port_arg = port.to_string();
     let pe = register(
@@ -168,7 +148,7 @@ fn a_tcp_check_deregisters_a_dead_service_and_registers_it_again() {
 #[test]
 fn a_command_check_holds_the_registration_back_until_it_passes() {
     let s = Setup::new(&["pe-1", "pu-1"]);
-    let (reg, addr) = registrar(&s, &[]);
+    let (reg, addr) = s.registrar(&[]);
     let ready = s.path("ready");
     let check = format!("test -e {}", arg(&ready));
     let mut pe = register(
@@ -240,7 +220,7 @@ fn a_command_check_holds_the_registration_back_until_it_passes() {
 #[test]
 fn a_foreign_address_is_refused_with_the_reason_unless_the_registrar_allows_it() {
     let s = Setup::new(&["pe-1", "pu-1"]);
-    let (_reg, addr) = registrar(&s, &[]);
+    let (_reg, addr) = s.registrar(&[]);
     let mut pe = register(&s, &addr, &["--port", "80", "--address", "192.0.2.7"]);
     let (code, err) = pe.exit();
     assert_eq!(code, Some(1), "{err}");
@@ -251,7 +231,7 @@ fn a_foreign_address_is_refused_with_the_reason_unless_the_registrar_allows_it()
         "{err}"
     );
 
-    let (_reg, addr) = registrar(&s, &["--allow-foreign-addresses"]);
+    let (_reg, addr) = s.registrar(&["--allow-foreign-addresses"]);
     let pe = register(
         &s,
         &addr,

@@ -6,53 +6,9 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use common::{json, rsp, Proc};
-
-struct Keys {
-    dir: tempfile::TempDir,
-}
-
-impl Keys {
-    fn new(identities: &[&str]) -> Keys {
-        let dir = tempfile::tempdir().expect("tempdir");
-        common::psk_files(dir.path(), identities);
-        Keys { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn key(&self, id: &str) -> String {
-        self.path(&format!("{id}.key")).display().to_string()
-    }
-}
-
-/// `rsp registrar` with all keys and short keep-alives, plus `extra`
-/// flags; the process and its ASAP address.
-fn registrar(keys: &Keys, extra: &[&str]) -> (Proc, String) {
-    let reg = Proc::spawn(
-        rsp()
-            .args([
-                "registrar",
-                "--listen",
-                "127.0.0.1:0",
-                "--psk-file",
-                &keys.path("registrar.keys").display().to_string(),
-                "--keep-alive-interval",
-                "300ms",
-                "--keep-alive-timeout",
-                "300ms",
-                "--json",
-            ])
-            .args(extra),
-    );
-    let addr = reg.listening_address();
-    (reg, addr)
-}
+use common::{json, rsp, Proc, Setup};
 
 fn resolve(addr: &str, key: &str, extra: &[&str]) -> Output {
     rsp()
@@ -63,7 +19,7 @@ fn resolve(addr: &str, key: &str, extra: &[&str]) -> Output {
 }
 
 /// `rsp pe echo` with pe-1's key; the process and its PE identifier.
-fn echo_pe(keys: &Keys, addr: &str) -> (Proc, u64) {
+fn echo_pe(keys: &Setup, addr: &str) -> (Proc, u64) {
     let key = keys.key("pe-1");
     let pe = Proc::spawn(rsp().args(["pe", "echo", "-r", addr, "--psk-file", &key, "--json"]));
     let id = pe.wait_event("registered")["identifier"]
@@ -74,8 +30,8 @@ fn echo_pe(keys: &Keys, addr: &str) -> (Proc, u64) {
 
 #[test]
 fn a_pe_serves_then_dies_and_is_removed() {
-    let keys = Keys::new(&["pe-1", "pu-1"]);
-    let (reg, addr) = registrar(&keys, &[]);
+    let keys = Setup::new(&["pe-1", "pu-1"]);
+    let (reg, addr) = keys.registrar(&[]);
     let (pe, id) = echo_pe(&keys, &addr);
     assert_eq!(reg.wait_event("registered")["identifier"], id);
 
@@ -100,8 +56,8 @@ fn a_pe_serves_then_dies_and_is_removed() {
 
 #[test]
 fn a_pe_stopped_by_sigterm_deregisters() {
-    let keys = Keys::new(&["pe-1"]);
-    let (reg, addr) = registrar(&keys, &[]);
+    let keys = Setup::new(&["pe-1"]);
+    let (reg, addr) = keys.registrar(&[]);
     let (pe, id) = echo_pe(&keys, &addr);
     pe.signal("-TERM");
     assert_eq!(pe.wait_event("deregistered")["identifier"], id);
@@ -111,8 +67,8 @@ fn a_pe_stopped_by_sigterm_deregisters() {
 
 #[test]
 fn errors_name_what_is_wrong() {
-    let keys = Keys::new(&["pe-1", "stranger"]);
-    let (_reg, addr) = registrar(&keys, &[]);
+    let keys = Setup::new(&["pe-1", "stranger"]);
+    let (_reg, addr) = keys.registrar(&[]);
     // A missing key file.
     let o = resolve(&addr, "/nonexistent/pu.key", &[]);
     assert!(!o.status.success());
@@ -161,7 +117,7 @@ fn metric(text: &str, name: &str) -> Option<f64> {
 
 #[test]
 fn the_registrar_process_serves_its_admin_api_and_metrics() {
-    let keys = Keys::new(&["pe-1", "pu-1"]);
+    let keys = Setup::new(&["pe-1", "pu-1"]);
     let token_file = keys.path("admin.token");
     let o = rsp()
         .args(["keygen", "token", "--out"])
@@ -172,10 +128,7 @@ fn the_registrar_process_serves_its_admin_api_and_metrics() {
     let token = std::fs::read_to_string(&token_file).expect("token");
     let token = token.trim();
     let token_arg = token_file.display().to_string();
-    let (reg, addr) = registrar(
-        &keys,
-        &["--admin=127.0.0.1:0", "--admin-token-file", &token_arg],
-    );
+    let (reg, addr) = keys.registrar(&["--admin=127.0.0.1:0", "--admin-token-file", &token_arg]);
     let admin = format!(
         "http://{}",
         reg.wait_event("admin_listening")["address"]

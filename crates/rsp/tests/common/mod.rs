@@ -234,6 +234,32 @@ impl Setup {
         self.dir.path().join(name)
     }
 
+    /// The key file of one identity, as an argument.
+    pub fn key(&self, id: &str) -> String {
+        arg(&self.path(&format!("{id}.key")))
+    }
+
+    /// `rsp registrar` on a free loopback port with every key of the set
+    /// and 300 ms keep-alives, plus `extra` flags; the process and its
+    /// ASAP address.
+    pub fn registrar(&self, extra: &[&str]) -> (Proc, String) {
+        let reg = Proc::spawn(
+            rsp()
+                .args(["registrar", "--listen", "127.0.0.1:0", "--psk-file"])
+                .arg(self.path("registrar.keys"))
+                .args([
+                    "--keep-alive-interval",
+                    "300ms",
+                    "--keep-alive-timeout",
+                    "300ms",
+                ])
+                .arg("--json")
+                .args(extra),
+        );
+        let addr = reg.listening_address();
+        (reg, addr)
+    }
+
     /// Write `registrar.toml` and return its path.
     pub fn config(&self, text: &str) -> String {
         let p = self.path("registrar.toml");
