@@ -743,7 +743,7 @@ fn names(cert: &X509Ref) -> Vec<String> {
             sans.iter()
                 .filter_map(|n| {
                     if let Some(d) = n.dnsname() {
-                        return Some(d.to_owned());
+                        return Some(printable(d));
                     }
                     let ip = n.ipaddress()?;
                     let ip = match ip.len() {
@@ -757,9 +757,33 @@ fn names(cert: &X509Ref) -> Vec<String> {
         })
         .unwrap_or_default();
     if names.is_empty() {
-        names.push(common_name(cert, false));
+        names.push(printable(&common_name(cert, false)));
+    }
+    // A certificate may carry thousands of names; a message shows a few.
+    if names.len() > MAX_NAMES_SHOWN {
+        let more = names.len() - MAX_NAMES_SHOWN;
+        names.truncate(MAX_NAMES_SHOWN);
+        names.push(format!("{more} more"));
     }
     names
+}
+
+/// Most certificate names a message lists.
+const MAX_NAMES_SHOWN: usize = 8;
+
+/// Text from an unverified certificate, safe to print on a terminal:
+/// control characters (escape sequences) are shown escaped, and it is cut
+/// at 256 characters.
+fn printable(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars().take(256) {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The failures of [`crate::ClientError::NoRegistrar`]: each registrar's
@@ -804,6 +828,12 @@ mod tests {
             ca,
             certificate,
         }
+    }
+
+    #[test]
+    fn certificate_text_is_printable() {
+        assert_eq!(printable("reg\u{1b}[2J.example"), "reg\\u{1b}[2J.example");
+        assert_eq!(printable(&"a".repeat(300)).len(), 256);
     }
 
     #[test]

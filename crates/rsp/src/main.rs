@@ -10,6 +10,7 @@ mod client_args;
 mod client_file;
 mod decode;
 mod demo;
+mod display;
 mod duration;
 mod echo;
 mod fd_limit;
@@ -53,7 +54,7 @@ pub(crate) const ALLOCATOR: &str = if cfg!(target_env = "msvc") {
 #[command(name = "rsp", version, about, propagate_version = true)]
 pub(crate) struct Cli {
     /// Log filter for stderr (tracing syntax, e.g. "info" or
-    /// "rserpool_registrar=debug"); RUST_LOG works too. Default: info
+    /// "rserpool_registrar=debug"); RUST_LOG when it is not given. Default: info
     /// (warn for the demo, whose own output tells the story).
     #[arg(long, global = true)]
     log: Option<String>,
@@ -124,7 +125,24 @@ enum Command {
     Watch(watch::Args),
 }
 
+/// The variables that give flags their defaults (docs/operations.md,
+/// "Client commands").
+const DEFAULT_VARIABLES: [&str; 4] = [
+    "RSP_REGISTRAR",
+    "RSP_ADMIN",
+    "RSP_ADMIN_TOKEN_FILE",
+    "RSP_CLIENT_CONFIG",
+];
+
 fn main() -> ExitCode {
+    // An empty variable means "not set" (clap would take it for an empty
+    // value and never look further, at the client file). Single-threaded
+    // here: nothing else reads the environment yet.
+    for v in DEFAULT_VARIABLES {
+        if std::env::var_os(v).is_some_and(|x| x.is_empty()) {
+            std::env::remove_var(v);
+        }
+    }
     let mut cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
@@ -141,7 +159,7 @@ fn main() -> ExitCode {
     } else {
         LogFormat::Text
     });
-    init_logging(cli.log.as_deref().unwrap_or(default_filter), log_format);
+    init_logging(cli.log.as_deref(), default_filter, log_format);
     if let Command::Registrar(a) = &mut cli.command {
         // The registrar merges it with its configuration file.
         a.json = cli.json;
@@ -249,10 +267,15 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-fn init_logging(filter: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// Logging to stderr with `--log`'s filter, else RUST_LOG's, else
+/// `default`.
+fn init_logging(flag: Option<&str>, default: &str, format: LogFormat) {
+    let filter = match flag {
+        Some(f) => tracing_subscriber::EnvFilter::try_new(f),
+        None => tracing_subscriber::EnvFilter::try_from_default_env()
+            .or_else(|_| tracing_subscriber::EnvFilter::try_new(default)),
+    }
+    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -15,7 +15,7 @@ use crate::pe::hold::{self, Health};
 use crate::pe::PeArgs;
 
 /// A check takes at most this long unless --check-timeout says otherwise
-/// (and never longer than the interval).
+/// (by default it is the interval, capped at this).
 const TIMEOUT_CAP: Duration = Duration::from_secs(5);
 
 /// Flags of `rsp pe register`.
@@ -125,6 +125,14 @@ pub async fn run(args: &Args, json: bool) -> anyhow::Result<()> {
     );
     let health = args.check.check(local).map(|check| {
         let what = check.describe();
+        if matches!(check, Check::Command(_)) && std::process::id() == 1 {
+            // Processes a killed check command leaves behind are re-parented
+            // to PID 1, which must reap them.
+            tracing::warn!(
+                "running as PID 1: run rsp under an init (docker run --init, tini) so that \
+                 what a timed-out --check-command leaves behind is reaped"
+            );
+        }
         tracing::info!(
             "health check: {what} every {:?}, timeout {:?}",
             args.check.check_interval,

@@ -8,6 +8,7 @@ use std::fmt::Write;
 use serde_json::{json, Value};
 
 use crate::admin_client::{percent_encode, AdminArgs, AdminClient};
+use crate::display::{plural, printable};
 use crate::duration::show_seconds;
 
 /// Most PEs one document lists (the API's maximum `limit`).
@@ -29,14 +30,10 @@ pub struct PoolArgs {
     pub admin: AdminArgs,
 }
 
-/// `n thing` or `n things`.
-pub fn plural(n: u64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
-}
-
+/// A field for a table: text made printable, `-` for nothing.
 fn text(v: &Value) -> String {
     match v {
-        Value::String(s) => s.clone(),
+        Value::String(s) => printable(s).into_owned(),
         Value::Null => "-".to_string(),
         other => other.to_string(),
     }
@@ -296,6 +293,13 @@ mod tests {
         assert!(t.contains("echo  WRR         2        1"), "{t}");
         assert!(t.ends_with("1 pool, 2 PEs\n"), "{t}");
         assert_eq!(pools_table(&json!({}), &[]), "no pools\n");
+        // A registrant's handle cannot drive the operator's terminal.
+        let evil = vec![json!({"handle": "evil\u{1b}]0;pwned\u{7}", "policy": "RR"})];
+        let t = pools_table(&json!({"pools_total": 1}), &evil);
+        assert!(
+            !t.contains('\u{1b}') && t.contains("evil\\u{1b}]0;pwned\\u{7}"),
+            "{t:?}"
+        );
     }
 
     #[test]

@@ -48,7 +48,7 @@ pub async fn run(args: &Args, json: bool) -> anyhow::Result<()> {
         println!(
             "pool {:?}: {}",
             args.handle,
-            crate::pools::plural(pes.len() as u64, "PE", "PEs")
+            crate::display::plural(pes.len() as u64, "PE", "PEs")
         );
         println!(
             "  {:<10}  {:<22}  {:<8}  {:<10}",

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::admin_client::{AdminArgs, AdminClient};
-use crate::pools::plural;
+use crate::display::plural;
 
 /// Flags of `rsp status`.
 #[derive(Debug, clap::Args)]
@@ -32,8 +32,8 @@ fn n(v: &Value, path: &[&str]) -> u64 {
     path.iter().fold(v, |v, k| &v[*k]).as_u64().unwrap_or(0)
 }
 
-fn text<'a>(v: &'a Value, key: &str) -> &'a str {
-    v[key].as_str().unwrap_or("?")
+fn text<'a>(v: &'a Value, key: &str) -> std::borrow::Cow<'a, str> {
+    crate::display::printable(v[key].as_str().unwrap_or("?"))
 }
 
 /// The human-readable summary.

@@ -56,7 +56,10 @@ pub async fn run(args: &Args, json: bool) -> anyhow::Result<()> {
                     if json {
                         println!("{v}");
                     } else {
-                        println!("{}", line(&name, &v, SystemTime::now()));
+                        // Handles, identities and reasons come from the
+                        // network: no escape sequence reaches the terminal.
+                        let text = line(&name, &v, SystemTime::now());
+                        println!("{}", crate::display::printable(&text));
                     }
                 }
             }

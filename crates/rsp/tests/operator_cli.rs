@@ -166,8 +166,17 @@ fn environment_and_client_file_supply_the_flags() {
         .output()
         .unwrap();
     assert!(stdout(&out).contains("1 pool, 1 PE"));
+    // An empty variable is no value: the file still counts.
+    let out = rsp()
+        .args(["--client-config", &client_config, "pools"])
+        .env("RSP_ADMIN_TOKEN_FILE", "")
+        .env("RSP_ADMIN", "")
+        .output()
+        .unwrap();
+    assert!(stdout(&out).contains("1 pool, 1 PE"));
     let out = rsp()
         .args(["resolve", "echo", "--client-config", &client_config])
+        .env("RSP_REGISTRAR", "")
         .output()
         .unwrap();
     assert!(stdout(&out).contains("0x00000042"));

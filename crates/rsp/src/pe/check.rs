@@ -56,9 +56,29 @@ fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
-/// `sh -c CMD` in its own process group (killed whole on a timeout),
-/// stdin closed; of its output only the first bytes are kept, for the
-/// error message (the rest is read and dropped so that it never blocks).
+/// How long the output of a command that has exited may take to end
+/// (a background process it left may hold its pipes: it is killed).
+const OUTPUT_GRACE: Duration = Duration::from_millis(100);
+
+/// A check command's process group: killed whole (SIGKILL) when this is
+/// dropped, so that neither a timeout, nor a signal that ends `rsp`
+/// during a check, nor a command that exits but leaves a background
+/// process behind leaves anything running.
+struct ProcessGroup(Option<nix::unistd::Pid>);
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            // ESRCH (the group is gone already) is the usual outcome.
+            let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+/// `sh -c CMD` in its own process group (killed whole when the check
+/// ends, whatever way), stdin closed; of its output only the first bytes
+/// are kept, for the error message (the rest is read and dropped so that
+/// it never blocks).
 async fn run_command(cmd: &str, timeout: Duration) -> Result<(), String> {
     let mut child = tokio::process::Command::new("sh")
         .arg("-c")
@@ -70,33 +90,38 @@ async fn run_command(cmd: &str, timeout: Duration) -> Result<(), String> {
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("cannot run sh -c {cmd:?}: {}", io_reason(&e)))?;
-    let pid = child.id();
-    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
-    let finished = tokio::time::timeout(timeout, async {
-        let (out, err, status) = tokio::join!(head(stdout), head(stderr), child.wait());
-        (out, err, status)
-    })
-    .await;
-    match finished {
-        Ok((_, _, Ok(status))) if status.success() => Ok(()),
-        Ok((out, err, Ok(status))) => {
-            // stderr says more than stdout when both have something.
-            let said = if err.is_empty() { out } else { err };
-            let said = if said.is_empty() {
-                String::new()
-            } else {
-                format!(": {said}")
-            };
-            Err(format!("{cmd:?} {status}{said}"))
+    let group = ProcessGroup(
+        child
+            .id()
+            .and_then(|p| i32::try_from(p).ok())
+            .map(nix::unistd::Pid::from_raw),
+    );
+    // The pipes are read while the command runs (a full pipe would block
+    // it); tasks end when the pipes close, at the latest when the group
+    // is killed.
+    let stdout = tokio::spawn(head(child.stdout.take()));
+    let stderr = tokio::spawn(head(child.stderr.take()));
+    let status = tokio::time::timeout(timeout, child.wait()).await;
+    drop(group);
+    let said = async {
+        let out = tokio::time::timeout(OUTPUT_GRACE, stdout).await;
+        let err = tokio::time::timeout(OUTPUT_GRACE, stderr).await;
+        let text =
+            |r: Result<Result<String, _>, _>| r.ok().and_then(Result::ok).unwrap_or_default();
+        let (out, err) = (text(out), text(err));
+        // stderr says more than stdout when both have something.
+        let said = if err.is_empty() { out } else { err };
+        if said.is_empty() {
+            String::new()
+        } else {
+            format!(": {said}")
         }
-        Ok((_, _, Err(e))) => Err(format!("{cmd:?}: {}", io_reason(&e))),
+    };
+    match status {
+        Ok(Ok(status)) if status.success() => Ok(()),
+        Ok(Ok(status)) => Err(format!("{cmd:?} {status}{}", said.await)),
+        Ok(Err(e)) => Err(format!("{cmd:?}: {}", io_reason(&e))),
         Err(_) => {
-            if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-                let _ = nix::sys::signal::killpg(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
             let _ = child.kill().await;
             Err(format!("{cmd:?} did not finish within {timeout:?}"))
         }
@@ -222,6 +247,51 @@ mod tests {
         let pid = std::fs::read_to_string(&pid_file).unwrap();
         let pid = pid.trim();
         // SIGKILL went to the whole group; poll until the kernel ended it.
+        let deadline = std::time::Instant::now() + T;
+        while !gone(pid) {
+            assert!(std::time::Instant::now() < deadline, "sleep {pid} survived");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_command_that_exits_is_judged_by_its_status_and_leaves_nothing_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        // Exits 0 at once, with a background process holding its stdout.
+        let cmd = format!("sleep 30 & echo $! > {}; true", pid_file.display());
+        Check::Command(cmd)
+            .run(Duration::from_secs(5))
+            .await
+            .expect("its status is 0");
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let pid = pid.trim();
+        let deadline = std::time::Instant::now() + T;
+        while !gone(pid) {
+            assert!(std::time::Instant::now() < deadline, "sleep {pid} survived");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_check_stopped_midway_kills_its_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let cmd = format!("sleep 30 & echo $! > {}; wait", pid_file.display());
+        let check = Check::Command(cmd);
+        let run = check.run(Duration::from_secs(30));
+        // Dropped (as when SIGTERM ends rsp during a check) once it started.
+        let started = async {
+            while std::fs::read_to_string(&pid_file).map_or(true, |s| !s.ends_with('\n')) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::select! {
+            _ = run => panic!("the check finished"),
+            () = started => {}
+        }
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let pid = pid.trim();
         let deadline = std::time::Instant::now() + T;
         while !gone(pid) {
             assert!(std::time::Instant::now() < deadline, "sleep {pid} survived");

@@ -54,7 +54,7 @@ impl Plan {
 
 /// `n check(s)` in words.
 fn checks(n: u32) -> String {
-    crate::pools::plural(u64::from(n), "check", "checks")
+    crate::display::plural(u64::from(n), "check", "checks")
 }
 
 /// A PE identifier for `--id` left out: random, non-zero (RFC 5352 3.1

@@ -31,6 +31,7 @@ pub fn isolate(c: &mut Command) -> &mut Command {
         "RSP_ADMIN",
         "RSP_ADMIN_TOKEN_FILE",
         "RSP_CLIENT_CONFIG",
+        "RUST_LOG",
     ] {
         c.env_remove(v);
     }
