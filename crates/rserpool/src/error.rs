@@ -168,11 +168,12 @@ pub enum ClientError {
     NoUsablePoolElement(PoolHandle),
     /// The registrar answered with no PE at all: the pool exists (else
     /// the answer is [`ClientError::UnknownPoolHandle`]) and has PEs (a
-    /// pool goes with its last PE), but hands none out because an
-    /// operator drained every one (rserpool-registrar's drain).
+    /// pool goes with its last PE), but hands none out: with
+    /// rserpool-registrar, because an operator drained every one, or
+    /// because the policy gives none of them a chance (weight 0).
     #[error(
         "registrar {registrar} handed out no pool element of pool {pool_handle}: the pool \
-         exists but every PE in it is drained; try again later"
+         exists, but every PE in it is drained (or has weight 0); try again later"
     )]
     PoolDrained {
         /// The registrar.

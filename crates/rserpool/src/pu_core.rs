@@ -1010,8 +1010,8 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "registrar {REG1} handed out no pool element of pool echo: the pool exists but \
-                 every PE in it is drained; try again later"
+                "registrar {REG1} handed out no pool element of pool echo: the pool exists, \
+                 but every PE in it is drained (or has weight 0); try again later"
             )
         );
         // Resolving lists none, without an error; once undrained the PEs

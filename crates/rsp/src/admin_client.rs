@@ -140,6 +140,7 @@ impl AdminClient {
             .base
             .join(path.trim_start_matches('/'))
             .with_context(|| format!("{}{path} is not a URL", self.base()))?;
+        let write = method != Method::GET;
         let mut req = self
             .http
             .request(method, url)
@@ -166,6 +167,11 @@ impl AdminClient {
             StatusCode::NOT_FOUND => {
                 anyhow!("{detail} (the admin API at {} answered 404)", self.base())
             }
+            StatusCode::SERVICE_UNAVAILABLE if write => anyhow!(
+                "the admin API at {} answered 503 ({detail}): the registrar was too busy to \
+                 confirm in time, and may still carry the action out; check with rsp pool",
+                self.base()
+            ),
             StatusCode::TOO_MANY_REQUESTS => anyhow!(
                 "the admin API at {} refused the token in {} (429: too many failed \
                  authentications; the right token is always accepted)",
@@ -223,7 +229,20 @@ impl AdminClient {
     /// Open the event stream (`GET /v1/events`): the response, whose body
     /// is read chunk by chunk.
     pub async fn events(&self) -> anyhow::Result<reqwest::Response> {
-        let resp = self.request(Method::GET, "/v1/events", None).await?;
+        // The stream has no overall deadline, but its answer (the headers)
+        // has.
+        let resp = tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            self.request(Method::GET, "/v1/events", None),
+        )
+        .await
+        .map_err(|_| {
+            anyhow!(
+                "the admin API at {} did not answer /v1/events within {}s",
+                self.base(),
+                REQUEST_TIMEOUT.as_secs()
+            )
+        })??;
         let is_sse = resp
             .headers()
             .get(reqwest::header::CONTENT_TYPE)

@@ -9,7 +9,7 @@
 //! on a line. Ends cleanly on SIGINT/SIGTERM, with an error when the
 //! stream ends.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{anyhow, bail};
 use serde_json::Value;
@@ -29,17 +29,34 @@ pub struct Args {
 /// Largest event accepted (bytes); the registrar's are far smaller.
 const MAX_EVENT: usize = 1 << 20;
 
+/// The registrar sends a keep-alive comment every 15 s (axum's default);
+/// a stream silent for three of them is dead (a half-open connection, a
+/// registrar that hangs).
+const IDLE_LIMIT: Duration = Duration::from_secs(45);
+
 pub async fn run(args: &Args, json: bool) -> anyhow::Result<()> {
-    let client = AdminClient::new(&args.admin)?;
-    let mut resp = client.events().await?;
-    tracing::info!(admin = client.base(), "watching the registrar's events");
-    let mut parser = SseParser::default();
+    // Signal handlers first: SIGTERM while connecting ends cleanly too.
     let stop = crate::shutdown_signal();
     tokio::pin!(stop);
+    let client = AdminClient::new(&args.admin)?;
+    let mut resp = tokio::select! {
+        _ = &mut stop => return Ok(()),
+        r = client.events() => r?,
+    };
+    tracing::info!(admin = client.base(), "watching the registrar's events");
+    let mut parser = SseParser::default();
     loop {
         let chunk = tokio::select! {
             _ = &mut stop => return Ok(()),
-            c = resp.chunk() => c,
+            c = tokio::time::timeout(IDLE_LIMIT, resp.chunk()) => match c {
+                Ok(c) => c,
+                Err(_) => bail!(
+                    "the event stream from {} was silent for {}s (not even a keep-alive): the \
+                     connection or the registrar is stuck",
+                    client.base(),
+                    IDLE_LIMIT.as_secs()
+                ),
+            },
         };
         match chunk {
             Ok(Some(bytes)) => {

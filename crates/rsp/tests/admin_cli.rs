@@ -157,3 +157,19 @@ fn keygen_token_writes_a_usable_token_once() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not overwriting"));
     assert_eq!(AdminToken::load(&path).unwrap(), token);
 }
+
+#[test]
+fn watch_gives_up_on_an_admin_address_that_never_answers() {
+    // Accepts connections (the kernel does, from the listen queue) and
+    // never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let lab = Lab::start();
+    let out = run(&["watch", "--admin", &url, "--token-file", &lab.token_file()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("did not answer /v1/events within 10s"),
+        "{err}"
+    );
+}
