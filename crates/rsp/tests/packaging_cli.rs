@@ -541,9 +541,17 @@ fn the_documented_set_up_runs_as_written_and_passes_check_config() {
     for d in ["src/target/release", "stub", "checks", "out", "scratch"] {
         std::fs::create_dir_all(tp.join(d)).expect("mkdir");
     }
-    std::os::unix::fs::symlink(repo().join("packaging"), tp.join("src/packaging")).unwrap();
+    // Copies, not links: the steps run as root, and nothing they do may
+    // reach the repository or the test binary.
+    std::fs::create_dir_all(tp.join("src/packaging")).expect("mkdir");
+    for f in std::fs::read_dir(repo().join("packaging")).expect("packaging/") {
+        let f = f.expect("entry").path();
+        if f.is_file() {
+            std::fs::copy(&f, tp.join("src/packaging").join(f.file_name().unwrap())).unwrap();
+        }
+    }
     let rsp_bin = env!("CARGO_BIN_EXE_rsp");
-    std::os::unix::fs::symlink(rsp_bin, tp.join("src/target/release/rsp")).unwrap();
+    std::fs::copy(rsp_bin, tp.join("src/target/release/rsp")).unwrap();
     let stub = tp.join("stub/systemctl");
     let log = tp.join("out/systemctl.log");
     std::fs::write(
@@ -680,13 +688,12 @@ fn the_documented_set_up_runs_as_written_and_passes_check_config() {
 
     let driver = tp.join("driver.sh");
     std::fs::write(&driver, DRIVER).unwrap();
-    let mut cmd = match sandbox {
-        Sandbox::Namespace => {
-            let mut c = Command::new("unshare");
-            c.args(["--mount", "--propagation", "private", "bash"]);
-            c
-        }
-        Sandbox::Moved(_) => Command::new("bash"),
+    // timeout(1): a step that hangs fails the test instead of hanging it.
+    let mut cmd = Command::new("timeout");
+    cmd.arg("300");
+    match sandbox {
+        Sandbox::Namespace => cmd.args(["unshare", "--mount", "--propagation", "private", "bash"]),
+        Sandbox::Moved(_) => cmd.arg("bash"),
     };
     let mode = match sandbox {
         Sandbox::Namespace => "namespace",

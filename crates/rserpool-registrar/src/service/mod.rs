@@ -744,7 +744,8 @@ fn log_event(e: &Event, log: &SummarisedLog) {
             if *new {
                 tracing::info!(pool = %pool_handle, %pe, %identity, protocol, port, policy, "PE registered");
             } else if *changed {
-                tracing::info!(pool = %pool_handle, %pe, %identity, protocol, port, policy, "PE re-registered with a new transport or policy");
+                // Debug: a least-used PE changes its load at every re-registration.
+                tracing::debug!(pool = %pool_handle, %pe, %identity, protocol, port, policy, "PE re-registered with a new transport or policy");
             } else {
                 tracing::debug!(pool = %pool_handle, %pe, %identity, "PE re-registered");
             }
