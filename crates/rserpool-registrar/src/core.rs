@@ -528,7 +528,7 @@ impl RegistrarCore {
                 }));
             }
             Err(inc) => {
-                let (cause, detail) = inconsistency_cause(&inc);
+                let (cause, detail) = inconsistency_cause(&inc, &shown.0, shown.1);
                 self.refused(
                     conn,
                     "ASAP_REGISTRATION",
@@ -1100,20 +1100,35 @@ impl RegistrarCore {
 
 /// The cause that refuses an inconsistent registration, with the
 /// cause-specific information RFC 5354 asks for: the pool's Pool Member
-/// Selection Policy parameter (3.12.6) or one of its transports (3.12.8);
-/// the data/control cause has none (3.12.9). And the detail for the log.
-fn inconsistency_cause(inc: &Inconsistency) -> (Cause, String) {
+/// Selection Policy parameter (3.12.6) or a transport of the pool's type
+/// (3.12.8); the data/control cause has none (3.12.9). And the detail for
+/// the log. What the registrant learns is the pool's policy and transport
+/// *type*: the member the handlespace compared with gives its type, but
+/// not its policy values (zeroed) nor its addresses and port (the
+/// registrant's own `addresses` and `port` stand in), since a registrant
+/// need not be allowed to resolve the pool.
+fn inconsistency_cause(inc: &Inconsistency, addresses: &[IpAddr], port: u16) -> (Cause, String) {
     let tlv = |r: Result<Vec<u8>, rserpool_wire::EncodeError>| {
         // What came off the wire encodes; should it not, the code alone.
         r.unwrap_or_default()
     };
     match inc {
-        Inconsistency::Policy(p) => (
-            Cause::with_info(CauseCode::InconsistentPoolingPolicy, tlv(p.to_tlv())),
-            format!("the pool uses policy {}", p.name()),
-        ),
+        Inconsistency::Policy(p) => {
+            let mut info = tlv(p.to_tlv());
+            // Type (2), length (2), policy type (4), then the values.
+            if let Some(values) = info.get_mut(8..) {
+                values.fill(0);
+            }
+            (
+                Cause::with_info(CauseCode::InconsistentPoolingPolicy, info),
+                format!("the pool uses policy {}", p.name()),
+            )
+        }
         Inconsistency::Transport(t) => (
-            Cause::with_info(CauseCode::InconsistentTransportType, tlv(t.to_tlv())),
+            Cause::with_info(
+                CauseCode::InconsistentTransportType,
+                tlv(transport_like(t, addresses, port).to_tlv()),
+            ),
             format!(
                 "the pool uses {} transports (type {:#06x})",
                 protocol_name(t),
@@ -1124,6 +1139,39 @@ fn inconsistency_cause(inc: &Inconsistency) -> (Cause, String) {
             Cause::new(CauseCode::InconsistentDataControlConfiguration),
             "the pool uses the other data/control configuration".to_string(),
         ),
+    }
+}
+
+/// A transport of `pool`'s type and transport use with `addresses` and
+/// `port` instead of the pool member's.
+fn transport_like(pool: &Transport, addresses: &[IpAddr], port: u16) -> Transport {
+    let address = addresses
+        .first()
+        .copied()
+        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    match pool {
+        Transport::Sctp { transport_use, .. } => Transport::Sctp {
+            port,
+            transport_use: *transport_use,
+            addresses: if addresses.is_empty() {
+                vec![address]
+            } else {
+                addresses.to_vec()
+            },
+        },
+        Transport::Tcp { transport_use, .. } => Transport::Tcp {
+            port,
+            transport_use: *transport_use,
+            address,
+        },
+        Transport::Udp { .. } => Transport::Udp { port, address },
+        Transport::UdpLite { .. } => Transport::UdpLite { port, address },
+        Transport::Dccp { .. } => Transport::Dccp {
+            port,
+            service_code: 0,
+            address,
+        },
+        Transport::Opaque { .. } => Transport::Opaque { data: Vec::new() },
     }
 }
 

@@ -332,6 +332,30 @@ fn another_identity_cannot_touch_a_pe() {
 }
 
 #[test]
+fn a_policy_refusal_tells_the_type_but_not_another_pes_values() {
+    let mut s = Sim::new();
+    s.psk(1, "pe-a");
+    let wrr = AsapMessage::Registration {
+        pool_handle: handle(),
+        pool_element: pe(1, PE_ADDR, Policy::WeightedRoundRobin { weight: 5 }),
+    };
+    assert_eq!(reg_cause(&s.send(1, wrr)), None);
+    let lu = AsapMessage::Registration {
+        pool_handle: handle(),
+        pool_element: pe(2, PE_ADDR, Policy::LeastUsed { load: 0 }),
+    };
+    let sent = s.send(1, lu);
+    let info = match &sent[..] {
+        [(_, AsapMessage::RegistrationResponse { error: Some(e), .. })] => e.causes[0].info.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        Policy::from_tlv(&info),
+        Ok(Policy::WeightedRoundRobin { weight: 0 })
+    );
+}
+
+#[test]
 fn inconsistent_policy_and_bad_lifetimes_are_refused() {
     let mut s = Sim::new();
     s.psk(1, "pe-a");
@@ -367,9 +391,15 @@ fn inconsistent_policy_and_bad_lifetimes_are_refused() {
         [(_, AsapMessage::RegistrationResponse { error: Some(e), .. })] => e.causes[0].info.clone(),
         other => panic!("{other:?}"),
     };
+    // The pool's type (TCP) with the registrant's own port, not the
+    // member's (7): a registrant learns the type, not another PE.
     assert_eq!(
         Transport::from_tlv(&info),
-        Ok(pe(1, PE_ADDR, Policy::RoundRobin).user_transport)
+        Ok(Transport::Tcp {
+            port: 9,
+            transport_use: TransportUse::DataOnly,
+            address: PE_ADDR.parse().unwrap(),
+        })
     );
     for life in [0, -1, 500, i32::MAX] {
         let mut p = pe(3, PE_ADDR, Policy::RoundRobin);
