@@ -176,6 +176,14 @@ async fn a_registered_pe_shows_everywhere() {
     let one = a.json("/v1/handlespace?pool=echo&limit=0").await;
     assert_eq!(one["truncated"], true);
     assert_eq!(one["pool_elements_shown"], 0);
+    // Pools only: counts, no PEs; the limit counts pools.
+    let pools = a.json("/v1/handlespace?elements=false").await;
+    assert_eq!(pools["pools"][0]["pool_elements_total"], 1);
+    assert_eq!(pools["pools"][0]["pool_elements"], serde_json::json!([]));
+    assert_eq!(pools["truncated"], false);
+    let none = a.json("/v1/handlespace?elements=false&limit=0").await;
+    assert_eq!(none["truncated"], true);
+    assert_eq!(none["pools"], serde_json::json!([]));
     let (status, body) = a.get("/v1/handlespace?pool=nope").await;
     assert_eq!(status, 404, "{body}");
     let (status, body) = a.get("/v1/handlespace?limit=many").await;

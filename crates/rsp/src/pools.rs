@@ -11,7 +11,8 @@ use crate::admin_client::{percent_encode, AdminArgs, AdminClient};
 use crate::display::{plural, printable};
 use crate::duration::show_seconds;
 
-/// Most PEs one document lists (the API's maximum `limit`).
+/// Most PEs (`rsp pool`) or pools (`rsp pools`) one document lists (the
+/// API's maximum `limit`).
 const MAX_LISTED: u32 = 100_000;
 
 /// Flags of `rsp pools`.
@@ -43,7 +44,9 @@ fn text(v: &Value) -> String {
 pub async fn pools(args: &PoolsArgs, json: bool) -> anyhow::Result<()> {
     let client = AdminClient::new(&args.admin)?;
     let doc = client
-        .get_json(&format!("/v1/handlespace?limit={MAX_LISTED}"))
+        .get_json(&format!(
+            "/v1/handlespace?elements=false&limit={MAX_LISTED}"
+        ))
         .await?;
     let pools: Vec<Value> = doc["pools"]
         .as_array()
@@ -114,7 +117,7 @@ fn pools_table(doc: &Value, pools: &[Value]) -> String {
         )
     );
     if doc["truncated"].as_bool() == Some(true) {
-        let _ = writeln!(o, "(more than {MAX_LISTED} PEs: the list is incomplete)");
+        let _ = writeln!(o, "(more than {MAX_LISTED} pools: the list is incomplete)");
     }
     o
 }

@@ -723,8 +723,10 @@ struct ListQuery {
     pool: Option<String>,
     /// One pool, by its handle in hex.
     pool_hex: Option<String>,
-    /// Most PEs listed.
+    /// Most PEs listed (with `elements=false`: most pools).
     limit: Option<usize>,
+    /// `false`: the pools with their counts, without their PEs.
+    elements: Option<bool>,
 }
 
 fn limit_of(q: &ListQuery) -> usize {
@@ -764,6 +766,7 @@ async fn handlespace(
         }
     };
     let limit = limit_of(&q);
+    let elements = q.elements.unwrap_or(true);
     let shown = match &which {
         PoolSelection::One(h) => h.to_string(),
         PoolSelection::All => String::new(),
@@ -771,7 +774,7 @@ async fn handlespace(
     let doc = s
         .query(move |c| {
             let (now, wall_now) = (Instant::now(), std::time::SystemTime::now());
-            views::handlespace(c, &which, limit, now, wall_now)
+            views::handlespace(c, &which, limit, elements, now, wall_now)
         })
         .await;
     match doc {

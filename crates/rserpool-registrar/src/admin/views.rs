@@ -325,6 +325,7 @@ pub(crate) fn handlespace(
     core: &RegistrarCore,
     which: &PoolSelection,
     limit: usize,
+    elements: bool,
     now: Instant,
     wall_now: SystemTime,
 ) -> Option<HandlespaceView> {
@@ -345,13 +346,21 @@ pub(crate) fn handlespace(
             break;
         }
         let total = hs.pool(h).map_or(0, |p| p.len());
-        let pool_elements: Vec<PoolElementView> = hs
-            .pool_elements(h)
-            .take(left)
-            .map(|e| PoolElementView::new(e, now, wall_now))
-            .collect();
-        left -= pool_elements.len();
-        truncated |= pool_elements.len() < total;
+        let pool_elements: Vec<PoolElementView> = if elements {
+            hs.pool_elements(h)
+                .take(left)
+                .map(|e| PoolElementView::new(e, now, wall_now))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if elements {
+            left -= pool_elements.len();
+            truncated |= pool_elements.len() < total;
+        } else {
+            // Without PEs, the limit counts pools.
+            left -= 1;
+        }
         let (handle, handle_hex) = handle_text(h);
         let first_policy = hs.pool_elements(h).next().map(|e| e.policy.name());
         pools.push(PoolView {
@@ -367,7 +376,7 @@ pub(crate) fn handlespace(
     Some(HandlespaceView {
         pools_total: hs.pool_count(),
         pool_elements_total: hs.len(),
-        pool_elements_shown: limit - left,
+        pool_elements_shown: if elements { limit - left } else { 0 },
         limit,
         truncated,
         pools,
