@@ -63,6 +63,17 @@ fn describe(t: &TargetArgs) -> String {
 }
 
 async fn act(t: &TargetArgs, method: Method, path: String, json: bool) -> anyhow::Result<Value> {
+    if t.handle == "." || t.handle == ".." {
+        // URL parsers (WHATWG, as reqwest's) resolve these path segments,
+        // even percent-encoded.
+        anyhow::bail!(
+            "a pool named {:?} cannot be named in a URL path; send the request with \
+             `curl --path-as-is -X POST` to .../v1/pools/{}/elements/ID/drain (or undrain, \
+             or -X DELETE .../elements/ID)",
+            t.handle,
+            t.handle.replace('.', "%2E")
+        );
+    }
     let client = AdminClient::new(&t.admin)?;
     let answer = client.json(method, &path).await?;
     if json {
