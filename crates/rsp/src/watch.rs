@@ -95,6 +95,9 @@ pub async fn run(args: &Args, json: bool) -> anyhow::Result<()> {
 #[derive(Debug, Default)]
 pub struct SseParser {
     buf: Vec<u8>,
+    /// How far `buf` is known to hold no block end (so that a long event
+    /// arriving in many chunks is scanned once, not once per chunk).
+    scanned: usize,
 }
 
 impl SseParser {
@@ -103,7 +106,12 @@ impl SseParser {
         self.buf
             .extend(bytes.iter().copied().filter(|&b| b != b'\r'));
         let mut out = Vec::new();
-        while let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
+        while let Some(end) = self.buf[self.scanned..]
+            .windows(2)
+            .position(|w| w == b"\n\n")
+            .map(|i| i + self.scanned)
+        {
+            self.scanned = 0;
             let block: Vec<u8> = self.buf.drain(..end + 2).collect();
             let block = String::from_utf8_lossy(&block);
             let mut name = String::from("message");
@@ -131,6 +139,8 @@ impl SseParser {
                 out.push((name, data.join("\n")));
             }
         }
+        // The last byte may be the first of a block end.
+        self.scanned = self.buf.len().saturating_sub(1);
         if self.buf.len() > MAX_EVENT {
             bail!("an event of more than {MAX_EVENT} bytes: not a registrar's event stream");
         }
@@ -323,6 +333,12 @@ mod tests {
                 ("registered".to_string(), "{\"a\":1}".to_string()),
                 ("lagged".to_string(), "{}".to_string())
             ]
+        );
+        // A block end split across chunks.
+        assert!(p.push(b"event: a\ndata: 1\n").unwrap().is_empty());
+        assert_eq!(
+            p.push(b"\n").unwrap(),
+            vec![("a".to_string(), "1".to_string())]
         );
         assert!(p.push(&vec![b'x'; MAX_EVENT + 1]).is_err());
     }
