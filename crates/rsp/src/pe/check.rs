@@ -224,6 +224,21 @@ mod tests {
         assert!(err.ends_with('…'), "{err}");
     }
 
+    /// Wait (at most `T`) until the process whose id is in `pid_file` is
+    /// gone: the check killed it.
+    async fn ends(pid_file: &std::path::Path) {
+        let pid = std::fs::read_to_string(pid_file).unwrap();
+        let pid = pid.trim();
+        let deadline = std::time::Instant::now() + T;
+        while !gone(pid) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "process {pid} survived"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Whether process `pid` is gone (or a zombie nobody reaped yet).
     fn gone(pid: &str) -> bool {
         match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -244,14 +259,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.contains("did not finish within 1s"), "{err}");
-        let pid = std::fs::read_to_string(&pid_file).unwrap();
-        let pid = pid.trim();
-        // SIGKILL went to the whole group; poll until the kernel ended it.
-        let deadline = std::time::Instant::now() + T;
-        while !gone(pid) {
-            assert!(std::time::Instant::now() < deadline, "sleep {pid} survived");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        ends(&pid_file).await;
     }
 
     #[tokio::test]
@@ -264,13 +272,7 @@ mod tests {
             .run(Duration::from_secs(5))
             .await
             .expect("its status is 0");
-        let pid = std::fs::read_to_string(&pid_file).unwrap();
-        let pid = pid.trim();
-        let deadline = std::time::Instant::now() + T;
-        while !gone(pid) {
-            assert!(std::time::Instant::now() < deadline, "sleep {pid} survived");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        ends(&pid_file).await;
     }
 
     #[tokio::test]
@@ -290,13 +292,7 @@ mod tests {
             _ = run => panic!("the check finished"),
             () = started => {}
         }
-        let pid = std::fs::read_to_string(&pid_file).unwrap();
-        let pid = pid.trim();
-        let deadline = std::time::Instant::now() + T;
-        while !gone(pid) {
-            assert!(std::time::Instant::now() < deadline, "sleep {pid} survived");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        ends(&pid_file).await;
     }
 
     #[tokio::test]
