@@ -102,7 +102,10 @@ fn a_running_service_is_registered_with_its_port_and_deregistered_on_sigterm() {
 fn a_tcp_check_deregisters_a_dead_service_and_registers_it_again() {
     let s = Setup::new(&["pe-1", "pu-1"]);
     let (_reg, addr) = s.registrar(&[]);
-    let (listener, port) = service();
+    // The port stays this test's while nothing listens on it.
+    let held = common::HeldPort::new();
+    let port = held.port;
+    let listener = held.listen();
     let port_arg = port.to_string();
     let pe = register(
         &s,
@@ -134,7 +137,7 @@ fn a_tcp_check_deregisters_a_dead_service_and_registers_it_again() {
     );
     not_resolved(&s, &addr);
 
-    let _listener = TcpListener::bind(("127.0.0.1", port)).expect("listen again");
+    let _listener = held.listen();
     let back = wait_line(&pe, "passed in a row");
     assert_eq!(
         back,

@@ -297,8 +297,20 @@ mod tests {
 
     #[tokio::test]
     async fn a_tcp_check_connects_and_names_the_target_when_it_cannot() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let target = listener.local_addr().unwrap().to_string();
+        // A socket that never listens holds the port (SO_REUSEPORT), so
+        // that no other test takes it once the listener is gone.
+        let reusable = || {
+            let s = tokio::net::TcpSocket::new_v4().unwrap();
+            s.set_reuseport(true).unwrap();
+            s
+        };
+        let holder = reusable();
+        holder.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = holder.local_addr().unwrap();
+        let listening = reusable();
+        listening.bind(addr).unwrap();
+        let listener = listening.listen(8).unwrap();
+        let target = addr.to_string();
         assert_eq!(Check::Tcp(target.clone()).run(T).await, Ok(()));
         drop(listener);
         let err = Check::Tcp(target.clone()).run(T).await.unwrap_err();

@@ -23,6 +23,50 @@ pub fn rsp() -> Command {
     c
 }
 
+/// A loopback port kept for one test: a socket bound with SO_REUSEPORT
+/// that never listens holds it (connections are refused while nothing
+/// listens), and [`HeldPort::listen`] opens a listener on it as often as
+/// needed, so that no other test takes the port between two listeners.
+pub struct HeldPort {
+    _holder: tokio::net::TcpSocket,
+    pub port: u16,
+}
+
+impl HeldPort {
+    pub fn new() -> HeldPort {
+        let holder = reusable_socket();
+        holder.bind("127.0.0.1:0".parse().unwrap()).expect("bind");
+        let port = holder.local_addr().expect("address").port();
+        HeldPort {
+            _holder: holder,
+            port,
+        }
+    }
+
+    /// A listener on the port (drop it to refuse connections again).
+    pub fn listen(&self) -> std::net::TcpListener {
+        // Creating the listener needs a reactor; it leaves it at once.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let s = reusable_socket();
+            s.bind(([127, 0, 0, 1], self.port).into()).expect("bind");
+            s.listen(16)
+                .expect("listen")
+                .into_std()
+                .expect("std listener")
+        })
+    }
+}
+
+fn reusable_socket() -> tokio::net::TcpSocket {
+    let s = tokio::net::TcpSocket::new_v4().expect("socket");
+    s.set_reuseport(true).expect("SO_REUSEPORT");
+    s
+}
+
 /// Keep the user's client defaults out of a test: no RSP_* variables, no
 /// ~/.config/rsp/client.toml.
 pub fn isolate(c: &mut Command) -> &mut Command {
