@@ -11,7 +11,7 @@
 //! registrar answers, a stale entry is used rather than nothing (when
 //! [`PoolUserSettings::serve_stale_on_failure`] is set).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -156,12 +156,12 @@ pub struct PuCore {
     registrar_count: usize,
     rng: SmallRng,
     link: Link,
-    cache: HashMap<PoolHandle, CacheEntry>,
+    cache: BTreeMap<PoolHandle, CacheEntry>,
     requests: Vec<Request>,
     /// PEs reported unreachable: skipped until then.
-    failed: HashMap<(PoolHandle, u32), Instant>,
+    failed: BTreeMap<(PoolHandle, u32), Instant>,
     /// When each PE was last reported.
-    reported: HashMap<(PoolHandle, u32), Instant>,
+    reported: BTreeMap<(PoolHandle, u32), Instant>,
     bucket: Bucket,
     pending_reports: VecDeque<AsapMessage>,
     outputs: VecDeque<PuOutput>,
@@ -177,10 +177,10 @@ impl PuCore {
             registrar_count: config.registrars.len().max(1),
             rng: SmallRng::seed_from_u64(seed),
             link: Link::Down,
-            cache: HashMap::new(),
+            cache: BTreeMap::new(),
             requests: Vec::new(),
-            failed: HashMap::new(),
-            reported: HashMap::new(),
+            failed: BTreeMap::new(),
+            reported: BTreeMap::new(),
             bucket: Bucket::new(config.reports.max_per_second),
             pending_reports: VecDeque::new(),
             outputs: VecDeque::new(),
@@ -565,7 +565,10 @@ impl PuCore {
         self.answer_from_cache(&pool_handle, waiters);
     }
 
-    /// Make room for one more entry.
+    /// Make room for one more entry: the oldest goes, and of entries
+    /// fetched at the same instant the one with the smallest handle (the
+    /// maps are ordered, never randomly seeded: the same inputs evict the
+    /// same entry in every run).
     fn evict_for(&mut self, pool_handle: &PoolHandle) {
         while self.cache.len() >= self.settings.max_cache_entries
             && !self.cache.contains_key(pool_handle)
@@ -1132,6 +1135,40 @@ mod tests {
         }
         let has = |n: &'static str| c.cached(t0, &PoolHandle::from_static(n)).is_some();
         assert!(!has("a") && has("b") && has("c"));
+    }
+
+    #[test]
+    fn eviction_ties_break_the_same_way_in_every_run() {
+        let t0 = Instant::now();
+        let mut cfg = config();
+        cfg.pool_user.max_cache_entries = 3;
+        for _ in 0..20 {
+            let mut c = core_with(&cfg);
+            c.handle_connected(t0, 1, REG1);
+            // Three entries fetched at the same instant, then a fourth.
+            for (k, name) in ["q", "e", "x", "a"].iter().enumerate() {
+                let h = PoolHandle::new(name.as_bytes()).expect("handle");
+                let t = if k < 3 {
+                    t0
+                } else {
+                    t0 + Duration::from_millis(1)
+                };
+                c.resolve(t, k as u64, h.clone());
+                c.handle_message(
+                    t,
+                    1,
+                    AsapMessage::HandleResolutionResponse {
+                        accept_updates: false,
+                        pool_handle: h,
+                        policy: None,
+                        pool_elements: vec![pe(1)],
+                        error: None,
+                    },
+                );
+            }
+            let has = |n: &'static str| c.cached(t0, &PoolHandle::from_static(n)).is_some();
+            assert!(!has("e") && has("q") && has("x") && has("a"));
+        }
     }
 
     #[test]
