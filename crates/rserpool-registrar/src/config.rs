@@ -76,10 +76,13 @@ pub struct CoreConfig {
     pub seed: u64,
 }
 
+/// The defaults; `server_id` is drawn at random (never 0) for every
+/// `default()`, so that two registrars started with the defaults never
+/// share an identifier (RFC 5353 section 3.1).
 impl Default for CoreConfig {
     fn default() -> Self {
         CoreConfig {
-            server_id: 1,
+            server_id: default_server_id(),
             keep_alive_interval: Duration::from_secs(5),
             keep_alive_timeout: Duration::from_secs(5),
             max_keep_alives_per_interval: 3,
@@ -117,6 +120,23 @@ pub fn random_server_id() -> Result<u32, rserpool_security::SecurityError> {
             return Ok(id);
         }
     }
+}
+
+/// A server identifier for [`CoreConfig::default`]: random, never 0.
+/// From the standard library's random hash keys (the operating system's
+/// randomness, without OpenSSL, so that the core builds without it); a
+/// registrar that must be unpredictable uses [`random_server_id`].
+fn default_server_id() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let keys = std::collections::hash_map::RandomState::new();
+    (0u64..)
+        .map(|i| {
+            let mut h = keys.build_hasher();
+            h.write_u64(i);
+            h.finish() as u32
+        })
+        .find(|&id| id != 0)
+        .unwrap_or(1)
 }
 
 impl CoreConfig {
@@ -409,5 +429,19 @@ pub mod duration_ms {
     /// Read milliseconds.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+#[cfg(test)]
+mod default_tests {
+    use super::*;
+
+    #[test]
+    fn default_server_ids_differ_and_are_not_zero() {
+        let ids: std::collections::BTreeSet<u32> =
+            (0..64).map(|_| CoreConfig::default().server_id).collect();
+        assert!(!ids.contains(&0));
+        // 64 draws of 32 bits: a repeat is a broken generator, not luck.
+        assert!(ids.len() >= 63, "{ids:?}");
     }
 }

@@ -37,7 +37,11 @@ async fn start() -> Admin {
 
 /// The admin API with the defaults changed by `f`.
 async fn start_with(f: impl FnOnce(&mut AdminConfig)) -> Admin {
-    let lab = Lab::start(CoreConfig::default()).await;
+    let lab = Lab::start(CoreConfig {
+        server_id: 1,
+        ..CoreConfig::default()
+    })
+    .await;
     let mut config = AdminConfig::new(
         "127.0.0.1:0".parse().unwrap(),
         AdminToken::new(TOKEN).unwrap(),

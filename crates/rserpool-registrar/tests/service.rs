@@ -35,7 +35,9 @@ async fn still_serving(lab: &Lab) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pe_registers_and_a_pu_resolves_it() {
-    let (lab, _pe) = lab_with_pe(CoreConfig::default()).await;
+    let core = CoreConfig::default();
+    let server_id = core.server_id;
+    let (lab, _pe) = lab_with_pe(core).await;
     let mut pu = lab.client("pu-1").await;
     let resp = pu
         .request(&AsapMessage::HandleResolution {
@@ -55,7 +57,7 @@ async fn a_pe_registers_and_a_pu_resolves_it() {
     assert_eq!(pool_elements.len(), 1);
     let p = &pool_elements[0];
     assert_eq!(p.identifier, PE_ID);
-    assert_eq!(p.home_registrar, CoreConfig::default().server_id);
+    assert_eq!(p.home_registrar, server_id);
     assert_eq!(pu.resolve("nope").await, Err(CauseCode::UnknownPoolHandle));
 }
 
