@@ -456,14 +456,14 @@ impl RegistrarCore {
         let checked = self.check_registration(now, conn, &pool_handle, &mut pe);
         let peer = match checked {
             Ok(peer) => peer,
-            Err((refusal, cause, detail)) => {
+            Err(r) => {
                 return self.refuse_registration(
                     conn,
                     pool_handle,
                     identifier,
-                    refusal,
-                    cause,
-                    detail,
+                    r.refusal(),
+                    r.cause(),
+                    r.to_string(),
                 )
             }
         };
@@ -558,37 +558,25 @@ impl RegistrarCore {
         conn: ConnId,
         handle: &PoolHandle,
         pe: &mut PoolElement,
-    ) -> Result<Peer, (Refusal, CauseCode, String)> {
-        let peer = self.peers.get(&conn).cloned().ok_or((
-            Refusal::Security,
-            CauseCode::RejectedSecurity,
-            "unknown connection".to_string(),
-        ))?;
+    ) -> Result<Peer, RegistrationRefusal> {
+        let peer = self
+            .peers
+            .get(&conn)
+            .cloned()
+            .ok_or(RegistrationRefusal::UnknownConnection)?;
         if !peer.may_register {
-            return Err((
-                Refusal::Security,
-                CauseCode::RejectedSecurity,
-                "an anonymous client may not register (RFC 5355 2.1)".into(),
-            ));
+            return Err(RegistrationRefusal::Anonymous);
         }
         if !self
             .registrations
             .allow(&peer.identity, peer.address.ip(), now)
         {
-            return Err((
-                Refusal::RateLimited,
-                CauseCode::LackOfResources,
-                "registration rate limit".into(),
-            ));
+            return Err(RegistrationRefusal::RateLimited);
         }
         let existing = self.handlespace.find(handle, pe.identifier);
         if let Some(e) = existing {
             if e.identity.as_ref() != Some(&peer.identity) {
-                return Err((
-                    Refusal::Security,
-                    CauseCode::RejectedSecurity,
-                    "the PE identifier belongs to another identity".into(),
-                ));
+                return Err(RegistrationRefusal::AnotherIdentitysPe);
             }
         } else {
             let owned = self
@@ -597,11 +585,7 @@ impl RegistrarCore {
                 .copied()
                 .unwrap_or(0);
             if owned >= self.config.max_pes_per_identity {
-                return Err((
-                    Refusal::RateLimited,
-                    CauseCode::LackOfResources,
-                    format!("identity already has {owned} PEs registered"),
-                ));
+                return Err(RegistrationRefusal::TooManyPes { owned });
             }
         }
         // Registration life in milliseconds (RSPLIB's unit; DESIGN section 5).
@@ -611,15 +595,11 @@ impl RegistrarCore {
             self.config.max_registration_life.as_millis() as i64,
         );
         if life < min || life > max {
-            return Err((
-                Refusal::Invalid,
-                CauseCode::InvalidValues,
-                format!("registration life {life} ms is outside {min}..={max} ms"),
-            ));
+            return Err(RegistrationRefusal::Lifetime { life, min, max });
         }
         if !self.config.allow_foreign_addresses {
             own_addresses(&pe.user_transport, peer.address.ip())
-                .map_err(|detail| (Refusal::Security, CauseCode::RejectedSecurity, detail))?;
+                .map_err(RegistrationRefusal::ForeignAddress)?;
         }
         pe.home_registrar = self.config.server_id;
         pe.asap_transport = Some(Transport::Tcp {
@@ -1095,6 +1075,52 @@ impl RegistrarCore {
             p.closing = true;
         }
         self.outputs.push_back(Output::Close { conn, reason });
+    }
+}
+
+/// Why a registration is refused before it reaches the handlespace (RFC
+/// 5352 3.1; RFC 5355 2.1, 2.3): the reason of the log and the event (its
+/// Display), its class ([`Refusal`]) and the cause sent back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum RegistrationRefusal {
+    #[error("unknown connection")]
+    UnknownConnection,
+    #[error("an anonymous client may not register (RFC 5355 2.1)")]
+    Anonymous,
+    #[error("registration rate limit")]
+    RateLimited,
+    #[error("the PE identifier belongs to another identity")]
+    AnotherIdentitysPe,
+    #[error("identity already has {owned} PEs registered")]
+    TooManyPes { owned: usize },
+    #[error("registration life {life} ms is outside {min}..={max} ms")]
+    Lifetime { life: i64, min: i64, max: i64 },
+    /// The own-address rule: what is wrong with the addresses.
+    #[error("{0}")]
+    ForeignAddress(String),
+}
+
+impl RegistrationRefusal {
+    fn refusal(&self) -> Refusal {
+        match self {
+            Self::UnknownConnection
+            | Self::Anonymous
+            | Self::AnotherIdentitysPe
+            | Self::ForeignAddress(_) => Refusal::Security,
+            Self::RateLimited | Self::TooManyPes { .. } => Refusal::RateLimited,
+            Self::Lifetime { .. } => Refusal::Invalid,
+        }
+    }
+
+    fn cause(&self) -> CauseCode {
+        match self {
+            Self::UnknownConnection
+            | Self::Anonymous
+            | Self::AnotherIdentitysPe
+            | Self::ForeignAddress(_) => CauseCode::RejectedSecurity,
+            Self::RateLimited | Self::TooManyPes { .. } => CauseCode::LackOfResources,
+            Self::Lifetime { .. } => CauseCode::InvalidValues,
+        }
     }
 }
 

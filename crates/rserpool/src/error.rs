@@ -108,6 +108,7 @@ fn list<T: fmt::Display>(items: &[T]) -> String {
 
 /// A failed client operation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientError {
     /// The configuration cannot work.
     #[error("client configuration: {0}")]

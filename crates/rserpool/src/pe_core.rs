@@ -64,6 +64,7 @@ impl PoolElementSpec {
 
 /// What happened to a pool element.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PeEvent {
     /// A registrar confirmed the registration over a connection for the
     /// first time (routine T4 re-registrations are not reported).
