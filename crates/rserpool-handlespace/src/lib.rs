@@ -651,19 +651,23 @@ impl Handlespace {
         out
     }
 
-    /// One page of a handle table transfer (RFC 5353 section 3.2.3): up to
-    /// `max_pes` PEs after `after`, pools in handle order and PEs in
-    /// identifier order, only those owned by `owner` when given (the W
-    /// flag). Starting a page costs O(log P + log n).
+    /// One page of a handle table transfer (RFC 5353 section 3.2.3): the
+    /// PEs after `after` whose Pool Handle and Pool Element parameters fit
+    /// in `max_bytes` (the room a message of the configured maximum size
+    /// leaves after its header; at least one PE, so that every page makes
+    /// progress), pools in handle order and PEs in identifier order, only
+    /// those owned by `owner` when given (the W flag). Starting a page
+    /// costs O(log P + log n).
     pub fn table_page(
         &self,
         after: Option<&TableCursor>,
-        max_pes: usize,
+        max_bytes: usize,
         owner: Option<u32>,
     ) -> TablePage {
         use std::ops::Bound::{Included, Unbounded};
         let mut pools: Vec<PoolEntry> = Vec::new();
         let mut count = 0;
+        let mut bytes = 0;
         let lower = after.map_or(Unbounded, |c| Included(&c.pool_handle));
         for (handle, &pid) in self.pool_ids.range::<PoolHandle, _>((lower, Unbounded)) {
             let skip_to = match after {
@@ -676,7 +680,14 @@ impl Handlespace {
                 if owner.is_some_and(|o| o != e.home) {
                     continue;
                 }
-                if count == max_pes.max(1) {
+                let pe = e.to_wire();
+                // A PE that cannot be encoded could not be sent either:
+                // it counts as the whole budget (it goes alone).
+                let mut cost = pe.encoded_len().unwrap_or(max_bytes);
+                if pes.is_empty() {
+                    cost += handle.encoded_len();
+                }
+                if count > 0 && bytes + cost > max_bytes {
                     if !pes.is_empty() {
                         pools.push(PoolEntry {
                             pool_handle: handle.clone(),
@@ -691,8 +702,9 @@ impl Handlespace {
                     });
                     return TablePage { pools, next };
                 }
-                pes.push(e.to_wire());
+                pes.push(pe);
                 count += 1;
+                bytes += cost;
             }
             if !pes.is_empty() {
                 pools.push(PoolEntry {

@@ -255,18 +255,30 @@ fn table_pages_cover_everything_once_in_order() {
             hs.register(r).expect("ok");
         }
     }
+    // Room for three PEs and two one-letter handles.
+    let pe_len = hs
+        .find(&PoolHandle::new("a").expect("non-empty"), 10)
+        .expect("registered")
+        .to_wire()
+        .encoded_len()
+        .expect("encodes");
+    let budget = 3 * pe_len + 2 * 8;
     let mut seen = Vec::new();
     let mut cursor = None;
     let mut pages = 0;
     loop {
-        let page = hs.table_page(cursor.as_ref(), 3, None);
+        let page = hs.table_page(cursor.as_ref(), budget, None);
         pages += 1;
+        let mut bytes = 0;
         for p in &page.pools {
             assert!(!p.pool_elements.is_empty());
+            bytes += p.pool_handle.encoded_len();
             for pe in &p.pool_elements {
+                bytes += pe.encoded_len().expect("encodes");
                 seen.push((p.pool_handle.to_string(), pe.identifier));
             }
         }
+        assert!(bytes <= budget, "page {pages}: {bytes} > {budget}");
         match page.next {
             Some(c) => cursor = Some(c),
             None => break,
@@ -288,7 +300,7 @@ fn table_pages_cover_everything_once_in_order() {
     .collect();
     assert_eq!(seen, expected);
     // Only the PEs of owner 0 (the W flag).
-    let own = hs.table_page(None, 100, Some(0));
+    let own = hs.table_page(None, 1 << 20, Some(0));
     let ids: Vec<u32> = own
         .pools
         .iter()
@@ -296,6 +308,33 @@ fn table_pages_cover_everything_once_in_order() {
         .collect();
     assert_eq!(ids, vec![20, 20, 40]);
     assert!(own.next.is_none());
+}
+
+#[test]
+fn table_pages_fill_a_message_not_a_count() {
+    let mut hs = Handlespace::new(Config::default());
+    let h = PoolHandle::new("pool").expect("non-empty");
+    for id in 1..=300 {
+        hs.register(reg(&h, id, Policy::RoundRobin)).expect("ok");
+    }
+    let pe_len = hs
+        .find(&h, 1)
+        .expect("registered")
+        .to_wire()
+        .encoded_len()
+        .expect("encodes");
+    let page = hs.table_page(None, 4096, None);
+    let n = page.pools[0].pool_elements.len();
+    // As many as fit, and not one more: far from a fixed 128.
+    assert!(h.encoded_len() + n * pe_len <= 4096);
+    assert!(
+        h.encoded_len() + (n + 1) * pe_len > 4096,
+        "{n} PEs of {pe_len} bytes"
+    );
+    assert!(page.next.is_some());
+    // A budget smaller than one PE still moves on, one PE a page.
+    let tiny = hs.table_page(None, 1, None);
+    assert_eq!(tiny.pools[0].pool_elements.len(), 1);
 }
 
 #[test]

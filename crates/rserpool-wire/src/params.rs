@@ -49,6 +49,12 @@ impl PoolHandle {
     pub(crate) fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
         w.tlv_bytes(ptype::POOL_HANDLE, &self.0, "Pool Handle parameter")
     }
+
+    /// The bytes this handle's Pool Handle parameter takes in a message:
+    /// a 4-byte header and the handle, padded to 4 (RFC 5354 section 3.9).
+    pub fn encoded_len(&self) -> usize {
+        4 + self.0.len().div_ceil(4) * 4
+    }
 }
 
 impl fmt::Display for PoolHandle {
@@ -401,6 +407,14 @@ pub struct PoolElement {
 }
 
 impl PoolElement {
+    /// The bytes this PE's Pool Element parameter takes in a message,
+    /// padding included (what a message of many PEs grows by for it).
+    pub fn encoded_len(&self) -> Result<usize, EncodeError> {
+        let mut buf = Vec::new();
+        self.encode(&mut Writer::new(&mut buf))?;
+        Ok(buf.len())
+    }
+
     pub(crate) fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
         let s = w.begin(ptype::POOL_ELEMENT);
         w.u32(self.identifier);
