@@ -506,6 +506,7 @@ fn router(inner: Shared) -> Router {
     let protected = Router::new()
         .route("/v1/status", get(status))
         .route("/v1/handlespace", get(handlespace))
+        .route("/v1/connections", get(connections))
         .route("/v1/peers", get(peers))
         .route("/v1/stats", get(stats))
         .route("/v1/events", get(events))
@@ -715,7 +716,7 @@ async fn stats(State(s): State<Shared>) -> Response {
     .into_response()
 }
 
-/// Query parameters of `/v1/handlespace` and `/v1/peers`.
+/// Query parameters of `/v1/handlespace` and `/v1/connections`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
@@ -784,20 +785,33 @@ async fn handlespace(
     }
 }
 
-/// `GET /v1/peers[?limit=N]`.
-async fn peers(State(s): State<Shared>, q: Result<Query<ListQuery>, QueryRejection>) -> Response {
+/// `GET /v1/connections[?limit=N]`: the ASAP connections (PEs and PUs).
+async fn connections(
+    State(s): State<Shared>,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Response {
     let q = match q {
         Ok(Query(q)) => q,
         Err(e) => return bad_query(e),
     };
-    if q.pool.is_some() || q.pool_hex.is_some() {
-        return error(StatusCode::BAD_REQUEST, "/v1/peers takes only limit");
+    if q.pool.is_some() || q.pool_hex.is_some() || q.elements.is_some() {
+        return error(StatusCode::BAD_REQUEST, "/v1/connections takes only limit");
     }
     let limit = limit_of(&q);
     match s
-        .query(move |c| views::peers(c, limit, Instant::now()))
+        .query(move |c| views::connections(c, limit, Instant::now()))
         .await
     {
+        Some(v) => Json(v).into_response(),
+        None => core_unavailable(),
+    }
+}
+
+/// `GET /v1/peers`: the ENRP peer table (rserpoolENRPPeerTable, RFC 5525):
+/// the other registrars of the operational scope. Empty until ENRP
+/// exists; ASAP clients are `/v1/connections`.
+async fn peers(State(s): State<Shared>) -> Response {
+    match s.query(|_| views::PeerTableView::default()).await {
         Some(v) => Json(v).into_response(),
         None => core_unavailable(),
     }

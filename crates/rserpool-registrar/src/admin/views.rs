@@ -243,7 +243,7 @@ pub(crate) struct PoolElementView {
     identity: Option<String>,
     home_registrar: u32,
     home_registrar_hex: String,
-    /// The ASAP connection it registered over (see `/v1/peers`).
+    /// The ASAP connection it registered over (see `/v1/connections`).
     connection: Option<ConnId>,
     user_transport: TransportView,
     asap_transport: Option<TransportView>,
@@ -404,10 +404,17 @@ struct ConnectionView {
     pool_elements: Vec<PeRef>,
 }
 
-/// `GET /v1/peers`: ASAP connections. ENRP peers (rserpoolENRPPeerTable)
-/// come with ENRP.
+/// `GET /v1/peers`: the ENRP peer table (rserpoolENRPPeerTable). Empty:
+/// ENRP does not exist yet, so there are no peers to list.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct PeerTableView {
+    peers_total: usize,
+    peers: Vec<()>,
+}
+
+/// `GET /v1/connections`: the ASAP connections.
 #[derive(Debug, Serialize)]
-pub(crate) struct PeersView {
+pub(crate) struct ConnectionsView {
     connections_total: usize,
     pool_elements_shown: usize,
     limit: usize,
@@ -415,8 +422,8 @@ pub(crate) struct PeersView {
     asap_connections: Vec<ConnectionView>,
 }
 
-/// The peers document, at most `limit` PEs over all connections.
-pub(crate) fn peers(core: &RegistrarCore, limit: usize, now: Instant) -> PeersView {
+/// The connections document, at most `limit` PEs over all connections.
+pub(crate) fn connections(core: &RegistrarCore, limit: usize, now: Instant) -> ConnectionsView {
     let hs = core.handlespace();
     let mut conns: Vec<_> = core.open_connections().collect();
     conns.sort_unstable_by_key(|c| c.conn);
@@ -453,7 +460,7 @@ pub(crate) fn peers(core: &RegistrarCore, limit: usize, now: Instant) -> PeersVi
             }
         })
         .collect();
-    PeersView {
+    ConnectionsView {
         connections_total: conns.len(),
         pool_elements_shown: limit - left,
         limit,
