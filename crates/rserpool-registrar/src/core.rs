@@ -24,11 +24,11 @@ use rserpool_wire::{
 };
 use rustc_hash::FxHashMap;
 
+use crate::client::{canonical, source_prefix, Client, ClientInfo, Credential, OpenConnection};
 use crate::config::{CoreConfig, InvalidSetting};
 use crate::output::{
     identity_text, protocol_name, Event, Output, Refusal, Removal, ReportCheck, Stats,
 };
-use crate::peer::{canonical, source_prefix, Credential, OpenConnection, Peer, PeerInfo};
 use crate::revocation::{RemovedPe, Revocation, RevocationReport};
 
 /// Most bytes of an offending message echoed back in an error cause.
@@ -110,7 +110,7 @@ impl Limit {
 pub struct RegistrarCore {
     config: CoreConfig,
     handlespace: Handlespace,
-    peers: FxHashMap<ConnId, Peer>,
+    clients: FxHashMap<ConnId, Client>,
     probes: FxHashMap<(PoolHandle, u32), Probe>,
     pes_per_identity: FxHashMap<Identity, usize>,
     connections_per_identity: FxHashMap<Identity, usize>,
@@ -135,7 +135,7 @@ impl RegistrarCore {
             handlespace: Handlespace::new(rserpool_handlespace::Config {
                 default_items: config.default_items,
             }),
-            peers: FxHashMap::default(),
+            clients: FxHashMap::default(),
             probes: FxHashMap::default(),
             pes_per_identity: FxHashMap::default(),
             connections_per_identity: FxHashMap::default(),
@@ -182,12 +182,12 @@ impl RegistrarCore {
 
     /// Open connections.
     pub fn connections(&self) -> usize {
-        self.peers.len()
+        self.clients.len()
     }
 
     /// The open connections, in no particular order.
     pub fn open_connections(&self) -> impl Iterator<Item = OpenConnection<'_>> {
-        self.peers.iter().map(|(&conn, p)| OpenConnection {
+        self.clients.iter().map(|(&conn, p)| OpenConnection {
             conn,
             identity: &p.identity,
             address: p.address,
@@ -199,8 +199,8 @@ impl RegistrarCore {
     /// A connection was accepted (after its TLS handshake in secure mode).
     /// An identity over its connection limit gets an error and the
     /// connection is closed.
-    pub fn handle_connect(&mut self, now: Instant, conn: ConnId, info: PeerInfo) {
-        let peer = Peer::new(&info, now);
+    pub fn handle_connect(&mut self, now: Instant, conn: ConnId, info: ClientInfo) {
+        let peer = Client::new(&info, now);
         let max = self.config.max_connections_per_identity;
         let open = self
             .connections_per_identity
@@ -226,14 +226,14 @@ impl RegistrarCore {
         }
         *open += 1;
         self.stats.connections += 1;
-        self.peers.insert(conn, peer);
+        self.clients.insert(conn, peer);
     }
 
     /// A connection closed. Its PEs stay registered but can no longer be
     /// probed: each must re-register over a new connection within the
     /// keep-alive timeout or it is removed.
     pub fn handle_disconnect(&mut self, now: Instant, conn: ConnId) {
-        let Some(peer) = self.peers.remove(&conn) else {
+        let Some(peer) = self.clients.remove(&conn) else {
             return;
         };
         if let Some(n) = self.connections_per_identity.get_mut(&peer.identity) {
@@ -268,13 +268,13 @@ impl RegistrarCore {
         if r.is_empty() {
             return report;
         }
-        let ends = |p: &Peer| {
+        let ends = |p: &Client| {
             r.revoked.contains(&p.identity)
                 || r.reauthenticate.contains(&p.identity)
                 || (r.reauthenticate_certificates && p.credential == Credential::Certificate)
         };
         let mut closing: Vec<(ConnId, Identity)> = self
-            .peers
+            .clients
             .iter()
             .filter(|(_, p)| ends(p))
             .map(|(&c, p)| (c, p.identity.clone()))
@@ -383,14 +383,14 @@ impl RegistrarCore {
 
     /// Whether the core asked the driver to close `conn`.
     fn is_closing(&self, conn: ConnId) -> bool {
-        self.peers.get(&conn).is_some_and(|p| p.closing)
+        self.clients.get(&conn).is_some_and(|p| p.closing)
     }
 
     /// Count a malformed input from `conn`, answer it with `cause` (if the
     /// rules ask for an answer) and report it. Returns the connection's
     /// count of malformed inputs; `None` for an unknown connection.
     fn note_malformed(&mut self, conn: ConnId, cause: Option<Cause>, error: String) -> Option<u32> {
-        let peer = self.peers.get_mut(&conn)?;
+        let peer = self.clients.get_mut(&conn)?;
         peer.malformed += 1;
         let (count, identity) = (peer.malformed, identity_text(&peer.identity));
         self.stats.malformed += 1;
@@ -407,7 +407,7 @@ impl RegistrarCore {
 
     /// A decoded message from a connection.
     pub fn handle_message(&mut self, now: Instant, conn: ConnId, msg: AsapMessage) {
-        if !self.peers.contains_key(&conn) || self.is_closing(conn) {
+        if !self.clients.contains_key(&conn) || self.is_closing(conn) {
             return;
         }
         match msg {
@@ -558,9 +558,9 @@ impl RegistrarCore {
         conn: ConnId,
         handle: &PoolHandle,
         pe: &mut PoolElement,
-    ) -> Result<Peer, RegistrationRefusal> {
+    ) -> Result<Client, RegistrationRefusal> {
         let peer = self
-            .peers
+            .clients
             .get(&conn)
             .cloned()
             .ok_or(RegistrationRefusal::UnknownConnection)?;
@@ -646,7 +646,7 @@ impl RegistrarCore {
             Refusal::Inconsistent => self.stats.refused_inconsistent += 1,
         }
         let identity = self
-            .peers
+            .clients
             .get(&conn)
             .map(|p| identity_text(&p.identity))
             .unwrap_or_default();
@@ -663,7 +663,7 @@ impl RegistrarCore {
     // ----- RFC 5352 section 3.2: deregistration ------------------------------
 
     fn deregistration(&mut self, now: Instant, conn: ConnId, pool_handle: PoolHandle, id: u32) {
-        let Some(peer) = self.peers.get(&conn).cloned() else {
+        let Some(peer) = self.clients.get(&conn).cloned() else {
             return;
         };
         let refusal = if !self
@@ -739,7 +739,7 @@ impl RegistrarCore {
         pool_handle: PoolHandle,
         items: Option<u32>,
     ) {
-        let Some(peer) = self.peers.get(&conn) else {
+        let Some(peer) = self.clients.get(&conn) else {
             return;
         };
         if !self
@@ -801,7 +801,7 @@ impl RegistrarCore {
     // ----- RFC 5352 sections 3.4, 3.5: keep-alives, unreachable reports -----
 
     fn keep_alive_ack(&mut self, now: Instant, conn: ConnId, handle: PoolHandle, id: u32) {
-        let Some(peer) = self.peers.get(&conn) else {
+        let Some(peer) = self.clients.get(&conn) else {
             return;
         };
         // Only the registrant may vouch for its PE: an ack from anyone else
@@ -837,7 +837,7 @@ impl RegistrarCore {
     /// told apart by identity; anonymous ones by source address (/64),
     /// and only if [`CoreConfig::count_anonymous_reports`] says so.
     fn unreachable(&mut self, now: Instant, conn: ConnId, handle: PoolHandle, id: u32) {
-        let Some(peer) = self.peers.get(&conn) else {
+        let Some(peer) = self.clients.get(&conn) else {
             return;
         };
         let refusal = if peer.is_anonymous() && !self.config.count_anonymous_reports {
@@ -923,7 +923,7 @@ impl RegistrarCore {
         let due = now + self.config.keep_alive_timeout;
         self.handlespace
             .set_deadline(&handle, id, DeadlineKind::KeepAlive, Some(due));
-        if self.peers.contains_key(&conn) {
+        if self.clients.contains_key(&conn) {
             self.stats.keep_alives_sent += 1;
             self.send(
                 conn,
@@ -968,7 +968,7 @@ impl RegistrarCore {
                     if self.remove(&handle, id, Removal::LifetimeExpired) {
                         self.stats.lifetime_expiries += 1;
                         // RFC 5352 3.2: tell the PE it was removed.
-                        if let Some(conn) = conn.filter(|c| self.peers.contains_key(c)) {
+                        if let Some(conn) = conn.filter(|c| self.clients.contains_key(c)) {
                             self.send(
                                 conn,
                                 AsapMessage::DeregistrationResponse {
@@ -1068,7 +1068,7 @@ impl RegistrarCore {
 
     /// Ask the driver to close `conn`, once.
     fn close(&mut self, conn: ConnId, reason: String) {
-        if let Some(p) = self.peers.get_mut(&conn) {
+        if let Some(p) = self.clients.get_mut(&conn) {
             if p.closing {
                 return;
             }

@@ -12,7 +12,7 @@ use rserpool_wire::{
     AsapMessage, Policy, PoolElement, PoolHandle, Transport, TransportUse, WireMessage,
 };
 
-use crate::{CoreConfig, Output, PeerInfo, RegistrarCore};
+use crate::{ClientInfo, CoreConfig, Output, RegistrarCore};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -189,7 +189,7 @@ proptest! {
                         _ => None,
                     };
                     let text = identity.as_ref().map_or("insecure".to_string(), |i| i.to_string());
-                    core.handle_connect(now, generation, PeerInfo { identity, address: (addr(a), 4000).into() });
+                    core.handle_connect(now, generation, ClientInfo { identity, address: (addr(a), 4000).into() });
                     conns.insert(conn, (text, addr(a)));
                 }
                 Op::Disconnect { conn } => {

@@ -8,7 +8,7 @@ use rserpool_wire::{
     AsapMessage, CauseCode, Policy, PoolElement, PoolHandle, Transport, TransportUse, WireMessage,
 };
 
-use crate::{CoreConfig, Event, Output, PeerInfo, RegistrarCore, Removal};
+use crate::{ClientInfo, CoreConfig, Event, Output, RegistrarCore, Removal};
 
 pub(crate) struct Sim {
     pub(crate) core: RegistrarCore,
@@ -37,7 +37,7 @@ impl Sim {
     pub(crate) fn connect(&mut self, conn: u64, identity: Option<PeerIdentity>, addr: &str) {
         let address: SocketAddr = format!("{addr}:{}", 40000 + conn).parse().unwrap();
         self.core
-            .handle_connect(self.now, conn, PeerInfo { identity, address });
+            .handle_connect(self.now, conn, ClientInfo { identity, address });
     }
 
     pub(crate) fn psk(&mut self, conn: u64, name: &str) {

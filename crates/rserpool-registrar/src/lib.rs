@@ -22,11 +22,11 @@
 mod accept;
 pub mod admin;
 pub mod announce;
+mod client;
 pub mod config;
 mod core;
 pub mod log_limit;
 mod output;
-mod peer;
 pub mod revocation;
 pub mod service;
 
@@ -41,9 +41,9 @@ pub use crate::core::operator::{
     check_drain_timeout, DrainOutcome, OperatorError, DEFAULT_DRAIN_TIMEOUT, DRAIN_TIMEOUTS,
 };
 pub use crate::core::RegistrarCore;
+pub use client::{ClientInfo, OpenConnection};
 pub use config::CoreConfig;
 pub use output::{protocol_name, Event, Output, Refusal, Removal, ReportCheck, Stats};
-pub use peer::{OpenConnection, PeerInfo};
 pub use revocation::{Revocation, RevocationReport};
 /// The identity key PEs are bound to (as in events: `psk:NAME`, `cert:SUBJECT`).
 pub use rserpool_handlespace::Identity;

@@ -36,7 +36,7 @@ impl LogSource {
     /// The source of what `address` sent: its source prefix (an IPv4
     /// address or an IPv6 /64), as every per-address limit counts it.
     pub fn of(address: IpAddr) -> Self {
-        LogSource::Address(crate::peer::source_prefix(address))
+        LogSource::Address(crate::client::source_prefix(address))
     }
 }
 

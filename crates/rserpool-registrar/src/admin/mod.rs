@@ -53,8 +53,8 @@ pub use serve::MAX_HEADER_BYTES;
 pub use token::AdminToken;
 pub use views::AdminStats;
 
+use crate::client::source_prefix;
 use crate::log_limit::{LogSource, SummarisedLog};
-use crate::peer::source_prefix;
 use crate::RegistrarHandle;
 use conns::ConnTable;
 use views::{PoolSelection, DEFAULT_LIMIT, MAX_LIMIT};

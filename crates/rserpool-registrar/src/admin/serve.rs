@@ -29,8 +29,8 @@ use tower_service::Service as _;
 use super::conns::{Admission, Cap};
 use super::Shared;
 use crate::accept::AcceptBackoff;
+use crate::client::source_prefix;
 use crate::log_limit::LogSource;
-use crate::peer::source_prefix;
 
 /// Largest request head (request line and headers); beyond it hyper
 /// answers 431 and closes.

@@ -7,7 +7,7 @@
 //! a real handshake finishes in milliseconds and is rarely the oldest.
 //!
 //! "One source address" is an IPv4 address or an IPv6 /64
-//! ([`crate::peer::source_prefix`]). Memory is bounded: a source is
+//! ([`crate::client::source_prefix`]). Memory is bounded: a source is
 //! remembered only while it has a connection open.
 
 use std::collections::BTreeMap;
@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rustc_hash::FxHashMap;
 use tokio::sync::oneshot;
 
-use crate::peer::source_prefix;
+use crate::client::source_prefix;
 
 /// The caps.
 #[derive(Debug, Clone, Copy)]

@@ -22,7 +22,7 @@ use super::counters::{OpenGuard, ServiceCounters};
 use super::{Input, Outgoing, Shared, Writer};
 use crate::accept::AcceptBackoff;
 use crate::log_limit::LogSource;
-use crate::PeerInfo;
+use crate::ClientInfo;
 
 /// Read buffer of a connection between messages (bytes).
 const IDLE_READ_BUFFER: usize = 512;
@@ -166,7 +166,7 @@ async fn run_connection<S: AsyncRead + AsyncWrite + Unpin>(
         .as_ref()
         .map_or_else(|| "insecure".to_string(), |i| i.to_string());
     tracing::debug!(conn, %peer, identity = %who, "connection open");
-    let info = PeerInfo {
+    let info = ClientInfo {
         identity,
         address: peer,
     };

@@ -39,7 +39,7 @@ use crate::announce::{self, AnnounceConfig};
 use crate::config::{bounds, InvalidSetting, Range};
 use crate::log_limit::{LogSource, SummarisedLog};
 use crate::revocation::{Revocation, RevocationReport};
-use crate::{CoreConfig, Event, Output, PeerInfo, RegistrarCore};
+use crate::{ClientInfo, CoreConfig, Event, Output, RegistrarCore};
 use admission::Admission;
 use counters::ServiceCounters;
 
@@ -255,7 +255,7 @@ impl From<rserpool_security::SecurityError> for ServiceError {
 enum Input {
     Connect {
         conn: ConnId,
-        info: PeerInfo,
+        info: ClientInfo,
         writer: Writer,
     },
     Frame {

@@ -11,7 +11,7 @@ use rserpool_security::PeerIdentity;
 
 /// What the driver knows about a new connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerInfo {
+pub struct ClientInfo {
     /// The identity the TLS handshake proved; `None` in insecure mode.
     pub identity: Option<PeerIdentity>,
     /// The connection's source address.
@@ -33,7 +33,7 @@ pub(crate) enum Credential {
 
 /// A connection's standing in the core.
 #[derive(Debug, Clone)]
-pub(crate) struct Peer {
+pub(crate) struct Client {
     /// The key that binds PE identifiers and rate limits: the proven
     /// identity, or the source address when there is none.
     pub identity: Identity,
@@ -76,8 +76,8 @@ pub struct OpenConnection<'a> {
     pub connected_at: Instant,
 }
 
-impl Peer {
-    pub(crate) fn new(info: &PeerInfo, now: Instant) -> Peer {
+impl Client {
+    pub(crate) fn new(info: &ClientInfo, now: Instant) -> Client {
         let ip = canonical(info.address.ip());
         let address = SocketAddr::new(ip, info.address.port());
         let prefix = source_prefix(ip);
@@ -94,7 +94,7 @@ impl Peer {
             Credential::Insecure => Identity(format!("insecure@{}", show_prefix(prefix)).into()),
         };
         let may_register = credential != Credential::Anonymous;
-        Peer {
+        Client {
             identity,
             credential,
             reporter,
@@ -107,7 +107,7 @@ impl Peer {
     }
 }
 
-impl Peer {
+impl Client {
     /// Whether it proved no identity (anonymous TLS or insecure mode).
     pub(crate) fn is_anonymous(&self) -> bool {
         matches!(
@@ -154,8 +154,8 @@ pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
 mod tests {
     use super::*;
 
-    fn info(identity: Option<PeerIdentity>, addr: &str) -> PeerInfo {
-        PeerInfo {
+    fn info(identity: Option<PeerIdentity>, addr: &str) -> ClientInfo {
+        ClientInfo {
             identity,
             address: addr.parse().unwrap(),
         }
@@ -164,30 +164,30 @@ mod tests {
     #[test]
     fn identities_and_rights() {
         let now = Instant::now();
-        let p = Peer::new(
+        let p = Client::new(
             &info(Some(PeerIdentity::Psk("pe1".into())), "10.0.0.1:5"),
             now,
         );
         assert_eq!(&*p.identity.0, "psk:pe1");
         assert!(p.may_register);
-        let p = Peer::new(&info(Some(PeerIdentity::Anonymous), "10.0.0.1:5"), now);
+        let p = Client::new(&info(Some(PeerIdentity::Anonymous), "10.0.0.1:5"), now);
         assert_eq!(&*p.identity.0, "anonymous@10.0.0.1");
         assert!(!p.may_register);
         assert_eq!(&*p.reporter.0, "anonymous@10.0.0.1");
         assert!(p.is_anonymous());
-        let p = Peer::new(&info(None, "[::ffff:10.0.0.2]:5"), now);
+        let p = Client::new(&info(None, "[::ffff:10.0.0.2]:5"), now);
         assert_eq!(&*p.identity.0, "insecure@10.0.0.2");
         assert_eq!(p.address.ip(), "10.0.0.2".parse::<IpAddr>().unwrap());
         // Anonymous reporters of one IPv6 /64 are one reporter.
-        let a = Peer::new(&info(Some(PeerIdentity::Anonymous), "[2001:db8::1]:5"), now);
-        let b = Peer::new(
+        let a = Client::new(&info(Some(PeerIdentity::Anonymous), "[2001:db8::1]:5"), now);
+        let b = Client::new(
             &info(Some(PeerIdentity::Anonymous), "[2001:db8::ffff:1:2]:6"),
             now,
         );
         assert_ne!(a.identity, b.identity);
         assert_eq!(a.reporter, b.reporter);
         assert_eq!(&*a.reporter.0, "anonymous@2001:db8::/64");
-        let p = Peer::new(
+        let p = Client::new(
             &info(Some(PeerIdentity::Psk("pu".into())), "[2001:db8::1]:5"),
             now,
         );
