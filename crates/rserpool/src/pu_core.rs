@@ -1110,6 +1110,24 @@ mod tests {
         assert!(drain(&mut c).is_empty());
     }
 
+    /// Resolve pool `name` (token `token`) at `t` and answer it from
+    /// registrar connection 1 with one PE.
+    fn cache_one(c: &mut PuCore, t: Instant, token: u64, name: &str) {
+        let h = PoolHandle::new(name.as_bytes()).expect("handle");
+        c.resolve(t, token, h.clone());
+        c.handle_message(
+            t,
+            1,
+            AsapMessage::HandleResolutionResponse {
+                accept_updates: false,
+                pool_handle: h,
+                policy: None,
+                pool_elements: vec![pe(1)],
+                error: None,
+            },
+        );
+    }
+
     #[test]
     fn the_cache_is_bounded() {
         let t0 = Instant::now();
@@ -1118,20 +1136,7 @@ mod tests {
         let mut c = core_with(&cfg);
         c.handle_connected(t0, 1, REG1);
         for (k, name) in ["a", "b", "c"].iter().enumerate() {
-            let h = PoolHandle::new(name.as_bytes()).expect("handle");
-            let t = t0 + Duration::from_millis(k as u64);
-            c.resolve(t, k as u64, h.clone());
-            c.handle_message(
-                t,
-                1,
-                AsapMessage::HandleResolutionResponse {
-                    accept_updates: false,
-                    pool_handle: h,
-                    policy: None,
-                    pool_elements: vec![pe(1)],
-                    error: None,
-                },
-            );
+            cache_one(&mut c, t0 + Duration::from_millis(k as u64), k as u64, name);
         }
         let has = |n: &'static str| c.cached(t0, &PoolHandle::from_static(n)).is_some();
         assert!(!has("a") && has("b") && has("c"));
@@ -1147,24 +1152,12 @@ mod tests {
             c.handle_connected(t0, 1, REG1);
             // Three entries fetched at the same instant, then a fourth.
             for (k, name) in ["q", "e", "x", "a"].iter().enumerate() {
-                let h = PoolHandle::new(name.as_bytes()).expect("handle");
                 let t = if k < 3 {
                     t0
                 } else {
                     t0 + Duration::from_millis(1)
                 };
-                c.resolve(t, k as u64, h.clone());
-                c.handle_message(
-                    t,
-                    1,
-                    AsapMessage::HandleResolutionResponse {
-                        accept_updates: false,
-                        pool_handle: h,
-                        policy: None,
-                        pool_elements: vec![pe(1)],
-                        error: None,
-                    },
-                );
+                cache_one(&mut c, t, k as u64, name);
             }
             let has = |n: &'static str| c.cached(t0, &PoolHandle::from_static(n)).is_some();
             assert!(!has("e") && has("q") && has("x") && has("a"));
