@@ -457,14 +457,15 @@ impl RegistrarCore {
         let peer = match checked {
             Ok(peer) => peer,
             Err(r) => {
+                let (refusal, cause) = r.kind();
                 return self.refuse_registration(
                     conn,
                     pool_handle,
                     identifier,
-                    r.refusal(),
-                    r.cause(),
+                    refusal,
+                    cause,
                     r.to_string(),
-                )
+                );
             }
         };
         let life = Duration::from_millis(pe.registration_life as u64);
@@ -1101,25 +1102,17 @@ enum RegistrationRefusal {
 }
 
 impl RegistrationRefusal {
-    fn refusal(&self) -> Refusal {
+    /// Its class and the cause sent back.
+    fn kind(&self) -> (Refusal, CauseCode) {
         match self {
             Self::UnknownConnection
             | Self::Anonymous
             | Self::AnotherIdentitysPe
-            | Self::ForeignAddress(_) => Refusal::Security,
-            Self::RateLimited | Self::TooManyPes { .. } => Refusal::RateLimited,
-            Self::Lifetime { .. } => Refusal::Invalid,
-        }
-    }
-
-    fn cause(&self) -> CauseCode {
-        match self {
-            Self::UnknownConnection
-            | Self::Anonymous
-            | Self::AnotherIdentitysPe
-            | Self::ForeignAddress(_) => CauseCode::RejectedSecurity,
-            Self::RateLimited | Self::TooManyPes { .. } => CauseCode::LackOfResources,
-            Self::Lifetime { .. } => CauseCode::InvalidValues,
+            | Self::ForeignAddress(_) => (Refusal::Security, CauseCode::RejectedSecurity),
+            Self::RateLimited | Self::TooManyPes { .. } => {
+                (Refusal::RateLimited, CauseCode::LackOfResources)
+            }
+            Self::Lifetime { .. } => (Refusal::Invalid, CauseCode::InvalidValues),
         }
     }
 }

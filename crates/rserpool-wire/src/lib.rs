@@ -45,8 +45,8 @@ pub use enrp::{EnrpMessage, PoolEntry, UpdateAction};
 pub use error::{DecodeError, DecodeErrorKind, EncodeError};
 pub use message::{Decoded, Header, WireMessage};
 pub use params::{
-    Cause, CauseCode, OperationError, PoolElement, PoolHandle, ServerInformation, Transport,
-    TransportUse,
+    parse_identifier, Cause, CauseCode, OperationError, PoolElement, PoolHandle, ServerInformation,
+    Transport, TransportUse,
 };
 pub use policy::{Policy, PolicyParameters};
 pub use tlv::{param_name, ptype, UnrecognizedParameter};

@@ -406,6 +406,21 @@ pub struct PoolElement {
     pub asap_transport: Option<Transport>,
 }
 
+/// A 32-bit identifier (a PE identifier, a server id) as people write it
+/// and the tools print it: decimal, or `0x`/`0X` and hex digits. No sign,
+/// no spaces; `None` for anything else or a value over 32 bits.
+pub fn parse_identifier(text: &str) -> Option<u32> {
+    let (digits, radix) = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => (hex, 16),
+        None => (text, 10),
+    };
+    // from_str_radix alone would take a sign.
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    u32::from_str_radix(digits, radix).ok()
+}
+
 impl PoolElement {
     /// The bytes this PE's Pool Element parameter takes in a message,
     /// padding included (what a message of many PEs grows by for it).
@@ -731,4 +746,28 @@ pub(crate) fn encode_u32(w: &mut Writer<'_>, t: u16, v: u32) -> Result<(), Encod
 pub(crate) fn decode_checksum(ctx: &Ctx<'_>, tlv: &Tlv) -> Result<u16, DecodeError> {
     tlv.exact_len("PE Checksum parameter", 2)?;
     Ok(be16(tlv.value(ctx), 0))
+}
+
+#[cfg(test)]
+mod identifier_tests {
+    use super::parse_identifier;
+
+    #[test]
+    fn identifiers_are_decimal_or_hex() {
+        assert_eq!(parse_identifier("168496141"), Some(0x0a0b_0c0d));
+        assert_eq!(parse_identifier("0x0a0b0c0d"), Some(0x0a0b_0c0d));
+        assert_eq!(parse_identifier("0XFFFFFFFF"), Some(u32::MAX));
+        for bad in [
+            "",
+            "0x",
+            "+5",
+            "-1",
+            "4294967296",
+            "0x100000000",
+            "12a",
+            " 1",
+        ] {
+            assert_eq!(parse_identifier(bad), None, "{bad:?}");
+        }
+    }
 }

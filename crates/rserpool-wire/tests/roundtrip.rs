@@ -428,6 +428,38 @@ proptest! {
         }
     }
 
+    /// Cause information (RFC 5354 3.12.6, 3.12.8) comes from the
+    /// registrar that refused: any bytes, a valid parameter with one byte
+    /// changed, or one cut short decode to a value that round-trips, or an
+    /// error; never a panic.
+    #[test]
+    fn cause_information_never_panics(
+        p in policy(),
+        t in user_transport(),
+        noise in vec(any::<u8>(), 0..64),
+        at in any::<usize>(),
+        val in any::<u8>(),
+        cut in any::<usize>(),
+    ) {
+        let _ = Policy::from_tlv(&noise);
+        let _ = Transport::from_tlv(&noise);
+        for (bytes, is_policy) in [(p.to_tlv().expect("encodable"), true), (t.to_tlv().expect("encodable"), false)] {
+            let mut changed = bytes.clone();
+            let i = at % changed.len();
+            changed[i] = val;
+            let short = &bytes[..cut % bytes.len()];
+            for input in [&changed[..], short] {
+                if is_policy {
+                    if let Ok(d) = Policy::from_tlv(input) {
+                        prop_assert_eq!(Policy::from_tlv(&d.to_tlv().expect("encodes")).expect("round trip"), d);
+                    }
+                } else if let Ok(d) = Transport::from_tlv(input) {
+                    prop_assert_eq!(Transport::from_tlv(&d.to_tlv().expect("encodes")).expect("round trip"), d);
+                }
+            }
+        }
+    }
+
     /// Any stream cut into any chunks frames the same messages.
     #[test]
     fn channel_framing_is_independent_of_chunking(ms in vec(asap_message(), 1..5), cuts in vec(1usize..50, 1..20)) {

@@ -164,11 +164,8 @@ fn pick_psk(keys: Vec<Psk>, identity: Option<&str>, path: &std::path::Path) -> a
 
 /// A PE identifier on the command line: `0x` and hex digits, or decimal.
 pub fn parse_pe_id(s: &str) -> Result<u32, String> {
-    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(h) => u32::from_str_radix(h, 16),
-        None => s.parse(),
-    }
-    .map_err(|e| format!("{s:?} is not a 32-bit PE identifier: {e}"))
+    rserpool_wire::parse_identifier(s)
+        .ok_or_else(|| format!("{s:?} is not a 32-bit PE identifier (decimal, or hex with 0x)"))
 }
 
 /// `--policy` syntax: `NAME[:VALUE[:VALUE]]`, the names of RFC 5356

@@ -117,11 +117,8 @@ pub struct Args {
 }
 
 fn parse_server_id(s: &str) -> Result<u32, String> {
-    let v = match s.strip_prefix("0x") {
-        Some(h) => u32::from_str_radix(h, 16),
-        None => s.parse(),
-    }
-    .map_err(|e| format!("{s:?} is not a 32-bit number: {e}"))?;
+    let v = rserpool_wire::parse_identifier(s)
+        .ok_or_else(|| format!("{s:?} is not a 32-bit number (decimal, or hex with 0x)"))?;
     if v == 0 {
         return Err("the server id must not be 0".into());
     }

@@ -350,16 +350,7 @@ fn a_registrar_started_with_a_config_uses_it() {
     assert_eq!(listening["secure"], true);
     let addr = listening["address"].as_str().unwrap().to_string();
 
-    let pe = Proc::spawn(rsp().args([
-        "pe",
-        "echo",
-        "-r",
-        &addr,
-        "--psk-file",
-        &arg(&s.path("pe-1.key")),
-        "--json",
-    ]));
-    let id = pe.wait_event("registered")["identifier"].clone();
+    let (_pe, id) = s.echo_pe(&addr);
     assert_eq!(reg.wait_event("registered")["identifier"], id);
 
     let resolve = || {

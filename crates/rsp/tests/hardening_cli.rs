@@ -184,16 +184,7 @@ fn pre_shared_keys_and_a_client_ca_work_on_one_listener() {
     let reg = Proc::spawn(rsp().args(["registrar", "--config", &file]));
     let addr = reg.listening_address();
     // Every PSK client failed with alert 80 here before.
-    let pe = Proc::spawn(rsp().args([
-        "pe",
-        "echo",
-        "-r",
-        &addr,
-        "--psk-file",
-        &arg(&s.path("pe-1.key")),
-        "--json",
-    ]));
-    let id = pe.wait_event("registered")["identifier"].clone();
+    let (_pe, id) = s.echo_pe(&addr);
     let v = json(&run(&[
         "resolve",
         "echo",

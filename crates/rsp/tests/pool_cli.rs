@@ -8,7 +8,7 @@ mod common;
 
 use std::process::{Command, Output};
 
-use common::{json, rsp, Proc, Setup};
+use common::{json, rsp, Setup};
 
 fn resolve(addr: &str, key: &str, extra: &[&str]) -> Output {
     rsp()
@@ -18,21 +18,11 @@ fn resolve(addr: &str, key: &str, extra: &[&str]) -> Output {
         .expect("rsp resolve runs")
 }
 
-/// `rsp pe echo` with pe-1's key; the process and its PE identifier.
-fn echo_pe(keys: &Setup, addr: &str) -> (Proc, u64) {
-    let key = keys.key("pe-1");
-    let pe = Proc::spawn(rsp().args(["pe", "echo", "-r", addr, "--psk-file", &key, "--json"]));
-    let id = pe.wait_event("registered")["identifier"]
-        .as_u64()
-        .expect("id");
-    (pe, id)
-}
-
 #[test]
 fn a_pe_serves_then_dies_and_is_removed() {
     let keys = Setup::new(&["pe-1", "pu-1"]);
     let (reg, addr) = keys.registrar(&[]);
-    let (pe, id) = echo_pe(&keys, &addr);
+    let (pe, id) = keys.echo_pe(&addr);
     assert_eq!(reg.wait_event("registered")["identifier"], id);
 
     let v = json(&resolve(
@@ -58,7 +48,7 @@ fn a_pe_serves_then_dies_and_is_removed() {
 fn a_pe_stopped_by_sigterm_deregisters() {
     let keys = Setup::new(&["pe-1"]);
     let (reg, addr) = keys.registrar(&[]);
-    let (pe, id) = echo_pe(&keys, &addr);
+    let (pe, id) = keys.echo_pe(&addr);
     pe.signal("-TERM");
     assert_eq!(pe.wait_event("deregistered")["identifier"], id);
     let removed = reg.wait_event("removed");
@@ -135,7 +125,7 @@ fn the_registrar_process_serves_its_admin_api_and_metrics() {
             .as_str()
             .expect("admin address")
     );
-    let (pe, id) = echo_pe(&keys, &addr);
+    let (pe, id) = keys.echo_pe(&addr);
     assert_eq!(reg.wait_event("registered")["identifier"], id);
 
     // Without the token: 401, and nothing else.

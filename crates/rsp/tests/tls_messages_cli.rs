@@ -98,16 +98,7 @@ fn a_full_registrar_is_named_and_another_registrar_suggested() {
         "psk_files = [\"registrar.keys\"]\n",
         &["--max-connections", "1"],
     );
-    let pe = Proc::spawn(rsp().args([
-        "pe",
-        "echo",
-        "-r",
-        &addr,
-        "--psk-file",
-        &arg(&s.path("pe-1.key")),
-        "--json",
-    ]));
-    pe.wait_event("registered");
+    let (_pe, _) = s.echo_pe(&addr);
     let err = resolve_fails(&addr, &["--psk-file", &arg(&s.path("pu-1.key"))]);
     assert_names(
         &err,

@@ -93,12 +93,23 @@ fn target(uri: &Uri) -> Result<(PoolHandle, u32), BadRequest> {
         .ok_or_else(|| BadRequest("the pool handle is not validly percent-encoded".to_string()))?;
     let handle =
         PoolHandle::new(bytes).ok_or_else(|| BadRequest("empty pool handle".to_string()))?;
-    let id = parse_identifier(id).ok_or_else(|| {
+    let id = rserpool_wire::parse_identifier(id).ok_or_else(|| {
         BadRequest(format!(
             "PE identifier {id:?}: give a 32-bit number in decimal or 0x hex"
         ))
     })?;
     Ok((handle, id))
+}
+
+/// The query and the PE of a request, or the 400 that refuses it (boxed:
+/// a response is large, the success small).
+fn request<Q>(
+    q: Result<Query<Q>, QueryRejection>,
+    uri: &Uri,
+) -> Result<(Q, PoolHandle, u32), Box<Response>> {
+    let Query(q) = q.map_err(|e| Box::new(bad_query(e)))?;
+    let (pool, id) = target(uri).map_err(|e| Box::new(e.into_response()))?;
+    Ok((q, pool, id))
 }
 
 /// Percent-decoding of a path segment (RFC 3986 section 2.1) to bytes;
@@ -122,19 +133,6 @@ fn percent_decode(s: &str) -> Option<Vec<u8>> {
         }
     }
     Some(out)
-}
-
-/// A PE identifier: decimal, or `0x`/`0X` and hex digits.
-fn parse_identifier(s: &str) -> Option<u32> {
-    let (digits, radix) = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(hex) => (hex, 16),
-        None => (s, 10),
-    };
-    // from_str_radix alone would take a sign.
-    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
-        return None;
-    }
-    u32::from_str_radix(digits, radix).ok()
 }
 
 /// `timeout=`: humantime or `none` (no timeout); the default when absent.
@@ -197,13 +195,9 @@ async fn drain(
     uri: Uri,
     q: Result<Query<DrainQuery>, QueryRejection>,
 ) -> Response {
-    let q = match q {
-        Ok(Query(q)) => q,
-        Err(e) => return bad_query(e),
-    };
-    let (pool, id) = match target(&uri) {
-        Ok(t) => t,
-        Err(r) => return r.into_response(),
+    let (q, pool, id) = match request(q, &uri) {
+        Ok(r) => r,
+        Err(r) => return *r,
     };
     let timeout = match parse_timeout(&q) {
         Ok(t) => t,
@@ -240,12 +234,9 @@ async fn undrain(
     uri: Uri,
     q: Result<Query<NoQuery>, QueryRejection>,
 ) -> Response {
-    if let Err(e) = q {
-        return bad_query(e);
-    }
-    let (pool, id) = match target(&uri) {
-        Ok(t) => t,
-        Err(r) => return r.into_response(),
+    let (NoQuery {}, pool, id) = match request(q, &uri) {
+        Ok(r) => r,
+        Err(r) => return *r,
     };
     let (handle, who) = (pool.clone(), by(peer));
     let result = s
@@ -272,12 +263,9 @@ async fn remove(
     uri: Uri,
     q: Result<Query<NoQuery>, QueryRejection>,
 ) -> Response {
-    if let Err(e) = q {
-        return bad_query(e);
-    }
-    let (pool, id) = match target(&uri) {
-        Ok(t) => t,
-        Err(r) => return r.into_response(),
+    let (NoQuery {}, pool, id) = match request(q, &uri) {
+        Ok(r) => r,
+        Err(r) => return *r,
     };
     let handle = pool.clone();
     let result = s
@@ -303,25 +291,6 @@ mod tests {
         assert_eq!(percent_decode("+"), Some(b"+".to_vec()));
         for bad in ["%", "%2", "%zz", "%+1", "a%g0"] {
             assert_eq!(percent_decode(bad), None, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn identifiers_are_decimal_or_hex() {
-        assert_eq!(parse_identifier("168496141"), Some(0x0a0b_0c0d));
-        assert_eq!(parse_identifier("0x0a0b0c0d"), Some(0x0a0b_0c0d));
-        assert_eq!(parse_identifier("0XFFFFFFFF"), Some(u32::MAX));
-        for bad in [
-            "",
-            "0x",
-            "+5",
-            "-1",
-            "4294967296",
-            "0x100000000",
-            "12a",
-            " 1",
-        ] {
-            assert_eq!(parse_identifier(bad), None, "{bad:?}");
         }
     }
 

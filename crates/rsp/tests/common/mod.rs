@@ -305,6 +305,17 @@ impl Setup {
         (reg, addr)
     }
 
+    /// `rsp pe echo -r ADDR` with `pe-1`'s key, once registered: the
+    /// process and its identifier.
+    pub fn echo_pe(&self, addr: &str) -> (Proc, u64) {
+        let key = self.key("pe-1");
+        let pe = Proc::spawn(rsp().args(["pe", "echo", "-r", addr, "--psk-file", &key, "--json"]));
+        let id = pe.wait_event("registered")["identifier"]
+            .as_u64()
+            .expect("id");
+        (pe, id)
+    }
+
     /// Write `registrar.toml` and return its path.
     pub fn config(&self, text: &str) -> String {
         let p = self.path("registrar.toml");
