@@ -43,7 +43,7 @@ mod tlv;
 pub use asap::AsapMessage;
 pub use enrp::{EnrpMessage, PoolEntry, UpdateAction};
 pub use error::{DecodeError, DecodeErrorKind, EncodeError};
-pub use message::{Decoded, Header, WireMessage};
+pub use message::{receive, Decoded, Header, Received, WireMessage, MAX_ECHOED};
 pub use params::{
     parse_identifier, Cause, CauseCode, OperationError, PoolElement, PoolHandle, ServerInformation,
     Transport, TransportUse,

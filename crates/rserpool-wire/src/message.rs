@@ -199,3 +199,84 @@ pub(crate) fn flags(bits: &[(bool, u8)]) -> u8 {
         .filter(|(set, _)| *set)
         .fold(0, |acc, (_, m)| acc | m)
 }
+
+/// Cause information echoed back in an error report is cut to this many
+/// bytes (a report never grows with what a sender sends).
+pub const MAX_ECHOED: usize = 512;
+
+/// A frame as a receiver takes it: the message, or why it does not
+/// decode, and the report the rules ask to send back. Every core gives
+/// an incoming frame this one path ([`receive`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received<M> {
+    /// The message, or why it does not decode.
+    pub message: Result<M, DecodeError>,
+    /// The causes to send back in an error message (ASAP_ERROR, ENRP
+    /// error), when the rules ask for a report; `None`: say nothing.
+    pub report: Option<crate::OperationError>,
+}
+
+/// Decode `frame` and work out what to report (RFC 5354 section 3: the
+/// two top bits of an unknown type say whether to report it; 3.12: an
+/// "Unrecognized Parameter" cause carries the parameter, other causes the
+/// start of the offending message, at most [`MAX_ECHOED`] bytes of
+/// either).
+pub fn receive<M: WireMessage>(frame: &[u8]) -> Received<M> {
+    use crate::{Cause, CauseCode, OperationError};
+    let echo = |b: &[u8]| b[..b.len().min(MAX_ECHOED)].to_vec();
+    match M::decode(frame) {
+        Ok(d) => {
+            let causes: Vec<Cause> = d
+                .unrecognized
+                .iter()
+                .map(|u| Cause::with_info(CauseCode::UnrecognizedParameter, echo(&u.tlv)))
+                .collect();
+            Received {
+                message: Ok(d.message),
+                report: (!causes.is_empty()).then_some(OperationError { causes }),
+            }
+        }
+        Err(e) => {
+            let report = e.cause().map(|code| {
+                let info = match &e.kind {
+                    DecodeErrorKind::UnrecognizedParameter { tlv, .. } => echo(tlv),
+                    _ => echo(frame),
+                };
+                OperationError::single(Cause::with_info(code, info))
+            });
+            Received {
+                message: Err(e),
+                report,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod receive_tests {
+    use super::*;
+    use crate::{AsapMessage, CauseCode, PoolHandle};
+
+    #[test]
+    fn a_good_frame_needs_no_report() {
+        let m = AsapMessage::HandleResolution {
+            subscribe: false,
+            pool_handle: PoolHandle::from_static("echo"),
+            items: None,
+        };
+        let r = receive::<AsapMessage>(&m.to_bytes().expect("encodes"));
+        assert_eq!(r.message, Ok(m));
+        assert_eq!(r.report, None);
+    }
+
+    #[test]
+    fn garbage_is_reported_as_invalid_values_with_a_bounded_echo() {
+        let mut frame = vec![0x01, 0x00, 0x04, 0x04];
+        frame.extend(std::iter::repeat(0xff).take(1020));
+        let r = receive::<AsapMessage>(&frame);
+        assert!(r.message.is_err());
+        let report = r.report.expect("reported");
+        assert_eq!(report.causes[0].code, CauseCode::InvalidValues);
+        assert_eq!(report.causes[0].info.len(), MAX_ECHOED);
+    }
+}

@@ -8,6 +8,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+#[cfg(feature = "driver")]
 use rserpool_security::TlsClient;
 
 use crate::error::ClientError;
@@ -152,6 +153,7 @@ impl Default for ReportLimits {
 }
 
 /// Everything a pool element or pool user needs to know.
+#[cfg(feature = "driver")]
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// The registrars, in order of preference (RFC 5352 3.6: a configured
@@ -174,6 +176,7 @@ pub struct ClientConfig {
     pub max_message_len: usize,
 }
 
+#[cfg(feature = "driver")]
 impl ClientConfig {
     /// A configuration with the RFC defaults.
     pub fn new(registrars: Vec<RegistrarEndpoint>, tls: Option<TlsClient>) -> Self {
@@ -271,6 +274,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "driver")]
     #[test]
     fn defaults_are_the_rfc_values_and_validate() {
         let addr: SocketAddr = "127.0.0.1:3863".parse().expect("address");
@@ -289,6 +293,7 @@ mod tests {
         assert_eq!(named.to_string(), "127.0.0.1:3863 (registrar.test)");
     }
 
+    #[cfg(feature = "driver")]
     #[test]
     fn unusable_values_are_refused() {
         let addr: SocketAddr = "127.0.0.1:3863".parse().expect("address");

@@ -1,27 +1,24 @@
 //! Connections to registrars (tokio): TCP connect with a timeout, then TLS
 //! through [`TlsClient`] (secure mode) or nothing (insecure lab mode),
 //! then ASAP messages back to back, framed by [`ChannelCodec`] (DESIGN
-//! section 3). [`hunt`] runs the server hunt of RFC 5352 section 3.6 over
-//! a registrar list with the [`ServerHunt`] schedule.
+//! section 3). Which registrar to connect to, and when, is the cores'
+//! business ([`crate::Hunter`]).
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use rserpool_security::tls::{ClientCredentials, HandshakeFailure};
 use rserpool_security::{PeerIdentity, TlsClient};
 use rserpool_wire::framing::{ChannelCodec, FramingError};
 use rserpool_wire::{AsapMessage, EncodeError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
 
 use crate::config::RegistrarEndpoint;
 use crate::diagnose::{self, Diagnosis, FailureKind, Symptom};
-use crate::error::RegistrarFailure;
-use crate::hunt::{HuntStep, ServerHunt};
 
 /// A byte stream to a registrar: TLS over TCP, or plain TCP.
 pub trait RegistrarStream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -322,13 +319,32 @@ pub struct MessageReader {
 
 impl MessageReader {
     /// The next message; `None` when the registrar closed the connection.
-    /// A message that does not decode is logged and skipped; a stream that
-    /// cannot be framed is an error (the connection must be closed). A
-    /// connection that ends before the registrar's first message is
-    /// [`LinkError::EndedBeforeAnswer`] (a refused client certificate, a
-    /// plain client at a TLS registrar, a full registrar).
-    /// Cancel-safe: bytes read stay buffered.
+    /// A message that does not decode is logged and skipped (a tool's
+    /// way; the cores take frames, [`MessageReader::recv_frame`], and
+    /// report them). Otherwise as [`MessageReader::recv_frame`].
     pub async fn recv(&mut self) -> Result<Option<AsapMessage>, LinkError> {
+        loop {
+            let Some(frame) = self.recv_frame().await? else {
+                return Ok(None);
+            };
+            match AsapMessage::decode(&frame) {
+                Ok(d) => return Ok(Some(d.message)),
+                Err(e) => {
+                    let registrar = self.registrar;
+                    tracing::warn!(%registrar, "skipping a message that does not decode: {e}");
+                }
+            }
+        }
+    }
+
+    /// The next frame (one message, not decoded); `None` when the
+    /// registrar closed the connection. A stream that cannot be framed is
+    /// an error (the connection must be closed). A connection that ends
+    /// before the registrar's first message is
+    /// [`LinkError::EndedBeforeAnswer`] (a refused client certificate, a
+    /// plain client at a TLS registrar, a full registrar). Cancel-safe:
+    /// bytes read stay buffered.
+    pub async fn recv_frame(&mut self) -> Result<Option<Bytes>, LinkError> {
         let registrar = self.registrar;
         loop {
             let frame = match self.codec.decode(&mut self.buf) {
@@ -349,13 +365,7 @@ impl MessageReader {
             };
             if let Some(frame) = frame {
                 self.answered = true;
-                match AsapMessage::decode(&frame) {
-                    Ok(d) => return Ok(Some(d.message)),
-                    Err(e) => {
-                        tracing::warn!(%registrar, "skipping a message that does not decode: {e}");
-                        continue;
-                    }
-                }
+                return Ok(Some(frame));
             }
             let n = match self.inner.read_buf(&mut self.buf).await {
                 Ok(n) => n,
@@ -441,102 +451,4 @@ impl MessageWriter {
     pub async fn shutdown(&mut self) {
         let _ = self.inner.shutdown().await;
     }
-}
-
-/// Run a server hunt (RFC 5352 section 3.6) over `endpoints` with the
-/// `schedule`: returns the first registrar that accepts a connection and
-/// authenticates (its index and the connection), or, once every registrar
-/// has failed in a pass, each one's last failure. A registrar whose
-/// certificate or key does not verify counts as failed and the hunt moves
-/// on to the next one (RFC 5355 section 2.7). The schedule keeps its
-/// state between calls: calling again after a failed pass goes on with
-/// the T5 back-off.
-pub async fn hunt(
-    schedule: &mut ServerHunt<HuntFailure>,
-    endpoints: &[RegistrarEndpoint],
-    tls: Option<&TlsClient>,
-    max_message_len: usize,
-) -> Result<(usize, RegistrarConnection), Vec<RegistrarFailure>> {
-    schedule.begin(Instant::now().into_std());
-    loop {
-        let now = Instant::now();
-        match schedule.step(now.into_std()) {
-            HuntStep::Wait { until } => {
-                tracing::debug!(
-                    "server hunt: every registrar failed this round, waiting {:?}",
-                    until.saturating_duration_since(now.into_std())
-                );
-                tokio::time::sleep_until(Instant::from_std(until)).await;
-            }
-            HuntStep::Try { index, deadline } => {
-                let Some(endpoint) = endpoints.get(index) else {
-                    // The list is shorter than the schedule: count it failed.
-                    let failure = HuntFailure {
-                        reason: "not configured".into(),
-                        kind: None,
-                    };
-                    if let Some(pass) = schedule.failed(index, failure) {
-                        return Err(failures(endpoints, pass));
-                    }
-                    continue;
-                };
-                let budget = deadline.saturating_duration_since(now.into_std());
-                let error = match connect(endpoint, tls, budget, max_message_len).await {
-                    Ok(conn) => {
-                        schedule.connected(index);
-                        tracing::debug!(registrar = %endpoint, "server hunt: connected");
-                        return Ok((index, conn));
-                    }
-                    Err(e) => e,
-                };
-                let diagnosis = error.diagnosis();
-                if endpoints.len() > 1 && matches!(error, ConnectError::Tls { .. }) {
-                    // RFC 5355 2.7: a registrar that does not prove its
-                    // identity may be a rogue one; the hunt goes on.
-                    tracing::warn!(
-                        server_name = %endpoint.server_name,
-                        "server hunt: registrar {endpoint}: {diagnosis}; trying the next registrar"
-                    );
-                } else {
-                    // A single registrar's failure is the hunt's result,
-                    // which the caller reports.
-                    tracing::info!(
-                        server_name = %endpoint.server_name,
-                        "server hunt: registrar {endpoint}: {diagnosis}"
-                    );
-                }
-                let failure = HuntFailure {
-                    reason: diagnosis.to_string(),
-                    kind: Some(diagnosis.kind),
-                };
-                if let Some(pass) = schedule.failed(index, failure) {
-                    return Err(failures(endpoints, pass));
-                }
-            }
-        }
-    }
-}
-
-/// What the hunt records of a failed attempt.
-#[derive(Debug, Clone)]
-pub struct HuntFailure {
-    /// What went wrong and what to do.
-    pub reason: String,
-    /// What went wrong, classified.
-    pub kind: Option<FailureKind>,
-}
-
-fn failures(
-    endpoints: &[RegistrarEndpoint],
-    pass: Vec<(usize, HuntFailure)>,
-) -> Vec<RegistrarFailure> {
-    pass.into_iter()
-        .filter_map(|(i, f)| {
-            endpoints.get(i).map(|e| RegistrarFailure {
-                registrar: e.address,
-                reason: f.reason,
-                kind: f.kind,
-            })
-        })
-        .collect()
 }

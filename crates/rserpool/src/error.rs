@@ -9,6 +9,26 @@ use std::net::SocketAddr;
 
 use rserpool_wire::{Cause, CauseCode, Policy, PoolHandle, Transport};
 
+/// Why a connection attempt of the server hunt failed, as a driver
+/// reports it to a core (`handle_connect_failed`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectFailure {
+    /// What went wrong and what to do.
+    pub reason: String,
+    /// What went wrong, classified (`None`: not classified).
+    pub kind: Option<crate::diagnose::FailureKind>,
+}
+
+impl ConnectFailure {
+    /// A failure for `reason`.
+    pub fn new(reason: impl Into<String>, kind: Option<crate::diagnose::FailureKind>) -> Self {
+        ConnectFailure {
+            reason: reason.into(),
+            kind,
+        }
+    }
+}
+
 /// What a registrar's error cause says beyond its code: the
 /// cause-specific information of RFC 5354 section 3.12, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,11 @@
-//! The ENRP server hunt schedule (RFC 5352 section 3.6), sans-IO: which
-//! registrar to try next, how long one attempt may take, when to wait,
-//! and when a whole pass over the list has failed. The tokio side
-//! ([`crate::connection::hunt`]) makes the connections.
+//! The ENRP server hunt (RFC 5352 section 3.6), sans-IO. [`ServerHunt`]
+//! is the schedule: which registrar to try next, how long one attempt
+//! may take, when to wait, and when a whole pass over the list has
+//! failed. [`Hunter`] runs it inside a client core: it asks the driver
+//! for one connection at a time ([`LinkAction::Connect`]), keeps the
+//! attempt's deadline and the T5 wait as the core's timers, and turns
+//! "connected" and "connect failed" into the hunt's progress. Drivers
+//! only make the connections.
 //!
 //! The rules as applied over TCP, one connection attempt at a time:
 //!
@@ -20,9 +24,14 @@
 //!   reason of each, so a caller can give up (a pool user) or just report
 //!   it and go on (a pool element).
 
+use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::config::Timers;
+use crate::diagnose::FailureKind;
+use crate::error::{ConnectFailure, RegistrarFailure};
+use crate::{ConnId, LinkAction};
 
 /// What the hunt wants next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,6 +169,225 @@ impl<F> ServerHunt<F> {
     pub fn abandon(&mut self) {
         self.round = None;
         self.pass.iter_mut().for_each(|r| *r = None);
+    }
+}
+
+/// How long past an attempt's deadline the core waits for the driver to
+/// report it: the driver times the attempt out itself, with what it knows
+/// (whether TCP connected), and normally answers first.
+pub const ATTEMPT_GRACE: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Attempt {
+    conn: ConnId,
+    index: usize,
+    deadline: Instant,
+}
+
+/// The server hunt of a client core: the [`ServerHunt`] schedule, the one
+/// connection attempt in flight and the wait for T5. Connection ids for
+/// attempts come from here (the only way a client core gets a
+/// connection).
+#[derive(Debug, Clone)]
+pub struct Hunter {
+    registrars: Vec<SocketAddr>,
+    schedule: ServerHunt<ConnectFailure>,
+    timeout: Duration,
+    active: bool,
+    attempt: Option<Attempt>,
+    wait_until: Option<Instant>,
+    next_conn: ConnId,
+}
+
+impl Hunter {
+    /// A hunt over `registrars`, in this order, with these timers.
+    pub fn new(registrars: Vec<SocketAddr>, timers: &Timers) -> Self {
+        Hunter {
+            schedule: ServerHunt::new(registrars.len(), timers),
+            registrars,
+            timeout: timers.connect_timeout,
+            active: false,
+            attempt: None,
+            wait_until: None,
+            next_conn: 1,
+        }
+    }
+
+    /// Whether a hunt is under way.
+    pub fn is_active(&self) -> bool {
+        self.active
+    }
+
+    /// The registrars hunted over.
+    pub fn registrars(&self) -> &[SocketAddr] {
+        &self.registrars
+    }
+
+    /// Start a hunt, or resume one after a failed pass (with the T5
+    /// back-off where the last one stopped); nothing if one is under way.
+    /// Returns the failures of a pass that failed at once (an empty
+    /// registrar list).
+    pub fn start<O: From<LinkAction>>(
+        &mut self,
+        now: Instant,
+        out: &mut VecDeque<O>,
+    ) -> Option<Vec<RegistrarFailure>> {
+        if self.active {
+            return None;
+        }
+        self.active = true;
+        self.schedule.begin(now);
+        self.advance(now, out)
+    }
+
+    /// Ask for the next attempt, unless one is in flight or T5 is awaited.
+    fn advance<O: From<LinkAction>>(
+        &mut self,
+        now: Instant,
+        out: &mut VecDeque<O>,
+    ) -> Option<Vec<RegistrarFailure>> {
+        if !self.active || self.attempt.is_some() || self.wait_until.is_some_and(|w| now < w) {
+            return None;
+        }
+        self.wait_until = None;
+        loop {
+            match self.schedule.step(now) {
+                HuntStep::Wait { until } => {
+                    tracing::debug!(
+                        "server hunt: every registrar failed this round, waiting {:?}",
+                        until.saturating_duration_since(now)
+                    );
+                    self.wait_until = Some(until);
+                    return None;
+                }
+                HuntStep::Try { index, deadline } => {
+                    let Some(&address) = self.registrars.get(index) else {
+                        // No registrar configured: the pass fails at once.
+                        let failure = ConnectFailure::new("no registrar is configured", None);
+                        if let Some(pass) = self.schedule.failed(index, failure) {
+                            return Some(self.pass_failed(pass));
+                        }
+                        continue;
+                    };
+                    let conn = self.next_conn;
+                    self.next_conn += 1;
+                    self.attempt = Some(Attempt {
+                        conn,
+                        index,
+                        deadline,
+                    });
+                    out.push_back(
+                        LinkAction::Connect {
+                            conn,
+                            index,
+                            registrar: address,
+                            deadline,
+                        }
+                        .into(),
+                    );
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// When the core must call [`Hunter::handle_timeout`].
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.attempt {
+            Some(a) => Some(a.deadline + ATTEMPT_GRACE),
+            None => self.wait_until.filter(|_| self.active),
+        }
+    }
+
+    /// Timers: an attempt the driver did not report in time fails (and is
+    /// closed); the end of a T5 wait starts the next round. Returns the
+    /// failures of a pass this completed.
+    pub fn handle_timeout<O: From<LinkAction>>(
+        &mut self,
+        now: Instant,
+        out: &mut VecDeque<O>,
+    ) -> Option<Vec<RegistrarFailure>> {
+        if let Some(a) = self.attempt.filter(|a| a.deadline + ATTEMPT_GRACE <= now) {
+            out.push_back(LinkAction::Close { conn: a.conn }.into());
+            let failure = ConnectFailure::new(
+                format!("no connection within {:?}", self.timeout),
+                Some(FailureKind::ConnectTimeout {
+                    after: self.timeout,
+                }),
+            );
+            return self.connect_failed(now, a.conn, failure, out);
+        }
+        if self.active && self.wait_until.is_some_and(|w| w <= now) {
+            self.wait_until = None;
+            return self.advance(now, out);
+        }
+        None
+    }
+
+    /// The driver could not make connection `conn` (SH4): the next
+    /// registrar is tried. Returns the last failure of every registrar
+    /// when this completes a pass in which all of them failed; the hunt
+    /// then pauses until [`Hunter::start`] resumes it. A report for an
+    /// attempt the hunt gave up already is ignored.
+    pub fn connect_failed<O: From<LinkAction>>(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        failure: ConnectFailure,
+        out: &mut VecDeque<O>,
+    ) -> Option<Vec<RegistrarFailure>> {
+        let a = self.attempt.filter(|a| a.conn == conn)?;
+        self.attempt = None;
+        match self.schedule.failed(a.index, failure) {
+            Some(pass) => Some(self.pass_failed(pass)),
+            None => self.advance(now, out),
+        }
+    }
+
+    /// A whole pass failed: the hunt pauses; each registrar's last failure.
+    fn pass_failed(&mut self, pass: Vec<(usize, ConnectFailure)>) -> Vec<RegistrarFailure> {
+        self.active = false;
+        let unnamed = SocketAddr::from(([0, 0, 0, 0], 0));
+        pass.into_iter()
+            .map(|(i, f)| RegistrarFailure {
+                registrar: self.registrars.get(i).copied().unwrap_or(unnamed),
+                reason: f.reason,
+                kind: f.kind,
+            })
+            .collect()
+    }
+
+    /// The driver made connection `conn` (SH3): the hunt stops and T5 is
+    /// reset. Returns the registrar, or `None` if `conn` is not the
+    /// attempt in flight (one given up): the caller closes it.
+    pub fn connected(&mut self, conn: ConnId) -> Option<SocketAddr> {
+        let a = self.attempt.filter(|a| a.conn == conn)?;
+        self.attempt = None;
+        self.active = false;
+        self.wait_until = None;
+        self.schedule.connected(a.index);
+        self.registrars.get(a.index).copied()
+    }
+
+    /// The attempt in flight (tests).
+    #[cfg(test)]
+    pub(crate) fn attempt(&self) -> Option<(ConnId, SocketAddr)> {
+        self.attempt
+            .and_then(|a| Some((a.conn, *self.registrars.get(a.index)?)))
+    }
+
+    /// Stop the hunt: an attempt in flight is closed. With `forget_round`
+    /// the next hunt starts a fresh round at once (a pool user whose
+    /// requests all failed); without, it resumes the T5 back-off.
+    pub fn stop<O: From<LinkAction>>(&mut self, forget_round: bool, out: &mut VecDeque<O>) {
+        if let Some(a) = self.attempt.take() {
+            out.push_back(LinkAction::Close { conn: a.conn }.into());
+        }
+        self.active = false;
+        self.wait_until = None;
+        if forget_round {
+            self.schedule.abandon();
+        }
     }
 }
 

@@ -14,8 +14,9 @@
 //!   timeout, T1 retransmissions and registrar failover, selection by the
 //!   pool policy ([`rserpool_handlespace::PoolUserSelection`]) skipping
 //!   failed PEs, rate-limited unreachable reports.
-//! * [`ServerHunt`] / [`connection::hunt`]: the server hunt of RFC 5352
-//!   3.6 over the configured registrar list.
+//! * [`Hunter`] / [`ServerHunt`]: the server hunt of RFC 5352 3.6 over
+//!   the configured registrar list, inside both cores: they ask their
+//!   driver for one connection at a time ([`LinkAction::Connect`]).
 //!
 //! Registrar connections are TCP with TLS ([`rserpool_security::TlsClient`],
 //! a PSK or a CA certificate), or plain TCP in the insecure lab mode
@@ -69,32 +70,58 @@
 #![warn(missing_docs)]
 
 pub mod config;
+#[cfg(feature = "driver")]
 pub mod connection;
 pub mod diagnose;
 mod error;
 pub mod hunt;
+mod inbound;
+#[cfg(feature = "driver")]
 mod link;
+#[cfg(feature = "driver")]
 mod pe;
 mod pe_core;
+#[cfg(feature = "driver")]
 mod pu;
 mod pu_core;
 
-pub use config::{ClientConfig, PoolUserSettings, RegistrarEndpoint, ReportLimits, Timers};
+#[cfg(feature = "driver")]
+pub use config::ClientConfig;
+pub use config::{PoolUserSettings, RegistrarEndpoint, ReportLimits, Timers};
 pub use diagnose::{Diagnosis, FailureKind};
-pub use error::{ClientError, RefusalDetail, RegistrarFailure};
-pub use hunt::{HuntStep, ServerHunt};
+pub use error::{ClientError, ConnectFailure, RefusalDetail, RegistrarFailure};
+pub use hunt::{HuntStep, Hunter, ServerHunt};
+#[cfg(feature = "driver")]
 pub use pe::PoolElement;
 pub use pe_core::{PeCore, PeEvent, PeOutput, PeStatus, PoolElementSpec};
+#[cfg(feature = "driver")]
 pub use pu::PoolUser;
 pub use pu_core::{PuCore, PuOutput, ReportOutcome, Token};
 
-/// Names a registrar connection of a driver, for the sans-IO cores.
+/// Names a registrar connection of a driver, for the sans-IO cores. The
+/// cores choose it ([`LinkAction::Connect`]).
 pub type ConnId = u64;
 
 /// What a sans-IO core asks of its driver's registrar link, the same for
 /// both sides ([`PeOutput::Link`], [`PuOutput::Link`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LinkAction {
+    /// Open connection `conn` to registrar `index` of the configured list
+    /// (at `registrar`), TCP and the TLS handshake, by `deadline` (server
+    /// hunt, RFC 5352 3.6). Answer with the core's `handle_connected` or
+    /// `handle_connect_failed`; a `Close` of `conn` before then means the
+    /// core gave the attempt up.
+    Connect {
+        /// The connection to open.
+        conn: ConnId,
+        /// Which registrar of the list.
+        index: usize,
+        /// Its address.
+        registrar: std::net::SocketAddr,
+        /// When to give up.
+        deadline: std::time::Instant,
+    },
     /// Send a message on a connection. If the write fails, the driver
     /// closes the connection and tells the core (`handle_disconnected`).
     Send {
@@ -103,17 +130,54 @@ pub enum LinkAction {
         /// The message.
         message: rserpool_wire::AsapMessage,
     },
-    /// Close a connection.
+    /// Close a connection, or abandon an attempt to open it.
     Close {
         /// The connection.
         conn: ConnId,
     },
-    /// Find a registrar (server hunt); answer with the core's
-    /// `handle_connected` ([`PeCore::handle_connected`],
-    /// [`PuCore::handle_connected`]) or `handle_hunt_failed`.
-    Hunt,
 }
 
+/// How a connection to a registrar is secured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LinkSecurity {
+    /// Plain TCP: the insecure lab mode, nobody is authenticated.
+    Insecure,
+    /// TLS: the registrar proved this identity (RFC 5355 2.7).
+    Tls {
+        /// Who the registrar is.
+        registrar: rserpool_security::PeerIdentity,
+    },
+}
+
+impl std::fmt::Display for LinkSecurity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LinkSecurity::Insecure => f.write_str("insecure"),
+            LinkSecurity::Tls { registrar } => write!(f, "TLS, {registrar}"),
+        }
+    }
+}
+
+/// What the driver learnt of a connection it made, for the core's
+/// `handle_connected`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Connected {
+    /// This end's address on it (what a PE registers).
+    pub local: std::net::SocketAddr,
+    /// How it is secured, and who the registrar proved to be.
+    pub security: LinkSecurity,
+}
+
+impl Connected {
+    /// A connection from `local`, secured by `security`.
+    pub fn new(local: std::net::SocketAddr, security: LinkSecurity) -> Self {
+        Connected { local, security }
+    }
+}
+
+#[cfg(feature = "driver")]
 pub(crate) use rserpool_security::random_seed;
 
 /// Expected outputs in the PE and PU core tests.
@@ -128,6 +192,17 @@ pub(crate) mod test_outputs {
         fn link(&self) -> Option<&LinkAction>;
     }
 
+    /// Where the PE and PU test cores connect from.
+    pub(crate) const LOCAL: std::net::SocketAddr = std::net::SocketAddr::new(
+        std::net::IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 7)),
+        40000,
+    );
+
+    /// What a test driver reports of a plain connection.
+    pub(crate) fn plain() -> crate::Connected {
+        crate::Connected::new(LOCAL, crate::LinkSecurity::Insecure)
+    }
+
     pub(crate) fn send<O: CoreOutput>(conn: ConnId, message: AsapMessage) -> O {
         LinkAction::Send { conn, message }.into()
     }
@@ -136,8 +211,24 @@ pub(crate) mod test_outputs {
         LinkAction::Close { conn }.into()
     }
 
-    pub(crate) fn hunt<O: CoreOutput>() -> O {
-        LinkAction::Hunt.into()
+    /// The connection attempts among `outs`: (conn, registrar index).
+    pub(crate) fn connects<O: CoreOutput>(outs: &[O]) -> Vec<(ConnId, usize)> {
+        outs.iter()
+            .filter_map(|o| match o.link() {
+                Some(LinkAction::Connect { conn, index, .. }) => Some((*conn, *index)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Whether `outs` are one connection attempt and nothing else.
+    pub(crate) fn only_hunt<O: CoreOutput>(outs: &[O]) -> bool {
+        outs.len() == 1 && hunts(outs)
+    }
+
+    /// Whether `outs` start a connection attempt.
+    pub(crate) fn hunts<O: CoreOutput>(outs: &[O]) -> bool {
+        !connects(outs).is_empty()
     }
 
     /// The messages among `outs`, with their connections.

@@ -1,24 +1,23 @@
-//! A driver's link to the registrars (tokio): at most one connection at a
-//! time with its reader task, and the server hunt running in the
-//! background, all turned into [`LinkEvent`]s for a sans-IO core. The
-//! cores decide when to hunt and what to send; this only does it.
+//! A driver's link to the registrars (tokio): the connection attempts
+//! the core asks for ([`LinkAction::Connect`]), at most one connection at
+//! a time with its reader task, all turned into [`LinkEvent`]s for a
+//! sans-IO core. The cores decide whom to connect to, when, and what to
+//! send; this only does it.
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use rserpool_security::TlsClient;
 use rserpool_wire::AsapMessage;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::config::{ClientConfig, RegistrarEndpoint};
-use crate::connection::{self, HuntFailure, MessageWriter, RegistrarConnection};
-use crate::error::RegistrarFailure;
-use crate::hunt::ServerHunt;
-use crate::{ConnId, LinkAction};
+use crate::connection::{self, ConnectError, MessageWriter, RegistrarConnection};
+use crate::error::ConnectFailure;
+use crate::{ConnId, Connected, LinkAction, LinkSecurity};
 
 /// The driver's clock, as the cores take it (follows tokio's paused clock
 /// in tests).
@@ -37,27 +36,64 @@ pub(crate) async fn sleep_until(deadline: Option<std::time::Instant>) {
 /// What happened on the link.
 #[derive(Debug)]
 pub(crate) enum LinkEvent {
-    /// The hunt made a connection.
-    Connected {
+    /// A connection the core asked for is made.
+    Connected { conn: ConnId, connected: Connected },
+    /// A connection the core asked for could not be made.
+    ConnectFailed {
         conn: ConnId,
-        registrar: SocketAddr,
-        local: SocketAddr,
+        failure: ConnectFailure,
     },
-    /// Every registrar failed in a pass of the hunt.
-    HuntFailed(Vec<RegistrarFailure>),
-    /// A message arrived.
-    Message { conn: ConnId, message: AsapMessage },
+    /// A frame (one message, not yet decoded) arrived.
+    Frame { conn: ConnId, frame: Bytes },
     /// The connection ended.
     Closed { conn: ConnId, reason: String },
 }
 
-enum ReaderEvent {
-    Message(AsapMessage),
-    Closed(String),
+/// The link inputs of a client core ([`crate::PeCore`], [`crate::PuCore`]).
+pub(crate) trait LinkInputs {
+    fn handle_connected(&mut self, now: std::time::Instant, conn: ConnId, connected: Connected);
+    fn handle_connect_failed(
+        &mut self,
+        now: std::time::Instant,
+        conn: ConnId,
+        failure: ConnectFailure,
+    );
+    fn handle_frame(&mut self, now: std::time::Instant, conn: ConnId, frame: &[u8]);
+    fn handle_disconnected(&mut self, now: std::time::Instant, conn: ConnId, reason: &str);
 }
 
-type HuntResult = Result<(usize, RegistrarConnection), Vec<RegistrarFailure>>;
-type HuntFuture = Pin<Box<dyn Future<Output = (ServerHunt<HuntFailure>, HuntResult)> + Send>>;
+macro_rules! link_inputs {
+    ($core:ty) => {
+        impl LinkInputs for $core {
+            fn handle_connected(&mut self, now: std::time::Instant, conn: ConnId, c: Connected) {
+                <$core>::handle_connected(self, now, conn, c)
+            }
+            fn handle_connect_failed(
+                &mut self,
+                now: std::time::Instant,
+                conn: ConnId,
+                f: ConnectFailure,
+            ) {
+                <$core>::handle_connect_failed(self, now, conn, f)
+            }
+            fn handle_frame(&mut self, now: std::time::Instant, conn: ConnId, frame: &[u8]) {
+                <$core>::handle_frame(self, now, conn, frame)
+            }
+            fn handle_disconnected(&mut self, now: std::time::Instant, conn: ConnId, r: &str) {
+                <$core>::handle_disconnected(self, now, conn, r)
+            }
+        }
+    };
+}
+link_inputs!(crate::PeCore);
+link_inputs!(crate::PuCore);
+
+enum TaskEvent {
+    Made(Box<RegistrarConnection>),
+    Failed(ConnectFailure),
+    Frame(Bytes),
+    Closed(String),
+}
 
 struct Active {
     id: ConnId,
@@ -72,21 +108,11 @@ pub(crate) struct Link {
     tls: Option<TlsClient>,
     io_timeout: Duration,
     max_message_len: usize,
-    /// The hunt schedule while no hunt runs (the hunt future owns it
-    /// meanwhile).
-    schedule: Option<ServerHunt<HuntFailure>>,
-    hunting: Option<HuntFuture>,
+    /// The connection attempt under way.
+    attempt: Option<(ConnId, JoinHandle<()>)>,
     active: Option<Active>,
-    next_id: ConnId,
-    tx: mpsc::Sender<(ConnId, ReaderEvent)>,
-    rx: mpsc::Receiver<(ConnId, ReaderEvent)>,
-}
-
-async fn hunt_done(h: &mut Option<HuntFuture>) -> (ServerHunt<HuntFailure>, HuntResult) {
-    match h {
-        Some(f) => f.await,
-        None => std::future::pending().await,
-    }
+    tx: mpsc::Sender<(ConnId, TaskEvent)>,
+    rx: mpsc::Receiver<(ConnId, TaskEvent)>,
 }
 
 impl Link {
@@ -97,81 +123,109 @@ impl Link {
             tls: config.tls.clone(),
             io_timeout: config.timers.connect_timeout,
             max_message_len: config.max_message_len,
-            schedule: Some(ServerHunt::new(config.registrars.len(), &config.timers)),
-            hunting: None,
+            attempt: None,
             active: None,
-            next_id: 1,
             tx,
             rx,
         }
     }
 
-    /// Start (or resume) the server hunt, unless one is running.
-    fn start_hunt(&mut self) {
-        if self.hunting.is_some() {
-            return;
+    /// Start connection attempt `conn` to registrar `index`, to end by
+    /// `deadline`; a previous attempt is abandoned.
+    fn connect(&mut self, conn: ConnId, index: usize, deadline: std::time::Instant) {
+        if let Some((_, old)) = self.attempt.take() {
+            old.abort();
         }
-        let Some(mut schedule) = self.schedule.take() else {
-            return;
-        };
         let endpoints = self.endpoints.clone();
         let tls = self.tls.clone();
         let max = self.max_message_len;
-        self.hunting = Some(Box::pin(async move {
-            let r = connection::hunt(&mut schedule, &endpoints, tls.as_ref(), max).await;
-            (schedule, r)
-        }));
-    }
-
-    /// Forget the hunt's round after a failed pass, so that the next hunt
-    /// tries at once (a pool user starts one per request).
-    pub(crate) fn reset_hunt(&mut self) {
-        if let Some(s) = &mut self.schedule {
-            s.abandon();
-        }
+        let tx = self.tx.clone();
+        let task = tokio::spawn(async move {
+            let event = match endpoints.get(index) {
+                None => TaskEvent::Failed(ConnectFailure::new("not configured", None)),
+                Some(endpoint) => {
+                    let budget = deadline.saturating_duration_since(now());
+                    match connection::connect(endpoint, tls.as_ref(), budget, max).await {
+                        Ok(c) => {
+                            tracing::debug!(registrar = %endpoint, "server hunt: connected");
+                            TaskEvent::Made(Box::new(c))
+                        }
+                        Err(e) => TaskEvent::Failed(attempt_failed(endpoint, endpoints.len(), &e)),
+                    }
+                }
+            };
+            let _ = tx.send((conn, event)).await;
+        });
+        self.attempt = Some((conn, task));
     }
 
     /// The next event. Cancel-safe.
     pub(crate) async fn next(&mut self) -> LinkEvent {
         loop {
-            tokio::select! {
-                ev = self.rx.recv() => match ev {
-                    Some((conn, ReaderEvent::Message(message))) => {
-                        return LinkEvent::Message { conn, message }
+            // The link holds a sender: `recv` never ends.
+            let Some((conn, event)) = self.rx.recv().await else {
+                continue;
+            };
+            match event {
+                TaskEvent::Frame(frame) => return LinkEvent::Frame { conn, frame },
+                TaskEvent::Closed(reason) => return LinkEvent::Closed { conn, reason },
+                TaskEvent::Failed(failure) => {
+                    if self.attempt.as_ref().is_some_and(|(c, _)| *c == conn) {
+                        self.attempt = None;
                     }
-                    Some((conn, ReaderEvent::Closed(reason))) => {
-                        return LinkEvent::Closed { conn, reason }
+                    return LinkEvent::ConnectFailed { conn, failure };
+                }
+                TaskEvent::Made(c) => {
+                    if !self.attempt.as_ref().is_some_and(|(c, _)| *c == conn) {
+                        // Abandoned meanwhile: drop it.
+                        continue;
                     }
-                    // The link holds a sender: never.
-                    None => continue,
-                },
-                (schedule, result) = hunt_done(&mut self.hunting) => {
-                    self.hunting = None;
-                    self.schedule = Some(schedule);
-                    return match result {
-                        Ok((_, conn)) => self.install(conn),
-                        Err(failures) => LinkEvent::HuntFailed(failures),
-                    };
+                    self.attempt = None;
+                    return self.install(conn, *c);
                 }
             }
         }
     }
 
-    fn install(&mut self, conn: RegistrarConnection) -> LinkEvent {
+    /// Give `event` to `core`.
+    pub(crate) fn deliver(
+        &mut self,
+        now: std::time::Instant,
+        event: LinkEvent,
+        core: &mut impl LinkInputs,
+    ) {
+        match event {
+            LinkEvent::Connected { conn, connected } => core.handle_connected(now, conn, connected),
+            LinkEvent::ConnectFailed { conn, failure } => {
+                core.handle_connect_failed(now, conn, failure)
+            }
+            LinkEvent::Frame { conn, frame } => core.handle_frame(now, conn, &frame),
+            LinkEvent::Closed { conn, reason } => {
+                self.close(conn);
+                core.handle_disconnected(now, conn, &reason);
+            }
+        }
+    }
+
+    fn install(&mut self, id: ConnId, conn: RegistrarConnection) -> LinkEvent {
         if let Some(old) = self.active.take() {
             old.reader.abort();
         }
-        let id = self.next_id;
-        self.next_id += 1;
         let registrar = conn.registrar().address;
-        let local = conn.local_addr();
+        let security = match conn.identity() {
+            Some(registrar) => LinkSecurity::Tls {
+                registrar: registrar.clone(),
+            },
+            None => LinkSecurity::Insecure,
+        };
+        let connected = Connected::new(conn.local_addr(), security);
         let (mut reader, writer) = conn.split();
         let tx = self.tx.clone();
         let reader = tokio::spawn(async move {
             let reason = loop {
-                match reader.recv().await {
-                    Ok(Some(m)) => {
-                        if tx.send((id, ReaderEvent::Message(m))).await.is_err() {
+                match reader.recv_frame().await {
+                    Ok(Some(frame)) => {
+                        if tx.send((id, TaskEvent::Frame(frame))).await.is_err() {
                             return;
                         }
                     }
@@ -179,7 +233,7 @@ impl Link {
                     Err(e) => break e.reason(),
                 }
             };
-            let _ = tx.send((id, ReaderEvent::Closed(reason))).await;
+            let _ = tx.send((id, TaskEvent::Closed(reason))).await;
         });
         self.active = Some(Active {
             id,
@@ -189,8 +243,7 @@ impl Link {
         });
         LinkEvent::Connected {
             conn: id,
-            registrar,
-            local,
+            connected,
         }
     }
 
@@ -206,8 +259,13 @@ impl Link {
                 self.close(conn);
                 Ok(())
             }
-            LinkAction::Hunt => {
-                self.start_hunt();
+            LinkAction::Connect {
+                conn,
+                index,
+                deadline,
+                ..
+            } => {
+                self.connect(conn, index, deadline);
                 Ok(())
             }
         }
@@ -231,8 +289,13 @@ impl Link {
         }
     }
 
-    /// Drop connection `conn`.
+    /// Drop connection `conn`, or abandon the attempt to make it.
     pub(crate) fn close(&mut self, conn: ConnId) {
+        if self.attempt.as_ref().is_some_and(|(c, _)| *c == conn) {
+            if let Some((_, task)) = self.attempt.take() {
+                task.abort();
+            }
+        }
         if self.active.as_ref().is_some_and(|a| a.id == conn) {
             if let Some(a) = self.active.take() {
                 a.reader.abort();
@@ -242,7 +305,9 @@ impl Link {
 
     /// Close everything, the connection gracefully (bounded in time).
     pub(crate) async fn shutdown(&mut self) {
-        self.hunting = None;
+        if let Some((_, task)) = self.attempt.take() {
+            task.abort();
+        }
         if let Some(mut a) = self.active.take() {
             a.reader.abort();
             let _ = tokio::time::timeout(self.io_timeout, a.writer.shutdown()).await;
@@ -252,8 +317,36 @@ impl Link {
 
 impl Drop for Link {
     fn drop(&mut self) {
+        if let Some((_, task)) = self.attempt.take() {
+            task.abort();
+        }
         if let Some(a) = self.active.take() {
             a.reader.abort();
         }
     }
+}
+
+/// Log a failed attempt and say what the core should know of it.
+fn attempt_failed(
+    endpoint: &RegistrarEndpoint,
+    count: usize,
+    error: &ConnectError,
+) -> ConnectFailure {
+    let diagnosis = error.diagnosis();
+    if count > 1 && matches!(error, ConnectError::Tls { .. }) {
+        // RFC 5355 2.7: a registrar that does not prove its identity may
+        // be a rogue one; the hunt goes on.
+        tracing::warn!(
+            server_name = %endpoint.server_name,
+            "server hunt: registrar {endpoint}: {diagnosis}; trying the next registrar"
+        );
+    } else {
+        // A single registrar's failure is the hunt's result, which the
+        // core reports.
+        tracing::info!(
+            server_name = %endpoint.server_name,
+            "server hunt: registrar {endpoint}: {diagnosis}"
+        );
+    }
+    ConnectFailure::new(diagnosis.to_string(), Some(diagnosis.kind))
 }

@@ -84,6 +84,7 @@ impl PoolElement {
             );
         }
         let mut core = PeCore::new(
+            config.registrars.iter().map(|r| r.address).collect(),
             config.timers,
             config.registration_lifetime,
             crate::random_seed(),
@@ -233,21 +234,7 @@ impl Driver {
                     self.commands_open = false;
                     self.core.deregister_all(now);
                 }
-                Wake::Link(LinkEvent::Connected {
-                    conn,
-                    registrar,
-                    local,
-                }) => self.core.handle_connected(now, conn, registrar, local.ip()),
-                Wake::Link(LinkEvent::HuntFailed(failures)) => {
-                    self.core.handle_hunt_failed(now, &failures)
-                }
-                Wake::Link(LinkEvent::Message { conn, message }) => {
-                    self.core.handle_message(now, conn, message)
-                }
-                Wake::Link(LinkEvent::Closed { conn, reason }) => {
-                    self.link.close(conn);
-                    self.core.handle_disconnected(now, conn, &reason);
-                }
+                Wake::Link(event) => self.link.deliver(now, event, &mut self.core),
                 Wake::Timer => self.core.handle_timeout(now),
             }
         }

@@ -20,8 +20,10 @@ use rserpool_wire::{
 };
 
 use crate::config::{check_lifetime, reregistration_interval, Timers};
-use crate::error::{ClientError, RefusalDetail, RegistrarFailure};
-use crate::{ConnId, LinkAction};
+use crate::error::{ClientError, ConnectFailure, RefusalDetail, RegistrarFailure};
+use crate::hunt::Hunter;
+use crate::inbound::{take_frame, Inbound};
+use crate::{ConnId, Connected, LinkAction};
 
 /// What a pool element registers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,8 +143,9 @@ pub enum PeEvent {
 /// What the core asks of its driver.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeOutput {
-    /// Send, close or hunt on the registrar link; a hunt is answered with
-    /// [`PeCore::handle_connected`] or [`PeCore::handle_hunt_failed`].
+    /// Connect, send or close on the registrar link; a connection attempt
+    /// is answered with [`PeCore::handle_connected`] or
+    /// [`PeCore::handle_connect_failed`].
     Link(LinkAction),
     /// Tell the application.
     Event(PeEvent),
@@ -213,13 +216,15 @@ impl Element {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Link {
+    /// No connection (the hunter may be making one).
     Down,
-    Hunting,
     Up {
         conn: ConnId,
         registrar: SocketAddr,
         local: IpAddr,
         home: Option<u32>,
+        /// Frames on it that did not decode.
+        malformed: u32,
     },
 }
 
@@ -231,14 +236,22 @@ pub struct PeCore {
     rng: SmallRng,
     elements: Vec<Element>,
     link: Link,
+    hunter: Hunter,
     outputs: VecDeque<PeOutput>,
 }
 
 impl PeCore {
-    /// A core with these timers and default registration lifetime; `seed`
-    /// seeds the PE identifiers it draws.
-    pub fn new(timers: Timers, default_lifetime: Duration, seed: u64) -> Self {
+    /// A core that hunts over `registrars` (in this order), with these
+    /// timers and default registration lifetime; `seed` seeds the PE
+    /// identifiers it draws.
+    pub fn new(
+        registrars: Vec<SocketAddr>,
+        timers: Timers,
+        default_lifetime: Duration,
+        seed: u64,
+    ) -> Self {
         PeCore {
+            hunter: Hunter::new(registrars, &timers),
             timers,
             default_lifetime,
             rng: SmallRng::seed_from_u64(seed),
@@ -286,7 +299,7 @@ impl PeCore {
         if matches!(self.link, Link::Up { .. }) {
             self.register(now, i);
         } else {
-            self.hunt_if_needed();
+            self.hunt_if_needed(now);
         }
         Ok(identifier)
     }
@@ -341,7 +354,7 @@ impl PeCore {
                     conn: None,
                     deadline,
                 };
-                self.hunt_if_needed();
+                self.hunt_if_needed(now);
             }
         }
     }
@@ -370,15 +383,14 @@ impl PeCore {
         }
     }
 
-    /// The driver made a connection to `registrar`; `local` is this end's
-    /// address on it.
-    pub fn handle_connected(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        registrar: SocketAddr,
-        local: IpAddr,
-    ) {
+    /// The driver made connection `conn`, which the core asked for
+    /// ([`LinkAction::Connect`]). A connection the core no longer wants
+    /// is closed.
+    pub fn handle_connected(&mut self, now: Instant, conn: ConnId, connected: Connected) {
+        let Some(registrar) = self.hunter.connected(conn) else {
+            self.outputs.push_back(LinkAction::Close { conn }.into());
+            return;
+        };
         if let Link::Up { conn: old, .. } = self.link {
             self.outputs
                 .push_back(LinkAction::Close { conn: old }.into());
@@ -388,12 +400,13 @@ impl PeCore {
             self.link = Link::Down;
             return;
         }
-        tracing::info!(%registrar, "connected to a registrar");
+        tracing::info!(%registrar, security = %connected.security, "connected to a registrar");
         self.link = Link::Up {
             conn,
             registrar,
-            local,
+            local: connected.local.ip(),
             home: None,
+            malformed: 0,
         };
         for i in 0..self.elements.len() {
             match self.elements[i].state {
@@ -418,14 +431,21 @@ impl PeCore {
         }
     }
 
+    /// The driver could not make connection `conn` (RFC 5352 3.6 SH4):
+    /// the hunt tries the next registrar.
+    pub fn handle_connect_failed(&mut self, now: Instant, conn: ConnId, failure: ConnectFailure) {
+        if let Some(pass) = self
+            .hunter
+            .connect_failed(now, conn, failure, &mut self.outputs)
+        {
+            self.hunt_pass_failed(now, &pass);
+        }
+    }
+
     /// A pass of the server hunt failed. PEs that were never registered
     /// count it as a failed attempt; the hunt goes on while any PE needs
     /// a registrar.
-    pub fn handle_hunt_failed(&mut self, _now: Instant, failures: &[RegistrarFailure]) {
-        if self.link != Link::Hunting {
-            return;
-        }
-        self.link = Link::Down;
+    fn hunt_pass_failed(&mut self, now: Instant, failures: &[RegistrarFailure]) {
         tracing::warn!(
             "no registrar reachable: {}",
             failures
@@ -440,7 +460,31 @@ impl PeCore {
             }));
         let error = ClientError::NoRegistrar(failures.to_vec());
         self.count_failed_attempt(&error);
-        self.hunt_if_needed();
+        self.hunt_if_needed(now);
+    }
+
+    /// A frame arrived on connection `conn` (one ASAP message, as
+    /// [`rserpool_wire::framing::ChannelCodec`] cuts them). What does not
+    /// decode is reported and skipped; a registrar that keeps sending
+    /// such frames is given up ([`crate::inbound`]).
+    pub fn handle_frame(&mut self, now: Instant, conn: ConnId, frame: &[u8]) {
+        let Link::Up {
+            conn: current,
+            registrar,
+            ref mut malformed,
+            ..
+        } = self.link
+        else {
+            return;
+        };
+        if conn != current {
+            return;
+        }
+        match take_frame(conn, registrar, frame, malformed, &mut self.outputs) {
+            Inbound::Message(m) => self.handle_message(now, conn, m),
+            Inbound::Skipped => {}
+            Inbound::GiveUp(reason) => self.lose_registrar(now, reason, false),
+        }
     }
 
     /// A message arrived on connection `conn`.
@@ -491,8 +535,12 @@ impl PeCore {
         }
     }
 
-    /// Timers: T2, T3, T4 and the back-off after a refusal.
+    /// Timers: T2, T3, T4, the back-off after a refusal and the server
+    /// hunt's.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(pass) = self.hunter.handle_timeout(now, &mut self.outputs) {
+            self.hunt_pass_failed(now, &pass);
+        }
         // T3: deregistrations not answered in time are given up.
         let mut i = 0;
         while i < self.elements.len() {
@@ -538,11 +586,12 @@ impl PeCore {
                 _ => {}
             }
         }
-        self.hunt_if_needed();
+        self.hunt_if_needed(now);
     }
 
     /// The earliest deadline the driver must wake for.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let hunt = self.hunter.poll_timeout();
         self.elements
             .iter()
             .filter_map(|e| match e.state {
@@ -553,6 +602,7 @@ impl PeCore {
                 State::Backoff { until } => Some(until),
                 State::Pending => None,
             })
+            .chain(hunt)
             .min()
     }
 
@@ -639,6 +689,7 @@ impl PeCore {
             self.outputs.push_back(LinkAction::Close { conn }.into());
         }
         self.link = Link::Down;
+        self.hunter.stop(false, &mut self.outputs);
     }
 
     /// Send ASAP_REGISTRATION for element `i` (RFC 5352 3.1 R2-R4).
@@ -679,7 +730,7 @@ impl PeCore {
     /// 5352 3.6: a PE that fails to communicate with its home registrar
     /// must establish a new one). `registration_timeout` when T2 expired,
     /// which counts as a failed attempt.
-    fn lose_registrar(&mut self, _now: Instant, reason: String, registration_timeout: bool) {
+    fn lose_registrar(&mut self, now: Instant, reason: String, registration_timeout: bool) {
         let Link::Up {
             conn, registrar, ..
         } = self.link
@@ -711,7 +762,7 @@ impl PeCore {
             };
             self.count_failed_attempt(&error);
         }
-        self.hunt_if_needed();
+        self.hunt_if_needed(now);
     }
 
     /// A registration attempt of every waiting PE failed; PEs that were
@@ -742,8 +793,8 @@ impl PeCore {
         }
     }
 
-    fn hunt_if_needed(&mut self) {
-        if self.link != Link::Down {
+    fn hunt_if_needed(&mut self, now: Instant) {
+        if self.link != Link::Down || self.hunter.is_active() {
             return;
         }
         let needed = self.elements.iter().any(|e| {
@@ -753,8 +804,9 @@ impl PeCore {
             )
         });
         if needed {
-            self.link = Link::Hunting;
-            self.outputs.push_back(LinkAction::Hunt.into());
+            if let Some(pass) = self.hunter.start(now, &mut self.outputs) {
+                self.hunt_pass_failed(now, &pass);
+            }
         }
     }
 
@@ -929,7 +981,23 @@ mod tests {
     use rserpool_wire::{Cause, Policy};
 
     use super::*;
-    use crate::test_outputs::{close, hunt, sends, CoreOutput};
+    use crate::test_outputs::{close, connects, hunts, only_hunt, plain, sends, CoreOutput};
+
+    /// Connect `c` as its hunt asks, asserting that the attempt is `conn`
+    /// to `registrar` (a hunt is started if none runs, as a driver whose
+    /// core asked earlier would).
+    fn connect(c: &mut PeCore, t: Instant, conn: ConnId, registrar: SocketAddr) {
+        if c.hunter.attempt().is_none() {
+            let mut scratch = VecDeque::<PeOutput>::new();
+            c.hunter.start(t, &mut scratch);
+        }
+        assert_eq!(
+            c.hunter.attempt(),
+            Some((conn, registrar)),
+            "the hunt's attempt"
+        );
+        c.handle_connected(t, conn, plain());
+    }
 
     impl CoreOutput for PeOutput {
         fn link(&self) -> Option<&LinkAction> {
@@ -962,7 +1030,7 @@ mod tests {
     }
 
     fn core() -> PeCore {
-        PeCore::new(Timers::default(), s(30), 7)
+        PeCore::new(vec![REG1, REG2], Timers::default(), s(30), 7)
     }
 
     fn drain(c: &mut PeCore) -> Vec<PeOutput> {
@@ -1016,7 +1084,7 @@ mod tests {
     fn registered(t0: Instant) -> PeCore {
         let mut c = core();
         c.add_element(t0, spec(42)).expect("add");
-        c.handle_connected(t0, 1, REG1, LOCAL);
+        connect(&mut c, t0, 1, REG1);
         c.handle_message(t0, 1, accepted(42));
         drain(&mut c);
         c
@@ -1027,8 +1095,8 @@ mod tests {
         let t0 = Instant::now();
         let mut c = core();
         assert_eq!(c.add_element(t0, spec(42)).expect("add"), 42);
-        assert_eq!(drain(&mut c), vec![hunt()]);
-        c.handle_connected(t0, 1, REG1, LOCAL);
+        assert!(only_hunt(&drain(&mut c)));
+        connect(&mut c, t0, 1, REG1);
         let out = drain(&mut c);
         let sent = sends(&out);
         assert_eq!(sent.len(), 1);
@@ -1095,7 +1163,7 @@ mod tests {
             },
         )
         .expect("add");
-        c.handle_connected(t0, 1, REG1, LOCAL);
+        connect(&mut c, t0, 1, REG1);
         let out = drain(&mut c);
         let pe = registered_element(&sends(&out)[0].1).clone();
         assert_eq!(pe.registration_life, 1500);
@@ -1161,13 +1229,13 @@ mod tests {
         let t0 = Instant::now();
         let mut c = core();
         c.add_element(t0, spec(42)).expect("add");
-        c.handle_connected(t0, 1, REG1, LOCAL);
+        connect(&mut c, t0, 1, REG1);
         drain(&mut c);
         let t2 = t0 + s(30);
         c.handle_timeout(t2);
         let out = drain(&mut c);
         assert!(out.contains(&close(1)));
-        assert!(out.contains(&hunt()));
+        assert!(hunts(&out));
         assert!(matches!(
             events(&out)[..],
             [PeEvent::RegistrarLost {
@@ -1178,7 +1246,7 @@ mod tests {
         // A message on the old connection is ignored.
         c.handle_message(t2, 1, accepted(42));
         assert!(drain(&mut c).is_empty());
-        c.handle_connected(t2, 2, REG2, LOCAL);
+        connect(&mut c, t2, 2, REG2);
         let out = drain(&mut c);
         assert_eq!(registered_element(&sends(&out)[0].1).identifier, 42);
         c.handle_timeout(t2 + s(30));
@@ -1195,34 +1263,74 @@ mod tests {
             "{ev:?}"
         );
         assert!(out.contains(&close(2)));
-        assert!(!out.contains(&hunt()));
+        assert!(!hunts(&out));
         assert!(c.is_finished());
+    }
+
+    /// Fail `n` connection attempts of the hunt ("connection refused"),
+    /// waiting out T5 where the hunt waits for it; returns the time then
+    /// and what `c` output meanwhile.
+    fn fail_attempts(c: &mut PeCore, mut t: Instant, n: usize) -> (Instant, Vec<PeOutput>) {
+        let mut out = Vec::new();
+        let mut failed = 0;
+        while failed < n {
+            match c.hunter.attempt() {
+                Some((conn, _)) => {
+                    c.handle_connect_failed(t, conn, refused_attempt());
+                    failed += 1;
+                }
+                None => {
+                    t = c.poll_timeout().expect("the hunt waits for T5");
+                    c.handle_timeout(t);
+                }
+            }
+            out.extend(drain(c));
+        }
+        (t, out)
+    }
+
+    fn refused_attempt() -> ConnectFailure {
+        ConnectFailure::new("connection refused", None)
+    }
+
+    fn refused_by_both() -> Vec<RegistrarFailure> {
+        [REG1, REG2]
+            .into_iter()
+            .map(|registrar| RegistrarFailure {
+                registrar,
+                reason: "connection refused".into(),
+                kind: None,
+            })
+            .collect()
     }
 
     #[test]
     fn failed_hunt_passes_give_up_a_never_registered_pe_only() {
         let t0 = Instant::now();
-        let failures = vec![RegistrarFailure {
-            registrar: REG1,
-            reason: "connection refused".into(),
-            kind: None,
-        }];
+        let failures = refused_by_both();
         let mut c = core();
         c.add_element(t0, spec(42)).expect("add");
-        drain(&mut c);
-        c.handle_hunt_failed(t0, &failures);
-        let out = drain(&mut c);
+        assert_eq!(connects(&drain(&mut c)), vec![(1, 0)]);
+        let (t, out) = fail_attempts(&mut c, t0, 2);
         assert_eq!(
-            out,
-            vec![
-                PeOutput::Event(PeEvent::NoRegistrar {
-                    failures: failures.clone()
-                }),
-                hunt()
-            ]
+            connects(&out),
+            vec![(2, 1)],
+            "the second registrar is tried"
         );
-        c.handle_hunt_failed(t0, &failures);
-        let ev = events(&drain(&mut c));
+        assert_eq!(
+            events(&out),
+            vec![PeEvent::NoRegistrar {
+                failures: failures.clone()
+            }]
+        );
+        // Both failed at once: the hunt waits for T5 rather than spinning.
+        assert_eq!(c.hunter.attempt(), None);
+        assert_eq!(
+            c.poll_timeout(),
+            Some(t0 + Timers::default().t5_server_hunt)
+        );
+        let (_, out) = fail_attempts(&mut c, t, 2);
+        let ev = events(&out);
         assert_eq!(
             ev[1],
             PeEvent::RegistrationFailed {
@@ -1231,27 +1339,37 @@ mod tests {
             }
         );
         assert!(c.is_finished());
+        assert_eq!(c.poll_timeout(), None, "the hunt stops with the last PE");
 
         // A PE that was registered keeps hunting.
         let mut c = registered(t0);
         c.handle_disconnected(t0, 1, "reset by peer");
         let out = drain(&mut c);
         assert_eq!(
-            out,
-            vec![
+            out[..2],
+            [
                 close(1),
                 PeOutput::Event(PeEvent::RegistrarLost {
                     registrar: REG1,
                     reason: "reset by peer".into()
                 }),
-                hunt()
             ]
         );
+        assert_eq!(
+            connects(&out),
+            vec![(2, 1)],
+            "a new home is another registrar"
+        );
+        let mut t = t0;
         for _ in 0..5 {
-            c.handle_hunt_failed(t0, &failures);
-            assert!(drain(&mut c).contains(&hunt()));
+            let (t1, out) = fail_attempts(&mut c, t, 2);
+            assert!(events(&out).contains(&PeEvent::NoRegistrar {
+                failures: failures.clone()
+            }));
+            t = t1;
         }
         assert!(!c.is_finished());
+        assert!(c.poll_timeout().is_some());
     }
 
     #[test]
@@ -1263,9 +1381,13 @@ mod tests {
         c.handle_disconnected(t0, 1, "closed by the registrar");
         drain(&mut c);
         assert_eq!(c.status(42).map(|s| s.registered), Some(false));
-        assert_eq!(c.poll_timeout(), None);
+        // Nothing is due but the connection attempt.
+        assert_eq!(
+            c.poll_timeout(),
+            Some(t0 + Timers::default().connect_timeout + crate::hunt::ATTEMPT_GRACE)
+        );
         let t1 = t0 + s(2);
-        c.handle_connected(t1, 2, REG2, LOCAL);
+        connect(&mut c, t1, 2, REG2);
         let out = drain(&mut c);
         let sent = sends(&out);
         assert_eq!(sent[0].0, 2);
@@ -1351,7 +1473,7 @@ mod tests {
         assert_eq!(registered_element(&sends(&out)[0].1).home_registrar, 9);
         // A new connection forgets the old home.
         c.handle_disconnected(t0 + s(16), 1, "gone");
-        c.handle_connected(t0 + s(16), 2, REG2, LOCAL);
+        connect(&mut c, t0 + s(16), 2, REG2);
         let out = drain(&mut c);
         assert_eq!(registered_element(&sends(&out)[0].1).home_registrar, 0);
         // H flag with no home known: adopt (KA2.4 "or it is not set").
@@ -1370,7 +1492,7 @@ mod tests {
         let t0 = Instant::now();
         let mut c = core();
         c.add_element(t0, spec(42)).expect("add");
-        c.handle_connected(t0, 1, REG1, LOCAL);
+        connect(&mut c, t0, 1, REG1);
         drain(&mut c);
         c.handle_message(t0, 1, refused(42, CauseCode::RejectedSecurity));
         let out = drain(&mut c);
@@ -1398,7 +1520,7 @@ mod tests {
         let t0 = Instant::now();
         let mut c = core();
         c.add_element(t0, spec(42)).expect("add");
-        c.handle_connected(t0, 1, REG1, LOCAL);
+        connect(&mut c, t0, 1, REG1);
         drain(&mut c);
         let info = Policy::RoundRobin.to_tlv().expect("encodes");
         let refusal = |info: Vec<u8>| AsapMessage::RegistrationResponse {
@@ -1437,7 +1559,7 @@ mod tests {
         // Information that does not decode leaves just the code.
         let mut c = core();
         c.add_element(t0, spec(42)).expect("add");
-        c.handle_connected(t0, 1, REG1, LOCAL);
+        connect(&mut c, t0, 1, REG1);
         drain(&mut c);
         c.handle_message(t0, 1, refusal(vec![0xde, 0xad]));
         assert!(matches!(
@@ -1593,7 +1715,7 @@ mod tests {
         drain(&mut c);
         c.deregister(t0, 42);
         assert!(drain(&mut c).is_empty(), "already hunting");
-        c.handle_connected(t0 + s(1), 2, REG2, LOCAL);
+        connect(&mut c, t0 + s(1), 2, REG2);
         assert_eq!(
             sends(&drain(&mut c)),
             vec![(

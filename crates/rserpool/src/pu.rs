@@ -52,7 +52,13 @@ impl PoolUser {
         }
         let (commands, rx) = mpsc::channel(64);
         let driver = Driver {
-            core: PuCore::new(&config, crate::random_seed()),
+            core: PuCore::new(
+                config.registrars.iter().map(|r| r.address).collect(),
+                config.timers,
+                config.pool_user,
+                config.reports,
+                crate::random_seed(),
+            ),
             link: Link::new(&config),
             commands: rx,
             next_token: 1,
@@ -156,22 +162,7 @@ impl Driver {
             match wake {
                 Wake::Command(None) => break,
                 Wake::Command(Some(c)) => self.command(c),
-                Wake::Link(LinkEvent::Connected {
-                    conn, registrar, ..
-                }) => self.core.handle_connected(now, conn, registrar),
-                Wake::Link(LinkEvent::HuntFailed(failures)) => {
-                    self.core.handle_hunt_failed(now, &failures);
-                    // The next request hunts afresh rather than waiting for
-                    // the T5 back-off of this one.
-                    self.link.reset_hunt();
-                }
-                Wake::Link(LinkEvent::Message { conn, message }) => {
-                    self.core.handle_message(now, conn, message)
-                }
-                Wake::Link(LinkEvent::Closed { conn, reason }) => {
-                    self.link.close(conn);
-                    self.core.handle_disconnected(now, conn, &reason);
-                }
+                Wake::Link(event) => self.link.deliver(now, event, &mut self.core),
                 Wake::Timer => self.core.handle_timeout(now),
             }
         }

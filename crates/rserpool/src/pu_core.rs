@@ -20,9 +20,11 @@ use rand::SeedableRng;
 use rserpool_handlespace::PoolUserSelection;
 use rserpool_wire::{AsapMessage, CauseCode, OperationError, PoolElement, PoolHandle};
 
-use crate::config::{ClientConfig, PoolUserSettings, ReportLimits, Timers};
-use crate::error::{ClientError, RegistrarFailure};
-use crate::{ConnId, LinkAction};
+use crate::config::{PoolUserSettings, ReportLimits, Timers};
+use crate::error::{ClientError, ConnectFailure, RegistrarFailure};
+use crate::hunt::Hunter;
+use crate::inbound::{take_frame, Inbound};
+use crate::{ConnId, Connected, LinkAction};
 
 /// Names one waiting caller of a [`PuCore`].
 pub type Token = u64;
@@ -30,8 +32,9 @@ pub type Token = u64;
 /// What the core asks of its driver.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PuOutput {
-    /// Send, close or hunt on the registrar link; a hunt is answered with
-    /// [`PuCore::handle_connected`] or [`PuCore::handle_hunt_failed`].
+    /// Connect, send or close on the registrar link; a connection attempt
+    /// is answered with [`PuCore::handle_connected`] or
+    /// [`PuCore::handle_connect_failed`].
     Link(LinkAction),
     /// The answer to [`PuCore::resolve`].
     Resolved {
@@ -107,9 +110,14 @@ struct Request {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Link {
+    /// No connection (the hunter may be making one).
     Down,
-    Hunting,
-    Up { conn: ConnId, registrar: SocketAddr },
+    Up {
+        conn: ConnId,
+        registrar: SocketAddr,
+        /// Frames on it that did not decode.
+        malformed: u32,
+    },
 }
 
 /// A token bucket: `rate` per second, at most `rate` at once.
@@ -156,6 +164,7 @@ pub struct PuCore {
     registrar_count: usize,
     rng: SmallRng,
     link: Link,
+    hunter: Hunter,
     cache: BTreeMap<PoolHandle, CacheEntry>,
     requests: Vec<Request>,
     /// PEs reported unreachable: skipped until then.
@@ -168,20 +177,29 @@ pub struct PuCore {
 }
 
 impl PuCore {
-    /// A core for `config`; `seed` seeds the random selection policies.
-    pub fn new(config: &ClientConfig, seed: u64) -> Self {
+    /// A core that hunts over `registrars` (in this order) with these
+    /// timers, settings and report limits; `seed` seeds the random
+    /// selection policies.
+    pub fn new(
+        registrars: Vec<SocketAddr>,
+        timers: Timers,
+        settings: PoolUserSettings,
+        limits: ReportLimits,
+        seed: u64,
+    ) -> Self {
         PuCore {
-            timers: config.timers,
-            settings: config.pool_user,
-            limits: config.reports,
-            registrar_count: config.registrars.len().max(1),
+            timers,
+            settings,
+            limits,
+            registrar_count: registrars.len().max(1),
+            hunter: Hunter::new(registrars, &timers),
             rng: SmallRng::seed_from_u64(seed),
             link: Link::Down,
             cache: BTreeMap::new(),
             requests: Vec::new(),
             failed: BTreeMap::new(),
             reported: BTreeMap::new(),
-            bucket: Bucket::new(config.reports.max_per_second),
+            bucket: Bucket::new(limits.max_per_second),
             pending_reports: VecDeque::new(),
             outputs: VecDeque::new(),
         }
@@ -272,7 +290,7 @@ impl PuCore {
                     self.pending_reports.pop_front();
                 }
                 self.pending_reports.push_back(message);
-                self.hunt();
+                self.hunt(now);
             }
         }
         ReportOutcome::Reported
@@ -290,15 +308,25 @@ impl PuCore {
             .map(|e| (e.elements.as_slice(), now < e.stale_at))
     }
 
-    /// The driver made a connection to `registrar`: outstanding requests
-    /// and reports go there (RFC 5352 3.7.1: requests are re-sent to the
-    /// new registrar).
-    pub fn handle_connected(&mut self, now: Instant, conn: ConnId, registrar: SocketAddr) {
+    /// The driver made connection `conn`, which the core asked for
+    /// ([`LinkAction::Connect`]): outstanding requests and reports go
+    /// there (RFC 5352 3.7.1: requests are re-sent to the new registrar).
+    /// A connection the core no longer wants is closed.
+    pub fn handle_connected(&mut self, now: Instant, conn: ConnId, connected: Connected) {
+        let Some(registrar) = self.hunter.connected(conn) else {
+            self.outputs.push_back(LinkAction::Close { conn }.into());
+            return;
+        };
         if let Link::Up { conn: old, .. } = self.link {
             self.outputs
                 .push_back(LinkAction::Close { conn: old }.into());
         }
-        self.link = Link::Up { conn, registrar };
+        tracing::debug!(%registrar, security = %connected.security, "connected to a registrar");
+        self.link = Link::Up {
+            conn,
+            registrar,
+            malformed: 0,
+        };
         for i in 0..self.requests.len() {
             self.requests[i].sent = 0;
             self.transmit(now, i, conn);
@@ -315,6 +343,7 @@ impl PuCore {
         let Link::Up {
             conn: current,
             registrar,
+            ..
         } = self.link
         else {
             return;
@@ -331,14 +360,22 @@ impl PuCore {
         self.move_requests(now, registrar, reason, false);
     }
 
+    /// The driver could not make connection `conn` (RFC 5352 3.6 SH4):
+    /// the hunt tries the next registrar.
+    pub fn handle_connect_failed(&mut self, now: Instant, conn: ConnId, failure: ConnectFailure) {
+        if let Some(pass) = self
+            .hunter
+            .connect_failed(now, conn, failure, &mut self.outputs)
+        {
+            self.hunt_pass_failed(&pass);
+        }
+    }
+
     /// A pass of the server hunt failed: every waiting caller gets
     /// [`ClientError::NoRegistrar`] (or a stale answer), and waiting
-    /// reports are dropped.
-    pub fn handle_hunt_failed(&mut self, _now: Instant, failures: &[RegistrarFailure]) {
-        if self.link != Link::Hunting {
-            return;
-        }
-        self.link = Link::Down;
+    /// reports are dropped. The next request starts a fresh round at once.
+    fn hunt_pass_failed(&mut self, failures: &[RegistrarFailure]) {
+        self.hunter.stop(true, &mut self.outputs);
         if !self.pending_reports.is_empty() {
             tracing::warn!(
                 "dropping {} unreachable reports: no registrar reachable",
@@ -352,11 +389,35 @@ impl PuCore {
         }
     }
 
+    /// A frame arrived on connection `conn` (one ASAP message, as
+    /// [`rserpool_wire::framing::ChannelCodec`] cuts them). What does not
+    /// decode is reported and skipped; a registrar that keeps sending
+    /// such frames is given up ([`crate::inbound`]).
+    pub fn handle_frame(&mut self, now: Instant, conn: ConnId, frame: &[u8]) {
+        let Link::Up {
+            conn: current,
+            registrar,
+            ref mut malformed,
+        } = self.link
+        else {
+            return;
+        };
+        if conn != current {
+            return;
+        }
+        match take_frame(conn, registrar, frame, malformed, &mut self.outputs) {
+            Inbound::Message(m) => self.handle_message(now, conn, m),
+            Inbound::Skipped => {}
+            Inbound::GiveUp(reason) => self.give_registrar_up(now, conn, registrar, &reason),
+        }
+    }
+
     /// A message arrived on connection `conn`.
     pub fn handle_message(&mut self, now: Instant, conn: ConnId, message: AsapMessage) {
         let Link::Up {
             conn: current,
             registrar,
+            ..
         } = self.link
         else {
             return;
@@ -382,7 +443,13 @@ impl PuCore {
     /// MAX-REQUEST-RETRANSMIT times, then give the registrar up and go to
     /// the next one.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let Link::Up { conn, registrar } = self.link else {
+        if let Some(pass) = self.hunter.handle_timeout(now, &mut self.outputs) {
+            self.hunt_pass_failed(&pass);
+        }
+        let Link::Up {
+            conn, registrar, ..
+        } = self.link
+        else {
             return;
         };
         let mut give_up = false;
@@ -403,16 +470,32 @@ impl PuCore {
                 self.timers.t1_request,
                 self.timers.max_request_retransmit + 1
             );
-            tracing::warn!(%registrar, "giving the registrar up: {reason}");
-            self.outputs.push_back(LinkAction::Close { conn }.into());
-            self.link = Link::Down;
-            self.move_requests(now, registrar, &reason, true);
+            self.give_registrar_up(now, conn, registrar, &reason);
         }
+    }
+
+    /// Close the connection to `registrar` and move the requests sent to
+    /// it on (as a registrar that does not answer).
+    fn give_registrar_up(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        registrar: SocketAddr,
+        reason: &str,
+    ) {
+        tracing::warn!(%registrar, "giving the registrar up: {reason}");
+        self.outputs.push_back(LinkAction::Close { conn }.into());
+        self.link = Link::Down;
+        self.move_requests(now, registrar, reason, true);
     }
 
     /// The earliest deadline the driver must wake for.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.requests.iter().filter_map(|r| r.deadline).min()
+        self.requests
+            .iter()
+            .filter_map(|r| r.deadline)
+            .chain(self.hunter.poll_timeout())
+            .min()
     }
 
     /// The next thing to do.
@@ -444,14 +527,16 @@ impl PuCore {
         });
         match self.link {
             Link::Up { conn, .. } => self.transmit(now, self.requests.len() - 1, conn),
-            _ => self.hunt(),
+            Link::Down => self.hunt(now),
         }
     }
 
-    fn hunt(&mut self) {
+    /// Find a registrar, unless connected or hunting already.
+    fn hunt(&mut self, now: Instant) {
         if self.link == Link::Down {
-            self.link = Link::Hunting;
-            self.outputs.push_back(LinkAction::Hunt.into());
+            if let Some(pass) = self.hunter.start(now, &mut self.outputs) {
+                self.hunt_pass_failed(&pass);
+            }
         }
     }
 
@@ -472,7 +557,7 @@ impl PuCore {
     /// The registrar failed: requests sent to it count the failure; those
     /// that failed at enough registrars are answered, the others wait for
     /// the next registrar (hunt).
-    fn move_requests(&mut self, _now: Instant, registrar: SocketAddr, reason: &str, timeout: bool) {
+    fn move_requests(&mut self, now: Instant, registrar: SocketAddr, reason: &str, timeout: bool) {
         // Every registrar once, and at least two tries in all (a single
         // registrar may just have restarted).
         let limit = self.registrar_count.max(2);
@@ -503,7 +588,7 @@ impl PuCore {
         }
         self.requests = kept;
         if !self.requests.is_empty() || !self.pending_reports.is_empty() {
-            self.hunt();
+            self.hunt(now);
         }
     }
 
@@ -648,7 +733,30 @@ mod tests {
     use rserpool_wire::{Cause, Policy, Transport, TransportUse};
 
     use super::*;
-    use crate::test_outputs::{close, hunt, send, sends, CoreOutput};
+    use crate::test_outputs::{close, hunts, only_hunt, plain, send, sends, CoreOutput};
+
+    /// Fail the hunt's attempts ("refused") until a pass fails.
+    fn fail_pass(c: &mut PuCore, t: Instant) {
+        while let Some((conn, _)) = c.hunter.attempt() {
+            c.handle_connect_failed(t, conn, ConnectFailure::new("refused", None));
+        }
+    }
+
+    /// Connect `c` as its hunt asks, asserting that the attempt is `conn`
+    /// to `registrar` (a hunt is started if none runs, as a driver whose
+    /// core asked earlier would).
+    fn connect(c: &mut PuCore, t: Instant, conn: ConnId, registrar: SocketAddr) {
+        if c.hunter.attempt().is_none() {
+            let mut scratch = VecDeque::<PuOutput>::new();
+            c.hunter.start(t, &mut scratch);
+        }
+        assert_eq!(
+            c.hunter.attempt(),
+            Some((conn, registrar)),
+            "the hunt's attempt"
+        );
+        c.handle_connected(t, conn, plain());
+    }
 
     impl CoreOutput for PuOutput {
         fn link(&self) -> Option<&LinkAction> {
@@ -658,7 +766,13 @@ mod tests {
             }
         }
     }
-    use crate::config::RegistrarEndpoint;
+    /// What a test core is made of.
+    struct ClientConfig {
+        registrars: Vec<SocketAddr>,
+        timers: Timers,
+        pool_user: PoolUserSettings,
+        reports: ReportLimits,
+    }
 
     const REG1: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 3863);
     const REG2: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)), 3863);
@@ -672,14 +786,22 @@ mod tests {
     }
 
     fn config() -> ClientConfig {
-        ClientConfig::insecure(vec![
-            RegistrarEndpoint::new(REG1),
-            RegistrarEndpoint::new(REG2),
-        ])
+        ClientConfig {
+            registrars: vec![REG1, REG2],
+            timers: Timers::default(),
+            pool_user: PoolUserSettings::default(),
+            reports: ReportLimits::default(),
+        }
     }
 
     fn core_with(config: &ClientConfig) -> PuCore {
-        PuCore::new(config, 1)
+        PuCore::new(
+            config.registrars.clone(),
+            config.timers,
+            config.pool_user,
+            config.reports,
+            1,
+        )
     }
 
     fn pe(id: u32) -> PoolElement {
@@ -747,7 +869,7 @@ mod tests {
     /// A core connected to REG1 over connection 1 with `ids` cached at `t0`.
     fn resolved(t0: Instant, ids: &[u32]) -> PuCore {
         let mut c = core_with(&config());
-        c.handle_connected(t0, 1, REG1);
+        connect(&mut c, t0, 1, REG1);
         c.resolve(t0, 1, handle());
         c.handle_message(t0, 1, response(ids));
         drain(&mut c);
@@ -759,8 +881,8 @@ mod tests {
         let t0 = Instant::now();
         let mut c = core_with(&config());
         c.resolve(t0, 1, handle());
-        assert_eq!(drain(&mut c), vec![hunt()]);
-        c.handle_connected(t0, 1, REG1);
+        assert!(only_hunt(&drain(&mut c)));
+        connect(&mut c, t0, 1, REG1);
         assert_eq!(drain(&mut c), vec![send(1, request())]);
         assert_eq!(c.poll_timeout(), Some(t0 + s(15)));
         c.handle_message(t0, 1, response(&[1, 2]));
@@ -797,7 +919,7 @@ mod tests {
     fn concurrent_requests_for_one_handle_share_one_resolution() {
         let t0 = Instant::now();
         let mut c = core_with(&config());
-        c.handle_connected(t0, 1, REG1);
+        connect(&mut c, t0, 1, REG1);
         c.resolve(t0, 1, handle());
         c.resolve(t0, 2, handle());
         c.select(t0, 3, handle());
@@ -816,7 +938,7 @@ mod tests {
     fn t1_retransmits_then_fails_over_then_times_out() {
         let t0 = Instant::now();
         let mut c = core_with(&config());
-        c.handle_connected(t0, 1, REG1);
+        connect(&mut c, t0, 1, REG1);
         c.resolve(t0, 1, handle());
         drain(&mut c);
         // RFC 5352 3.7.2: re-send on T1, MAX-REQUEST-RETRANSMIT (2) times.
@@ -829,9 +951,11 @@ mod tests {
         // Then the registrar is given up and another one hunted.
         let t = t0 + s(45);
         c.handle_timeout(t);
-        assert_eq!(drain(&mut c), vec![close(1), hunt()]);
+        let out = drain(&mut c);
+        assert_eq!(out[0], close(1));
+        assert!(only_hunt(&out[1..]));
         assert_eq!(c.outstanding(), 1);
-        c.handle_connected(t, 2, REG2);
+        connect(&mut c, t, 2, REG2);
         assert_eq!(drain(&mut c), vec![send(2, request())]);
         for k in 1..=3 {
             c.handle_timeout(t + s(15 * k));
@@ -845,7 +969,7 @@ mod tests {
             })
         }));
         assert!(out.contains(&close(2)));
-        assert!(!out.contains(&hunt()), "nothing left to ask");
+        assert!(!hunts(&out), "nothing left to ask");
         assert_eq!(c.outstanding(), 0);
     }
 
@@ -853,13 +977,17 @@ mod tests {
     fn a_lost_connection_moves_requests_to_the_next_registrar() {
         let t0 = Instant::now();
         let mut c = core_with(&config());
-        c.handle_connected(t0, 1, REG1);
+        connect(&mut c, t0, 1, REG1);
         c.resolve(t0, 1, handle());
         drain(&mut c);
         c.handle_disconnected(t0, 1, "reset");
-        assert_eq!(drain(&mut c), vec![hunt()]);
-        assert_eq!(c.poll_timeout(), None);
-        c.handle_connected(t0, 2, REG2);
+        assert!(only_hunt(&drain(&mut c)));
+        // No T1 runs: the only timer is the connection attempt's.
+        assert_eq!(
+            c.poll_timeout(),
+            Some(t0 + Timers::default().connect_timeout + crate::hunt::ATTEMPT_GRACE)
+        );
+        connect(&mut c, t0, 2, REG2);
         assert_eq!(drain(&mut c), vec![send(2, request())]);
         c.handle_disconnected(t0, 2, "reset again");
         let out = drain(&mut c);
@@ -869,7 +997,7 @@ mod tests {
         ));
         // An idle connection that ends is no failure of anything.
         let mut c = core_with(&config());
-        c.handle_connected(t0, 1, REG1);
+        connect(&mut c, t0, 1, REG1);
         c.handle_disconnected(t0, 1, "idle");
         assert!(drain(&mut c).is_empty());
     }
@@ -905,33 +1033,38 @@ mod tests {
     #[test]
     fn without_a_registrar_a_stale_entry_answers_if_allowed() {
         let t0 = Instant::now();
-        let failures = vec![RegistrarFailure {
-            registrar: REG1,
-            reason: "refused".into(),
-            kind: None,
-        }];
+        let failures: Vec<RegistrarFailure> = [REG1, REG2]
+            .into_iter()
+            .map(|registrar| RegistrarFailure {
+                registrar,
+                reason: "refused".into(),
+                kind: None,
+            })
+            .collect();
         let mut c = resolved(t0, &[1, 2]);
         c.handle_disconnected(t0, 1, "idle");
         let t1 = t0 + s(5);
         c.resolve(t1, 2, handle());
-        assert_eq!(drain(&mut c), vec![hunt()]);
-        c.handle_hunt_failed(t1, &failures);
+        assert!(only_hunt(&drain(&mut c)));
+        fail_pass(&mut c, t1);
         let out = drain(&mut c);
+        // The second registrar was tried, then the stale entry answered.
+        assert!(only_hunt(&out[..1]));
         assert!(
-            matches!(&out[..], [PuOutput::Resolved { token: 2, result }] if ids(result) == [1, 2])
+            matches!(&out[1..], [PuOutput::Resolved { token: 2, result }] if ids(result) == [1, 2])
         );
 
         let mut cfg = config();
         cfg.pool_user.serve_stale_on_failure = false;
         let mut c = core_with(&cfg);
-        c.handle_connected(t0, 1, REG1);
+        connect(&mut c, t0, 1, REG1);
         c.resolve(t0, 1, handle());
         c.handle_message(t0, 1, response(&[1]));
         c.handle_disconnected(t0, 1, "idle");
         drain(&mut c);
         c.select(t1, 2, handle());
         drain(&mut c);
-        c.handle_hunt_failed(t1, &failures);
+        fail_pass(&mut c, t1);
         assert_eq!(
             selected(&drain(&mut c)),
             vec![Err(ClientError::NoRegistrar(failures))]
@@ -1035,7 +1168,7 @@ mod tests {
         let mut cfg = config();
         cfg.reports.max_per_second = 2;
         let mut c = core_with(&cfg);
-        c.handle_connected(t0, 1, REG1);
+        connect(&mut c, t0, 1, REG1);
         c.resolve(t0, 1, handle());
         c.handle_message(t0, 1, response(&[1, 2, 3, 4]));
         drain(&mut c);
@@ -1070,7 +1203,7 @@ mod tests {
         let mut cfg = config();
         cfg.reports.max_per_second = 0;
         let mut c = core_with(&cfg);
-        c.handle_connected(t0, 1, REG1);
+        connect(&mut c, t0, 1, REG1);
         c.resolve(t0, 1, handle());
         c.handle_message(t0, 1, response(&[1]));
         assert_eq!(c.report_unreachable(t0, &h, 1), ReportOutcome::RateLimited);
@@ -1086,8 +1219,8 @@ mod tests {
             c.report_unreachable(t0, &handle(), 2),
             ReportOutcome::Reported
         );
-        assert_eq!(drain(&mut c), vec![hunt()]);
-        c.handle_connected(t0, 2, REG2);
+        assert!(only_hunt(&drain(&mut c)));
+        connect(&mut c, t0, 2, REG2);
         assert_eq!(
             drain(&mut c),
             vec![send(
@@ -1105,8 +1238,10 @@ mod tests {
             ReportOutcome::Reported
         );
         drain(&mut c);
-        c.handle_hunt_failed(t0, &[]);
-        c.handle_connected(t0, 3, REG1);
+        fail_pass(&mut c, t0);
+        assert_eq!(c.hunter.attempt(), None, "no hunt without anything to send");
+        drain(&mut c);
+        connect(&mut c, t0, 5, REG1);
         assert!(drain(&mut c).is_empty());
     }
 
@@ -1134,7 +1269,7 @@ mod tests {
         let mut cfg = config();
         cfg.pool_user.max_cache_entries = 2;
         let mut c = core_with(&cfg);
-        c.handle_connected(t0, 1, REG1);
+        connect(&mut c, t0, 1, REG1);
         for (k, name) in ["a", "b", "c"].iter().enumerate() {
             cache_one(&mut c, t0 + Duration::from_millis(k as u64), k as u64, name);
         }
@@ -1149,7 +1284,7 @@ mod tests {
         cfg.pool_user.max_cache_entries = 3;
         for _ in 0..20 {
             let mut c = core_with(&cfg);
-            c.handle_connected(t0, 1, REG1);
+            connect(&mut c, t0, 1, REG1);
             // Three entries fetched at the same instant, then a fourth.
             for (k, name) in ["q", "e", "x", "a"].iter().enumerate() {
                 let t = if k < 3 {
@@ -1170,7 +1305,7 @@ mod tests {
         let mut cfg = config();
         cfg.pool_user.items = Some(8);
         let mut c = core_with(&cfg);
-        c.handle_connected(t0, 1, REG1);
+        connect(&mut c, t0, 1, REG1);
         c.resolve(t0, 1, handle());
         assert_eq!(
             drain(&mut c),

@@ -1,3 +1,4 @@
+#![cfg(feature = "driver")]
 //! The pool element API against a scripted registrar over loopback TCP:
 //! registration, keep-alives, re-homing, re-registration, failover to
 //! another registrar, refusals and deregistration.
@@ -287,6 +288,8 @@ async fn broken_messages_are_skipped_and_a_broken_stream_drops_the_registrar() {
     let pe_handle = within(start).await.expect("task").expect("registered");
     let mut events = pe_handle.events();
     // A registration without parameters: framed, but it does not decode.
+    // It is answered as a registrar answers it (RFC 5354 3.12), and
+    // skipped.
     r1.send_raw(c, &[0x01, 0, 0, 4]);
     r1.send(
         c,
@@ -296,6 +299,11 @@ async fn broken_messages_are_skipped_and_a_broken_stream_drops_the_registrar() {
             pool_handle: handle(),
             identifier: Some(pe.identifier),
         },
+    );
+    let (_, report) = r1.message().await;
+    assert!(
+        matches!(&report, AsapMessage::Error { error } if error.causes[0].code == CauseCode::InvalidValues),
+        "{report:?}"
     );
     assert!(matches!(
         r1.message().await.1,

@@ -1,3 +1,4 @@
+#![cfg(feature = "driver")]
 //! The pool user API against a scripted registrar over loopback TCP:
 //! resolution and caching, unknown handles, T1 retransmission and
 //! failover, selection and unreachable reports.

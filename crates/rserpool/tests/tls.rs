@@ -1,3 +1,4 @@
+#![cfg(feature = "driver")]
 //! Secure mode: registrar connections over TLS 1.3 (RFC 5355). A PE
 //! authenticates its registrar with a PSK; a PU verifies the registrar's
 //! certificate; a registrar that fails authentication is passed over for

@@ -1,3 +1,4 @@
+#![cfg(feature = "driver")]
 //! What a client says when it cannot use a registrar: real registrars (the
 //! rserpool-registrar service, in process) in each configuration that a
 //! client's credentials do not fit, and the kind of failure the client

@@ -1,3 +1,4 @@
+#![cfg(feature = "driver")]
 //! The client library against the real registrar (tasks on loopback,
 //! TLS): a PE registers and stays registered by answering keep-alives, a
 //! PU resolves and selects it, three PUs' reports only make the registrar

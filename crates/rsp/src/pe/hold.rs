@@ -46,9 +46,15 @@ impl Plan {
     /// run of its checks on a core that does nothing else.
     fn check(&self) -> Result<(), ClientError> {
         self.config.validate()?;
-        PeCore::new(self.config.timers, self.config.registration_lifetime, 0)
-            .add_element(std::time::Instant::now(), self.spec.clone())
-            .map(|_| ())
+        let registrars = self.config.registrars.iter().map(|r| r.address);
+        PeCore::new(
+            registrars.collect(),
+            self.config.timers,
+            self.config.registration_lifetime,
+            0,
+        )
+        .add_element(std::time::Instant::now(), self.spec.clone())
+        .map(|_| ())
     }
 }
 
