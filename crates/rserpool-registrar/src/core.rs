@@ -5,7 +5,10 @@
 //! (identity binding, own-address rule, rate limits, keep-alive limit).
 //! Operators' actions on PEs (drain, undrain, removal) are in [`operator`].
 
+mod bookkeeping;
 pub mod operator;
+
+pub use bookkeeping::BookkeepingError;
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -1027,19 +1030,8 @@ impl RegistrarCore {
     /// Check the core's own bookkeeping against the handlespace (tests).
     #[cfg(test)]
     pub(crate) fn check_invariants(&self) {
-        let mut counts: FxHashMap<Identity, usize> = FxHashMap::default();
-        let hs = &self.handlespace;
-        for h in hs.pool_handles() {
-            for e in hs.pool_elements(h) {
-                let id = e.identity.clone().expect("every PE has a registrant");
-                *counts.entry(id).or_insert(0) += 1;
-                assert_eq!(e.home, self.config.server_id);
-                assert!(e.expires.is_some(), "every PE has a lifetime");
-            }
-        }
-        assert_eq!(counts, self.pes_per_identity, "per-identity PE counts");
-        for (h, id) in self.probes.keys() {
-            assert!(hs.find(h, *id).is_some(), "probe state of a removed PE");
+        if let Err(e) = self.check_bookkeeping() {
+            panic!("{e}");
         }
     }
 

@@ -40,7 +40,7 @@ mod core_tests;
 pub use crate::core::operator::{
     check_drain_timeout, DrainOutcome, OperatorError, DEFAULT_DRAIN_TIMEOUT, DRAIN_TIMEOUTS,
 };
-pub use crate::core::RegistrarCore;
+pub use crate::core::{BookkeepingError, RegistrarCore};
 pub use client::{ClientInfo, OpenConnection};
 pub use config::CoreConfig;
 pub use output::{protocol_name, Event, Output, Refusal, Removal, ReportCheck, Stats};
