@@ -72,6 +72,8 @@
 pub mod config;
 #[cfg(feature = "driver")]
 pub mod connection;
+#[cfg(test)]
+mod core_props;
 pub mod diagnose;
 mod error;
 pub mod hunt;
