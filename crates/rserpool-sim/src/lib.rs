@@ -18,8 +18,8 @@
 //!
 //! Same seed, same scenario: the same trace, bit for bit (no clock is
 //! read but once for the origin of the virtual clock, which no output
-//! shows; every collection is ordered; every random draw comes from the
-//! seed).
+//! shows; no collection is randomly seeded, and what is iterated is
+//! ordered; every random draw comes from the seed).
 //!
 //! [`RegistrarCore`]: rserpool_registrar::RegistrarCore
 //! [`PeCore`]: rserpool::PeCore

@@ -14,6 +14,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
+use rustc_hash::FxHashMap;
 use rand::{RngExt, SeedableRng};
 use rserpool::{
     ConnectFailure, Connected, LinkAction, LinkSecurity, PeCore, PeEvent, PeOutput,
@@ -245,8 +246,9 @@ pub struct Node {
     pub role: Role,
     wake: Option<Instant>,
     backlog: Vec<Ev>,
-    /// Its core's connection ids, to the world's connections.
-    conns: BTreeMap<u64, u64>,
+    /// Its core's connection ids, to the world's connections (FxHash:
+    /// no random seed, the same order in every run).
+    conns: FxHashMap<u64, u64>,
     /// Connections its core closed or was told are closed.
     closed: BTreeSet<u64>,
     /// Connection attempts its core asked for, not yet answered.
@@ -406,7 +408,7 @@ impl World {
             role,
             wake: None,
             backlog: Vec::new(),
-            conns: BTreeMap::new(),
+            conns: FxHashMap::default(),
             closed: BTreeSet::new(),
             attempts: BTreeSet::new(),
         });
@@ -917,7 +919,7 @@ impl World {
             );
             return;
         };
-        let mut bytes = Vec::new();
+        let mut bytes = Vec::with_capacity(128);
         if msg.encode(&mut bytes).is_err() {
             let name = self.nodes[n].name.clone();
             self.violation(
@@ -1122,7 +1124,8 @@ impl World {
                     return;
                 }
                 let reset = matches!(f, Fault::Crash(_));
-                let keys: Vec<u64> = self.nodes[n].conns.values().copied().collect();
+                let mut keys: Vec<u64> = self.nodes[n].conns.values().copied().collect();
+                keys.sort_unstable();
                 for key in keys {
                     let from = self.end_of(key, n);
                     if let Some(c) = self.conns.get_mut(&key) {
@@ -1244,7 +1247,8 @@ impl World {
         if !done {
             return;
         }
-        let conns: Vec<u64> = node.conns.keys().copied().collect();
+        let mut conns: Vec<u64> = node.conns.keys().copied().collect();
+        conns.sort_unstable();
         for c in conns {
             self.close(n, c);
         }
