@@ -3,9 +3,20 @@
 //!
 //! `cargo run --release -p rserpool-handlespace --example hsbench -- [--json] [--quick] [--only GROUP]`
 //!
+//! Method (RSPLIB's harness): each figure is the median of 15 timed
+//! repetitions on the same handlespace, after one untimed warm-up, so
+//! that the structure's memory is reused (page faults on fresh memory
+//! are not what is timed). A registration repetition registers, then
+//! re-registers, finds and deregisters the PEs, each timed; a resolution
+//! repetition is 100,000 handle resolutions of 3 PEs. Registrations carry
+//! a lifetime and a keep-alive deadline, as the registrar gives them.
+//!
 //! `--json` prints one object per line with `scenario`, `policy`, `pools`,
-//! `pes_per_pool`, `operation`, `ops_per_sec` (and `bytes_per_pe` for the
-//! memory line). `--quick` runs smaller sizes (a smoke test, not figures).
+//! `pes_per_pool`, `operation`, `ops_per_sec` (the median),
+//! `repetitions`, `min_ops_per_sec`, `max_ops_per_sec` and `spread`
+//! ((max - min) / median); the memory line has `bytes_per_pe` instead.
+//! `--quick` runs smaller sizes and 3 repetitions (a smoke test, not
+//! figures).
 //! `--only handlespace|resolution|memory` runs one group (for profiling).
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -17,6 +28,9 @@ use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use rserpool_handlespace::{Config, Handlespace, Registration};
 use rserpool_wire::{Policy, PoolElement, PoolHandle, Transport};
+
+/// Timed repetitions per figure (RSPLIB's harness takes the median of 15).
+const REPETITIONS: usize = 15;
 
 /// Counts the bytes currently allocated, for the memory figure.
 struct Counting;
@@ -59,16 +73,55 @@ struct Out {
     json: bool,
 }
 
+/// What the repetitions of one timed operation gave: the median rate
+/// (the figure) and the slowest and fastest repetition (the spread).
+#[derive(Debug, Clone, Copy)]
+struct Rates {
+    median: f64,
+    min: f64,
+    max: f64,
+    reps: usize,
+}
+
+impl Rates {
+    /// Rates of `n` operations in each of the durations measured.
+    fn of(n: usize, times: &[Duration]) -> Rates {
+        let mut r: Vec<f64> = times.iter().map(|&d| rate(n, d)).collect();
+        r.sort_by(f64::total_cmp);
+        let reps = r.len();
+        let median = if reps == 0 {
+            0.0
+        } else if reps % 2 == 1 {
+            r[reps / 2]
+        } else {
+            (r[reps / 2 - 1] + r[reps / 2]) / 2.0
+        };
+        Rates {
+            median,
+            min: r.first().copied().unwrap_or(0.0),
+            max: r.last().copied().unwrap_or(0.0),
+            reps,
+        }
+    }
+
+    /// (max - min) / median: the spread of the repetitions.
+    fn spread(&self) -> f64 {
+        (self.max - self.min) / self.median.max(1e-9)
+    }
+}
+
 impl Out {
-    fn line(&self, scenario: &str, policy: &str, pools: usize, per: usize, op: &str, ops: f64) {
+    fn line(&self, scenario: &str, policy: &str, pools: usize, per: usize, op: &str, r: Rates) {
         if self.json {
             emit(format_args!(
-                "{{\"scenario\":\"{scenario}\",\"policy\":\"{policy}\",\"pools\":{pools},\"pes_per_pool\":{per},\"operation\":\"{op}\",\"ops_per_sec\":{ops:.0}}}"
+                "{{\"scenario\":\"{scenario}\",\"policy\":\"{policy}\",\"pools\":{pools},\"pes_per_pool\":{per},\"operation\":\"{op}\",\"ops_per_sec\":{:.0},\"repetitions\":{},\"min_ops_per_sec\":{:.0},\"max_ops_per_sec\":{:.0},\"spread\":{:.3}}}",
+                r.median, r.reps, r.min, r.max, r.spread()
             ));
         } else {
             emit(format_args!(
-                "{scenario:<18} {policy:<6} {pools:>6} x {per:<7} {op:<20} {:>12}",
-                human(ops)
+                "{scenario:<18} {policy:<6} {pools:>6} x {per:<7} {op:<20} {:>12}  {:>5.1}%",
+                human(r.median),
+                100.0 * r.spread()
             ));
         }
     }
@@ -131,7 +184,20 @@ fn rate(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64().max(1e-9)
 }
 
-fn registration_scenarios(out: &Out, sizes: &[(usize, usize)]) {
+/// Time `work` once.
+fn time(work: impl FnOnce()) -> Duration {
+    let t = Instant::now();
+    work();
+    t.elapsed()
+}
+
+/// Registration, re-registration, find and deregistration of `pools x
+/// per` PEs, each timed in every repetition on the same handlespace (the
+/// registrations are cloned before the clock starts; the structure's
+/// memory is reused from the second repetition on, as in RSPLIB's
+/// harness, so that page faults on fresh memory are not what is timed).
+fn registration_scenarios(out: &Out, sizes: &[(usize, usize)], reps: usize) {
+    const OPS: [&str; 4] = ["registration", "re-registration", "find", "deregistration"];
     for &(pools, per) in sizes {
         let now = Instant::now();
         let mut hs = Handlespace::new(Config::default());
@@ -140,43 +206,51 @@ fn registration_scenarios(out: &Out, sizes: &[(usize, usize)]) {
             .iter()
             .map(|r| (r.pool_handle.clone(), r.element.identifier))
             .collect();
-        let again = regs.clone();
         let n = regs.len();
-
-        let mut timed = |op: &str, work: &mut dyn FnMut(&mut Handlespace)| {
-            let t = Instant::now();
-            work(&mut hs);
-            out.line("handlespace", "RR", pools, per, op, rate(n, t.elapsed()));
-        };
-        let mut regs = Some(regs);
-        timed("registration", &mut |hs| {
-            for r in regs.take().into_iter().flatten() {
-                let _ = hs.register(r);
+        let mut times: [Vec<Duration>; 4] = Default::default();
+        // One warm-up repetition, untimed.
+        for rep in 0..=reps {
+            let (first, again) = (regs.clone(), regs.clone());
+            let t = [
+                time(|| {
+                    for r in first {
+                        let _ = hs.register(r);
+                    }
+                }),
+                time(|| {
+                    for r in again {
+                        let _ = hs.register(r);
+                    }
+                }),
+                time(|| {
+                    let found = keys
+                        .iter()
+                        .filter(|(h, id)| hs.find(h, *id).is_some())
+                        .count();
+                    assert_eq!(found, n);
+                }),
+                time(|| {
+                    for (h, id) in &keys {
+                        let _ = hs.deregister(h, *id);
+                    }
+                }),
+            ];
+            assert!(hs.is_empty());
+            if rep > 0 {
+                for (v, d) in times.iter_mut().zip(t) {
+                    v.push(d);
+                }
             }
-        });
-        let mut again = Some(again);
-        timed("re-registration", &mut |hs| {
-            for r in again.take().into_iter().flatten() {
-                let _ = hs.register(r);
-            }
-        });
-        timed("find", &mut |hs| {
-            let found = keys
-                .iter()
-                .filter(|(h, id)| hs.find(h, *id).is_some())
-                .count();
-            assert_eq!(found, n);
-        });
-        timed("deregistration", &mut |hs| {
-            for (h, id) in &keys {
-                let _ = hs.deregister(h, *id);
-            }
-        });
-        assert!(hs.is_empty());
+        }
+        for (op, t) in OPS.iter().zip(&times) {
+            out.line("handlespace", "RR", pools, per, op, Rates::of(n, t));
+        }
     }
 }
 
-fn resolution_scenarios(out: &Out, sizes: &[(usize, usize)], resolutions: usize) {
+/// `resolutions` handle resolutions of 3 PEs, round robin over the
+/// pools, timed `reps` times on the same handlespace after one warm-up.
+fn resolution_scenarios(out: &Out, sizes: &[(usize, usize)], resolutions: usize, reps: usize) {
     let policies: [(&str, &dyn Fn(u32) -> Policy); 6] = [
         ("RR", &|_| Policy::RoundRobin),
         ("LU", &|id| Policy::LeastUsed {
@@ -200,30 +274,31 @@ fn resolution_scenarios(out: &Out, sizes: &[(usize, usize)], resolutions: usize)
             }
             let handles: Vec<PoolHandle> = (0..pools).map(handle).collect();
             let mut rng = SmallRng::seed_from_u64(42);
-            // Warm up (caches, branch predictors, clock) before timing.
-            for i in 0..resolutions / 10 {
-                hs.resolve_each(&handles[i % pools], Some(3), &mut rng, |e| {
-                    std::hint::black_box(e);
+            let mut times = Vec::with_capacity(reps);
+            for rep in 0..=reps {
+                let mut got = 0usize;
+                let d = time(|| {
+                    for i in 0..resolutions {
+                        let h = &handles[i % pools];
+                        got += hs
+                            .resolve_each(h, Some(3), &mut rng, |e| {
+                                std::hint::black_box(e);
+                            })
+                            .unwrap_or(0);
+                    }
                 });
+                assert_eq!(got, resolutions * 3.min(per));
+                if rep > 0 {
+                    times.push(d);
+                }
             }
-            let t = Instant::now();
-            let mut got = 0usize;
-            for i in 0..resolutions {
-                let h = &handles[i % pools];
-                got += hs
-                    .resolve_each(h, Some(3), &mut rng, |e| {
-                        std::hint::black_box(e);
-                    })
-                    .unwrap_or(0);
-            }
-            assert_eq!(got, resolutions * 3.min(per));
             out.line(
                 "resolution",
                 name,
                 pools,
                 per,
                 "handle_resolution_3",
-                rate(resolutions, t.elapsed()),
+                Rates::of(resolutions, &times),
             );
         }
     }
@@ -276,16 +351,17 @@ fn main() {
     let out = Out { json };
     if !out.json {
         emit(format_args!(
-            "{:<18} {:<6} {:>6}   {:<7} {:<20} {:>12}",
-            "scenario", "policy", "pools", "PEs", "operation", "rate"
+            "{:<18} {:<6} {:>6}   {:<7} {:<20} {:>12}  {:>6}",
+            "scenario", "policy", "pools", "PEs", "operation", "median", "spread"
         ));
     }
-    let (reg_sizes, res_sizes, resolutions, mem) = if quick {
+    let (reg_sizes, res_sizes, resolutions, mem, reps) = if quick {
         (
             vec![(1, 1000), (10, 10)],
             vec![(1, 10), (10, 10), (1, 1000)],
             10_000,
             10_000,
+            3,
         )
     } else {
         (
@@ -293,13 +369,14 @@ fn main() {
             vec![(1, 10), (1000, 10), (1, 10_000)],
             100_000,
             1_000_000,
+            REPETITIONS,
         )
     };
     if runs("handlespace") {
-        registration_scenarios(&out, &reg_sizes);
+        registration_scenarios(&out, &reg_sizes, reps);
     }
     if runs("resolution") {
-        resolution_scenarios(&out, &res_sizes, resolutions);
+        resolution_scenarios(&out, &res_sizes, resolutions, reps);
     }
     if runs("memory") {
         memory_scenario(&out, mem);
