@@ -1,7 +1,7 @@
 //! Handlespace benchmark: operations per second for the scenarios RSPLIB's
 //! handlespace was measured on, one thread, and memory per PE.
 //!
-//! `cargo run --release -p rserpool-handlespace --example hsbench -- [--json] [--quick] [--only GROUP]`
+//! `cargo run --release -p rserpool-handlespace --example hsbench -- [--json] [--quick] [--only GROUP] [--policy NAME]`
 //!
 //! Method (RSPLIB's harness): each figure is the median of 15 timed
 //! repetitions on the same handlespace, after one untimed warm-up, so
@@ -17,7 +17,8 @@
 //! ((max - min) / median); the memory line has `bytes_per_pe` instead.
 //! `--quick` runs smaller sizes and 3 repetitions (a smoke test, not
 //! figures).
-//! `--only handlespace|resolution|memory` runs one group (for profiling).
+//! `--only handlespace|resolution|memory` runs one group and `--policy
+//! NAME` the resolutions of one policy (for profiling).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::IpAddr;
@@ -250,7 +251,13 @@ fn registration_scenarios(out: &Out, sizes: &[(usize, usize)], reps: usize) {
 
 /// `resolutions` handle resolutions of 3 PEs, round robin over the
 /// pools, timed `reps` times on the same handlespace after one warm-up.
-fn resolution_scenarios(out: &Out, sizes: &[(usize, usize)], resolutions: usize, reps: usize) {
+fn resolution_scenarios(
+    out: &Out,
+    sizes: &[(usize, usize)],
+    resolutions: usize,
+    reps: usize,
+    only: Option<&str>,
+) {
     let policies: [(&str, &dyn Fn(u32) -> Policy); 6] = [
         ("RR", &|_| Policy::RoundRobin),
         ("LU", &|id| Policy::LeastUsed {
@@ -266,6 +273,9 @@ fn resolution_scenarios(out: &Out, sizes: &[(usize, usize)], resolutions: usize,
         }),
     ];
     for (name, policy) in policies {
+        if only.is_some_and(|o| o != name) {
+            continue;
+        }
         for &(pools, per) in sizes {
             let now = Instant::now();
             let mut hs = Handlespace::new(Config::default());
@@ -331,6 +341,7 @@ fn main() {
     let mut json = false;
     let mut quick = false;
     let mut only: Option<String> = None;
+    let mut policy: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -343,6 +354,10 @@ fn main() {
                 other => usage(&format!(
                     "--only takes handlespace, resolution or memory, not {other:?}"
                 )),
+            },
+            "--policy" => match args.next() {
+                Some(p) => policy = Some(p),
+                None => usage("--policy takes a policy name (RR, LU, PRI, RAND, WRAND, RLU)"),
             },
             other => usage(&format!("unknown argument {other:?}")),
         }
@@ -376,7 +391,7 @@ fn main() {
         registration_scenarios(&out, &reg_sizes, reps);
     }
     if runs("resolution") {
-        resolution_scenarios(&out, &res_sizes, resolutions, reps);
+        resolution_scenarios(&out, &res_sizes, resolutions, reps, policy.as_deref());
     }
     if runs("memory") {
         memory_scenario(&out, mem);
@@ -384,6 +399,6 @@ fn main() {
 }
 
 fn usage(problem: &str) -> ! {
-    eprintln!("hsbench: {problem}\nusage: hsbench [--json] [--quick] [--only handlespace|resolution|memory]");
+    eprintln!("hsbench: {problem}\nusage: hsbench [--json] [--quick] [--only handlespace|resolution|memory] [--policy RR|LU|PRI|RAND|WRAND|RLU]");
     std::process::exit(2);
 }

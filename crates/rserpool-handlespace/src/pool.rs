@@ -11,7 +11,7 @@
 //! current head.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Bound::{Excluded, Included, Unbounded};
+use std::ops::Bound::{Included, Unbounded};
 
 use rand::{Rng, RngExt};
 use rserpool_wire::{Policy, PoolElement, PoolHandle, TransportUse};
@@ -331,22 +331,43 @@ impl Pool {
             }
             Engine::Ranked => {
                 // The best key's group rotated to start after the last
-                // head (round robin among equals), then the rest in order.
+                // head (round robin among equals), then the rest in order:
+                // one walk from the rotation point through the group's
+                // tail and on to the next keys, interrupted once to take
+                // the group's wrapped-around start (two tree descents,
+                // not one per part).
                 if let Some(&(best, _, _)) = self.ordered.first() {
                     let from = match self.last_head {
                         Some((k, id)) if k == best => id + 1,
                         _ => 0,
                     };
-                    let group_end = (best, u64::MAX, u32::MAX);
-                    let tail = self
-                        .ordered
-                        .range((Included((best, from, 0)), Included(group_end)));
-                    let wrap = self
-                        .ordered
-                        .range((Included((best, 0, 0)), Excluded((best, from, 0))));
-                    let rest = self.ordered.range((Excluded(group_end), Unbounded));
+                    let mut walk = self.ordered.range((Included((best, from, 0)), Unbounded));
                     let mut head = None;
-                    for &(k, id, slot) in tail.chain(wrap).chain(rest).take(n) {
+                    let mut past_group = None;
+                    while out.len() < n {
+                        match walk.next() {
+                            Some(&(k, id, slot)) if k == best => {
+                                head.get_or_insert((k, id));
+                                out.push(slot);
+                            }
+                            other => {
+                                past_group = other;
+                                break;
+                            }
+                        }
+                    }
+                    if from > 0 {
+                        let wrap = self
+                            .ordered
+                            .iter()
+                            .take_while(|&&(k, id, _)| k == best && id < from);
+                        for &(k, id, slot) in wrap.take(n - out.len()) {
+                            head.get_or_insert((k, id));
+                            out.push(slot);
+                        }
+                    }
+                    let rest = past_group.into_iter().chain(walk);
+                    for &(k, id, slot) in rest.take(n - out.len()) {
                         head.get_or_insert((k, id));
                         out.push(slot);
                     }
