@@ -37,6 +37,8 @@ pub enum Inconsistency {
 #[derive(Debug)]
 pub struct Pool {
     handle: PoolHandle,
+    /// The handle's part of its PEs' checksum blocks (RFC 5353 3.6.2).
+    handle_sum: u16,
     policy_type: u32,
     transport_type: u16,
     transport_use: TransportUse,
@@ -71,6 +73,7 @@ impl Pool {
     /// An empty pool; its first PE sets its policy and transport.
     pub(crate) fn new(handle: PoolHandle) -> Self {
         Pool {
+            handle_sum: crate::checksum::handle_sum(&handle),
             handle,
             policy_type: 0,
             transport_type: 0,
@@ -93,6 +96,11 @@ impl Pool {
     /// The pool handle.
     pub fn handle(&self) -> &PoolHandle {
         &self.handle
+    }
+
+    /// The handle's part of its PEs' checksum blocks.
+    pub(crate) fn handle_sum(&self) -> u16 {
+        self.handle_sum
     }
 
     /// Number of PEs.
@@ -151,19 +159,34 @@ impl Pool {
         Ok(())
     }
 
-    /// Add a new member (the entry is already in the slab at `slot`).
-    pub(crate) fn insert(&mut self, slot: u32, entries: &mut Entries) {
+    /// The member `id`, or a new one: with one search of the members,
+    /// `Err((slot, value))` for an existing member (the value handed
+    /// back), else `make(value)` goes into the slab as a new member and
+    /// its slot is returned.
+    pub(crate) fn find_or_insert<T>(
+        &mut self,
+        id: u32,
+        entries: &mut Entries,
+        value: T,
+        make: impl FnOnce(T) -> PoolElementEntry,
+    ) -> Result<u32, (u32, T)> {
+        use std::collections::btree_map::Entry;
+        let first = self.members.is_empty();
+        let slot = match self.members.entry(id) {
+            Entry::Occupied(o) => return Err((*o.get(), value)),
+            Entry::Vacant(v) => *v.insert(entries.insert(make(value))),
+        };
         let e = entries.get_mut(slot);
-        if self.members.is_empty() {
+        if first {
             self.adopt_settings(e);
         }
-        self.members.insert(e.identifier, slot);
         e.order = self.bump();
         if matches!(e.policy, Policy::WeightedRoundRobin { .. }) {
             // A new PE starts level with the current head.
             e.key = self.ordered.first().map_or(0, |k| k.0);
         }
         self.attach(slot, entries);
+        Ok(slot)
     }
 
     /// Remove a member.
