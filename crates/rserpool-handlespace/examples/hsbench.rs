@@ -14,7 +14,10 @@
 //! `--json` prints one object per line with `scenario`, `policy`, `pools`,
 //! `pes_per_pool`, `operation`, `ops_per_sec` (the median),
 //! `repetitions`, `min_ops_per_sec`, `max_ops_per_sec` and `spread`
-//! ((max - min) / median); the memory line has `bytes_per_pe` instead.
+//! ((max - min) / median) of the wall-clock rates, and `cpu_ops_per_sec`,
+//! the median by the thread's CPU time (on a loaded machine the wall
+//! clock also counts the time other processes ran); the memory line has
+//! `bytes_per_pe` instead.
 //! `--quick` runs smaller sizes and 3 repetitions (a smoke test, not
 //! figures).
 //! `--only handlespace|resolution|memory` runs one group and `--policy
@@ -82,26 +85,34 @@ struct Rates {
     min: f64,
     max: f64,
     reps: usize,
+    /// The median rate by the thread's CPU time (what the machine's other
+    /// load does not inflate).
+    cpu_median: f64,
+}
+
+/// The median of some rates (0 for none).
+fn median(r: &mut [f64]) -> f64 {
+    r.sort_by(f64::total_cmp);
+    let k = r.len();
+    match k {
+        0 => 0.0,
+        _ if k % 2 == 1 => r[k / 2],
+        _ => (r[k / 2 - 1] + r[k / 2]) / 2.0,
+    }
 }
 
 impl Rates {
-    /// Rates of `n` operations in each of the durations measured.
-    fn of(n: usize, times: &[Duration]) -> Rates {
-        let mut r: Vec<f64> = times.iter().map(|&d| rate(n, d)).collect();
-        r.sort_by(f64::total_cmp);
-        let reps = r.len();
-        let median = if reps == 0 {
-            0.0
-        } else if reps % 2 == 1 {
-            r[reps / 2]
-        } else {
-            (r[reps / 2 - 1] + r[reps / 2]) / 2.0
-        };
+    /// Rates of `n` operations in each of the repetitions measured.
+    fn of(n: usize, times: &[Took]) -> Rates {
+        let mut wall: Vec<f64> = times.iter().map(|t| rate(n, t.wall)).collect();
+        let mut cpu: Vec<f64> = times.iter().map(|t| rate(n, t.cpu)).collect();
+        let median_wall = median(&mut wall);
         Rates {
-            median,
-            min: r.first().copied().unwrap_or(0.0),
-            max: r.last().copied().unwrap_or(0.0),
-            reps,
+            median: median_wall,
+            min: wall.first().copied().unwrap_or(0.0),
+            max: wall.last().copied().unwrap_or(0.0),
+            reps: wall.len(),
+            cpu_median: median(&mut cpu),
         }
     }
 
@@ -115,8 +126,8 @@ impl Out {
     fn line(&self, scenario: &str, policy: &str, pools: usize, per: usize, op: &str, r: Rates) {
         if self.json {
             emit(format_args!(
-                "{{\"scenario\":\"{scenario}\",\"policy\":\"{policy}\",\"pools\":{pools},\"pes_per_pool\":{per},\"operation\":\"{op}\",\"ops_per_sec\":{:.0},\"repetitions\":{},\"min_ops_per_sec\":{:.0},\"max_ops_per_sec\":{:.0},\"spread\":{:.3}}}",
-                r.median, r.reps, r.min, r.max, r.spread()
+                "{{\"scenario\":\"{scenario}\",\"policy\":\"{policy}\",\"pools\":{pools},\"pes_per_pool\":{per},\"operation\":\"{op}\",\"ops_per_sec\":{:.0},\"repetitions\":{},\"min_ops_per_sec\":{:.0},\"max_ops_per_sec\":{:.0},\"spread\":{:.3},\"cpu_ops_per_sec\":{:.0}}}",
+                r.median, r.reps, r.min, r.max, r.spread(), r.cpu_median
             ));
         } else {
             emit(format_args!(
@@ -185,11 +196,54 @@ fn rate(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64().max(1e-9)
 }
 
+/// One repetition's wall-clock and thread CPU time.
+#[derive(Debug, Clone, Copy)]
+struct Took {
+    wall: Duration,
+    cpu: Duration,
+}
+
+/// The CPU time this thread has used (Linux's CLOCK_THREAD_CPUTIME_ID,
+/// from the C library std links anyway: no dependency for one call).
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+fn thread_cpu() -> Option<Duration> {
+    #[repr(C)]
+    struct Timespec {
+        tv_sec: i64,
+        tv_nsec: i64,
+    }
+    extern "C" {
+        fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
+    }
+    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+    let mut ts = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec of the platform's layout
+    // (64-bit Linux) for the duration of the call.
+    let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    let secs = u64::try_from(ts.tv_sec).ok()?;
+    let nanos = u32::try_from(ts.tv_nsec).ok()?;
+    (rc == 0).then(|| Duration::new(secs, nanos))
+}
+
+/// No thread CPU clock here: the CPU figures repeat the wall clock's.
+#[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
+fn thread_cpu() -> Option<Duration> {
+    None
+}
+
 /// Time `work` once.
-fn time(work: impl FnOnce()) -> Duration {
-    let t = Instant::now();
+fn time(work: impl FnOnce()) -> Took {
+    let (t, c) = (Instant::now(), thread_cpu());
     work();
-    t.elapsed()
+    let wall = t.elapsed();
+    let cpu = match (c, thread_cpu()) {
+        (Some(c0), Some(c1)) => c1.saturating_sub(c0),
+        _ => wall,
+    };
+    Took { wall, cpu }
 }
 
 /// Registration, re-registration, find and deregistration of `pools x
@@ -208,7 +262,7 @@ fn registration_scenarios(out: &Out, sizes: &[(usize, usize)], reps: usize) {
             .map(|r| (r.pool_handle.clone(), r.element.identifier))
             .collect();
         let n = regs.len();
-        let mut times: [Vec<Duration>; 4] = Default::default();
+        let mut times: [Vec<Took>; 4] = Default::default();
         // One warm-up repetition, untimed.
         for rep in 0..=reps {
             let (first, again) = (regs.clone(), regs.clone());
