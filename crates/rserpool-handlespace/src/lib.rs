@@ -28,7 +28,7 @@ mod pool;
 pub mod pool_user;
 pub mod selection;
 
-use std::collections::BTreeMap;
+use std::collections::{btree_map, BTreeMap};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -344,13 +344,19 @@ impl Handlespace {
         let (expires, keep_alive_due) = (r.expires, r.keep_alive_due);
         let entries = &mut self.entries;
         let pool = pool_at(&mut self.pools, pid);
-        let (slot, outcome) = match pool.find_or_insert(id, entries, r, |r| new_entry(pid, r)) {
-            Ok(slot) => {
+        // One search of the pool's members, for a new PE or an update.
+        let (slot, outcome) = match pool.member(id) {
+            btree_map::Entry::Vacant(place) => {
+                let slot = entries.insert(new_entry(pid, r));
+                place.insert(slot);
+                pool.admit(slot, entries);
+                let handle_sum = pool.handle_sum();
                 self.pe_count += 1;
-                self.index(self.pool_ref(pid).handle_sum(), slot);
+                self.index(handle_sum, slot);
                 (slot, Registered::New)
             }
-            Err((slot, r)) => {
+            btree_map::Entry::Occupied(place) => {
+                let slot = *place.get();
                 let changed = self.update(pid, slot, r);
                 (slot, Registered::Updated { changed })
             }
@@ -483,7 +489,7 @@ impl Handlespace {
             return;
         }
         if field.is_some() {
-            self.deadlines.cancel();
+            self.deadlines.cancel(deadline_tag(slot, kind));
         }
         *field = at;
         if let Some(t) = at {

@@ -10,7 +10,7 @@
 //! re-registration would, a weighted round robin PE level with the
 //! current head.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{btree_map, BTreeMap, BTreeSet};
 use std::ops::Bound::{Included, Unbounded};
 
 use rand::{Rng, RngExt};
@@ -143,15 +143,32 @@ impl Pool {
     /// Check a registration against the pool's settings (RFC 5354 causes).
     /// The only member may change them by re-registering.
     pub(crate) fn check(&self, pe: &PoolElement, entries: &Entries) -> Result<(), Inconsistency> {
-        let Some((_, &other)) = self.members.iter().find(|(&id, _)| id != pe.identifier) else {
-            return Ok(());
+        let alone = match self.members.len() {
+            0 => true,
+            1 => self.members.contains_key(&pe.identifier),
+            _ => false,
         };
-        let other = entries.get(other);
+        if alone {
+            return Ok(());
+        }
+        // The pool's settings are its members' (RFC 5354 section 3.12):
+        // compare with them, and look a member up only for the cause.
+        let other = || {
+            let slot = self
+                .members
+                .iter()
+                .find(|(&id, _)| id != pe.identifier)
+                .map(|(_, &slot)| slot);
+            match slot {
+                Some(slot) => entries.get(slot),
+                None => unreachable!("a pool of two or more has another member"),
+            }
+        };
         if pe.policy.policy_type() != self.policy_type {
-            return Err(Inconsistency::Policy(other.policy.clone()));
+            return Err(Inconsistency::Policy(other().policy.clone()));
         }
         if pe.user_transport.param_type() != self.transport_type {
-            return Err(Inconsistency::Transport(other.user_transport.clone()));
+            return Err(Inconsistency::Transport(other().user_transport.clone()));
         }
         if pe.user_transport.transport_use() != self.transport_use {
             return Err(Inconsistency::DataControl);
@@ -159,25 +176,18 @@ impl Pool {
         Ok(())
     }
 
-    /// The member `id`, or a new one: with one search of the members,
-    /// `Err((slot, value))` for an existing member (the value handed
-    /// back), else `make(value)` goes into the slab as a new member and
-    /// its slot is returned.
-    pub(crate) fn find_or_insert<T>(
-        &mut self,
-        id: u32,
-        entries: &mut Entries,
-        value: T,
-        make: impl FnOnce(T) -> PoolElementEntry,
-    ) -> Result<u32, (u32, T)> {
-        use std::collections::btree_map::Entry;
-        let first = self.members.is_empty();
-        let slot = match self.members.entry(id) {
-            Entry::Occupied(o) => return Err((*o.get(), value)),
-            Entry::Vacant(v) => *v.insert(entries.insert(make(value))),
-        };
+    /// The place of member `id` in the members: an existing member's
+    /// slot, or where a new one goes (one search for either). A slot put
+    /// into a vacant place must then be [`Pool::admit`]ted.
+    pub(crate) fn member(&mut self, id: u32) -> btree_map::Entry<'_, u32, u32> {
+        self.members.entry(id)
+    }
+
+    /// Admit the new member just placed at `slot` (its entry is in the
+    /// slab): the first member sets the pool's settings.
+    pub(crate) fn admit(&mut self, slot: u32, entries: &mut Entries) {
         let e = entries.get_mut(slot);
-        if first {
+        if self.members.len() == 1 {
             self.adopt_settings(e);
         }
         e.order = self.bump();
@@ -186,7 +196,6 @@ impl Pool {
             e.key = self.ordered.first().map_or(0, |k| k.0);
         }
         self.attach(slot, entries);
-        Ok(slot)
     }
 
     /// Remove a member.
@@ -333,10 +342,12 @@ impl Pool {
         out.clear();
         match self.engine {
             Engine::Rotation => {
-                let (after, before) = (
-                    self.members.range(self.cursor..),
-                    self.members.range(..self.cursor),
-                );
+                // The members before the cursor come from a lazy walk
+                // from the start, only when those after it are too few
+                // (one tree descent, not two, when they are not).
+                let cursor = self.cursor;
+                let after = self.members.range(cursor..);
+                let before = self.members.iter().take_while(move |(&id, _)| id < cursor);
                 // Drained members are stepped over (at most `drained`
                 // steps more than the PEs returned).
                 let skip = self.drained > 0;
