@@ -53,7 +53,12 @@ impl Hasher for BlockHasher {
     fn finish(&self) -> u64 {
         let k = self.0;
         let low = (1 << BLOCK_BITS) - 1;
-        (mix(k >> BLOCK_BITS) << BLOCK_BITS) | (k & low)
+        // The table takes the bucket from the low bits and a 7-bit tag,
+        // compared first, from the top bits: the keys of a block share
+        // their bucket run but must not share their tag (each lookup
+        // would compare all 8 keys).
+        let bucket = (mix(k >> BLOCK_BITS) << BLOCK_BITS) | (k & low);
+        bucket ^ ((k & low) << 57)
     }
 }
 
@@ -67,9 +72,13 @@ mod tests {
 
     #[test]
     fn neighbours_stay_together_and_blocks_spread() {
-        // Keys 8b..8b+7 differ only in the low bits.
+        // Keys 8b..8b+7 share their bucket run and differ in their tag
+        // (the top 7 bits).
+        let run = |h: u64| (h & ((1 << 57) - 1)) >> BLOCK_BITS;
+        let tags: std::collections::BTreeSet<u64> = (8..16).map(|k| hash(k) >> 57).collect();
+        assert_eq!(tags.len(), 8);
         for k in 8..16 {
-            assert_eq!(hash(k) >> BLOCK_BITS, hash(8) >> BLOCK_BITS);
+            assert_eq!(run(hash(k)), run(hash(8)));
             assert_eq!(hash(k) & 7, k & 7);
         }
         // Keys that differ only in high bits land in different places.
