@@ -26,32 +26,52 @@ fn add(a: u16, b: u16) -> u16 {
     ((s & 0xffff) + (s >> 16)) as u16
 }
 
-/// The folded one's complement sum of the byte block of one PE.
-pub fn block_sum(handle: &PoolHandle, identifier: u32) -> u16 {
+/// The folded one's complement sum of a pool handle padded with zeros to
+/// a 32-bit boundary: the part of a PE's block that its pool fixes (a
+/// pool keeps it, so that accounting a PE sums two words, not the handle).
+pub fn handle_sum(handle: &PoolHandle) -> u16 {
     let mut s = 0u16;
-    let bytes = handle.as_bytes();
-    let mut chunks = bytes.chunks(2);
-    for c in chunks.by_ref() {
+    for c in handle.as_bytes().chunks(2) {
         let w = u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)]);
         s = add(s, w);
     }
-    // The handle is padded with zeros to a 32-bit boundary, so the PE
-    // identifier always starts on an even offset: its words add as they are.
-    s = add(s, (identifier >> 16) as u16);
-    add(s, identifier as u16)
+    s
+}
+
+/// The folded sum of a PE's block from its pool's [`handle_sum`]. The
+/// handle is padded to a 32-bit boundary, so the PE identifier always
+/// starts on an even offset: its words add as they are.
+pub fn block_sum_with(handle_sum: u16, identifier: u32) -> u16 {
+    add(
+        add(handle_sum, (identifier >> 16) as u16),
+        identifier as u16,
+    )
+}
+
+/// The folded one's complement sum of the byte block of one PE.
+pub fn block_sum(handle: &PoolHandle, identifier: u32) -> u16 {
+    block_sum_with(handle_sum(handle), identifier)
 }
 
 impl PeChecksum {
     /// Account a PE.
     pub fn add(&mut self, handle: &PoolHandle, identifier: u32) {
-        let b = block_sum(handle, identifier);
-        self.sum = add(self.sum, b);
-        self.nonzero += u64::from(b != 0);
+        self.add_block(block_sum(handle, identifier));
     }
 
     /// Remove a PE accounted before.
     pub fn remove(&mut self, handle: &PoolHandle, identifier: u32) {
-        let b = block_sum(handle, identifier);
+        self.remove_block(block_sum(handle, identifier));
+    }
+
+    /// Account a PE by its block's sum ([`block_sum_with`]).
+    pub fn add_block(&mut self, b: u16) {
+        self.sum = add(self.sum, b);
+        self.nonzero += u64::from(b != 0);
+    }
+
+    /// Remove a PE accounted before, by its block's sum.
+    pub fn remove_block(&mut self, b: u16) {
         self.sum = add(self.sum, !b);
         self.nonzero = self.nonzero.saturating_sub(u64::from(b != 0));
     }

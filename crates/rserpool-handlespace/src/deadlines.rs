@@ -22,6 +22,10 @@ pub(crate) struct Deadlines {
     heap: BinaryHeap<Reverse<(i64, u32)>>,
     /// Deadlines their owner holds (the heap may have more items: stale ones).
     live: usize,
+    /// The top item as last found valid: until its tag is cancelled or
+    /// it is popped, [`Deadlines::settle`] need not ask the owner again
+    /// (a burst of registrations pushes later deadlines under one top).
+    checked: Option<(i64, u32)>,
 }
 
 impl Default for Deadlines {
@@ -30,6 +34,7 @@ impl Default for Deadlines {
             epoch: Instant::now(),
             heap: BinaryHeap::new(),
             live: 0,
+            checked: None,
         }
     }
 }
@@ -56,10 +61,13 @@ impl Deadlines {
         self.live += 1;
     }
 
-    /// The owner dropped a deadline (its item became stale). Call
-    /// [`Deadlines::settle`] after.
-    pub fn cancel(&mut self) {
+    /// The owner dropped the deadline of `tag` (its item became stale).
+    /// Call [`Deadlines::settle`] after.
+    pub fn cancel(&mut self, tag: u32) {
         self.live = self.live.saturating_sub(1);
+        if self.checked.is_some_and(|(_, t)| t == tag) {
+            self.checked = None;
+        }
     }
 
     /// The earliest item (valid after [`Deadlines::settle`]).
@@ -71,6 +79,7 @@ impl Deadlines {
     pub fn pop(&mut self) -> Option<(i64, u32)> {
         let item = self.heap.pop()?.0;
         self.live = self.live.saturating_sub(1);
+        self.checked = None;
         Some(item)
     }
 
@@ -80,12 +89,17 @@ impl Deadlines {
     pub fn settle(&mut self, held: impl Fn(u32) -> Option<Instant>) {
         let epoch = self.epoch;
         let valid = |k: i64, tag: u32| held(tag).is_some_and(|t| key_from(epoch, t) == k);
+        let compact = self.heap.len() > 2 * self.live + SLACK;
+        if !compact && self.checked.is_some() && self.peek() == self.checked {
+            return;
+        }
         while let Some(&Reverse((k, tag))) = self.heap.peek() {
             if valid(k, tag) {
                 break;
             }
             self.heap.pop();
         }
+        self.checked = self.peek();
         if self.heap.len() > 2 * self.live + SLACK {
             let mut items = std::mem::take(&mut self.heap).into_vec();
             items.retain(|r| valid(r.0 .0, r.0 .1));
@@ -94,6 +108,7 @@ impl Deadlines {
             items.dedup();
             self.live = items.len();
             self.heap = BinaryHeap::from(items);
+            self.checked = self.peek();
         }
     }
 
@@ -131,7 +146,7 @@ mod tests {
         for i in 0..10_000u64 {
             current = t0 + Duration::from_millis(10_000 - i);
             if i > 0 {
-                d.cancel();
+                d.cancel(1);
             }
             d.push(current, 1);
             d.settle(|tag| (tag == 1).then_some(current));

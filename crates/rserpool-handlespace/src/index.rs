@@ -4,9 +4,10 @@
 //! removing a PE is O(1), a PE costs 8 bytes per index, and listing a key's
 //! PEs walks only those PEs.
 
-use std::hash::Hash;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash};
 
-use rustc_hash::FxHashMap;
+use rustc_hash::FxBuildHasher;
 
 use crate::entry::Entries;
 
@@ -40,18 +41,27 @@ impl Default for Link {
 /// The links of an entry, one per [`Which`].
 pub(crate) type Links = [Link; 3];
 
-/// Key -> first entry slot of the key's list.
-#[derive(Debug)]
-pub(crate) struct ListIndex<K> {
+/// Key -> first entry slot of the key's list, hashed by `S` (a fast
+/// unseeded hash: the handlespace stays deterministic).
+pub(crate) struct ListIndex<K, S = FxBuildHasher> {
     which: Which,
-    heads: FxHashMap<K, u32>,
+    heads: HashMap<K, u32, S>,
 }
 
-impl<K: Hash + Eq> ListIndex<K> {
+impl<K, S> std::fmt::Debug for ListIndex<K, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListIndex")
+            .field("which", &self.which)
+            .field("keys", &self.heads.len())
+            .finish()
+    }
+}
+
+impl<K: Hash + Eq, S: BuildHasher + Default> ListIndex<K, S> {
     pub fn new(which: Which) -> Self {
         ListIndex {
             which,
-            heads: FxHashMap::default(),
+            heads: HashMap::default(),
         }
     }
 

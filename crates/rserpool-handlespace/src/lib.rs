@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod block_hash;
 pub mod checksum;
 mod deadlines;
 mod entry;
@@ -27,7 +28,7 @@ mod pool;
 pub mod pool_user;
 pub mod selection;
 
-use std::collections::BTreeMap;
+use std::collections::{btree_map, BTreeMap};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -40,6 +41,7 @@ pub use entry::PoolElementEntry;
 pub use pool::{Inconsistency, Pool};
 pub use pool_user::PoolUserSelection;
 
+use block_hash::BlockBuild;
 use deadlines::Deadlines;
 use entry::Entries;
 use index::{ListIndex, Which};
@@ -158,7 +160,9 @@ pub struct Handlespace {
     entries: Entries,
     checksums: FxHashMap<u32, PeChecksum>,
     by_owner: ListIndex<u32>,
-    by_connection: ListIndex<ConnId>,
+    /// Connections are numbered by a counter: a hash that keeps
+    /// neighbouring numbers together ([`block_hash`]).
+    by_connection: ListIndex<ConnId, BlockBuild>,
     by_identity: ListIndex<Identity>,
     /// Lifetimes and keep-alives; tags are slots with the deadline kind
     /// in the top bit.
@@ -208,6 +212,33 @@ fn split_tag(tag: u32) -> (u32, DeadlineKind) {
 fn held_deadline(entries: &Entries, tag: u32) -> Option<Instant> {
     let (slot, kind) = split_tag(tag);
     entries.try_get(slot)?.deadline(kind)
+}
+
+/// The entry of a new PE of pool `pid` (no deadlines yet: the caller
+/// queues them).
+fn new_entry(pid: u32, r: Registration) -> PoolElementEntry {
+    PoolElementEntry {
+        identifier: r.element.identifier,
+        home: r.home,
+        registration_life: r.element.registration_life,
+        distance: r.distance,
+        user_transport: r.element.user_transport,
+        asap_transport: r.element.asap_transport,
+        policy: r.element.policy,
+        expires: None,
+        keep_alive_due: None,
+        registered_at: r.registered_at,
+        drained: false,
+        drain_ends: None,
+        connection: r.connection,
+        identity: r.identity,
+        links: Default::default(),
+        pool: pid,
+        counter: 0,
+        weight_slot: 0,
+        key: 0,
+        order: 0,
+    }
 }
 
 impl Default for Handlespace {
@@ -311,12 +342,24 @@ impl Handlespace {
             None => self.add_pool(r.pool_handle.clone()),
         };
         let (expires, keep_alive_due) = (r.expires, r.keep_alive_due);
-        let (slot, outcome) = match self.pool_ref(pid).slot(id) {
-            Some(slot) => {
+        let entries = &mut self.entries;
+        let pool = pool_at(&mut self.pools, pid);
+        // One search of the pool's members, for a new PE or an update.
+        let (slot, outcome) = match pool.member(id) {
+            btree_map::Entry::Vacant(place) => {
+                let slot = entries.insert(new_entry(pid, r));
+                place.insert(slot);
+                pool.admit(slot, entries);
+                let handle_sum = pool.handle_sum();
+                self.pe_count += 1;
+                self.index(handle_sum, slot);
+                (slot, Registered::New)
+            }
+            btree_map::Entry::Occupied(place) => {
+                let slot = *place.get();
                 let changed = self.update(pid, slot, r);
                 (slot, Registered::Updated { changed })
             }
-            None => (self.insert(pid, r), Registered::New),
         };
         self.move_deadline(slot, DeadlineKind::Lifetime, expires);
         self.move_deadline(slot, DeadlineKind::KeepAlive, keep_alive_due);
@@ -334,7 +377,7 @@ impl Handlespace {
         let changed = e.user_transport != r.element.user_transport || e.policy != r.element.policy;
         let moves = e.home != r.home || e.connection != r.connection || e.identity != r.identity;
         if moves {
-            self.unindex(&r.pool_handle, slot);
+            self.unindex(self.pool_ref(pid).handle_sum(), slot);
         }
         let entries = &mut self.entries;
         let pool = pool_at(&mut self.pools, pid);
@@ -350,40 +393,9 @@ impl Handlespace {
         e.identity = r.identity;
         pool.reattach(slot, entries);
         if moves {
-            self.index(&r.pool_handle, slot);
+            self.index(self.pool_ref(pid).handle_sum(), slot);
         }
         changed
-    }
-
-    /// Add a new PE to pool `pid`; returns its slot.
-    fn insert(&mut self, pid: u32, r: Registration) -> u32 {
-        let slot = self.entries.insert(PoolElementEntry {
-            identifier: r.element.identifier,
-            home: r.home,
-            registration_life: r.element.registration_life,
-            distance: r.distance,
-            user_transport: r.element.user_transport,
-            asap_transport: r.element.asap_transport,
-            policy: r.element.policy,
-            expires: None,
-            keep_alive_due: None,
-            registered_at: r.registered_at,
-            drained: false,
-            drain_ends: None,
-            connection: r.connection,
-            identity: r.identity,
-            links: Default::default(),
-            pool: pid,
-            counter: 0,
-            weight_slot: 0,
-            key: 0,
-            order: 0,
-        });
-        let entries = &mut self.entries;
-        pool_at(&mut self.pools, pid).insert(slot, entries);
-        self.pe_count += 1;
-        self.index(&r.pool_handle, slot);
-        slot
     }
 
     fn add_pool(&mut self, handle: PoolHandle) -> u32 {
@@ -409,13 +421,14 @@ impl Handlespace {
         let entries = &mut self.entries;
         let pool = pool_at(&mut self.pools, pid);
         let slot = pool.remove(id, entries)?;
+        let handle_sum = pool.handle_sum();
         if pool.is_empty() {
             self.pools[pid as usize] = None;
             self.free_pools.push(pid);
             self.pool_ids.remove(handle);
             self.pool_lookup.remove(handle);
         }
-        self.unindex(handle, slot);
+        self.unindex(handle_sum, slot);
         for kind in [
             DeadlineKind::Lifetime,
             DeadlineKind::KeepAlive,
@@ -476,7 +489,7 @@ impl Handlespace {
             return;
         }
         if field.is_some() {
-            self.deadlines.cancel();
+            self.deadlines.cancel(deadline_tag(slot, kind));
         }
         *field = at;
         if let Some(t) = at {
@@ -490,11 +503,14 @@ impl Handlespace {
         self.deadlines.settle(|tag| held_deadline(entries, tag));
     }
 
-    fn index(&mut self, handle: &PoolHandle, slot: u32) {
+    /// Index the PE in `slot` by owner (with its checksum), connection
+    /// and identity; `handle_sum` is its pool's [`Pool::handle_sum`].
+    fn index(&mut self, handle_sum: u16, slot: u32) {
         let e = self.entries.get(slot);
         let (home, id) = (e.home, e.identifier);
         let (connection, identity) = (e.connection, e.identity.clone());
-        self.checksums.entry(home).or_default().add(handle, id);
+        let block = checksum::block_sum_with(handle_sum, id);
+        self.checksums.entry(home).or_default().add_block(block);
         let entries = &mut self.entries;
         self.by_owner.insert(home, slot, entries);
         if let Some(c) = connection {
@@ -505,12 +521,13 @@ impl Handlespace {
         }
     }
 
-    fn unindex(&mut self, handle: &PoolHandle, slot: u32) {
+    /// Undo [`Handlespace::index`].
+    fn unindex(&mut self, handle_sum: u16, slot: u32) {
         let e = self.entries.get(slot);
         let (home, id) = (e.home, e.identifier);
         let (connection, identity) = (e.connection, e.identity.clone());
         if let Some(c) = self.checksums.get_mut(&home) {
-            c.remove(handle, id);
+            c.remove_block(checksum::block_sum_with(handle_sum, id));
         }
         let entries = &mut self.entries;
         self.by_owner.remove(&home, slot, entries);

@@ -10,8 +10,8 @@
 //! re-registration would, a weighted round robin PE level with the
 //! current head.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Bound::{Excluded, Included, Unbounded};
+use std::collections::{btree_map, BTreeMap, BTreeSet};
+use std::ops::Bound::{Included, Unbounded};
 
 use rand::{Rng, RngExt};
 use rserpool_wire::{Policy, PoolElement, PoolHandle, TransportUse};
@@ -37,6 +37,8 @@ pub enum Inconsistency {
 #[derive(Debug)]
 pub struct Pool {
     handle: PoolHandle,
+    /// The handle's part of its PEs' checksum blocks (RFC 5353 3.6.2).
+    handle_sum: u16,
     policy_type: u32,
     transport_type: u16,
     transport_use: TransportUse,
@@ -71,6 +73,7 @@ impl Pool {
     /// An empty pool; its first PE sets its policy and transport.
     pub(crate) fn new(handle: PoolHandle) -> Self {
         Pool {
+            handle_sum: crate::checksum::handle_sum(&handle),
             handle,
             policy_type: 0,
             transport_type: 0,
@@ -93,6 +96,11 @@ impl Pool {
     /// The pool handle.
     pub fn handle(&self) -> &PoolHandle {
         &self.handle
+    }
+
+    /// The handle's part of its PEs' checksum blocks.
+    pub(crate) fn handle_sum(&self) -> u16 {
+        self.handle_sum
     }
 
     /// Number of PEs.
@@ -135,15 +143,32 @@ impl Pool {
     /// Check a registration against the pool's settings (RFC 5354 causes).
     /// The only member may change them by re-registering.
     pub(crate) fn check(&self, pe: &PoolElement, entries: &Entries) -> Result<(), Inconsistency> {
-        let Some((_, &other)) = self.members.iter().find(|(&id, _)| id != pe.identifier) else {
-            return Ok(());
+        let alone = match self.members.len() {
+            0 => true,
+            1 => self.members.contains_key(&pe.identifier),
+            _ => false,
         };
-        let other = entries.get(other);
+        if alone {
+            return Ok(());
+        }
+        // The pool's settings are its members' (RFC 5354 section 3.12):
+        // compare with them, and look a member up only for the cause.
+        let other = || {
+            let slot = self
+                .members
+                .iter()
+                .find(|(&id, _)| id != pe.identifier)
+                .map(|(_, &slot)| slot);
+            match slot {
+                Some(slot) => entries.get(slot),
+                None => unreachable!("a pool of two or more has another member"),
+            }
+        };
         if pe.policy.policy_type() != self.policy_type {
-            return Err(Inconsistency::Policy(other.policy.clone()));
+            return Err(Inconsistency::Policy(other().policy.clone()));
         }
         if pe.user_transport.param_type() != self.transport_type {
-            return Err(Inconsistency::Transport(other.user_transport.clone()));
+            return Err(Inconsistency::Transport(other().user_transport.clone()));
         }
         if pe.user_transport.transport_use() != self.transport_use {
             return Err(Inconsistency::DataControl);
@@ -151,13 +176,20 @@ impl Pool {
         Ok(())
     }
 
-    /// Add a new member (the entry is already in the slab at `slot`).
-    pub(crate) fn insert(&mut self, slot: u32, entries: &mut Entries) {
+    /// The place of member `id` in the members: an existing member's
+    /// slot, or where a new one goes (one search for either). A slot put
+    /// into a vacant place must then be [`Pool::admit`]ted.
+    pub(crate) fn member(&mut self, id: u32) -> btree_map::Entry<'_, u32, u32> {
+        self.members.entry(id)
+    }
+
+    /// Admit the new member just placed at `slot` (its entry is in the
+    /// slab): the first member sets the pool's settings.
+    pub(crate) fn admit(&mut self, slot: u32, entries: &mut Entries) {
         let e = entries.get_mut(slot);
-        if self.members.is_empty() {
+        if self.members.len() == 1 {
             self.adopt_settings(e);
         }
-        self.members.insert(e.identifier, slot);
         e.order = self.bump();
         if matches!(e.policy, Policy::WeightedRoundRobin { .. }) {
             // A new PE starts level with the current head.
@@ -310,10 +342,12 @@ impl Pool {
         out.clear();
         match self.engine {
             Engine::Rotation => {
-                let (after, before) = (
-                    self.members.range(self.cursor..),
-                    self.members.range(..self.cursor),
-                );
+                // The members before the cursor come from a lazy walk
+                // from the start, only when those after it are too few
+                // (one tree descent, not two, when they are not).
+                let cursor = self.cursor;
+                let after = self.members.range(cursor..);
+                let before = self.members.iter().take_while(move |(&id, _)| id < cursor);
                 // Drained members are stepped over (at most `drained`
                 // steps more than the PEs returned).
                 let skip = self.drained > 0;
@@ -331,22 +365,43 @@ impl Pool {
             }
             Engine::Ranked => {
                 // The best key's group rotated to start after the last
-                // head (round robin among equals), then the rest in order.
+                // head (round robin among equals), then the rest in order:
+                // one walk from the rotation point through the group's
+                // tail and on to the next keys, interrupted once to take
+                // the group's wrapped-around start (two tree descents,
+                // not one per part).
                 if let Some(&(best, _, _)) = self.ordered.first() {
                     let from = match self.last_head {
                         Some((k, id)) if k == best => id + 1,
                         _ => 0,
                     };
-                    let group_end = (best, u64::MAX, u32::MAX);
-                    let tail = self
-                        .ordered
-                        .range((Included((best, from, 0)), Included(group_end)));
-                    let wrap = self
-                        .ordered
-                        .range((Included((best, 0, 0)), Excluded((best, from, 0))));
-                    let rest = self.ordered.range((Excluded(group_end), Unbounded));
+                    let mut walk = self.ordered.range((Included((best, from, 0)), Unbounded));
                     let mut head = None;
-                    for &(k, id, slot) in tail.chain(wrap).chain(rest).take(n) {
+                    let mut past_group = None;
+                    while out.len() < n {
+                        match walk.next() {
+                            Some(&(k, id, slot)) if k == best => {
+                                head.get_or_insert((k, id));
+                                out.push(slot);
+                            }
+                            other => {
+                                past_group = other;
+                                break;
+                            }
+                        }
+                    }
+                    if from > 0 {
+                        let wrap = self
+                            .ordered
+                            .iter()
+                            .take_while(|&&(k, id, _)| k == best && id < from);
+                        for &(k, id, slot) in wrap.take(n - out.len()) {
+                            head.get_or_insert((k, id));
+                            out.push(slot);
+                        }
+                    }
+                    let rest = past_group.into_iter().chain(walk);
+                    for &(k, id, slot) in rest.take(n - out.len()) {
                         head.get_or_insert((k, id));
                         out.push(slot);
                     }
