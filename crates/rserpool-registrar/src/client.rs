@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use rserpool_handlespace::{ConnId, Identity};
-use rserpool_security::PeerIdentity;
+use rserpool_security::{Mechanism, PeerIdentity};
 
 /// What the driver knows about a new connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,10 +81,10 @@ impl Client {
         let ip = canonical(info.address.ip());
         let address = SocketAddr::new(ip, info.address.port());
         let prefix = source_prefix(ip);
-        let (key, credential) = match &info.identity {
-            Some(id @ PeerIdentity::Psk(_)) => (id.to_string(), Credential::Psk),
-            Some(id @ PeerIdentity::Certificate(_)) => (id.to_string(), Credential::Certificate),
-            Some(PeerIdentity::Anonymous) => (format!("anonymous@{ip}"), Credential::Anonymous),
+        let (key, credential) = match info.identity.as_ref().map(|i| (i, i.mechanism())) {
+            Some((id, Some(Mechanism::Psk))) => (id.to_string(), Credential::Psk),
+            Some((id, Some(Mechanism::Certificate))) => (id.to_string(), Credential::Certificate),
+            Some((_, None)) => (format!("anonymous@{ip}"), Credential::Anonymous),
             None => (format!("insecure@{ip}"), Credential::Insecure),
         };
         let identity = Identity(key.into());

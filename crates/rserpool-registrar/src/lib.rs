@@ -15,12 +15,20 @@
 //! * [`log_limit`]: warnings an attacker can repeat, limited and summarised.
 //! * [`admin`]: the admin HTTP API and Prometheus metrics
 //!   ([`admin::AdminServer`]).
+//!
+//! The default feature `service` brings the tokio service, the admin API
+//! and announcements. Without it (`default-features = false`) the crate
+//! is the sans-IO core alone, with neither tokio nor OpenSSL in its
+//! dependencies: what a deterministic simulator drives.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "service")]
 mod accept;
+#[cfg(feature = "service")]
 pub mod admin;
+#[cfg(feature = "service")]
 pub mod announce;
 mod client;
 pub mod config;
@@ -28,6 +36,7 @@ mod core;
 pub mod log_limit;
 mod output;
 pub mod revocation;
+#[cfg(feature = "service")]
 pub mod service;
 
 #[cfg(test)]
@@ -47,4 +56,5 @@ pub use output::{protocol_name, Event, Output, Refusal, Removal, ReportCheck, St
 pub use revocation::{Revocation, RevocationReport};
 /// The identity key PEs are bound to (as in events: `psk:NAME`, `cert:SUBJECT`).
 pub use rserpool_handlespace::Identity;
+#[cfg(feature = "service")]
 pub use service::{Registrar, RegistrarHandle, ServiceConfig, ServiceError, ServiceStats};
