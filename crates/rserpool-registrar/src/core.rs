@@ -10,6 +10,8 @@
 //! * [`connections`]: connections in and out, their kinds, frames, the
 //!   one path for undecodable input, revocations.
 //! * [`asap`]: the ASAP server side (RFC 5352 3.1-3.5).
+//! * [`enrp`]: ENRP (RFC 5353) on peer connections; not implemented
+//!   yet, so every message is answered as an unprepared server does.
 //! * [`limits`]: the rate limits per identity and per source address.
 //! * [`operator`]: operators' drains, undrains and removals of PEs.
 //!
@@ -17,8 +19,11 @@
 
 mod asap;
 mod connections;
+mod enrp;
 mod limits;
 pub mod operator;
+
+pub use connections::{ConnectError, OUTBOUND_CONNECTIONS};
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -26,12 +31,12 @@ use std::time::Instant;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use rserpool_handlespace::{ConnId, Handlespace, Identity};
-use rserpool_wire::{AsapMessage, Cause, OperationError, PoolHandle};
+use rserpool_wire::{AsapMessage, Cause, EnrpMessage, OperationError, PoolHandle};
 use rustc_hash::FxHashMap;
 
-use crate::client::{Client, OpenConnection};
+use crate::client::{Client, OpenConnection, Protocol};
 use crate::config::{CoreConfig, InvalidSetting};
-use crate::output::{Output, Stats};
+use crate::output::{Message, Output, Stats};
 
 use asap::Probe;
 use limits::Limits;
@@ -42,6 +47,11 @@ pub struct RegistrarCore {
     config: CoreConfig,
     handlespace: Handlespace,
     clients: FxHashMap<ConnId, Client>,
+    /// Connections asked of the driver ([`Output::Connect`]) and not
+    /// yet established or failed.
+    pending: FxHashMap<ConnId, connections::Pending>,
+    /// The next handle [`RegistrarCore::connect`] gives out.
+    next_outbound: ConnId,
     probes: FxHashMap<(PoolHandle, u32), Probe>,
     pes_per_identity: FxHashMap<Identity, usize>,
     connections_per_identity: FxHashMap<Identity, usize>,
@@ -60,6 +70,8 @@ impl RegistrarCore {
                 default_items: config.default_items,
             }),
             clients: FxHashMap::default(),
+            pending: FxHashMap::default(),
+            next_outbound: OUTBOUND_CONNECTIONS,
             probes: FxHashMap::default(),
             pes_per_identity: FxHashMap::default(),
             connections_per_identity: FxHashMap::default(),
@@ -86,7 +98,7 @@ impl RegistrarCore {
         &self.stats
     }
 
-    /// Open connections.
+    /// Open connections (of every kind; not those still being opened).
     pub fn connections(&self) -> usize {
         self.clients.len()
     }
@@ -97,6 +109,8 @@ impl RegistrarCore {
             conn,
             identity: &p.identity,
             address: p.address,
+            kind: p.kind,
+            peer: p.peer.as_ref(),
             may_register: p.may_register,
             connected_at: p.connected_at,
         })
@@ -145,27 +159,57 @@ impl RegistrarCore {
     }
 
     /// Queue a message; every error cause that goes out is counted here.
-    pub(super) fn send(&mut self, conn: ConnId, msg: AsapMessage) {
+    pub(super) fn send(&mut self, conn: ConnId, msg: impl Into<Message>) {
+        let msg = msg.into();
         match &msg {
-            AsapMessage::Error { error }
-            | AsapMessage::RegistrationResponse {
-                error: Some(error), ..
-            }
-            | AsapMessage::DeregistrationResponse {
-                error: Some(error), ..
-            }
-            | AsapMessage::HandleResolutionResponse {
-                error: Some(error), ..
-            } => self.stats.count_errors(error),
+            Message::Asap(
+                AsapMessage::Error { error }
+                | AsapMessage::RegistrationResponse {
+                    error: Some(error), ..
+                }
+                | AsapMessage::DeregistrationResponse {
+                    error: Some(error), ..
+                }
+                | AsapMessage::HandleResolutionResponse {
+                    error: Some(error), ..
+                },
+            )
+            | Message::Enrp(EnrpMessage::Error { error, .. }) => self.stats.count_errors(error),
             _ => {}
         }
         self.outputs.push_back(Output::Send { conn, msg });
     }
 
-    /// ASAP_ERROR with one cause (RFC 5352 2.2.14).
-    pub(super) fn send_error(&mut self, conn: ConnId, cause: Cause) {
+    /// An error with one cause in the protocol of `conn`: ASAP_ERROR
+    /// (RFC 5352 2.2.14) or ENRP_ERROR (RFC 5353 2.10). A connection the
+    /// core does not know (refused as it opened) speaks `protocol`.
+    pub(super) fn send_error_in(&mut self, conn: ConnId, protocol: Protocol, cause: Cause) {
         let error = OperationError::single(cause);
-        self.send(conn, AsapMessage::Error { error });
+        match protocol {
+            Protocol::Asap => self.send(conn, AsapMessage::Error { error }),
+            Protocol::Enrp => {
+                let sender = self.config.server_id;
+                // Peer server identifiers are learnt with ENRP; until
+                // then 0, as for a receiver not yet known (RFC 5353 2.1).
+                self.send(
+                    conn,
+                    EnrpMessage::Error {
+                        sender,
+                        receiver: 0,
+                        error,
+                    },
+                );
+            }
+        }
+    }
+
+    /// An error with one cause in the protocol of `conn`.
+    pub(super) fn send_error(&mut self, conn: ConnId, cause: Cause) {
+        let protocol = self
+            .clients
+            .get(&conn)
+            .map_or(Protocol::Asap, |c| c.kind.protocol());
+        self.send_error_in(conn, protocol, cause);
     }
 
     /// Ask the driver to close `conn`, once.

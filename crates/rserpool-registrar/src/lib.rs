@@ -40,6 +40,8 @@ pub mod revocation;
 pub mod service;
 
 #[cfg(test)]
+mod core_conn_tests;
+#[cfg(test)]
 mod core_operator_tests;
 #[cfg(test)]
 mod core_props;
@@ -49,10 +51,10 @@ mod core_tests;
 pub use crate::core::operator::{
     check_drain_timeout, DrainOutcome, OperatorError, DEFAULT_DRAIN_TIMEOUT, DRAIN_TIMEOUTS,
 };
-pub use crate::core::RegistrarCore;
-pub use client::{ClientInfo, OpenConnection};
+pub use crate::core::{ConnectError, RegistrarCore, OUTBOUND_CONNECTIONS};
+pub use client::{ClientInfo, ConnKind, OpenConnection, Protocol};
 pub use config::CoreConfig;
-pub use output::{protocol_name, Event, Output, Refusal, Removal, ReportCheck, Stats};
+pub use output::{protocol_name, Event, Message, Output, Refusal, Removal, ReportCheck, Stats};
 pub use revocation::{Revocation, RevocationReport};
 /// The identity key PEs are bound to (as in events: `psk:NAME`, `cert:SUBJECT`).
 pub use rserpool_handlespace::Identity;

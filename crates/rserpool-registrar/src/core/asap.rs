@@ -16,7 +16,7 @@ use rserpool_wire::{
     TransportUse, WireMessage,
 };
 
-use crate::client::{canonical, Client};
+use crate::client::{canonical, Client, ConnKind};
 use crate::output::{identity_text, protocol_name, Event, Output, Refusal, Removal, ReportCheck};
 
 use super::connections::MAX_ECHOED;
@@ -73,11 +73,9 @@ impl Probe {
 }
 
 impl RegistrarCore {
-    /// A decoded message from a connection.
-    pub fn handle_message(&mut self, now: Instant, conn: ConnId, msg: AsapMessage) {
-        if !self.clients.contains_key(&conn) || self.is_closing(conn) {
-            return;
-        }
+    /// An ASAP message from an ASAP connection the core knows and is not
+    /// closing.
+    pub(super) fn asap_message(&mut self, now: Instant, conn: ConnId, msg: AsapMessage) {
         match msg {
             AsapMessage::Registration {
                 pool_handle,
@@ -233,6 +231,9 @@ impl RegistrarCore {
             .get(&conn)
             .cloned()
             .ok_or(RegistrationRefusal::UnknownConnection)?;
+        if peer.kind == ConnKind::AsapPoolUser {
+            return Err(RegistrationRefusal::PoolUserListener);
+        }
         if !peer.may_register {
             return Err(RegistrationRefusal::Anonymous);
         }
@@ -342,7 +343,13 @@ impl RegistrarCore {
         let Some(peer) = self.clients.get(&conn).cloned() else {
             return;
         };
-        let refusal = if !self
+        let refusal = if peer.kind == ConnKind::AsapPoolUser {
+            Some((
+                Refusal::Security,
+                CauseCode::RejectedSecurity,
+                "this listener serves pool users only: no deregistrations",
+            ))
+        } else if !self
             .limits
             .registrations
             .allow(&peer.identity, peer.address.ip(), now)
@@ -716,6 +723,8 @@ pub(super) enum RegistrationRefusal {
     UnknownConnection,
     #[error("an anonymous client may not register (RFC 5355 2.1)")]
     Anonymous,
+    #[error("this listener serves pool users only: no registrations")]
+    PoolUserListener,
     #[error("registration rate limit")]
     RateLimited,
     #[error("the PE identifier belongs to another identity")]
@@ -735,6 +744,7 @@ impl RegistrationRefusal {
         match self {
             Self::UnknownConnection
             | Self::Anonymous
+            | Self::PoolUserListener
             | Self::AnotherIdentitysPe
             | Self::ForeignAddress(_) => (Refusal::Security, CauseCode::RejectedSecurity),
             Self::RateLimited | Self::TooManyPes { .. } => {

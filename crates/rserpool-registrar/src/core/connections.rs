@@ -3,16 +3,20 @@
 //! side), the frames they carry and the one path for what cannot be
 //! decoded; and credential revocations, which end connections.
 
+use std::net::SocketAddr;
 use std::time::Instant;
+
+use rserpool_security::PeerIdentity;
 
 use rserpool_handlespace::{ConnId, Identity};
 use rserpool_wire::framing::FramingError;
 use rserpool_wire::{
-    AsapMessage, Cause, CauseCode, DecodeError, DecodeErrorKind, OperationError, PoolHandle,
+    AsapMessage, Cause, CauseCode, DecodeError, DecodeErrorKind, EnrpMessage, OperationError,
+    PoolHandle,
 };
 
-use crate::client::{Client, ClientInfo, Credential};
-use crate::output::{identity_text, Event, Output, Refusal, Removal};
+use crate::client::{Client, ClientInfo, ConnKind, Credential, Protocol};
+use crate::output::{identity_text, Event, Message, Output, Refusal, Removal};
 use crate::revocation::{RemovedPe, Revocation, RevocationReport};
 
 use super::RegistrarCore;
@@ -20,36 +24,166 @@ use super::RegistrarCore;
 /// Most bytes of an offending message echoed back in an error cause.
 pub(super) const MAX_ECHOED: usize = 512;
 
+/// The first handle [`RegistrarCore::connect`] gives out: drivers number
+/// the connections they accept below it (2^63), so the two never meet.
+pub const OUTBOUND_CONNECTIONS: ConnId = 1 << 63;
+
+/// A connection asked of the driver and not yet open.
+#[derive(Debug, Clone)]
+pub(super) struct Pending {
+    address: SocketAddr,
+    kind: ConnKind,
+    since: Instant,
+}
+
+/// Why [`RegistrarCore::connect`] asked nothing of the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// Connections of this kind are accepted, not opened.
+    #[error("{} connections are accepted, not opened", .0.name())]
+    NotOutbound(ConnKind),
+}
+
 impl RegistrarCore {
-    /// A connection was accepted (after its TLS handshake in secure mode).
-    /// An identity over its connection limit gets an error and the
-    /// connection is closed.
+    /// A connection was accepted (after its TLS handshake in secure
+    /// mode); `info` says on which kind of listener and who the other
+    /// side proved to be. An identity over its connection limit gets an
+    /// error and the connection is closed; so does a peer registrar that
+    /// proved no identity (RFC 5355 2.5: registrars authenticate each
+    /// other).
     pub fn handle_connect(&mut self, now: Instant, conn: ConnId, info: ClientInfo) {
+        self.admit(now, conn, info);
+    }
+
+    /// Ask the driver to open a connection of `kind` (an outbound kind,
+    /// [`ConnKind::is_outbound`]) to `address`, as quinn-proto's
+    /// `Endpoint::connect` does: the returned handle names the connection
+    /// in [`Output::Connect`], in the driver's answer
+    /// ([`RegistrarCore::handle_connected`] or
+    /// [`RegistrarCore::handle_connect_failed`]) and from then on like any
+    /// other connection. Handles are [`OUTBOUND_CONNECTIONS`] and up, so
+    /// they never meet the driver's numbers of accepted connections.
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        address: SocketAddr,
+        kind: ConnKind,
+    ) -> Result<ConnId, ConnectError> {
+        if !kind.is_outbound() {
+            return Err(ConnectError::NotOutbound(kind));
+        }
+        let conn = self.next_outbound;
+        self.next_outbound = self.next_outbound.wrapping_add(1).max(OUTBOUND_CONNECTIONS);
+        self.pending.insert(
+            conn,
+            Pending {
+                address,
+                kind,
+                since: now,
+            },
+        );
+        self.stats.connects += 1;
+        self.outputs.push_back(Output::Connect {
+            conn,
+            address,
+            kind,
+        });
+        Ok(conn)
+    }
+
+    /// The connection [`Output::Connect`] asked for is open; the other
+    /// side proved `identity` (`None`: insecure mode). It is then like
+    /// an accepted connection ([`RegistrarCore::handle_connect`]). An
+    /// unknown handle is ignored.
+    pub fn handle_connected(&mut self, now: Instant, conn: ConnId, identity: Option<PeerIdentity>) {
+        let Some(p) = self.pending.remove(&conn) else {
+            return;
+        };
+        self.admit(now, conn, ClientInfo::new(identity, p.address, p.kind));
+    }
+
+    /// The connection [`Output::Connect`] asked for could not be opened
+    /// (TCP, TLS, or the driver's limits): `reason` says why. An unknown
+    /// handle is ignored.
+    pub fn handle_connect_failed(&mut self, _now: Instant, conn: ConnId, reason: &str) {
+        let Some(p) = self.pending.remove(&conn) else {
+            return;
+        };
+        self.stats.connect_failures += 1;
+        self.outputs.push_back(Output::Event(Event::ConnectFailed {
+            conn,
+            address: p.address,
+            kind: p.kind,
+            reason: reason.to_owned(),
+        }));
+    }
+
+    /// The connections asked of the driver and not yet open: handle,
+    /// address, kind and when they were asked for.
+    pub fn pending_connections(
+        &self,
+    ) -> impl Iterator<Item = (ConnId, SocketAddr, ConnKind, Instant)> + '_ {
+        self.pending
+            .iter()
+            .map(|(&c, p)| (c, p.address, p.kind, p.since))
+    }
+
+    /// Take a connection on: the checks every new connection passes.
+    fn admit(&mut self, now: Instant, conn: ConnId, info: ClientInfo) {
         let peer = Client::new(&info, now);
-        let max = self.config.max_connections_per_identity;
-        let open = self
-            .connections_per_identity
-            .entry(peer.identity.clone())
-            .or_insert(0);
-        if *open >= max {
-            self.stats.connections_refused_per_identity += 1;
-            let detail = format!("{} already has {max} connections open", peer.identity.0);
+        let protocol = info.kind.protocol();
+        let refusal = if protocol == Protocol::Enrp
+            && info
+                .identity
+                .as_ref()
+                .is_some_and(PeerIdentity::is_anonymous)
+        {
+            Some((
+                Refusal::Security,
+                CauseCode::RejectedSecurity,
+                "a peer registrar must authenticate (RFC 5355 2.5)".to_string(),
+            ))
+        } else {
+            let max = self.config.max_connections_per_identity;
+            let open = self
+                .connections_per_identity
+                .get(&peer.identity)
+                .copied()
+                .unwrap_or(0);
+            (open >= max).then(|| {
+                self.stats.connections_refused_per_identity += 1;
+                (
+                    Refusal::RateLimited,
+                    CauseCode::LackOfResources,
+                    format!("{} already has {max} connections open", peer.identity.0),
+                )
+            })
+        };
+        if let Some((refusal, cause, detail)) = refusal {
+            if refusal == Refusal::Security {
+                self.stats.refused_security += 1;
+            }
             self.outputs.push_back(Output::Event(Event::Refused {
                 conn,
                 identity: identity_text(&peer.identity),
                 request: "connection",
-                refusal: Refusal::RateLimited,
-                cause: CauseCode::LackOfResources,
+                refusal,
+                cause,
                 detail: detail.clone(),
             }));
-            self.send_error(
+            self.send_error_in(
                 conn,
-                Cause::with_info(CauseCode::LackOfResources, detail.clone().into_bytes()),
+                protocol,
+                Cause::with_info(cause, detail.clone().into_bytes()),
             );
             self.close(conn, detail);
             return;
         }
-        *open += 1;
+        *self
+            .connections_per_identity
+            .entry(peer.identity.clone())
+            .or_insert(0) += 1;
         self.stats.connections += 1;
         self.clients.insert(conn, peer);
     }
@@ -58,6 +192,8 @@ impl RegistrarCore {
     /// probed: each must re-register over a new connection within the
     /// keep-alive timeout or it is removed.
     pub fn handle_disconnect(&mut self, now: Instant, conn: ConnId) {
+        // A connection still being opened is forgotten too.
+        self.pending.remove(&conn);
         let Some(peer) = self.clients.remove(&conn) else {
             return;
         };
@@ -149,35 +285,123 @@ impl RegistrarCore {
         }
     }
 
-    /// One complete frame from a connection (ChannelCodec output). What
-    /// a connection the core is closing still sends is ignored.
+    /// One complete frame from a connection (ChannelCodec output),
+    /// decoded in the connection's protocol. What a connection the core
+    /// is closing still sends is ignored, as is what an unknown one sends.
     pub fn handle_frame(&mut self, now: Instant, conn: ConnId, frame: &[u8]) {
-        if self.is_closing(conn) {
+        let Some(client) = self.clients.get(&conn) else {
+            return;
+        };
+        if client.closing {
             return;
         }
-        match AsapMessage::decode(frame) {
-            Ok(d) => {
-                if !d.unrecognized.is_empty() {
-                    let causes = d
-                        .unrecognized
+        let decoded = match client.kind.protocol() {
+            Protocol::Asap => {
+                AsapMessage::decode(frame).map(|d| (d.unrecognized, d.message.into()))
+            }
+            Protocol::Enrp => {
+                EnrpMessage::decode(frame).map(|d| (d.unrecognized, d.message.into()))
+            }
+        };
+        match decoded {
+            Ok((unrecognized, message)) => {
+                // RFC 5354 3: parameters skipped with a report.
+                if !unrecognized.is_empty() {
+                    let causes = unrecognized
                         .iter()
                         .map(|u| Cause::with_info(CauseCode::UnrecognizedParameter, u.tlv.clone()))
                         .collect();
-                    self.send(
-                        conn,
-                        AsapMessage::Error {
-                            error: OperationError { causes },
-                        },
-                    );
+                    self.send_operation_error(conn, OperationError { causes });
                 }
-                self.handle_message(now, conn, d.message);
+                self.dispatch(now, conn, message);
             }
-            Err(e) => self.malformed(conn, frame, &e),
+            Err(e) => self.undecodable(conn, frame, &e),
         }
     }
 
-    pub(super) fn malformed(&mut self, conn: ConnId, frame: &[u8], e: &DecodeError) {
-        // RFC 5354 section 3.12: report what the type bits ask to report.
+    /// A decoded message from a connection: an [`AsapMessage`] or an
+    /// [`rserpool_wire::EnrpMessage`] (or a [`Message`]). A message of
+    /// the other protocol than the connection's is a protocol error,
+    /// handled like an undecodable one ([`Self::handle_frame`]).
+    pub fn handle_message(&mut self, now: Instant, conn: ConnId, msg: impl Into<Message>) {
+        self.dispatch(now, conn, msg.into());
+    }
+
+    fn dispatch(&mut self, now: Instant, conn: ConnId, msg: Message) {
+        let Some(client) = self.clients.get(&conn) else {
+            return;
+        };
+        if client.closing {
+            return;
+        }
+        let protocol = client.kind.protocol();
+        match (protocol, msg) {
+            (Protocol::Asap, Message::Asap(m)) => self.asap_message(now, conn, m),
+            (Protocol::Enrp, Message::Enrp(m)) => self.enrp_message(now, conn, m),
+            (_, other) => {
+                // Over SCTP the PPID would have told the protocols apart;
+                // here the listener does, and this is RFC 5354 3.12.3's
+                // Unrecognized Message for this connection's protocol.
+                let mut info = Vec::new();
+                let _ = other.encode(&mut info);
+                info.truncate(MAX_ECHOED);
+                let error = format!("{} on an {} connection", other.name(), protocol.name());
+                self.protocol_error(
+                    conn,
+                    Some(Cause::with_info(CauseCode::UnrecognizedMessage, info)),
+                    error,
+                );
+            }
+        }
+    }
+
+    /// An operation error in the protocol of `conn` (ASAP_ERROR or
+    /// ENRP_ERROR).
+    fn send_operation_error(&mut self, conn: ConnId, error: OperationError) {
+        let mut causes = error.causes.into_iter();
+        let Some(first) = causes.next() else {
+            return;
+        };
+        let protocol = self
+            .clients
+            .get(&conn)
+            .map_or(Protocol::Asap, |c| c.kind.protocol());
+        match protocol {
+            Protocol::Asap => self.send(
+                conn,
+                AsapMessage::Error {
+                    error: OperationError {
+                        causes: std::iter::once(first).chain(causes).collect(),
+                    },
+                },
+            ),
+            Protocol::Enrp => {
+                let sender = self.config.server_id;
+                self.send(
+                    conn,
+                    EnrpMessage::Error {
+                        sender,
+                        receiver: 0,
+                        error: OperationError {
+                            causes: std::iter::once(first).chain(causes).collect(),
+                        },
+                    },
+                )
+            }
+        }
+    }
+
+    /// The one path for a frame that does not decode, in either protocol
+    /// (the client cores match it): the connection's and the registrar's
+    /// malformed counts go up; the sender gets the cause RFC 5354 3.12
+    /// asks for by the offending type's bits (the unrecognized parameter,
+    /// or at most [`MAX_ECHOED`] bytes of the message), in an ASAP_ERROR
+    /// or ENRP_ERROR; an [`Event::Malformed`] reports it; and once a
+    /// connection sent more than `max_malformed_per_connection` malformed
+    /// messages it is closed (what is still in flight is ignored). A
+    /// message of the wrong protocol takes the same path
+    /// ([`Self::protocol_error`]).
+    pub(super) fn undecodable(&mut self, conn: ConnId, frame: &[u8], e: &DecodeError) {
         let cause = e.cause().map(|code| {
             let info = match &e.kind {
                 DecodeErrorKind::UnrecognizedParameter { tlv, .. } => tlv.clone(),
@@ -185,10 +409,17 @@ impl RegistrarCore {
             };
             Cause::with_info(code, info)
         });
+        self.protocol_error(conn, cause, e.to_string());
+    }
+
+    /// A message that cannot be served (undecodable, or of the other
+    /// protocol): counted, answered with `cause` if there is one,
+    /// reported, and the connection closed once over the limit.
+    pub(super) fn protocol_error(&mut self, conn: ConnId, cause: Option<Cause>, error: String) {
         let max = self.config.max_malformed_per_connection;
         // Once over the limit the connection is closing: `close` asks the
         // driver once, and what is still in flight is ignored.
-        if self.note_malformed(conn, cause, e.to_string()) > Some(max) {
+        if self.note_malformed(conn, cause, error) > Some(max) {
             self.close(conn, format!("more than {max} malformed messages"));
         }
     }
