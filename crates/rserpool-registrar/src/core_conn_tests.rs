@@ -250,3 +250,66 @@ fn outbound_connections_are_asked_for_and_then_like_accepted_ones() {
     s.core.handle_disconnect(s.now, a);
     assert_eq!(s.core.connections(), 0);
 }
+
+/// A PE whose home is another registrar (as ENRP will bring them).
+fn foreign_pe(s: &mut Sim, id: u32) {
+    let now = s.now;
+    let reg = rserpool_handlespace::Registration {
+        pool_handle: crate::core_tests::handle(),
+        element: crate::core_tests::pe(id, PE_ADDR, rserpool_wire::Policy::RoundRobin),
+        home: 0x9999,
+        expires: Some(now + std::time::Duration::from_secs(30)),
+        keep_alive_due: Some(now + std::time::Duration::from_secs(5)),
+        connection: None,
+        identity: Some(rserpool_handlespace::Identity("psk:elsewhere".into())),
+        distance: 0,
+        registered_at: now,
+    };
+    s.core.handlespace_mut().register(reg).unwrap();
+}
+
+#[test]
+fn only_the_home_registrar_expires_probes_or_removes_a_pe() {
+    let mut s = Sim::with(crate::CoreConfig {
+        server_id: 0x1234,
+        seed: 7,
+        max_bad_pe_reports: 1,
+        ..crate::CoreConfig::default()
+    });
+    foreign_pe(&mut s, 9);
+    s.psk(1, "pu");
+    let sent = s.send(
+        1,
+        AsapMessage::EndpointUnreachable {
+            pool_handle: crate::core_tests::handle(),
+            identifier: 9,
+        },
+    );
+    assert!(sent.is_empty(), "{sent:?}");
+    let out = s.advance(std::time::Duration::from_secs(120));
+    assert!(
+        !out.iter().any(|o| matches!(
+            o,
+            Output::Event(Event::Removed { .. }) | Output::Event(Event::ReportedUnreachable { .. })
+        )),
+        "{out:?}"
+    );
+    assert!(s
+        .core
+        .handlespace()
+        .find(&crate::core_tests::handle(), 9)
+        .is_some());
+    assert_eq!(s.core.stats().keep_alives_sent, 0);
+    assert_eq!(s.core.stats().unreachable_reports, 0);
+    // The registrar's own PEs still end as before.
+    s.psk(2, "pe");
+    assert_eq!(
+        crate::core_tests::reg_cause(&s.send(2, registration(5))),
+        None
+    );
+    s.core.handle_disconnect(s.now, 2);
+    let out = s.advance(std::time::Duration::from_secs(120));
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Event(Event::Removed { identifier: 5, .. }))));
+}

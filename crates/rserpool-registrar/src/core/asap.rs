@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 
 use rand::RngExt;
 use rserpool_handlespace::{
-    ConnId, DeadlineKind, Expired, Identity, Inconsistency, Registered, Registration,
+    ConnId, DeadlineKind, Expired, Identity, Inconsistency, KeepAlive, Registered, Registration,
 };
-use rserpool_security::rate_limit::WindowCounter;
 use rserpool_wire::{
     AsapMessage, Cause, CauseCode, OperationError, PoolElement, PoolHandle, Transport,
     TransportUse, WireMessage,
@@ -22,33 +21,31 @@ use crate::output::{identity_text, protocol_name, Event, Output, Refusal, Remova
 use super::connections::MAX_ECHOED;
 use super::RegistrarCore;
 
-/// Keep-alive state of one PE (RFC 5352 section 3.4/3.5).
-#[derive(Debug, Default)]
-pub(super) struct Probe {
-    /// A keep-alive is out and unanswered (or the PE's connection closed):
-    /// when the keep-alive deadline passes the PE is removed.
-    pub(super) outstanding: bool,
-    /// The outstanding keep-alive checks unreachable reports: if it goes
-    /// unanswered the PE is removed as unreachable, if it is answered the
-    /// reports are void.
-    pub(super) reported: bool,
-    /// Keep-alives sent recently (RFC 5355 2.14 limit).
-    pub(super) sent: WindowCounter,
-    /// Unreachable reports within the window: reporter and time, one per
-    /// reporter, at most MAX-BAD-PE-REPORT (the newest).
-    pub(super) reports: Vec<(Identity, Instant)>,
-}
-
-impl Probe {
+/// The registrar's rules on the keep-alive state a PE carries in its
+/// handlespace entry ([`KeepAlive`]; RFC 5352 3.5, RFC 5355 2.13 and
+/// 2.14). `outstanding`: a keep-alive is out and unanswered (or the PE's
+/// connection closed), so when the keep-alive deadline passes the PE is
+/// removed; `reported`: that keep-alive checks unreachable reports (if it
+/// goes unanswered the PE is removed as unreachable, if it is answered
+/// the reports are void); `sent`: keep-alives sent recently (the 2.14
+/// limit); `reports`: reporter and time, one per reporter, at most
+/// MAX-BAD-PE-REPORT (the newest).
+pub(super) trait Checks {
     /// Count a report from `reporter`; returns the distinct reporters
     /// within `window`, at most `max`.
-    pub(super) fn report(
-        &mut self,
-        reporter: Identity,
-        now: Instant,
-        window: Duration,
-        max: usize,
-    ) -> usize {
+    fn report(&mut self, reporter: Identity, now: Instant, window: Duration, max: usize) -> usize;
+    /// The reporters, as events name them.
+    fn reporters(&self) -> Vec<String>;
+    /// The PE showed it is alive: nothing is outstanding and the reports
+    /// are void. Returns the reporters if a report check was outstanding.
+    fn alive(&mut self) -> Option<Vec<String>>;
+    /// Record a keep-alive sent at `now` if fewer than `max` went out in
+    /// the last `window`; returns whether it was recorded.
+    fn may_send(&mut self, now: Instant, window: Duration, max: usize) -> bool;
+}
+
+impl Checks for KeepAlive {
+    fn report(&mut self, reporter: Identity, now: Instant, window: Duration, max: usize) -> usize {
         self.reports
             .retain(|(r, t)| *r != reporter && now.saturating_duration_since(*t) <= window);
         if self.reports.len() >= max {
@@ -58,17 +55,25 @@ impl Probe {
         self.reports.len()
     }
 
-    pub(super) fn reporters(&self) -> Vec<String> {
+    fn reporters(&self) -> Vec<String> {
         self.reports.iter().map(|(r, _)| identity_text(r)).collect()
     }
 
-    /// The PE showed it is alive: nothing is outstanding and the reports
-    /// are void. Returns the reporters if a report check was outstanding.
-    pub(super) fn alive(&mut self) -> Option<Vec<String>> {
+    fn alive(&mut self) -> Option<Vec<String>> {
         self.outstanding = false;
         let checked = std::mem::take(&mut self.reported).then(|| self.reporters());
         self.reports.clear();
         checked
+    }
+
+    fn may_send(&mut self, now: Instant, window: Duration, max: usize) -> bool {
+        self.sent
+            .retain(|&t| now.saturating_duration_since(t) < window);
+        if self.sent.len() >= max {
+            return false;
+        }
+        self.sent.push(now);
+        true
     }
 }
 
@@ -158,20 +163,14 @@ impl RegistrarCore {
                 let changed = !matches!(outcome, Registered::Updated { changed: false });
                 if new {
                     self.stats.registrations += 1;
-                    *self
-                        .pes_per_identity
-                        .entry(peer.identity.clone())
-                        .or_insert(0) += 1;
                 } else {
                     self.stats.reregistrations += 1;
                 }
                 // A registration over a live connection shows the PE is
                 // alive: outstanding checks and reports are void.
-                let _ = self
-                    .probes
-                    .entry((pool_handle.clone(), identifier))
-                    .or_default()
-                    .alive();
+                if let Some(k) = self.handlespace.keep_alive_mut(&pool_handle, identifier) {
+                    let _ = k.alive();
+                }
                 self.send(
                     conn,
                     AsapMessage::RegistrationResponse {
@@ -250,11 +249,7 @@ impl RegistrarCore {
                 return Err(RegistrationRefusal::AnotherIdentitysPe);
             }
         } else {
-            let owned = self
-                .pes_per_identity
-                .get(&peer.identity)
-                .copied()
-                .unwrap_or(0);
+            let owned = self.handlespace.count_by_identity(&peer.identity);
             if owned >= self.config.max_pes_per_identity {
                 return Err(RegistrationRefusal::TooManyPes { owned });
             }
@@ -392,19 +387,12 @@ impl RegistrarCore {
         );
     }
 
-    /// Remove a PE and everything the core keeps about it.
+    /// Remove a PE with everything the core keeps about it.
     pub(super) fn remove(&mut self, handle: &PoolHandle, id: u32, reason: Removal) -> bool {
-        let Some(entry) = self.handlespace.deregister(handle, id) else {
+        // Its keep-alive state, registrant and connection go with the
+        // entry; the per-identity count is the handlespace's.
+        if self.handlespace.deregister(handle, id).is_none() {
             return false;
-        };
-        self.probes.remove(&(handle.clone(), id));
-        if let Some(identity) = &entry.identity {
-            if let Some(n) = self.pes_per_identity.get_mut(identity) {
-                *n -= 1;
-                if *n == 0 {
-                    self.pes_per_identity.remove(identity);
-                }
-            }
         }
         self.outputs.push_back(Output::Event(Event::Removed {
             pool_handle: handle.clone(),
@@ -501,7 +489,7 @@ impl RegistrarCore {
             Some(e) if e.identity.as_ref() == Some(&peer.identity) => {}
             _ => return,
         }
-        let Some(probe) = self.probes.get_mut(&(handle.clone(), id)) else {
+        let Some(probe) = self.handlespace.keep_alive_mut(&handle, id) else {
             return;
         };
         if probe.outstanding {
@@ -562,15 +550,28 @@ impl RegistrarCore {
             return self.send_error(conn, Cause::new(cause));
         }
         let reporter = peer.reporter.clone();
-        if self.handlespace.find(&handle, id).is_none() {
-            return;
+        match self.handlespace.find(&handle, id) {
+            None => return,
+            // RFC 5353 (and 5352 3.5): the home registrar checks its PEs;
+            // a report on another registrar's PE is not this one's to act on.
+            Some(e) if e.home != self.config.server_id => {
+                tracing::debug!(
+                    conn,
+                    home = e.home,
+                    "unreachable report on a PE homed elsewhere"
+                );
+                return;
+            }
+            Some(_) => {}
         }
         self.stats.unreachable_reports += 1;
         let (window, max) = (
             self.config.bad_pe_report_window,
             self.config.max_bad_pe_reports,
         );
-        let probe = self.probes.entry((handle.clone(), id)).or_default();
+        let Some(probe) = self.handlespace.keep_alive_mut(&handle, id) else {
+            return;
+        };
         if probe.report(reporter, now, window, max) < max {
             return;
         }
@@ -580,7 +581,7 @@ impl RegistrarCore {
             probe.reported = true;
             ReportCheck::Outstanding
         } else if self.probe(now, handle.clone(), id) {
-            if let Some(p) = self.probes.get_mut(&(handle.clone(), id)) {
+            if let Some(p) = self.handlespace.keep_alive_mut(&handle, id) {
                 p.reported = true;
             }
             self.stats.unreachable_probes += 1;
@@ -601,17 +602,21 @@ impl RegistrarCore {
     /// limit is reached (RFC 5355 2.14). Returns whether a probe was armed
     /// (and with it the PE's keep-alive deadline).
     pub(super) fn probe(&mut self, now: Instant, handle: PoolHandle, id: u32) -> bool {
+        // Only the home registrar sends keep-alives (RFC 5352 3.5).
         let Some(conn) = self
             .handlespace
             .find(&handle, id)
+            .filter(|e| e.home == self.config.server_id)
             .and_then(|e| e.connection)
         else {
             return false;
         };
         let window = self.config.keep_alive_interval;
         let max = self.config.max_keep_alives_per_interval;
-        let probe = self.probes.entry((handle.clone(), id)).or_default();
-        if probe.outstanding || !probe.sent.try_record(now, window, max) {
+        let Some(probe) = self.handlespace.keep_alive_mut(&handle, id) else {
+            return false;
+        };
+        if probe.outstanding || !probe.may_send(now, window, max) {
             return false;
         }
         probe.outstanding = true;
@@ -644,7 +649,9 @@ impl RegistrarCore {
             .collect();
         let due = now + self.config.keep_alive_timeout;
         for (handle, id) in orphans {
-            let probe = self.probes.entry((handle.clone(), id)).or_default();
+            let Some(probe) = self.handlespace.keep_alive_mut(&handle, id) else {
+                continue;
+            };
             if !probe.outstanding {
                 probe.outstanding = true;
                 self.handlespace
@@ -657,6 +664,16 @@ impl RegistrarCore {
     /// keep-alive; an operator's drain timeout).
     pub(super) fn pe_deadline(&mut self, now: Instant, exp: Expired) {
         let (handle, id) = (exp.pool_handle, exp.identifier);
+        let Some(home) = self.handlespace.find(&handle, id).map(|e| e.home) else {
+            return;
+        };
+        // RFC 5353: the home registrar is responsible for its PEs; only
+        // it ends a registration life or removes a PE that does not
+        // answer. (Today every PE is homed here; with ENRP a PE homed
+        // elsewhere goes when its home says so or is taken over.)
+        if home != self.config.server_id && exp.kind != DeadlineKind::Drain {
+            return;
+        }
         match exp.kind {
             DeadlineKind::Lifetime => {
                 let conn = self
@@ -685,7 +702,10 @@ impl RegistrarCore {
                 }
             }
             DeadlineKind::KeepAlive => {
-                let probe = self.probes.get(&(handle.clone(), id));
+                let probe = self
+                    .handlespace
+                    .find(&handle, id)
+                    .and_then(|e| e.keep_alive.as_deref());
                 let outstanding = probe.is_some_and(|p| p.outstanding);
                 if outstanding {
                     if probe.is_some_and(|p| p.reported) {
