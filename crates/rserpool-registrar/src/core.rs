@@ -184,35 +184,45 @@ impl RegistrarCore {
         self.outputs.push_back(Output::Send { conn, msg });
     }
 
-    /// An error with one cause in the protocol of `conn`: ASAP_ERROR
-    /// (RFC 5352 2.2.14) or ENRP_ERROR (RFC 5353 2.10). A connection the
-    /// core does not know (refused as it opened) speaks `protocol`.
-    pub(super) fn send_error_in(&mut self, conn: ConnId, protocol: Protocol, cause: Cause) {
-        let error = OperationError::single(cause);
-        match protocol {
-            Protocol::Asap => self.send(conn, AsapMessage::Error { error }),
-            Protocol::Enrp => {
-                let sender = self.config.server_id;
-                // Peer server identifiers are learnt with ENRP; until
-                // then 0, as for a receiver not yet known (RFC 5353 2.1).
-                self.send(
-                    conn,
-                    EnrpMessage::Error {
-                        sender,
-                        receiver: 0,
-                        error,
-                    },
-                );
+    /// The protocol `conn` speaks (ASAP for a connection the core does
+    /// not know).
+    pub(super) fn protocol_of(&self, conn: ConnId) -> Protocol {
+        self.clients
+            .get(&conn)
+            .map_or(Protocol::Asap, |c| c.kind.protocol())
+    }
+
+    /// An operation error in `protocol`: ASAP_ERROR (RFC 5352 2.2.14) or
+    /// ENRP_ERROR (RFC 5353 2.10). Peer server identifiers are learnt
+    /// with ENRP; until then the receiver is 0, as for a receiver not yet
+    /// known (RFC 5353 2.1).
+    pub(super) fn send_operation_error_in(
+        &mut self,
+        conn: ConnId,
+        protocol: Protocol,
+        error: OperationError,
+    ) {
+        let msg: Message = match protocol {
+            Protocol::Asap => AsapMessage::Error { error }.into(),
+            Protocol::Enrp => EnrpMessage::Error {
+                sender: self.config.server_id,
+                receiver: 0,
+                error,
             }
-        }
+            .into(),
+        };
+        self.send(conn, msg);
+    }
+
+    /// An error with one cause in `protocol` (for a connection refused as
+    /// it opens, which the core does not know).
+    pub(super) fn send_error_in(&mut self, conn: ConnId, protocol: Protocol, cause: Cause) {
+        self.send_operation_error_in(conn, protocol, OperationError::single(cause));
     }
 
     /// An error with one cause in the protocol of `conn`.
     pub(super) fn send_error(&mut self, conn: ConnId, cause: Cause) {
-        let protocol = self
-            .clients
-            .get(&conn)
-            .map_or(Protocol::Asap, |c| c.kind.protocol());
+        let protocol = self.protocol_of(conn);
         self.send_error_in(conn, protocol, cause);
     }
 

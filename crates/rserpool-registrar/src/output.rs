@@ -40,7 +40,8 @@ impl Message {
         }
     }
 
-    /// Append its canonical encoding to `out` ([`WireMessage::encode`]).
+    /// Append its canonical encoding to `out`
+    /// ([`rserpool_wire::WireMessage::encode`]).
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), rserpool_wire::EncodeError> {
         match self {
             Message::Asap(m) => m.encode(out),

@@ -6,9 +6,8 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use rserpool_security::PeerIdentity;
-
 use rserpool_handlespace::{ConnId, Identity};
+use rserpool_security::PeerIdentity;
 use rserpool_wire::framing::FramingError;
 use rserpool_wire::{
     AsapMessage, Cause, CauseCode, DecodeError, DecodeErrorKind, EnrpMessage, OperationError,
@@ -311,7 +310,8 @@ impl RegistrarCore {
                         .iter()
                         .map(|u| Cause::with_info(CauseCode::UnrecognizedParameter, u.tlv.clone()))
                         .collect();
-                    self.send_operation_error(conn, OperationError { causes });
+                    let protocol = self.protocol_of(conn);
+                    self.send_operation_error_in(conn, protocol, OperationError { causes });
                 }
                 self.dispatch(now, conn, message);
             }
@@ -351,42 +351,6 @@ impl RegistrarCore {
                     Some(Cause::with_info(CauseCode::UnrecognizedMessage, info)),
                     error,
                 );
-            }
-        }
-    }
-
-    /// An operation error in the protocol of `conn` (ASAP_ERROR or
-    /// ENRP_ERROR).
-    fn send_operation_error(&mut self, conn: ConnId, error: OperationError) {
-        let mut causes = error.causes.into_iter();
-        let Some(first) = causes.next() else {
-            return;
-        };
-        let protocol = self
-            .clients
-            .get(&conn)
-            .map_or(Protocol::Asap, |c| c.kind.protocol());
-        match protocol {
-            Protocol::Asap => self.send(
-                conn,
-                AsapMessage::Error {
-                    error: OperationError {
-                        causes: std::iter::once(first).chain(causes).collect(),
-                    },
-                },
-            ),
-            Protocol::Enrp => {
-                let sender = self.config.server_id;
-                self.send(
-                    conn,
-                    EnrpMessage::Error {
-                        sender,
-                        receiver: 0,
-                        error: OperationError {
-                            causes: std::iter::once(first).chain(causes).collect(),
-                        },
-                    },
-                )
             }
         }
     }
