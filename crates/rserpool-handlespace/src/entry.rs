@@ -9,6 +9,22 @@ use rserpool_wire::{Policy, PoolElement, Transport};
 use crate::index::Links;
 use crate::{ConnId, DeadlineKind, Identity};
 
+/// The keep-alive state of a PE at its home registrar (RFC 5352 3.5,
+/// RFC 5355 2.13 and 2.14). The handlespace only keeps it with the PE;
+/// the registrar gives it its meaning.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeepAlive {
+    /// A keep-alive is out and unanswered (or the PE's connection
+    /// closed): when the keep-alive deadline passes the PE is removed.
+    pub outstanding: bool,
+    /// The outstanding keep-alive checks unreachable reports.
+    pub reported: bool,
+    /// When keep-alives were sent recently (the per-PE limit).
+    pub sent: Vec<Instant>,
+    /// Unreachable reports: reporter and time, one per reporter.
+    pub reports: Vec<(Identity, Instant)>,
+}
+
 /// A PE as the handlespace keeps it.
 #[derive(Debug, Clone)]
 pub struct PoolElementEntry {
@@ -43,6 +59,10 @@ pub struct PoolElementEntry {
     pub connection: Option<ConnId>,
     /// Identity that registered it.
     pub identity: Option<Identity>,
+    /// What its home registrar keeps to check that it is alive (RFC 5352
+    /// 3.5): created on first use ([`crate::Handlespace::keep_alive_mut`]),
+    /// gone with the entry; re-registrations leave it alone.
+    pub keep_alive: Option<Box<KeepAlive>>,
     /// Its places in the owner, connection and identity indices.
     pub(crate) links: Links,
     /// The pool it belongs to.

@@ -2,7 +2,7 @@
 //! intrusive doubly linked lists: each entry carries a (prev, next) link
 //! per index and the index maps a key to its first entry. Adding and
 //! removing a PE is O(1), a PE costs 8 bytes per index, and listing a key's
-//! PEs walks only those PEs.
+//! PEs walks only those PEs. Each key also counts its PEs (O(1) to read).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
@@ -41,11 +41,18 @@ impl Default for Link {
 /// The links of an entry, one per [`Which`].
 pub(crate) type Links = [Link; 3];
 
-/// Key -> first entry slot of the key's list, hashed by `S` (a fast
-/// unseeded hash: the handlespace stays deterministic).
+/// A key's list: its first entry slot and its length.
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    first: u32,
+    len: u32,
+}
+
+/// Key -> the key's list, hashed by `S` (a fast unseeded hash: the
+/// handlespace stays deterministic).
 pub(crate) struct ListIndex<K, S = FxBuildHasher> {
     which: Which,
-    heads: HashMap<K, u32, S>,
+    heads: HashMap<K, Head, S>,
 }
 
 impl<K, S> std::fmt::Debug for ListIndex<K, S> {
@@ -71,8 +78,12 @@ impl<K: Hash + Eq, S: BuildHasher + Default> ListIndex<K, S> {
 
     /// Put `slot` at the front of `key`'s list.
     pub fn insert(&mut self, key: K, slot: u32, entries: &mut Entries) {
-        let head = self.heads.entry(key).or_insert(NONE);
-        let old = std::mem::replace(head, slot);
+        let head = self.heads.entry(key).or_insert(Head {
+            first: NONE,
+            len: 0,
+        });
+        head.len += 1;
+        let old = std::mem::replace(&mut head.first, slot);
         if old != NONE {
             Self::link(self.which, entries, old).prev = slot;
         }
@@ -90,24 +101,32 @@ impl<K: Hash + Eq, S: BuildHasher + Default> ListIndex<K, S> {
         }
         if prev != NONE {
             Self::link(self.which, entries, prev).next = next;
-        } else if next != NONE {
-            if let Some(h) = self.heads.get_mut(key) {
-                *h = next;
-            }
-        } else {
+        }
+        let Some(h) = self.heads.get_mut(key) else {
+            return;
+        };
+        h.len = h.len.saturating_sub(1);
+        if h.len == 0 {
             self.heads.remove(key);
+        } else if prev == NONE {
+            h.first = next;
         }
     }
 
     /// The slots in `key`'s list, most recently added first.
     pub fn slots<'a>(&self, key: &K, entries: &'a Entries) -> impl Iterator<Item = u32> + 'a {
         let which = self.which as usize;
-        let mut at = self.heads.get(key).copied().unwrap_or(NONE);
+        let mut at = self.heads.get(key).map_or(NONE, |h| h.first);
         std::iter::from_fn(move || {
             let slot = (at != NONE).then_some(at)?;
             at = entries.get(slot).links[which].next;
             Some(slot)
         })
+    }
+
+    /// The number of slots in `key`'s list.
+    pub fn len(&self, key: &K) -> usize {
+        self.heads.get(key).map_or(0, |h| h.len as usize)
     }
 
     /// Number of keys with at least one entry.

@@ -37,7 +37,7 @@ use rserpool_wire::{PoolElement, PoolEntry, PoolHandle};
 use rustc_hash::FxHashMap;
 
 pub use checksum::PeChecksum;
-pub use entry::PoolElementEntry;
+pub use entry::{KeepAlive, PoolElementEntry};
 pub use pool::{Inconsistency, Pool};
 pub use pool_user::PoolUserSelection;
 
@@ -232,6 +232,7 @@ fn new_entry(pid: u32, r: Registration) -> PoolElementEntry {
         drain_ends: None,
         connection: r.connection,
         identity: r.identity,
+        keep_alive: None,
         links: Default::default(),
         pool: pid,
         counter: 0,
@@ -635,6 +636,28 @@ impl Handlespace {
         i: &Identity,
     ) -> impl Iterator<Item = (&'a PoolHandle, &'a PoolElementEntry)> + 'a {
         self.refs(self.by_identity.slots(i, &self.entries))
+    }
+
+    /// How many PEs `i` registered (O(1)).
+    pub fn count_by_identity(&self, i: &Identity) -> usize {
+        self.by_identity.len(i)
+    }
+
+    /// How many PEs registered over connection `c` (O(1)).
+    pub fn count_by_connection(&self, c: ConnId) -> usize {
+        self.by_connection.len(&c)
+    }
+
+    /// The keep-alive state of a PE ([`KeepAlive`]), created empty on
+    /// first use; `None` if there is no such PE.
+    pub fn keep_alive_mut(&mut self, handle: &PoolHandle, id: u32) -> Option<&mut KeepAlive> {
+        let slot = self.slot(handle, id)?;
+        Some(
+            self.entries
+                .get_mut(slot)
+                .keep_alive
+                .get_or_insert_with(Default::default),
+        )
     }
 
     /// The earliest deadline, for the driver's timer.

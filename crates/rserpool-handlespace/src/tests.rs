@@ -405,6 +405,48 @@ fn owner_connection_and_identity_indices_follow_changes() {
     assert_eq!(hs.by_identity.keys(), 0);
 }
 
+#[test]
+fn counts_per_identity_and_connection_and_keep_alive_state_live_with_the_pe() {
+    let mut hs = Handlespace::new(Config::default());
+    let h = PoolHandle::from_static("cnt");
+    let alice = Identity("alice".into());
+    let bob = Identity("bob".into());
+    for id in 1..=5 {
+        let mut r = reg(&h, id, Policy::RoundRobin);
+        r.connection = Some(u64::from(id % 2));
+        r.identity = Some(if id <= 3 { alice.clone() } else { bob.clone() });
+        hs.register(r).expect("ok");
+    }
+    let counts = |hs: &Handlespace| {
+        (
+            hs.count_by_identity(&alice),
+            hs.count_by_identity(&bob),
+            hs.count_by_connection(0),
+            hs.count_by_connection(1),
+        )
+    };
+    assert_eq!(counts(&hs), (3, 2, 2, 3));
+    hs.keep_alive_mut(&h, 2).expect("a PE").outstanding = true;
+    assert!(hs.keep_alive_mut(&h, 9).is_none());
+    // A re-registration moves the counts and keeps the keep-alive state.
+    let mut r = reg(&h, 2, Policy::RoundRobin);
+    r.connection = Some(1);
+    r.identity = Some(bob.clone());
+    hs.register(r).expect("ok");
+    assert_eq!(counts(&hs), (2, 3, 1, 4));
+    assert!(hs
+        .find(&h, 2)
+        .and_then(|e| e.keep_alive.as_ref())
+        .is_some_and(|k| k.outstanding));
+    for id in [1, 3, 2] {
+        hs.deregister(&h, id).expect("registered");
+    }
+    assert_eq!(counts(&hs), (0, 2, 1, 1));
+    // The state goes with the PE: a new PE of that identifier has none.
+    hs.register(reg(&h, 2, Policy::RoundRobin)).expect("ok");
+    assert!(hs.find(&h, 2).is_some_and(|e| e.keep_alive.is_none()));
+}
+
 /// One policy of each engine (and the degradation variant of two).
 fn one_policy_per_engine() -> Vec<Policy> {
     vec![

@@ -1,21 +1,105 @@
-//! Who is on the other end of an ASAP connection, as the core sees it:
-//! the authenticated identity (or none in insecure mode), the source
-//! address, and what that allows (RFC 5355 section 2.1: only an
-//! authenticated PE identity may register).
+//! Who is on the other end of a connection, as the core sees it: the
+//! connection's kind ([`ConnKind`]: which listener accepted it, or that
+//! the registrar opened it), the authenticated identity (or none in
+//! insecure mode), the source address, and what that allows (RFC 5355
+//! section 2.1: only an authenticated PE identity may register).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use rserpool_handlespace::{ConnId, Identity};
-use rserpool_security::PeerIdentity;
+use rserpool_security::{Mechanism, PeerIdentity};
+use serde::Serialize;
+
+/// The protocol a connection carries: registrar channels carry one
+/// protocol each, told apart by their listener (DESIGN section 3: ASAP
+/// and ENRP use separate listeners; over SCTP the PPID would tell).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// ASAP (RFC 5352): PEs and PUs with their registrar.
+    Asap,
+    /// ENRP (RFC 5353): registrars with each other.
+    Enrp,
+}
+
+impl Protocol {
+    /// Its name, for logs (`ASAP`, `ENRP`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Asap => "ASAP",
+            Protocol::Enrp => "ENRP",
+        }
+    }
+}
+
+/// What a connection is: which listener accepted it, or that this
+/// registrar opened it ([`crate::RegistrarCore::connect`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ConnKind {
+    /// Accepted on an ASAP listener: PEs and PUs.
+    Asap,
+    /// Accepted on an ASAP listener for pool users only (DESIGN section
+    /// 4, passive listeners): handle resolutions and unreachable reports;
+    /// registrations and deregistrations are refused.
+    AsapPoolUser,
+    /// Accepted on an ENRP listener: a peer registrar.
+    Enrp,
+    /// Opened by this registrar to a peer registrar.
+    EnrpOutbound,
+}
+
+impl ConnKind {
+    /// The protocol it carries.
+    pub fn protocol(self) -> Protocol {
+        match self {
+            ConnKind::Asap | ConnKind::AsapPoolUser => Protocol::Asap,
+            ConnKind::Enrp | ConnKind::EnrpOutbound => Protocol::Enrp,
+        }
+    }
+
+    /// Whether this registrar opens connections of this kind (the others
+    /// are accepted).
+    pub fn is_outbound(self) -> bool {
+        matches!(self, ConnKind::EnrpOutbound)
+    }
+
+    /// Its name, as in events and the admin API.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConnKind::Asap => "asap",
+            ConnKind::AsapPoolUser => "asap_pool_user",
+            ConnKind::Enrp => "enrp",
+            ConnKind::EnrpOutbound => "enrp_outbound",
+        }
+    }
+}
 
 /// What the driver knows about a new connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ClientInfo {
     /// The identity the TLS handshake proved; `None` in insecure mode.
     pub identity: Option<PeerIdentity>,
-    /// The connection's source address.
+    /// The address of the other side (the source address of an accepted
+    /// connection, the address dialled for an outbound one).
     pub address: SocketAddr,
+    /// What the connection is.
+    pub kind: ConnKind,
+}
+
+impl ClientInfo {
+    /// A connection of `kind` with the other side at `address`, which
+    /// proved `identity` (`None`: insecure mode).
+    pub fn new(identity: Option<PeerIdentity>, address: SocketAddr, kind: ConnKind) -> Self {
+        ClientInfo {
+            identity,
+            address,
+            kind,
+        }
+    }
 }
 
 /// How a connection's peer authenticated.
@@ -34,6 +118,10 @@ pub(crate) enum Credential {
 /// A connection's standing in the core.
 #[derive(Debug, Clone)]
 pub(crate) struct Client {
+    /// What the connection is.
+    pub kind: ConnKind,
+    /// The identity the other side proved (`None`: insecure mode).
+    pub peer: Option<PeerIdentity>,
     /// The key that binds PE identifiers and rate limits: the proven
     /// identity, or the source address when there is none.
     pub identity: Identity,
@@ -70,6 +158,10 @@ pub struct OpenConnection<'a> {
     pub identity: &'a Identity,
     /// Source address.
     pub address: SocketAddr,
+    /// What the connection is.
+    pub kind: ConnKind,
+    /// The identity the other side proved (`None`: insecure mode).
+    pub peer: Option<&'a PeerIdentity>,
     /// Whether it may register PEs (anonymous TLS clients may not).
     pub may_register: bool,
     /// When it was established (the core's clock).
@@ -81,10 +173,10 @@ impl Client {
         let ip = canonical(info.address.ip());
         let address = SocketAddr::new(ip, info.address.port());
         let prefix = source_prefix(ip);
-        let (key, credential) = match &info.identity {
-            Some(id @ PeerIdentity::Psk(_)) => (id.to_string(), Credential::Psk),
-            Some(id @ PeerIdentity::Certificate(_)) => (id.to_string(), Credential::Certificate),
-            Some(PeerIdentity::Anonymous) => (format!("anonymous@{ip}"), Credential::Anonymous),
+        let (key, credential) = match info.identity.as_ref().map(|i| (i, i.mechanism())) {
+            Some((id, Some(Mechanism::Psk))) => (id.to_string(), Credential::Psk),
+            Some((id, Some(Mechanism::Certificate))) => (id.to_string(), Credential::Certificate),
+            Some((_, None)) => (format!("anonymous@{ip}"), Credential::Anonymous),
             None => (format!("insecure@{ip}"), Credential::Insecure),
         };
         let identity = Identity(key.into());
@@ -93,8 +185,11 @@ impl Client {
             Credential::Anonymous => Identity(format!("anonymous@{}", show_prefix(prefix)).into()),
             Credential::Insecure => Identity(format!("insecure@{}", show_prefix(prefix)).into()),
         };
-        let may_register = credential != Credential::Anonymous;
+        let may_register =
+            credential != Credential::Anonymous && info.kind != ConnKind::AsapPoolUser;
         Client {
+            kind: info.kind,
+            peer: info.identity.clone(),
             identity,
             credential,
             reporter,
@@ -155,10 +250,7 @@ mod tests {
     use super::*;
 
     fn info(identity: Option<PeerIdentity>, addr: &str) -> ClientInfo {
-        ClientInfo {
-            identity,
-            address: addr.parse().unwrap(),
-        }
+        ClientInfo::new(identity, addr.parse().unwrap(), ConnKind::Asap)
     }
 
     #[test]

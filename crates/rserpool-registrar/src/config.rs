@@ -111,6 +111,7 @@ impl Default for CoreConfig {
 /// A random registrar identifier: 32 bits from OpenSSL's CSPRNG, never 0
 /// (RFC 5353 section 3.1: chosen at start-up, unique with high
 /// probability among the registrars of an operational scope).
+#[cfg(feature = "service")]
 pub fn random_server_id() -> Result<u32, rserpool_security::SecurityError> {
     loop {
         let mut b = [0u8; 4];

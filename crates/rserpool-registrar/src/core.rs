@@ -1,112 +1,46 @@
-//! The registrar's ASAP server side as a sans-IO state machine (DESIGN
-//! section 2): connections come and go, frames arrive, time passes; the
-//! core answers with [`Output`]s. It owns the handlespace and applies the
-//! rules of RFC 5352 sections 3.1-3.5 with the security rules of RFC 5355
-//! (identity binding, own-address rule, rate limits, keep-alive limit).
-//! Operators' actions on PEs (drain, undrain, removal) are in [`operator`].
+//! The registrar's sans-IO state machine (DESIGN section 2): connections
+//! come and go, frames arrive, time passes; the core answers with
+//! [`Output`]s. It owns the handlespace and applies the rules of RFC 5352
+//! sections 3.1-3.5 with the security rules of RFC 5355 (identity
+//! binding, own-address rule, rate limits, keep-alive limit).
+//!
+//! This module owns the core's state, its clock-driven work
+//! ([`RegistrarCore::handle_timeout`]) and the output queue. By concern:
+//!
+//! * [`connections`]: connections in and out, their kinds, frames, the
+//!   one path for undecodable input, revocations.
+//! * [`asap`]: the ASAP server side (RFC 5352 3.1-3.5).
+//! * [`enrp`]: ENRP (RFC 5353) on peer connections; not implemented
+//!   yet, so every message is answered as an unprepared server does.
+//! * [`limits`]: the rate limits per identity and per source address.
+//! * [`operator`]: operators' drains, undrains and removals of PEs.
+//!
+//! ENRP (RFC 5353) modules sit beside them.
 
+mod asap;
 mod bookkeeping;
+mod connections;
+mod enrp;
+mod limits;
 pub mod operator;
 
 pub use bookkeeping::BookkeepingError;
+pub use connections::{ConnectError, OUTBOUND_CONNECTIONS};
 
 use std::collections::VecDeque;
-use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rand::rngs::SmallRng;
-use rand::{RngExt, SeedableRng};
-use rserpool_handlespace::{
-    ConnId, DeadlineKind, Handlespace, Identity, Inconsistency, Registered, Registration,
-};
-use rserpool_security::rate_limit::{KeyedLimiter, Rate, WindowCounter};
-use rserpool_wire::framing::FramingError;
-use rserpool_wire::{
-    AsapMessage, Cause, CauseCode, DecodeError, DecodeErrorKind, OperationError, PoolElement,
-    PoolHandle, Transport, TransportUse, WireMessage,
-};
+use rand::SeedableRng;
+use rserpool_handlespace::{ConnId, Handlespace, Identity};
+use rserpool_wire::{AsapMessage, Cause, EnrpMessage, OperationError};
 use rustc_hash::FxHashMap;
 
-use crate::client::{canonical, source_prefix, Client, ClientInfo, Credential, OpenConnection};
+use crate::client::{Client, OpenConnection, Protocol};
 use crate::config::{CoreConfig, InvalidSetting};
-use crate::output::{
-    identity_text, protocol_name, Event, Output, Refusal, Removal, ReportCheck, Stats,
-};
-use crate::revocation::{RemovedPe, Revocation, RevocationReport};
+use crate::output::{Message, Output, Stats};
 
-/// Most bytes of an offending message echoed back in an error cause.
-const MAX_ECHOED: usize = 512;
-
-/// Keep-alive state of one PE (RFC 5352 section 3.4/3.5).
-#[derive(Debug, Default)]
-struct Probe {
-    /// A keep-alive is out and unanswered (or the PE's connection closed):
-    /// when the keep-alive deadline passes the PE is removed.
-    outstanding: bool,
-    /// The outstanding keep-alive checks unreachable reports: if it goes
-    /// unanswered the PE is removed as unreachable, if it is answered the
-    /// reports are void.
-    reported: bool,
-    /// Keep-alives sent recently (RFC 5355 2.14 limit).
-    sent: WindowCounter,
-    /// Unreachable reports within the window: reporter and time, one per
-    /// reporter, at most MAX-BAD-PE-REPORT (the newest).
-    reports: Vec<(Identity, Instant)>,
-}
-
-impl Probe {
-    /// Count a report from `reporter`; returns the distinct reporters
-    /// within `window`, at most `max`.
-    fn report(&mut self, reporter: Identity, now: Instant, window: Duration, max: usize) -> usize {
-        self.reports
-            .retain(|(r, t)| *r != reporter && now.saturating_duration_since(*t) <= window);
-        if self.reports.len() >= max {
-            self.reports.remove(0);
-        }
-        self.reports.push((reporter, now));
-        self.reports.len()
-    }
-
-    fn reporters(&self) -> Vec<String> {
-        self.reports.iter().map(|(r, _)| identity_text(r)).collect()
-    }
-
-    /// The PE showed it is alive: nothing is outstanding and the reports
-    /// are void. Returns the reporters if a report check was outstanding.
-    fn alive(&mut self) -> Option<Vec<String>> {
-        self.outstanding = false;
-        let checked = std::mem::take(&mut self.reported).then(|| self.reporters());
-        self.reports.clear();
-        checked
-    }
-}
-
-/// The rate limits of one kind of request: per identity and per source
-/// address (DESIGN section 4: more than one layer).
-#[derive(Debug)]
-struct Limit {
-    by_identity: KeyedLimiter<Identity>,
-    by_address: KeyedLimiter<IpAddr>,
-}
-
-impl Limit {
-    fn new(identity: Rate, address: Rate, max_keys: usize, now: Instant) -> Self {
-        Limit {
-            by_identity: KeyedLimiter::new(identity, max_keys, now),
-            by_address: KeyedLimiter::new(address, max_keys, now),
-        }
-    }
-
-    fn allow(&mut self, identity: &Identity, address: IpAddr, now: Instant) -> bool {
-        self.by_identity.try_take(identity, now)
-            && self.by_address.try_take(&source_prefix(address), now)
-    }
-
-    fn prune(&mut self, now: Instant) {
-        self.by_identity.prune(now);
-        self.by_address.prune(now);
-    }
-}
+use limits::Limits;
 
 /// The registrar core.
 #[derive(Debug)]
@@ -114,53 +48,31 @@ pub struct RegistrarCore {
     config: CoreConfig,
     handlespace: Handlespace,
     clients: FxHashMap<ConnId, Client>,
-    probes: FxHashMap<(PoolHandle, u32), Probe>,
-    pes_per_identity: FxHashMap<Identity, usize>,
+    /// Connections asked of the driver ([`Output::Connect`]) and not
+    /// yet established or failed.
+    pending: FxHashMap<ConnId, connections::Pending>,
+    /// The next handle [`RegistrarCore::connect`] gives out.
+    next_outbound: ConnId,
     connections_per_identity: FxHashMap<Identity, usize>,
-    registrations: Limit,
-    resolutions: Limit,
-    reports: Limit,
-    next_prune: Instant,
+    limits: Limits,
     rng: SmallRng,
     outputs: VecDeque<Output>,
     stats: Stats,
 }
 
-/// How often idle rate-limiter buckets are forgotten.
-const PRUNE_INTERVAL: Duration = Duration::from_secs(10);
-
 impl RegistrarCore {
     /// A core with an empty handlespace. `now` starts the rate limiters.
     pub fn new(config: CoreConfig, now: Instant) -> Result<Self, InvalidSetting> {
         config.validate()?;
-        let keys = config.max_limiter_keys;
         Ok(RegistrarCore {
             handlespace: Handlespace::new(rserpool_handlespace::Config {
                 default_items: config.default_items,
             }),
             clients: FxHashMap::default(),
-            probes: FxHashMap::default(),
-            pes_per_identity: FxHashMap::default(),
+            pending: FxHashMap::default(),
+            next_outbound: OUTBOUND_CONNECTIONS,
             connections_per_identity: FxHashMap::default(),
-            registrations: Limit::new(
-                config.registration_rate,
-                config.registration_rate_per_address,
-                keys,
-                now,
-            ),
-            resolutions: Limit::new(
-                config.resolution_rate,
-                config.resolution_rate_per_address,
-                keys,
-                now,
-            ),
-            reports: Limit::new(
-                config.report_rate,
-                config.report_rate_per_address,
-                keys,
-                now,
-            ),
-            next_prune: now + PRUNE_INTERVAL,
+            limits: Limits::new(&config, now),
             rng: SmallRng::seed_from_u64(config.seed),
             outputs: VecDeque::new(),
             stats: Stats::default(),
@@ -183,7 +95,7 @@ impl RegistrarCore {
         &self.stats
     }
 
-    /// Open connections.
+    /// Open connections (of every kind; not those still being opened).
     pub fn connections(&self) -> usize {
         self.clients.len()
     }
@@ -194,760 +106,11 @@ impl RegistrarCore {
             conn,
             identity: &p.identity,
             address: p.address,
+            kind: p.kind,
+            peer: p.peer.as_ref(),
             may_register: p.may_register,
             connected_at: p.connected_at,
         })
-    }
-
-    /// A connection was accepted (after its TLS handshake in secure mode).
-    /// An identity over its connection limit gets an error and the
-    /// connection is closed.
-    pub fn handle_connect(&mut self, now: Instant, conn: ConnId, info: ClientInfo) {
-        let peer = Client::new(&info, now);
-        let max = self.config.max_connections_per_identity;
-        let open = self
-            .connections_per_identity
-            .entry(peer.identity.clone())
-            .or_insert(0);
-        if *open >= max {
-            self.stats.connections_refused_per_identity += 1;
-            let detail = format!("{} already has {max} connections open", peer.identity.0);
-            self.outputs.push_back(Output::Event(Event::Refused {
-                conn,
-                identity: identity_text(&peer.identity),
-                request: "connection",
-                refusal: Refusal::RateLimited,
-                cause: CauseCode::LackOfResources,
-                detail: detail.clone(),
-            }));
-            self.send_error(
-                conn,
-                Cause::with_info(CauseCode::LackOfResources, detail.clone().into_bytes()),
-            );
-            self.close(conn, detail);
-            return;
-        }
-        *open += 1;
-        self.stats.connections += 1;
-        self.clients.insert(conn, peer);
-    }
-
-    /// A connection closed. Its PEs stay registered but can no longer be
-    /// probed: each must re-register over a new connection within the
-    /// keep-alive timeout or it is removed.
-    pub fn handle_disconnect(&mut self, now: Instant, conn: ConnId) {
-        let Some(peer) = self.clients.remove(&conn) else {
-            return;
-        };
-        if let Some(n) = self.connections_per_identity.get_mut(&peer.identity) {
-            *n -= 1;
-            if *n == 0 {
-                self.connections_per_identity.remove(&peer.identity);
-            }
-        }
-        let orphans: Vec<(PoolHandle, u32)> = self
-            .handlespace
-            .by_connection(conn)
-            .map(|(h, e)| (h.clone(), e.identifier))
-            .collect();
-        let due = now + self.config.keep_alive_timeout;
-        for (handle, id) in orphans {
-            let probe = self.probes.entry((handle.clone(), id)).or_default();
-            if !probe.outstanding {
-                probe.outstanding = true;
-                self.handlespace
-                    .set_deadline(&handle, id, DeadlineKind::KeepAlive, Some(due));
-            }
-        }
-    }
-
-    /// Credentials changed: close the connections of revoked identities
-    /// and of those that must authenticate again, and remove the PEs of
-    /// revoked identities (RFC 5355 2.3: a PE belongs to the identity
-    /// that registered it; without that identity it has no owner). The
-    /// report says what ended; an event tells the operators.
-    pub fn handle_revocation(&mut self, now: Instant, r: &Revocation) -> RevocationReport {
-        let mut report = RevocationReport::default();
-        if r.is_empty() {
-            return report;
-        }
-        let ends = |p: &Client| {
-            r.revoked.contains(&p.identity)
-                || r.reauthenticate.contains(&p.identity)
-                || (r.reauthenticate_certificates && p.credential == Credential::Certificate)
-        };
-        let mut closing: Vec<(ConnId, Identity)> = self
-            .clients
-            .iter()
-            .filter(|(_, p)| ends(p))
-            .map(|(&c, p)| (c, p.identity.clone()))
-            .collect();
-        closing.sort_unstable();
-        let mut by_identity: std::collections::BTreeMap<Identity, usize> = Default::default();
-        for (conn, identity) in closing {
-            let why = if r.revoked.contains(&identity) {
-                "credentials revoked"
-            } else {
-                "credentials replaced: authenticate again"
-            };
-            self.close(conn, why.into());
-            self.handle_disconnect(now, conn);
-            *by_identity.entry(identity).or_insert(0) += 1;
-        }
-        report.connections_closed = by_identity
-            .into_iter()
-            .map(|(i, n)| (identity_text(&i), n))
-            .collect();
-        for identity in &r.revoked {
-            let mut pes: Vec<(PoolHandle, u32)> = self
-                .handlespace
-                .by_identity(identity)
-                .map(|(h, e)| (h.clone(), e.identifier))
-                .collect();
-            pes.sort_unstable();
-            for (pool_handle, identifier) in pes {
-                if self.remove(&pool_handle, identifier, Removal::Revoked) {
-                    self.stats.revocation_removals += 1;
-                    report.pes_removed.push(RemovedPe {
-                        pool_handle,
-                        identifier,
-                        identity: identity_text(identity),
-                    });
-                }
-            }
-        }
-        self.outputs.push_back(Output::Event(Event::Revoked {
-            identities: r.revoked.iter().map(identity_text).collect(),
-            reauthenticate: r.reauthenticate.iter().map(identity_text).collect(),
-            connections_closed: report.connections(),
-            pes_removed: report.pes_removed.len(),
-        }));
-        report
-    }
-
-    /// A framing error on a connection: the stream cannot be cut into
-    /// messages any more, so the connection is closed after an error.
-    pub fn handle_framing_error(&mut self, _now: Instant, conn: ConnId, error: &FramingError) {
-        if self.is_closing(conn) {
-            return;
-        }
-        let cause = Cause::new(CauseCode::InvalidValues);
-        if self
-            .note_malformed(conn, Some(cause), error.to_string())
-            .is_some()
-        {
-            self.close(conn, format!("unframeable stream: {error}"));
-        }
-    }
-
-    /// One complete frame from a connection (ChannelCodec output). What
-    /// a connection the core is closing still sends is ignored.
-    pub fn handle_frame(&mut self, now: Instant, conn: ConnId, frame: &[u8]) {
-        if self.is_closing(conn) {
-            return;
-        }
-        match AsapMessage::decode(frame) {
-            Ok(d) => {
-                if !d.unrecognized.is_empty() {
-                    let causes = d
-                        .unrecognized
-                        .iter()
-                        .map(|u| Cause::with_info(CauseCode::UnrecognizedParameter, u.tlv.clone()))
-                        .collect();
-                    self.send(
-                        conn,
-                        AsapMessage::Error {
-                            error: OperationError { causes },
-                        },
-                    );
-                }
-                self.handle_message(now, conn, d.message);
-            }
-            Err(e) => self.malformed(conn, frame, &e),
-        }
-    }
-
-    fn malformed(&mut self, conn: ConnId, frame: &[u8], e: &DecodeError) {
-        // RFC 5354 section 3.12: report what the type bits ask to report.
-        let cause = e.cause().map(|code| {
-            let info = match &e.kind {
-                DecodeErrorKind::UnrecognizedParameter { tlv, .. } => tlv.clone(),
-                _ => frame[..frame.len().min(MAX_ECHOED)].to_vec(),
-            };
-            Cause::with_info(code, info)
-        });
-        let max = self.config.max_malformed_per_connection;
-        // Once over the limit the connection is closing: `close` asks the
-        // driver once, and what is still in flight is ignored.
-        if self.note_malformed(conn, cause, e.to_string()) > Some(max) {
-            self.close(conn, format!("more than {max} malformed messages"));
-        }
-    }
-
-    /// Whether the core asked the driver to close `conn`.
-    fn is_closing(&self, conn: ConnId) -> bool {
-        self.clients.get(&conn).is_some_and(|p| p.closing)
-    }
-
-    /// Count a malformed input from `conn`, answer it with `cause` (if the
-    /// rules ask for an answer) and report it. Returns the connection's
-    /// count of malformed inputs; `None` for an unknown connection.
-    fn note_malformed(&mut self, conn: ConnId, cause: Option<Cause>, error: String) -> Option<u32> {
-        let peer = self.clients.get_mut(&conn)?;
-        peer.malformed += 1;
-        let (count, identity) = (peer.malformed, identity_text(&peer.identity));
-        self.stats.malformed += 1;
-        if let Some(cause) = cause {
-            self.send_error(conn, cause);
-        }
-        self.outputs.push_back(Output::Event(Event::Malformed {
-            conn,
-            identity,
-            error,
-        }));
-        Some(count)
-    }
-
-    /// A decoded message from a connection.
-    pub fn handle_message(&mut self, now: Instant, conn: ConnId, msg: AsapMessage) {
-        if !self.clients.contains_key(&conn) || self.is_closing(conn) {
-            return;
-        }
-        match msg {
-            AsapMessage::Registration {
-                pool_handle,
-                pool_element,
-            } => self.registration(now, conn, pool_handle, pool_element),
-            AsapMessage::Deregistration {
-                pool_handle,
-                identifier,
-            } => self.deregistration(now, conn, pool_handle, identifier),
-            AsapMessage::HandleResolution {
-                pool_handle, items, ..
-            } => self.resolution(now, conn, pool_handle, items),
-            AsapMessage::EndpointKeepAliveAck {
-                pool_handle,
-                identifier,
-            } => self.keep_alive_ack(now, conn, pool_handle, identifier),
-            AsapMessage::EndpointUnreachable {
-                pool_handle,
-                identifier,
-            } => self.unreachable(now, conn, pool_handle, identifier),
-            // Errors from clients are logged by the driver's event stream.
-            AsapMessage::Error { error } => {
-                tracing::info!(conn, ?error, "ASAP_ERROR received from a client");
-            }
-            other => {
-                // A message a registrar never receives (RFC 5354 3.12.3).
-                let info = other.to_bytes().unwrap_or_default();
-                let info = &info[..info.len().min(MAX_ECHOED)];
-                self.send_error(conn, Cause::with_info(CauseCode::UnrecognizedMessage, info));
-            }
-        }
-    }
-
-    // ----- RFC 5352 section 3.1: registration -------------------------------
-
-    fn registration(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        pool_handle: PoolHandle,
-        mut pe: PoolElement,
-    ) {
-        let identifier = pe.identifier;
-        let checked = self.check_registration(now, conn, &pool_handle, &mut pe);
-        let peer = match checked {
-            Ok(peer) => peer,
-            Err(r) => {
-                let (refusal, cause) = r.kind();
-                return self.refuse_registration(
-                    conn,
-                    pool_handle,
-                    identifier,
-                    refusal,
-                    cause,
-                    r.to_string(),
-                );
-            }
-        };
-        let life = Duration::from_millis(pe.registration_life as u64);
-        let shown = (
-            pe.user_transport.addresses().to_vec(),
-            pe.user_transport.port(),
-            protocol_name(&pe.user_transport),
-            pe.policy.name(),
-        );
-        let reg = Registration {
-            pool_handle: pool_handle.clone(),
-            element: pe,
-            home: self.config.server_id,
-            expires: Some(now + life),
-            keep_alive_due: Some(now + self.keep_alive_interval()),
-            connection: Some(conn),
-            identity: Some(peer.identity.clone()),
-            distance: 0,
-            registered_at: now,
-        };
-        match self.handlespace.register(reg) {
-            Ok(outcome) => {
-                let new = outcome == Registered::New;
-                let changed = !matches!(outcome, Registered::Updated { changed: false });
-                if new {
-                    self.stats.registrations += 1;
-                    *self
-                        .pes_per_identity
-                        .entry(peer.identity.clone())
-                        .or_insert(0) += 1;
-                } else {
-                    self.stats.reregistrations += 1;
-                }
-                // A registration over a live connection shows the PE is
-                // alive: outstanding checks and reports are void.
-                let _ = self
-                    .probes
-                    .entry((pool_handle.clone(), identifier))
-                    .or_default()
-                    .alive();
-                self.send(
-                    conn,
-                    AsapMessage::RegistrationResponse {
-                        reject: false,
-                        pool_handle: pool_handle.clone(),
-                        identifier,
-                        error: None,
-                    },
-                );
-                let (addresses, port, protocol, policy) = shown;
-                self.outputs.push_back(Output::Event(Event::Registered {
-                    pool_handle,
-                    identifier,
-                    identity: identity_text(&peer.identity),
-                    new,
-                    changed,
-                    addresses,
-                    port,
-                    protocol,
-                    policy,
-                }));
-            }
-            Err(inc) => {
-                let (cause, detail) = inconsistency_cause(&inc, &shown.0, shown.1);
-                self.refused(
-                    conn,
-                    "ASAP_REGISTRATION",
-                    Refusal::Inconsistent,
-                    cause.code,
-                    detail,
-                );
-                self.send(
-                    conn,
-                    AsapMessage::RegistrationResponse {
-                        reject: true,
-                        pool_handle,
-                        identifier,
-                        error: Some(OperationError::single(cause)),
-                    },
-                );
-            }
-        }
-    }
-
-    /// The checks before a registration touches the handlespace. On
-    /// success the PE carries this registrar as home and the connection's
-    /// source as its ASAP transport (RFC 5352 3.1 rule 4).
-    fn check_registration(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        handle: &PoolHandle,
-        pe: &mut PoolElement,
-    ) -> Result<Client, RegistrationRefusal> {
-        let peer = self
-            .clients
-            .get(&conn)
-            .cloned()
-            .ok_or(RegistrationRefusal::UnknownConnection)?;
-        if !peer.may_register {
-            return Err(RegistrationRefusal::Anonymous);
-        }
-        if !self
-            .registrations
-            .allow(&peer.identity, peer.address.ip(), now)
-        {
-            return Err(RegistrationRefusal::RateLimited);
-        }
-        let existing = self.handlespace.find(handle, pe.identifier);
-        if let Some(e) = existing {
-            if e.identity.as_ref() != Some(&peer.identity) {
-                return Err(RegistrationRefusal::AnotherIdentitysPe);
-            }
-        } else {
-            let owned = self
-                .pes_per_identity
-                .get(&peer.identity)
-                .copied()
-                .unwrap_or(0);
-            if owned >= self.config.max_pes_per_identity {
-                return Err(RegistrationRefusal::TooManyPes { owned });
-            }
-        }
-        // Registration life in milliseconds (RSPLIB's unit; DESIGN section 5).
-        let life = i64::from(pe.registration_life);
-        let (min, max) = (
-            self.config.min_registration_life.as_millis() as i64,
-            self.config.max_registration_life.as_millis() as i64,
-        );
-        if life < min || life > max {
-            return Err(RegistrationRefusal::Lifetime { life, min, max });
-        }
-        if !self.config.allow_foreign_addresses {
-            own_addresses(&pe.user_transport, peer.address.ip())
-                .map_err(RegistrationRefusal::ForeignAddress)?;
-        }
-        pe.home_registrar = self.config.server_id;
-        pe.asap_transport = Some(Transport::Tcp {
-            port: peer.address.port(),
-            transport_use: TransportUse::DataPlusControl,
-            address: peer.address.ip(),
-        });
-        Ok(peer)
-    }
-
-    fn refuse_registration(
-        &mut self,
-        conn: ConnId,
-        pool_handle: PoolHandle,
-        identifier: u32,
-        refusal: Refusal,
-        cause: CauseCode,
-        detail: String,
-    ) {
-        self.refused(conn, "ASAP_REGISTRATION", refusal, cause, detail);
-        self.send(
-            conn,
-            AsapMessage::RegistrationResponse {
-                reject: true,
-                pool_handle,
-                identifier,
-                error: Some(OperationError::single(Cause::new(cause))),
-            },
-        );
-    }
-
-    fn refused(
-        &mut self,
-        conn: ConnId,
-        request: &'static str,
-        refusal: Refusal,
-        cause: CauseCode,
-        detail: String,
-    ) {
-        match refusal {
-            Refusal::Security => self.stats.refused_security += 1,
-            Refusal::RateLimited => self.stats.refused_rate_limited += 1,
-            Refusal::Invalid => self.stats.refused_invalid += 1,
-            Refusal::Inconsistent => self.stats.refused_inconsistent += 1,
-        }
-        let identity = self
-            .clients
-            .get(&conn)
-            .map(|p| identity_text(&p.identity))
-            .unwrap_or_default();
-        self.outputs.push_back(Output::Event(Event::Refused {
-            conn,
-            identity,
-            request,
-            refusal,
-            cause,
-            detail,
-        }));
-    }
-
-    // ----- RFC 5352 section 3.2: deregistration ------------------------------
-
-    fn deregistration(&mut self, now: Instant, conn: ConnId, pool_handle: PoolHandle, id: u32) {
-        let Some(peer) = self.clients.get(&conn).cloned() else {
-            return;
-        };
-        let refusal = if !self
-            .registrations
-            .allow(&peer.identity, peer.address.ip(), now)
-        {
-            Some((
-                Refusal::RateLimited,
-                CauseCode::LackOfResources,
-                "deregistration rate limit",
-            ))
-        } else {
-            match self.handlespace.find(&pool_handle, id) {
-                Some(e) if e.identity.as_ref() != Some(&peer.identity) => Some((
-                    Refusal::Security,
-                    CauseCode::RejectedSecurity,
-                    "the PE identifier belongs to another identity",
-                )),
-                _ => None,
-            }
-        };
-        let error = match refusal {
-            Some((refusal, cause, detail)) => {
-                self.refused(conn, "ASAP_DEREGISTRATION", refusal, cause, detail.into());
-                Some(OperationError::single(Cause::new(cause)))
-            }
-            None => {
-                // An unknown PE counts as deregistered (RFC 5352 3.2).
-                if self.remove(&pool_handle, id, Removal::Deregistered) {
-                    self.stats.deregistrations += 1;
-                }
-                None
-            }
-        };
-        self.send(
-            conn,
-            AsapMessage::DeregistrationResponse {
-                pool_handle,
-                identifier: id,
-                error,
-            },
-        );
-    }
-
-    /// Remove a PE and everything the core keeps about it.
-    fn remove(&mut self, handle: &PoolHandle, id: u32, reason: Removal) -> bool {
-        let Some(entry) = self.handlespace.deregister(handle, id) else {
-            return false;
-        };
-        self.probes.remove(&(handle.clone(), id));
-        if let Some(identity) = &entry.identity {
-            if let Some(n) = self.pes_per_identity.get_mut(identity) {
-                *n -= 1;
-                if *n == 0 {
-                    self.pes_per_identity.remove(identity);
-                }
-            }
-        }
-        self.outputs.push_back(Output::Event(Event::Removed {
-            pool_handle: handle.clone(),
-            identifier: id,
-            reason,
-        }));
-        true
-    }
-
-    // ----- RFC 5352 section 3.3: handle resolution ---------------------------
-
-    fn resolution(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        pool_handle: PoolHandle,
-        items: Option<u32>,
-    ) {
-        let Some(peer) = self.clients.get(&conn) else {
-            return;
-        };
-        if !self
-            .resolutions
-            .allow(&peer.identity, peer.address.ip(), now)
-        {
-            self.refused(
-                conn,
-                "ASAP_HANDLE_RESOLUTION",
-                Refusal::RateLimited,
-                CauseCode::LackOfResources,
-                "handle resolution rate limit".into(),
-            );
-            return self.send(
-                conn,
-                AsapMessage::HandleResolutionResponse {
-                    accept_updates: false,
-                    pool_handle,
-                    policy: None,
-                    pool_elements: Vec::new(),
-                    error: Some(OperationError::single(Cause::new(
-                        CauseCode::LackOfResources,
-                    ))),
-                },
-            );
-        }
-        self.stats.resolutions += 1;
-        let mut pool_elements = Vec::new();
-        let found = self
-            .handlespace
-            .resolve_each(&pool_handle, items, &mut self.rng, |e| {
-                pool_elements.push(e.to_wire())
-            });
-        let msg = match found {
-            Some(_) => AsapMessage::HandleResolutionResponse {
-                accept_updates: false,
-                pool_handle,
-                policy: pool_elements.first().map(|p| p.policy.clone()),
-                pool_elements,
-                error: None,
-            },
-            None => {
-                let info = pool_handle.as_bytes().to_vec();
-                AsapMessage::HandleResolutionResponse {
-                    accept_updates: false,
-                    pool_handle,
-                    policy: None,
-                    pool_elements: Vec::new(),
-                    error: Some(OperationError::single(Cause::with_info(
-                        CauseCode::UnknownPoolHandle,
-                        info,
-                    ))),
-                }
-            }
-        };
-        self.send(conn, msg);
-    }
-
-    // ----- RFC 5352 sections 3.4, 3.5: keep-alives, unreachable reports -----
-
-    fn keep_alive_ack(&mut self, now: Instant, conn: ConnId, handle: PoolHandle, id: u32) {
-        let Some(peer) = self.clients.get(&conn) else {
-            return;
-        };
-        // Only the registrant may vouch for its PE: an ack from anyone else
-        // would keep a dead PE alive.
-        match self.handlespace.find(&handle, id) {
-            Some(e) if e.identity.as_ref() == Some(&peer.identity) => {}
-            _ => return,
-        }
-        let Some(probe) = self.probes.get_mut(&(handle.clone(), id)) else {
-            return;
-        };
-        if probe.outstanding {
-            if let Some(reporters) = probe.alive() {
-                // RFC 5352 3.5: a PE that answers stays, whatever was
-                // reported (RFC 5355 2.13: reports are hints).
-                self.stats.unreachable_refuted += 1;
-                self.outputs.push_back(Output::Event(Event::ReportsRefuted {
-                    pool_handle: handle.clone(),
-                    identifier: id,
-                    reporters,
-                }));
-            }
-            let due = now + self.keep_alive_interval();
-            self.handlespace
-                .set_deadline(&handle, id, DeadlineKind::KeepAlive, Some(due));
-        }
-    }
-
-    /// RFC 5352 3.5 with RFC 5355 2.13: a report is a hint. Reports from
-    /// MAX-BAD-PE-REPORT distinct reporters within the window make the
-    /// registrar probe the PE (within the per-PE keep-alive limit of
-    /// 2.14); only a probe that goes unanswered removes it. Reporters are
-    /// told apart by identity; anonymous ones by source address (/64),
-    /// and only if [`CoreConfig::count_anonymous_reports`] says so.
-    fn unreachable(&mut self, now: Instant, conn: ConnId, handle: PoolHandle, id: u32) {
-        let Some(peer) = self.clients.get(&conn) else {
-            return;
-        };
-        let refusal = if peer.is_anonymous() && !self.config.count_anonymous_reports {
-            Some((
-                Refusal::Security,
-                CauseCode::RejectedSecurity,
-                "reports from unauthenticated pool users are not counted \
-                 (count_anonymous_reports is off)",
-            ))
-        } else if !self.reports.allow(&peer.reporter, peer.address.ip(), now) {
-            Some((
-                Refusal::RateLimited,
-                CauseCode::LackOfResources,
-                "unreachable report rate limit (RFC 5355 2.13)",
-            ))
-        } else {
-            None
-        };
-        if let Some((refusal, cause, detail)) = refusal {
-            self.refused(
-                conn,
-                "ASAP_ENDPOINT_UNREACHABLE",
-                refusal,
-                cause,
-                detail.into(),
-            );
-            return self.send_error(conn, Cause::new(cause));
-        }
-        let reporter = peer.reporter.clone();
-        if self.handlespace.find(&handle, id).is_none() {
-            return;
-        }
-        self.stats.unreachable_reports += 1;
-        let (window, max) = (
-            self.config.bad_pe_report_window,
-            self.config.max_bad_pe_reports,
-        );
-        let probe = self.probes.entry((handle.clone(), id)).or_default();
-        if probe.report(reporter, now, window, max) < max {
-            return;
-        }
-        let reporters = probe.reporters();
-        let check = if probe.outstanding {
-            // A keep-alive is out already: its answer decides.
-            probe.reported = true;
-            ReportCheck::Outstanding
-        } else if self.probe(now, handle.clone(), id) {
-            if let Some(p) = self.probes.get_mut(&(handle.clone(), id)) {
-                p.reported = true;
-            }
-            self.stats.unreachable_probes += 1;
-            ReportCheck::Probing
-        } else {
-            ReportCheck::Limited
-        };
-        self.outputs
-            .push_back(Output::Event(Event::ReportedUnreachable {
-                pool_handle: handle,
-                identifier: id,
-                reporters,
-                check,
-            }));
-    }
-
-    /// Send a keep-alive to a PE unless one is outstanding or the per-PE
-    /// limit is reached (RFC 5355 2.14). Returns whether a probe was armed
-    /// (and with it the PE's keep-alive deadline).
-    fn probe(&mut self, now: Instant, handle: PoolHandle, id: u32) -> bool {
-        let Some(conn) = self
-            .handlespace
-            .find(&handle, id)
-            .and_then(|e| e.connection)
-        else {
-            return false;
-        };
-        let window = self.config.keep_alive_interval;
-        let max = self.config.max_keep_alives_per_interval;
-        let probe = self.probes.entry((handle.clone(), id)).or_default();
-        if probe.outstanding || !probe.sent.try_record(now, window, max) {
-            return false;
-        }
-        probe.outstanding = true;
-        let due = now + self.config.keep_alive_timeout;
-        self.handlespace
-            .set_deadline(&handle, id, DeadlineKind::KeepAlive, Some(due));
-        if self.clients.contains_key(&conn) {
-            self.stats.keep_alives_sent += 1;
-            self.send(
-                conn,
-                AsapMessage::EndpointKeepAlive {
-                    home: false,
-                    server_id: self.config.server_id,
-                    pool_handle: handle,
-                    identifier: Some(id),
-                },
-            );
-        }
-        true
-    }
-
-    /// A keep-alive interval drawn from 50..150 % of the configured one
-    /// (RFC 5352 3.5: spread the keep-alive traffic).
-    fn keep_alive_interval(&mut self) -> Duration {
-        self.config
-            .keep_alive_interval
-            .mul_f64(self.rng.random_range(0.5..1.5))
     }
 
     // ----- time -------------------------------------------------------------
@@ -955,76 +118,29 @@ impl RegistrarCore {
     /// The earliest time [`Self::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let hs = self.handlespace.next_deadline();
-        Some(hs.map_or(self.next_prune, |d| d.min(self.next_prune)))
+        let prune = self.limits.next_prune();
+        Some(hs.map_or(prune, |d| d.min(prune)))
     }
 
     /// Deadlines that passed: lifetimes end, keep-alives go out, PEs that
     /// did not answer are removed.
     pub fn handle_timeout(&mut self, now: Instant) {
         for exp in self.handlespace.pop_expired(now) {
-            let (handle, id) = (exp.pool_handle, exp.identifier);
-            match exp.kind {
-                DeadlineKind::Lifetime => {
-                    let conn = self
-                        .handlespace
-                        .find(&handle, id)
-                        .and_then(|e| e.connection);
-                    if self.remove(&handle, id, Removal::LifetimeExpired) {
-                        self.stats.lifetime_expiries += 1;
-                        // RFC 5352 3.2: tell the PE it was removed.
-                        if let Some(conn) = conn.filter(|c| self.clients.contains_key(c)) {
-                            self.send(
-                                conn,
-                                AsapMessage::DeregistrationResponse {
-                                    pool_handle: handle,
-                                    identifier: id,
-                                    error: None,
-                                },
-                            );
-                        }
-                    }
-                }
-                DeadlineKind::Drain => {
-                    // No message tells the PE (see `operator`).
-                    if self.remove(&handle, id, Removal::DrainTimeout) {
-                        self.stats.drain_timeout_removals += 1;
-                    }
-                }
-                DeadlineKind::KeepAlive => {
-                    let probe = self.probes.get(&(handle.clone(), id));
-                    let outstanding = probe.is_some_and(|p| p.outstanding);
-                    if outstanding {
-                        if probe.is_some_and(|p| p.reported) {
-                            self.stats.unreachable_removals += 1;
-                            self.remove(&handle, id, Removal::Unreachable);
-                        } else {
-                            self.stats.keep_alive_failures += 1;
-                            self.remove(&handle, id, Removal::KeepAliveTimeout);
-                        }
-                    } else if !self.probe(now, handle.clone(), id) {
-                        // Over the per-PE limit: try again next interval.
-                        let due = now + self.keep_alive_interval();
-                        self.handlespace.set_deadline(
-                            &handle,
-                            id,
-                            DeadlineKind::KeepAlive,
-                            Some(due),
-                        );
-                    }
-                }
-            }
+            self.pe_deadline(now, exp);
         }
-        if now >= self.next_prune {
-            self.registrations.prune(now);
-            self.resolutions.prune(now);
-            self.reports.prune(now);
-            self.next_prune = now + PRUNE_INTERVAL;
-        }
+        self.limits.handle_timeout(now);
     }
 
     /// The next output, if any.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.outputs.pop_front()
+    }
+
+    /// The handlespace, to put PEs of other registrars in (tests, until
+    /// ENRP brings them).
+    #[cfg(test)]
+    pub(crate) fn handlespace_mut(&mut self) -> &mut Handlespace {
+        &mut self.handlespace
     }
 
     /// Check the core's own bookkeeping against the handlespace (tests).
@@ -1036,31 +152,71 @@ impl RegistrarCore {
     }
 
     /// Queue a message; every error cause that goes out is counted here.
-    fn send(&mut self, conn: ConnId, msg: AsapMessage) {
+    pub(super) fn send(&mut self, conn: ConnId, msg: impl Into<Message>) {
+        let msg = msg.into();
         match &msg {
-            AsapMessage::Error { error }
-            | AsapMessage::RegistrationResponse {
-                error: Some(error), ..
-            }
-            | AsapMessage::DeregistrationResponse {
-                error: Some(error), ..
-            }
-            | AsapMessage::HandleResolutionResponse {
-                error: Some(error), ..
-            } => self.stats.count_errors(error),
+            Message::Asap(
+                AsapMessage::Error { error }
+                | AsapMessage::RegistrationResponse {
+                    error: Some(error), ..
+                }
+                | AsapMessage::DeregistrationResponse {
+                    error: Some(error), ..
+                }
+                | AsapMessage::HandleResolutionResponse {
+                    error: Some(error), ..
+                },
+            )
+            | Message::Enrp(EnrpMessage::Error { error, .. }) => self.stats.count_errors(error),
             _ => {}
         }
         self.outputs.push_back(Output::Send { conn, msg });
     }
 
-    /// ASAP_ERROR with one cause (RFC 5352 2.2.14).
-    fn send_error(&mut self, conn: ConnId, cause: Cause) {
-        let error = OperationError::single(cause);
-        self.send(conn, AsapMessage::Error { error });
+    /// The protocol `conn` speaks (ASAP for a connection the core does
+    /// not know).
+    pub(super) fn protocol_of(&self, conn: ConnId) -> Protocol {
+        self.clients
+            .get(&conn)
+            .map_or(Protocol::Asap, |c| c.kind.protocol())
+    }
+
+    /// An operation error in `protocol`: ASAP_ERROR (RFC 5352 2.2.14) or
+    /// ENRP_ERROR (RFC 5353 2.10). Peer server identifiers are learnt
+    /// with ENRP; until then the receiver is 0, as for a receiver not yet
+    /// known (RFC 5353 2.1).
+    pub(super) fn send_operation_error_in(
+        &mut self,
+        conn: ConnId,
+        protocol: Protocol,
+        error: OperationError,
+    ) {
+        let msg: Message = match protocol {
+            Protocol::Asap => AsapMessage::Error { error }.into(),
+            Protocol::Enrp => EnrpMessage::Error {
+                sender: self.config.server_id,
+                receiver: 0,
+                error,
+            }
+            .into(),
+        };
+        self.send(conn, msg);
+    }
+
+    /// An error with one cause in `protocol` (for a connection refused as
+    /// it opens, which the core does not know).
+    pub(super) fn send_error_in(&mut self, conn: ConnId, protocol: Protocol, cause: Cause) {
+        self.send_operation_error_in(conn, protocol, OperationError::single(cause));
+    }
+
+    /// An error with one cause in the protocol of `conn`.
+    pub(super) fn send_error(&mut self, conn: ConnId, cause: Cause) {
+        let protocol = self.protocol_of(conn);
+        self.send_error_in(conn, protocol, cause);
     }
 
     /// Ask the driver to close `conn`, once.
-    fn close(&mut self, conn: ConnId, reason: String) {
+    pub(super) fn close(&mut self, conn: ConnId, reason: String) {
         if let Some(p) = self.clients.get_mut(&conn) {
             if p.closing {
                 return;
@@ -1068,135 +224,5 @@ impl RegistrarCore {
             p.closing = true;
         }
         self.outputs.push_back(Output::Close { conn, reason });
-    }
-}
-
-/// Why a registration is refused before it reaches the handlespace (RFC
-/// 5352 3.1; RFC 5355 2.1, 2.3): the reason of the log and the event (its
-/// Display), its class ([`Refusal`]) and the cause sent back.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-enum RegistrationRefusal {
-    #[error("unknown connection")]
-    UnknownConnection,
-    #[error("an anonymous client may not register (RFC 5355 2.1)")]
-    Anonymous,
-    #[error("registration rate limit")]
-    RateLimited,
-    #[error("the PE identifier belongs to another identity")]
-    AnotherIdentitysPe,
-    #[error("identity already has {owned} PEs registered")]
-    TooManyPes { owned: usize },
-    #[error("registration life {life} ms is outside {min}..={max} ms")]
-    Lifetime { life: i64, min: i64, max: i64 },
-    /// The own-address rule: what is wrong with the addresses.
-    #[error("{0}")]
-    ForeignAddress(String),
-}
-
-impl RegistrationRefusal {
-    /// Its class and the cause sent back.
-    fn kind(&self) -> (Refusal, CauseCode) {
-        match self {
-            Self::UnknownConnection
-            | Self::Anonymous
-            | Self::AnotherIdentitysPe
-            | Self::ForeignAddress(_) => (Refusal::Security, CauseCode::RejectedSecurity),
-            Self::RateLimited | Self::TooManyPes { .. } => {
-                (Refusal::RateLimited, CauseCode::LackOfResources)
-            }
-            Self::Lifetime { .. } => (Refusal::Invalid, CauseCode::InvalidValues),
-        }
-    }
-}
-
-/// The cause that refuses an inconsistent registration, with the
-/// cause-specific information RFC 5354 asks for: the pool's Pool Member
-/// Selection Policy parameter (3.12.6) or a transport of the pool's type
-/// (3.12.8); the data/control cause has none (3.12.9). And the detail for
-/// the log. What the registrant learns is the pool's policy and transport
-/// *type*: the member the handlespace compared with gives its type, but
-/// not its policy values (zeroed) nor its addresses and port (the
-/// registrant's own `addresses` and `port` stand in), since a registrant
-/// need not be allowed to resolve the pool.
-fn inconsistency_cause(inc: &Inconsistency, addresses: &[IpAddr], port: u16) -> (Cause, String) {
-    let tlv = |r: Result<Vec<u8>, rserpool_wire::EncodeError>| {
-        // What came off the wire encodes; should it not, the code alone.
-        r.unwrap_or_default()
-    };
-    match inc {
-        Inconsistency::Policy(p) => {
-            let mut info = tlv(p.to_tlv());
-            // Type (2), length (2), policy type (4), then the values.
-            if let Some(values) = info.get_mut(8..) {
-                values.fill(0);
-            }
-            (
-                Cause::with_info(CauseCode::InconsistentPoolingPolicy, info),
-                format!("the pool uses policy {}", p.name()),
-            )
-        }
-        Inconsistency::Transport(t) => (
-            Cause::with_info(
-                CauseCode::InconsistentTransportType,
-                tlv(transport_like(t, addresses, port).to_tlv()),
-            ),
-            format!(
-                "the pool uses {} transports (type {:#06x})",
-                protocol_name(t),
-                t.param_type()
-            ),
-        ),
-        Inconsistency::DataControl => (
-            Cause::new(CauseCode::InconsistentDataControlConfiguration),
-            "the pool uses the other data/control configuration".to_string(),
-        ),
-    }
-}
-
-/// A transport of `pool`'s type and transport use with `addresses` and
-/// `port` instead of the pool member's.
-fn transport_like(pool: &Transport, addresses: &[IpAddr], port: u16) -> Transport {
-    let address = addresses
-        .first()
-        .copied()
-        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-    match pool {
-        Transport::Sctp { transport_use, .. } => Transport::Sctp {
-            port,
-            transport_use: *transport_use,
-            addresses: if addresses.is_empty() {
-                vec![address]
-            } else {
-                addresses.to_vec()
-            },
-        },
-        Transport::Tcp { transport_use, .. } => Transport::Tcp {
-            port,
-            transport_use: *transport_use,
-            address,
-        },
-        Transport::Udp { .. } => Transport::Udp { port, address },
-        Transport::UdpLite { .. } => Transport::UdpLite { port, address },
-        Transport::Dccp { .. } => Transport::Dccp {
-            port,
-            service_code: 0,
-            address,
-        },
-        Transport::Opaque { .. } => Transport::Opaque { data: Vec::new() },
-    }
-}
-
-/// The own-address rule (DESIGN section 4, RFC 5355 2.3): every address a
-/// PE registers must be the one it connects from.
-fn own_addresses(t: &Transport, source: IpAddr) -> Result<(), String> {
-    let addrs = t.addresses();
-    if addrs.is_empty() {
-        return Err("a transport without addresses cannot be checked against the source".into());
-    }
-    match addrs.iter().find(|a| canonical(**a) != source) {
-        Some(a) => Err(format!(
-            "registered address {a} is not the connection's source address {source}"
-        )),
-        None => Ok(()),
     }
 }

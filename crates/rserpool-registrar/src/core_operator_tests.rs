@@ -7,7 +7,7 @@ use rserpool_security::PeerIdentity;
 use rserpool_wire::{AsapMessage, PoolHandle};
 
 use crate::core_tests::{ack, events, handle, reg_cause, registration, resolved_ids, Sim};
-use crate::{Event, OperatorError, Output, Removal};
+use crate::{Event, Message, OperatorError, Output, Removal};
 
 const BY: &str = "admin API from 127.0.0.1";
 
@@ -72,10 +72,10 @@ fn a_drained_pe_stays_registered_but_is_not_handed_out() {
         out.iter().any(|o| matches!(
             o,
             Output::Send {
-                msg: AsapMessage::EndpointKeepAlive {
+                msg: Message::Asap(AsapMessage::EndpointKeepAlive {
                     identifier: Some(2),
                     ..
-                },
+                }),
                 ..
             }
         )),

@@ -12,7 +12,7 @@ use rserpool_wire::{
     AsapMessage, Policy, PoolElement, PoolHandle, Transport, TransportUse, WireMessage,
 };
 
-use crate::{ClientInfo, CoreConfig, Output, RegistrarCore};
+use crate::{ClientInfo, ConnKind, CoreConfig, Output, RegistrarCore};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -189,7 +189,7 @@ proptest! {
                         _ => None,
                     };
                     let text = identity.as_ref().map_or("insecure".to_string(), |i| i.to_string());
-                    core.handle_connect(now, generation, ClientInfo { identity, address: (addr(a), 4000).into() });
+                    core.handle_connect(now, generation, ClientInfo::new(identity, (addr(a), 4000).into(), ConnKind::Asap));
                     conns.insert(conn, (text, addr(a)));
                 }
                 Op::Disconnect { conn } => {
@@ -246,14 +246,14 @@ proptest! {
                         prop_assert!(live.contains(conn), "send to a closed connection: {o:?}");
                         prop_assert!(!closed.contains(conn), "send after the close: {o:?}");
                         if let Some((c, t)) = expect {
-                            if *conn == c && msg.msg_type() == t { answers += 1; }
+                            if *conn == c && msg.as_asap().is_some_and(|m| m.msg_type() == t) { answers += 1; }
                         }
                     }
                     Output::Close { conn, .. } => {
                         prop_assert!(!closed.contains(conn), "a second close: {o:?}");
                         closed.push(*conn);
                     }
-                    Output::Event(_) => {}
+                    Output::Event(_) | Output::Connect { .. } => {}
                 }
             }
             if expect.is_some() {

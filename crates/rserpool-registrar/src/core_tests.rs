@@ -8,7 +8,7 @@ use rserpool_wire::{
     AsapMessage, CauseCode, Policy, PoolElement, PoolHandle, Transport, TransportUse, WireMessage,
 };
 
-use crate::{ClientInfo, CoreConfig, Event, Output, RegistrarCore, Removal};
+use crate::{ClientInfo, ConnKind, CoreConfig, Event, Message, Output, RegistrarCore, Removal};
 
 pub(crate) struct Sim {
     pub(crate) core: RegistrarCore,
@@ -36,8 +36,11 @@ impl Sim {
 
     pub(crate) fn connect(&mut self, conn: u64, identity: Option<PeerIdentity>, addr: &str) {
         let address: SocketAddr = format!("{addr}:{}", 40000 + conn).parse().unwrap();
-        self.core
-            .handle_connect(self.now, conn, ClientInfo { identity, address });
+        self.core.handle_connect(
+            self.now,
+            conn,
+            ClientInfo::new(identity, address, ConnKind::Asap),
+        );
     }
 
     pub(crate) fn psk(&mut self, conn: u64, name: &str) {
@@ -53,7 +56,10 @@ impl Sim {
         self.outputs()
             .into_iter()
             .filter_map(|o| match o {
-                Output::Send { conn, msg } => Some((conn, msg)),
+                Output::Send {
+                    conn,
+                    msg: Message::Asap(msg),
+                } => Some((conn, msg)),
                 _ => None,
             })
             .collect()
@@ -429,11 +435,11 @@ fn lifetime_expiry_removes_and_tells_the_pe() {
     let out = s.advance(Duration::from_secs(2));
     assert!(out.contains(&Output::Send {
         conn: 1,
-        msg: AsapMessage::DeregistrationResponse {
+        msg: Message::Asap(AsapMessage::DeregistrationResponse {
             pool_handle: handle(),
             identifier: 5,
             error: None
-        }
+        })
     }));
     assert!(out.iter().any(|o| matches!(
         o,
@@ -451,7 +457,7 @@ fn keep_alives(out: &[Output]) -> usize {
             matches!(
                 o,
                 Output::Send {
-                    msg: AsapMessage::EndpointKeepAlive { .. },
+                    msg: Message::Asap(AsapMessage::EndpointKeepAlive { .. }),
                     ..
                 }
             )
@@ -777,7 +783,7 @@ fn an_identity_over_its_connection_limit_is_refused_and_others_connect() {
                 }),
                 Output::Send {
                     conn: 4,
-                    msg: AsapMessage::Error { .. }
+                    msg: Message::Asap(AsapMessage::Error { .. })
                 },
                 Output::Close { conn: 4, .. }
             ]
@@ -884,7 +890,7 @@ fn malformed_frames_get_errors_then_the_connection_closes() {
         assert!(out.iter().any(|o| matches!(
             o,
             Output::Send {
-                msg: AsapMessage::Error { .. },
+                msg: Message::Asap(AsapMessage::Error { .. }),
                 ..
             }
         )));

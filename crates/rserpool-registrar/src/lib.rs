@@ -15,12 +15,20 @@
 //! * [`log_limit`]: warnings an attacker can repeat, limited and summarised.
 //! * [`admin`]: the admin HTTP API and Prometheus metrics
 //!   ([`admin::AdminServer`]).
+//!
+//! The default feature `service` brings the tokio service, the admin API
+//! and announcements. Without it (`default-features = false`) the crate
+//! is the sans-IO core alone, with neither tokio nor OpenSSL in its
+//! dependencies: what a deterministic simulator drives.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "service")]
 mod accept;
+#[cfg(feature = "service")]
 pub mod admin;
+#[cfg(feature = "service")]
 pub mod announce;
 mod client;
 pub mod config;
@@ -28,8 +36,11 @@ mod core;
 pub mod log_limit;
 mod output;
 pub mod revocation;
+#[cfg(feature = "service")]
 pub mod service;
 
+#[cfg(test)]
+mod core_conn_tests;
 #[cfg(test)]
 mod core_operator_tests;
 #[cfg(test)]
@@ -40,11 +51,12 @@ mod core_tests;
 pub use crate::core::operator::{
     check_drain_timeout, DrainOutcome, OperatorError, DEFAULT_DRAIN_TIMEOUT, DRAIN_TIMEOUTS,
 };
-pub use crate::core::{BookkeepingError, RegistrarCore};
-pub use client::{ClientInfo, OpenConnection};
+pub use crate::core::{BookkeepingError, ConnectError, RegistrarCore, OUTBOUND_CONNECTIONS};
+pub use client::{ClientInfo, ConnKind, OpenConnection, Protocol};
 pub use config::CoreConfig;
-pub use output::{protocol_name, Event, Output, Refusal, Removal, ReportCheck, Stats};
+pub use output::{protocol_name, Event, Message, Output, Refusal, Removal, ReportCheck, Stats};
 pub use revocation::{Revocation, RevocationReport};
 /// The identity key PEs are bound to (as in events: `psk:NAME`, `cert:SUBJECT`).
 pub use rserpool_handlespace::Identity;
+#[cfg(feature = "service")]
 pub use service::{Registrar, RegistrarHandle, ServiceConfig, ServiceError, ServiceStats};

@@ -261,6 +261,7 @@ fn write_summary(s: &Summary) {
 
 /// Write `log`'s summaries at the end of each interval, until dropped
 /// (abort the task).
+#[cfg(feature = "service")]
 pub async fn run_flusher(log: Arc<SummarisedLog>) {
     loop {
         let next = log.flush();

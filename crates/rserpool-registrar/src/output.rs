@@ -6,18 +6,102 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use rserpool_handlespace::{ConnId, Identity};
-use rserpool_wire::{AsapMessage, CauseCode, OperationError, PoolHandle, Transport};
+use std::net::SocketAddr;
+
+use rserpool_wire::{AsapMessage, CauseCode, EnrpMessage, OperationError, PoolHandle, Transport};
 use serde::Serialize;
+
+use crate::client::{ConnKind, Protocol};
+
+/// A message of either protocol, as the core receives and sends them:
+/// each connection carries one ([`ConnKind::protocol`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// An ASAP message (RFC 5352).
+    Asap(AsapMessage),
+    /// An ENRP message (RFC 5353).
+    Enrp(EnrpMessage),
+}
+
+impl Message {
+    /// Its protocol.
+    pub fn protocol(&self) -> Protocol {
+        match self {
+            Message::Asap(_) => Protocol::Asap,
+            Message::Enrp(_) => Protocol::Enrp,
+        }
+    }
+
+    /// The RFC name of its type.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::Asap(m) => m.name(),
+            Message::Enrp(m) => m.name(),
+        }
+    }
+
+    /// Append its canonical encoding to `out`
+    /// ([`rserpool_wire::WireMessage::encode`]).
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), rserpool_wire::EncodeError> {
+        match self {
+            Message::Asap(m) => m.encode(out),
+            Message::Enrp(m) => m.encode(out),
+        }
+    }
+
+    /// The ASAP message, if it is one.
+    pub fn as_asap(&self) -> Option<&AsapMessage> {
+        match self {
+            Message::Asap(m) => Some(m),
+            Message::Enrp(_) => None,
+        }
+    }
+
+    /// The ENRP message, if it is one.
+    pub fn as_enrp(&self) -> Option<&EnrpMessage> {
+        match self {
+            Message::Enrp(m) => Some(m),
+            Message::Asap(_) => None,
+        }
+    }
+}
+
+impl From<AsapMessage> for Message {
+    fn from(m: AsapMessage) -> Self {
+        Message::Asap(m)
+    }
+}
+
+impl From<EnrpMessage> for Message {
+    fn from(m: EnrpMessage) -> Self {
+        Message::Enrp(m)
+    }
+}
 
 /// An action for the driver, or an event.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Output {
-    /// Send a message on a connection.
+    /// Send a message on a connection (in the connection's protocol).
     Send {
         /// Connection.
         conn: ConnId,
         /// Message.
-        msg: AsapMessage,
+        msg: Message,
+    },
+    /// Open a connection to `address` (TCP, then TLS with the
+    /// registrar's own credentials in secure mode), as
+    /// [`crate::RegistrarCore::connect`] asked. The driver answers with
+    /// [`crate::RegistrarCore::handle_connected`] or
+    /// [`crate::RegistrarCore::handle_connect_failed`] for `conn`, and
+    /// uses `conn` for the connection from then on.
+    Connect {
+        /// The handle the core gave the connection.
+        conn: ConnId,
+        /// Where to connect.
+        address: SocketAddr,
+        /// What the connection is.
+        kind: ConnKind,
     },
     /// Close a connection (after sending what was queued before).
     Close {
@@ -209,6 +293,18 @@ pub enum Event {
         /// PEs removed.
         pes_removed: usize,
     },
+    /// A connection the core asked for ([`Output::Connect`]) could not
+    /// be opened.
+    ConnectFailed {
+        /// The connection's handle.
+        conn: ConnId,
+        /// Where it was to go.
+        address: SocketAddr,
+        /// What it was to be.
+        kind: ConnKind,
+        /// Why it failed (the driver's words).
+        reason: String,
+    },
     /// A message could not be decoded.
     Malformed {
         /// Connection.
@@ -232,6 +328,7 @@ impl Event {
             Event::ReportedUnreachable { .. } => "reported_unreachable",
             Event::ReportsRefuted { .. } => "reports_refuted",
             Event::Revoked { .. } => "revoked",
+            Event::ConnectFailed { .. } => "connect_failed",
             Event::Malformed { .. } => "malformed",
         }
     }
@@ -300,8 +397,16 @@ pub struct Stats {
     /// Registrations refused as inconsistent with their pool (policy,
     /// transport type, data/control configuration; RFC 5354 3.12.6-3.12.9).
     pub refused_inconsistent: u64,
-    /// Messages that could not be decoded.
+    /// Messages that could not be decoded, and messages of the other
+    /// protocol than their connection's (ASAP on ENRP and vice versa).
     pub malformed: u64,
+    /// ENRP messages from peers that this registrar does not handle yet
+    /// (answered with an Unrecognized Message error, RFC 5353 3.7).
+    pub enrp_unsupported: u64,
+    /// Connections the core asked the driver to open.
+    pub connects: u64,
+    /// Of those, the ones that could not be opened.
+    pub connect_failures: u64,
     /// Connections established (after the TLS handshake in secure mode).
     pub connections: u64,
     /// Connections refused because their identity had

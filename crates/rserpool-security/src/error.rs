@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::files::FileKind;
-use crate::tls::Mechanism;
+use crate::identity::Mechanism;
 
 /// A security set-up or handshake failure.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +99,7 @@ pub enum SecurityError {
     #[error("TLS configuration: {0}")]
     Config(String),
     /// OpenSSL failed while setting up.
+    #[cfg(feature = "tls")]
     #[error("TLS set-up: {0}")]
     OpenSsl(#[from] openssl::error::ErrorStack),
     /// The TLS handshake with a peer failed.
@@ -135,9 +136,10 @@ impl SecurityError {
             | SecurityError::FileExists { path } => Some(path),
             SecurityError::Config(_)
             | SecurityError::Invalid(_)
-            | SecurityError::OpenSsl(_)
             | SecurityError::Handshake { .. }
             | SecurityError::SelfTest { .. } => None,
+            #[cfg(feature = "tls")]
+            SecurityError::OpenSsl(_) => None,
         }
     }
 }

@@ -1,9 +1,15 @@
 //! RSerPool security (RFC 5355, DESIGN section 4): the TLS layer every
 //! registrar channel runs over, and who is on the other end.
 //!
-//! * [`keyfile`]: pre-shared keys (identity + 32-byte key) in files that
+//! Without its default feature `tls` the crate needs neither OpenSSL nor
+//! tokio (a deterministic simulator runs the protocol cores without
+//! them): it offers [`rate_limit`], [`PeerIdentity`], [`SecurityError`],
+//! the credential file checks and [`random_seed`].
+//!
+//! * [`identity`]: [`PeerIdentity`], a namespace and a value.
+//! * [`keyfile`] (feature `tls`): pre-shared keys (identity + 32-byte key) in files that
 //!   only their owner may read; generating them.
-//! * [`tls`]: TLS 1.3 server and client set-ups over OpenSSL, with an
+//! * [`tls`] (feature `tls`): TLS 1.3 server and client set-ups over OpenSSL, with an
 //!   external PSK (mutual authentication, the mandatory PE-registrar
 //!   mechanism) and/or X.509 certificates (a registrar certificate that
 //!   PUs verify, optional client certificates). No 0-RTT.
@@ -16,13 +22,19 @@
 
 mod error;
 mod files;
+pub mod identity;
+#[cfg(feature = "tls")]
 pub mod keyfile;
+#[cfg(feature = "tls")]
 pub mod pki;
 pub mod rate_limit;
+#[cfg(feature = "tls")]
 pub mod tls;
 
 pub use error::SecurityError;
 pub use files::{Existing, FileKind, MAX_FILE_LEN};
+pub use identity::{InvalidIdentity, Mechanism, Namespace, PeerIdentity};
+#[cfg(feature = "tls")]
 pub use keyfile::{Psk, PskStore, PskStoreDiff};
 
 /// Read a secret file (a key, a token): opened without blocking (a FIFO
@@ -55,28 +67,50 @@ pub fn write_secret_file(
 }
 
 /// Fill `buf` from OpenSSL's CSPRNG (seeds, identifiers, keys).
+#[cfg(feature = "tls")]
 pub fn random_bytes(buf: &mut [u8]) -> Result<(), SecurityError> {
     openssl::rand::rand_bytes(buf).map_err(SecurityError::from)
 }
 
 /// A seed for a protocol core's random generator (selection policies,
-/// identifiers, jitter): from OpenSSL's CSPRNG, or from the clock and the
-/// process id if that fails.
+/// identifiers, jitter): from OpenSSL's CSPRNG (feature `tls`), or else
+/// from the standard library's randomly keyed hasher (the operating
+/// system's randomness), mixed with the clock and the process id.
 pub fn random_seed() -> u64 {
-    let mut b = [0u8; 8];
-    match random_bytes(&mut b) {
-        Ok(()) => u64::from_le_bytes(b),
-        Err(e) => {
-            tracing::warn!("no random seed from OpenSSL ({e}); seeding from the clock");
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0x5eed, |d| d.as_nanos() as u64)
-                ^ u64::from(std::process::id())
+    #[cfg(feature = "tls")]
+    {
+        let mut b = [0u8; 8];
+        match random_bytes(&mut b) {
+            Ok(()) => return u64::from_le_bytes(b),
+            Err(e) => {
+                tracing::warn!("no random seed from OpenSSL ({e}); seeding from std");
+            }
         }
     }
+    std_seed()
 }
 
-pub use tls::{
-    ClientCertificates, Mechanism, PeerIdentity, TlsClient, TlsClientConfig, TlsServer,
-    TlsServerConfig,
-};
+/// A seed without OpenSSL: [`std::collections::hash_map::RandomState`]
+/// is keyed from the operating system's randomness; the clock and the
+/// process id are hashed in so that even a fixed key gives new seeds.
+fn std_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0x5eed, |d| d.as_nanos());
+    h.write_u128(nanos);
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+#[cfg(feature = "tls")]
+pub use tls::{ClientCertificates, TlsClient, TlsClientConfig, TlsServer, TlsServerConfig};
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn std_seeds_differ() {
+        assert_ne!(super::std_seed(), super::std_seed());
+    }
+}

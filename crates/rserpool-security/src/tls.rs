@@ -36,6 +36,8 @@ use openssl::x509::{X509Ref, X509VerifyResult, X509};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_openssl::SslStream;
 
+pub use crate::identity::{Mechanism, PeerIdentity};
+
 use crate::files::{self, Access};
 use crate::keyfile::{Psk, PskStore, KEY_LEN};
 use crate::SecurityError;
@@ -52,24 +54,6 @@ const SESSION_ID_CONTEXT: &[u8] = b"rserpool registrar";
 
 /// Buffer of the in-memory pipe [`TlsServer::self_test`] runs over.
 const SELF_TEST_BUFFER: usize = 64 * 1024;
-
-/// A kind of TLS handshake.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mechanism {
-    /// With an external pre-shared key (both ends authenticated).
-    Psk,
-    /// With the server's certificate (and maybe the client's).
-    Certificate,
-}
-
-impl std::fmt::Display for Mechanism {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Mechanism::Psk => "PSK",
-            Mechanism::Certificate => "certificate",
-        })
-    }
-}
 
 /// What a server does with client certificates in certificate handshakes
 /// (PSK handshakes never carry one).
@@ -90,29 +74,6 @@ impl ClientCertificates {
     /// ([`PeerIdentity::Certificate`]).
     pub fn accepted(self) -> bool {
         self != ClientCertificates::NotRequested
-    }
-}
-
-/// Who the other end of a connection proved to be.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum PeerIdentity {
-    /// A PSK handshake with this identity.
-    Psk(String),
-    /// A verified certificate with this subject (its common name, or the
-    /// whole subject when it has none).
-    Certificate(String),
-    /// A certificate handshake in which the client showed no certificate
-    /// (a pool user that authenticated the registrar only).
-    Anonymous,
-}
-
-impl std::fmt::Display for PeerIdentity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PeerIdentity::Psk(i) => write!(f, "psk:{i}"),
-            PeerIdentity::Certificate(s) => write!(f, "cert:{s}"),
-            PeerIdentity::Anonymous => write!(f, "anonymous"),
-        }
     }
 }
 
@@ -222,24 +183,40 @@ fn load_ca(b: &mut SslContextBuilder, path: &Path, server: bool) -> Result<(), S
     Ok(())
 }
 
-/// The subject a certificate names: its common name, or the whole subject.
-fn subject(cert: &X509Ref) -> String {
+/// The identity a verified certificate proves
+/// ([`PeerIdentity::of_certificate`]): its subject common name, else its
+/// first dNSName subject-alt-name, else its first iPAddress one, else its
+/// whole subject.
+fn certificate_identity(cert: &X509Ref) -> PeerIdentity {
     let name = cert.subject_name();
-    if let Some(cn) = name
+    let common_name = name
         .entries_by_nid(Nid::COMMONNAME)
         .next()
-        .and_then(|e| e.data().to_string().ok())
-    {
-        return cn;
-    }
-    name.entries()
+        .and_then(|e| e.data().to_string().ok());
+    let subject = name
+        .entries()
         .filter_map(|e| {
             let key = e.object().nid().short_name().ok()?;
             let value = e.data().to_string().ok()?;
             Some(format!("{key}={value}"))
         })
         .collect::<Vec<_>>()
-        .join(",")
+        .join(",");
+    let (mut dns, mut ips) = (Vec::new(), Vec::new());
+    if let Some(sans) = cert.subject_alt_names() {
+        for san in &sans {
+            if let Some(d) = san.dnsname() {
+                dns.push(d.to_owned());
+            } else if let Some(ip) = san.ipaddress() {
+                if let Ok(b) = <[u8; 4]>::try_from(ip) {
+                    ips.push(IpAddr::from(b));
+                } else if let Ok(b) = <[u8; 16]>::try_from(ip) {
+                    ips.push(IpAddr::from(b));
+                }
+            }
+        }
+    }
+    PeerIdentity::of_certificate(common_name.as_deref(), &subject, &dns, &ips)
 }
 
 fn handshake_err(peer: &str, e: impl std::fmt::Display) -> SecurityError {
@@ -450,7 +427,7 @@ impl TlsServer {
         let identity = if let Some(id) = ssl.ex_data(self.psk_identity) {
             PeerIdentity::Psk(id.clone())
         } else if let Some(cert) = ssl.peer_certificate() {
-            PeerIdentity::Certificate(subject(&cert))
+            certificate_identity(&cert)
         } else {
             PeerIdentity::Anonymous
         };
@@ -602,7 +579,14 @@ impl TlsClient {
 
     /// Run the client side of a handshake. `server_name` is what the
     /// registrar's certificate must name (a DNS name or an IP address).
-    /// Returns the stream and who the server proved to be.
+    /// Returns the stream and who the server proved to be: for a
+    /// certificate handshake the identity of its verified certificate
+    /// (common name, else a dNSName or iPAddress subject-alt-name); for a
+    /// PSK handshake [`PeerIdentity::Psk`] with the identity of the key
+    /// both sides agreed on. That is the shared key's identity (the one
+    /// this client offered), since a PSK proves possession of the key and
+    /// nothing else: a key shared by a PE and its registrar names the
+    /// pair, and the PSK identity of the registrar is the key's.
     pub async fn connect<S>(
         &self,
         stream: S,
@@ -648,10 +632,16 @@ impl TlsClient {
         if let Err(e) = Pin::new(&mut s).connect().await {
             return Err(failure(HandshakeError::Ssl(e), Some(s.ssl())));
         }
-        let identity = match (s.ssl().peer_certificate(), &self.credentials.psk_identity) {
-            (Some(cert), _) => PeerIdentity::Certificate(subject(&cert)),
-            (None, Some(id)) => PeerIdentity::Psk(id.clone()),
-            (None, None) => {
+        // Who the server proved to be. A certificate handshake: the
+        // verified certificate's names. A PSK handshake (the server took
+        // our external PSK, which TLS 1.3 reports as a resumption): the
+        // identity of the key both sides agreed on. It names the shared
+        // key, not a server: whoever holds that key proved it holds it.
+        let ssl = s.ssl();
+        let identity = match (ssl.peer_certificate(), &self.credentials.psk_identity) {
+            (Some(cert), _) => certificate_identity(&cert),
+            (None, Some(id)) if ssl.session_reused() => PeerIdentity::Psk(id.clone()),
+            _ => {
                 return Err(failure(HandshakeError::Unauthenticated, Some(s.ssl())));
             }
         };

@@ -20,7 +20,7 @@ use rserpool::{
     ConnectFailure, Connected, LinkAction, LinkSecurity, PeCore, PeEvent, PeOutput,
     PoolElementSpec, PoolUserSettings, PuCore, PuOutput, ReportLimits, Timers,
 };
-use rserpool_registrar::{ClientInfo, CoreConfig, Output, RegistrarCore};
+use rserpool_registrar::{ClientInfo, ConnKind, CoreConfig, Output, RegistrarCore};
 use rserpool_security::PeerIdentity;
 use rserpool_wire::{AsapMessage, Policy, PoolHandle};
 
@@ -669,15 +669,15 @@ impl World {
     fn registrar_output(&mut self, n: NodeId, out: Output) {
         match out {
             Output::Send { conn, msg } => {
-                if let AsapMessage::HandleResolutionResponse {
+                if let Some(AsapMessage::HandleResolutionResponse {
                     pool_handle,
                     pool_elements,
                     ..
-                } = &msg
+                }) = msg.as_asap()
                 {
                     self.check_resolution(n, pool_handle, pool_elements);
                 }
-                self.send(n, conn, &msg);
+                self.send(n, conn, msg.name(), |b| msg.encode(b).is_ok());
             }
             Output::Close { conn, reason } => {
                 let name = &self.nodes[n].name;
@@ -692,6 +692,11 @@ impl World {
                     self.note(|| format!("{name}: {e:?}"));
                 }
             }
+            other => {
+                // Outbound (ENRP) connections: no peers to dial yet.
+                let name = self.nodes[n].name.clone();
+                self.note(|| format!("{name}: not simulated: {other:?}"));
+            }
         }
     }
 
@@ -703,7 +708,9 @@ impl World {
                 deadline,
                 ..
             } => self.connect(n, conn, registrar, deadline),
-            LinkAction::Send { conn, message } => self.send(n, conn, &message),
+            LinkAction::Send { conn, message } => {
+                self.send(n, conn, message.name(), |b| message.encode(b).is_ok())
+            }
             LinkAction::Close { conn } => {
                 if self.nodes[n].attempts.remove(&conn) {
                     let name = self.nodes[n].name.clone();
@@ -841,10 +848,11 @@ impl World {
                 core.handle_connect(
                     now,
                     sv.local,
-                    ClientInfo {
-                        identity: Some(PeerIdentity::Psk(client_name.clone())),
-                        address: SocketAddr::new(client_addr, 40000 + cl.local as u16),
-                    },
+                    ClientInfo::new(
+                        Some(PeerIdentity::Psk(client_name.clone())),
+                        SocketAddr::new(client_addr, 40000 + cl.local as u16),
+                        ConnKind::Asap,
+                    ),
                 );
             }
         }
@@ -904,34 +912,36 @@ impl World {
         self.after_input(n);
     }
 
-    /// Node `n`'s core sends `msg` on its connection `conn`.
-    fn send(&mut self, n: NodeId, conn: u64, msg: &AsapMessage) {
+    /// Node `n`'s core sends message `what` on its connection `conn`;
+    /// `encode` appends its bytes.
+    fn send(
+        &mut self,
+        n: NodeId,
+        conn: u64,
+        what: &'static str,
+        encode: impl FnOnce(&mut Vec<u8>) -> bool,
+    ) {
         let Some(&key) = self.nodes[n].conns.get(&conn) else {
             let closed = self.nodes[n].closed.contains(&conn);
             let name = self.nodes[n].name.clone();
             self.violation(
                 Rule::SendOnClosed,
                 format!(
-                    "{name} sends {} on conn {conn}, which is {}",
-                    msg.name(),
+                    "{name} sends {what} on conn {conn}, which is {}",
                     if closed { "closed" } else { "unknown" }
                 ),
             );
             return;
         };
         let mut bytes = Vec::with_capacity(128);
-        if msg.encode(&mut bytes).is_err() {
+        if !encode(&mut bytes) {
             let name = self.nodes[n].name.clone();
-            self.violation(
-                Rule::Panic,
-                format!("{name} sends {} that does not encode", msg.name()),
-            );
+            self.violation(Rule::Panic, format!("{name} sends {what} that does not encode"));
             return;
         }
         self.stats.messages += 1;
         if self.trace.on() {
             let name = self.nodes[n].name.clone();
-            let what = msg.name();
             self.note(|| format!("{name} -> conn {conn}: {what}"));
         }
         let from = self.end_of(key, n);

@@ -425,7 +425,11 @@ pub(crate) struct ConnectionsView {
 /// The connections document, at most `limit` PEs over all connections.
 pub(crate) fn connections(core: &RegistrarCore, limit: usize, now: Instant) -> ConnectionsView {
     let hs = core.handlespace();
-    let mut conns: Vec<_> = core.open_connections().collect();
+    // ENRP connections are peers (/v1/peers), not ASAP connections.
+    let mut conns: Vec<_> = core
+        .open_connections()
+        .filter(|c| c.kind.protocol() == crate::Protocol::Asap)
+        .collect();
     conns.sort_unstable_by_key(|c| c.conn);
     let mut left = limit;
     let mut truncated = false;

@@ -1,4 +1,4 @@
-//! The core's own bookkeeping checked against its handlespace: what a
+//! The core's bookkeeping checked against its handlespace: what the
 //! simulator and the property tests ask after every step.
 
 use rserpool_handlespace::Identity;
@@ -18,8 +18,8 @@ pub enum BookkeepingError {
         /// The PE.
         identifier: u32,
     },
-    /// A PE homed at another registrar (there is no ENRP yet).
-    #[error("PE {identifier:#010x} of pool {pool} is homed at {home:#010x}, not here")]
+    /// A PE registered over a connection here but homed elsewhere.
+    #[error("PE {identifier:#010x} of pool {pool} registered here is homed at {home:#010x}")]
     ForeignHome {
         /// The pool.
         pool: String,
@@ -36,31 +36,36 @@ pub enum BookkeepingError {
         /// The PE.
         identifier: u32,
     },
-    /// The per-identity PE counts differ from the handlespace's.
-    #[error("per-identity PE counts: {counted} identities counted, {recorded} recorded, or values differ")]
-    IdentityCounts {
-        /// Identities with PEs in the handlespace.
+    /// The handlespace's count of an identity's PEs differs from its PEs.
+    #[error("{identity} has {found} PEs, and the index counts {counted}")]
+    IdentityCount {
+        /// The identity.
+        identity: String,
+        /// PEs found with it.
+        found: usize,
+        /// What the index says.
         counted: usize,
-        /// Identities with counts recorded.
-        recorded: usize,
     },
-    /// Probe state for a PE that is gone.
-    #[error("keep-alive probe state for PE {identifier:#010x} of pool {pool}, which is gone")]
-    OrphanProbe {
-        /// The pool.
-        pool: String,
-        /// The PE.
-        identifier: u32,
+    /// The handlespace's count of a connection's PEs differs from its PEs.
+    #[error("connection {conn} has {found} PEs, and the index counts {counted}")]
+    ConnectionCount {
+        /// The connection.
+        conn: u64,
+        /// PEs found on it.
+        found: usize,
+        /// What the index says.
+        counted: usize,
     },
 }
 
 impl RegistrarCore {
     /// Check the core's bookkeeping against its handlespace: every PE has
-    /// a registrant, a lifetime and this registrar as its home; the
-    /// per-identity counts are the handlespace's; no probe outlives its
-    /// PE. O(PEs).
+    /// a registrant and a lifetime; a PE registered over a connection here
+    /// is homed here (others come by ENRP); the per-identity and
+    /// per-connection counts of the indices are the PEs'. O(PEs).
     pub fn check_bookkeeping(&self) -> Result<(), BookkeepingError> {
-        let mut counts: FxHashMap<Identity, usize> = FxHashMap::default();
+        let mut identities: FxHashMap<Identity, usize> = FxHashMap::default();
+        let mut connections: FxHashMap<u64, usize> = FxHashMap::default();
         let hs = &self.handlespace;
         for h in hs.pool_handles() {
             for e in hs.pool_elements(h) {
@@ -71,13 +76,16 @@ impl RegistrarCore {
                         identifier: e.identifier,
                     });
                 };
-                *counts.entry(id).or_insert(0) += 1;
-                if e.home != self.config.server_id {
-                    return Err(BookkeepingError::ForeignHome {
-                        pool: pool(),
-                        identifier: e.identifier,
-                        home: e.home,
-                    });
+                *identities.entry(id).or_insert(0) += 1;
+                if let Some(c) = e.connection {
+                    *connections.entry(c).or_insert(0) += 1;
+                    if e.home != self.config.server_id {
+                        return Err(BookkeepingError::ForeignHome {
+                            pool: pool(),
+                            identifier: e.identifier,
+                            home: e.home,
+                        });
+                    }
                 }
                 if e.expires.is_none() {
                     return Err(BookkeepingError::NoLifetime {
@@ -87,24 +95,23 @@ impl RegistrarCore {
                 }
             }
         }
-        let recorded: FxHashMap<&Identity, usize> = self
-            .pes_per_identity
-            .iter()
-            .filter(|(_, n)| **n > 0)
-            .map(|(k, v)| (k, *v))
-            .collect();
-        if counts.len() != recorded.len() || counts.iter().any(|(k, v)| recorded.get(k) != Some(v))
-        {
-            return Err(BookkeepingError::IdentityCounts {
-                counted: counts.len(),
-                recorded: recorded.len(),
-            });
+        for (identity, &found) in &identities {
+            let counted = hs.count_by_identity(identity);
+            if counted != found {
+                return Err(BookkeepingError::IdentityCount {
+                    identity: identity.0.to_string(),
+                    found,
+                    counted,
+                });
+            }
         }
-        for (h, id) in self.probes.keys() {
-            if hs.find(h, *id).is_none() {
-                return Err(BookkeepingError::OrphanProbe {
-                    pool: h.to_string(),
-                    identifier: *id,
+        for (&conn, &found) in &connections {
+            let counted = hs.count_by_connection(conn);
+            if counted != found {
+                return Err(BookkeepingError::ConnectionCount {
+                    conn,
+                    found,
+                    counted,
                 });
             }
         }

@@ -2,8 +2,9 @@
 //! (the PE stays registered but is no longer handed out, RFC 5352 3.3
 //! lists only what may be chosen), undrain, and removal. They change the
 //! core's state only through its own paths (the removal is the one every
-//! other removal takes), so the per-identity counts, probes and connection indices stay
-//! consistent; a drain's timeout is a handlespace deadline that
+//! other removal takes, and a PE's registrant, connection and keep-alive
+//! state live in its handlespace entry, so they go with it); a drain's
+//! timeout is a handlespace deadline that
 //! [`RegistrarCore::handle_timeout`] acts on like the others.
 //!
 //! There is no ASAP message that tells a PE it was removed by an

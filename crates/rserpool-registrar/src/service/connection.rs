@@ -22,12 +22,14 @@ use super::counters::{OpenGuard, ServiceCounters};
 use super::{Input, Outgoing, Shared, Writer};
 use crate::accept::AcceptBackoff;
 use crate::log_limit::LogSource;
-use crate::ClientInfo;
+use crate::{ClientInfo, ConnKind};
+use rserpool_handlespace::ConnId;
 
 /// Read buffer of a connection between messages (bytes).
 const IDLE_READ_BUFFER: usize = 512;
 
-pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+/// Accept connections of `kind` (an ASAP or ENRP listener).
+pub(super) async fn accept_loop(listener: TcpListener, kind: ConnKind, shared: Arc<Shared>) {
     let mut backoff = AcceptBackoff::new();
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -79,7 +81,7 @@ pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         let shared = shared.clone();
         tokio::spawn(async move {
             let slot = admitted.slot;
-            serve_connection(stream, peer, admitted.handshake, &shared).await;
+            serve_connection(stream, peer, kind, admitted.handshake, &shared).await;
             drop(slot);
             drop(open);
         });
@@ -89,6 +91,7 @@ pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
+    kind: ConnKind,
     mut handshake: super::admission::Handshake,
     shared: &Shared,
 ) {
@@ -96,7 +99,8 @@ async fn serve_connection(
     let source = || LogSource::of(peer.ip());
     let Some((tls, generation)) = shared.current_tls() else {
         drop(handshake);
-        return run_connection(stream, peer, None, shared).await;
+        let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+        return run_connection(stream, peer, conn, Opened::Accepted(kind), None, shared).await;
     };
     let peer_text = peer.to_string();
     let hs = tokio::time::timeout(cfg.handshake_timeout, tls.accept(stream, &peer_text));
@@ -117,7 +121,9 @@ async fn serve_connection(
                 tracing::info!(%peer, %identity, "credentials reloaded during the handshake: closing");
                 return;
             }
-            run_connection(tls_stream, peer, Some(identity), shared).await
+            let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+            let opened = Opened::Accepted(kind);
+            run_connection(tls_stream, peer, conn, opened, Some(identity), shared).await
         }
         Ok(Err(e)) => {
             ServiceCounters::bump(&shared.counters.tls_handshake_failures);
@@ -152,24 +158,83 @@ enum End {
     Idle,
 }
 
+/// How a connection came about.
+enum Opened {
+    /// Accepted on a listener of this kind.
+    Accepted(ConnKind),
+    /// Opened for the core ([`crate::Output::Connect`]).
+    Dialled,
+}
+
+/// Open the connection the core asked for: TCP within the handshake
+/// timeout, then in secure mode the TLS client handshake with the
+/// registrar's own credentials ([`super::ServiceConfig::tls_client`]),
+/// which verifies the peer's certificate against the address dialled
+/// (or agrees on the PSK); then serve it like an accepted one. A failure
+/// is the core's [`crate::RegistrarCore::handle_connect_failed`].
+pub(super) async fn connect(
+    shared: Arc<Shared>,
+    conn: ConnId,
+    address: SocketAddr,
+    kind: ConnKind,
+) {
+    let failed = |reason: String| Input::ConnectFailed { conn, reason };
+    let timeout = shared.config.handshake_timeout;
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(address)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            let _ = shared
+                .inputs
+                .send(failed(format!("TCP connect: {e}")))
+                .await;
+            return;
+        }
+        Err(_) => {
+            let reason = format!("TCP connect: no answer within {timeout:?}");
+            let _ = shared.inputs.send(failed(reason)).await;
+            return;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    tracing::debug!(conn, %address, kind = kind.name(), "outbound connection open");
+    if shared.current_tls().is_none() {
+        return run_connection(stream, address, conn, Opened::Dialled, None, &shared).await;
+    }
+    let Some(client) = shared.config.tls_client.clone() else {
+        let reason = "secure mode without client credentials (tls_client)".to_string();
+        let _ = shared.inputs.send(failed(reason)).await;
+        return;
+    };
+    let name = address.ip().to_string();
+    match tokio::time::timeout(timeout, client.connect(stream, &name)).await {
+        Ok(Ok((tls, identity))) => {
+            run_connection(tls, address, conn, Opened::Dialled, Some(identity), &shared).await
+        }
+        Ok(Err(e)) => {
+            let _ = shared.inputs.send(failed(e.to_string())).await;
+        }
+        Err(_) => {
+            let reason = format!("no TLS handshake within {timeout:?}");
+            let _ = shared.inputs.send(failed(reason)).await;
+        }
+    }
+}
+
 /// Serve one established connection until either side closes it.
 async fn run_connection<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     peer: SocketAddr,
+    conn: ConnId,
+    opened: Opened,
     identity: Option<PeerIdentity>,
     shared: &Shared,
 ) {
     let cfg = &shared.config;
-    let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     let (out_tx, mut out_rx) = mpsc::channel(cfg.send_queue.max(1));
     let who = identity
         .as_ref()
         .map_or_else(|| "insecure".to_string(), |i| i.to_string());
     tracing::debug!(conn, %peer, identity = %who, "connection open");
-    let info = ClientInfo {
-        identity,
-        address: peer,
-    };
     let inputs = &shared.inputs;
     let in_flight = Arc::new(AtomicUsize::new(0));
     let writer = Writer {
@@ -177,11 +242,19 @@ async fn run_connection<S: AsyncRead + AsyncWrite + Unpin>(
         in_flight: in_flight.clone(),
         address: peer,
     };
-    if inputs
-        .send(Input::Connect { conn, info, writer })
-        .await
-        .is_err()
-    {
+    let input = match opened {
+        Opened::Accepted(kind) => Input::Connect {
+            conn,
+            info: ClientInfo::new(identity, peer, kind),
+            writer,
+        },
+        Opened::Dialled => Input::Connected {
+            conn,
+            identity,
+            writer,
+        },
+    };
+    if inputs.send(input).await.is_err() {
         return;
     }
     let mut codec = ChannelCodec::new(cfg.max_message_size);
@@ -263,7 +336,7 @@ async fn run_connection<S: AsyncRead + AsyncWrite + Unpin>(
                 while let Some(o) = next.take() {
                     match o {
                         Outgoing::Message(msg) => {
-                            if let Err(e) = rserpool_wire::WireMessage::encode(&*msg, &mut wbuf) {
+                            if let Err(e) = msg.encode(&mut wbuf) {
                                 tracing::error!(conn, error = %e, msg = msg.name(), "cannot encode a response");
                             }
                         }

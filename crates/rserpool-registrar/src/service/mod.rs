@@ -24,9 +24,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rserpool_handlespace::ConnId;
-use rserpool_security::TlsServer;
+use rserpool_security::{PeerIdentity, TlsClient, TlsServer};
 use rserpool_wire::framing::FramingError;
-use rserpool_wire::AsapMessage;
 use rustc_hash::FxHashMap;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -39,7 +38,7 @@ use crate::announce::{self, AnnounceConfig};
 use crate::config::{bounds, InvalidSetting, Range};
 use crate::log_limit::{LogSource, SummarisedLog};
 use crate::revocation::{Revocation, RevocationReport};
-use crate::{ClientInfo, CoreConfig, Event, Output, RegistrarCore};
+use crate::{ClientInfo, ConnKind, CoreConfig, Event, Message, Output, RegistrarCore};
 use admission::Admission;
 use counters::ServiceCounters;
 
@@ -50,6 +49,10 @@ pub struct ServiceConfig {
     pub listen: Vec<SocketAddr>,
     /// TLS set-up; `None` is insecure mode (plain TCP, labs only).
     pub tls: Option<Arc<TlsServer>>,
+    /// The registrar's own client credentials, for the connections the
+    /// core opens to peer registrars ([`Output::Connect`]) in secure
+    /// mode; without them such a connection fails at once.
+    pub tls_client: Option<Arc<TlsClient>>,
     /// Most open connections over all listeners.
     pub max_connections: usize,
     /// Most open connections from one source address (IPv6: one /64),
@@ -85,6 +88,7 @@ impl Default for ServiceConfig {
         ServiceConfig {
             listen: vec![SocketAddr::from(([0, 0, 0, 0], 3864))],
             tls: None,
+            tls_client: None,
             max_connections: 10_000,
             max_connections_per_address: 256,
             max_handshakes: 512,
@@ -258,6 +262,17 @@ enum Input {
         info: ClientInfo,
         writer: Writer,
     },
+    /// A connection the core asked for ([`Output::Connect`]) is open.
+    Connected {
+        conn: ConnId,
+        identity: Option<PeerIdentity>,
+        writer: Writer,
+    },
+    /// ... or could not be opened.
+    ConnectFailed {
+        conn: ConnId,
+        reason: String,
+    },
     Frame {
         conn: ConnId,
         frame: Bytes,
@@ -291,7 +306,7 @@ struct Writer {
 /// What the core task tells a connection task. Boxed: a queue slot is
 /// then 16 bytes, not 136, and each queue allocates slots 32 at a time.
 enum Outgoing {
-    Message(Box<AsapMessage>),
+    Message(Box<Message>),
     /// Close after what was queued before (the core task logged why).
     Close,
 }
@@ -523,6 +538,7 @@ impl Registrar {
         for listener in listeners {
             tasks.push(tokio::spawn(connection::accept_loop(
                 listener,
+                ConnKind::Asap,
                 shared.clone(),
             )));
         }
@@ -540,8 +556,7 @@ impl Registrar {
             core,
             input_rx,
             events.clone(),
-            counters,
-            log,
+            shared.clone(),
         )));
         let handle = RegistrarHandle {
             shared,
@@ -604,8 +619,7 @@ async fn core_loop(
     mut core: RegistrarCore,
     mut inputs: mpsc::Receiver<Input>,
     events: broadcast::Sender<Event>,
-    counters: Arc<ServiceCounters>,
-    log: Arc<SummarisedLog>,
+    shared: Arc<Shared>,
 ) {
     let mut writers: FxHashMap<ConnId, Writer> = FxHashMap::default();
     loop {
@@ -633,7 +647,7 @@ async fn core_loop(
         if core.poll_timeout().is_some_and(|t| t <= now) {
             core.handle_timeout(now);
         }
-        route_outputs(&mut core, &mut writers, &events, &counters, &log);
+        route_outputs(&mut core, &mut writers, &events, &shared);
     }
 }
 
@@ -648,6 +662,15 @@ fn apply(
             writers.insert(conn, writer);
             core.handle_connect(now, conn, info);
         }
+        Input::Connected {
+            conn,
+            identity,
+            writer,
+        } => {
+            writers.insert(conn, writer);
+            core.handle_connected(now, conn, identity);
+        }
+        Input::ConnectFailed { conn, reason } => core.handle_connect_failed(now, conn, &reason),
         Input::Frame { conn, frame } => {
             core.handle_frame(now, conn, &frame);
             if let Some(w) = writers.get(&conn) {
@@ -671,9 +694,9 @@ fn route_outputs(
     core: &mut RegistrarCore,
     writers: &mut FxHashMap<ConnId, Writer>,
     events: &broadcast::Sender<Event>,
-    counters: &ServiceCounters,
-    log: &SummarisedLog,
+    shared: &Arc<Shared>,
 ) {
+    let (counters, log) = (&*shared.counters, &*shared.log);
     while let Some(o) = core.poll_output() {
         match o {
             Output::Send { conn, msg } => {
@@ -713,6 +736,13 @@ fn route_outputs(
                     );
                     let _ = w.out.try_send(Outgoing::Close);
                 }
+            }
+            Output::Connect {
+                conn,
+                address,
+                kind,
+            } => {
+                tokio::spawn(connection::connect(shared.clone(), conn, address, kind));
             }
             Output::Event(e) => {
                 log_event(&e, log);
@@ -842,6 +872,18 @@ fn log_event(e: &Event, log: &SummarisedLog) {
             connections_closed,
             pes_removed,
             "credentials reloaded: closed {connections_closed} connections and removed {pes_removed} PEs"
+        ),
+        Event::ConnectFailed {
+            conn,
+            address,
+            kind,
+            reason,
+        } => tracing::warn!(
+            conn,
+            %address,
+            kind = kind.name(),
+            %reason,
+            "could not connect to a peer"
         ),
         Event::Malformed {
             conn,

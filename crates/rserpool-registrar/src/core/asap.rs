@@ -1,0 +1,868 @@
+//! The ASAP server side (RFC 5352 sections 3.1-3.5): registration,
+//! deregistration, handle resolution, keep-alives and unreachable
+//! reports, with the RFC 5355 rules (identity binding, own-address rule,
+//! rate limits, the per-PE keep-alive limit).
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use rand::RngExt;
+use rserpool_handlespace::{
+    ConnId, DeadlineKind, Expired, Identity, Inconsistency, KeepAlive, Registered, Registration,
+};
+use rserpool_wire::{
+    AsapMessage, Cause, CauseCode, OperationError, PoolElement, PoolHandle, Transport,
+    TransportUse, WireMessage,
+};
+
+use crate::client::{canonical, Client, ConnKind};
+use crate::output::{identity_text, protocol_name, Event, Output, Refusal, Removal, ReportCheck};
+
+use super::connections::MAX_ECHOED;
+use super::RegistrarCore;
+
+/// The registrar's rules on the keep-alive state a PE carries in its
+/// handlespace entry ([`KeepAlive`]; RFC 5352 3.5, RFC 5355 2.13 and
+/// 2.14). `outstanding`: a keep-alive is out and unanswered (or the PE's
+/// connection closed), so when the keep-alive deadline passes the PE is
+/// removed; `reported`: that keep-alive checks unreachable reports (if it
+/// goes unanswered the PE is removed as unreachable, if it is answered
+/// the reports are void); `sent`: keep-alives sent recently (the 2.14
+/// limit); `reports`: reporter and time, one per reporter, at most
+/// MAX-BAD-PE-REPORT (the newest).
+pub(super) trait Checks {
+    /// Count a report from `reporter`; returns the distinct reporters
+    /// within `window`, at most `max`.
+    fn report(&mut self, reporter: Identity, now: Instant, window: Duration, max: usize) -> usize;
+    /// The reporters, as events name them.
+    fn reporters(&self) -> Vec<String>;
+    /// The PE showed it is alive: nothing is outstanding and the reports
+    /// are void. Returns the reporters if a report check was outstanding.
+    fn alive(&mut self) -> Option<Vec<String>>;
+    /// Record a keep-alive sent at `now` if fewer than `max` went out in
+    /// the last `window`; returns whether it was recorded.
+    fn may_send(&mut self, now: Instant, window: Duration, max: usize) -> bool;
+}
+
+impl Checks for KeepAlive {
+    fn report(&mut self, reporter: Identity, now: Instant, window: Duration, max: usize) -> usize {
+        self.reports
+            .retain(|(r, t)| *r != reporter && now.saturating_duration_since(*t) <= window);
+        if self.reports.len() >= max {
+            self.reports.remove(0);
+        }
+        self.reports.push((reporter, now));
+        self.reports.len()
+    }
+
+    fn reporters(&self) -> Vec<String> {
+        self.reports.iter().map(|(r, _)| identity_text(r)).collect()
+    }
+
+    fn alive(&mut self) -> Option<Vec<String>> {
+        self.outstanding = false;
+        let checked = std::mem::take(&mut self.reported).then(|| self.reporters());
+        self.reports.clear();
+        checked
+    }
+
+    fn may_send(&mut self, now: Instant, window: Duration, max: usize) -> bool {
+        self.sent
+            .retain(|&t| now.saturating_duration_since(t) < window);
+        if self.sent.len() >= max {
+            return false;
+        }
+        self.sent.push(now);
+        true
+    }
+}
+
+impl RegistrarCore {
+    /// An ASAP message from an ASAP connection the core knows and is not
+    /// closing.
+    pub(super) fn asap_message(&mut self, now: Instant, conn: ConnId, msg: AsapMessage) {
+        match msg {
+            AsapMessage::Registration {
+                pool_handle,
+                pool_element,
+            } => self.registration(now, conn, pool_handle, pool_element),
+            AsapMessage::Deregistration {
+                pool_handle,
+                identifier,
+            } => self.deregistration(now, conn, pool_handle, identifier),
+            AsapMessage::HandleResolution {
+                pool_handle, items, ..
+            } => self.resolution(now, conn, pool_handle, items),
+            AsapMessage::EndpointKeepAliveAck {
+                pool_handle,
+                identifier,
+            } => self.keep_alive_ack(now, conn, pool_handle, identifier),
+            AsapMessage::EndpointUnreachable {
+                pool_handle,
+                identifier,
+            } => self.unreachable(now, conn, pool_handle, identifier),
+            // Errors from clients are logged by the driver's event stream.
+            AsapMessage::Error { error } => {
+                tracing::info!(conn, ?error, "ASAP_ERROR received from a client");
+            }
+            other => {
+                // A message a registrar never receives (RFC 5354 3.12.3).
+                let info = other.to_bytes().unwrap_or_default();
+                let info = &info[..info.len().min(MAX_ECHOED)];
+                self.send_error(conn, Cause::with_info(CauseCode::UnrecognizedMessage, info));
+            }
+        }
+    }
+
+    // ----- RFC 5352 section 3.1: registration -------------------------------
+
+    pub(super) fn registration(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        pool_handle: PoolHandle,
+        mut pe: PoolElement,
+    ) {
+        let identifier = pe.identifier;
+        let checked = self.check_registration(now, conn, &pool_handle, &mut pe);
+        let peer = match checked {
+            Ok(peer) => peer,
+            Err(r) => {
+                let (refusal, cause) = r.kind();
+                return self.refuse_registration(
+                    conn,
+                    pool_handle,
+                    identifier,
+                    refusal,
+                    cause,
+                    r.to_string(),
+                );
+            }
+        };
+        let life = Duration::from_millis(pe.registration_life as u64);
+        let shown = (
+            pe.user_transport.addresses().to_vec(),
+            pe.user_transport.port(),
+            protocol_name(&pe.user_transport),
+            pe.policy.name(),
+        );
+        let reg = Registration {
+            pool_handle: pool_handle.clone(),
+            element: pe,
+            home: self.config.server_id,
+            expires: Some(now + life),
+            keep_alive_due: Some(now + self.keep_alive_interval()),
+            connection: Some(conn),
+            identity: Some(peer.identity.clone()),
+            distance: 0,
+            registered_at: now,
+        };
+        match self.handlespace.register(reg) {
+            Ok(outcome) => {
+                let new = outcome == Registered::New;
+                let changed = !matches!(outcome, Registered::Updated { changed: false });
+                if new {
+                    self.stats.registrations += 1;
+                } else {
+                    self.stats.reregistrations += 1;
+                }
+                // A registration over a live connection shows the PE is
+                // alive: outstanding checks and reports are void.
+                if let Some(k) = self.handlespace.keep_alive_mut(&pool_handle, identifier) {
+                    let _ = k.alive();
+                }
+                self.send(
+                    conn,
+                    AsapMessage::RegistrationResponse {
+                        reject: false,
+                        pool_handle: pool_handle.clone(),
+                        identifier,
+                        error: None,
+                    },
+                );
+                let (addresses, port, protocol, policy) = shown;
+                self.outputs.push_back(Output::Event(Event::Registered {
+                    pool_handle,
+                    identifier,
+                    identity: identity_text(&peer.identity),
+                    new,
+                    changed,
+                    addresses,
+                    port,
+                    protocol,
+                    policy,
+                }));
+            }
+            Err(inc) => {
+                let (cause, detail) = inconsistency_cause(&inc, &shown.0, shown.1);
+                self.refused(
+                    conn,
+                    "ASAP_REGISTRATION",
+                    Refusal::Inconsistent,
+                    cause.code,
+                    detail,
+                );
+                self.send(
+                    conn,
+                    AsapMessage::RegistrationResponse {
+                        reject: true,
+                        pool_handle,
+                        identifier,
+                        error: Some(OperationError::single(cause)),
+                    },
+                );
+            }
+        }
+    }
+
+    /// The checks before a registration touches the handlespace. On
+    /// success the PE carries this registrar as home and the connection's
+    /// source as its ASAP transport (RFC 5352 3.1 rule 4).
+    pub(super) fn check_registration(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        handle: &PoolHandle,
+        pe: &mut PoolElement,
+    ) -> Result<Client, RegistrationRefusal> {
+        let peer = self
+            .clients
+            .get(&conn)
+            .cloned()
+            .ok_or(RegistrationRefusal::UnknownConnection)?;
+        if peer.kind == ConnKind::AsapPoolUser {
+            return Err(RegistrationRefusal::PoolUserListener);
+        }
+        if !peer.may_register {
+            return Err(RegistrationRefusal::Anonymous);
+        }
+        if !self
+            .limits
+            .registrations
+            .allow(&peer.identity, peer.address.ip(), now)
+        {
+            return Err(RegistrationRefusal::RateLimited);
+        }
+        let existing = self.handlespace.find(handle, pe.identifier);
+        if let Some(e) = existing {
+            if e.identity.as_ref() != Some(&peer.identity) {
+                return Err(RegistrationRefusal::AnotherIdentitysPe);
+            }
+        } else {
+            let owned = self.handlespace.count_by_identity(&peer.identity);
+            if owned >= self.config.max_pes_per_identity {
+                return Err(RegistrationRefusal::TooManyPes { owned });
+            }
+        }
+        // Registration life in milliseconds (RSPLIB's unit; DESIGN section 5).
+        let life = i64::from(pe.registration_life);
+        let (min, max) = (
+            self.config.min_registration_life.as_millis() as i64,
+            self.config.max_registration_life.as_millis() as i64,
+        );
+        if life < min || life > max {
+            return Err(RegistrationRefusal::Lifetime { life, min, max });
+        }
+        if !self.config.allow_foreign_addresses {
+            own_addresses(&pe.user_transport, peer.address.ip())
+                .map_err(RegistrationRefusal::ForeignAddress)?;
+        }
+        pe.home_registrar = self.config.server_id;
+        pe.asap_transport = Some(Transport::Tcp {
+            port: peer.address.port(),
+            transport_use: TransportUse::DataPlusControl,
+            address: peer.address.ip(),
+        });
+        Ok(peer)
+    }
+
+    pub(super) fn refuse_registration(
+        &mut self,
+        conn: ConnId,
+        pool_handle: PoolHandle,
+        identifier: u32,
+        refusal: Refusal,
+        cause: CauseCode,
+        detail: String,
+    ) {
+        self.refused(conn, "ASAP_REGISTRATION", refusal, cause, detail);
+        self.send(
+            conn,
+            AsapMessage::RegistrationResponse {
+                reject: true,
+                pool_handle,
+                identifier,
+                error: Some(OperationError::single(Cause::new(cause))),
+            },
+        );
+    }
+
+    pub(super) fn refused(
+        &mut self,
+        conn: ConnId,
+        request: &'static str,
+        refusal: Refusal,
+        cause: CauseCode,
+        detail: String,
+    ) {
+        match refusal {
+            Refusal::Security => self.stats.refused_security += 1,
+            Refusal::RateLimited => self.stats.refused_rate_limited += 1,
+            Refusal::Invalid => self.stats.refused_invalid += 1,
+            Refusal::Inconsistent => self.stats.refused_inconsistent += 1,
+        }
+        let identity = self
+            .clients
+            .get(&conn)
+            .map(|p| identity_text(&p.identity))
+            .unwrap_or_default();
+        self.outputs.push_back(Output::Event(Event::Refused {
+            conn,
+            identity,
+            request,
+            refusal,
+            cause,
+            detail,
+        }));
+    }
+
+    // ----- RFC 5352 section 3.2: deregistration ------------------------------
+
+    pub(super) fn deregistration(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        pool_handle: PoolHandle,
+        id: u32,
+    ) {
+        let Some(peer) = self.clients.get(&conn).cloned() else {
+            return;
+        };
+        let refusal = if peer.kind == ConnKind::AsapPoolUser {
+            Some((
+                Refusal::Security,
+                CauseCode::RejectedSecurity,
+                "this listener serves pool users only: no deregistrations",
+            ))
+        } else if !self
+            .limits
+            .registrations
+            .allow(&peer.identity, peer.address.ip(), now)
+        {
+            Some((
+                Refusal::RateLimited,
+                CauseCode::LackOfResources,
+                "deregistration rate limit",
+            ))
+        } else {
+            match self.handlespace.find(&pool_handle, id) {
+                Some(e) if e.identity.as_ref() != Some(&peer.identity) => Some((
+                    Refusal::Security,
+                    CauseCode::RejectedSecurity,
+                    "the PE identifier belongs to another identity",
+                )),
+                _ => None,
+            }
+        };
+        let error = match refusal {
+            Some((refusal, cause, detail)) => {
+                self.refused(conn, "ASAP_DEREGISTRATION", refusal, cause, detail.into());
+                Some(OperationError::single(Cause::new(cause)))
+            }
+            None => {
+                // An unknown PE counts as deregistered (RFC 5352 3.2).
+                if self.remove(&pool_handle, id, Removal::Deregistered) {
+                    self.stats.deregistrations += 1;
+                }
+                None
+            }
+        };
+        self.send(
+            conn,
+            AsapMessage::DeregistrationResponse {
+                pool_handle,
+                identifier: id,
+                error,
+            },
+        );
+    }
+
+    /// Remove a PE with everything the core keeps about it.
+    pub(super) fn remove(&mut self, handle: &PoolHandle, id: u32, reason: Removal) -> bool {
+        // Its keep-alive state, registrant and connection go with the
+        // entry; the per-identity count is the handlespace's.
+        if self.handlespace.deregister(handle, id).is_none() {
+            return false;
+        }
+        self.outputs.push_back(Output::Event(Event::Removed {
+            pool_handle: handle.clone(),
+            identifier: id,
+            reason,
+        }));
+        true
+    }
+
+    // ----- RFC 5352 section 3.3: handle resolution ---------------------------
+
+    pub(super) fn resolution(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        pool_handle: PoolHandle,
+        items: Option<u32>,
+    ) {
+        let Some(peer) = self.clients.get(&conn) else {
+            return;
+        };
+        if !self
+            .limits
+            .resolutions
+            .allow(&peer.identity, peer.address.ip(), now)
+        {
+            self.refused(
+                conn,
+                "ASAP_HANDLE_RESOLUTION",
+                Refusal::RateLimited,
+                CauseCode::LackOfResources,
+                "handle resolution rate limit".into(),
+            );
+            return self.send(
+                conn,
+                AsapMessage::HandleResolutionResponse {
+                    accept_updates: false,
+                    pool_handle,
+                    policy: None,
+                    pool_elements: Vec::new(),
+                    error: Some(OperationError::single(Cause::new(
+                        CauseCode::LackOfResources,
+                    ))),
+                },
+            );
+        }
+        self.stats.resolutions += 1;
+        let mut pool_elements = Vec::new();
+        let found = self
+            .handlespace
+            .resolve_each(&pool_handle, items, &mut self.rng, |e| {
+                pool_elements.push(e.to_wire())
+            });
+        let msg = match found {
+            Some(_) => AsapMessage::HandleResolutionResponse {
+                accept_updates: false,
+                pool_handle,
+                policy: pool_elements.first().map(|p| p.policy.clone()),
+                pool_elements,
+                error: None,
+            },
+            None => {
+                let info = pool_handle.as_bytes().to_vec();
+                AsapMessage::HandleResolutionResponse {
+                    accept_updates: false,
+                    pool_handle,
+                    policy: None,
+                    pool_elements: Vec::new(),
+                    error: Some(OperationError::single(Cause::with_info(
+                        CauseCode::UnknownPoolHandle,
+                        info,
+                    ))),
+                }
+            }
+        };
+        self.send(conn, msg);
+    }
+
+    // ----- RFC 5352 sections 3.4, 3.5: keep-alives, unreachable reports -----
+
+    pub(super) fn keep_alive_ack(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        handle: PoolHandle,
+        id: u32,
+    ) {
+        let Some(peer) = self.clients.get(&conn) else {
+            return;
+        };
+        // Only the registrant may vouch for its PE: an ack from anyone else
+        // would keep a dead PE alive.
+        match self.handlespace.find(&handle, id) {
+            Some(e) if e.identity.as_ref() == Some(&peer.identity) => {}
+            _ => return,
+        }
+        let Some(probe) = self.handlespace.keep_alive_mut(&handle, id) else {
+            return;
+        };
+        if probe.outstanding {
+            if let Some(reporters) = probe.alive() {
+                // RFC 5352 3.5: a PE that answers stays, whatever was
+                // reported (RFC 5355 2.13: reports are hints).
+                self.stats.unreachable_refuted += 1;
+                self.outputs.push_back(Output::Event(Event::ReportsRefuted {
+                    pool_handle: handle.clone(),
+                    identifier: id,
+                    reporters,
+                }));
+            }
+            let due = now + self.keep_alive_interval();
+            self.handlespace
+                .set_deadline(&handle, id, DeadlineKind::KeepAlive, Some(due));
+        }
+    }
+
+    /// RFC 5352 3.5 with RFC 5355 2.13: a report is a hint. Reports from
+    /// MAX-BAD-PE-REPORT distinct reporters within the window make the
+    /// registrar probe the PE (within the per-PE keep-alive limit of
+    /// 2.14); only a probe that goes unanswered removes it. Reporters are
+    /// told apart by identity; anonymous ones by source address (/64),
+    /// and only if [`CoreConfig::count_anonymous_reports`] says so.
+    pub(super) fn unreachable(&mut self, now: Instant, conn: ConnId, handle: PoolHandle, id: u32) {
+        let Some(peer) = self.clients.get(&conn) else {
+            return;
+        };
+        let refusal = if peer.is_anonymous() && !self.config.count_anonymous_reports {
+            Some((
+                Refusal::Security,
+                CauseCode::RejectedSecurity,
+                "reports from unauthenticated pool users are not counted \
+                 (count_anonymous_reports is off)",
+            ))
+        } else if !self
+            .limits
+            .reports
+            .allow(&peer.reporter, peer.address.ip(), now)
+        {
+            Some((
+                Refusal::RateLimited,
+                CauseCode::LackOfResources,
+                "unreachable report rate limit (RFC 5355 2.13)",
+            ))
+        } else {
+            None
+        };
+        if let Some((refusal, cause, detail)) = refusal {
+            self.refused(
+                conn,
+                "ASAP_ENDPOINT_UNREACHABLE",
+                refusal,
+                cause,
+                detail.into(),
+            );
+            return self.send_error(conn, Cause::new(cause));
+        }
+        let reporter = peer.reporter.clone();
+        match self.handlespace.find(&handle, id) {
+            None => return,
+            // RFC 5353 (and 5352 3.5): the home registrar checks its PEs;
+            // a report on another registrar's PE is not this one's to act on.
+            Some(e) if e.home != self.config.server_id => {
+                tracing::debug!(
+                    conn,
+                    home = e.home,
+                    "unreachable report on a PE homed elsewhere"
+                );
+                return;
+            }
+            Some(_) => {}
+        }
+        self.stats.unreachable_reports += 1;
+        let (window, max) = (
+            self.config.bad_pe_report_window,
+            self.config.max_bad_pe_reports,
+        );
+        let Some(probe) = self.handlespace.keep_alive_mut(&handle, id) else {
+            return;
+        };
+        if probe.report(reporter, now, window, max) < max {
+            return;
+        }
+        let reporters = probe.reporters();
+        let check = if probe.outstanding {
+            // A keep-alive is out already: its answer decides.
+            probe.reported = true;
+            ReportCheck::Outstanding
+        } else if self.probe(now, handle.clone(), id) {
+            if let Some(p) = self.handlespace.keep_alive_mut(&handle, id) {
+                p.reported = true;
+            }
+            self.stats.unreachable_probes += 1;
+            ReportCheck::Probing
+        } else {
+            ReportCheck::Limited
+        };
+        self.outputs
+            .push_back(Output::Event(Event::ReportedUnreachable {
+                pool_handle: handle,
+                identifier: id,
+                reporters,
+                check,
+            }));
+    }
+
+    /// Send a keep-alive to a PE unless one is outstanding or the per-PE
+    /// limit is reached (RFC 5355 2.14). Returns whether a probe was armed
+    /// (and with it the PE's keep-alive deadline).
+    pub(super) fn probe(&mut self, now: Instant, handle: PoolHandle, id: u32) -> bool {
+        // Only the home registrar sends keep-alives (RFC 5352 3.5).
+        let Some(conn) = self
+            .handlespace
+            .find(&handle, id)
+            .filter(|e| e.home == self.config.server_id)
+            .and_then(|e| e.connection)
+        else {
+            return false;
+        };
+        let window = self.config.keep_alive_interval;
+        let max = self.config.max_keep_alives_per_interval;
+        let Some(probe) = self.handlespace.keep_alive_mut(&handle, id) else {
+            return false;
+        };
+        if probe.outstanding || !probe.may_send(now, window, max) {
+            return false;
+        }
+        probe.outstanding = true;
+        let due = now + self.config.keep_alive_timeout;
+        self.handlespace
+            .set_deadline(&handle, id, DeadlineKind::KeepAlive, Some(due));
+        if self.clients.contains_key(&conn) {
+            self.stats.keep_alives_sent += 1;
+            self.send(
+                conn,
+                AsapMessage::EndpointKeepAlive {
+                    home: false,
+                    server_id: self.config.server_id,
+                    pool_handle: handle,
+                    identifier: Some(id),
+                },
+            );
+        }
+        true
+    }
+
+    /// The connection of PEs closed: they stay registered but can no
+    /// longer be probed, so each must re-register over a new connection
+    /// within the keep-alive timeout or it is removed.
+    pub(super) fn orphan_pes(&mut self, now: Instant, conn: ConnId) {
+        let orphans: Vec<(PoolHandle, u32)> = self
+            .handlespace
+            .by_connection(conn)
+            .map(|(h, e)| (h.clone(), e.identifier))
+            .collect();
+        let due = now + self.config.keep_alive_timeout;
+        for (handle, id) in orphans {
+            let Some(probe) = self.handlespace.keep_alive_mut(&handle, id) else {
+                continue;
+            };
+            if !probe.outstanding {
+                probe.outstanding = true;
+                self.handlespace
+                    .set_deadline(&handle, id, DeadlineKind::KeepAlive, Some(due));
+            }
+        }
+    }
+
+    /// A deadline of a PE passed (RFC 5352 3.2 lifetime, 3.4/3.5
+    /// keep-alive; an operator's drain timeout).
+    pub(super) fn pe_deadline(&mut self, now: Instant, exp: Expired) {
+        let (handle, id) = (exp.pool_handle, exp.identifier);
+        let Some(home) = self.handlespace.find(&handle, id).map(|e| e.home) else {
+            return;
+        };
+        // RFC 5353: the home registrar is responsible for its PEs; only
+        // it ends a registration life or removes a PE that does not
+        // answer. (Today every PE is homed here; with ENRP a PE homed
+        // elsewhere goes when its home says so or is taken over.)
+        if home != self.config.server_id && exp.kind != DeadlineKind::Drain {
+            return;
+        }
+        match exp.kind {
+            DeadlineKind::Lifetime => {
+                let conn = self
+                    .handlespace
+                    .find(&handle, id)
+                    .and_then(|e| e.connection);
+                if self.remove(&handle, id, Removal::LifetimeExpired) {
+                    self.stats.lifetime_expiries += 1;
+                    // RFC 5352 3.2: tell the PE it was removed.
+                    if let Some(conn) = conn.filter(|c| self.clients.contains_key(c)) {
+                        self.send(
+                            conn,
+                            AsapMessage::DeregistrationResponse {
+                                pool_handle: handle,
+                                identifier: id,
+                                error: None,
+                            },
+                        );
+                    }
+                }
+            }
+            DeadlineKind::Drain => {
+                // No message tells the PE (see `operator`).
+                if self.remove(&handle, id, Removal::DrainTimeout) {
+                    self.stats.drain_timeout_removals += 1;
+                }
+            }
+            DeadlineKind::KeepAlive => {
+                let probe = self
+                    .handlespace
+                    .find(&handle, id)
+                    .and_then(|e| e.keep_alive.as_deref());
+                let outstanding = probe.is_some_and(|p| p.outstanding);
+                if outstanding {
+                    if probe.is_some_and(|p| p.reported) {
+                        self.stats.unreachable_removals += 1;
+                        self.remove(&handle, id, Removal::Unreachable);
+                    } else {
+                        self.stats.keep_alive_failures += 1;
+                        self.remove(&handle, id, Removal::KeepAliveTimeout);
+                    }
+                } else if !self.probe(now, handle.clone(), id) {
+                    // Over the per-PE limit: try again next interval.
+                    let due = now + self.keep_alive_interval();
+                    self.handlespace
+                        .set_deadline(&handle, id, DeadlineKind::KeepAlive, Some(due));
+                }
+            }
+        }
+    }
+
+    /// A keep-alive interval drawn from 50..150 % of the configured one
+    /// (RFC 5352 3.5: spread the keep-alive traffic).
+    pub(super) fn keep_alive_interval(&mut self) -> Duration {
+        self.config
+            .keep_alive_interval
+            .mul_f64(self.rng.random_range(0.5..1.5))
+    }
+}
+
+/// Why a registration is refused before it reaches the handlespace (RFC
+/// 5352 3.1; RFC 5355 2.1, 2.3): the reason of the log and the event (its
+/// Display), its class ([`Refusal`]) and the cause sent back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum RegistrationRefusal {
+    #[error("unknown connection")]
+    UnknownConnection,
+    #[error("an anonymous client may not register (RFC 5355 2.1)")]
+    Anonymous,
+    #[error("this listener serves pool users only: no registrations")]
+    PoolUserListener,
+    #[error("registration rate limit")]
+    RateLimited,
+    #[error("the PE identifier belongs to another identity")]
+    AnotherIdentitysPe,
+    #[error("identity already has {owned} PEs registered")]
+    TooManyPes { owned: usize },
+    #[error("registration life {life} ms is outside {min}..={max} ms")]
+    Lifetime { life: i64, min: i64, max: i64 },
+    /// The own-address rule: what is wrong with the addresses.
+    #[error("{0}")]
+    ForeignAddress(String),
+}
+
+impl RegistrationRefusal {
+    /// Its class and the cause sent back.
+    fn kind(&self) -> (Refusal, CauseCode) {
+        match self {
+            Self::UnknownConnection
+            | Self::Anonymous
+            | Self::PoolUserListener
+            | Self::AnotherIdentitysPe
+            | Self::ForeignAddress(_) => (Refusal::Security, CauseCode::RejectedSecurity),
+            Self::RateLimited | Self::TooManyPes { .. } => {
+                (Refusal::RateLimited, CauseCode::LackOfResources)
+            }
+            Self::Lifetime { .. } => (Refusal::Invalid, CauseCode::InvalidValues),
+        }
+    }
+}
+
+/// The cause that refuses an inconsistent registration, with the
+/// cause-specific information RFC 5354 asks for: the pool's Pool Member
+/// Selection Policy parameter (3.12.6) or a transport of the pool's type
+/// (3.12.8); the data/control cause has none (3.12.9). And the detail for
+/// the log. What the registrant learns is the pool's policy and transport
+/// *type*: the member the handlespace compared with gives its type, but
+/// not its policy values (zeroed) nor its addresses and port (the
+/// registrant's own `addresses` and `port` stand in), since a registrant
+/// need not be allowed to resolve the pool.
+fn inconsistency_cause(inc: &Inconsistency, addresses: &[IpAddr], port: u16) -> (Cause, String) {
+    let tlv = |r: Result<Vec<u8>, rserpool_wire::EncodeError>| {
+        // What came off the wire encodes; should it not, the code alone.
+        r.unwrap_or_default()
+    };
+    match inc {
+        Inconsistency::Policy(p) => {
+            let mut info = tlv(p.to_tlv());
+            // Type (2), length (2), policy type (4), then the values.
+            if let Some(values) = info.get_mut(8..) {
+                values.fill(0);
+            }
+            (
+                Cause::with_info(CauseCode::InconsistentPoolingPolicy, info),
+                format!("the pool uses policy {}", p.name()),
+            )
+        }
+        Inconsistency::Transport(t) => (
+            Cause::with_info(
+                CauseCode::InconsistentTransportType,
+                tlv(transport_like(t, addresses, port).to_tlv()),
+            ),
+            format!(
+                "the pool uses {} transports (type {:#06x})",
+                protocol_name(t),
+                t.param_type()
+            ),
+        ),
+        Inconsistency::DataControl => (
+            Cause::new(CauseCode::InconsistentDataControlConfiguration),
+            "the pool uses the other data/control configuration".to_string(),
+        ),
+    }
+}
+
+/// A transport of `pool`'s type and transport use with `addresses` and
+/// `port` instead of the pool member's.
+fn transport_like(pool: &Transport, addresses: &[IpAddr], port: u16) -> Transport {
+    let address = addresses
+        .first()
+        .copied()
+        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    match pool {
+        Transport::Sctp { transport_use, .. } => Transport::Sctp {
+            port,
+            transport_use: *transport_use,
+            addresses: if addresses.is_empty() {
+                vec![address]
+            } else {
+                addresses.to_vec()
+            },
+        },
+        Transport::Tcp { transport_use, .. } => Transport::Tcp {
+            port,
+            transport_use: *transport_use,
+            address,
+        },
+        Transport::Udp { .. } => Transport::Udp { port, address },
+        Transport::UdpLite { .. } => Transport::UdpLite { port, address },
+        Transport::Dccp { .. } => Transport::Dccp {
+            port,
+            service_code: 0,
+            address,
+        },
+        Transport::Opaque { .. } => Transport::Opaque { data: Vec::new() },
+    }
+}
+
+/// The own-address rule (DESIGN section 4, RFC 5355 2.3): every address a
+/// PE registers must be the one it connects from.
+fn own_addresses(t: &Transport, source: IpAddr) -> Result<(), String> {
+    let addrs = t.addresses();
+    if addrs.is_empty() {
+        return Err("a transport without addresses cannot be checked against the source".into());
+    }
+    match addrs.iter().find(|a| canonical(**a) != source) {
+        Some(a) => Err(format!(
+            "registered address {a} is not the connection's source address {source}"
+        )),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,315 @@
+//! Tests of connection kinds, outbound connections and the protocol of
+//! each connection (issue 13 item 3).
+
+use std::net::SocketAddr;
+
+use rserpool_security::PeerIdentity;
+use rserpool_wire::{AsapMessage, CauseCode, EnrpMessage, WireMessage};
+
+use crate::core_tests::{registration, Sim, PE_ADDR};
+use crate::{
+    ClientInfo, ConnKind, ConnectError, Event, Message, Output, Refusal, OUTBOUND_CONNECTIONS,
+};
+
+fn open(s: &mut Sim, conn: u64, identity: PeerIdentity, kind: ConnKind) {
+    let address: SocketAddr = format!("{PE_ADDR}:{}", 40000 + conn).parse().unwrap();
+    s.core
+        .handle_connect(s.now, conn, ClientInfo::new(Some(identity), address, kind));
+}
+
+fn presence() -> EnrpMessage {
+    EnrpMessage::Presence {
+        reply_required: true,
+        sender: 0x99,
+        receiver: 0,
+        checksum: None,
+        server_info: None,
+    }
+}
+
+fn enrp_sent(out: &[Output]) -> Vec<(u64, EnrpMessage)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Send {
+                conn,
+                msg: Message::Enrp(m),
+            } => Some((*conn, m.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn cause_of(error: &rserpool_wire::OperationError) -> CauseCode {
+    error.causes[0].code
+}
+
+#[test]
+fn a_pool_user_listener_refuses_registrations_and_serves_resolutions() {
+    let mut s = Sim::new();
+    open(
+        &mut s,
+        1,
+        PeerIdentity::Psk("pe".into()),
+        ConnKind::AsapPoolUser,
+    );
+    let sent = s.send(1, registration(5));
+    assert!(matches!(
+        &sent[..],
+        [(1, AsapMessage::RegistrationResponse { reject: true, error: Some(e), .. })]
+            if cause_of(e) == CauseCode::RejectedSecurity
+    ));
+    assert_eq!(s.pe_count(), 0);
+    let sent = s.send(
+        1,
+        AsapMessage::Deregistration {
+            pool_handle: crate::core_tests::handle(),
+            identifier: 5,
+        },
+    );
+    assert!(matches!(
+        &sent[..],
+        [(1, AsapMessage::DeregistrationResponse { error: Some(e), .. })]
+            if cause_of(e) == CauseCode::RejectedSecurity
+    ));
+    let sent = s.send(
+        1,
+        AsapMessage::HandleResolution {
+            subscribe: false,
+            pool_handle: crate::core_tests::handle(),
+            items: None,
+        },
+    );
+    assert!(matches!(
+        &sent[..],
+        [(1, AsapMessage::HandleResolutionResponse { .. })]
+    ));
+    let c = s.core.open_connections().next().unwrap();
+    assert_eq!(c.kind, ConnKind::AsapPoolUser);
+    assert!(!c.may_register);
+}
+
+#[test]
+fn enrp_messages_are_answered_as_by_an_unprepared_server() {
+    let mut s = Sim::new();
+    open(
+        &mut s,
+        1,
+        PeerIdentity::Psk("registrar-2".into()),
+        ConnKind::Enrp,
+    );
+    let frame = presence().to_bytes().unwrap();
+    s.core.handle_frame(s.now, 1, &frame);
+    let out = s.outputs();
+    match &enrp_sent(&out)[..] {
+        [(1, EnrpMessage::Error { sender, error, .. })] => {
+            assert_eq!(*sender, 0x1234);
+            assert_eq!(cause_of(error), CauseCode::UnrecognizedMessage);
+            assert_eq!(error.causes[0].info, frame);
+        }
+        other => panic!("{other:?}"),
+    }
+    // An ENRP_ERROR is counted, not answered.
+    s.core.handle_message(
+        s.now,
+        1,
+        EnrpMessage::Error {
+            sender: 0x99,
+            receiver: 0x1234,
+            error: rserpool_wire::OperationError::single(rserpool_wire::Cause::new(
+                CauseCode::UnrecognizedMessage,
+            )),
+        },
+    );
+    assert!(enrp_sent(&s.outputs()).is_empty());
+    assert_eq!(s.core.stats().enrp_unsupported, 2);
+    assert_eq!(s.core.stats().malformed, 0);
+}
+
+#[test]
+fn the_wrong_protocol_is_a_protocol_error_on_the_malformed_path() {
+    let mut s = Sim::new();
+    open(
+        &mut s,
+        1,
+        PeerIdentity::Psk("registrar-2".into()),
+        ConnKind::Enrp,
+    );
+    s.psk(2, "pe");
+    // ASAP on an ENRP connection: an ENRP_ERROR.
+    s.core.handle_message(s.now, 1, registration(5));
+    let out = s.outputs();
+    assert!(matches!(
+        &enrp_sent(&out)[..],
+        [(1, EnrpMessage::Error { error, .. })] if cause_of(error) == CauseCode::UnrecognizedMessage
+    ));
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Event(Event::Malformed { conn: 1, .. }))));
+    // ENRP on an ASAP connection: an ASAP_ERROR.
+    let sent = {
+        s.core.handle_message(s.now, 2, presence());
+        s.sent()
+    };
+    assert!(matches!(
+        &sent[..],
+        [(2, AsapMessage::Error { error })] if cause_of(error) == CauseCode::UnrecognizedMessage
+    ));
+    assert_eq!(s.core.stats().malformed, 2);
+    assert_eq!(s.pe_count(), 0);
+    // Over the limit the connection closes, once.
+    let max = s.core.config().max_malformed_per_connection;
+    for _ in 0..max + 3 {
+        s.core.handle_message(s.now, 1, registration(5));
+    }
+    let closes = s
+        .outputs()
+        .iter()
+        .filter(|o| matches!(o, Output::Close { conn: 1, .. }))
+        .count();
+    assert_eq!(closes, 1);
+}
+
+#[test]
+fn a_peer_registrar_must_authenticate() {
+    let mut s = Sim::new();
+    open(&mut s, 1, PeerIdentity::Anonymous, ConnKind::Enrp);
+    let out = s.outputs();
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Event(Event::Refused {
+            refusal: Refusal::Security,
+            ..
+        })
+    )));
+    assert!(matches!(
+        &enrp_sent(&out)[..],
+        [(1, EnrpMessage::Error { error, .. })] if cause_of(error) == CauseCode::RejectedSecurity
+    ));
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Close { conn: 1, .. })));
+    assert_eq!(s.core.connections(), 0);
+}
+
+#[test]
+fn outbound_connections_are_asked_for_and_then_like_accepted_ones() {
+    let mut s = Sim::new();
+    let to: SocketAddr = "10.0.0.9:9902".parse().unwrap();
+    assert_eq!(
+        s.core.connect(s.now, to, ConnKind::Enrp),
+        Err(ConnectError::NotOutbound(ConnKind::Enrp))
+    );
+    let a = s.core.connect(s.now, to, ConnKind::EnrpOutbound).unwrap();
+    let b = s.core.connect(s.now, to, ConnKind::EnrpOutbound).unwrap();
+    assert!(a >= OUTBOUND_CONNECTIONS && b > a);
+    let out = s.outputs();
+    assert_eq!(
+        out,
+        vec![
+            Output::Connect {
+                conn: a,
+                address: to,
+                kind: ConnKind::EnrpOutbound
+            },
+            Output::Connect {
+                conn: b,
+                address: to,
+                kind: ConnKind::EnrpOutbound
+            },
+        ]
+    );
+    assert_eq!(s.core.pending_connections().count(), 2);
+    assert_eq!(s.core.connections(), 0);
+    let peer = PeerIdentity::Certificate("registrar-9".into());
+    s.core.handle_connected(s.now, a, Some(peer.clone()));
+    s.core.handle_connect_failed(s.now, b, "connection refused");
+    let out = s.outputs();
+    assert!(matches!(
+        &out[..],
+        [Output::Event(Event::ConnectFailed { conn, address, kind: ConnKind::EnrpOutbound, reason })]
+            if *conn == b && *address == to && reason == "connection refused"
+    ));
+    // Answers for unknown handles are ignored.
+    s.core.handle_connected(s.now, b, None);
+    s.core.handle_connect_failed(s.now, a, "late");
+    assert!(s.outputs().is_empty());
+    let c = s.core.open_connections().next().unwrap();
+    assert_eq!(
+        (c.conn, c.kind, c.peer),
+        (a, ConnKind::EnrpOutbound, Some(&peer))
+    );
+    assert_eq!(s.core.pending_connections().count(), 0);
+    let st = s.core.stats();
+    assert_eq!(
+        (st.connects, st.connect_failures, st.connections),
+        (2, 1, 1)
+    );
+    // It speaks ENRP.
+    s.core.handle_message(s.now, a, presence());
+    assert_eq!(enrp_sent(&s.outputs()).len(), 1);
+    s.core.handle_disconnect(s.now, a);
+    assert_eq!(s.core.connections(), 0);
+}
+
+/// A PE whose home is another registrar (as ENRP will bring them).
+fn foreign_pe(s: &mut Sim, id: u32) {
+    let now = s.now;
+    let reg = rserpool_handlespace::Registration {
+        pool_handle: crate::core_tests::handle(),
+        element: crate::core_tests::pe(id, PE_ADDR, rserpool_wire::Policy::RoundRobin),
+        home: 0x9999,
+        expires: Some(now + std::time::Duration::from_secs(30)),
+        keep_alive_due: Some(now + std::time::Duration::from_secs(5)),
+        connection: None,
+        identity: Some(rserpool_handlespace::Identity("psk:elsewhere".into())),
+        distance: 0,
+        registered_at: now,
+    };
+    s.core.handlespace_mut().register(reg).unwrap();
+}
+
+#[test]
+fn only_the_home_registrar_expires_probes_or_removes_a_pe() {
+    let mut s = Sim::with(crate::CoreConfig {
+        server_id: 0x1234,
+        seed: 7,
+        max_bad_pe_reports: 1,
+        ..crate::CoreConfig::default()
+    });
+    foreign_pe(&mut s, 9);
+    s.psk(1, "pu");
+    let sent = s.send(
+        1,
+        AsapMessage::EndpointUnreachable {
+            pool_handle: crate::core_tests::handle(),
+            identifier: 9,
+        },
+    );
+    assert!(sent.is_empty(), "{sent:?}");
+    let out = s.advance(std::time::Duration::from_secs(120));
+    assert!(
+        !out.iter().any(|o| matches!(
+            o,
+            Output::Event(Event::Removed { .. }) | Output::Event(Event::ReportedUnreachable { .. })
+        )),
+        "{out:?}"
+    );
+    assert!(s
+        .core
+        .handlespace()
+        .find(&crate::core_tests::handle(), 9)
+        .is_some());
+    assert_eq!(s.core.stats().keep_alives_sent, 0);
+    assert_eq!(s.core.stats().unreachable_reports, 0);
+    // The registrar's own PEs still end as before.
+    s.psk(2, "pe");
+    assert_eq!(
+        crate::core_tests::reg_cause(&s.send(2, registration(5))),
+        None
+    );
+    s.core.handle_disconnect(s.now, 2);
+    let out = s.advance(std::time::Duration::from_secs(120));
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Event(Event::Removed { identifier: 5, .. }))));
+}
