@@ -14,7 +14,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
-use rustc_hash::FxHashMap;
 use rand::{RngExt, SeedableRng};
 use rserpool::{
     ConnectFailure, Connected, LinkAction, LinkSecurity, PeCore, PeEvent, PeOutput,
@@ -23,6 +22,7 @@ use rserpool::{
 use rserpool_registrar::{ClientInfo, ConnKind, CoreConfig, Output, RegistrarCore};
 use rserpool_security::PeerIdentity;
 use rserpool_wire::{AsapMessage, Policy, PoolHandle};
+use rustc_hash::FxHashMap;
 
 use crate::check::{Rule, Violation};
 use crate::net::{ConnTable, Connection, End, EndPoint, NetConfig, Network, NodeId};
@@ -936,7 +936,10 @@ impl World {
         let mut bytes = Vec::with_capacity(128);
         if !encode(&mut bytes) {
             let name = self.nodes[n].name.clone();
-            self.violation(Rule::Panic, format!("{name} sends {what} that does not encode"));
+            self.violation(
+                Rule::Panic,
+                format!("{name} sends {what} that does not encode"),
+            );
             return;
         }
         self.stats.messages += 1;
