@@ -25,8 +25,8 @@ use rserpool_wire::{
 use crate::config::{PoolUserSettings, ReportLimits, Timers};
 use crate::test_outputs::plain;
 use crate::{
-    ConnId, ConnectFailure, LinkAction, PeCore, PeEvent, PeOutput, PoolElementSpec, PuCore,
-    PuOutput,
+    ConnId, ConnectFailure, LinkAction, LinkInputs, PeCore, PeEvent, PeOutput, PoolElementSpec,
+    PuCore, PuOutput,
 };
 
 const REGISTRARS: [SocketAddr; 2] = [
@@ -224,18 +224,30 @@ impl LinkModel {
     }
 }
 
-/// What the property needs of a core.
+/// What the property needs of a core: its link inputs and timers
+/// ([`LinkInputs`], as the drivers use them), and its outputs checked.
 trait Core {
-    fn drain(&mut self, link: &mut LinkModel, now: Instant) -> Result<(), TestCaseError>;
-    fn connected(&mut self, now: Instant, conn: ConnId);
-    fn failed(&mut self, now: Instant, conn: ConnId);
-    fn frame(&mut self, now: Instant, conn: ConnId, bytes: &[u8]);
-    fn disconnected(&mut self, now: Instant, conn: ConnId);
-    fn timeout(&mut self, now: Instant);
+    type Inner: LinkInputs;
+    fn inner(&mut self) -> &mut Self::Inner;
     fn next(&self) -> Option<Instant>;
+    fn drain(&mut self, link: &mut LinkModel, now: Instant) -> Result<(), TestCaseError>;
+    fn connected(&mut self, now: Instant, conn: ConnId) {
+        self.inner().handle_connected(now, conn, plain());
+    }
+    fn failed(&mut self, now: Instant, conn: ConnId) {
+        self.inner()
+            .handle_connect_failed(now, conn, ConnectFailure::new("refused", None));
+    }
+    fn frame(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+        self.inner().handle_frame(now, conn, bytes);
+    }
+    fn disconnected(&mut self, now: Instant, conn: ConnId) {
+        self.inner().handle_disconnected(now, conn, "reset");
+    }
+    fn timeout(&mut self, now: Instant);
 }
 
-/// Run `steps` of the common kinds on `core`; the others go to `own`.
+/// Run step `s` if it is one of the link kinds; `false` for the others.
 fn run_link_steps<C: Core>(
     core: &mut C,
     link: &mut LinkModel,
@@ -328,6 +340,7 @@ struct Pe {
 }
 
 impl Core for Pe {
+    type Inner = PeCore;
     fn drain(&mut self, link: &mut LinkModel, _now: Instant) -> Result<(), TestCaseError> {
         while let Some(o) = self.core.poll_output() {
             match o {
@@ -347,18 +360,8 @@ impl Core for Pe {
         }
         Ok(())
     }
-    fn connected(&mut self, now: Instant, conn: ConnId) {
-        self.core.handle_connected(now, conn, plain());
-    }
-    fn failed(&mut self, now: Instant, conn: ConnId) {
-        self.core
-            .handle_connect_failed(now, conn, ConnectFailure::new("refused", None));
-    }
-    fn frame(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
-        self.core.handle_frame(now, conn, bytes);
-    }
-    fn disconnected(&mut self, now: Instant, conn: ConnId) {
-        self.core.handle_disconnected(now, conn, "reset");
+    fn inner(&mut self) -> &mut Self::Inner {
+        &mut self.core
     }
     fn timeout(&mut self, now: Instant) {
         self.core.handle_timeout(now);
@@ -417,6 +420,7 @@ struct Pu {
 }
 
 impl Core for Pu {
+    type Inner = PuCore;
     fn drain(&mut self, link: &mut LinkModel, _now: Instant) -> Result<(), TestCaseError> {
         while let Some(o) = self.core.poll_output() {
             match o {
@@ -430,18 +434,8 @@ impl Core for Pu {
         }
         Ok(())
     }
-    fn connected(&mut self, now: Instant, conn: ConnId) {
-        self.core.handle_connected(now, conn, plain());
-    }
-    fn failed(&mut self, now: Instant, conn: ConnId) {
-        self.core
-            .handle_connect_failed(now, conn, ConnectFailure::new("refused", None));
-    }
-    fn frame(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
-        self.core.handle_frame(now, conn, bytes);
-    }
-    fn disconnected(&mut self, now: Instant, conn: ConnId) {
-        self.core.handle_disconnected(now, conn, "reset");
+    fn inner(&mut self) -> &mut Self::Inner {
+        &mut self.core
     }
     fn timeout(&mut self, now: Instant) {
         self.core.handle_timeout(now);

@@ -182,6 +182,51 @@ impl Connected {
 #[cfg(feature = "driver")]
 pub(crate) use rserpool_security::random_seed;
 
+/// The link inputs both client cores ([`crate::PeCore`], [`crate::PuCore`])
+/// take from their drivers: one trait for the tokio drivers and the
+/// property tests.
+#[cfg(any(feature = "driver", test))]
+pub(crate) trait LinkInputs {
+    fn handle_connected(&mut self, now: std::time::Instant, conn: ConnId, connected: Connected);
+    fn handle_connect_failed(
+        &mut self,
+        now: std::time::Instant,
+        conn: ConnId,
+        failure: crate::ConnectFailure,
+    );
+    fn handle_frame(&mut self, now: std::time::Instant, conn: ConnId, frame: &[u8]);
+    fn handle_disconnected(&mut self, now: std::time::Instant, conn: ConnId, reason: &str);
+}
+
+#[cfg(any(feature = "driver", test))]
+macro_rules! link_inputs {
+    ($core:ty) => {
+        impl LinkInputs for $core {
+            fn handle_connected(&mut self, now: std::time::Instant, conn: ConnId, c: Connected) {
+                <$core>::handle_connected(self, now, conn, c)
+            }
+            fn handle_connect_failed(
+                &mut self,
+                now: std::time::Instant,
+                conn: ConnId,
+                f: crate::ConnectFailure,
+            ) {
+                <$core>::handle_connect_failed(self, now, conn, f)
+            }
+            fn handle_frame(&mut self, now: std::time::Instant, conn: ConnId, frame: &[u8]) {
+                <$core>::handle_frame(self, now, conn, frame)
+            }
+            fn handle_disconnected(&mut self, now: std::time::Instant, conn: ConnId, r: &str) {
+                <$core>::handle_disconnected(self, now, conn, r)
+            }
+        }
+    };
+}
+#[cfg(any(feature = "driver", test))]
+link_inputs!(crate::PeCore);
+#[cfg(any(feature = "driver", test))]
+link_inputs!(crate::PuCore);
+
 /// Expected outputs in the PE and PU core tests.
 #[cfg(test)]
 pub(crate) mod test_outputs {

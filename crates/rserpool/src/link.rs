@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use crate::config::{ClientConfig, RegistrarEndpoint};
 use crate::connection::{self, ConnectError, MessageWriter, RegistrarConnection};
 use crate::error::ConnectFailure;
-use crate::{ConnId, Connected, LinkAction, LinkSecurity};
+use crate::{ConnId, Connected, LinkAction, LinkInputs, LinkSecurity};
 
 /// The driver's clock, as the cores take it (follows tokio's paused clock
 /// in tests).
@@ -48,45 +48,6 @@ pub(crate) enum LinkEvent {
     /// The connection ended.
     Closed { conn: ConnId, reason: String },
 }
-
-/// The link inputs of a client core ([`crate::PeCore`], [`crate::PuCore`]).
-pub(crate) trait LinkInputs {
-    fn handle_connected(&mut self, now: std::time::Instant, conn: ConnId, connected: Connected);
-    fn handle_connect_failed(
-        &mut self,
-        now: std::time::Instant,
-        conn: ConnId,
-        failure: ConnectFailure,
-    );
-    fn handle_frame(&mut self, now: std::time::Instant, conn: ConnId, frame: &[u8]);
-    fn handle_disconnected(&mut self, now: std::time::Instant, conn: ConnId, reason: &str);
-}
-
-macro_rules! link_inputs {
-    ($core:ty) => {
-        impl LinkInputs for $core {
-            fn handle_connected(&mut self, now: std::time::Instant, conn: ConnId, c: Connected) {
-                <$core>::handle_connected(self, now, conn, c)
-            }
-            fn handle_connect_failed(
-                &mut self,
-                now: std::time::Instant,
-                conn: ConnId,
-                f: ConnectFailure,
-            ) {
-                <$core>::handle_connect_failed(self, now, conn, f)
-            }
-            fn handle_frame(&mut self, now: std::time::Instant, conn: ConnId, frame: &[u8]) {
-                <$core>::handle_frame(self, now, conn, frame)
-            }
-            fn handle_disconnected(&mut self, now: std::time::Instant, conn: ConnId, r: &str) {
-                <$core>::handle_disconnected(self, now, conn, r)
-            }
-        }
-    };
-}
-link_inputs!(crate::PeCore);
-link_inputs!(crate::PuCore);
 
 enum TaskEvent {
     Made(Box<RegistrarConnection>),

@@ -1373,6 +1373,56 @@ mod tests {
     }
 
     #[test]
+    fn a_registrar_that_keeps_sending_garbage_is_answered_then_given_up() {
+        // A broken (or hostile) registrar: every undecodable frame costs
+        // one bounded ASAP_ERROR, and after MAX_MALFORMED the PE leaves it
+        // for another registrar.
+        let t0 = Instant::now();
+        let mut c = registered(t0);
+        let garbage = [0x01u8, 0, 0, 4];
+        for _ in 0..crate::inbound::MAX_MALFORMED {
+            c.handle_frame(t0, 1, &garbage);
+            let out = drain(&mut c);
+            assert!(
+                matches!(&sends(&out)[..], [(1, AsapMessage::Error { .. })]),
+                "{out:?}"
+            );
+        }
+        c.handle_frame(t0, 1, &garbage);
+        let out = drain(&mut c);
+        assert!(out.contains(&close(1)), "{out:?}");
+        assert!(matches!(
+            events(&out)[..],
+            [PeEvent::RegistrarLost {
+                registrar: REG1,
+                ..
+            }]
+        ));
+        assert_eq!(connects(&out), vec![(2, 1)], "the next registrar is tried");
+    }
+
+    #[test]
+    fn an_attempt_the_driver_never_answers_is_given_up_for_the_next_registrar() {
+        let t0 = Instant::now();
+        let mut c = core();
+        c.add_element(t0, spec(42)).expect("add");
+        assert_eq!(connects(&drain(&mut c)), vec![(1, 0)]);
+        let due = c.poll_timeout().expect("the attempt's deadline");
+        assert_eq!(
+            due,
+            t0 + Timers::default().connect_timeout + crate::hunt::ATTEMPT_GRACE
+        );
+        c.handle_timeout(due);
+        let out = drain(&mut c);
+        assert_eq!(out[0], close(1), "the attempt is abandoned");
+        assert_eq!(connects(&out), vec![(2, 1)]);
+        // A late success for the abandoned attempt is closed, not used.
+        c.handle_connected(due, 1, plain());
+        assert_eq!(drain(&mut c), vec![close(1)]);
+        assert_eq!(c.status(42).map(|s| s.registered), Some(false));
+    }
+
+    #[test]
     fn a_lost_registrar_is_replaced_and_the_pe_registers_again_with_its_identifier() {
         let t0 = Instant::now();
         let mut c = registered(t0);

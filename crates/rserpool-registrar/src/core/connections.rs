@@ -9,10 +9,7 @@ use std::time::Instant;
 use rserpool_handlespace::{ConnId, Identity};
 use rserpool_security::PeerIdentity;
 use rserpool_wire::framing::FramingError;
-use rserpool_wire::{
-    AsapMessage, Cause, CauseCode, DecodeError, DecodeErrorKind, EnrpMessage, OperationError,
-    PoolHandle,
-};
+use rserpool_wire::{receive, AsapMessage, Cause, CauseCode, EnrpMessage, PoolHandle};
 
 use crate::client::{Client, ClientInfo, ConnKind, Credential, Protocol};
 use crate::output::{identity_text, Event, Message, Output, Refusal, Removal};
@@ -21,7 +18,7 @@ use crate::revocation::{RemovedPe, Revocation, RevocationReport};
 use super::RegistrarCore;
 
 /// Most bytes of an offending message echoed back in an error cause.
-pub(super) const MAX_ECHOED: usize = 512;
+pub(super) use rserpool_wire::MAX_ECHOED;
 
 /// The first handle [`RegistrarCore::connect`] gives out: drivers number
 /// the connections they accept below it (2^63), so the two never meet.
@@ -294,28 +291,31 @@ impl RegistrarCore {
         if client.closing {
             return;
         }
-        let decoded = match client.kind.protocol() {
+        // RFC 5354 3, 3.12: the one path of every core for a frame
+        // (`rserpool_wire::receive`): what to report, and the message.
+        let (message, report) = match client.kind.protocol() {
             Protocol::Asap => {
-                AsapMessage::decode(frame).map(|d| (d.unrecognized, d.message.into()))
+                let r = receive::<AsapMessage>(frame);
+                (r.message.map(Message::from), r.report)
             }
             Protocol::Enrp => {
-                EnrpMessage::decode(frame).map(|d| (d.unrecognized, d.message.into()))
+                let r = receive::<EnrpMessage>(frame);
+                (r.message.map(Message::from), r.report)
             }
         };
-        match decoded {
-            Ok((unrecognized, message)) => {
-                // RFC 5354 3: parameters skipped with a report.
-                if !unrecognized.is_empty() {
-                    let causes = unrecognized
-                        .iter()
-                        .map(|u| Cause::with_info(CauseCode::UnrecognizedParameter, u.tlv.clone()))
-                        .collect();
+        match message {
+            Ok(message) => {
+                if let Some(error) = report {
+                    // Parameters skipped with a report.
                     let protocol = self.protocol_of(conn);
-                    self.send_operation_error_in(conn, protocol, OperationError { causes });
+                    self.send_operation_error_in(conn, protocol, error);
                 }
                 self.dispatch(now, conn, message);
             }
-            Err(e) => self.undecodable(conn, frame, &e),
+            Err(e) => {
+                let cause = report.and_then(|r| r.causes.into_iter().next());
+                self.protocol_error(conn, cause, e.to_string());
+            }
         }
     }
 
@@ -355,30 +355,13 @@ impl RegistrarCore {
         }
     }
 
-    /// The one path for a frame that does not decode, in either protocol
-    /// (the client cores match it): the connection's and the registrar's
-    /// malformed counts go up; the sender gets the cause RFC 5354 3.12
-    /// asks for by the offending type's bits (the unrecognized parameter,
-    /// or at most [`MAX_ECHOED`] bytes of the message), in an ASAP_ERROR
-    /// or ENRP_ERROR; an [`Event::Malformed`] reports it; and once a
-    /// connection sent more than `max_malformed_per_connection` malformed
-    /// messages it is closed (what is still in flight is ignored). A
-    /// message of the wrong protocol takes the same path
-    /// ([`Self::protocol_error`]).
-    pub(super) fn undecodable(&mut self, conn: ConnId, frame: &[u8], e: &DecodeError) {
-        let cause = e.cause().map(|code| {
-            let info = match &e.kind {
-                DecodeErrorKind::UnrecognizedParameter { tlv, .. } => tlv.clone(),
-                _ => frame[..frame.len().min(MAX_ECHOED)].to_vec(),
-            };
-            Cause::with_info(code, info)
-        });
-        self.protocol_error(conn, cause, e.to_string());
-    }
-
-    /// A message that cannot be served (undecodable, or of the other
-    /// protocol): counted, answered with `cause` if there is one,
-    /// reported, and the connection closed once over the limit.
+    /// The one path for a message that cannot be served (undecodable, in
+    /// either protocol, or of the other protocol; the client cores match
+    /// it): the connection's and the registrar's malformed counts go up;
+    /// the sender gets `cause` (what RFC 5354 3.12 asks for) in an
+    /// ASAP_ERROR or ENRP_ERROR; an [`Event::Malformed`] reports it; and
+    /// once a connection sent more than `max_malformed_per_connection` it
+    /// is closed (what is still in flight is ignored).
     pub(super) fn protocol_error(&mut self, conn: ConnId, cause: Option<Cause>, error: String) {
         let max = self.config.max_malformed_per_connection;
         // Once over the limit the connection is closing: `close` asks the
