@@ -16,9 +16,11 @@ use std::time::{Duration, Instant};
 const SLACK: usize = 1024;
 
 /// Deadlines as signed nanoseconds from an epoch, each with a tag.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Deadlines {
-    epoch: Instant,
+    /// The first deadline's time: keys count from it. Taken from the
+    /// caller, not the clock, so that the handlespace reads no clock.
+    epoch: Option<Instant>,
     heap: BinaryHeap<Reverse<(i64, u32)>>,
     /// Deadlines their owner holds (the heap may have more items: stale ones).
     live: usize,
@@ -26,17 +28,6 @@ pub(crate) struct Deadlines {
     /// it is popped, [`Deadlines::settle`] need not ask the owner again
     /// (a burst of registrations pushes later deadlines under one top).
     checked: Option<(i64, u32)>,
-}
-
-impl Default for Deadlines {
-    fn default() -> Self {
-        Deadlines {
-            epoch: Instant::now(),
-            heap: BinaryHeap::new(),
-            live: 0,
-            checked: None,
-        }
-    }
 }
 
 /// Signed nanoseconds from `epoch` to `t`.
@@ -50,13 +41,16 @@ fn key_from(epoch: Instant, t: Instant) -> i64 {
 
 impl Deadlines {
     /// The heap key of an instant (saturating at about 292 years either way).
+    /// Before the first deadline every key is 0 (there is nothing to
+    /// compare it with).
     pub fn key(&self, t: Instant) -> i64 {
-        key_from(self.epoch, t)
+        self.epoch.map_or(0, |e| key_from(e, t))
     }
 
     /// Add a deadline the owner now holds.
     pub fn push(&mut self, t: Instant, tag: u32) {
-        let k = self.key(t);
+        let epoch = *self.epoch.get_or_insert(t);
+        let k = key_from(epoch, t);
         self.heap.push(Reverse((k, tag)));
         self.live += 1;
     }
@@ -87,7 +81,9 @@ impl Deadlines {
     /// that the top is always a live deadline. `held(tag)` is the deadline
     /// the owner holds for a tag now; an item whose time differs is stale.
     pub fn settle(&mut self, held: impl Fn(u32) -> Option<Instant>) {
-        let epoch = self.epoch;
+        let Some(epoch) = self.epoch else {
+            return;
+        };
         let valid = |k: i64, tag: u32| held(tag).is_some_and(|t| key_from(epoch, t) == k);
         let compact = self.heap.len() > 2 * self.live + SLACK;
         if !compact && self.checked.is_some() && self.peek() == self.checked {
@@ -125,8 +121,11 @@ mod tests {
 
     #[test]
     fn keys_order_like_instants_on_both_sides_of_the_epoch() {
-        let before = Instant::now();
-        let d = Deadlines::default();
+        let t0 = Instant::now();
+        let before = t0 - Duration::from_secs(1);
+        let mut d = Deadlines::default();
+        assert_eq!(d.key(t0), 0);
+        d.push(t0, 1);
         let after = before + Duration::from_secs(3);
         assert!(d.key(before) <= 0);
         assert!(d.key(after) > d.key(before));

@@ -7,6 +7,7 @@
 //! OpenSSL: the registrar and client crates are built without their
 //! drivers.
 //!
+//! * `agenda`: the pending events, in time order (a radix heap).
 //! * [`net`]: the network: links, connections, what arrives when.
 //! * [`world`]: the event loop: nodes, their cores, the application
 //!   behaviour of PEs and PUs, the faults.
@@ -28,6 +29,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod agenda;
 pub mod check;
 pub mod net;
 pub mod scenario;

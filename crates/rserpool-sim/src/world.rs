@@ -9,7 +9,7 @@
 //! feeds them what arrives, and wakes them at their deadlines. Events run
 //! in time order; ties run in the order they were scheduled.
 
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -24,12 +24,16 @@ use rserpool_security::PeerIdentity;
 use rserpool_wire::{AsapMessage, Policy, PoolHandle};
 use rustc_hash::FxHashMap;
 
+use crate::agenda::Agenda;
 use crate::check::{Rule, Violation};
 use crate::net::{ConnTable, Connection, End, EndPoint, NetConfig, Network, NodeId};
 use crate::trace::{Trace, TraceMode};
 
 /// The registrars' ASAP port.
 pub const REGISTRAR_PORT: u16 = 3863;
+
+/// Spare message buffers the world keeps.
+const MAX_SPARE_BUFFERS: usize = 4096;
 
 /// How long a supervisor waits before it starts a PE process that gave
 /// up again.
@@ -119,57 +123,6 @@ enum Ev {
     PuUse(NodeId),
     Fault(Fault),
     Check,
-}
-
-/// When an event runs: virtual nanoseconds since the origin, then the
-/// order it was scheduled in. Small, so that the heap moves little; the
-/// events themselves wait in a slab.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Slot {
-    at: u64,
-    seq: u64,
-    index: u32,
-}
-
-/// The pending events: a min-heap of [`Slot`]s over a slab of events.
-#[derive(Debug, Default)]
-struct Agenda {
-    heap: BinaryHeap<std::cmp::Reverse<Slot>>,
-    events: Vec<Option<Ev>>,
-    free: Vec<u32>,
-    seq: u64,
-}
-
-impl Agenda {
-    fn push(&mut self, at: u64, ev: Ev) {
-        let index = match self.free.pop() {
-            Some(i) => {
-                self.events[i as usize] = Some(ev);
-                i
-            }
-            None => {
-                self.events.push(Some(ev));
-                (self.events.len() - 1) as u32
-            }
-        };
-        self.seq += 1;
-        self.heap.push(std::cmp::Reverse(Slot {
-            at,
-            seq: self.seq,
-            index,
-        }));
-    }
-
-    fn next_at(&self) -> Option<u64> {
-        self.heap.peek().map(|s| s.0.at)
-    }
-
-    fn pop(&mut self) -> Option<(u64, Ev)> {
-        let std::cmp::Reverse(slot) = self.heap.pop()?;
-        let ev = self.events.get_mut(slot.index as usize)?.take()?;
-        self.free.push(slot.index);
-        Some((slot.at, ev))
-    }
 }
 
 /// A registrar process.
@@ -325,13 +278,15 @@ impl Default for Settings {
 pub struct World {
     origin: Instant,
     now: Instant,
-    agenda: Agenda,
+    agenda: Agenda<Ev>,
     /// The nodes.
     pub nodes: Vec<Node>,
     conns: ConnTable,
     next_key: u64,
     /// Segments held by cuts.
     held: Vec<(u64, End, Segment)>,
+    /// Buffers of delivered segments, for the next messages.
+    buffers: Vec<Vec<u8>>,
     net: Network,
     rng: SmallRng,
     settings: Settings,
@@ -364,6 +319,7 @@ impl World {
             conns: ConnTable::default(),
             next_key: 1,
             held: Vec::new(),
+            buffers: Vec::new(),
             net: Network::new(settings.net, seed ^ 0x6e65_7477_6f72_6b00),
             rng: SmallRng::seed_from_u64(seed),
             settings,
@@ -525,10 +481,7 @@ impl World {
     pub fn run_until(&mut self, after: Duration) {
         let end = self.at(after);
         let end_ns = after.as_nanos() as u64;
-        while self.agenda.next_at().is_some_and(|t| t <= end_ns) {
-            let Some((at, ev)) = self.agenda.pop() else {
-                break;
-            };
+        while let Some((at, ev)) = self.agenda.pop_until(end_ns) {
             self.now = self.origin + Duration::from_nanos(at);
             self.stats.events += 1;
             self.handle(ev);
@@ -933,7 +886,7 @@ impl World {
             );
             return;
         };
-        let mut bytes = Vec::with_capacity(128);
+        let mut bytes = self.buffers.pop().unwrap_or_default();
         if !encode(&mut bytes) {
             let name = self.nodes[n].name.clone();
             self.violation(
@@ -949,6 +902,15 @@ impl World {
         }
         let from = self.end_of(key, n);
         self.transmit(key, from.other(), Segment::Data(bytes));
+    }
+
+    /// Keep a delivered segment's buffer for the next message (a few
+    /// thousand at most: enough for the messages in flight at once).
+    fn recycle(&mut self, mut bytes: Vec<u8>) {
+        if self.buffers.len() < MAX_SPARE_BUFFERS {
+            bytes.clear();
+            self.buffers.push(bytes);
+        }
     }
 
     fn end_of(&self, key: u64, n: NodeId) -> End {
@@ -1038,6 +1000,7 @@ impl World {
                         }
                     }
                 }
+                self.recycle(bytes);
             }
             Segment::Fin | Segment::Rst => {
                 let reason = if matches!(segment, Segment::Fin) {
@@ -1483,15 +1446,19 @@ impl World {
     pub fn check_quiescent(&mut self) {
         self.check_registrars();
         let mut bad = Vec::new();
+        let running: Vec<&RegistrarCore> = self
+            .registrar_nodes
+            .iter()
+            .map(|&r| &self.nodes[r])
+            .filter(|x| x.health == Health::Up)
+            .filter_map(|x| match &x.role {
+                Role::Registrar(r) => r.core.as_ref(),
+                _ => None,
+            })
+            .collect();
         for (key, &n) in &self.pes {
-            let count: usize = self
-                .nodes
+            let count = running
                 .iter()
-                .filter(|x| x.health == Health::Up)
-                .filter_map(|x| match &x.role {
-                    Role::Registrar(r) => r.core.as_ref(),
-                    _ => None,
-                })
                 .filter(|c| c.handlespace().find(&key.0, key.1).is_some())
                 .count();
             let node = &self.nodes[n];
