@@ -252,6 +252,24 @@ pub(crate) fn render(mut m: MetricsInput) -> Result<String, std::fmt::Error> {
     );
     counter(
         &mut r,
+        "enrp_unsupported",
+        "ENRP messages this registrar does not handle yet, answered with an Unrecognized Message error (RFC 5353 section 3.7)",
+        s.enrp_unsupported,
+    );
+    counter(
+        &mut r,
+        "outbound_connects",
+        "Outbound connections the registrar opened or tried to open",
+        s.connects,
+    );
+    counter(
+        &mut r,
+        "outbound_connect_failures",
+        "Outbound connections that could not be opened",
+        s.connect_failures,
+    );
+    counter(
+        &mut r,
         "unreachable_reports",
         "ASAP_ENDPOINT_UNREACHABLE reports accepted (RFC 5352 section 3.5)",
         s.unreachable_reports,
@@ -593,6 +611,9 @@ mod tests {
             "rserpool_registrar_max_connections_per_address 256",
             "rserpool_registrar_message_timeout_seconds 10.0",
             "rserpool_registrar_unreachable_probes_total 0",
+            "rserpool_registrar_enrp_unsupported_total 0",
+            "rserpool_registrar_outbound_connects_total 0",
+            "rserpool_registrar_outbound_connect_failures_total 0",
             "rserpool_registrar_tls_handshake_failures_total{reason=\"timeout\"} 0",
             "rserpool_registrar_admin_auth_failures_total 0",
             "rserpool_registrar_admin_connections_refused_total{reason=\"address_limit\"} 0",
