@@ -121,9 +121,11 @@ id32!(PeId);
 id32!(ServerId);
 
 impl ServerId {
-    /// "Set to all 0s if the PE's Home ENRP server is undetermined" (RFC
-    /// 5354 section 3.10); never a registrar's own identifier (RFC 5353
-    /// section 3.2.1: non-zero).
+    /// All 0s: no particular registrar. The home of a PE "if the PE's
+    /// Home ENRP server is undetermined" (RFC 5354 section 3.10), and the
+    /// receiver of an ENRP message "not intended for an individual
+    /// server" (RFC 5353 section 2.1). Never a registrar's own identifier
+    /// (RFC 5353 section 3.2.1: non-zero).
     pub const UNDETERMINED: ServerId = ServerId(0);
 
     /// Whether this is [`ServerId::UNDETERMINED`].

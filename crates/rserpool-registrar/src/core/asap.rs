@@ -11,7 +11,7 @@ use rserpool_handlespace::{
     ConnId, DeadlineKind, Expired, Identity, Inconsistency, KeepAlive, Registered, Registration,
 };
 use rserpool_wire::{
-    AsapMessage, Cause, CauseCode, OperationError, PoolElement, PoolHandle, Transport,
+    AsapMessage, Cause, CauseCode, OperationError, PeId, PoolElement, PoolHandle, Transport,
     TransportUse, WireMessage,
 };
 
@@ -103,7 +103,11 @@ impl RegistrarCore {
             } => self.unreachable(now, conn, pool_handle, identifier),
             // Errors from clients are logged by the driver's event stream.
             AsapMessage::Error { error } => {
-                tracing::info!(conn, ?error, "ASAP_ERROR received from a client");
+                tracing::info!(
+                    conn = conn.get(),
+                    ?error,
+                    "ASAP_ERROR received from a client"
+                );
             }
             other => {
                 // A message a registrar never receives (RFC 5354 3.12.3).
@@ -280,7 +284,7 @@ impl RegistrarCore {
         &mut self,
         conn: ConnId,
         pool_handle: PoolHandle,
-        identifier: u32,
+        identifier: PeId,
         refusal: Refusal,
         cause: CauseCode,
         detail: String,
@@ -333,7 +337,7 @@ impl RegistrarCore {
         now: Instant,
         conn: ConnId,
         pool_handle: PoolHandle,
-        id: u32,
+        id: PeId,
     ) {
         let Some(peer) = self.clients.get(&conn).cloned() else {
             return;
@@ -388,7 +392,7 @@ impl RegistrarCore {
     }
 
     /// Remove a PE with everything the core keeps about it.
-    pub(super) fn remove(&mut self, handle: &PoolHandle, id: u32, reason: Removal) -> bool {
+    pub(super) fn remove(&mut self, handle: &PoolHandle, id: PeId, reason: Removal) -> bool {
         // Its keep-alive state, registrant and connection go with the
         // entry; the per-identity count is the handlespace's.
         if self.handlespace.deregister(handle, id).is_none() {
@@ -478,7 +482,7 @@ impl RegistrarCore {
         now: Instant,
         conn: ConnId,
         handle: PoolHandle,
-        id: u32,
+        id: PeId,
     ) {
         let Some(peer) = self.clients.get(&conn) else {
             return;
@@ -515,7 +519,7 @@ impl RegistrarCore {
     /// 2.14); only a probe that goes unanswered removes it. Reporters are
     /// told apart by identity; anonymous ones by source address (/64),
     /// and only if [`CoreConfig::count_anonymous_reports`] says so.
-    pub(super) fn unreachable(&mut self, now: Instant, conn: ConnId, handle: PoolHandle, id: u32) {
+    pub(super) fn unreachable(&mut self, now: Instant, conn: ConnId, handle: PoolHandle, id: PeId) {
         let Some(peer) = self.clients.get(&conn) else {
             return;
         };
@@ -556,8 +560,8 @@ impl RegistrarCore {
             // a report on another registrar's PE is not this one's to act on.
             Some(e) if e.home != self.config.server_id => {
                 tracing::debug!(
-                    conn,
-                    home = e.home,
+                    conn = conn.get(),
+                    home = e.home.get(),
                     "unreachable report on a PE homed elsewhere"
                 );
                 return;
@@ -601,7 +605,7 @@ impl RegistrarCore {
     /// Send a keep-alive to a PE unless one is outstanding or the per-PE
     /// limit is reached (RFC 5355 2.14). Returns whether a probe was armed
     /// (and with it the PE's keep-alive deadline).
-    pub(super) fn probe(&mut self, now: Instant, handle: PoolHandle, id: u32) -> bool {
+    pub(super) fn probe(&mut self, now: Instant, handle: PoolHandle, id: PeId) -> bool {
         // Only the home registrar sends keep-alives (RFC 5352 3.5).
         let Some(conn) = self
             .handlespace
@@ -642,7 +646,7 @@ impl RegistrarCore {
     /// longer be probed, so each must re-register over a new connection
     /// within the keep-alive timeout or it is removed.
     pub(super) fn orphan_pes(&mut self, now: Instant, conn: ConnId) {
-        let orphans: Vec<(PoolHandle, u32)> = self
+        let orphans: Vec<(PoolHandle, PeId)> = self
             .handlespace
             .by_connection(conn)
             .map(|(h, e)| (h.clone(), e.identifier))
