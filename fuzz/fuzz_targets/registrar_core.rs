@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use libfuzzer_sys::fuzz_target;
 use rserpool_registrar::{ClientInfo, ConnKind, CoreConfig, Output, RegistrarCore};
 use rserpool_security::PeerIdentity;
+use rserpool_wire::{ConnId, ServerId};
 
 const KINDS: [ConnKind; 3] = [ConnKind::Asap, ConnKind::AsapPoolUser, ConnKind::Enrp];
 
@@ -30,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
     let t0 = Instant::now();
     let mut now = t0;
     let config = CoreConfig {
-        server_id: 0x1234,
+        server_id: ServerId::new(0x1234),
         seed: 1,
         ..CoreConfig::default()
     };
@@ -38,14 +39,14 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     // Open connections (known to the driver) and those it was asked for.
-    let mut open: BTreeSet<u64> = BTreeSet::new();
-    let mut asked: BTreeSet<u64> = BTreeSet::new();
+    let mut open: BTreeSet<ConnId> = BTreeSet::new();
+    let mut asked: BTreeSet<ConnId> = BTreeSet::new();
     let mut i = 0;
     while i < data.len() {
         let op = data[i];
         let arg = data.get(i + 1).copied().unwrap_or(0);
         i += 2;
-        let conn = u64::from(arg % 8);
+        let conn = ConnId::new(u64::from(arg % 8));
         let address = SocketAddr::from(([10, 0, 0, arg % 4], 4000 + u16::from(arg)));
         match op % 8 {
             0 => {

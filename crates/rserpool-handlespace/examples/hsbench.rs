@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use rserpool_handlespace::{Config, Handlespace, Registration};
-use rserpool_wire::{Policy, PoolElement, PoolHandle, Transport};
+use rserpool_wire::{ConnId, PeId, Policy, PoolElement, PoolHandle, ServerId, Transport};
 
 /// Timed repetitions per figure (RSPLIB's harness takes the median of 15).
 const REPETITIONS: usize = 15;
@@ -153,8 +153,8 @@ fn handle(i: usize) -> PoolHandle {
 
 fn element(id: u32, policy: Policy) -> PoolElement {
     PoolElement {
-        identifier: id,
-        home_registrar: 1,
+        identifier: PeId::new(id),
+        home_registrar: ServerId::new(1),
         registration_life: 300,
         user_transport: Transport::Udp {
             port: 7,
@@ -179,10 +179,10 @@ fn registrations(
             v.push(Registration {
                 pool_handle: h.clone(),
                 element: element(id, policy(id)),
-                home: 1,
+                home: ServerId::new(1),
                 expires: Some(now + Duration::from_secs(300)),
                 keep_alive_due: Some(now + Duration::from_secs(5)),
-                connection: Some(u64::from(id)),
+                connection: Some(ConnId::new(u64::from(id))),
                 identity: None,
                 distance: 0,
                 registered_at: now,
@@ -257,7 +257,7 @@ fn registration_scenarios(out: &Out, sizes: &[(usize, usize)], reps: usize) {
         let now = Instant::now();
         let mut hs = Handlespace::new(Config::default());
         let regs = registrations(pools, per, now, &|_| Policy::RoundRobin);
-        let keys: Vec<(PoolHandle, u32)> = regs
+        let keys: Vec<(PoolHandle, PeId)> = regs
             .iter()
             .map(|r| (r.pool_handle.clone(), r.element.identifier))
             .collect();

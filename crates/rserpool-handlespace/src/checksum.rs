@@ -7,7 +7,7 @@
 //! checksum is its folded one's complement. Removing a PE subtracts its
 //! block, which in one's complement arithmetic is adding its complement.
 
-use rserpool_wire::PoolHandle;
+use rserpool_wire::{PeId, PoolHandle};
 
 /// A running RFC 1071 sum that PEs are added to and removed from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -41,7 +41,8 @@ pub fn handle_sum(handle: &PoolHandle) -> u16 {
 /// The folded sum of a PE's block from its pool's [`handle_sum`]. The
 /// handle is padded to a 32-bit boundary, so the PE identifier always
 /// starts on an even offset: its words add as they are.
-pub fn block_sum_with(handle_sum: u16, identifier: u32) -> u16 {
+pub fn block_sum_with(handle_sum: u16, identifier: PeId) -> u16 {
+    let identifier = identifier.get();
     add(
         add(handle_sum, (identifier >> 16) as u16),
         identifier as u16,
@@ -49,18 +50,18 @@ pub fn block_sum_with(handle_sum: u16, identifier: u32) -> u16 {
 }
 
 /// The folded one's complement sum of the byte block of one PE.
-pub fn block_sum(handle: &PoolHandle, identifier: u32) -> u16 {
+pub fn block_sum(handle: &PoolHandle, identifier: PeId) -> u16 {
     block_sum_with(handle_sum(handle), identifier)
 }
 
 impl PeChecksum {
     /// Account a PE.
-    pub fn add(&mut self, handle: &PoolHandle, identifier: u32) {
+    pub fn add(&mut self, handle: &PoolHandle, identifier: PeId) {
         self.add_block(block_sum(handle, identifier));
     }
 
     /// Remove a PE accounted before.
-    pub fn remove(&mut self, handle: &PoolHandle, identifier: u32) {
+    pub fn remove(&mut self, handle: &PoolHandle, identifier: PeId) {
         self.remove_block(block_sum(handle, identifier));
     }
 
@@ -121,13 +122,13 @@ mod tests {
         ];
         let mut c = PeChecksum::default();
         for (h, id) in pes {
-            c.add(&PoolHandle::from_static(h), id);
+            c.add(&PoolHandle::from_static(h), PeId::new(id));
         }
         assert_eq!(c.value(), reference(&pes));
-        c.remove(&PoolHandle::from_static("abc"), 0xdead_beef);
+        c.remove(&PoolHandle::from_static("abc"), PeId::new(0xdead_beef));
         assert_eq!(c.value(), reference(&[pes[0], pes[2], pes[3]]));
         for (h, id) in [pes[0], pes[2], pes[3]] {
-            c.remove(&PoolHandle::from_static(h), id);
+            c.remove(&PoolHandle::from_static(h), PeId::new(id));
         }
         assert_eq!(c.value(), reference(&[]));
     }

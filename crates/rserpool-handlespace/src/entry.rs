@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use rserpool_wire::{Policy, PoolElement, Transport};
+use rserpool_wire::{PeId, Policy, PoolElement, ServerId, Transport};
 
 use crate::index::Links;
 use crate::{ConnId, DeadlineKind, Identity};
@@ -29,9 +29,9 @@ pub struct KeepAlive {
 #[derive(Debug, Clone)]
 pub struct PoolElementEntry {
     /// PE identifier.
-    pub identifier: u32,
+    pub identifier: PeId,
     /// Owning (home) registrar.
-    pub home: u32,
+    pub home: ServerId,
     /// Registration life as registered.
     pub registration_life: i32,
     /// Distance measured by the registrar (DPF policies).

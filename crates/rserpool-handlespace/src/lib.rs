@@ -33,8 +33,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use rand::Rng;
-use rserpool_wire::{PoolElement, PoolEntry, PoolHandle};
+use rserpool_wire::{PeId, PoolElement, PoolEntry, PoolHandle, ServerId};
 use rustc_hash::FxHashMap;
+
+/// A connection of the registrar's driver (the suite's one connection
+/// handle, re-exported).
+pub use rserpool_wire::ConnId;
 
 pub use checksum::PeChecksum;
 pub use entry::{KeepAlive, PoolElementEntry};
@@ -45,9 +49,6 @@ use block_hash::BlockBuild;
 use deadlines::Deadlines;
 use entry::Entries;
 use index::{ListIndex, Which};
-
-/// A connection of the registrar's driver.
-pub type ConnId = u64;
 
 /// An authenticated identity (PSK identity or certificate subject).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -77,7 +78,7 @@ pub struct Registration {
     /// The PE as received.
     pub element: PoolElement,
     /// Owning registrar.
-    pub home: u32,
+    pub home: ServerId,
     /// When the registration arrived: a new PE keeps it as the time of
     /// its first registration ([`PoolElementEntry::registered_at`]); a
     /// re-registration does not change it.
@@ -124,7 +125,7 @@ pub struct Expired {
     /// Pool.
     pub pool_handle: PoolHandle,
     /// PE identifier.
-    pub identifier: u32,
+    pub identifier: PeId,
     /// Which deadline.
     pub kind: DeadlineKind,
 }
@@ -135,7 +136,7 @@ pub struct TableCursor {
     /// Pool of the last PE sent.
     pub pool_handle: PoolHandle,
     /// Last PE sent.
-    pub identifier: u32,
+    pub identifier: PeId,
 }
 
 /// One page of a handle table transfer (RFC 5353 section 3.2.3).
@@ -158,8 +159,8 @@ pub struct Handlespace {
     pools: Vec<Option<Pool>>,
     free_pools: Vec<u32>,
     entries: Entries,
-    checksums: FxHashMap<u32, PeChecksum>,
-    by_owner: ListIndex<u32>,
+    checksums: FxHashMap<ServerId, PeChecksum>,
+    by_owner: ListIndex<ServerId>,
     /// Connections are numbered by a counter: a hash that keeps
     /// neighbouring numbers together ([`block_hash`]).
     by_connection: ListIndex<ConnId, BlockBuild>,
@@ -310,12 +311,12 @@ impl Handlespace {
         self.pool_ids.keys()
     }
 
-    fn slot(&self, handle: &PoolHandle, id: u32) -> Option<u32> {
+    fn slot(&self, handle: &PoolHandle, id: PeId) -> Option<u32> {
         self.pool_ref(self.pool_id(handle)?).slot(id)
     }
 
     /// A PE.
-    pub fn find(&self, handle: &PoolHandle, id: u32) -> Option<&PoolElementEntry> {
+    pub fn find(&self, handle: &PoolHandle, id: PeId) -> Option<&PoolElementEntry> {
         self.slot(handle, id).map(|s| self.entries.get(s))
     }
 
@@ -417,7 +418,7 @@ impl Handlespace {
     }
 
     /// Remove a PE. Returns it if it was there; an emptied pool goes too.
-    pub fn deregister(&mut self, handle: &PoolHandle, id: u32) -> Option<PoolElementEntry> {
+    pub fn deregister(&mut self, handle: &PoolHandle, id: PeId) -> Option<PoolElementEntry> {
         let pid = self.pool_id(handle)?;
         let entries = &mut self.entries;
         let pool = pool_at(&mut self.pools, pid);
@@ -454,7 +455,7 @@ impl Handlespace {
     /// reports (the PE stays until the caller removes it); draining a
     /// drained PE replaces it. Returns whether the PE was drained
     /// already; `None` for an unknown PE.
-    pub fn drain(&mut self, handle: &PoolHandle, id: u32, ends: Option<Instant>) -> Option<bool> {
+    pub fn drain(&mut self, handle: &PoolHandle, id: PeId, ends: Option<Instant>) -> Option<bool> {
         let pid = self.pool_id(handle)?;
         let slot = self.pool_ref(pid).slot(id)?;
         let entries = &mut self.entries;
@@ -469,7 +470,7 @@ impl Handlespace {
 
     /// Hand a drained PE out again. Returns whether it was drained;
     /// `None` for an unknown PE.
-    pub fn undrain(&mut self, handle: &PoolHandle, id: u32) -> Option<bool> {
+    pub fn undrain(&mut self, handle: &PoolHandle, id: PeId) -> Option<bool> {
         let pid = self.pool_id(handle)?;
         let slot = self.pool_ref(pid).slot(id)?;
         let entries = &mut self.entries;
@@ -583,7 +584,7 @@ impl Handlespace {
     pub fn set_deadline(
         &mut self,
         handle: &PoolHandle,
-        id: u32,
+        id: PeId,
         kind: DeadlineKind,
         at: Option<Instant>,
     ) -> bool {
@@ -596,7 +597,7 @@ impl Handlespace {
     }
 
     /// The PE checksum of an owner's PEs (RFC 5353 section 3.6.2).
-    pub fn checksum(&self, owner: u32) -> u16 {
+    pub fn checksum(&self, owner: ServerId) -> u16 {
         self.checksums
             .get(&owner)
             .copied()
@@ -617,7 +618,7 @@ impl Handlespace {
     /// PEs owned by a registrar.
     pub fn by_owner(
         &self,
-        owner: u32,
+        owner: ServerId,
     ) -> impl Iterator<Item = (&PoolHandle, &PoolElementEntry)> + '_ {
         self.refs(self.by_owner.slots(&owner, &self.entries))
     }
@@ -650,7 +651,7 @@ impl Handlespace {
 
     /// The keep-alive state of a PE ([`KeepAlive`]), created empty on
     /// first use; `None` if there is no such PE.
-    pub fn keep_alive_mut(&mut self, handle: &PoolHandle, id: u32) -> Option<&mut KeepAlive> {
+    pub fn keep_alive_mut(&mut self, handle: &PoolHandle, id: PeId) -> Option<&mut KeepAlive> {
         let slot = self.slot(handle, id)?;
         Some(
             self.entries
@@ -702,7 +703,7 @@ impl Handlespace {
         &self,
         after: Option<&TableCursor>,
         max_bytes: usize,
-        owner: Option<u32>,
+        owner: Option<ServerId>,
     ) -> TablePage {
         use std::ops::Bound::{Included, Unbounded};
         let mut pools: Vec<PoolEntry> = Vec::new();

@@ -14,7 +14,7 @@ use std::collections::{btree_map, BTreeMap, BTreeSet};
 use std::ops::Bound::{Included, Unbounded};
 
 use rand::{Rng, RngExt};
-use rserpool_wire::{Policy, PoolElement, PoolHandle, TransportUse};
+use rserpool_wire::{PeId, Policy, PoolElement, PoolHandle, TransportUse};
 
 use crate::entry::{Entries, PoolElementEntry};
 use crate::fenwick::Fenwick;
@@ -44,9 +44,9 @@ pub struct Pool {
     transport_use: TransportUse,
     engine: Engine,
     /// PE identifier -> slot, ordered for handle table paging.
-    members: BTreeMap<u32, u32>,
+    members: BTreeMap<PeId, u32>,
     /// Rotation engine: the identifier the next head is at or after.
-    cursor: u32,
+    cursor: PeId,
     /// Ordered engine: (key, rotation order, slot); ranked engine: (key,
     /// identifier, slot).
     ordered: BTreeSet<(u64, u64, u32)>,
@@ -80,7 +80,7 @@ impl Pool {
             transport_use: TransportUse::DataOnly,
             engine: Engine::Ordered,
             members: BTreeMap::new(),
-            cursor: 0,
+            cursor: PeId::new(0),
             ordered: BTreeSet::new(),
             last_head: None,
             dense: Vec::new(),
@@ -124,15 +124,15 @@ impl Pool {
     }
 
     /// Slot of a member.
-    pub(crate) fn slot(&self, id: u32) -> Option<u32> {
+    pub(crate) fn slot(&self, id: PeId) -> Option<u32> {
         self.members.get(&id).copied()
     }
 
     /// Members in identifier order, starting after `after`.
     pub(crate) fn members_after(
         &self,
-        after: Option<u32>,
-    ) -> impl Iterator<Item = (u32, u32)> + '_ {
+        after: Option<PeId>,
+    ) -> impl Iterator<Item = (PeId, u32)> + '_ {
         use std::ops::Bound::{Excluded, Unbounded};
         let lower = after.map_or(Unbounded, Excluded);
         self.members
@@ -179,7 +179,7 @@ impl Pool {
     /// The place of member `id` in the members: an existing member's
     /// slot, or where a new one goes (one search for either). A slot put
     /// into a vacant place must then be [`Pool::admit`]ted.
-    pub(crate) fn member(&mut self, id: u32) -> btree_map::Entry<'_, u32, u32> {
+    pub(crate) fn member(&mut self, id: PeId) -> btree_map::Entry<'_, PeId, u32> {
         self.members.entry(id)
     }
 
@@ -199,7 +199,7 @@ impl Pool {
     }
 
     /// Remove a member.
-    pub(crate) fn remove(&mut self, id: u32, entries: &mut Entries) -> Option<u32> {
+    pub(crate) fn remove(&mut self, id: PeId, entries: &mut Entries) -> Option<u32> {
         let slot = self.members.remove(&id)?;
         if entries.get(slot).drained {
             self.drained -= 1;
@@ -270,7 +270,7 @@ impl Pool {
     /// (ranked) or by rotation order (ordered).
     fn sort_key(&self, slot: u32, e: &PoolElementEntry) -> (u64, u64, u32) {
         let tie = match self.engine {
-            Engine::Ranked => u64::from(e.identifier),
+            Engine::Ranked => u64::from(e.identifier.get()),
             _ => e.order,
         };
         (e.key, tie, slot)
@@ -360,7 +360,7 @@ impl Pool {
                     out.push(slot);
                 }
                 if let Some(id) = head {
-                    self.cursor = id.wrapping_add(1);
+                    self.cursor = PeId::new(id.get().wrapping_add(1));
                 }
             }
             Engine::Ranked => {

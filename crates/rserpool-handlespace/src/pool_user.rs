@@ -16,7 +16,7 @@
 //! this list; when none is left the PU resolves the handle again.
 
 use rand::{Rng, RngExt};
-use rserpool_wire::{Policy, PoolElement};
+use rserpool_wire::{PeId, Policy, PoolElement};
 
 use crate::selection::{self, random_weight, Engine};
 
@@ -84,7 +84,7 @@ impl PoolUserSelection {
     }
 
     /// Mark a PE unreachable. Returns false if it is not in the list.
-    pub fn mark_failed(&mut self, identifier: u32) -> bool {
+    pub fn mark_failed(&mut self, identifier: PeId) -> bool {
         let mut found = false;
         for (e, f) in self.elements.iter().zip(self.failed.iter_mut()) {
             if e.identifier == identifier {
@@ -182,7 +182,7 @@ mod tests {
 
     fn picks(s: &mut PoolUserSelection, rng: &mut SmallRng, n: usize) -> Vec<u32> {
         (0..n)
-            .map(|_| s.select(rng).map_or(0, |e| e.identifier))
+            .map(|_| s.select(rng).map_or(0, |e| e.identifier.get()))
             .collect()
     }
 
@@ -191,12 +191,12 @@ mod tests {
         let mut rng = SmallRng::seed_from_u64(1);
         let mut s = PoolUserSelection::new((1..=3).map(|i| pe(i, Policy::RoundRobin)).collect());
         assert_eq!(picks(&mut s, &mut rng, 4), vec![1, 2, 3, 1]);
-        assert!(s.mark_failed(3));
+        assert!(s.mark_failed(PeId::new(3)));
         assert_eq!(picks(&mut s, &mut rng, 3), vec![2, 1, 2]);
-        assert!(s.mark_failed(1) && s.mark_failed(2));
+        assert!(s.mark_failed(PeId::new(1)) && s.mark_failed(PeId::new(2)));
         assert!(s.is_exhausted());
         assert!(s.select(&mut rng).is_none());
-        assert!(!s.mark_failed(9));
+        assert!(!s.mark_failed(PeId::new(9)));
     }
 
     #[test]
@@ -205,7 +205,7 @@ mod tests {
         let lu = |load| Policy::LeastUsed { load };
         let mut s = PoolUserSelection::new(vec![pe(4, lu(1)), pe(2, lu(5)), pe(9, lu(7))]);
         assert_eq!(picks(&mut s, &mut rng, 3), vec![4, 4, 4]);
-        s.mark_failed(4);
+        s.mark_failed(PeId::new(4));
         assert_eq!(picks(&mut s, &mut rng, 2), vec![2, 2]);
     }
 
@@ -215,9 +215,9 @@ mod tests {
         let pr = |priority| Policy::Priority { priority };
         let mut s = PoolUserSelection::new(vec![pe(1, pr(3)), pe(2, pr(8)), pe(3, pr(8))]);
         assert_eq!(picks(&mut s, &mut rng, 2), vec![2, 2]);
-        s.mark_failed(2);
+        s.mark_failed(PeId::new(2));
         assert_eq!(picks(&mut s, &mut rng, 1), vec![3]);
-        s.mark_failed(3);
+        s.mark_failed(PeId::new(3));
         assert_eq!(picks(&mut s, &mut rng, 1), vec![1]);
     }
 
@@ -233,9 +233,9 @@ mod tests {
         assert_eq!(count[3], 0, "weight 0 is never picked");
         let share = f64::from(count[2]) / 20_000.0;
         assert!((share - 0.75).abs() < 0.015, "share {share}");
-        s.mark_failed(2);
+        s.mark_failed(PeId::new(2));
         assert!(picks(&mut s, &mut rng, 100).iter().all(|&id| id == 1));
-        s.mark_failed(1);
+        s.mark_failed(PeId::new(1));
         // Only a zero-weight PE is left: still usable.
         assert_eq!(picks(&mut s, &mut rng, 1), vec![3]);
     }
@@ -244,7 +244,7 @@ mod tests {
     fn random_is_uniform_over_the_active() {
         let mut rng = SmallRng::seed_from_u64(5);
         let mut s = PoolUserSelection::new((1..=4).map(|i| pe(i, Policy::Random)).collect());
-        s.mark_failed(4);
+        s.mark_failed(PeId::new(4));
         let mut count = [0u32; 5];
         for id in picks(&mut s, &mut rng, 30_000) {
             count[id as usize] += 1;

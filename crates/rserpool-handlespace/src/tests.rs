@@ -12,8 +12,8 @@ use super::*;
 /// A PE with a TCP user transport (also the pool-user tests' fixture).
 pub(crate) fn pe(id: u32, policy: Policy) -> PoolElement {
     PoolElement {
-        identifier: id,
-        home_registrar: 0,
+        identifier: PeId::new(id),
+        home_registrar: ServerId::UNDETERMINED,
         registration_life: 300,
         user_transport: Transport::Tcp {
             port: 7,
@@ -29,10 +29,10 @@ fn reg(h: &PoolHandle, id: u32, policy: Policy) -> Registration {
     Registration {
         pool_handle: h.clone(),
         element: pe(id, policy),
-        home: 1,
+        home: ServerId::new(1),
         expires: None,
         keep_alive_due: None,
-        connection: Some(u64::from(id)),
+        connection: Some(ConnId::new(u64::from(id))),
         identity: None,
         distance: 0,
         registered_at: Instant::now(),
@@ -40,7 +40,7 @@ fn reg(h: &PoolHandle, id: u32, policy: Policy) -> Registration {
 }
 
 fn ids(v: &[PoolElement]) -> Vec<u32> {
-    v.iter().map(|p| p.identifier).collect()
+    v.iter().map(|p| p.identifier.get()).collect()
 }
 
 #[test]
@@ -60,13 +60,13 @@ fn register_find_update_deregister() {
         Ok(Registered::New)
     );
     assert_eq!((hs.len(), hs.pool_count()), (2, 1));
-    assert!(hs.find(&h, 1).is_some());
-    assert_eq!(hs.by_connection(2).count(), 1);
-    assert!(hs.deregister(&h, 1).is_some());
-    assert!(hs.deregister(&h, 1).is_none());
-    assert!(hs.deregister(&h, 2).is_some());
+    assert!(hs.find(&h, PeId::new(1)).is_some());
+    assert_eq!(hs.by_connection(ConnId::new(2)).count(), 1);
+    assert!(hs.deregister(&h, PeId::new(1)).is_some());
+    assert!(hs.deregister(&h, PeId::new(1)).is_none());
+    assert!(hs.deregister(&h, PeId::new(2)).is_some());
     assert_eq!((hs.len(), hs.pool_count()), (0, 0));
-    assert_eq!(hs.by_owner(1).count(), 0);
+    assert_eq!(hs.by_owner(ServerId::new(1)).count(), 0);
 }
 
 #[test]
@@ -213,16 +213,20 @@ fn weighted_random_returns_distinct_pes_in_proportion() {
 fn checksum_follows_registrations_per_owner() {
     let mut hs = Handlespace::new(Config::default());
     let h = PoolHandle::from_static("echo");
-    let empty = hs.checksum(1);
+    let empty = hs.checksum(ServerId::new(1));
     hs.register(reg(&h, 1, Policy::RoundRobin)).expect("ok");
-    let one = hs.checksum(1);
+    let one = hs.checksum(ServerId::new(1));
     let mut reference = PeChecksum::default();
-    reference.add(&h, 1);
+    reference.add(&h, PeId::new(1));
     assert_eq!(one, reference.value());
     hs.register(reg(&h, 1, Policy::RoundRobin)).expect("update");
-    assert_eq!(hs.checksum(1), one, "re-registration leaves the checksum");
-    hs.deregister(&h, 1);
-    assert_eq!(hs.checksum(1), empty);
+    assert_eq!(
+        hs.checksum(ServerId::new(1)),
+        one,
+        "re-registration leaves the checksum"
+    );
+    hs.deregister(&h, PeId::new(1));
+    assert_eq!(hs.checksum(ServerId::new(1)), empty);
 }
 
 #[test]
@@ -240,7 +244,7 @@ fn deadlines_pop_in_order() {
     assert_eq!(e.len(), 1);
     assert_eq!(e[0].kind, DeadlineKind::KeepAlive);
     assert_eq!(hs.next_deadline(), Some(t0 + Duration::from_secs(300)));
-    hs.deregister(&h, 1);
+    hs.deregister(&h, PeId::new(1));
     assert_eq!(hs.next_deadline(), None);
 }
 
@@ -251,13 +255,13 @@ fn table_pages_cover_everything_once_in_order() {
         let h = PoolHandle::new(h).expect("non-empty");
         for id in 1..=n {
             let mut r = reg(&h, id * 10, Policy::RoundRobin);
-            r.home = id % 2;
+            r.home = ServerId::new(id % 2);
             hs.register(r).expect("ok");
         }
     }
     // Room for three PEs and two one-letter handles.
     let pe_len = hs
-        .find(&PoolHandle::new("a").expect("non-empty"), 10)
+        .find(&PoolHandle::new("a").expect("non-empty"), PeId::new(10))
         .expect("registered")
         .to_wire()
         .encoded_len()
@@ -275,7 +279,7 @@ fn table_pages_cover_everything_once_in_order() {
             bytes += p.pool_handle.encoded_len();
             for pe in &p.pool_elements {
                 bytes += pe.encoded_len().expect("encodes");
-                seen.push((p.pool_handle.to_string(), pe.identifier));
+                seen.push((p.pool_handle.to_string(), pe.identifier.get()));
             }
         }
         assert!(bytes <= budget, "page {pages}: {bytes} > {budget}");
@@ -300,11 +304,11 @@ fn table_pages_cover_everything_once_in_order() {
     .collect();
     assert_eq!(seen, expected);
     // Only the PEs of owner 0 (the W flag).
-    let own = hs.table_page(None, 1 << 20, Some(0));
+    let own = hs.table_page(None, 1 << 20, Some(ServerId::new(0)));
     let ids: Vec<u32> = own
         .pools
         .iter()
-        .flat_map(|p| p.pool_elements.iter().map(|e| e.identifier))
+        .flat_map(|p| p.pool_elements.iter().map(|e| e.identifier.get()))
         .collect();
     assert_eq!(ids, vec![20, 20, 40]);
     assert!(own.next.is_none());
@@ -318,7 +322,7 @@ fn table_pages_fill_a_message_not_a_count() {
         hs.register(reg(&h, id, Policy::RoundRobin)).expect("ok");
     }
     let pe_len = hs
-        .find(&h, 1)
+        .find(&h, PeId::new(1))
         .expect("registered")
         .to_wire()
         .encoded_len()
@@ -345,20 +349,20 @@ fn deadlines_can_be_moved() {
     hs.register(reg(&h, 1, Policy::RoundRobin)).expect("ok");
     assert!(hs.set_deadline(
         &h,
-        1,
+        PeId::new(1),
         DeadlineKind::KeepAlive,
         Some(t0 + Duration::from_secs(5))
     ));
     assert!(hs.set_deadline(
         &h,
-        1,
+        PeId::new(1),
         DeadlineKind::KeepAlive,
         Some(t0 + Duration::from_secs(9))
     ));
     assert_eq!(hs.next_deadline(), Some(t0 + Duration::from_secs(9)));
-    assert!(hs.set_deadline(&h, 1, DeadlineKind::KeepAlive, None));
+    assert!(hs.set_deadline(&h, PeId::new(1), DeadlineKind::KeepAlive, None));
     assert_eq!(hs.next_deadline(), None);
-    assert!(!hs.set_deadline(&h, 7, DeadlineKind::KeepAlive, None));
+    assert!(!hs.set_deadline(&h, PeId::new(7), DeadlineKind::KeepAlive, None));
 }
 
 #[test]
@@ -369,35 +373,37 @@ fn owner_connection_and_identity_indices_follow_changes() {
     let bob = Identity("bob".into());
     for id in 1..=6 {
         let mut r = reg(&h, id, Policy::RoundRobin);
-        r.home = 10 + id % 2;
-        r.connection = Some(u64::from(id % 3));
+        r.home = ServerId::new(10 + id % 2);
+        r.connection = Some(ConnId::new(u64::from(id % 3)));
         r.identity = Some(if id <= 4 { alice.clone() } else { bob.clone() });
         hs.register(r).expect("ok");
     }
     let ids_of = |it: &mut dyn Iterator<Item = (&PoolHandle, &PoolElementEntry)>| {
-        let mut v: Vec<u32> = it.map(|(_, e)| e.identifier).collect();
+        let mut v: Vec<u32> = it.map(|(_, e)| e.identifier.get()).collect();
         v.sort_unstable();
         v
     };
-    assert_eq!(ids_of(&mut hs.by_owner(11)), vec![1, 3, 5]);
-    assert_eq!(ids_of(&mut hs.by_connection(0)), vec![3, 6]);
+    assert_eq!(ids_of(&mut hs.by_owner(ServerId::new(11))), vec![1, 3, 5]);
+    assert_eq!(ids_of(&mut hs.by_connection(ConnId::new(0))), vec![3, 6]);
     assert_eq!(ids_of(&mut hs.by_identity(&alice)), vec![1, 2, 3, 4]);
     // Re-registration moves a PE between lists.
     let mut r = reg(&h, 3, Policy::RoundRobin);
-    r.home = 12;
-    r.connection = Some(7);
+    r.home = ServerId::new(12);
+    r.connection = Some(ConnId::new(7));
     r.identity = Some(bob.clone());
     assert_eq!(hs.register(r), Ok(Registered::Updated { changed: false }));
-    assert_eq!(ids_of(&mut hs.by_owner(11)), vec![1, 5]);
-    assert_eq!(ids_of(&mut hs.by_owner(12)), vec![3]);
-    assert_eq!(ids_of(&mut hs.by_connection(0)), vec![6]);
-    assert_eq!(ids_of(&mut hs.by_connection(7)), vec![3]);
+    assert_eq!(ids_of(&mut hs.by_owner(ServerId::new(11))), vec![1, 5]);
+    assert_eq!(ids_of(&mut hs.by_owner(ServerId::new(12))), vec![3]);
+    assert_eq!(ids_of(&mut hs.by_connection(ConnId::new(0))), vec![6]);
+    assert_eq!(ids_of(&mut hs.by_connection(ConnId::new(7))), vec![3]);
     assert_eq!(ids_of(&mut hs.by_identity(&bob)), vec![3, 5, 6]);
     // Removing from the head, the middle and the tail of a list.
     for id in [6, 2, 1, 4, 3, 5] {
-        hs.deregister(&h, id).expect("registered");
+        hs.deregister(&h, PeId::new(id)).expect("registered");
         for owner in 10..=12 {
-            assert!(hs.by_owner(owner).all(|(_, e)| e.identifier != id));
+            assert!(hs
+                .by_owner(ServerId::new(owner))
+                .all(|(_, e)| e.identifier != PeId::new(id)));
         }
     }
     assert_eq!(hs.by_owner.keys(), 0);
@@ -413,7 +419,7 @@ fn counts_per_identity_and_connection_and_keep_alive_state_live_with_the_pe() {
     let bob = Identity("bob".into());
     for id in 1..=5 {
         let mut r = reg(&h, id, Policy::RoundRobin);
-        r.connection = Some(u64::from(id % 2));
+        r.connection = Some(ConnId::new(u64::from(id % 2)));
         r.identity = Some(if id <= 3 { alice.clone() } else { bob.clone() });
         hs.register(r).expect("ok");
     }
@@ -421,30 +427,34 @@ fn counts_per_identity_and_connection_and_keep_alive_state_live_with_the_pe() {
         (
             hs.count_by_identity(&alice),
             hs.count_by_identity(&bob),
-            hs.count_by_connection(0),
-            hs.count_by_connection(1),
+            hs.count_by_connection(ConnId::new(0)),
+            hs.count_by_connection(ConnId::new(1)),
         )
     };
     assert_eq!(counts(&hs), (3, 2, 2, 3));
-    hs.keep_alive_mut(&h, 2).expect("a PE").outstanding = true;
-    assert!(hs.keep_alive_mut(&h, 9).is_none());
+    hs.keep_alive_mut(&h, PeId::new(2))
+        .expect("a PE")
+        .outstanding = true;
+    assert!(hs.keep_alive_mut(&h, PeId::new(9)).is_none());
     // A re-registration moves the counts and keeps the keep-alive state.
     let mut r = reg(&h, 2, Policy::RoundRobin);
-    r.connection = Some(1);
+    r.connection = Some(ConnId::new(1));
     r.identity = Some(bob.clone());
     hs.register(r).expect("ok");
     assert_eq!(counts(&hs), (2, 3, 1, 4));
     assert!(hs
-        .find(&h, 2)
+        .find(&h, PeId::new(2))
         .and_then(|e| e.keep_alive.as_ref())
         .is_some_and(|k| k.outstanding));
     for id in [1, 3, 2] {
-        hs.deregister(&h, id).expect("registered");
+        hs.deregister(&h, PeId::new(id)).expect("registered");
     }
     assert_eq!(counts(&hs), (0, 2, 1, 1));
     // The state goes with the PE: a new PE of that identifier has none.
     hs.register(reg(&h, 2, Policy::RoundRobin)).expect("ok");
-    assert!(hs.find(&h, 2).is_some_and(|e| e.keep_alive.is_none()));
+    assert!(hs
+        .find(&h, PeId::new(2))
+        .is_some_and(|e| e.keep_alive.is_none()));
 }
 
 /// One policy of each engine (and the degradation variant of two).
@@ -476,9 +486,13 @@ fn a_drained_pe_is_never_handed_out_by_any_policy_and_comes_back_when_undrained(
         for id in 1..=4 {
             hs.register(reg(&h, id, policy.clone())).expect("ok");
         }
-        assert_eq!(hs.drain(&h, 2, None), Some(false), "{policy:?}");
-        assert_eq!(hs.drain(&h, 2, None), Some(true), "drained already");
-        assert_eq!(hs.drain(&h, 9, None), None, "unknown PE");
+        assert_eq!(hs.drain(&h, PeId::new(2), None), Some(false), "{policy:?}");
+        assert_eq!(
+            hs.drain(&h, PeId::new(2), None),
+            Some(true),
+            "drained already"
+        );
+        assert_eq!(hs.drain(&h, PeId::new(9), None), None, "unknown PE");
         assert_eq!(hs.drained_count(), 1);
         assert_eq!(hs.pool(&h).map(|p| (p.len(), p.drained())), Some((4, 1)));
         let mut seen = [0u32; 5];
@@ -491,11 +505,14 @@ fn a_drained_pe_is_never_handed_out_by_any_policy_and_comes_back_when_undrained(
         }
         assert_eq!(seen[2], 0, "{policy:?} handed out a drained PE");
         // Still registered: found, re-registered, kept drained.
-        assert!(hs.find(&h, 2).is_some_and(|e| e.drained));
+        assert!(hs.find(&h, PeId::new(2)).is_some_and(|e| e.drained));
         hs.register(reg(&h, 2, policy.clone())).expect("ok");
-        assert!(hs.find(&h, 2).is_some_and(|e| e.drained), "{policy:?}");
-        assert_eq!(hs.undrain(&h, 2), Some(true));
-        assert_eq!(hs.undrain(&h, 2), Some(false), "idempotent");
+        assert!(
+            hs.find(&h, PeId::new(2)).is_some_and(|e| e.drained),
+            "{policy:?}"
+        );
+        assert_eq!(hs.undrain(&h, PeId::new(2)), Some(true));
+        assert_eq!(hs.undrain(&h, PeId::new(2)), Some(false), "idempotent");
         assert_eq!(hs.drained_count(), 0);
         let back =
             (0..50).any(|_| ids(&hs.resolve(&h, Some(4), &mut rng).expect("pool")).contains(&2));
@@ -517,9 +534,9 @@ fn round_robin_steps_over_a_drained_pe_without_losing_its_place() {
             .collect()
     };
     assert_eq!(heads(&mut hs, 1), [1]);
-    hs.drain(&h, 2, None);
+    hs.drain(&h, PeId::new(2), None);
     assert_eq!(heads(&mut hs, 4), [3, 4, 1, 3]);
-    hs.undrain(&h, 2);
+    hs.undrain(&h, PeId::new(2));
     assert_eq!(heads(&mut hs, 4), [4, 1, 2, 3]);
 }
 
@@ -532,11 +549,11 @@ fn an_undrained_weighted_round_robin_pe_takes_no_burst_of_turns() {
         hs.register(reg(&h, id, Policy::WeightedRoundRobin { weight: 1 }))
             .expect("ok");
     }
-    hs.drain(&h, 3, None);
+    hs.drain(&h, PeId::new(3), None);
     for _ in 0..100 {
         hs.resolve(&h, Some(1), &mut rng);
     }
-    hs.undrain(&h, 3);
+    hs.undrain(&h, PeId::new(3));
     // Equal weights: the next 30 turns go round, 10 each, instead of
     // PE 3 catching up on the 50 turns it missed.
     let mut count = [0u32; 4];
@@ -554,13 +571,13 @@ fn a_pool_whose_pes_are_all_drained_exists_and_answers_none() {
     for id in 1..=2 {
         hs.register(reg(&h, id, Policy::WeightedRandom { weight: 1 }))
             .expect("ok");
-        hs.drain(&h, id, None);
+        hs.drain(&h, PeId::new(id), None);
     }
     assert_eq!(hs.resolve(&h, Some(5), &mut rng), Some(Vec::new()));
     // A drained PE's deregistration counts it out.
-    assert!(hs.deregister(&h, 1).is_some_and(|e| e.drained));
+    assert!(hs.deregister(&h, PeId::new(1)).is_some_and(|e| e.drained));
     assert_eq!(hs.drained_count(), 1);
-    assert!(hs.deregister(&h, 2).is_some());
+    assert!(hs.deregister(&h, PeId::new(2)).is_some());
     assert_eq!((hs.drained_count(), hs.pool_count()), (0, 0));
     assert_eq!(hs.resolve(&h, Some(5), &mut rng), None);
 }
@@ -571,27 +588,27 @@ fn a_drain_timeout_is_a_deadline_that_the_latest_drain_sets() {
     let mut hs = Handlespace::new(Config::default());
     let h = PoolHandle::from_static("p");
     hs.register(reg(&h, 1, Policy::RoundRobin)).expect("ok");
-    hs.drain(&h, 1, Some(t0 + Duration::from_secs(10)));
+    hs.drain(&h, PeId::new(1), Some(t0 + Duration::from_secs(10)));
     assert_eq!(hs.next_deadline(), Some(t0 + Duration::from_secs(10)));
     // Draining again replaces the timeout.
-    hs.drain(&h, 1, Some(t0 + Duration::from_secs(20)));
+    hs.drain(&h, PeId::new(1), Some(t0 + Duration::from_secs(20)));
     assert!(hs.pop_expired(t0 + Duration::from_secs(15)).is_empty());
     let expired = hs.pop_expired(t0 + Duration::from_secs(20));
     assert_eq!(
         expired,
         vec![Expired {
             pool_handle: h.clone(),
-            identifier: 1,
+            identifier: PeId::new(1),
             kind: DeadlineKind::Drain
         }]
     );
     // The PE stays, drained, until the caller removes it.
     assert!(hs
-        .find(&h, 1)
+        .find(&h, PeId::new(1))
         .is_some_and(|e| e.drained && e.drain_ends.is_none()));
     // An undrain cancels the timeout.
-    hs.drain(&h, 1, Some(t0 + Duration::from_secs(30)));
-    hs.undrain(&h, 1);
+    hs.drain(&h, PeId::new(1), Some(t0 + Duration::from_secs(30)));
+    hs.undrain(&h, PeId::new(1));
     assert_eq!(hs.next_deadline(), None);
     assert!(hs.pop_expired(t0 + Duration::from_secs(60)).is_empty());
 }
@@ -621,5 +638,5 @@ fn a_reregistration_keeps_the_first_registration_time_and_says_what_changed() {
         address: IpAddr::from([192, 0, 2, 1]),
     };
     assert_eq!(hs.register(r), Ok(Registered::Updated { changed: true }));
-    assert_eq!(hs.find(&h, 1).map(|e| e.registered_at), Some(t0));
+    assert_eq!(hs.find(&h, PeId::new(1)).map(|e| e.registered_at), Some(t0));
 }

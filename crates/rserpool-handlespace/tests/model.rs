@@ -15,7 +15,7 @@ use proptest::prelude::*;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use rserpool_handlespace::{Config, DeadlineKind, Handlespace, Identity, PeChecksum, Registration};
-use rserpool_wire::{Policy, PoolElement, PoolHandle, Transport};
+use rserpool_wire::{ConnId, PeId, Policy, PoolElement, PoolHandle, ServerId, Transport};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -131,17 +131,17 @@ proptest! {
                     hs.register(Registration {
                         pool_handle: handle(pool),
                         element: PoolElement {
-                            identifier: id,
-                            home_registrar: pe.owner,
+                            identifier: PeId::new(id),
+                            home_registrar: ServerId::new(pe.owner),
                             registration_life: 300,
                             user_transport: Transport::Udp { port: 7, address: IpAddr::from([192, 0, 2, 1]) },
                             policy: policy_of(pool),
                             asap_transport: None,
                         },
-                        home: pe.owner,
+                        home: ServerId::new(pe.owner),
                         expires: pe.life,
                         keep_alive_due: pe.keep,
-                        connection: Some(pe.conn),
+                        connection: Some(ConnId::new(pe.conn)),
                         identity: Some(identity(who)),
                         distance: 0,
                         registered_at: now,
@@ -150,12 +150,12 @@ proptest! {
                 }
                 Op::Deregister { pool, id } => {
                     let id = u32::from(id);
-                    let got = hs.deregister(&handle(pool), id);
+                    let got = hs.deregister(&handle(pool), PeId::new(id));
                     prop_assert_eq!(got.is_some(), model.remove(&(pool, id)).is_some());
                 }
                 Op::Move { pool, id, keep } => {
                     let id = u32::from(id);
-                    let moved = hs.set_deadline(&handle(pool), id, DeadlineKind::KeepAlive, keep.map(at));
+                    let moved = hs.set_deadline(&handle(pool), PeId::new(id), DeadlineKind::KeepAlive, keep.map(at));
                     match model.get_mut(&(pool, id)) {
                         Some(pe) => { prop_assert!(moved); pe.keep = keep.map(at); }
                         None => prop_assert!(!moved),
@@ -167,7 +167,7 @@ proptest! {
                     let mut last = None;
                     for x in &expired {
                         let pool = (0..3u8).find(|p| handle(*p) == x.pool_handle).expect("known pool");
-                        let pe = model.get_mut(&(pool, x.identifier)).expect("expired PE exists");
+                        let pe = model.get_mut(&(pool, x.identifier.get())).expect("expired PE exists");
                         let t = match x.kind {
                             DeadlineKind::Lifetime => pe.life.take(),
                             DeadlineKind::KeepAlive => pe.keep.take(),
@@ -192,7 +192,7 @@ proptest! {
                     let members = model.keys().filter(|(p, _)| *p == pool).count();
                     let live = model.iter().filter(|((p, _), pe)| *p == pool && !pe.drained).count();
                     let mut got = Vec::new();
-                    let r = hs.resolve_each(&handle(pool), Some(u32::from(n)), &mut rng, |e| got.push(e.identifier));
+                    let r = hs.resolve_each(&handle(pool), Some(u32::from(n)), &mut rng, |e| got.push(e.identifier.get()));
                     prop_assert_eq!(r.is_some(), members > 0);
                     prop_assert_eq!(got.len(), live.min(usize::from(n)));
                     for id in &got {
@@ -204,7 +204,7 @@ proptest! {
                 }
                 Op::Drain { pool, id, ends } => {
                     let id = u32::from(id);
-                    let was = hs.drain(&handle(pool), id, ends.map(at));
+                    let was = hs.drain(&handle(pool), PeId::new(id), ends.map(at));
                     match model.get_mut(&(pool, id)) {
                         Some(pe) => {
                             prop_assert_eq!(was, Some(pe.drained));
@@ -216,7 +216,7 @@ proptest! {
                 }
                 Op::Undrain { pool, id } => {
                     let id = u32::from(id);
-                    let was = hs.undrain(&handle(pool), id);
+                    let was = hs.undrain(&handle(pool), PeId::new(id));
                     match model.get_mut(&(pool, id)) {
                         Some(pe) => {
                             prop_assert_eq!(was, Some(pe.drained));
@@ -230,8 +230,8 @@ proptest! {
             // Membership and lookups.
             prop_assert_eq!(hs.len(), model.len());
             for ((pool, id), pe) in &model {
-                let e = hs.find(&handle(*pool), *id).expect("registered");
-                prop_assert_eq!(e.home, pe.owner);
+                let e = hs.find(&handle(*pool), PeId::new(*id)).expect("registered");
+                prop_assert_eq!(e.home, ServerId::new(pe.owner));
                 prop_assert_eq!(e.expires, pe.life);
                 prop_assert_eq!(e.keep_alive_due, pe.keep);
                 prop_assert_eq!(e.drained, pe.drained);
@@ -245,20 +245,20 @@ proptest! {
             // Indices and checksums.
             for owner in 0..3u32 {
                 let mut want: Vec<(u8, u32)> = model.iter().filter(|(_, pe)| pe.owner == owner).map(|(k, _)| *k).collect();
-                let mut got: Vec<(u8, u32)> = hs.by_owner(owner)
-                    .map(|(h, e)| ((0..3u8).find(|p| handle(*p) == *h).expect("pool"), e.identifier))
+                let mut got: Vec<(u8, u32)> = hs.by_owner(ServerId::new(owner))
+                    .map(|(h, e)| ((0..3u8).find(|p| handle(*p) == *h).expect("pool"), e.identifier.get()))
                     .collect();
                 want.sort_unstable();
                 got.sort_unstable();
                 prop_assert_eq!(&got, &want);
                 let mut sum = PeChecksum::default();
                 for (pool, id) in &want {
-                    sum.add(&handle(*pool), *id);
+                    sum.add(&handle(*pool), PeId::new(*id));
                 }
-                prop_assert_eq!(hs.checksum(owner), sum.value());
+                prop_assert_eq!(hs.checksum(ServerId::new(owner)), sum.value());
             }
             for conn in 0..4u64 {
-                prop_assert_eq!(hs.by_connection(conn).count(), model.values().filter(|pe| pe.conn == conn).count());
+                prop_assert_eq!(hs.by_connection(ConnId::new(conn)).count(), model.values().filter(|pe| pe.conn == conn).count());
             }
             for who in 0..3u8 {
                 prop_assert_eq!(hs.by_identity(&identity(who)).count(), model.values().filter(|pe| pe.who == who).count());

@@ -10,7 +10,7 @@ use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use rserpool_handlespace::selection::MAX_LOAD;
 use rserpool_handlespace::{Config, Handlespace, PoolUserSelection, Registration};
-use rserpool_wire::{Policy, PoolElement, PoolHandle, Transport};
+use rserpool_wire::{ConnId, PeId, Policy, PoolElement, PoolHandle, ServerId, Transport};
 
 /// Chi-square critical values at p = 0.001 by degrees of freedom.
 fn critical(df: usize) -> f64 {
@@ -67,8 +67,8 @@ impl Pool {
         let r = Registration {
             pool_handle: self.handle.clone(),
             element: PoolElement {
-                identifier: id,
-                home_registrar: 1,
+                identifier: PeId::new(id),
+                home_registrar: ServerId::new(1),
                 registration_life: 300,
                 user_transport: Transport::Udp {
                     port: 7,
@@ -77,10 +77,10 @@ impl Pool {
                 policy,
                 asap_transport: None,
             },
-            home: 1,
+            home: ServerId::new(1),
             expires: None,
             keep_alive_due: None,
-            connection: Some(u64::from(id)),
+            connection: Some(ConnId::new(u64::from(id))),
             identity: None,
             distance,
             registered_at: std::time::Instant::now(),
@@ -92,7 +92,7 @@ impl Pool {
         let mut ids = Vec::new();
         self.hs
             .resolve_each(&self.handle, Some(n), &mut self.rng, |e| {
-                ids.push(e.identifier)
+                ids.push(e.identifier.get())
             })
             .expect("pool exists");
         ids
@@ -153,7 +153,7 @@ fn random_stays_uniform_after_deregistrations() {
     }
     // Remove ten PEs from the middle and the ends of the dense array.
     for id in [1, 5, 17, 18, 25, 33, 40, 44, 49, 50] {
-        assert!(p.hs.deregister(&p.handle, id).is_some());
+        assert!(p.hs.deregister(&p.handle, PeId::new(id)).is_some());
     }
     let mut any = vec![0u64; 51];
     for _ in 0..40_000 {
@@ -164,7 +164,7 @@ fn random_stays_uniform_after_deregistrations() {
         }
     }
     let remaining: Vec<u64> = (1..=50)
-        .filter(|id| p.hs.find(&p.handle, *id).is_some())
+        .filter(|id| p.hs.find(&p.handle, PeId::new(*id)).is_some())
         .map(|id| any[id as usize])
         .collect();
     assert_eq!(remaining.len(), 40);
@@ -424,7 +424,7 @@ fn pool_user_selection_over_a_resolution_follows_the_policy() {
     let mut rng = SmallRng::seed_from_u64(28);
     for _ in 0..60_000 {
         let id = pu.select(&mut rng).expect("active").identifier;
-        count[id as usize - 1] += 1;
+        count[id.get() as usize - 1] += 1;
     }
     assert_shares(&count, &[1.0, 2.0, 3.0]);
 }

@@ -34,7 +34,8 @@ use bytes::BytesMut;
 use rserpool_security::{Psk, TlsClient, TlsClientConfig};
 use rserpool_wire::framing::ChannelCodec;
 use rserpool_wire::{
-    AsapMessage, Policy, PoolElement, PoolHandle, Transport, TransportUse, WireMessage,
+    AsapMessage, PeId, Policy, PoolElement, PoolHandle, ServerId, Transport, TransportUse,
+    WireMessage,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -149,9 +150,11 @@ async fn one_resolution(a: &Args, from: IpAddr) -> Option<bool> {
         let mut c = tls(a, "pu-4", from).await?;
         c.send(&resolution()).await?;
         match c.recv().await? {
-            Some(AsapMessage::HandleResolutionResponse { pool_elements, .. }) => {
-                Ok::<_, Error>(pool_elements.iter().any(|p| p.identifier == PE_ID))
-            }
+            Some(AsapMessage::HandleResolutionResponse { pool_elements, .. }) => Ok::<_, Error>(
+                pool_elements
+                    .iter()
+                    .any(|p| p.identifier == PeId::new(PE_ID)),
+            ),
             _ => Ok(false),
         }
     };
@@ -189,8 +192,8 @@ async fn answering_pe(a: &Args) -> Result<(), Error> {
     let registration = AsapMessage::Registration {
         pool_handle: handle(),
         pool_element: PoolElement {
-            identifier: PE_ID,
-            home_registrar: 0,
+            identifier: PeId::new(PE_ID),
+            home_registrar: ServerId::UNDETERMINED,
             registration_life: 3_600_000,
             user_transport: Transport::Tcp {
                 port: 7,
@@ -223,7 +226,7 @@ async fn answering_pe(a: &Args) -> Result<(), Error> {
             {
                 let ack = AsapMessage::EndpointKeepAliveAck {
                     pool_handle,
-                    identifier: identifier.unwrap_or(PE_ID),
+                    identifier: identifier.unwrap_or(PeId::new(PE_ID)),
                 };
                 if c.send(&ack).await.is_err() {
                     break;
@@ -247,7 +250,7 @@ async fn reports(a: &Args) -> Result<(), Error> {
                 tick.tick().await;
                 let r = AsapMessage::EndpointUnreachable {
                     pool_handle: handle(),
-                    identifier: PE_ID,
+                    identifier: PeId::new(PE_ID),
                 };
                 if c.send(&r).await.is_err() {
                     break;

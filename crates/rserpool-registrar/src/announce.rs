@@ -6,7 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use rserpool_wire::{AsapMessage, Transport, TransportUse, WireMessage};
+use rserpool_wire::{AsapMessage, ServerId, Transport, TransportUse, WireMessage};
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 
@@ -33,7 +33,7 @@ impl Default for AnnounceConfig {
 
 /// The announcement for these listeners.
 pub fn announcement(
-    server_id: u32,
+    server_id: ServerId,
     listeners: &[SocketAddr],
     advertised: Option<IpAddr>,
 ) -> AsapMessage {
@@ -61,7 +61,7 @@ pub fn announcement(
 /// Start the announcing task.
 pub(crate) async fn start(
     cfg: &AnnounceConfig,
-    server_id: u32,
+    server_id: ServerId,
     listeners: &[SocketAddr],
 ) -> std::io::Result<JoinHandle<()>> {
     let bind: SocketAddr = match cfg.group {

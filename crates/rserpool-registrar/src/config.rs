@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use rserpool_security::rate_limit::Rate;
+use rserpool_wire::ServerId;
 use serde::{Deserialize, Serialize};
 
 /// Settings of [`crate::RegistrarCore`].
@@ -13,7 +14,7 @@ use serde::{Deserialize, Serialize};
 pub struct CoreConfig {
     /// This registrar's server identifier (RFC 5353 section 3.1: random,
     /// non-zero).
-    pub server_id: u32,
+    pub server_id: ServerId,
     /// Mean time between the keep-alives sent to one PE; each interval is
     /// drawn from 50..150 % of it (RFC 5352 section 3.5). RSPLIB: 5 s.
     #[serde(with = "duration_ms")]
@@ -112,12 +113,12 @@ impl Default for CoreConfig {
 /// (RFC 5353 section 3.1: chosen at start-up, unique with high
 /// probability among the registrars of an operational scope).
 #[cfg(feature = "service")]
-pub fn random_server_id() -> Result<u32, rserpool_security::SecurityError> {
+pub fn random_server_id() -> Result<ServerId, rserpool_security::SecurityError> {
     loop {
         let mut b = [0u8; 4];
         rserpool_security::random_bytes(&mut b)?;
-        let id = u32::from_be_bytes(b);
-        if id != 0 {
+        let id = ServerId::new(u32::from_be_bytes(b));
+        if !id.is_undetermined() {
             return Ok(id);
         }
     }
@@ -127,17 +128,18 @@ pub fn random_server_id() -> Result<u32, rserpool_security::SecurityError> {
 /// From the standard library's random hash keys (the operating system's
 /// randomness, without OpenSSL, so that the core builds without it); a
 /// registrar that must be unpredictable uses [`random_server_id`].
-fn default_server_id() -> u32 {
+fn default_server_id() -> ServerId {
     use std::hash::{BuildHasher, Hasher};
     let keys = std::collections::hash_map::RandomState::new();
-    (0u64..)
+    let id = (0u64..)
         .map(|i| {
             let mut h = keys.build_hasher();
             h.write_u64(i);
             h.finish() as u32
         })
         .find(|&id| id != 0)
-        .unwrap_or(1)
+        .unwrap_or(1);
+    ServerId::new(id)
 }
 
 impl CoreConfig {
@@ -145,7 +147,7 @@ impl CoreConfig {
     /// settings against each other.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         use bounds::*;
-        if self.server_id == 0 {
+        if self.server_id == ServerId::UNDETERMINED {
             return Err(InvalidSetting::new("server_id", "must not be 0"));
         }
         KEEP_ALIVE_INTERVAL.check("keep_alive_interval", self.keep_alive_interval)?;
@@ -439,8 +441,9 @@ mod default_tests {
 
     #[test]
     fn default_server_ids_differ_and_are_not_zero() {
-        let ids: std::collections::BTreeSet<u32> =
-            (0..64).map(|_| CoreConfig::default().server_id).collect();
+        let ids: std::collections::BTreeSet<u32> = (0..64)
+            .map(|_| CoreConfig::default().server_id.get())
+            .collect();
         assert!(!ids.contains(&0));
         // 64 draws of 32 bits: a repeat is a broken generator, not luck.
         assert!(ids.len() >= 63, "{ids:?}");

@@ -33,7 +33,7 @@ use std::time::Instant;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use rserpool_handlespace::{ConnId, Handlespace, Identity};
-use rserpool_wire::{AsapMessage, Cause, EnrpMessage, OperationError};
+use rserpool_wire::{AsapMessage, Cause, EnrpMessage, OperationError, ServerId};
 use rustc_hash::FxHashMap;
 
 use crate::client::{Client, OpenConnection, Protocol};
@@ -195,7 +195,7 @@ impl RegistrarCore {
             Protocol::Asap => AsapMessage::Error { error }.into(),
             Protocol::Enrp => EnrpMessage::Error {
                 sender: self.config.server_id,
-                receiver: 0,
+                receiver: ServerId::UNDETERMINED,
                 error,
             }
             .into(),

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use rserpool_security::PeerIdentity;
-use rserpool_wire::{AsapMessage, CauseCode, EnrpMessage, WireMessage};
+use rserpool_wire::{AsapMessage, CauseCode, ConnId, EnrpMessage, PeId, ServerId, WireMessage};
 
 use crate::core_tests::{registration, Sim, PE_ADDR};
 use crate::{
@@ -13,15 +13,18 @@ use crate::{
 
 fn open(s: &mut Sim, conn: u64, identity: PeerIdentity, kind: ConnKind) {
     let address: SocketAddr = format!("{PE_ADDR}:{}", 40000 + conn).parse().unwrap();
-    s.core
-        .handle_connect(s.now, conn, ClientInfo::new(Some(identity), address, kind));
+    s.core.handle_connect(
+        s.now,
+        ConnId::new(conn),
+        ClientInfo::new(Some(identity), address, kind),
+    );
 }
 
 fn presence() -> EnrpMessage {
     EnrpMessage::Presence {
         reply_required: true,
-        sender: 0x99,
-        receiver: 0,
+        sender: ServerId::new(0x99),
+        receiver: ServerId::new(0),
         checksum: None,
         server_info: None,
     }
@@ -33,7 +36,7 @@ fn enrp_sent(out: &[Output]) -> Vec<(u64, EnrpMessage)> {
             Output::Send {
                 conn,
                 msg: Message::Enrp(m),
-            } => Some((*conn, m.clone())),
+            } => Some((conn.get(), m.clone())),
             _ => None,
         })
         .collect()
@@ -63,7 +66,7 @@ fn a_pool_user_listener_refuses_registrations_and_serves_resolutions() {
         1,
         AsapMessage::Deregistration {
             pool_handle: crate::core_tests::handle(),
-            identifier: 5,
+            identifier: PeId::new(5),
         },
     );
     assert!(matches!(
@@ -98,11 +101,11 @@ fn enrp_messages_are_answered_as_by_an_unprepared_server() {
         ConnKind::Enrp,
     );
     let frame = presence().to_bytes().unwrap();
-    s.core.handle_frame(s.now, 1, &frame);
+    s.core.handle_frame(s.now, ConnId::new(1), &frame);
     let out = s.outputs();
     match &enrp_sent(&out)[..] {
         [(1, EnrpMessage::Error { sender, error, .. })] => {
-            assert_eq!(*sender, 0x1234);
+            assert_eq!(*sender, ServerId::new(0x1234));
             assert_eq!(cause_of(error), CauseCode::UnrecognizedMessage);
             assert_eq!(error.causes[0].info, frame);
         }
@@ -111,10 +114,10 @@ fn enrp_messages_are_answered_as_by_an_unprepared_server() {
     // An ENRP_ERROR is counted, not answered.
     s.core.handle_message(
         s.now,
-        1,
+        ConnId::new(1),
         EnrpMessage::Error {
-            sender: 0x99,
-            receiver: 0x1234,
+            sender: ServerId::new(0x99),
+            receiver: ServerId::new(0x1234),
             error: rserpool_wire::OperationError::single(rserpool_wire::Cause::new(
                 CauseCode::UnrecognizedMessage,
             )),
@@ -136,18 +139,19 @@ fn the_wrong_protocol_is_a_protocol_error_on_the_malformed_path() {
     );
     s.psk(2, "pe");
     // ASAP on an ENRP connection: an ENRP_ERROR.
-    s.core.handle_message(s.now, 1, registration(5));
+    s.core
+        .handle_message(s.now, ConnId::new(1), registration(5));
     let out = s.outputs();
     assert!(matches!(
         &enrp_sent(&out)[..],
         [(1, EnrpMessage::Error { error, .. })] if cause_of(error) == CauseCode::UnrecognizedMessage
     ));
-    assert!(out
-        .iter()
-        .any(|o| matches!(o, Output::Event(Event::Malformed { conn: 1, .. }))));
+    assert!(out.iter().any(
+        |o| matches!(o, Output::Event(Event::Malformed { conn, .. }) if *conn == ConnId::new(1))
+    ));
     // ENRP on an ASAP connection: an ASAP_ERROR.
     let sent = {
-        s.core.handle_message(s.now, 2, presence());
+        s.core.handle_message(s.now, ConnId::new(2), presence());
         s.sent()
     };
     assert!(matches!(
@@ -159,12 +163,13 @@ fn the_wrong_protocol_is_a_protocol_error_on_the_malformed_path() {
     // Over the limit the connection closes, once.
     let max = s.core.config().max_malformed_per_connection;
     for _ in 0..max + 3 {
-        s.core.handle_message(s.now, 1, registration(5));
+        s.core
+            .handle_message(s.now, ConnId::new(1), registration(5));
     }
     let closes = s
         .outputs()
         .iter()
-        .filter(|o| matches!(o, Output::Close { conn: 1, .. }))
+        .filter(|o| matches!(o, Output::Close { conn, .. } if *conn == ConnId::new(1)))
         .count();
     assert_eq!(closes, 1);
 }
@@ -187,7 +192,7 @@ fn a_peer_registrar_must_authenticate() {
     ));
     assert!(out
         .iter()
-        .any(|o| matches!(o, Output::Close { conn: 1, .. })));
+        .any(|o| matches!(o, Output::Close { conn, .. } if *conn == ConnId::new(1))));
     assert_eq!(s.core.connections(), 0);
 }
 
@@ -257,7 +262,7 @@ fn foreign_pe(s: &mut Sim, id: u32) {
     let reg = rserpool_handlespace::Registration {
         pool_handle: crate::core_tests::handle(),
         element: crate::core_tests::pe(id, PE_ADDR, rserpool_wire::Policy::RoundRobin),
-        home: 0x9999,
+        home: ServerId::new(0x9999),
         expires: Some(now + std::time::Duration::from_secs(30)),
         keep_alive_due: Some(now + std::time::Duration::from_secs(5)),
         connection: None,
@@ -271,7 +276,7 @@ fn foreign_pe(s: &mut Sim, id: u32) {
 #[test]
 fn only_the_home_registrar_expires_probes_or_removes_a_pe() {
     let mut s = Sim::with(crate::CoreConfig {
-        server_id: 0x1234,
+        server_id: ServerId::new(0x1234),
         seed: 7,
         max_bad_pe_reports: 1,
         ..crate::CoreConfig::default()
@@ -282,7 +287,7 @@ fn only_the_home_registrar_expires_probes_or_removes_a_pe() {
         1,
         AsapMessage::EndpointUnreachable {
             pool_handle: crate::core_tests::handle(),
-            identifier: 9,
+            identifier: PeId::new(9),
         },
     );
     assert!(sent.is_empty(), "{sent:?}");
@@ -297,7 +302,7 @@ fn only_the_home_registrar_expires_probes_or_removes_a_pe() {
     assert!(s
         .core
         .handlespace()
-        .find(&crate::core_tests::handle(), 9)
+        .find(&crate::core_tests::handle(), PeId::new(9))
         .is_some());
     assert_eq!(s.core.stats().keep_alives_sent, 0);
     assert_eq!(s.core.stats().unreachable_reports, 0);
@@ -307,9 +312,9 @@ fn only_the_home_registrar_expires_probes_or_removes_a_pe() {
         crate::core_tests::reg_cause(&s.send(2, registration(5))),
         None
     );
-    s.core.handle_disconnect(s.now, 2);
+    s.core.handle_disconnect(s.now, ConnId::new(2));
     let out = s.advance(std::time::Duration::from_secs(120));
     assert!(out
         .iter()
-        .any(|o| matches!(o, Output::Event(Event::Removed { identifier: 5, .. }))));
+        .any(|o| matches!(o, Output::Event(Event::Removed { identifier, .. }) if *identifier == PeId::new(5))));
 }

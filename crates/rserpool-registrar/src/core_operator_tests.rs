@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use rserpool_security::PeerIdentity;
-use rserpool_wire::{AsapMessage, PoolHandle};
+use rserpool_wire::{AsapMessage, ConnId, PeId, PoolHandle, ServerId};
 
 use crate::core_tests::{ack, events, handle, reg_cause, registration, resolved_ids, Sim};
 use crate::{Event, Message, OperatorError, Output, Removal};
@@ -15,7 +15,7 @@ const BY: &str = "admin API from 127.0.0.1";
 /// (connection 9); keep-alives every 5 s with 30 s to answer.
 fn three_pes() -> Sim {
     let mut s = Sim::with(crate::CoreConfig {
-        server_id: 0x1234,
+        server_id: ServerId::new(0x1234),
         seed: 7,
         keep_alive_timeout: Duration::from_secs(30),
         ..crate::CoreConfig::default()
@@ -39,7 +39,7 @@ fn resolved_many(s: &mut Sim, rounds: usize) -> Vec<u32> {
 fn deregistration(id: u32) -> AsapMessage {
     AsapMessage::Deregistration {
         pool_handle: handle(),
-        identifier: id,
+        identifier: PeId::new(id),
     }
 }
 
@@ -49,7 +49,13 @@ fn a_drained_pe_stays_registered_but_is_not_handed_out() {
     let now = s.now;
     let o = s
         .core
-        .drain(now, &handle(), 2, Some(Duration::from_secs(600)), BY)
+        .drain(
+            now,
+            &handle(),
+            PeId::new(2),
+            Some(Duration::from_secs(600)),
+            BY,
+        )
         .unwrap();
     assert!(!o.was_drained);
     assert_eq!(o.ends, Some(now + Duration::from_secs(600)));
@@ -57,7 +63,7 @@ fn a_drained_pe_stays_registered_but_is_not_handed_out() {
         events(&s.outputs()),
         vec![Event::Drained {
             pool_handle: handle(),
-            identifier: 2,
+            identifier: PeId::new(2),
             by: BY.into(),
             timeout_seconds: Some(600),
         }]
@@ -73,11 +79,11 @@ fn a_drained_pe_stays_registered_but_is_not_handed_out() {
             o,
             Output::Send {
                 msg: Message::Asap(AsapMessage::EndpointKeepAlive {
-                    identifier: Some(2),
+                    identifier: Some(id),
                     ..
                 }),
                 ..
-            }
+            } if *id == PeId::new(2)
         )),
         "keep-alives to the drained PE: {out:?}"
     );
@@ -86,7 +92,7 @@ fn a_drained_pe_stays_registered_but_is_not_handed_out() {
     assert!(s
         .core
         .handlespace()
-        .find(&handle(), 2)
+        .find(&handle(), PeId::new(2))
         .is_some_and(|e| e.drained));
     assert_eq!(s.core.stats().operator_drains, 1);
     s.core.check_invariants();
@@ -103,12 +109,24 @@ fn the_drain_timeout_removes_the_pe_and_what_follows_is_harmless() {
     s.outputs();
     let now = s.now;
     s.core
-        .drain(now, &handle(), 7, Some(Duration::from_secs(600)), BY)
+        .drain(
+            now,
+            &handle(),
+            PeId::new(7),
+            Some(Duration::from_secs(600)),
+            BY,
+        )
         .unwrap();
     // Draining again replaces the timeout.
     let o = s
         .core
-        .drain(now, &handle(), 7, Some(Duration::from_secs(20)), BY)
+        .drain(
+            now,
+            &handle(),
+            PeId::new(7),
+            Some(Duration::from_secs(20)),
+            BY,
+        )
         .unwrap();
     assert!(o.was_drained);
     s.outputs();
@@ -120,7 +138,7 @@ fn the_drain_timeout_removes_the_pe_and_what_follows_is_harmless() {
         out,
         vec![Output::Event(Event::Removed {
             pool_handle: handle(),
-            identifier: 7,
+            identifier: PeId::new(7),
             reason: Removal::DrainTimeout,
         })]
     );
@@ -139,7 +157,7 @@ fn the_drain_timeout_removes_the_pe_and_what_follows_is_harmless() {
     assert!(s
         .core
         .handlespace()
-        .find(&handle(), 7)
+        .find(&handle(), PeId::new(7))
         .is_some_and(|e| !e.drained));
     s.core.check_invariants();
 }
@@ -148,7 +166,10 @@ fn the_drain_timeout_removes_the_pe_and_what_follows_is_harmless() {
 fn a_drain_without_a_timeout_lasts_and_an_undrain_ends_it() {
     let mut s = three_pes();
     let now = s.now;
-    let o = s.core.drain(now, &handle(), 3, None, BY).unwrap();
+    let o = s
+        .core
+        .drain(now, &handle(), PeId::new(3), None, BY)
+        .unwrap();
     assert_eq!(o.ends, None);
     assert!(matches!(
         &events(&s.outputs())[..],
@@ -169,21 +190,21 @@ fn a_drain_without_a_timeout_lasts_and_an_undrain_ends_it() {
     assert!(s
         .core
         .handlespace()
-        .find(&handle(), 3)
+        .find(&handle(), PeId::new(3))
         .is_some_and(|e| e.drained));
     assert_eq!(resolved_many(&mut s, 10), vec![1, 2]);
     let now = s.now;
-    assert_eq!(s.core.undrain(now, &handle(), 3, BY), Ok(true));
+    assert_eq!(s.core.undrain(now, &handle(), PeId::new(3), BY), Ok(true));
     assert_eq!(
         events(&s.outputs()),
         vec![Event::Undrained {
             pool_handle: handle(),
-            identifier: 3,
+            identifier: PeId::new(3),
             by: BY.into(),
         }]
     );
     // Idempotent: no event the second time.
-    assert_eq!(s.core.undrain(now, &handle(), 3, BY), Ok(false));
+    assert_eq!(s.core.undrain(now, &handle(), PeId::new(3), BY), Ok(false));
     assert!(s.outputs().is_empty());
     assert_eq!(resolved_many(&mut s, 10), vec![1, 2, 3]);
     assert_eq!(s.core.stats().operator_undrains, 2);
@@ -194,24 +215,33 @@ fn an_undrain_cancels_the_timeout() {
     let mut s = three_pes();
     let now = s.now;
     s.core
-        .drain(now, &handle(), 1, Some(Duration::from_secs(5)), BY)
+        .drain(
+            now,
+            &handle(),
+            PeId::new(1),
+            Some(Duration::from_secs(5)),
+            BY,
+        )
         .unwrap();
-    s.core.undrain(now, &handle(), 1, BY).unwrap();
+    s.core.undrain(now, &handle(), PeId::new(1), BY).unwrap();
     s.outputs();
     s.advance(Duration::from_secs(6));
-    assert!(s.core.handlespace().find(&handle(), 1).is_some());
+    assert!(s.core.handlespace().find(&handle(), PeId::new(1)).is_some());
 }
 
 #[test]
 fn a_drained_pe_that_deregisters_is_removed_as_usual() {
     let mut s = three_pes();
     let now = s.now;
-    s.core.drain(now, &handle(), 1, None, BY).unwrap();
+    s.core
+        .drain(now, &handle(), PeId::new(1), None, BY)
+        .unwrap();
     s.outputs();
-    s.core.handle_message(s.now, 1, deregistration(1));
+    s.core
+        .handle_message(s.now, ConnId::new(1), deregistration(1));
     assert!(events(&s.outputs()).contains(&Event::Removed {
         pool_handle: handle(),
-        identifier: 1,
+        identifier: PeId::new(1),
         reason: Removal::Deregistered,
     }));
     assert_eq!(s.core.handlespace().drained_count(), 0);
@@ -223,7 +253,9 @@ fn a_pool_whose_pes_are_all_drained_answers_an_empty_list() {
     let mut s = three_pes();
     let now = s.now;
     for id in 1..=3 {
-        s.core.drain(now, &handle(), id, None, BY).unwrap();
+        s.core
+            .drain(now, &handle(), PeId::new(id), None, BY)
+            .unwrap();
     }
     s.outputs();
     let sent = s.send(
@@ -248,14 +280,19 @@ fn a_pool_whose_pes_are_all_drained_answers_an_empty_list() {
 fn an_operator_removal_is_final_for_the_core_and_harmless_after() {
     let mut s = three_pes();
     let now = s.now;
-    s.core.drain(now, &handle(), 2, None, BY).unwrap();
+    s.core
+        .drain(now, &handle(), PeId::new(2), None, BY)
+        .unwrap();
     s.outputs();
-    assert_eq!(s.core.remove_pool_element(now, &handle(), 2), Ok(()));
+    assert_eq!(
+        s.core.remove_pool_element(now, &handle(), PeId::new(2)),
+        Ok(())
+    );
     assert_eq!(
         events(&s.outputs()),
         vec![Event::Removed {
             pool_handle: handle(),
-            identifier: 2,
+            identifier: PeId::new(2),
             reason: Removal::Operator,
         }]
     );
@@ -263,10 +300,10 @@ fn an_operator_removal_is_final_for_the_core_and_harmless_after() {
     assert_eq!(s.core.handlespace().drained_count(), 0);
     s.core.check_invariants();
     assert_eq!(
-        s.core.remove_pool_element(now, &handle(), 2),
+        s.core.remove_pool_element(now, &handle(), PeId::new(2)),
         Err(OperatorError::NoPoolElement {
             pool_handle: handle(),
-            identifier: 2
+            identifier: PeId::new(2)
         })
     );
     // The PE's own deregistration and keep-alive answer find nothing.
@@ -278,11 +315,13 @@ fn an_operator_removal_is_final_for_the_core_and_harmless_after() {
     ));
     assert!(events(&s.outputs()).is_empty());
     // Its connection closing later touches only the PEs still there.
-    s.core.handle_disconnect(s.now, 1);
+    s.core.handle_disconnect(s.now, ConnId::new(1));
     s.core.check_invariants();
     // Removing the last PEs removes the pool.
     for id in [1, 3] {
-        s.core.remove_pool_element(s.now, &handle(), id).unwrap();
+        s.core
+            .remove_pool_element(s.now, &handle(), PeId::new(id))
+            .unwrap();
     }
     assert_eq!(s.core.handlespace().pool_count(), 0);
     s.core.check_invariants();
@@ -294,18 +333,18 @@ fn actions_on_what_does_not_exist_and_bad_timeouts_are_refused() {
     let now = s.now;
     let nope = PoolHandle::from_static("nope");
     assert_eq!(
-        s.core.drain(now, &nope, 1, None, BY),
+        s.core.drain(now, &nope, PeId::new(1), None, BY),
         Err(OperatorError::NoPool(nope.clone()))
     );
     assert_eq!(
-        s.core.undrain(now, &handle(), 99, BY),
+        s.core.undrain(now, &handle(), PeId::new(99), BY),
         Err(OperatorError::NoPoolElement {
             pool_handle: handle(),
-            identifier: 99
+            identifier: PeId::new(99)
         })
     );
     assert_eq!(
-        s.core.remove_pool_element(now, &nope, 1),
+        s.core.remove_pool_element(now, &nope, PeId::new(1)),
         Err(OperatorError::NoPool(nope))
     );
     for bad in [
@@ -314,7 +353,10 @@ fn actions_on_what_does_not_exist_and_bad_timeouts_are_refused() {
         Duration::from_secs(31 * 86_400),
         Duration::MAX,
     ] {
-        let e = s.core.drain(now, &handle(), 1, Some(bad), BY).unwrap_err();
+        let e = s
+            .core
+            .drain(now, &handle(), PeId::new(1), Some(bad), BY)
+            .unwrap_err();
         assert!(matches!(e, OperatorError::Timeout { .. }), "{bad:?}: {e}");
     }
     assert_eq!(
@@ -324,7 +366,7 @@ fn actions_on_what_does_not_exist_and_bad_timeouts_are_refused() {
     assert_eq!(
         OperatorError::NoPoolElement {
             pool_handle: handle(),
-            identifier: 0x0a0b_0c0d
+            identifier: PeId::new(0x0a0b_0c0d)
         }
         .to_string(),
         "pool \"echo\" has no PE 0x0a0b0c0d"

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 use rserpool_security::PeerIdentity;
 use rserpool_wire::{
-    AsapMessage, Policy, PoolElement, PoolHandle, Transport, TransportUse, WireMessage,
+    AsapMessage, ConnId, PeId, Policy, PoolElement, PoolHandle, ServerId, Transport, TransportUse,
+    WireMessage,
 };
 
 use crate::{ClientInfo, ConnKind, CoreConfig, Output, RegistrarCore};
@@ -133,8 +134,8 @@ fn registration(pool: u8, id: u32, lu: bool, ip: std::net::IpAddr, life: i32) ->
     AsapMessage::Registration {
         pool_handle: handle(pool),
         pool_element: PoolElement {
-            identifier: id,
-            home_registrar: 0,
+            identifier: PeId::new(id),
+            home_registrar: ServerId::UNDETERMINED,
             registration_life: life,
             user_transport: Transport::Tcp {
                 port: 7,
@@ -173,7 +174,7 @@ proptest! {
         let mut generation = 0u64; // fresh ConnIds after a disconnect
         let mut ids: HashMap<u64, u64> = HashMap::new();
         // (pool, id) -> identity that owns it while it exists
-        let mut owners: HashMap<(Vec<u8>, u32), String> = HashMap::new();
+        let mut owners: HashMap<(Vec<u8>, PeId), String> = HashMap::new();
         for op in ops {
             let mut expect: Option<(u64, u8)> = None;
             match op {
@@ -189,12 +190,12 @@ proptest! {
                         _ => None,
                     };
                     let text = identity.as_ref().map_or("insecure".to_string(), |i| i.to_string());
-                    core.handle_connect(now, generation, ClientInfo::new(identity, (addr(a), 4000).into(), ConnKind::Asap));
+                    core.handle_connect(now, ConnId::new(generation), ClientInfo::new(identity, (addr(a), 4000).into(), ConnKind::Asap));
                     conns.insert(conn, (text, addr(a)));
                 }
                 Op::Disconnect { conn } => {
                     if conns.remove(&conn).is_some() {
-                        core.handle_disconnect(now, ids[&conn]);
+                        core.handle_disconnect(now, ConnId::new(ids[&conn]));
                     }
                 }
                 Op::Advance { ms } => {
@@ -206,7 +207,7 @@ proptest! {
                 }
                 Op::Garbage { conn, bytes } => {
                     if let Some(&c) = ids.get(&conn).filter(|_| conns.contains_key(&conn)) {
-                        core.handle_frame(now, c, &bytes);
+                        core.handle_frame(now, ConnId::new(c), &bytes);
                     }
                 }
                 Op::Mutated { conn, at, byte } => {
@@ -214,7 +215,7 @@ proptest! {
                         let mut b = registration(0, 1, false, *ip, 30_000).to_bytes().unwrap();
                         let i = at % b.len();
                         b[i] = byte;
-                        core.handle_frame(now, ids[&conn], &b);
+                        core.handle_frame(now, ConnId::new(ids[&conn]), &b);
                     }
                 }
                 other => {
@@ -224,15 +225,15 @@ proptest! {
                             let ip = if foreign { addr(9) } else { *ip };
                             (conn, registration(pool, id, lu, ip, life))
                         }
-                        Op::Deregister { conn, pool, id } => (conn, AsapMessage::Deregistration { pool_handle: handle(pool), identifier: id }),
+                        Op::Deregister { conn, pool, id } => (conn, AsapMessage::Deregistration { pool_handle: handle(pool), identifier: PeId::new(id) }),
                         Op::Resolve { conn, pool, items } => (conn, AsapMessage::HandleResolution { subscribe: false, pool_handle: handle(pool), items }),
-                        Op::Ack { conn, pool, id } => (conn, AsapMessage::EndpointKeepAliveAck { pool_handle: handle(pool), identifier: id }),
-                        Op::Report { conn, pool, id } => (conn, AsapMessage::EndpointUnreachable { pool_handle: handle(pool), identifier: id }),
+                        Op::Ack { conn, pool, id } => (conn, AsapMessage::EndpointKeepAliveAck { pool_handle: handle(pool), identifier: PeId::new(id) }),
+                        Op::Report { conn, pool, id } => (conn, AsapMessage::EndpointUnreachable { pool_handle: handle(pool), identifier: PeId::new(id) }),
                         _ => unreachable!(),
                     };
                     if !conns.contains_key(&conn) { continue; }
                     expect = response_type(&msg).map(|t| (ids[&conn], t));
-                    core.handle_message(now, ids[&conn], msg);
+                    core.handle_message(now, ConnId::new(ids[&conn]), msg);
                 }
             }
             // Outputs: sends only to known connections, one answer per request,
@@ -243,10 +244,10 @@ proptest! {
             while let Some(o) = core.poll_output() {
                 match &o {
                     Output::Send { conn, msg } => {
-                        prop_assert!(live.contains(conn), "send to a closed connection: {o:?}");
+                        prop_assert!(live.contains(&conn.get()), "send to a closed connection: {o:?}");
                         prop_assert!(!closed.contains(conn), "send after the close: {o:?}");
                         if let Some((c, t)) = expect {
-                            if *conn == c && msg.as_asap().is_some_and(|m| m.msg_type() == t) { answers += 1; }
+                            if *conn == ConnId::new(c) && msg.as_asap().is_some_and(|m| m.msg_type() == t) { answers += 1; }
                         }
                     }
                     Output::Close { conn, .. } => {
@@ -261,7 +262,7 @@ proptest! {
             }
             // The driver closes what the core closed.
             for c in closed {
-                if let Some(k) = conns.keys().copied().find(|k| ids.get(k) == Some(&c)) {
+                if let Some(k) = conns.keys().copied().find(|k| ids.get(k) == Some(&c.get())) {
                     conns.remove(&k);
                     core.handle_disconnect(now, c);
                 }

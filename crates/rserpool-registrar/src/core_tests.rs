@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use rserpool_security::PeerIdentity;
 use rserpool_wire::{
-    AsapMessage, CauseCode, Policy, PoolElement, PoolHandle, Transport, TransportUse, WireMessage,
+    AsapMessage, CauseCode, ConnId, PeId, Policy, PoolElement, PoolHandle, ServerId, Transport,
+    TransportUse, WireMessage,
 };
 
 use crate::{ClientInfo, ConnKind, CoreConfig, Event, Message, Output, RegistrarCore, Removal};
@@ -20,7 +21,7 @@ pub(crate) const PE_ADDR: &str = "10.0.0.1";
 impl Sim {
     pub(crate) fn new() -> Sim {
         Sim::with(CoreConfig {
-            server_id: 0x1234,
+            server_id: ServerId::new(0x1234),
             seed: 7,
             ..CoreConfig::default()
         })
@@ -38,7 +39,7 @@ impl Sim {
         let address: SocketAddr = format!("{addr}:{}", 40000 + conn).parse().unwrap();
         self.core.handle_connect(
             self.now,
-            conn,
+            ConnId::new(conn),
             ClientInfo::new(identity, address, ConnKind::Asap),
         );
     }
@@ -59,14 +60,14 @@ impl Sim {
                 Output::Send {
                     conn,
                     msg: Message::Asap(msg),
-                } => Some((conn, msg)),
+                } => Some((conn.get(), msg)),
                 _ => None,
             })
             .collect()
     }
 
     pub(crate) fn send(&mut self, conn: u64, msg: AsapMessage) -> Vec<(u64, AsapMessage)> {
-        self.core.handle_message(self.now, conn, msg);
+        self.core.handle_message(self.now, ConnId::new(conn), msg);
         self.sent()
     }
 
@@ -93,8 +94,8 @@ pub(crate) fn handle() -> PoolHandle {
 
 pub(crate) fn pe(id: u32, addr: &str, policy: Policy) -> PoolElement {
     PoolElement {
-        identifier: id,
-        home_registrar: 0,
+        identifier: PeId::new(id),
+        home_registrar: ServerId::UNDETERMINED,
         registration_life: 30_000,
         user_transport: Transport::Tcp {
             port: 7,
@@ -140,7 +141,7 @@ pub(crate) fn resolve(s: &mut Sim, conn: u64) -> AsapMessage {
 pub(crate) fn resolved_ids(s: &mut Sim, conn: u64) -> Vec<u32> {
     match resolve(s, conn) {
         AsapMessage::HandleResolutionResponse { pool_elements, .. } => {
-            pool_elements.iter().map(|p| p.identifier).collect()
+            pool_elements.iter().map(|p| p.identifier.get()).collect()
         }
         other => panic!("{other:?}"),
     }
@@ -152,14 +153,14 @@ fn registered_events_show_the_transport_and_whether_anything_changed() {
     s.psk(1, "pe-a");
     s.send(1, registration(42));
     let reg = |s: &mut Sim, msg| {
-        s.core.handle_message(s.now, 1, msg);
+        s.core.handle_message(s.now, ConnId::new(1), msg);
         events(&s.outputs())
     };
     assert_eq!(
         reg(&mut s, registration(43)),
         vec![Event::Registered {
             pool_handle: handle(),
-            identifier: 43,
+            identifier: PeId::new(43),
             identity: "psk:pe-a".into(),
             new: true,
             changed: true,
@@ -219,8 +220,8 @@ fn registration_is_accepted_and_resolvable() {
     let mut s = Sim::new();
     s.psk(1, "pe-a");
     assert_eq!(reg_cause(&s.send(1, registration(42))), None);
-    let e = s.core.handlespace().find(&handle(), 42).unwrap();
-    assert_eq!(e.home, 0x1234);
+    let e = s.core.handlespace().find(&handle(), PeId::new(42)).unwrap();
+    assert_eq!(e.home, ServerId::new(0x1234));
     assert_eq!(
         e.asap_transport.as_ref().unwrap().addresses(),
         &[PE_ADDR.parse::<std::net::IpAddr>().unwrap()]
@@ -287,7 +288,12 @@ fn another_identity_cannot_touch_a_pe() {
     s.psk(1, "pe-a");
     s.psk(2, "pe-b");
     assert_eq!(reg_cause(&s.send(1, registration(42))), None);
-    let before = s.core.handlespace().find(&handle(), 42).unwrap().to_wire();
+    let before = s
+        .core
+        .handlespace()
+        .find(&handle(), PeId::new(42))
+        .unwrap()
+        .to_wire();
 
     // Re-registration with other values by pe-b: refused, PE unchanged.
     let mut hijack = pe(42, PE_ADDR, Policy::RoundRobin);
@@ -301,7 +307,11 @@ fn another_identity_cannot_touch_a_pe() {
     );
     assert_eq!(reg_cause(&sent), Some(CauseCode::RejectedSecurity));
     assert_eq!(
-        s.core.handlespace().find(&handle(), 42).unwrap().to_wire(),
+        s.core
+            .handlespace()
+            .find(&handle(), PeId::new(42))
+            .unwrap()
+            .to_wire(),
         before
     );
 
@@ -310,7 +320,7 @@ fn another_identity_cannot_touch_a_pe() {
         2,
         AsapMessage::Deregistration {
             pool_handle: handle(),
-            identifier: 42,
+            identifier: PeId::new(42),
         },
     );
     match &sent[..] {
@@ -327,7 +337,7 @@ fn another_identity_cannot_touch_a_pe() {
         3,
         AsapMessage::Deregistration {
             pool_handle: handle(),
-            identifier: 42,
+            identifier: PeId::new(42),
         },
     );
     assert!(matches!(
@@ -434,10 +444,10 @@ fn lifetime_expiry_removes_and_tells_the_pe() {
     assert!(s.advance(Duration::from_secs(29)).is_empty());
     let out = s.advance(Duration::from_secs(2));
     assert!(out.contains(&Output::Send {
-        conn: 1,
+        conn: ConnId::new(1),
         msg: Message::Asap(AsapMessage::DeregistrationResponse {
             pool_handle: handle(),
-            identifier: 5,
+            identifier: PeId::new(5),
             error: None
         })
     }));
@@ -489,7 +499,7 @@ fn answered_keep_alives_keep_a_pe_and_silence_removes_it() {
             1,
             AsapMessage::EndpointKeepAliveAck {
                 pool_handle: handle(),
-                identifier: 5,
+                identifier: PeId::new(5),
             },
         );
     }
@@ -502,7 +512,7 @@ fn answered_keep_alives_keep_a_pe_and_silence_removes_it() {
         2,
         AsapMessage::EndpointKeepAliveAck {
             pool_handle: handle(),
-            identifier: 5,
+            identifier: PeId::new(5),
         },
     );
     s.advance(Duration::from_secs(6));
@@ -516,14 +526,14 @@ fn a_pe_whose_connection_closed_has_one_timeout_to_come_back() {
     s.psk(1, "pe-a");
     s.send(1, registration(5));
     s.send(1, registration(6));
-    s.core.handle_disconnect(s.now, 1);
+    s.core.handle_disconnect(s.now, ConnId::new(1));
     s.advance(Duration::from_secs(2));
     // PE 6 comes back over a new connection, PE 5 does not.
     s.psk(2, "pe-a");
     assert_eq!(reg_cause(&s.send(2, registration(6))), None);
     s.advance(Duration::from_millis(3_100));
-    assert!(s.core.handlespace().find(&handle(), 5).is_none());
-    assert!(s.core.handlespace().find(&handle(), 6).is_some());
+    assert!(s.core.handlespace().find(&handle(), PeId::new(5)).is_none());
+    assert!(s.core.handlespace().find(&handle(), PeId::new(6)).is_some());
 }
 
 pub(crate) fn report(s: &mut Sim, conn: u64, id: u32) -> Vec<(u64, AsapMessage)> {
@@ -531,7 +541,7 @@ pub(crate) fn report(s: &mut Sim, conn: u64, id: u32) -> Vec<(u64, AsapMessage)>
         conn,
         AsapMessage::EndpointUnreachable {
             pool_handle: handle(),
-            identifier: id,
+            identifier: PeId::new(id),
         },
     )
 }
@@ -541,7 +551,7 @@ pub(crate) fn ack(s: &mut Sim, conn: u64, id: u32) -> Vec<(u64, AsapMessage)> {
         conn,
         AsapMessage::EndpointKeepAliveAck {
             pool_handle: handle(),
-            identifier: id,
+            identifier: PeId::new(id),
         },
     )
 }
@@ -568,10 +578,10 @@ fn reports_from(s: &mut Sim, first_conn: u64, names: &[&str], id: u32) -> Vec<Ou
         );
         s.core.handle_message(
             s.now,
-            conn,
+            ConnId::new(conn),
             AsapMessage::EndpointUnreachable {
                 pool_handle: handle(),
-                identifier: id,
+                identifier: PeId::new(id),
             },
         );
         out = s.outputs();
@@ -601,7 +611,7 @@ fn reports_only_trigger_a_check_and_a_pe_that_answers_stays() {
         events(&out),
         vec![Event::ReportedUnreachable {
             pool_handle: handle(),
-            identifier: 5,
+            identifier: PeId::new(5),
             reporters: vec!["psk:pu-1".into(), "psk:pu-2".into(), "psk:pu-3".into()],
             check: crate::ReportCheck::Probing,
         }]
@@ -609,10 +619,10 @@ fn reports_only_trigger_a_check_and_a_pe_that_answers_stays() {
     // The PE answers: it stays, however long the reporters keep at it.
     s.core.handle_message(
         s.now,
-        1,
+        ConnId::new(1),
         AsapMessage::EndpointKeepAliveAck {
             pool_handle: handle(),
-            identifier: 5,
+            identifier: PeId::new(5),
         },
     );
     let out = s.outputs();
@@ -653,7 +663,7 @@ fn a_reported_pe_that_does_not_answer_its_check_is_removed() {
     assert_eq!(s.pe_count(), 0);
     assert!(events(&out).contains(&Event::Removed {
         pool_handle: handle(),
-        identifier: 5,
+        identifier: PeId::new(5),
         reason: Removal::Unreachable,
     }));
     assert_eq!(s.core.stats().unreachable_removals, 1);
@@ -782,11 +792,11 @@ fn an_identity_over_its_connection_limit_is_refused_and_others_connect() {
                     ..
                 }),
                 Output::Send {
-                    conn: 4,
+                    conn: sent_on,
                     msg: Message::Asap(AsapMessage::Error { .. })
                 },
-                Output::Close { conn: 4, .. }
-            ]
+                Output::Close { conn: closed, .. }
+            ] if *sent_on == ConnId::new(4) && *closed == ConnId::new(4)
         ),
         "{out:?}"
     );
@@ -795,8 +805,8 @@ fn an_identity_over_its_connection_limit_is_refused_and_others_connect() {
     s.psk(5, "pe-a");
     assert_eq!(reg_cause(&s.send(5, registration(9))), None);
     // A connection that closes makes room; the refused one was never in.
-    s.core.handle_disconnect(s.now, 4);
-    s.core.handle_disconnect(s.now, 1);
+    s.core.handle_disconnect(s.now, ConnId::new(4));
+    s.core.handle_disconnect(s.now, ConnId::new(1));
     s.psk(6, "flooder");
     assert!(s.outputs().is_empty());
     assert_eq!(s.core.connections(), 4);
@@ -820,28 +830,28 @@ fn revoked_identities_lose_connections_and_pes_replaced_ones_reconnect() {
         vec![("psk:pe-a".to_string(), 1), ("psk:pe-b".to_string(), 1)]
     );
     assert_eq!(report.pes_removed.len(), 1);
-    assert_eq!(report.pes_removed[0].identifier, 5);
+    assert_eq!(report.pes_removed[0].identifier, PeId::new(5));
     let out = s.outputs();
     let closed: Vec<u64> = out
         .iter()
         .filter_map(|o| match o {
-            Output::Close { conn, .. } => Some(*conn),
+            Output::Close { conn, .. } => Some(conn.get()),
             _ => None,
         })
         .collect();
     assert_eq!(closed, vec![1, 2]);
     assert!(events(&out).contains(&Event::Removed {
         pool_handle: handle(),
-        identifier: 5,
+        identifier: PeId::new(5),
         reason: Removal::Revoked,
     }));
-    assert!(s.core.handlespace().find(&handle(), 5).is_none());
+    assert!(s.core.handlespace().find(&handle(), PeId::new(5)).is_none());
     // pe-b comes back with its new key within the grace period.
     s.psk(4, "pe-b");
     assert_eq!(reg_cause(&s.send(4, registration(6))), None);
     s.advance(Duration::from_secs(6));
-    assert!(s.core.handlespace().find(&handle(), 6).is_some());
-    assert!(s.core.handlespace().find(&handle(), 7).is_some());
+    assert!(s.core.handlespace().find(&handle(), PeId::new(6)).is_some());
+    assert!(s.core.handlespace().find(&handle(), PeId::new(7)).is_some());
     assert_eq!(s.core.connections(), 2);
     s.core.check_invariants();
 }
@@ -885,7 +895,7 @@ fn malformed_frames_get_errors_then_the_connection_closes() {
     bad.truncate(12);
     bad[2..4].copy_from_slice(&12u16.to_be_bytes());
     for round in 0..3 {
-        s.core.handle_frame(s.now, 1, &bad);
+        s.core.handle_frame(s.now, ConnId::new(1), &bad);
         let out = s.outputs();
         assert!(out.iter().any(|o| matches!(
             o,
@@ -902,11 +912,12 @@ fn malformed_frames_get_errors_then_the_connection_closes() {
     // What was still in flight when the core decided to close is ignored:
     // no second close (one log line per close), no more answers.
     for _ in 0..5 {
-        s.core.handle_frame(s.now, 1, &bad);
-        s.core.handle_message(s.now, 1, registration(2));
+        s.core.handle_frame(s.now, ConnId::new(1), &bad);
+        s.core
+            .handle_message(s.now, ConnId::new(1), registration(2));
         s.core.handle_framing_error(
             s.now,
-            1,
+            ConnId::new(1),
             &rserpool_wire::framing::FramingError::LengthTooShort(2),
         );
     }
@@ -922,7 +933,7 @@ fn messages_only_registrars_send_are_unrecognized() {
         1,
         AsapMessage::EndpointKeepAlive {
             home: true,
-            server_id: 9,
+            server_id: ServerId::new(9),
             pool_handle: handle(),
             identifier: None,
         },

@@ -8,7 +8,9 @@ use std::net::IpAddr;
 use rserpool_handlespace::{ConnId, Identity};
 use std::net::SocketAddr;
 
-use rserpool_wire::{AsapMessage, CauseCode, EnrpMessage, OperationError, PoolHandle, Transport};
+use rserpool_wire::{
+    AsapMessage, CauseCode, EnrpMessage, OperationError, PeId, PoolHandle, Transport,
+};
 use serde::Serialize;
 
 use crate::client::{ConnKind, Protocol};
@@ -196,7 +198,7 @@ pub enum Event {
         /// Pool.
         pool_handle: PoolHandle,
         /// PE identifier.
-        identifier: u32,
+        identifier: PeId,
         /// Who registered it.
         identity: String,
         /// First registration (not a re-registration).
@@ -219,7 +221,7 @@ pub enum Event {
         /// Pool.
         pool_handle: PoolHandle,
         /// PE identifier.
-        identifier: u32,
+        identifier: PeId,
         /// Who (`admin API from ADDRESS`).
         by: String,
         /// Seconds until the drain times out and the PE is removed
@@ -231,7 +233,7 @@ pub enum Event {
         /// Pool.
         pool_handle: PoolHandle,
         /// PE identifier.
-        identifier: u32,
+        identifier: PeId,
         /// Who (`admin API from ADDRESS`).
         by: String,
     },
@@ -240,7 +242,7 @@ pub enum Event {
         /// Pool.
         pool_handle: PoolHandle,
         /// PE identifier.
-        identifier: u32,
+        identifier: PeId,
         /// Why.
         reason: Removal,
     },
@@ -266,7 +268,7 @@ pub enum Event {
         /// Pool.
         pool_handle: PoolHandle,
         /// PE identifier.
-        identifier: u32,
+        identifier: PeId,
         /// The reporters (identities; anonymous ones by source address).
         reporters: Vec<String>,
         /// How the PE is checked.
@@ -278,7 +280,7 @@ pub enum Event {
         /// Pool.
         pool_handle: PoolHandle,
         /// PE identifier.
-        identifier: u32,
+        identifier: PeId,
         /// Who had reported it.
         reporters: Vec<String>,
     },

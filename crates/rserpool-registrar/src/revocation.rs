@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use rserpool_handlespace::Identity;
 use rserpool_security::PeerIdentity;
-use rserpool_wire::PoolHandle;
+use rserpool_wire::{PeId, PoolHandle};
 use serde::Serialize;
 
 /// Identities whose credentials were removed or replaced.
@@ -64,7 +64,7 @@ pub struct RemovedPe {
     /// Its pool.
     pub pool_handle: PoolHandle,
     /// Its identifier.
-    pub identifier: u32,
+    pub identifier: PeId,
     /// The identity that registered it.
     pub identity: String,
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 use rserpool_registrar::admin::{AdminConfig, AdminServer, AdminToken};
 use rserpool_registrar::CoreConfig;
 use rserpool_security::rate_limit::Rate;
+use rserpool_wire::{PeId, ServerId};
 use serde_json::Value;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -38,7 +39,7 @@ async fn start() -> Admin {
 /// The admin API with the defaults changed by `f`.
 async fn start_with(f: impl FnOnce(&mut AdminConfig)) -> Admin {
     let lab = Lab::start(CoreConfig {
-        server_id: 1,
+        server_id: ServerId::new(1),
         ..CoreConfig::default()
     })
     .await;
@@ -886,7 +887,7 @@ async fn an_operator_drains_undrains_and_removes_a_pe() {
     let resp = pe_a
         .request(&rserpool_wire::AsapMessage::Deregistration {
             pool_handle: pool_handle(HANDLE),
-            identifier: PE_ID,
+            identifier: PeId::new(PE_ID),
         })
         .await;
     assert!(

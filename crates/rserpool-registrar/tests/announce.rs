@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rserpool_registrar::announce::AnnounceConfig;
 use rserpool_registrar::{CoreConfig, Registrar, ServiceConfig};
-use rserpool_wire::{AsapMessage, Transport};
+use rserpool_wire::{AsapMessage, ServerId, Transport};
 use tokio::net::UdpSocket;
 
 #[tokio::test]
@@ -20,7 +20,7 @@ async fn announcements_name_the_registrar_and_its_listener() {
             advertised_address: None,
         }),
         core: CoreConfig {
-            server_id: 0xfeed,
+            server_id: ServerId::new(0xfeed),
             ..CoreConfig::default()
         },
         ..ServiceConfig::default()
@@ -42,7 +42,7 @@ async fn announcements_name_the_registrar_and_its_listener() {
         else {
             panic!("{msg:?}")
         };
-        assert_eq!(server_id, 0xfeed);
+        assert_eq!(server_id, ServerId::new(0xfeed));
         assert!(matches!(
             transports.as_slice(),
             [Transport::Tcp { port, address, .. }] if *port == listener.port() && *address == listener.ip()

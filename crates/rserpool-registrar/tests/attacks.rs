@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use rserpool_registrar::{CoreConfig, Event, Removal, ServiceConfig};
 use rserpool_security::rate_limit::Rate;
-use rserpool_wire::{AsapMessage, CauseCode};
+use rserpool_wire::{AsapMessage, CauseCode, PeId};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -53,7 +53,7 @@ async fn answering_pe(lab: &Lab) -> Arc<AtomicBool> {
 fn report() -> AsapMessage {
     AsapMessage::EndpointUnreachable {
         pool_handle: pool_handle(HANDLE),
-        identifier: PE_ID,
+        identifier: PeId::new(PE_ID),
     }
 }
 

@@ -12,7 +12,7 @@ use rserpool_security::{
     PeerIdentity, Psk, PskStore, TlsClient, TlsClientConfig, TlsServer, TlsServerConfig,
 };
 use rserpool_wire::framing::ChannelCodec;
-use rserpool_wire::{CauseCode, EnrpMessage, WireMessage};
+use rserpool_wire::{CauseCode, ConnId, EnrpMessage, ServerId, WireMessage};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -21,8 +21,8 @@ const LIMIT: Duration = Duration::from_secs(10);
 fn presence() -> EnrpMessage {
     EnrpMessage::Presence {
         reply_required: true,
-        sender: 0x99,
-        receiver: 0,
+        sender: ServerId::new(0x99),
+        receiver: ServerId::new(0),
         checksum: None,
         server_info: None,
     }
@@ -45,7 +45,7 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) -> EnrpMessage {
     .expect("an answer")
 }
 
-async fn connect(registrar: &Registrar, to: SocketAddr) -> u64 {
+async fn connect(registrar: &Registrar, to: SocketAddr) -> ConnId {
     registrar
         .command(move |core, now| core.connect(now, to, ConnKind::EnrpOutbound))
         .await
@@ -55,7 +55,7 @@ async fn connect(registrar: &Registrar, to: SocketAddr) -> u64 {
 
 async fn kind_and_peer(
     registrar: &Registrar,
-    conn: u64,
+    conn: ConnId,
 ) -> Option<(ConnKind, Option<PeerIdentity>)> {
     registrar
         .query(move |core| {

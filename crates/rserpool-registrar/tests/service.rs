@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rserpool_registrar::{CoreConfig, Event, Removal};
 use rserpool_security::Psk;
-use rserpool_wire::{AsapMessage, CauseCode, WireMessage};
+use rserpool_wire::{AsapMessage, CauseCode, PeId, WireMessage};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -56,7 +56,7 @@ async fn a_pe_registers_and_a_pu_resolves_it() {
     };
     assert_eq!(pool_elements.len(), 1);
     let p = &pool_elements[0];
-    assert_eq!(p.identifier, PE_ID);
+    assert_eq!(p.identifier, PeId::new(PE_ID));
     assert_eq!(p.home_registrar, server_id);
     assert_eq!(pu.resolve("nope").await, Err(CauseCode::UnknownPoolHandle));
 }
@@ -134,7 +134,7 @@ async fn another_identity_cannot_reregister_or_deregister_a_pe() {
     let resp = pe_b
         .request(&AsapMessage::Deregistration {
             pool_handle: pool_handle(HANDLE),
-            identifier: PE_ID,
+            identifier: PeId::new(PE_ID),
         })
         .await;
     let AsapMessage::DeregistrationResponse { error: Some(e), .. } = resp else {
@@ -146,7 +146,7 @@ async fn another_identity_cannot_reregister_or_deregister_a_pe() {
         .registrar
         .query(|c| {
             c.handlespace()
-                .find(&pool_handle(HANDLE), PE_ID)
+                .find(&pool_handle(HANDLE), PeId::new(PE_ID))
                 .map(|e| e.user_transport.port())
         })
         .await
@@ -289,9 +289,9 @@ async fn a_dead_pe_is_removed_after_the_keep_alive_timeout() {
             ev,
             Event::Removed {
                 reason: Removal::KeepAliveTimeout,
-                identifier: PE_ID,
+                identifier,
                 ..
-            }
+            } if identifier == PeId::new(PE_ID)
         ),
         "{ev:?}"
     );
@@ -315,10 +315,10 @@ async fn a_pe_answering_keep_alives_stays() {
                 home: false,
                 ..
             }) => {
-                assert_eq!(identifier, Some(PE_ID));
+                assert_eq!(identifier, Some(PeId::new(PE_ID)));
                 pe_a.send(&AsapMessage::EndpointKeepAliveAck {
                     pool_handle,
-                    identifier: PE_ID,
+                    identifier: PeId::new(PE_ID),
                 })
                 .await;
             }
@@ -377,5 +377,5 @@ async fn openssl_s_client_resolves_a_handle() {
         panic!("{resp:?}")
     };
     assert_eq!(pool_handle, support::pool_handle(HANDLE));
-    assert_eq!(pool_elements[0].identifier, PE_ID);
+    assert_eq!(pool_elements[0].identifier, PeId::new(PE_ID));
 }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
+use rserpool_wire::ConnId;
 
 /// A node in the world.
 pub type NodeId = usize;
@@ -119,7 +120,7 @@ pub struct EndPoint {
     /// Its node.
     pub node: NodeId,
     /// The connection id its core knows it by.
-    pub local: u64,
+    pub local: ConnId,
     /// The node's incarnation that owns it (a restarted process does not
     /// know the connections of the one before).
     pub incarnation: u32,

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
-use rserpool_wire::PoolHandle;
+use rserpool_wire::{PoolHandle, ServerId};
 
 use crate::check::{Rule, Violation};
 use crate::net::{NetConfig, NodeId};
@@ -185,7 +185,7 @@ impl Scenario {
         let mut w = World::new(self.seed, self.settings.clone(), self.trace);
         let mut rng = SmallRng::seed_from_u64(self.seed ^ 0x0066_6175_6c74);
         let registrars: Vec<NodeId> = (0..self.registrars)
-            .map(|i| w.add_registrar(0x0100_0000 + i as u32 + 1))
+            .map(|i| w.add_registrar(ServerId::new(0x0100_0000 + i as u32 + 1)))
             .collect();
         let pools: Vec<PoolHandle> = (0..self.pools)
             .filter_map(|i| PoolHandle::new(format!("pool-{i}").into_bytes()))

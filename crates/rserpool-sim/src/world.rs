@@ -21,7 +21,7 @@ use rserpool::{
 };
 use rserpool_registrar::{ClientInfo, ConnKind, CoreConfig, Output, RegistrarCore};
 use rserpool_security::PeerIdentity;
-use rserpool_wire::{AsapMessage, Policy, PoolHandle};
+use rserpool_wire::{AsapMessage, ConnId, PeId, Policy, PoolHandle, ServerId};
 use rustc_hash::FxHashMap;
 
 use crate::agenda::Agenda;
@@ -116,7 +116,7 @@ enum Ev {
     },
     ConnectFailed {
         node: NodeId,
-        conn: u64,
+        conn: ConnId,
         incarnation: u32,
         reason: &'static str,
     },
@@ -131,7 +131,7 @@ pub struct RegistrarNode {
     /// Its core while it runs.
     pub core: Option<RegistrarCore>,
     config: CoreConfig,
-    next_conn: u64,
+    next_conn: ConnId,
 }
 
 /// A pool element process: one PE in one pool.
@@ -142,7 +142,7 @@ pub struct PeNode {
     /// Its pool.
     pub pool: PoolHandle,
     /// Its identifier (kept across restarts).
-    pub identifier: u32,
+    pub identifier: PeId,
     /// Its service port.
     pub port: u16,
     /// Whether it left its pool on purpose (and stays out).
@@ -201,11 +201,11 @@ pub struct Node {
     backlog: Vec<Ev>,
     /// Its core's connection ids, to the world's connections (FxHash:
     /// no random seed, the same order in every run).
-    conns: FxHashMap<u64, u64>,
+    conns: FxHashMap<ConnId, u64>,
     /// Connections its core closed or was told are closed.
-    closed: BTreeSet<u64>,
+    closed: BTreeSet<ConnId>,
     /// Connection attempts its core asked for, not yet answered.
-    attempts: BTreeSet<u64>,
+    attempts: BTreeSet<ConnId>,
 }
 
 /// Counters of a run.
@@ -293,7 +293,7 @@ pub struct World {
     registrars: Vec<SocketAddr>,
     registrar_nodes: Vec<NodeId>,
     pu_count: usize,
-    pes: BTreeMap<(PoolHandle, u32), NodeId>,
+    pes: BTreeMap<(PoolHandle, PeId), NodeId>,
     /// PE nodes by identifier - 1 (identifiers are handed out in order).
     pe_nodes: Vec<NodeId>,
     pools: Vec<PoolHandle>,
@@ -373,12 +373,12 @@ impl World {
 
     /// Add a registrar with server identifier `server_id`. Add every
     /// registrar before the clients (they get the list).
-    pub fn add_registrar(&mut self, server_id: u32) -> NodeId {
+    pub fn add_registrar(&mut self, server_id: ServerId) -> NodeId {
         let index = self.registrars.len();
         let addr = Self::host(index, 255);
         let mut config = self.settings.registrar.clone();
         config.server_id = server_id;
-        config.seed = u64::from(server_id);
+        config.seed = u64::from(server_id.get());
         let core = RegistrarCore::new(config.clone(), self.now).ok();
         self.registrars.push(SocketAddr::new(addr, REGISTRAR_PORT));
         let node = self.push_node(
@@ -387,7 +387,7 @@ impl World {
             Role::Registrar(Box::new(RegistrarNode {
                 core,
                 config,
-                next_conn: 1,
+                next_conn: ConnId::new(1),
             })),
         );
         self.registrar_nodes.push(node);
@@ -397,7 +397,7 @@ impl World {
     /// Add a PE to `pool`, started at once.
     pub fn add_pe(&mut self, pool: PoolHandle) -> NodeId {
         let index = self.pes.len();
-        let identifier = index as u32 + 1;
+        let identifier = PeId::new(index as u32 + 1);
         if !self.pools.contains(&pool) {
             self.pools.push(pool.clone());
         }
@@ -686,7 +686,7 @@ impl World {
 
     // ---- the network -----------------------------------------------
 
-    fn connect(&mut self, n: NodeId, conn: u64, registrar: SocketAddr, deadline: Instant) {
+    fn connect(&mut self, n: NodeId, conn: ConnId, registrar: SocketAddr, deadline: Instant) {
         self.nodes[n].attempts.insert(conn);
         let incarnation = self.nodes[n].incarnation;
         let name = self.nodes[n].name.clone();
@@ -725,8 +725,7 @@ impl World {
         let Role::Registrar(r) = &mut self.nodes[s].role else {
             return fail(self, self.now + rtt, "connection refused");
         };
-        let local = r.next_conn;
-        r.next_conn += 1;
+        let local = r.next_conn.allocate();
         let key = self.next_key;
         self.next_key += 1;
         self.conns.insert(
@@ -803,7 +802,7 @@ impl World {
                     sv.local,
                     ClientInfo::new(
                         Some(PeerIdentity::Psk(client_name.clone())),
-                        SocketAddr::new(client_addr, 40000 + cl.local as u16),
+                        SocketAddr::new(client_addr, 40000 + cl.local.get() as u16),
                         ConnKind::Asap,
                     ),
                 );
@@ -812,7 +811,7 @@ impl World {
         let server_name = server.name.clone();
         self.after_input(sv.node);
         let connected = Connected::new(
-            SocketAddr::new(client_addr, 40000 + cl.local as u16),
+            SocketAddr::new(client_addr, 40000 + cl.local.get() as u16),
             LinkSecurity::Tls {
                 registrar: PeerIdentity::Psk(server_name.clone()),
             },
@@ -839,7 +838,7 @@ impl World {
         self.after_input(cl.node);
     }
 
-    fn connect_failed(&mut self, n: NodeId, conn: u64, incarnation: u32, reason: &'static str) {
+    fn connect_failed(&mut self, n: NodeId, conn: ConnId, incarnation: u32, reason: &'static str) {
         let node = &mut self.nodes[n];
         if node.incarnation != incarnation || node.health != Health::Up {
             return;
@@ -870,7 +869,7 @@ impl World {
     fn send(
         &mut self,
         n: NodeId,
-        conn: u64,
+        conn: ConnId,
         what: &'static str,
         encode: impl FnOnce(&mut Vec<u8>) -> bool,
     ) {
@@ -921,7 +920,7 @@ impl World {
     }
 
     /// Node `n`'s core closes its connection `conn`.
-    fn close(&mut self, n: NodeId, conn: u64) {
+    fn close(&mut self, n: NodeId, conn: ConnId) {
         let node = &mut self.nodes[n];
         let Some(key) = node.conns.remove(&conn) else {
             return;
@@ -1056,7 +1055,7 @@ impl World {
         match &mut node.role {
             Role::Registrar(r) => {
                 r.core = RegistrarCore::new(r.config.clone(), now).ok();
-                r.next_conn = 1;
+                r.next_conn = ConnId::new(1);
             }
             Role::Pe(p) => {
                 let mut core = PeCore::new(registrars, settings.timers, settings.lifetime, seed);
@@ -1223,7 +1222,7 @@ impl World {
         if !done {
             return;
         }
-        let mut conns: Vec<u64> = node.conns.keys().copied().collect();
+        let mut conns: Vec<ConnId> = node.conns.keys().copied().collect();
         conns.sort_unstable();
         for c in conns {
             self.close(n, c);
@@ -1366,8 +1365,10 @@ impl World {
     }
 
     /// The node of PE `identifier` of `pool`.
-    fn pe_node(&self, pool: &PoolHandle, identifier: u32) -> Option<NodeId> {
-        let n = *self.pe_nodes.get((identifier as usize).checked_sub(1)?)?;
+    fn pe_node(&self, pool: &PoolHandle, identifier: PeId) -> Option<NodeId> {
+        let n = *self
+            .pe_nodes
+            .get((identifier.get() as usize).checked_sub(1)?)?;
         matches!(&self.nodes[n].role, Role::Pe(p) if &p.pool == pool).then_some(n)
     }
 

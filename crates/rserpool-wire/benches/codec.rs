@@ -9,14 +9,14 @@ use std::net::IpAddr;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use rserpool_wire::{
-    AsapMessage, EnrpMessage, Policy, PoolElement, PoolHandle, Transport, TransportUse,
-    UpdateAction, WireMessage,
+    AsapMessage, EnrpMessage, PeId, Policy, PoolElement, PoolHandle, ServerId, Transport,
+    TransportUse, UpdateAction, WireMessage,
 };
 
 fn pe(id: u32) -> PoolElement {
     PoolElement {
-        identifier: id,
-        home_registrar: 0x0a0b_0c0d,
+        identifier: PeId::new(id),
+        home_registrar: ServerId::new(0x0a0b_0c0d),
         registration_life: 300,
         user_transport: Transport::Tcp {
             port: 8000 + id as u16,
@@ -85,8 +85,8 @@ fn bench(c: &mut Criterion) {
         "handle_update",
         EnrpMessage::HandleUpdate {
             takeover_suggested: false,
-            sender: 1,
-            receiver: 2,
+            sender: ServerId::new(1),
+            receiver: ServerId::new(2),
             action: UpdateAction::AddPe,
             pool_handle: handle,
             pool_element: pe(1),

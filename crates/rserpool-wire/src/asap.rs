@@ -6,6 +6,7 @@
 use serde::Serialize;
 
 use crate::error::{DecodeError, EncodeError};
+use crate::ids::{PeId, ServerId};
 use crate::message::{encode_message, flags, Body, Decoded, Header};
 use crate::params::{
     decode_u32, encode_u32, OperationError, PoolElement, PoolHandle, Transport,
@@ -68,7 +69,7 @@ pub enum AsapMessage {
         /// Pool.
         pool_handle: PoolHandle,
         /// PE identifier.
-        identifier: u32,
+        identifier: PeId,
     },
     /// RFC 5352 2.2.3.
     #[serde(rename = "ASAP_REGISTRATION_RESPONSE")]
@@ -78,7 +79,7 @@ pub enum AsapMessage {
         /// Pool.
         pool_handle: PoolHandle,
         /// PE identifier.
-        identifier: u32,
+        identifier: PeId,
         /// Cause of a rejection, or a warning.
         error: Option<OperationError>,
     },
@@ -88,7 +89,7 @@ pub enum AsapMessage {
         /// Pool.
         pool_handle: PoolHandle,
         /// PE identifier.
-        identifier: u32,
+        identifier: PeId,
         /// Present if the deregistration failed.
         error: Option<OperationError>,
     },
@@ -123,11 +124,11 @@ pub enum AsapMessage {
         /// H flag: the sender wants to be the PE's home registrar.
         home: bool,
         /// Sending registrar.
-        server_id: u32,
+        server_id: ServerId,
         /// Pool.
         pool_handle: PoolHandle,
         /// PE identifier (RSPLIB extension).
-        identifier: Option<u32>,
+        identifier: Option<PeId>,
     },
     /// RFC 5352 2.2.8.
     #[serde(rename = "ASAP_ENDPOINT_KEEP_ALIVE_ACK")]
@@ -135,7 +136,7 @@ pub enum AsapMessage {
         /// Pool.
         pool_handle: PoolHandle,
         /// PE identifier.
-        identifier: u32,
+        identifier: PeId,
     },
     /// RFC 5352 2.2.9.
     #[serde(rename = "ASAP_ENDPOINT_UNREACHABLE")]
@@ -143,13 +144,13 @@ pub enum AsapMessage {
         /// Pool.
         pool_handle: PoolHandle,
         /// PE identifier.
-        identifier: u32,
+        identifier: PeId,
     },
     /// RFC 5352 2.2.10.
     #[serde(rename = "ASAP_SERVER_ANNOUNCE")]
     ServerAnnounce {
         /// Announcing registrar.
-        server_id: u32,
+        server_id: ServerId,
         /// Where to reach it (SCTP or TCP transports).
         transports: Vec<Transport>,
     },
@@ -270,7 +271,7 @@ impl AsapMessage {
                 identifier,
             } => {
                 pool_handle.encode(w)?;
-                encode_u32(w, ptype::PE_IDENTIFIER, *identifier)
+                encode_u32(w, ptype::PE_IDENTIFIER, identifier.get())
             }
             RegistrationResponse {
                 pool_handle,
@@ -284,7 +285,7 @@ impl AsapMessage {
                 error,
             } => {
                 pool_handle.encode(w)?;
-                encode_u32(w, ptype::PE_IDENTIFIER, *identifier)?;
+                encode_u32(w, ptype::PE_IDENTIFIER, identifier.get())?;
                 encode_error(w, error)
             }
             HandleResolution {
@@ -318,10 +319,10 @@ impl AsapMessage {
                 identifier,
                 ..
             } => {
-                w.u32(*server_id);
+                w.u32(server_id.get());
                 pool_handle.encode(w)?;
                 match identifier {
-                    Some(id) => encode_u32(w, ptype::PE_IDENTIFIER, *id),
+                    Some(id) => encode_u32(w, ptype::PE_IDENTIFIER, id.get()),
                     None => Ok(()),
                 }
             }
@@ -329,7 +330,7 @@ impl AsapMessage {
                 server_id,
                 transports,
             } => {
-                w.u32(*server_id);
+                w.u32(server_id.get());
                 for t in transports {
                     if !ASAP_TRANSPORT_TYPES.contains(&t.param_type()) {
                         return Err(EncodeError::Invalid(
@@ -444,11 +445,15 @@ impl AsapMessage {
                 }
             }
             mt::ENDPOINT_KEEP_ALIVE => {
-                let server_id = b.u32("server identifier")?;
+                let server_id = ServerId::new(b.u32("server identifier")?);
                 let mut c = b.params();
                 let pool_handle = handle(&mut b, &mut c)?;
                 let identifier = match c.optional(&mut b.ctx, ptype::PE_IDENTIFIER)? {
-                    Some(t) => Some(decode_u32(&b.ctx, &t, "PE Identifier parameter")?),
+                    Some(t) => Some(PeId::new(decode_u32(
+                        &b.ctx,
+                        &t,
+                        "PE Identifier parameter",
+                    )?)),
                     None => None,
                 };
                 c.finish(&mut b.ctx)?;
@@ -460,7 +465,7 @@ impl AsapMessage {
                 }
             }
             mt::SERVER_ANNOUNCE => {
-                let server_id = b.u32("server identifier")?;
+                let server_id = ServerId::new(b.u32("server identifier")?);
                 let mut c = b.params();
                 let mut transports = Vec::new();
                 while let Some(t) = c.optional_any(&mut b.ctx, &ASAP_TRANSPORT_TYPES)? {
@@ -518,9 +523,9 @@ pub(crate) fn handle(b: &mut Body<'_>, c: &mut Cursor) -> Result<PoolHandle, Dec
     PoolHandle::decode(&b.ctx, &t)
 }
 
-fn pe_id(b: &mut Body<'_>, c: &mut Cursor) -> Result<u32, DecodeError> {
+fn pe_id(b: &mut Body<'_>, c: &mut Cursor) -> Result<PeId, DecodeError> {
     let t = c.expect(&mut b.ctx, ptype::PE_IDENTIFIER)?;
-    decode_u32(&b.ctx, &t, "PE Identifier parameter")
+    decode_u32(&b.ctx, &t, "PE Identifier parameter").map(PeId::new)
 }
 
 pub(crate) fn op_error(

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::asap::{handle, pool_elements};
 use crate::error::{DecodeError, DecodeErrorKind, EncodeError};
+use crate::ids::ServerId;
 use crate::message::{encode_message, flags, Body, Decoded, Header};
 use crate::params::{decode_checksum, OperationError, PoolElement, PoolHandle, ServerInformation};
 use crate::tlv::ptype;
@@ -73,9 +74,9 @@ pub enum EnrpMessage {
         /// R flag: the receiver must answer with its own presence.
         reply_required: bool,
         /// Sending registrar.
-        sender: u32,
+        sender: ServerId,
         /// Receiving registrar (0 for all).
-        receiver: u32,
+        receiver: ServerId,
         /// PE checksum of the sender's own PEs (SHOULD be present).
         checksum: Option<u16>,
         /// The sender's server information.
@@ -87,9 +88,9 @@ pub enum EnrpMessage {
         /// W flag: only the PEs owned by the receiver.
         own_children_only: bool,
         /// Sending registrar.
-        sender: u32,
+        sender: ServerId,
         /// Receiving registrar.
-        receiver: u32,
+        receiver: ServerId,
     },
     /// RFC 5353 2.3.
     #[serde(rename = "ENRP_HANDLE_TABLE_RESPONSE")]
@@ -99,9 +100,9 @@ pub enum EnrpMessage {
         /// R flag: the request is rejected.
         reject: bool,
         /// Sending registrar.
-        sender: u32,
+        sender: ServerId,
         /// Receiving registrar.
-        receiver: u32,
+        receiver: ServerId,
         /// Pools with their PEs.
         pools: Vec<PoolEntry>,
     },
@@ -111,9 +112,9 @@ pub enum EnrpMessage {
         /// T flag: takeover suggested.
         takeover_suggested: bool,
         /// Sending registrar.
-        sender: u32,
+        sender: ServerId,
         /// Receiving registrar.
-        receiver: u32,
+        receiver: ServerId,
         /// Add or delete.
         action: UpdateAction,
         /// Pool.
@@ -125,9 +126,9 @@ pub enum EnrpMessage {
     #[serde(rename = "ENRP_LIST_REQUEST")]
     ListRequest {
         /// Sending registrar.
-        sender: u32,
+        sender: ServerId,
         /// Receiving registrar.
-        receiver: u32,
+        receiver: ServerId,
     },
     /// RFC 5353 2.6.
     #[serde(rename = "ENRP_LIST_RESPONSE")]
@@ -135,9 +136,9 @@ pub enum EnrpMessage {
         /// R flag: the request is rejected.
         reject: bool,
         /// Sending registrar.
-        sender: u32,
+        sender: ServerId,
         /// Receiving registrar.
-        receiver: u32,
+        receiver: ServerId,
         /// Known peers.
         servers: Vec<ServerInformation>,
     },
@@ -145,39 +146,39 @@ pub enum EnrpMessage {
     #[serde(rename = "ENRP_INIT_TAKEOVER")]
     InitTakeover {
         /// Sending registrar.
-        sender: u32,
+        sender: ServerId,
         /// Receiving registrar.
-        receiver: u32,
+        receiver: ServerId,
         /// Registrar to take over.
-        target: u32,
+        target: ServerId,
     },
     /// RFC 5353 2.8.
     #[serde(rename = "ENRP_INIT_TAKEOVER_ACK")]
     InitTakeoverAck {
         /// Sending registrar.
-        sender: u32,
+        sender: ServerId,
         /// Receiving registrar.
-        receiver: u32,
+        receiver: ServerId,
         /// Registrar to take over.
-        target: u32,
+        target: ServerId,
     },
     /// RFC 5353 2.9.
     #[serde(rename = "ENRP_TAKEOVER_SERVER")]
     TakeoverServer {
         /// Sending registrar.
-        sender: u32,
+        sender: ServerId,
         /// Receiving registrar.
-        receiver: u32,
+        receiver: ServerId,
         /// Registrar taken over.
-        target: u32,
+        target: ServerId,
     },
     /// RFC 5353 2.10.
     #[serde(rename = "ENRP_ERROR")]
     Error {
         /// Sending registrar.
-        sender: u32,
+        sender: ServerId,
         /// Receiving registrar.
-        receiver: u32,
+        receiver: ServerId,
         /// The error.
         error: OperationError,
     },
@@ -224,7 +225,7 @@ impl EnrpMessage {
     }
 
     /// The sending registrar.
-    pub fn sender(&self) -> u32 {
+    pub fn sender(&self) -> ServerId {
         use EnrpMessage::*;
         match self {
             Presence { sender, .. }
@@ -240,8 +241,9 @@ impl EnrpMessage {
         }
     }
 
-    /// The receiving registrar (0 when addressed to all).
-    pub fn receiver(&self) -> u32 {
+    /// The receiving registrar ([`ServerId::UNDETERMINED`], 0, when
+    /// addressed to all).
+    pub fn receiver(&self) -> ServerId {
         use EnrpMessage::*;
         match self {
             Presence { receiver, .. }
@@ -288,8 +290,8 @@ impl EnrpMessage {
         use EnrpMessage::*;
         let (sender, receiver) = (self.sender(), self.receiver());
         encode_message(out, self.msg_type(), self.flags(), |w| {
-            w.u32(sender);
-            w.u32(receiver);
+            w.u32(sender.get());
+            w.u32(receiver.get());
             match self {
                 Presence {
                     checksum,
@@ -335,7 +337,7 @@ impl EnrpMessage {
                 InitTakeover { target, .. }
                 | InitTakeoverAck { target, .. }
                 | TakeoverServer { target, .. } => {
-                    w.u32(*target);
+                    w.u32(target.get());
                     Ok(())
                 }
                 Error { error, .. } => error.encode(w),
@@ -350,8 +352,8 @@ impl EnrpMessage {
             return Err(header.unrecognized());
         }
         let mut b = Body::new(bytes, header);
-        let sender = b.u32("sending server's identifier")?;
-        let receiver = b.u32("receiving server's identifier")?;
+        let sender = ServerId::new(b.u32("sending server's identifier")?);
+        let receiver = ServerId::new(b.u32("receiving server's identifier")?);
         let m = match header.msg_type {
             mt::PRESENCE => {
                 let mut c = b.params();
@@ -454,7 +456,7 @@ impl EnrpMessage {
                 }
             }
             mt::INIT_TAKEOVER | mt::INIT_TAKEOVER_ACK | mt::TAKEOVER_SERVER => {
-                let target = b.u32("targeting server's identifier")?;
+                let target = ServerId::new(b.u32("targeting server's identifier")?);
                 b.params().finish(&mut b.ctx)?;
                 match header.msg_type {
                     mt::INIT_TAKEOVER => EnrpMessage::InitTakeover {

@@ -13,6 +13,8 @@
 //!   parameter is skipped (with or without a report). What must be
 //!   reported comes back in [`Decoded::unrecognized`] or in the error.
 //! * [`framing`] cuts TCP streams into messages (DESIGN section 3).
+//! * [`PeId`], [`ServerId`] and [`ConnId`] are the identifiers all the
+//!   crates share.
 //!
 //! ```
 //! use rserpool_wire::{AsapMessage, PoolHandle, WireMessage};
@@ -35,6 +37,7 @@ pub mod enrp;
 mod error;
 pub mod framing;
 pub mod hex_bytes;
+mod ids;
 mod message;
 mod params;
 pub mod policy;
@@ -43,6 +46,7 @@ mod tlv;
 pub use asap::AsapMessage;
 pub use enrp::{EnrpMessage, PoolEntry, UpdateAction};
 pub use error::{DecodeError, DecodeErrorKind, EncodeError};
+pub use ids::{ConnId, InvalidIdentifier, PeId, ServerId};
 pub use message::{receive, Decoded, Header, Received, WireMessage, MAX_ECHOED};
 pub use params::{
     parse_identifier, Cause, CauseCode, OperationError, PoolElement, PoolHandle, ServerInformation,

@@ -9,6 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use serde::{Serialize, Serializer};
 
 use crate::error::{DecodeError, DecodeErrorKind, EncodeError};
+use crate::ids::{PeId, ServerId};
 use crate::policy::Policy;
 use crate::tlv::{be16, be32, ptype, Ctx, Tlv, Writer};
 
@@ -391,9 +392,10 @@ fn decode_address(ctx: &Ctx<'_>, tlv: &Tlv) -> Result<IpAddr, DecodeError> {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct PoolElement {
     /// PE identifier.
-    pub identifier: u32,
-    /// Home registrar (ENRP server) identifier; 0 when undetermined.
-    pub home_registrar: u32,
+    pub identifier: PeId,
+    /// Home registrar (ENRP server) identifier;
+    /// [`ServerId::UNDETERMINED`] when undetermined.
+    pub home_registrar: ServerId,
     /// Registration life, signed. RFC 5354 says seconds with -1 for
     /// infinite; RSPLIB sends milliseconds. The handlespace interprets it.
     pub registration_life: i32,
@@ -432,8 +434,8 @@ impl PoolElement {
 
     pub(crate) fn encode(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
         let s = w.begin(ptype::POOL_ELEMENT);
-        w.u32(self.identifier);
-        w.u32(self.home_registrar);
+        w.u32(self.identifier.get());
+        w.u32(self.home_registrar.get());
         w.u32(self.registration_life as u32);
         self.user_transport.encode(w)?;
         self.policy.encode(w)?;
@@ -451,8 +453,8 @@ impl PoolElement {
     pub(crate) fn decode(ctx: &mut Ctx<'_>, tlv: &Tlv) -> Result<Self, DecodeError> {
         tlv.min_len("Pool Element parameter", 12)?;
         let v = tlv.value(ctx);
-        let identifier = be32(v, 0);
-        let home_registrar = be32(v, 4);
+        let identifier = PeId::new(be32(v, 0));
+        let home_registrar = ServerId::new(be32(v, 4));
         let registration_life = be32(v, 8) as i32;
         let mut cur = tlv.nested(12);
         let ut = cur.expect_any(ctx, &USER_TRANSPORT_TYPES, "user transport")?;
@@ -480,7 +482,7 @@ impl PoolElement {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct ServerInformation {
     /// Registrar (ENRP server) identifier.
-    pub server_id: u32,
+    pub server_id: ServerId,
     /// Its transport (SCTP per the RFC, TCP in our mapping).
     pub transport: Transport,
 }
@@ -493,14 +495,14 @@ impl ServerInformation {
             ));
         }
         let s = w.begin(ptype::SERVER_INFORMATION);
-        w.u32(self.server_id);
+        w.u32(self.server_id.get());
         self.transport.encode(w)?;
         w.finish(s, "Server Information parameter")
     }
 
     pub(crate) fn decode(ctx: &mut Ctx<'_>, tlv: &Tlv) -> Result<Self, DecodeError> {
         tlv.min_len("Server Information parameter", 4)?;
-        let server_id = be32(tlv.value(ctx), 0);
+        let server_id = ServerId::new(be32(tlv.value(ctx), 0));
         let mut cur = tlv.nested(4);
         let t = cur.expect_any(ctx, &ASAP_TRANSPORT_TYPES, "server transport")?;
         let transport = Transport::decode(ctx, &t)?;

@@ -5,11 +5,11 @@
 
 use std::net::IpAddr;
 
-use rserpool_wire::WireMessage;
 use rserpool_wire::{
     AsapMessage, Cause, CauseCode, DecodeError, DecodeErrorKind, EnrpMessage, OperationError,
     Policy, PoolElement, PoolHandle, ServerInformation, Transport, TransportUse, UpdateAction,
 };
+use rserpool_wire::{PeId, ServerId, WireMessage};
 
 fn hex(s: &str) -> Vec<u8> {
     rserpool_wire::hex_bytes::decode(s).expect("valid hex in test")
@@ -49,8 +49,8 @@ const PE_TCP_RR: &str = "000a 0028 11223344 00000000 0000012c
 
 fn pe_tcp_rr() -> PoolElement {
     PoolElement {
-        identifier: 0x1122_3344,
-        home_registrar: 0,
+        identifier: PeId::new(0x1122_3344),
+        home_registrar: ServerId::UNDETERMINED,
         registration_life: 300,
         user_transport: Transport::Tcp {
             port: 8080,
@@ -82,7 +82,7 @@ fn registration_response_with_an_error() {
         &AsapMessage::RegistrationResponse {
             reject: true,
             pool_handle: PoolHandle::from_static("echo"),
-            identifier: 0x1122_3344,
+            identifier: PeId::new(0x1122_3344),
             error: Some(OperationError::single(Cause::with_info(
                 CauseCode::InconsistentPoolingPolicy,
                 hex("0008 0008 00000001"),
@@ -95,7 +95,7 @@ fn registration_response_with_an_error() {
         &AsapMessage::RegistrationResponse {
             reject: true,
             pool_handle: PoolHandle::from_static("echo"),
-            identifier: 0x1122_3344,
+            identifier: PeId::new(0x1122_3344),
             error: Some(OperationError::single(Cause::new(
                 CauseCode::RejectedSecurity,
             ))),
@@ -137,8 +137,8 @@ fn handle_resolution_with_and_without_the_items_option() {
 #[test]
 fn handle_resolution_response_with_two_pool_elements() {
     let pe1 = PoolElement {
-        identifier: 1,
-        home_registrar: 0x0a0b_0c0d,
+        identifier: PeId::new(1),
+        home_registrar: ServerId::new(0x0a0b_0c0d),
         registration_life: 300,
         user_transport: Transport::Sctp {
             port: 9000,
@@ -149,7 +149,7 @@ fn handle_resolution_response_with_two_pool_elements() {
         asap_transport: None,
     };
     let pe2 = PoolElement {
-        identifier: 2,
+        identifier: PeId::new(2),
         user_transport: Transport::Tcp {
             port: 9001,
             transport_use: TransportUse::DataOnly,
@@ -181,7 +181,7 @@ fn endpoint_keep_alive_with_the_home_flag() {
         "07 01 0010  01020304  0009 0008 6563686f",
         &AsapMessage::EndpointKeepAlive {
             home: true,
-            server_id: 0x0102_0304,
+            server_id: ServerId::new(0x0102_0304),
             pool_handle: PoolHandle::from_static("echo"),
             identifier: None,
         },
@@ -191,9 +191,9 @@ fn endpoint_keep_alive_with_the_home_flag() {
         "07 01 0018  01020304  0009 0008 6563686f  000e 0008 11223344",
         &AsapMessage::EndpointKeepAlive {
             home: true,
-            server_id: 0x0102_0304,
+            server_id: ServerId::new(0x0102_0304),
             pool_handle: PoolHandle::from_static("echo"),
-            identifier: Some(0x1122_3344),
+            identifier: Some(PeId::new(0x1122_3344)),
         },
     );
 }
@@ -207,11 +207,11 @@ fn presence_with_server_information() {
          000b 0018 11111111  0004 0010 26ad 0000 0001 0008 c000020a",
         &EnrpMessage::Presence {
             reply_required: true,
-            sender: 0x1111_1111,
-            receiver: 0,
+            sender: ServerId::new(0x1111_1111),
+            receiver: ServerId::new(0),
             checksum: Some(0xabcd),
             server_info: Some(ServerInformation {
-                server_id: 0x1111_1111,
+                server_id: ServerId::new(0x1111_1111),
                 transport: Transport::Sctp {
                     port: 9901,
                     transport_use: TransportUse::DataOnly,
@@ -227,8 +227,8 @@ fn handle_update_add_and_takeover_suggested() {
     let body = format!("11111111 22222222 0000 0000  0009 0008 6563686f  {PE_TCP_RR}");
     let msg = |t| EnrpMessage::HandleUpdate {
         takeover_suggested: t,
-        sender: 0x1111_1111,
-        receiver: 0x2222_2222,
+        sender: ServerId::new(0x1111_1111),
+        receiver: ServerId::new(0x2222_2222),
         action: UpdateAction::AddPe,
         pool_handle: PoolHandle::from_static("echo"),
         pool_element: pe_tcp_rr(),
@@ -242,9 +242,9 @@ fn init_takeover() {
     check_enrp(
         "07 00 0010  11111111 00000000 33333333",
         &EnrpMessage::InitTakeover {
-            sender: 0x1111_1111,
-            receiver: 0,
-            target: 0x3333_3333,
+            sender: ServerId::new(0x1111_1111),
+            receiver: ServerId::new(0),
+            target: ServerId::new(0x3333_3333),
         },
     );
 }

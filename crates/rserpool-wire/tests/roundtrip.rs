@@ -9,8 +9,8 @@ use rserpool_wire::framing::{ChannelCodec, SessionCodec};
 use rserpool_wire::policy::policy_type;
 use rserpool_wire::WireMessage;
 use rserpool_wire::{
-    AsapMessage, Cause, CauseCode, EnrpMessage, OperationError, Policy, PoolElement, PoolEntry,
-    PoolHandle, ServerInformation, Transport, TransportUse, UpdateAction,
+    AsapMessage, Cause, CauseCode, EnrpMessage, OperationError, PeId, Policy, PoolElement,
+    PoolEntry, PoolHandle, ServerId, ServerInformation, Transport, TransportUse, UpdateAction,
 };
 
 fn handle() -> impl Strategy<Value = PoolHandle> {
@@ -137,10 +137,18 @@ fn policy() -> impl Strategy<Value = Policy> {
     ]
 }
 
+fn pe_id() -> impl Strategy<Value = PeId> {
+    any::<u32>().prop_map(PeId::new)
+}
+
+fn server_id() -> impl Strategy<Value = ServerId> {
+    any::<u32>().prop_map(ServerId::new)
+}
+
 fn pool_element() -> impl Strategy<Value = PoolElement> {
     (
-        any::<u32>(),
-        any::<u32>(),
+        pe_id(),
+        server_id(),
         any::<i32>(),
         user_transport(),
         policy(),
@@ -170,7 +178,7 @@ fn op_error() -> impl Strategy<Value = OperationError> {
 }
 
 fn server_info() -> impl Strategy<Value = ServerInformation> {
-    (any::<u32>(), asap_transport()).prop_map(|(server_id, transport)| ServerInformation {
+    (server_id(), asap_transport()).prop_map(|(server_id, transport)| ServerInformation {
         server_id,
         transport,
     })
@@ -178,7 +186,7 @@ fn server_info() -> impl Strategy<Value = ServerInformation> {
 
 fn asap_message() -> impl Strategy<Value = AsapMessage> {
     use AsapMessage::*;
-    let id = any::<u32>;
+    let id = pe_id;
     prop_oneof![
         (handle(), pool_element()).prop_map(|(pool_handle, pool_element)| Registration {
             pool_handle,
@@ -209,7 +217,7 @@ fn asap_message() -> impl Strategy<Value = AsapMessage> {
                 error
             }
         ),
-        (any::<bool>(), handle(), proptest::option::of(id())).prop_map(
+        (any::<bool>(), handle(), proptest::option::of(any::<u32>())).prop_map(
             |(subscribe, pool_handle, items)| HandleResolution {
                 subscribe,
                 pool_handle,
@@ -234,14 +242,20 @@ fn asap_message() -> impl Strategy<Value = AsapMessage> {
                     }
                 }
             ),
-        (any::<bool>(), id(), handle(), proptest::option::of(id())).prop_map(
-            |(home, server_id, pool_handle, identifier)| EndpointKeepAlive {
-                home,
-                server_id,
-                pool_handle,
-                identifier
-            }
-        ),
+        (
+            any::<bool>(),
+            server_id(),
+            handle(),
+            proptest::option::of(id())
+        )
+            .prop_map(
+                |(home, server_id, pool_handle, identifier)| EndpointKeepAlive {
+                    home,
+                    server_id,
+                    pool_handle,
+                    identifier
+                }
+            ),
         (handle(), id()).prop_map(|(pool_handle, identifier)| EndpointKeepAliveAck {
             pool_handle,
             identifier
@@ -250,7 +264,7 @@ fn asap_message() -> impl Strategy<Value = AsapMessage> {
             pool_handle,
             identifier
         }),
-        (id(), vec(asap_transport(), 0..3)).prop_map(|(server_id, transports)| {
+        (server_id(), vec(asap_transport(), 0..3)).prop_map(|(server_id, transports)| {
             ServerAnnounce {
                 server_id,
                 transports,
@@ -270,7 +284,7 @@ fn asap_message() -> impl Strategy<Value = AsapMessage> {
 
 fn enrp_message() -> impl Strategy<Value = EnrpMessage> {
     use EnrpMessage::*;
-    let id = any::<u32>;
+    let id = server_id;
     prop_oneof![
         (
             any::<bool>(),
@@ -497,8 +511,8 @@ fn unknown_policy_with_known_type_is_refused_by_the_encoder() {
     let m = AsapMessage::Registration {
         pool_handle: PoolHandle::from_static("x"),
         pool_element: PoolElement {
-            identifier: 1,
-            home_registrar: 0,
+            identifier: PeId::new(1),
+            home_registrar: ServerId::UNDETERMINED,
             registration_life: 30,
             user_transport: Transport::Opaque { data: vec![] },
             policy: Policy::Unknown {

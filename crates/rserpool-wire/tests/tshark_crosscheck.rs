@@ -27,11 +27,11 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rserpool_wire::WireMessage;
 use rserpool_wire::{
     AsapMessage, Cause, CauseCode, EnrpMessage, OperationError, Policy, PoolElement, PoolEntry,
     PoolHandle, ServerInformation, Transport, TransportUse, UpdateAction,
 };
+use rserpool_wire::{PeId, ServerId, WireMessage};
 
 // ---------------------------------------------------------------------------
 // Expected dissection
@@ -364,10 +364,10 @@ impl Expect {
 
     fn pool_element(&mut self, pe: &PoolElement) {
         self.param(0x000a, pe_len(pe));
-        self.push("pool_element_pe_identifier", int(pe.identifier));
+        self.push("pool_element_pe_identifier", int(pe.identifier.get()));
         self.push(
             "pool_element_home_enrp_server_identifier",
-            int(pe.home_registrar),
+            int(pe.home_registrar.get()),
         );
         self.push("pool_element_registration_life", int(pe.registration_life));
         self.transport(&pe.user_transport);
@@ -384,7 +384,7 @@ impl Expect {
         } else {
             "server_information_server_identifier"
         };
-        self.push(field, int(si.server_id));
+        self.push(field, int(si.server_id.get()));
         self.transport(&si.transport);
     }
 
@@ -462,7 +462,7 @@ fn expect_asap(m: &AsapMessage, nested: &dyn Fn(usize, &mut Expect)) -> Expect {
         } => {
             e.header(t, f, msg_len(4, &[ph(pool_handle), 8]));
             e.pool_handle(pool_handle);
-            e.pe_identifier(*identifier);
+            e.pe_identifier(identifier.get());
         }
         RegistrationResponse {
             reject,
@@ -475,7 +475,7 @@ fn expect_asap(m: &AsapMessage, nested: &dyn Fn(usize, &mut Expect)) -> Expect {
             e.header(t, f, msg_len(4, &lens));
             e.push("r_bit", V::Bool(*reject));
             e.pool_handle(pool_handle);
-            e.pe_identifier(*identifier);
+            e.pe_identifier(identifier.get());
             if let Some(err) = error {
                 e.op_error(err, nested);
             }
@@ -489,7 +489,7 @@ fn expect_asap(m: &AsapMessage, nested: &dyn Fn(usize, &mut Expect)) -> Expect {
             lens.extend(error.as_ref().map(op_error_len));
             e.header(t, f, msg_len(4, &lens));
             e.pool_handle(pool_handle);
-            e.pe_identifier(*identifier);
+            e.pe_identifier(identifier.get());
             if let Some(err) = error {
                 e.op_error(err, nested);
             }
@@ -539,10 +539,10 @@ fn expect_asap(m: &AsapMessage, nested: &dyn Fn(usize, &mut Expect)) -> Expect {
             lens.extend(identifier.map(|_| 8));
             e.header(t, f, msg_len(8, &lens));
             e.push("h_bit", V::Bool(*home));
-            e.push("server_identifier", int(*server_id));
+            e.push("server_identifier", int(server_id.get()));
             e.pool_handle(pool_handle);
             if let Some(id) = identifier {
-                e.pe_identifier(*id);
+                e.pe_identifier(id.get());
             }
         }
         ServerAnnounce {
@@ -551,7 +551,7 @@ fn expect_asap(m: &AsapMessage, nested: &dyn Fn(usize, &mut Expect)) -> Expect {
         } => {
             let lens: Vec<usize> = transports.iter().map(transport_len).collect();
             e.header(t, f, msg_len(8, &lens));
-            e.push("server_identifier", int(*server_id));
+            e.push("server_identifier", int(server_id.get()));
             for tr in transports {
                 e.transport(tr);
             }
@@ -673,10 +673,10 @@ fn expect_enrp(m: &EnrpMessage, nested: &dyn Fn(usize, &mut Expect)) -> Expect {
             e.op_error(error, nested);
         }
     }
-    e.push("sender_servers_id", int(m.sender()));
-    e.push("receiver_servers_id", int(m.receiver()));
+    e.push("sender_servers_id", int(m.sender().get()));
+    e.push("receiver_servers_id", int(m.receiver().get()));
     if let Some(x) = target {
-        e.push("target_servers_id", int(x));
+        e.push("target_servers_id", int(x.get()));
     }
     e
 }
@@ -771,8 +771,8 @@ fn pe(
     asap_transport: Option<Transport>,
 ) -> PoolElement {
     PoolElement {
-        identifier,
-        home_registrar,
+        identifier: PeId::new(identifier),
+        home_registrar: ServerId::new(home_registrar),
         registration_life,
         user_transport,
         policy,
@@ -1001,7 +1001,7 @@ fn packets() -> Vec<Packet> {
         asap(
             AsapMessage::Deregistration {
                 pool_handle: h("registrar.test"),
-                identifier: 0xdead_beef,
+                identifier: PeId::new(0xdead_beef),
             },
             &no_nested,
         ),
@@ -1009,7 +1009,7 @@ fn packets() -> Vec<Packet> {
             AsapMessage::RegistrationResponse {
                 reject: true,
                 pool_handle: h("pool-\u{3b1}"),
-                identifier: 0x1a2b_3c4d,
+                identifier: PeId::new(0x1a2b_3c4d),
                 error: Some(OperationError {
                     causes: vec![
                         Cause::new(CauseCode::NonUniquePeIdentifier),
@@ -1037,7 +1037,7 @@ fn packets() -> Vec<Packet> {
         asap(
             AsapMessage::DeregistrationResponse {
                 pool_handle: h("x"),
-                identifier: 0x0000_0042,
+                identifier: PeId::new(0x0000_0042),
                 error: Some(OperationError {
                     causes: vec![
                         Cause::new(CauseCode::UnknownPoolHandle),
@@ -1072,29 +1072,29 @@ fn packets() -> Vec<Packet> {
         asap(
             AsapMessage::EndpointKeepAlive {
                 home: true,
-                server_id: 0x5e5e_0001,
+                server_id: ServerId::new(0x5e5e_0001),
                 pool_handle: h("KeepAlivePool"),
-                identifier: Some(0x0bad_f00d),
+                identifier: Some(PeId::new(0x0bad_f00d)),
             },
             &no_nested,
         ),
         asap(
             AsapMessage::EndpointKeepAliveAck {
                 pool_handle: h("KeepAlivePool"),
-                identifier: 0x0bad_f00d,
+                identifier: PeId::new(0x0bad_f00d),
             },
             &no_nested,
         ),
         asap(
             AsapMessage::EndpointUnreachable {
                 pool_handle: h("gone"),
-                identifier: 0x0000_dead,
+                identifier: PeId::new(0x0000_dead),
             },
             &no_nested,
         ),
         asap(
             AsapMessage::ServerAnnounce {
-                server_id: 0xa1a2_a3a4,
+                server_id: ServerId::new(0xa1a2_a3a4),
                 transports: vec![
                     sctp(3863, DataOnly, &["192.0.2.1", "2001:db8::1"]),
                     tcp(3863, DataPlusControl, "2001:db8::2"),
@@ -1158,11 +1158,11 @@ fn packets() -> Vec<Packet> {
         enrp(
             EnrpMessage::Presence {
                 reply_required: true,
-                sender: 0x1111_1111,
-                receiver: 0x2222_2222,
+                sender: ServerId::new(0x1111_1111),
+                receiver: ServerId::new(0x2222_2222),
                 checksum: Some(0xbeef),
                 server_info: Some(ServerInformation {
-                    server_id: 0x1111_1111,
+                    server_id: ServerId::new(0x1111_1111),
                     transport: sctp(9901, DataOnly, &["192.0.2.11", "2001:db8::11"]),
                 }),
             },
@@ -1171,8 +1171,8 @@ fn packets() -> Vec<Packet> {
         enrp(
             EnrpMessage::HandleTableRequest {
                 own_children_only: true,
-                sender: 0x3333_3333,
-                receiver: 0x4444_4444,
+                sender: ServerId::new(0x3333_3333),
+                receiver: ServerId::new(0x4444_4444),
             },
             &no_nested,
         ),
@@ -1180,8 +1180,8 @@ fn packets() -> Vec<Packet> {
             EnrpMessage::HandleTableResponse {
                 more_to_send: true,
                 reject: false,
-                sender: 0x4444_4444,
-                receiver: 0x3333_3333,
+                sender: ServerId::new(0x4444_4444),
+                receiver: ServerId::new(0x3333_3333),
                 pools: vec![
                     PoolEntry {
                         pool_handle: h("TablePool-1"),
@@ -1198,8 +1198,8 @@ fn packets() -> Vec<Packet> {
         enrp(
             EnrpMessage::HandleUpdate {
                 takeover_suggested: true,
-                sender: 0x5555_5555,
-                receiver: 0x6666_6666,
+                sender: ServerId::new(0x5555_5555),
+                receiver: ServerId::new(0x6666_6666),
                 action: UpdateAction::DelPe,
                 pool_handle: h("UpdatedPool"),
                 pool_element: pe_lu_dpf.clone(),
@@ -1208,19 +1208,19 @@ fn packets() -> Vec<Packet> {
         ),
         enrp(
             EnrpMessage::ListRequest {
-                sender: 0x7777_7777,
-                receiver: 0x8888_8888,
+                sender: ServerId::new(0x7777_7777),
+                receiver: ServerId::new(0x8888_8888),
             },
             &no_nested,
         ),
         enrp(
             EnrpMessage::ListResponse {
                 reject: true,
-                sender: 0x8888_8888,
-                receiver: 0x7777_7777,
+                sender: ServerId::new(0x8888_8888),
+                receiver: ServerId::new(0x7777_7777),
                 servers: vec![
                     ServerInformation {
-                        server_id: 0x9999_0001,
+                        server_id: ServerId::new(0x9999_0001),
                         transport: sctp(
                             9901,
                             DataOnly,
@@ -1228,7 +1228,7 @@ fn packets() -> Vec<Packet> {
                         ),
                     },
                     ServerInformation {
-                        server_id: 0x9999_0002,
+                        server_id: ServerId::new(0x9999_0002),
                         transport: tcp(9902, DataPlusControl, "198.51.100.3"),
                     },
                 ],
@@ -1237,32 +1237,32 @@ fn packets() -> Vec<Packet> {
         ),
         enrp(
             EnrpMessage::InitTakeover {
-                sender: 0xaaaa_0001,
-                receiver: 0,
-                target: 0xdead_0001,
+                sender: ServerId::new(0xaaaa_0001),
+                receiver: ServerId::new(0),
+                target: ServerId::new(0xdead_0001),
             },
             &no_nested,
         ),
         enrp(
             EnrpMessage::InitTakeoverAck {
-                sender: 0xaaaa_0002,
-                receiver: 0xaaaa_0001,
-                target: 0xdead_0001,
+                sender: ServerId::new(0xaaaa_0002),
+                receiver: ServerId::new(0xaaaa_0001),
+                target: ServerId::new(0xdead_0001),
             },
             &no_nested,
         ),
         enrp(
             EnrpMessage::TakeoverServer {
-                sender: 0xaaaa_0001,
-                receiver: 0,
-                target: 0xdead_0001,
+                sender: ServerId::new(0xaaaa_0001),
+                receiver: ServerId::new(0),
+                target: ServerId::new(0xdead_0001),
             },
             &no_nested,
         ),
         enrp(
             EnrpMessage::Error {
-                sender: 0xeeee_0001,
-                receiver: 0xeeee_0002,
+                sender: ServerId::new(0xeeee_0001),
+                receiver: ServerId::new(0xeeee_0002),
                 error: OperationError {
                     causes: vec![
                         Cause::with_info(

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use rserpool_wire::{
-    AsapMessage, Cause, CauseCode, OperationError, Policy, PoolElement, PoolHandle, Transport,
-    TransportUse, WireMessage,
+    AsapMessage, Cause, CauseCode, OperationError, PeId, Policy, PoolElement, PoolHandle, ServerId,
+    Transport, TransportUse, WireMessage,
 };
 
 use crate::config::{PoolUserSettings, ReportLimits, Timers};
@@ -127,8 +127,8 @@ fn pe_id(n: u8) -> u32 {
 
 fn element(id: u32) -> PoolElement {
     PoolElement {
-        identifier: id,
-        home_registrar: 1,
+        identifier: PeId::new(id),
+        home_registrar: ServerId::new(1),
         registration_life: 30_000,
         user_transport: Transport::Tcp {
             port: 7000,
@@ -146,19 +146,19 @@ fn frame_bytes(f: &Frame) -> Vec<u8> {
         Frame::RegistrationAnswer { pe, reject } => AsapMessage::RegistrationResponse {
             reject: reject.is_some(),
             pool_handle: pool(pe % 3),
-            identifier: pe_id(*pe),
+            identifier: PeId::new(pe_id(*pe)),
             error: reject.map(|c| OperationError::single(Cause::new(c))),
         },
         Frame::DeregistrationAnswer { pe, refused } => AsapMessage::DeregistrationResponse {
             pool_handle: pool(pe % 3),
-            identifier: pe_id(*pe),
+            identifier: PeId::new(pe_id(*pe)),
             error: refused.then(|| OperationError::single(Cause::new(CauseCode::UnspecifiedError))),
         },
         Frame::KeepAlive { home, server, pe } => AsapMessage::EndpointKeepAlive {
             home: *home,
-            server_id: u32::from(*server) + 1,
+            server_id: ServerId::new(u32::from(*server) + 1),
             pool_handle: pool(pe.unwrap_or(0) % 3),
-            identifier: pe.map(pe_id),
+            identifier: pe.map(pe_id).map(PeId::new),
         },
         Frame::Resolution { pool: p, pes } => AsapMessage::HandleResolutionResponse {
             accept_updates: false,
@@ -348,11 +348,11 @@ impl Core for Pe {
                 PeOutput::Event(
                     PeEvent::Deregistered { identifier, .. }
                     | PeEvent::RegistrationFailed { identifier, .. },
-                ) => *self.finals.entry(identifier).or_default() += 1,
+                ) => *self.finals.entry(identifier.get()).or_default() += 1,
                 PeOutput::Event(PeEvent::RegistrationRefused { identifier, .. }) => {
                     // Final unless the core keeps the PE to try again.
                     if self.core.status(identifier).is_none() {
-                        *self.finals.entry(identifier).or_default() += 1;
+                        *self.finals.entry(identifier.get()).or_default() += 1;
                     }
                 }
                 PeOutput::Event(_) => {}
@@ -388,14 +388,14 @@ proptest! {
                 match s {
                     Step::Add(n) => {
                         let spec = PoolElementSpec {
-                            identifier: Some(pe_id(*n)),
+                            identifier: Some(PeId::new(pe_id(*n))),
                             ..PoolElementSpec::new(pool(n % 3), Policy::RoundRobin, 7000)
                         };
                         if pe.core.add_element(now, spec).is_ok() {
                             added.insert(pe_id(*n));
                         }
                     }
-                    Step::Deregister(n) => pe.core.deregister(now, pe_id(*n)),
+                    Step::Deregister(n) => pe.core.deregister(now, PeId::new(pe_id(*n))),
                     _ => {}
                 }
             }
@@ -475,7 +475,7 @@ proptest! {
                         pu.core.select(now, asked, pool(*p));
                     }
                     Step::Report(p, m) => {
-                        pu.core.report_unreachable(now, &pool(*p), pe_id(*m));
+                        pu.core.report_unreachable(now, &pool(*p), PeId::new(pe_id(*m)));
                     }
                     _ => {}
                 }

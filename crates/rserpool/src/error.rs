@@ -7,7 +7,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-use rserpool_wire::{Cause, CauseCode, Policy, PoolHandle, Transport};
+use rserpool_wire::{Cause, CauseCode, PeId, Policy, PoolHandle, Transport};
 
 /// Why a connection attempt of the server hunt failed, as a driver
 /// reports it to a core (`handle_connect_failed`).
@@ -157,7 +157,7 @@ pub enum ClientError {
         /// The registrar.
         registrar: SocketAddr,
         /// The PE.
-        identifier: u32,
+        identifier: PeId,
         /// Its reason (the first cause of its operation error).
         cause: CauseCode,
         /// What the cause said about the pool, if anything.
@@ -169,7 +169,7 @@ pub enum ClientError {
         /// The registrar.
         registrar: SocketAddr,
         /// The PE.
-        identifier: u32,
+        identifier: PeId,
         /// Its reason.
         cause: CauseCode,
     },

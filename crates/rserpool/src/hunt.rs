@@ -209,7 +209,7 @@ impl Hunter {
             active: false,
             attempt: None,
             wait_until: None,
-            next_conn: 1,
+            next_conn: ConnId::new(1),
         }
     }
 
@@ -269,8 +269,7 @@ impl Hunter {
                         }
                         continue;
                     };
-                    let conn = self.next_conn;
-                    self.next_conn += 1;
+                    let conn = self.next_conn.allocate();
                     self.attempt = Some(Attempt {
                         conn,
                         index,

@@ -101,8 +101,9 @@ pub use pu::PoolUser;
 pub use pu_core::{PuCore, PuOutput, ReportOutcome, Token};
 
 /// Names a registrar connection of a driver, for the sans-IO cores. The
-/// cores choose it ([`LinkAction::Connect`]).
-pub type ConnId = u64;
+/// cores choose it ([`LinkAction::Connect`]). The one connection handle of
+/// all the crates ([`rserpool_wire::ConnId`]).
+pub use rserpool_wire::ConnId;
 
 /// What a sans-IO core asks of its driver's registrar link, the same for
 /// both sides ([`PeOutput::Link`], [`PuOutput::Link`]).
@@ -258,11 +259,12 @@ pub(crate) mod test_outputs {
         LinkAction::Close { conn }.into()
     }
 
-    /// The connection attempts among `outs`: (conn, registrar index).
-    pub(crate) fn connects<O: CoreOutput>(outs: &[O]) -> Vec<(ConnId, usize)> {
+    /// The connection attempts among `outs`: (conn, registrar index),
+    /// the connections by number (for patterns).
+    pub(crate) fn connects<O: CoreOutput>(outs: &[O]) -> Vec<(u64, usize)> {
         outs.iter()
             .filter_map(|o| match o.link() {
-                Some(LinkAction::Connect { conn, index, .. }) => Some((*conn, *index)),
+                Some(LinkAction::Connect { conn, index, .. }) => Some((conn.get(), *index)),
                 _ => None,
             })
             .collect()
@@ -278,11 +280,11 @@ pub(crate) mod test_outputs {
         !connects(outs).is_empty()
     }
 
-    /// The messages among `outs`, with their connections.
-    pub(crate) fn sends<O: CoreOutput>(outs: &[O]) -> Vec<(ConnId, AsapMessage)> {
+    /// The messages among `outs`, with their connections by number.
+    pub(crate) fn sends<O: CoreOutput>(outs: &[O]) -> Vec<(u64, AsapMessage)> {
         outs.iter()
             .filter_map(|o| match o.link() {
-                Some(LinkAction::Send { conn, message }) => Some((*conn, message.clone())),
+                Some(LinkAction::Send { conn, message }) => Some((conn.get(), message.clone())),
                 _ => None,
             })
             .collect()

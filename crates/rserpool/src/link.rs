@@ -237,7 +237,11 @@ impl Link {
     /// closes the connection and returns the reason.
     async fn send(&mut self, conn: ConnId, message: &AsapMessage) -> Result<(), String> {
         let Some(a) = self.active.as_mut().filter(|a| a.id == conn) else {
-            tracing::debug!(conn, "dropping {} for a closed connection", message.name());
+            tracing::debug!(
+                conn = conn.get(),
+                "dropping {} for a closed connection",
+                message.name()
+            );
             return Ok(());
         };
         tracing::trace!(registrar = %a.registrar, "sending {}", message.name());

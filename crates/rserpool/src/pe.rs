@@ -7,7 +7,7 @@
 //! application that must stay responsive meanwhile, such as `rsp pe
 //! register` with its health check and signals).
 
-use rserpool_wire::{Policy, PoolHandle};
+use rserpool_wire::{PeId, Policy, PoolHandle};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::config::ClientConfig;
@@ -29,7 +29,7 @@ enum Command {
 /// background; [`PoolElement::shutdown`] waits for the outcome.
 #[derive(Debug)]
 pub struct PoolElement {
-    identifier: u32,
+    identifier: PeId,
     pool_handle: PoolHandle,
     commands: mpsc::Sender<Command>,
     events: broadcast::Sender<PeEvent>,
@@ -122,7 +122,7 @@ impl PoolElement {
     }
 
     /// The PE identifier (the same on every registration).
-    pub fn identifier(&self) -> u32 {
+    pub fn identifier(&self) -> PeId {
         self.identifier
     }
 
@@ -192,7 +192,7 @@ struct Driver {
     commands_open: bool,
     events: broadcast::Sender<PeEvent>,
     status: watch::Sender<PeStatus>,
-    identifier: u32,
+    identifier: PeId,
     started: Option<oneshot::Sender<Result<(), ClientError>>>,
     shutdown: Option<oneshot::Sender<Result<(), ClientError>>>,
     outcome: Result<(), ClientError>,

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use rserpool_wire::{
-    AsapMessage, CauseCode, OperationError, PoolElement, PoolHandle, Transport, TransportUse,
+    AsapMessage, CauseCode, OperationError, PeId, PoolElement, PoolHandle, ServerId, Transport,
+    TransportUse,
 };
 
 use crate::config::{check_lifetime, reregistration_interval, Timers};
@@ -39,7 +40,7 @@ pub struct PoolElementSpec {
     pub transport_use: TransportUse,
     /// The PE identifier; `None` for a random non-zero one (R2.2). It
     /// stays the same on every re-registration.
-    pub identifier: Option<u32>,
+    pub identifier: Option<PeId>,
     /// Registration lifetime; `None` for the configured default.
     pub lifetime: Option<Duration>,
     /// The address PUs reach the PE at; `None` for this end's address on
@@ -72,18 +73,18 @@ pub enum PeEvent {
     /// first time (routine T4 re-registrations are not reported).
     Registered {
         /// The PE.
-        identifier: u32,
+        identifier: PeId,
         /// The registrar.
         registrar: SocketAddr,
         /// Its server identifier, once a keep-alive told it.
-        home_server_id: Option<u32>,
+        home_server_id: Option<ServerId>,
     },
     /// A registrar refused the registration (RFC 5352 3.1). Unless the
     /// cause is lack of resources on a re-registration (then it is tried
     /// again after T2), the PE is given up.
     RegistrationRefused {
         /// The PE.
-        identifier: u32,
+        identifier: PeId,
         /// The registrar.
         registrar: SocketAddr,
         /// The first cause it gave.
@@ -96,7 +97,7 @@ pub enum PeEvent {
     /// failures (RFC 5352 3.1).
     RegistrationFailed {
         /// The PE.
-        identifier: u32,
+        identifier: PeId,
         /// The last failure.
         error: ClientError,
     },
@@ -120,13 +121,13 @@ pub enum PeEvent {
         /// The registrar connection it came over.
         registrar: SocketAddr,
         /// The new home's server identifier.
-        server_id: u32,
+        server_id: ServerId,
     },
     /// The registrar removed the PE by itself (an unsolicited
     /// ASAP_DEREGISTRATION_RESPONSE, RFC 5352 3.2); it registers again.
     RemovedByRegistrar {
         /// The PE.
-        identifier: u32,
+        identifier: PeId,
         /// The registrar.
         registrar: SocketAddr,
     },
@@ -134,7 +135,7 @@ pub enum PeEvent {
     /// refused, or not answered within T3. The PE is gone from the core.
     Deregistered {
         /// The PE.
-        identifier: u32,
+        identifier: PeId,
         /// What went wrong, if anything.
         error: Option<ClientError>,
     },
@@ -165,7 +166,7 @@ pub struct PeStatus {
     /// The registrar connected to, if any.
     pub registrar: Option<SocketAddr>,
     /// The home registrar's server identifier, once known.
-    pub home_server_id: Option<u32>,
+    pub home_server_id: Option<ServerId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,7 +194,7 @@ enum State {
 #[derive(Debug, Clone)]
 struct Element {
     pool_handle: PoolHandle,
-    identifier: u32,
+    identifier: PeId,
     policy: rserpool_wire::Policy,
     port: u16,
     transport_use: TransportUse,
@@ -222,7 +223,7 @@ enum Link {
         conn: ConnId,
         registrar: SocketAddr,
         local: IpAddr,
-        home: Option<u32>,
+        home: Option<ServerId>,
         /// Frames on it that did not decode.
         malformed: u32,
     },
@@ -263,11 +264,17 @@ impl PeCore {
 
     /// Add a PE and start registering it (RFC 5352 3.1). Returns its
     /// identifier.
-    pub fn add_element(&mut self, now: Instant, spec: PoolElementSpec) -> Result<u32, ClientError> {
+    pub fn add_element(
+        &mut self,
+        now: Instant,
+        spec: PoolElementSpec,
+    ) -> Result<PeId, ClientError> {
         let lifetime = spec.lifetime.unwrap_or(self.default_lifetime);
         check_lifetime(lifetime)?;
         let identifier = match spec.identifier {
-            Some(0) => return Err(ClientError::Config("a PE identifier cannot be 0".into())),
+            Some(id) if id.get() == 0 => {
+                return Err(ClientError::Config("a PE identifier cannot be 0".into()))
+            }
             Some(id) if self.find(id).is_some() => {
                 return Err(ClientError::Config(format!(
                     "PE identifier {id:#010x} is used twice"
@@ -276,8 +283,8 @@ impl PeCore {
             Some(id) => id,
             // RFC 5352 3.1 R2.2: a good random number, non-zero here.
             None => loop {
-                let id = self.rng.random::<u32>();
-                if id != 0 && self.find(id).is_none() {
+                let id = PeId::new(self.rng.random::<u32>());
+                if id.get() != 0 && self.find(id).is_none() {
                     break id;
                 }
             },
@@ -309,7 +316,7 @@ impl PeCore {
     pub fn update_policy(
         &mut self,
         now: Instant,
-        identifier: u32,
+        identifier: PeId,
         policy: rserpool_wire::Policy,
     ) -> Result<(), ClientError> {
         let i = self
@@ -334,7 +341,7 @@ impl PeCore {
 
     /// Deregister PE `identifier` (RFC 5352 3.2). The outcome comes as a
     /// [`PeEvent::Deregistered`].
-    pub fn deregister(&mut self, now: Instant, identifier: u32) {
+    pub fn deregister(&mut self, now: Instant, identifier: PeId) {
         let Some(i) = self.find(identifier) else {
             return;
         };
@@ -377,7 +384,7 @@ impl PeCore {
 
     /// Deregister every PE.
     pub fn deregister_all(&mut self, now: Instant) {
-        let ids: Vec<u32> = self.elements.iter().map(|e| e.identifier).collect();
+        let ids: Vec<PeId> = self.elements.iter().map(|e| e.identifier).collect();
         for id in ids {
             self.deregister(now, id);
         }
@@ -625,7 +632,7 @@ impl PeCore {
     }
 
     /// The home registrar's server identifier, once a keep-alive told it.
-    pub fn home_server_id(&self) -> Option<u32> {
+    pub fn home_server_id(&self) -> Option<ServerId> {
         match self.link {
             Link::Up { home, .. } => home,
             _ => None,
@@ -633,7 +640,7 @@ impl PeCore {
     }
 
     /// The state of PE `identifier`; `None` if it is gone.
-    pub fn status(&self, identifier: u32) -> Option<PeStatus> {
+    pub fn status(&self, identifier: PeId) -> Option<PeStatus> {
         let e = &self.elements[self.find(identifier)?];
         let registered = match (self.link, e.registered_on) {
             (Link::Up { conn, .. }, Some(on)) => {
@@ -649,17 +656,17 @@ impl PeCore {
     }
 
     /// The identifiers of the PEs.
-    pub fn identifiers(&self) -> impl Iterator<Item = u32> + '_ {
+    pub fn identifiers(&self) -> impl Iterator<Item = PeId> + '_ {
         self.elements.iter().map(|e| e.identifier)
     }
 
-    fn find(&self, identifier: u32) -> Option<usize> {
+    fn find(&self, identifier: PeId) -> Option<usize> {
         self.elements
             .iter()
             .position(|e| e.identifier == identifier)
     }
 
-    fn find_in(&self, pool_handle: &PoolHandle, identifier: u32) -> Option<usize> {
+    fn find_in(&self, pool_handle: &PoolHandle, identifier: PeId) -> Option<usize> {
         self.elements
             .iter()
             .position(|e| e.identifier == identifier && &e.pool_handle == pool_handle)
@@ -706,7 +713,7 @@ impl PeCore {
             pool_handle: e.pool_handle.clone(),
             pool_element: PoolElement {
                 identifier: e.identifier,
-                home_registrar: home.unwrap_or(0),
+                home_registrar: home.unwrap_or(ServerId::UNDETERMINED),
                 // Milliseconds, as RSPLIB sends (checked to fit on entry).
                 registration_life: i32::try_from(e.lifetime.as_millis()).unwrap_or(i32::MAX),
                 user_transport: Transport::Tcp {
@@ -818,7 +825,7 @@ impl PeCore {
         registrar: SocketAddr,
         reject: bool,
         pool_handle: &PoolHandle,
-        identifier: u32,
+        identifier: PeId,
         error: Option<OperationError>,
     ) {
         let Some(i) = self.find_in(pool_handle, identifier) else {
@@ -888,7 +895,7 @@ impl PeCore {
         now: Instant,
         registrar: SocketAddr,
         pool_handle: &PoolHandle,
-        identifier: u32,
+        identifier: PeId,
         error: Option<OperationError>,
     ) {
         let Some(i) = self.find_in(pool_handle, identifier) else {
@@ -927,9 +934,9 @@ impl PeCore {
         &mut self,
         conn: ConnId,
         home: bool,
-        server_id: u32,
+        server_id: ServerId,
         pool_handle: &PoolHandle,
-        identifier: Option<u32>,
+        identifier: Option<PeId>,
     ) {
         // RFC 5352 3.4 KA1: only for a pool handle we registered, else
         // silently discarded; RSPLIB's identifier names one PE.
@@ -1024,7 +1031,7 @@ mod tests {
 
     fn spec(id: u32) -> PoolElementSpec {
         PoolElementSpec {
-            identifier: Some(id),
+            identifier: Some(PeId::new(id)),
             ..PoolElementSpec::new(handle(), Policy::RoundRobin, 7007)
         }
     }
@@ -1050,7 +1057,7 @@ mod tests {
         AsapMessage::RegistrationResponse {
             reject: false,
             pool_handle: handle(),
-            identifier: id,
+            identifier: PeId::new(id),
             error: None,
         }
     }
@@ -1059,17 +1066,17 @@ mod tests {
         AsapMessage::RegistrationResponse {
             reject: true,
             pool_handle: handle(),
-            identifier: id,
+            identifier: PeId::new(id),
             error: Some(OperationError::single(Cause::new(code))),
         }
     }
 
-    fn keep_alive(home: bool, server_id: u32, h: &str, id: Option<u32>) -> AsapMessage {
+    fn keep_alive(home: bool, server_id: ServerId, h: &str, id: Option<u32>) -> AsapMessage {
         AsapMessage::EndpointKeepAlive {
             home,
             server_id,
             pool_handle: PoolHandle::new(h.as_bytes()).expect("handle"),
-            identifier: id,
+            identifier: id.map(PeId::new),
         }
     }
 
@@ -1084,8 +1091,8 @@ mod tests {
     fn registered(t0: Instant) -> PeCore {
         let mut c = core();
         c.add_element(t0, spec(42)).expect("add");
-        connect(&mut c, t0, 1, REG1);
-        c.handle_message(t0, 1, accepted(42));
+        connect(&mut c, t0, ConnId::new(1), REG1);
+        c.handle_message(t0, ConnId::new(1), accepted(42));
         drain(&mut c);
         c
     }
@@ -1094,9 +1101,9 @@ mod tests {
     fn registers_over_a_new_connection_with_its_own_address_in_milliseconds() {
         let t0 = Instant::now();
         let mut c = core();
-        assert_eq!(c.add_element(t0, spec(42)).expect("add"), 42);
+        assert_eq!(c.add_element(t0, spec(42)).expect("add"), PeId::new(42));
         assert!(only_hunt(&drain(&mut c)));
-        connect(&mut c, t0, 1, REG1);
+        connect(&mut c, t0, ConnId::new(1), REG1);
         let out = drain(&mut c);
         let sent = sends(&out);
         assert_eq!(sent.len(), 1);
@@ -1112,8 +1119,8 @@ mod tests {
         assert_eq!(
             pool_element,
             &PoolElement {
-                identifier: 42,
-                home_registrar: 0,
+                identifier: PeId::new(42),
+                home_registrar: ServerId::UNDETERMINED,
                 registration_life: 30_000,
                 user_transport: Transport::Tcp {
                     port: 7007,
@@ -1126,19 +1133,19 @@ mod tests {
         );
         // T2 runs until the response.
         assert_eq!(c.poll_timeout(), Some(t0 + s(30)));
-        assert!(!c.status(42).expect("status").registered);
+        assert!(!c.status(PeId::new(42)).expect("status").registered);
         let t1 = t0 + s(1);
-        c.handle_message(t1, 1, accepted(42));
+        c.handle_message(t1, ConnId::new(1), accepted(42));
         assert_eq!(
             events(&drain(&mut c)),
             vec![PeEvent::Registered {
-                identifier: 42,
+                identifier: PeId::new(42),
                 registrar: REG1,
                 home_server_id: None
             }]
         );
         assert_eq!(
-            c.status(42),
+            c.status(PeId::new(42)),
             Some(PeStatus {
                 registered: true,
                 registrar: Some(REG1),
@@ -1163,7 +1170,7 @@ mod tests {
             },
         )
         .expect("add");
-        connect(&mut c, t0, 1, REG1);
+        connect(&mut c, t0, ConnId::new(1), REG1);
         let out = drain(&mut c);
         let pe = registered_element(&sends(&out)[0].1).clone();
         assert_eq!(pe.registration_life, 1500);
@@ -1180,12 +1187,12 @@ mod tests {
             sp.identifier = None;
             ids.push(c.add_element(t0, sp).expect("add"));
         }
-        assert!(ids.iter().all(|&i| i != 0));
+        assert!(ids.iter().all(|&i| i != PeId::new(0)));
         let mut u = ids.clone();
         u.sort_unstable();
         u.dedup();
         assert_eq!(u.len(), ids.len());
-        assert!(c.add_element(t0, spec(ids[0])).is_err());
+        assert!(c.add_element(t0, spec(ids[0].get())).is_err());
         assert!(c.add_element(t0, spec(0)).is_err());
         assert!(c
             .add_element(
@@ -1215,11 +1222,11 @@ mod tests {
         let out = drain(&mut c);
         let sent = sends(&out);
         assert_eq!(sent.len(), 1);
-        assert_eq!(registered_element(&sent[0].1).identifier, 42);
+        assert_eq!(registered_element(&sent[0].1).identifier, PeId::new(42));
         // Still registered while the re-registration is in flight.
-        assert!(c.status(42).expect("status").registered);
+        assert!(c.status(PeId::new(42)).expect("status").registered);
         assert_eq!(c.poll_timeout(), Some(t4 + s(30)));
-        c.handle_message(t4, 1, accepted(42));
+        c.handle_message(t4, ConnId::new(1), accepted(42));
         assert!(events(&drain(&mut c)).is_empty());
         assert_eq!(c.poll_timeout(), Some(t4 + s(15)));
     }
@@ -1229,12 +1236,12 @@ mod tests {
         let t0 = Instant::now();
         let mut c = core();
         c.add_element(t0, spec(42)).expect("add");
-        connect(&mut c, t0, 1, REG1);
+        connect(&mut c, t0, ConnId::new(1), REG1);
         drain(&mut c);
         let t2 = t0 + s(30);
         c.handle_timeout(t2);
         let out = drain(&mut c);
-        assert!(out.contains(&close(1)));
+        assert!(out.contains(&close(ConnId::new(1))));
         assert!(hunts(&out));
         assert!(matches!(
             events(&out)[..],
@@ -1244,17 +1251,20 @@ mod tests {
             }]
         ));
         // A message on the old connection is ignored.
-        c.handle_message(t2, 1, accepted(42));
+        c.handle_message(t2, ConnId::new(1), accepted(42));
         assert!(drain(&mut c).is_empty());
-        connect(&mut c, t2, 2, REG2);
+        connect(&mut c, t2, ConnId::new(2), REG2);
         let out = drain(&mut c);
-        assert_eq!(registered_element(&sends(&out)[0].1).identifier, 42);
+        assert_eq!(
+            registered_element(&sends(&out)[0].1).identifier,
+            PeId::new(42)
+        );
         c.handle_timeout(t2 + s(30));
         let out = drain(&mut c);
         let ev = events(&out);
         assert!(
             ev.contains(&PeEvent::RegistrationFailed {
-                identifier: 42,
+                identifier: PeId::new(42),
                 error: ClientError::Timeout {
                     operation: "registration",
                     registrars: vec![REG2]
@@ -1262,7 +1272,7 @@ mod tests {
             }),
             "{ev:?}"
         );
-        assert!(out.contains(&close(2)));
+        assert!(out.contains(&close(ConnId::new(2))));
         assert!(!hunts(&out));
         assert!(c.is_finished());
     }
@@ -1334,7 +1344,7 @@ mod tests {
         assert_eq!(
             ev[1],
             PeEvent::RegistrationFailed {
-                identifier: 42,
+                identifier: PeId::new(42),
                 error: ClientError::NoRegistrar(failures.clone())
             }
         );
@@ -1343,12 +1353,12 @@ mod tests {
 
         // A PE that was registered keeps hunting.
         let mut c = registered(t0);
-        c.handle_disconnected(t0, 1, "reset by peer");
+        c.handle_disconnected(t0, ConnId::new(1), "reset by peer");
         let out = drain(&mut c);
         assert_eq!(
             out[..2],
             [
-                close(1),
+                close(ConnId::new(1)),
                 PeOutput::Event(PeEvent::RegistrarLost {
                     registrar: REG1,
                     reason: "reset by peer".into()
@@ -1381,16 +1391,16 @@ mod tests {
         let mut c = registered(t0);
         let garbage = [0x01u8, 0, 0, 4];
         for _ in 0..crate::inbound::MAX_MALFORMED {
-            c.handle_frame(t0, 1, &garbage);
+            c.handle_frame(t0, ConnId::new(1), &garbage);
             let out = drain(&mut c);
             assert!(
                 matches!(&sends(&out)[..], [(1, AsapMessage::Error { .. })]),
                 "{out:?}"
             );
         }
-        c.handle_frame(t0, 1, &garbage);
+        c.handle_frame(t0, ConnId::new(1), &garbage);
         let out = drain(&mut c);
-        assert!(out.contains(&close(1)), "{out:?}");
+        assert!(out.contains(&close(ConnId::new(1))), "{out:?}");
         assert!(matches!(
             events(&out)[..],
             [PeEvent::RegistrarLost {
@@ -1414,39 +1424,39 @@ mod tests {
         );
         c.handle_timeout(due);
         let out = drain(&mut c);
-        assert_eq!(out[0], close(1), "the attempt is abandoned");
+        assert_eq!(out[0], close(ConnId::new(1)), "the attempt is abandoned");
         assert_eq!(connects(&out), vec![(2, 1)]);
         // A late success for the abandoned attempt is closed, not used.
-        c.handle_connected(due, 1, plain());
-        assert_eq!(drain(&mut c), vec![close(1)]);
-        assert_eq!(c.status(42).map(|s| s.registered), Some(false));
+        c.handle_connected(due, ConnId::new(1), plain());
+        assert_eq!(drain(&mut c), vec![close(ConnId::new(1))]);
+        assert_eq!(c.status(PeId::new(42)).map(|s| s.registered), Some(false));
     }
 
     #[test]
     fn a_lost_registrar_is_replaced_and_the_pe_registers_again_with_its_identifier() {
         let t0 = Instant::now();
         let mut c = registered(t0);
-        c.handle_disconnected(t0, 7, "not ours");
+        c.handle_disconnected(t0, ConnId::new(7), "not ours");
         assert!(drain(&mut c).is_empty());
-        c.handle_disconnected(t0, 1, "closed by the registrar");
+        c.handle_disconnected(t0, ConnId::new(1), "closed by the registrar");
         drain(&mut c);
-        assert_eq!(c.status(42).map(|s| s.registered), Some(false));
+        assert_eq!(c.status(PeId::new(42)).map(|s| s.registered), Some(false));
         // Nothing is due but the connection attempt.
         assert_eq!(
             c.poll_timeout(),
             Some(t0 + Timers::default().connect_timeout + crate::hunt::ATTEMPT_GRACE)
         );
         let t1 = t0 + s(2);
-        connect(&mut c, t1, 2, REG2);
+        connect(&mut c, t1, ConnId::new(2), REG2);
         let out = drain(&mut c);
         let sent = sends(&out);
         assert_eq!(sent[0].0, 2);
-        assert_eq!(registered_element(&sent[0].1).identifier, 42);
-        c.handle_message(t1, 2, accepted(42));
+        assert_eq!(registered_element(&sent[0].1).identifier, PeId::new(42));
+        c.handle_message(t1, ConnId::new(2), accepted(42));
         assert_eq!(
             events(&drain(&mut c)),
             vec![PeEvent::Registered {
-                identifier: 42,
+                identifier: PeId::new(42),
                 registrar: REG2,
                 home_server_id: None
             }]
@@ -1466,7 +1476,7 @@ mod tests {
             },
         )
         .expect("add");
-        c.handle_message(t0, 1, accepted(43));
+        c.handle_message(t0, ConnId::new(1), accepted(43));
         drain(&mut c);
         let ack = |id| {
             (
@@ -1478,19 +1488,42 @@ mod tests {
             )
         };
         // No identifier (RFC): each PE of that pool answers.
-        c.handle_message(t0, 1, keep_alive(false, 5, "echo", None));
-        assert_eq!(sends(&drain(&mut c)), vec![ack(42), ack(43)]);
+        c.handle_message(
+            t0,
+            ConnId::new(1),
+            keep_alive(false, ServerId::new(5), "echo", None),
+        );
+        assert_eq!(
+            sends(&drain(&mut c)),
+            vec![ack(PeId::new(42)), ack(PeId::new(43))]
+        );
         // RSPLIB's identifier names one.
-        c.handle_message(t0, 1, keep_alive(false, 5, "echo", Some(43)));
-        assert_eq!(sends(&drain(&mut c)), vec![ack(43)]);
+        c.handle_message(
+            t0,
+            ConnId::new(1),
+            keep_alive(false, ServerId::new(5), "echo", Some(43)),
+        );
+        assert_eq!(sends(&drain(&mut c)), vec![ack(PeId::new(43))]);
         // KA1: a pool not registered, or a PE not ours: silently discarded.
-        c.handle_message(t0, 1, keep_alive(true, 9, "nope", None));
+        c.handle_message(
+            t0,
+            ConnId::new(1),
+            keep_alive(true, ServerId::new(9), "nope", None),
+        );
         assert!(drain(&mut c).is_empty());
-        c.handle_message(t0, 1, keep_alive(true, 9, "echo", Some(99)));
+        c.handle_message(
+            t0,
+            ConnId::new(1),
+            keep_alive(true, ServerId::new(9), "echo", Some(99)),
+        );
         assert!(drain(&mut c).is_empty());
-        assert_eq!(c.home_server_id(), Some(5));
+        assert_eq!(c.home_server_id(), Some(ServerId::new(5)));
         // A keep-alive on another connection is not ours to answer.
-        c.handle_message(t0, 3, keep_alive(false, 5, "echo", None));
+        c.handle_message(
+            t0,
+            ConnId::new(3),
+            keep_alive(false, ServerId::new(5), "echo", None),
+        );
         assert!(drain(&mut c).is_empty());
     }
 
@@ -1499,40 +1532,65 @@ mod tests {
         let t0 = Instant::now();
         let mut c = registered(t0);
         // Learned without the H flag: no event.
-        c.handle_message(t0, 1, keep_alive(false, 5, "echo", Some(42)));
+        c.handle_message(
+            t0,
+            ConnId::new(1),
+            keep_alive(false, ServerId::new(5), "echo", Some(42)),
+        );
         let out = drain(&mut c);
         assert!(events(&out).is_empty());
-        assert_eq!(c.home_server_id(), Some(5));
+        assert_eq!(c.home_server_id(), Some(ServerId::new(5)));
         // KA2.4: H flag from another server identifier.
-        c.handle_message(t0, 1, keep_alive(true, 9, "echo", Some(42)));
+        c.handle_message(
+            t0,
+            ConnId::new(1),
+            keep_alive(true, ServerId::new(9), "echo", Some(42)),
+        );
         let out = drain(&mut c);
         assert_eq!(sends(&out).len(), 1, "acked too");
         assert_eq!(
             events(&out),
             vec![PeEvent::Rehomed {
                 registrar: REG1,
-                server_id: 9
+                server_id: ServerId::new(9)
             }]
         );
         // The same home again: nothing new.
-        c.handle_message(t0, 1, keep_alive(true, 9, "echo", Some(42)));
+        c.handle_message(
+            t0,
+            ConnId::new(1),
+            keep_alive(true, ServerId::new(9), "echo", Some(42)),
+        );
         assert!(events(&drain(&mut c)).is_empty());
-        assert_eq!(c.status(42).and_then(|s| s.home_server_id), Some(9));
+        assert_eq!(
+            c.status(PeId::new(42)).and_then(|s| s.home_server_id),
+            Some(ServerId::new(9))
+        );
         c.handle_timeout(t0 + s(15));
         let out = drain(&mut c);
-        assert_eq!(registered_element(&sends(&out)[0].1).home_registrar, 9);
+        assert_eq!(
+            registered_element(&sends(&out)[0].1).home_registrar,
+            ServerId::new(9)
+        );
         // A new connection forgets the old home.
-        c.handle_disconnected(t0 + s(16), 1, "gone");
-        connect(&mut c, t0 + s(16), 2, REG2);
+        c.handle_disconnected(t0 + s(16), ConnId::new(1), "gone");
+        connect(&mut c, t0 + s(16), ConnId::new(2), REG2);
         let out = drain(&mut c);
-        assert_eq!(registered_element(&sends(&out)[0].1).home_registrar, 0);
+        assert_eq!(
+            registered_element(&sends(&out)[0].1).home_registrar,
+            ServerId::UNDETERMINED
+        );
         // H flag with no home known: adopt (KA2.4 "or it is not set").
-        c.handle_message(t0 + s(16), 2, keep_alive(true, 11, "echo", None));
+        c.handle_message(
+            t0 + s(16),
+            ConnId::new(2),
+            keep_alive(true, ServerId::new(11), "echo", None),
+        );
         assert_eq!(
             events(&drain(&mut c)),
             vec![PeEvent::Rehomed {
                 registrar: REG2,
-                server_id: 11
+                server_id: ServerId::new(11)
             }]
         );
     }
@@ -1542,26 +1600,26 @@ mod tests {
         let t0 = Instant::now();
         let mut c = core();
         c.add_element(t0, spec(42)).expect("add");
-        connect(&mut c, t0, 1, REG1);
+        connect(&mut c, t0, ConnId::new(1), REG1);
         drain(&mut c);
-        c.handle_message(t0, 1, refused(42, CauseCode::RejectedSecurity));
+        c.handle_message(t0, ConnId::new(1), refused(42, CauseCode::RejectedSecurity));
         let out = drain(&mut c);
         assert_eq!(
             out,
             vec![
                 PeOutput::Event(PeEvent::RegistrationRefused {
-                    identifier: 42,
+                    identifier: PeId::new(42),
                     registrar: REG1,
                     cause: CauseCode::RejectedSecurity,
                     detail: None,
                 }),
-                close(1)
+                close(ConnId::new(1))
             ]
         );
         assert!(c.is_finished());
         // A response for nobody is ignored.
         let mut c = registered(t0);
-        c.handle_message(t0, 1, accepted(77));
+        c.handle_message(t0, ConnId::new(1), accepted(77));
         assert!(drain(&mut c).is_empty());
     }
 
@@ -1570,24 +1628,24 @@ mod tests {
         let t0 = Instant::now();
         let mut c = core();
         c.add_element(t0, spec(42)).expect("add");
-        connect(&mut c, t0, 1, REG1);
+        connect(&mut c, t0, ConnId::new(1), REG1);
         drain(&mut c);
         let info = Policy::RoundRobin.to_tlv().expect("encodes");
         let refusal = |info: Vec<u8>| AsapMessage::RegistrationResponse {
             reject: true,
             pool_handle: handle(),
-            identifier: 42,
+            identifier: PeId::new(42),
             error: Some(OperationError::single(Cause::with_info(
                 CauseCode::InconsistentPoolingPolicy,
                 info,
             ))),
         };
-        c.handle_message(t0, 1, refusal(info));
+        c.handle_message(t0, ConnId::new(1), refusal(info));
         let detail = Some(RefusalDetail::PoolPolicy(Policy::RoundRobin));
         assert_eq!(
             events(&drain(&mut c)),
             vec![PeEvent::RegistrationRefused {
-                identifier: 42,
+                identifier: PeId::new(42),
                 registrar: REG1,
                 cause: CauseCode::InconsistentPoolingPolicy,
                 detail: detail.clone(),
@@ -1595,7 +1653,7 @@ mod tests {
         );
         let e = ClientError::RegistrationRefused {
             registrar: REG1,
-            identifier: 42,
+            identifier: PeId::new(42),
             cause: CauseCode::InconsistentPoolingPolicy,
             detail,
         };
@@ -1609,9 +1667,9 @@ mod tests {
         // Information that does not decode leaves just the code.
         let mut c = core();
         c.add_element(t0, spec(42)).expect("add");
-        connect(&mut c, t0, 1, REG1);
+        connect(&mut c, t0, ConnId::new(1), REG1);
         drain(&mut c);
-        c.handle_message(t0, 1, refusal(vec![0xde, 0xad]));
+        c.handle_message(t0, ConnId::new(1), refusal(vec![0xde, 0xad]));
         assert!(matches!(
             &events(&drain(&mut c))[..],
             [PeEvent::RegistrationRefused { detail: None, .. }]
@@ -1651,7 +1709,11 @@ mod tests {
         let mut c = registered(t0);
         c.handle_timeout(t0 + s(15));
         drain(&mut c);
-        c.handle_message(t0 + s(15), 1, refused(42, CauseCode::LackOfResources));
+        c.handle_message(
+            t0 + s(15),
+            ConnId::new(1),
+            refused(42, CauseCode::LackOfResources),
+        );
         let out = drain(&mut c);
         assert_eq!(events(&out).len(), 1);
         assert!(sends(&out).is_empty());
@@ -1659,14 +1721,17 @@ mod tests {
         assert_eq!(c.poll_timeout(), Some(t0 + s(45)));
         c.handle_timeout(t0 + s(45));
         let out = drain(&mut c);
-        assert_eq!(registered_element(&sends(&out)[0].1).identifier, 42);
+        assert_eq!(
+            registered_element(&sends(&out)[0].1).identifier,
+            PeId::new(42)
+        );
     }
 
     #[test]
     fn deregistration_waits_for_the_response_up_to_t3() {
         let t0 = Instant::now();
         let mut c = registered(t0);
-        c.deregister(t0, 42);
+        c.deregister(t0, PeId::new(42));
         let out = drain(&mut c);
         assert_eq!(
             sends(&out),
@@ -1674,17 +1739,17 @@ mod tests {
                 1,
                 AsapMessage::Deregistration {
                     pool_handle: handle(),
-                    identifier: 42
+                    identifier: PeId::new(42)
                 }
             )]
         );
         assert_eq!(c.poll_timeout(), Some(t0 + s(30)));
         c.handle_message(
             t0,
-            1,
+            ConnId::new(1),
             AsapMessage::DeregistrationResponse {
                 pool_handle: handle(),
-                identifier: 42,
+                identifier: PeId::new(42),
                 error: None,
             },
         );
@@ -1692,10 +1757,10 @@ mod tests {
             drain(&mut c),
             vec![
                 PeOutput::Event(PeEvent::Deregistered {
-                    identifier: 42,
+                    identifier: PeId::new(42),
                     error: None
                 }),
-                close(1)
+                close(ConnId::new(1))
             ]
         );
         assert!(c.is_finished());
@@ -1709,7 +1774,7 @@ mod tests {
         assert_eq!(
             ev,
             vec![PeEvent::Deregistered {
-                identifier: 42,
+                identifier: PeId::new(42),
                 error: Some(ClientError::Timeout {
                     operation: "deregistration",
                     registrars: vec![REG1]
@@ -1720,14 +1785,14 @@ mod tests {
 
         // Refused.
         let mut c = registered(t0);
-        c.deregister(t0, 42);
+        c.deregister(t0, PeId::new(42));
         drain(&mut c);
         c.handle_message(
             t0,
-            1,
+            ConnId::new(1),
             AsapMessage::DeregistrationResponse {
                 pool_handle: handle(),
-                identifier: 42,
+                identifier: PeId::new(42),
                 error: Some(OperationError::single(Cause::new(
                     CauseCode::RejectedSecurity,
                 ))),
@@ -1749,11 +1814,11 @@ mod tests {
         let mut c = core();
         c.add_element(t0, spec(42)).expect("add");
         drain(&mut c);
-        c.deregister(t0, 42);
+        c.deregister(t0, PeId::new(42));
         assert_eq!(
             events(&drain(&mut c)),
             vec![PeEvent::Deregistered {
-                identifier: 42,
+                identifier: PeId::new(42),
                 error: None
             }]
         );
@@ -1761,18 +1826,18 @@ mod tests {
         // Registered, then the registrar is lost: the deregistration goes
         // to the next one (RFC 5352 3.2).
         let mut c = registered(t0);
-        c.handle_disconnected(t0, 1, "gone");
+        c.handle_disconnected(t0, ConnId::new(1), "gone");
         drain(&mut c);
-        c.deregister(t0, 42);
+        c.deregister(t0, PeId::new(42));
         assert!(drain(&mut c).is_empty(), "already hunting");
-        connect(&mut c, t0 + s(1), 2, REG2);
+        connect(&mut c, t0 + s(1), ConnId::new(2), REG2);
         assert_eq!(
             sends(&drain(&mut c)),
             vec![(
                 2,
                 AsapMessage::Deregistration {
                     pool_handle: handle(),
-                    identifier: 42
+                    identifier: PeId::new(42)
                 }
             )]
         );
@@ -1785,10 +1850,10 @@ mod tests {
         let mut c = registered(t0);
         c.handle_message(
             t0,
-            1,
+            ConnId::new(1),
             AsapMessage::DeregistrationResponse {
                 pool_handle: handle(),
-                identifier: 42,
+                identifier: PeId::new(42),
                 error: None,
             },
         );
@@ -1796,12 +1861,15 @@ mod tests {
         assert_eq!(
             events(&out),
             vec![PeEvent::RemovedByRegistrar {
-                identifier: 42,
+                identifier: PeId::new(42),
                 registrar: REG1
             }]
         );
-        assert_eq!(registered_element(&sends(&out)[0].1).identifier, 42);
-        c.handle_message(t0, 1, accepted(42));
+        assert_eq!(
+            registered_element(&sends(&out)[0].1).identifier,
+            PeId::new(42)
+        );
+        c.handle_message(t0, ConnId::new(1), accepted(42));
         assert!(matches!(
             events(&drain(&mut c))[..],
             [PeEvent::Registered { .. }]
@@ -1812,13 +1880,15 @@ mod tests {
     fn a_policy_update_reregisters_at_once() {
         let t0 = Instant::now();
         let mut c = registered(t0);
-        c.update_policy(t0, 42, Policy::LeastUsed { load: 7 })
+        c.update_policy(t0, PeId::new(42), Policy::LeastUsed { load: 7 })
             .expect("update");
         let out = drain(&mut c);
         assert_eq!(
             registered_element(&sends(&out)[0].1).policy,
             Policy::LeastUsed { load: 7 }
         );
-        assert!(c.update_policy(t0, 99, Policy::RoundRobin).is_err());
+        assert!(c
+            .update_policy(t0, PeId::new(99), Policy::RoundRobin)
+            .is_err());
     }
 }

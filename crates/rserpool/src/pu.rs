@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use rserpool_wire::{PoolElement, PoolHandle};
+use rserpool_wire::{PeId, PoolElement, PoolHandle};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::ClientConfig;
@@ -25,7 +25,7 @@ enum Command {
     },
     Report {
         pool_handle: PoolHandle,
-        identifier: u32,
+        identifier: PeId,
         reply: oneshot::Sender<ReportOutcome>,
     },
     Purge {
@@ -105,7 +105,7 @@ impl PoolUser {
     pub async fn report_unreachable(
         &self,
         pool_handle: &PoolHandle,
-        identifier: u32,
+        identifier: PeId,
     ) -> Result<ReportOutcome, ClientError> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Report {

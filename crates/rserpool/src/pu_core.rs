@@ -18,7 +18,7 @@ use std::time::Instant;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use rserpool_handlespace::PoolUserSelection;
-use rserpool_wire::{AsapMessage, CauseCode, OperationError, PoolElement, PoolHandle};
+use rserpool_wire::{AsapMessage, CauseCode, OperationError, PeId, PoolElement, PoolHandle};
 
 use crate::config::{PoolUserSettings, ReportLimits, Timers};
 use crate::error::{ClientError, ConnectFailure, RegistrarFailure};
@@ -168,9 +168,9 @@ pub struct PuCore {
     cache: BTreeMap<PoolHandle, CacheEntry>,
     requests: Vec<Request>,
     /// PEs reported unreachable: skipped until then.
-    failed: BTreeMap<(PoolHandle, u32), Instant>,
+    failed: BTreeMap<(PoolHandle, PeId), Instant>,
     /// When each PE was last reported.
-    reported: BTreeMap<(PoolHandle, u32), Instant>,
+    reported: BTreeMap<(PoolHandle, PeId), Instant>,
     bucket: Bucket,
     pending_reports: VecDeque<AsapMessage>,
     outputs: VecDeque<PuOutput>,
@@ -243,7 +243,7 @@ impl PuCore {
         &mut self,
         now: Instant,
         pool_handle: &PoolHandle,
-        identifier: u32,
+        identifier: PeId,
     ) -> ReportOutcome {
         let key = (pool_handle.clone(), identifier);
         if self.failed.len() >= MAX_MARKS {
@@ -730,7 +730,7 @@ mod tests {
     use std::net::{IpAddr, Ipv4Addr};
     use std::time::Duration;
 
-    use rserpool_wire::{Cause, Policy, Transport, TransportUse};
+    use rserpool_wire::{Cause, Policy, ServerId, Transport, TransportUse};
 
     use super::*;
     use crate::test_outputs::{close, hunts, only_hunt, plain, send, sends, CoreOutput};
@@ -806,8 +806,8 @@ mod tests {
 
     fn pe(id: u32) -> PoolElement {
         PoolElement {
-            identifier: id,
-            home_registrar: 1,
+            identifier: PeId::new(id),
+            home_registrar: ServerId::new(1),
             registration_life: 30_000,
             user_transport: Transport::Tcp {
                 port: 7000 + id as u16,
@@ -853,14 +853,16 @@ mod tests {
 
     fn ids(r: &Result<Vec<PoolElement>, ClientError>) -> Vec<u32> {
         r.as_ref()
-            .map(|v| v.iter().map(|p| p.identifier).collect())
+            .map(|v| v.iter().map(|p| p.identifier.get()).collect())
             .unwrap_or_default()
     }
 
     fn selected(out: &[PuOutput]) -> Vec<Result<u32, ClientError>> {
         out.iter()
             .filter_map(|o| match o {
-                PuOutput::Selected { result, .. } => Some(result.clone().map(|p| p.identifier)),
+                PuOutput::Selected { result, .. } => {
+                    Some(result.clone().map(|p| p.identifier.get()))
+                }
                 _ => None,
             })
             .collect()
@@ -869,9 +871,9 @@ mod tests {
     /// A core connected to REG1 over connection 1 with `ids` cached at `t0`.
     fn resolved(t0: Instant, ids: &[u32]) -> PuCore {
         let mut c = core_with(&config());
-        connect(&mut c, t0, 1, REG1);
+        connect(&mut c, t0, ConnId::new(1), REG1);
         c.resolve(t0, 1, handle());
-        c.handle_message(t0, 1, response(ids));
+        c.handle_message(t0, ConnId::new(1), response(ids));
         drain(&mut c);
         c
     }
@@ -882,10 +884,10 @@ mod tests {
         let mut c = core_with(&config());
         c.resolve(t0, 1, handle());
         assert!(only_hunt(&drain(&mut c)));
-        connect(&mut c, t0, 1, REG1);
-        assert_eq!(drain(&mut c), vec![send(1, request())]);
+        connect(&mut c, t0, ConnId::new(1), REG1);
+        assert_eq!(drain(&mut c), vec![send(ConnId::new(1), request())]);
         assert_eq!(c.poll_timeout(), Some(t0 + s(15)));
-        c.handle_message(t0, 1, response(&[1, 2]));
+        c.handle_message(t0, ConnId::new(1), response(&[1, 2]));
         let out = drain(&mut c);
         assert!(
             matches!(&out[..], [PuOutput::Resolved { token: 1, result }] if ids(result) == [1, 2])
@@ -905,8 +907,8 @@ mod tests {
         // C2: a stale entry is refreshed before answering (C3: blocking).
         let t2 = t0 + s(1);
         c.resolve(t2, 3, handle());
-        assert_eq!(drain(&mut c), vec![send(1, request())]);
-        c.handle_message(t2, 1, response(&[2]));
+        assert_eq!(drain(&mut c), vec![send(ConnId::new(1), request())]);
+        c.handle_message(t2, ConnId::new(1), response(&[2]));
         let out = drain(&mut c);
         assert!(
             matches!(&out[..], [PuOutput::Resolved { token: 3, result }] if ids(result) == [2])
@@ -919,17 +921,17 @@ mod tests {
     fn concurrent_requests_for_one_handle_share_one_resolution() {
         let t0 = Instant::now();
         let mut c = core_with(&config());
-        connect(&mut c, t0, 1, REG1);
+        connect(&mut c, t0, ConnId::new(1), REG1);
         c.resolve(t0, 1, handle());
         c.resolve(t0, 2, handle());
         c.select(t0, 3, handle());
         assert_eq!(drain(&mut c).len(), 1, "one request on the wire");
-        c.handle_message(t0, 1, response(&[5]));
+        c.handle_message(t0, ConnId::new(1), response(&[5]));
         let out = drain(&mut c);
         assert_eq!(out.len(), 3);
         assert_eq!(selected(&out), vec![Ok(5)]);
         // A late duplicate response refreshes the cache, answers nobody.
-        c.handle_message(t0, 1, response(&[5, 6]));
+        c.handle_message(t0, ConnId::new(1), response(&[5, 6]));
         assert!(drain(&mut c).is_empty());
         assert_eq!(c.cached(t0, &handle()).map(|(v, _)| v.len()), Some(2));
     }
@@ -938,25 +940,25 @@ mod tests {
     fn t1_retransmits_then_fails_over_then_times_out() {
         let t0 = Instant::now();
         let mut c = core_with(&config());
-        connect(&mut c, t0, 1, REG1);
+        connect(&mut c, t0, ConnId::new(1), REG1);
         c.resolve(t0, 1, handle());
         drain(&mut c);
         // RFC 5352 3.7.2: re-send on T1, MAX-REQUEST-RETRANSMIT (2) times.
         for k in 1..=2 {
             let t = t0 + s(15 * k);
             c.handle_timeout(t);
-            assert_eq!(drain(&mut c), vec![send(1, request())]);
+            assert_eq!(drain(&mut c), vec![send(ConnId::new(1), request())]);
             assert_eq!(c.poll_timeout(), Some(t + s(15)));
         }
         // Then the registrar is given up and another one hunted.
         let t = t0 + s(45);
         c.handle_timeout(t);
         let out = drain(&mut c);
-        assert_eq!(out[0], close(1));
+        assert_eq!(out[0], close(ConnId::new(1)));
         assert!(only_hunt(&out[1..]));
         assert_eq!(c.outstanding(), 1);
-        connect(&mut c, t, 2, REG2);
-        assert_eq!(drain(&mut c), vec![send(2, request())]);
+        connect(&mut c, t, ConnId::new(2), REG2);
+        assert_eq!(drain(&mut c), vec![send(ConnId::new(2), request())]);
         for k in 1..=3 {
             c.handle_timeout(t + s(15 * k));
         }
@@ -968,7 +970,7 @@ mod tests {
                 registrars: vec![REG1, REG2]
             })
         }));
-        assert!(out.contains(&close(2)));
+        assert!(out.contains(&close(ConnId::new(2))));
         assert!(!hunts(&out), "nothing left to ask");
         assert_eq!(c.outstanding(), 0);
     }
@@ -977,19 +979,19 @@ mod tests {
     fn a_lost_connection_moves_requests_to_the_next_registrar() {
         let t0 = Instant::now();
         let mut c = core_with(&config());
-        connect(&mut c, t0, 1, REG1);
+        connect(&mut c, t0, ConnId::new(1), REG1);
         c.resolve(t0, 1, handle());
         drain(&mut c);
-        c.handle_disconnected(t0, 1, "reset");
+        c.handle_disconnected(t0, ConnId::new(1), "reset");
         assert!(only_hunt(&drain(&mut c)));
         // No T1 runs: the only timer is the connection attempt's.
         assert_eq!(
             c.poll_timeout(),
             Some(t0 + Timers::default().connect_timeout + crate::hunt::ATTEMPT_GRACE)
         );
-        connect(&mut c, t0, 2, REG2);
-        assert_eq!(drain(&mut c), vec![send(2, request())]);
-        c.handle_disconnected(t0, 2, "reset again");
+        connect(&mut c, t0, ConnId::new(2), REG2);
+        assert_eq!(drain(&mut c), vec![send(ConnId::new(2), request())]);
+        c.handle_disconnected(t0, ConnId::new(2), "reset again");
         let out = drain(&mut c);
         assert!(matches!(
             &out[..],
@@ -997,8 +999,8 @@ mod tests {
         ));
         // An idle connection that ends is no failure of anything.
         let mut c = core_with(&config());
-        connect(&mut c, t0, 1, REG1);
-        c.handle_disconnected(t0, 1, "idle");
+        connect(&mut c, t0, ConnId::new(1), REG1);
+        c.handle_disconnected(t0, ConnId::new(1), "idle");
         assert!(drain(&mut c).is_empty());
     }
 
@@ -1008,7 +1010,11 @@ mod tests {
         let mut c = resolved(t0, &[1]);
         c.resolve(t0 + s(2), 2, handle());
         drain(&mut c);
-        c.handle_message(t0 + s(2), 1, error_response(CauseCode::UnknownPoolHandle));
+        c.handle_message(
+            t0 + s(2),
+            ConnId::new(1),
+            error_response(CauseCode::UnknownPoolHandle),
+        );
         assert_eq!(
             drain(&mut c),
             vec![PuOutput::Resolved {
@@ -1019,7 +1025,11 @@ mod tests {
         assert!(c.cached(t0, &handle()).is_none(), "the pool is gone");
         c.select(t0 + s(2), 3, handle());
         drain(&mut c);
-        c.handle_message(t0 + s(2), 1, error_response(CauseCode::LackOfResources));
+        c.handle_message(
+            t0 + s(2),
+            ConnId::new(1),
+            error_response(CauseCode::LackOfResources),
+        );
         assert_eq!(
             selected(&drain(&mut c)),
             vec![Err(ClientError::Refused {
@@ -1042,7 +1052,7 @@ mod tests {
             })
             .collect();
         let mut c = resolved(t0, &[1, 2]);
-        c.handle_disconnected(t0, 1, "idle");
+        c.handle_disconnected(t0, ConnId::new(1), "idle");
         let t1 = t0 + s(5);
         c.resolve(t1, 2, handle());
         assert!(only_hunt(&drain(&mut c)));
@@ -1057,10 +1067,10 @@ mod tests {
         let mut cfg = config();
         cfg.pool_user.serve_stale_on_failure = false;
         let mut c = core_with(&cfg);
-        connect(&mut c, t0, 1, REG1);
+        connect(&mut c, t0, ConnId::new(1), REG1);
         c.resolve(t0, 1, handle());
-        c.handle_message(t0, 1, response(&[1]));
-        c.handle_disconnected(t0, 1, "idle");
+        c.handle_message(t0, ConnId::new(1), response(&[1]));
+        c.handle_disconnected(t0, ConnId::new(1), "idle");
         drain(&mut c);
         c.select(t1, 2, handle());
         drain(&mut c);
@@ -1081,16 +1091,16 @@ mod tests {
         let picks = selected(&drain(&mut c));
         assert_eq!(picks, vec![Ok(1), Ok(2), Ok(3), Ok(1)]);
         assert_eq!(
-            c.report_unreachable(t0, &handle(), 2),
+            c.report_unreachable(t0, &handle(), PeId::new(2)),
             ReportOutcome::Reported
         );
         assert_eq!(
             drain(&mut c),
             vec![send(
-                1,
+                ConnId::new(1),
                 AsapMessage::EndpointUnreachable {
                     pool_handle: handle(),
-                    identifier: 2
+                    identifier: PeId::new(2)
                 }
             )]
         );
@@ -1098,8 +1108,8 @@ mod tests {
         // the registrar (one report is not enough for it) still lists 2.
         let t1 = t0 + Duration::from_millis(10);
         c.select(t1, 20, handle());
-        assert_eq!(drain(&mut c), vec![send(1, request())]);
-        c.handle_message(t1, 1, response(&[1, 2, 3]));
+        assert_eq!(drain(&mut c), vec![send(ConnId::new(1), request())]);
+        c.handle_message(t1, ConnId::new(1), response(&[1, 2, 3]));
         c.select(t1, 21, handle());
         c.select(t1, 22, handle());
         c.select(t1, 23, handle());
@@ -1107,7 +1117,7 @@ mod tests {
         // After the failure memory (5 s) it is used again.
         let t2 = t0 + s(6);
         c.select(t2, 30, handle());
-        c.handle_message(t2, 1, response(&[1, 2, 3]));
+        c.handle_message(t2, ConnId::new(1), response(&[1, 2, 3]));
         c.select(t2, 31, handle());
         assert_eq!(selected(&drain(&mut c)), vec![Ok(1), Ok(2)]);
     }
@@ -1116,17 +1126,17 @@ mod tests {
     fn an_exhausted_list_is_resolved_again_before_giving_up() {
         let t0 = Instant::now();
         let mut c = resolved(t0, &[1]);
-        c.report_unreachable(t0, &handle(), 1);
+        c.report_unreachable(t0, &handle(), PeId::new(1));
         drain(&mut c);
         c.select(t0, 2, handle());
         assert_eq!(drain(&mut c).len(), 1, "a new resolution");
-        c.handle_message(t0, 1, response(&[1]));
+        c.handle_message(t0, ConnId::new(1), response(&[1]));
         assert_eq!(
             selected(&drain(&mut c)),
             vec![Err(ClientError::NoUsablePoolElement(handle()))]
         );
         c.select(t0, 3, handle());
-        c.handle_message(t0, 1, response(&[1, 4]));
+        c.handle_message(t0, ConnId::new(1), response(&[1, 4]));
         assert_eq!(selected(&drain(&mut c)), vec![Ok(4)]);
     }
 
@@ -1135,8 +1145,12 @@ mod tests {
         let t0 = Instant::now();
         let mut c = resolved(t0, &[]);
         c.select(t0, 2, handle());
-        assert_eq!(drain(&mut c), vec![send(1, request())], "asked again");
-        c.handle_message(t0, 1, response(&[]));
+        assert_eq!(
+            drain(&mut c),
+            vec![send(ConnId::new(1), request())],
+            "asked again"
+        );
+        c.handle_message(t0, ConnId::new(1), response(&[]));
         let got = selected(&drain(&mut c));
         let err = ClientError::PoolDrained {
             registrar: REG1,
@@ -1158,7 +1172,7 @@ mod tests {
             [PuOutput::Resolved { token: 3, result: Ok(v) }] if v.is_empty()
         ));
         c.select(t0, 4, handle());
-        c.handle_message(t0, 1, response(&[5]));
+        c.handle_message(t0, ConnId::new(1), response(&[5]));
         assert_eq!(selected(&drain(&mut c)), vec![Ok(5)]);
     }
 
@@ -1168,25 +1182,37 @@ mod tests {
         let mut cfg = config();
         cfg.reports.max_per_second = 2;
         let mut c = core_with(&cfg);
-        connect(&mut c, t0, 1, REG1);
+        connect(&mut c, t0, ConnId::new(1), REG1);
         c.resolve(t0, 1, handle());
-        c.handle_message(t0, 1, response(&[1, 2, 3, 4]));
+        c.handle_message(t0, ConnId::new(1), response(&[1, 2, 3, 4]));
         drain(&mut c);
         let h = handle();
-        assert_eq!(c.report_unreachable(t0, &h, 1), ReportOutcome::Reported);
+        assert_eq!(
+            c.report_unreachable(t0, &h, PeId::new(1)),
+            ReportOutcome::Reported
+        );
         // RFC 5352 3.5: once per event, however many callers see it.
         assert_eq!(
-            c.report_unreachable(t0 + Duration::from_millis(500), &h, 1),
+            c.report_unreachable(t0 + Duration::from_millis(500), &h, PeId::new(1)),
             ReportOutcome::AlreadyReported
         );
-        assert_eq!(c.report_unreachable(t0, &h, 2), ReportOutcome::Reported);
+        assert_eq!(
+            c.report_unreachable(t0, &h, PeId::new(2)),
+            ReportOutcome::Reported
+        );
         // RFC 5355 2.13: a cap in all.
-        assert_eq!(c.report_unreachable(t0, &h, 3), ReportOutcome::RateLimited);
+        assert_eq!(
+            c.report_unreachable(t0, &h, PeId::new(3)),
+            ReportOutcome::RateLimited
+        );
         // Only PEs this user got from a registrar.
-        assert_eq!(c.report_unreachable(t0, &h, 99), ReportOutcome::NotResolved);
+        assert_eq!(
+            c.report_unreachable(t0, &h, PeId::new(99)),
+            ReportOutcome::NotResolved
+        );
         let other = PoolHandle::from_static("other");
         assert_eq!(
-            c.report_unreachable(t0, &other, 1),
+            c.report_unreachable(t0, &other, PeId::new(1)),
             ReportOutcome::NotResolved
         );
         let sent = sends(&drain(&mut c))
@@ -1196,52 +1222,64 @@ mod tests {
         assert_eq!(sent, 2);
         // A second later the bucket has refilled and 1 may be reported again.
         let t1 = t0 + s(1);
-        assert_eq!(c.report_unreachable(t1, &h, 1), ReportOutcome::Reported);
-        assert_eq!(c.report_unreachable(t1, &h, 3), ReportOutcome::Reported);
-        assert_eq!(c.report_unreachable(t1, &h, 4), ReportOutcome::RateLimited);
+        assert_eq!(
+            c.report_unreachable(t1, &h, PeId::new(1)),
+            ReportOutcome::Reported
+        );
+        assert_eq!(
+            c.report_unreachable(t1, &h, PeId::new(3)),
+            ReportOutcome::Reported
+        );
+        assert_eq!(
+            c.report_unreachable(t1, &h, PeId::new(4)),
+            ReportOutcome::RateLimited
+        );
         // Disabled reports.
         let mut cfg = config();
         cfg.reports.max_per_second = 0;
         let mut c = core_with(&cfg);
-        connect(&mut c, t0, 1, REG1);
+        connect(&mut c, t0, ConnId::new(1), REG1);
         c.resolve(t0, 1, handle());
-        c.handle_message(t0, 1, response(&[1]));
-        assert_eq!(c.report_unreachable(t0, &h, 1), ReportOutcome::RateLimited);
+        c.handle_message(t0, ConnId::new(1), response(&[1]));
+        assert_eq!(
+            c.report_unreachable(t0, &h, PeId::new(1)),
+            ReportOutcome::RateLimited
+        );
     }
 
     #[test]
     fn a_report_without_a_connection_waits_for_one() {
         let t0 = Instant::now();
         let mut c = resolved(t0, &[1, 2]);
-        c.handle_disconnected(t0, 1, "idle");
+        c.handle_disconnected(t0, ConnId::new(1), "idle");
         drain(&mut c);
         assert_eq!(
-            c.report_unreachable(t0, &handle(), 2),
+            c.report_unreachable(t0, &handle(), PeId::new(2)),
             ReportOutcome::Reported
         );
         assert!(only_hunt(&drain(&mut c)));
-        connect(&mut c, t0, 2, REG2);
+        connect(&mut c, t0, ConnId::new(2), REG2);
         assert_eq!(
             drain(&mut c),
             vec![send(
-                2,
+                ConnId::new(2),
                 AsapMessage::EndpointUnreachable {
                     pool_handle: handle(),
-                    identifier: 2
+                    identifier: PeId::new(2)
                 }
             )]
         );
         // Dropped when no registrar can be found.
-        c.handle_disconnected(t0, 2, "idle");
+        c.handle_disconnected(t0, ConnId::new(2), "idle");
         assert_eq!(
-            c.report_unreachable(t0, &handle(), 1),
+            c.report_unreachable(t0, &handle(), PeId::new(1)),
             ReportOutcome::Reported
         );
         drain(&mut c);
         fail_pass(&mut c, t0);
         assert_eq!(c.hunter.attempt(), None, "no hunt without anything to send");
         drain(&mut c);
-        connect(&mut c, t0, 5, REG1);
+        connect(&mut c, t0, ConnId::new(5), REG1);
         assert!(drain(&mut c).is_empty());
     }
 
@@ -1252,7 +1290,7 @@ mod tests {
         c.resolve(t, token, h.clone());
         c.handle_message(
             t,
-            1,
+            ConnId::new(1),
             AsapMessage::HandleResolutionResponse {
                 accept_updates: false,
                 pool_handle: h,
@@ -1269,7 +1307,7 @@ mod tests {
         let mut cfg = config();
         cfg.pool_user.max_cache_entries = 2;
         let mut c = core_with(&cfg);
-        connect(&mut c, t0, 1, REG1);
+        connect(&mut c, t0, ConnId::new(1), REG1);
         for (k, name) in ["a", "b", "c"].iter().enumerate() {
             cache_one(&mut c, t0 + Duration::from_millis(k as u64), k as u64, name);
         }
@@ -1284,7 +1322,7 @@ mod tests {
         cfg.pool_user.max_cache_entries = 3;
         for _ in 0..20 {
             let mut c = core_with(&cfg);
-            connect(&mut c, t0, 1, REG1);
+            connect(&mut c, t0, ConnId::new(1), REG1);
             // Three entries fetched at the same instant, then a fourth.
             for (k, name) in ["q", "e", "x", "a"].iter().enumerate() {
                 let t = if k < 3 {
@@ -1305,12 +1343,12 @@ mod tests {
         let mut cfg = config();
         cfg.pool_user.items = Some(8);
         let mut c = core_with(&cfg);
-        connect(&mut c, t0, 1, REG1);
+        connect(&mut c, t0, ConnId::new(1), REG1);
         c.resolve(t0, 1, handle());
         assert_eq!(
             drain(&mut c),
             vec![send(
-                1,
+                ConnId::new(1),
                 AsapMessage::HandleResolution {
                     subscribe: false,
                     pool_handle: handle(),

@@ -11,7 +11,8 @@ use std::time::Duration;
 use common::{dead_address, insecure, short_timers, within, FakeRegistrar, Seen};
 use rserpool::{ClientError, PeEvent, PoolElement, PoolElementSpec};
 use rserpool_wire::{
-    AsapMessage, Cause, CauseCode, OperationError, Policy, PoolHandle, Transport, TransportUse,
+    AsapMessage, Cause, CauseCode, OperationError, PeId, Policy, PoolHandle, ServerId, Transport,
+    TransportUse,
 };
 use tokio::sync::broadcast;
 
@@ -35,9 +36,9 @@ async fn registers_answers_keep_alives_rehomes_and_deregisters() {
     let (conn, pool_handle, pe) = reg.accept_registration().await;
     let pe_handle = within(start).await.expect("task").expect("registered");
     assert_eq!(pool_handle, handle());
-    assert_ne!(pe.identifier, 0);
+    assert_ne!(pe.identifier, PeId::new(0));
     assert_eq!(pe.identifier, pe_handle.identifier());
-    assert_eq!(pe.home_registrar, 0);
+    assert_eq!(pe.home_registrar, ServerId::UNDETERMINED);
     assert_eq!(pe.registration_life, 30_000, "milliseconds");
     assert_eq!(
         pe.user_transport,
@@ -59,24 +60,24 @@ async fn registers_answers_keep_alives_rehomes_and_deregisters() {
         pool_handle: PoolHandle::from_static(h),
         identifier: None,
     };
-    reg.send(conn, ka(false, 5, "other"));
-    reg.send(conn, ka(false, 5, "echo"));
+    reg.send(conn, ka(false, ServerId::new(5), "other"));
+    reg.send(conn, ka(false, ServerId::new(5), "echo"));
     let ack = AsapMessage::EndpointKeepAliveAck {
         pool_handle: handle(),
         identifier: pe.identifier,
     };
     assert_eq!(reg.message().await, (conn, ack.clone()));
     // KA2.4: the H flag from another server identifier re-homes.
-    reg.send(conn, ka(true, 77, "echo"));
+    reg.send(conn, ka(true, ServerId::new(77), "echo"));
     assert_eq!(reg.message().await, (conn, ack));
     assert_eq!(
         event(&mut events).await,
         PeEvent::Rehomed {
             registrar: reg.addr,
-            server_id: 77
+            server_id: ServerId::new(77)
         }
     );
-    assert_eq!(pe_handle.status().home_server_id, Some(77));
+    assert_eq!(pe_handle.status().home_server_id, Some(ServerId::new(77)));
 
     // A policy update re-registers at once, naming the new home.
     let update = tokio::spawn({
@@ -89,7 +90,7 @@ async fn registers_answers_keep_alives_rehomes_and_deregisters() {
     let (_, _, again) = reg.accept_registration().await;
     let pe_handle = within(update).await.expect("task");
     assert_eq!(again.identifier, pe.identifier);
-    assert_eq!(again.home_registrar, 77);
+    assert_eq!(again.home_registrar, ServerId::new(77));
 
     let id = pe_handle.identifier();
     let shutdown = tokio::spawn(pe_handle.shutdown());
@@ -152,13 +153,13 @@ async fn a_lost_registrar_is_replaced_and_the_identifier_kept() {
     let start = tokio::spawn(PoolElement::start(
         config,
         PoolElementSpec {
-            identifier: Some(0x1234_5678),
+            identifier: Some(PeId::new(0x1234_5678)),
             ..spec()
         },
     ));
     let (c1, _, first) = r1.accept_registration().await;
     let pe = within(start).await.expect("task").expect("registered");
-    assert_eq!(first.identifier, 0x1234_5678);
+    assert_eq!(first.identifier, PeId::new(0x1234_5678));
     let mut events = pe.events();
     // The registrar closes the connection (idle timeout, restart...).
     r1.close(c1);
@@ -171,11 +172,11 @@ async fn a_lost_registrar_is_replaced_and_the_identifier_kept() {
     );
     // RFC 5352 3.6: a different registrar; the same identifier (3.1).
     let (_, _, second) = r2.accept_registration().await;
-    assert_eq!(second.identifier, 0x1234_5678);
+    assert_eq!(second.identifier, PeId::new(0x1234_5678));
     assert_eq!(
         event(&mut events).await,
         PeEvent::Registered {
-            identifier: 0x1234_5678,
+            identifier: PeId::new(0x1234_5678),
             registrar: r2.addr,
             home_server_id: None
         }
@@ -187,9 +188,9 @@ async fn a_lost_registrar_is_replaced_and_the_identifier_kept() {
     assert!(matches!(
         m,
         AsapMessage::Deregistration {
-            identifier: 0x1234_5678,
+            identifier,
             ..
-        }
+        } if identifier == PeId::new(0x1234_5678)
     ));
 }
 
@@ -295,7 +296,7 @@ async fn broken_messages_are_skipped_and_a_broken_stream_drops_the_registrar() {
         c,
         AsapMessage::EndpointKeepAlive {
             home: false,
-            server_id: 1,
+            server_id: ServerId::new(1),
             pool_handle: handle(),
             identifier: Some(pe.identifier),
         },

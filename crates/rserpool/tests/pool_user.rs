@@ -11,14 +11,14 @@ use std::time::Duration;
 use common::{dead_address, insecure, short_timers, within, FakeRegistrar, Seen};
 use rserpool::{ClientError, PoolUser, RegistrarEndpoint, ReportOutcome};
 use rserpool_wire::{
-    AsapMessage, Cause, CauseCode, OperationError, Policy, PoolElement, PoolHandle, Transport,
-    TransportUse,
+    AsapMessage, Cause, CauseCode, OperationError, PeId, Policy, PoolElement, PoolHandle, ServerId,
+    Transport, TransportUse,
 };
 
 fn pe(id: u32) -> PoolElement {
     PoolElement {
-        identifier: id,
-        home_registrar: 1,
+        identifier: PeId::new(id),
+        home_registrar: ServerId::new(1),
         registration_life: 30_000,
         user_transport: Transport::Tcp {
             port: 7000 + id as u16,
@@ -154,25 +154,31 @@ async fn select_skips_reported_pes_and_reports_once() {
     let (c, _) = resolution(&mut reg).await;
     reg.send(c, answer(&h, &[1, 2]));
     let first = within(q).await.expect("task").expect("selected");
-    assert_eq!(first.identifier, 1);
+    assert_eq!(first.identifier, PeId::new(1));
 
     assert_eq!(
-        pu.report_unreachable(&h, 1).await.expect("report"),
+        pu.report_unreachable(&h, PeId::new(1))
+            .await
+            .expect("report"),
         ReportOutcome::Reported
     );
     assert_eq!(
         reg.message().await.1,
         AsapMessage::EndpointUnreachable {
             pool_handle: h.clone(),
-            identifier: 1
+            identifier: PeId::new(1)
         }
     );
     assert_eq!(
-        pu.report_unreachable(&h, 1).await.expect("report"),
+        pu.report_unreachable(&h, PeId::new(1))
+            .await
+            .expect("report"),
         ReportOutcome::AlreadyReported
     );
     assert_eq!(
-        pu.report_unreachable(&h, 77).await.expect("report"),
+        pu.report_unreachable(&h, PeId::new(77))
+            .await
+            .expect("report"),
         ReportOutcome::NotResolved
     );
     // The report invalidated the cache: the next message on the wire is a
@@ -184,7 +190,7 @@ async fn select_skips_reported_pes_and_reports_once() {
     let (c, _) = resolution(&mut reg).await;
     reg.send(c, answer(&h, &[1, 2]));
     let next = within(q).await.expect("task").expect("selected");
-    assert_eq!(next.identifier, 2);
+    assert_eq!(next.identifier, PeId::new(2));
 }
 
 #[tokio::test]

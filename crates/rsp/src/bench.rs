@@ -20,7 +20,8 @@ use rserpool_security::rate_limit::Rate;
 use rserpool_security::{Psk, PskStore, TlsClient, TlsClientConfig, TlsServer, TlsServerConfig};
 use rserpool_wire::framing::ChannelCodec;
 use rserpool_wire::{
-    AsapMessage, Policy, PoolElement, PoolHandle, Transport, TransportUse, WireMessage,
+    AsapMessage, PeId, Policy, PoolElement, PoolHandle, ServerId, Transport, TransportUse,
+    WireMessage,
 };
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -245,8 +246,8 @@ pub(crate) fn registration(handle: &PoolHandle, id: u32) -> AsapMessage {
     AsapMessage::Registration {
         pool_handle: handle.clone(),
         pool_element: PoolElement {
-            identifier: id,
-            home_registrar: 0,
+            identifier: PeId::new(id),
+            home_registrar: ServerId::UNDETERMINED,
             registration_life: 3_600_000,
             user_transport: Transport::Tcp {
                 port: 7,

@@ -9,7 +9,7 @@ use anyhow::Context;
 use rserpool::{ClientConfig, RegistrarEndpoint};
 use rserpool_security::tls::CertificateFiles;
 use rserpool_security::{Psk, TlsClient, TlsClientConfig};
-use rserpool_wire::Policy;
+use rserpool_wire::{PeId, Policy};
 
 use crate::client_file::ClientFile;
 
@@ -163,9 +163,9 @@ fn pick_psk(keys: Vec<Psk>, identity: Option<&str>, path: &std::path::Path) -> a
 }
 
 /// A PE identifier on the command line: `0x` and hex digits, or decimal.
-pub fn parse_pe_id(s: &str) -> Result<u32, String> {
-    rserpool_wire::parse_identifier(s)
-        .ok_or_else(|| format!("{s:?} is not a 32-bit PE identifier (decimal, or hex with 0x)"))
+pub fn parse_pe_id(s: &str) -> Result<PeId, String> {
+    s.parse::<PeId>()
+        .map_err(|_| format!("{s:?} is not a 32-bit PE identifier (decimal, or hex with 0x)"))
 }
 
 /// `--policy` syntax: `NAME[:VALUE[:VALUE]]`, the names of RFC 5356

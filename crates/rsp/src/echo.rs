@@ -11,7 +11,7 @@ use anyhow::Context;
 use bytes::BytesMut;
 use rserpool::PoolUser;
 use rserpool_wire::framing::{SessionCodec, SessionFrame};
-use rserpool_wire::{PoolElement, PoolHandle, Transport};
+use rserpool_wire::{PeId, PoolElement, PoolHandle, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -103,7 +103,7 @@ pub struct Answered {
     /// Its reply.
     pub reply: Vec<u8>,
     /// PEs tried before it, with what went wrong.
-    pub failed: Vec<(u32, String)>,
+    pub failed: Vec<(PeId, String)>,
     /// Time from the first attempt to the answer.
     pub took: Duration,
 }

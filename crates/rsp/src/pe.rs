@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rserpool::PoolElementSpec;
-use rserpool_wire::{Policy, PoolHandle};
+use rserpool_wire::{PeId, Policy, PoolHandle};
 use tokio::net::TcpListener;
 
 use crate::client_args::{parse_pe_id, parse_policy, ClientArgs};
@@ -98,7 +98,7 @@ pub struct PeArgs {
     pub policy: Policy,
     /// PE identifier (hex with 0x, or decimal); random by default.
     #[arg(long, value_parser = parse_pe_id)]
-    pub id: Option<u32>,
+    pub id: Option<PeId>,
     /// Registration lifetime (re-registration happens before it ends).
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     pub lifetime: Duration,

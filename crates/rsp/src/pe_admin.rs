@@ -5,6 +5,7 @@
 //! `--json`.
 
 use reqwest::Method;
+use rserpool_wire::PeId;
 use serde_json::Value;
 
 use crate::admin_client::{percent_encode, AdminArgs, AdminClient};
@@ -17,7 +18,7 @@ pub struct TargetArgs {
     pub handle: String,
     /// PE identifier (hex with 0x, or decimal), as `rsp pool POOL` shows.
     #[arg(value_parser = parse_pe_id)]
-    pub id: u32,
+    pub id: PeId,
     #[command(flatten)]
     pub admin: AdminArgs,
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use rserpool_registrar::admin::AdminServer;
 use rserpool_registrar::Registrar;
+use rserpool_wire::ServerId;
 
 use crate::duration::parse_duration;
 use crate::registrar_config::{self, Toggle};
@@ -54,7 +55,7 @@ pub struct Args {
     pub insecure: Option<bool>,
     /// Server identifier (hex with 0x, or decimal; not 0).
     #[arg(long, value_name = "ID", value_parser = parse_server_id)]
-    pub server_id: Option<u32>,
+    pub server_id: Option<ServerId>,
     /// Mean time between keep-alives to a PE.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub keep_alive_interval: Option<Duration>,
@@ -116,10 +117,11 @@ pub struct Args {
     pub json: Option<bool>,
 }
 
-fn parse_server_id(s: &str) -> Result<u32, String> {
-    let v = rserpool_wire::parse_identifier(s)
-        .ok_or_else(|| format!("{s:?} is not a 32-bit number (decimal, or hex with 0x)"))?;
-    if v == 0 {
+fn parse_server_id(s: &str) -> Result<ServerId, String> {
+    let v = s
+        .parse::<ServerId>()
+        .map_err(|_| format!("{s:?} is not a 32-bit number (decimal, or hex with 0x)"))?;
+    if v.is_undetermined() {
         return Err("the server id must not be 0".into());
     }
     Ok(v)

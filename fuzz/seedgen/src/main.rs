@@ -41,8 +41,8 @@ fn pes() -> Vec<PoolElement> {
     for (i, p) in policies.into_iter().enumerate() {
         let t = transports[i % transports.len()].clone();
         v.push(PoolElement {
-            identifier: 0x1122_3300 + i as u32,
-            home_registrar: i as u32,
+            identifier: PeId::new(0x1122_3300 + i as u32),
+            home_registrar: ServerId::new(i as u32),
             registration_life: 300,
             user_transport: t,
             policy: p,
@@ -71,17 +71,17 @@ fn main() {
     let mut asap = vec![
         AsapMessage::HandleResolution { subscribe: false, pool_handle: h.clone(), items: None },
         AsapMessage::HandleResolution { subscribe: true, pool_handle: h.clone(), items: Some(5) },
-        AsapMessage::Deregistration { pool_handle: h.clone(), identifier: 7 },
-        AsapMessage::RegistrationResponse { reject: true, pool_handle: h.clone(), identifier: 7, error: Some(err()) },
-        AsapMessage::RegistrationResponse { reject: false, pool_handle: h.clone(), identifier: 7, error: None },
-        AsapMessage::DeregistrationResponse { pool_handle: h.clone(), identifier: 7, error: Some(err()) },
+        AsapMessage::Deregistration { pool_handle: h.clone(), identifier: PeId::new(7) },
+        AsapMessage::RegistrationResponse { reject: true, pool_handle: h.clone(), identifier: PeId::new(7), error: Some(err()) },
+        AsapMessage::RegistrationResponse { reject: false, pool_handle: h.clone(), identifier: PeId::new(7), error: None },
+        AsapMessage::DeregistrationResponse { pool_handle: h.clone(), identifier: PeId::new(7), error: Some(err()) },
         AsapMessage::HandleResolutionResponse { accept_updates: true, pool_handle: h.clone(), policy: Some(Policy::LeastUsed { load: 0 }), pool_elements: pes[..4].to_vec(), error: None },
         AsapMessage::HandleResolutionResponse { accept_updates: false, pool_handle: h.clone(), policy: None, pool_elements: vec![], error: Some(err()) },
-        AsapMessage::EndpointKeepAlive { home: true, server_id: 0xabcd, pool_handle: h.clone(), identifier: Some(9) },
-        AsapMessage::EndpointKeepAlive { home: false, server_id: 0xabcd, pool_handle: h.clone(), identifier: None },
-        AsapMessage::EndpointKeepAliveAck { pool_handle: h.clone(), identifier: 9 },
-        AsapMessage::EndpointUnreachable { pool_handle: h.clone(), identifier: 9 },
-        AsapMessage::ServerAnnounce { server_id: 1, transports: vec![
+        AsapMessage::EndpointKeepAlive { home: true, server_id: ServerId::new(0xabcd), pool_handle: h.clone(), identifier: Some(PeId::new(9)) },
+        AsapMessage::EndpointKeepAlive { home: false, server_id: ServerId::new(0xabcd), pool_handle: h.clone(), identifier: None },
+        AsapMessage::EndpointKeepAliveAck { pool_handle: h.clone(), identifier: PeId::new(9) },
+        AsapMessage::EndpointUnreachable { pool_handle: h.clone(), identifier: PeId::new(9) },
+        AsapMessage::ServerAnnounce { server_id: ServerId::new(1), transports: vec![
             Transport::Sctp { port: 3863, transport_use: TransportUse::DataOnly, addresses: vec![ip("192.0.2.9"), ip("::1")] },
             Transport::Tcp { port: 3863, transport_use: TransportUse::DataOnly, address: ip("192.0.2.9") }] },
         AsapMessage::Cookie { cookie: b"a cookie".to_vec() },
@@ -92,24 +92,24 @@ fn main() {
     for pe in &pes {
         asap.push(AsapMessage::Registration { pool_handle: h.clone(), pool_element: pe.clone() });
     }
-    let si = |id: u32| ServerInformation { server_id: id, transport: Transport::Sctp { port: 9901, transport_use: TransportUse::DataOnly, addresses: vec![ip("192.0.2.10")] } };
+    let si = |id: u32| ServerInformation { server_id: ServerId::new(id), transport: Transport::Sctp { port: 9901, transport_use: TransportUse::DataOnly, addresses: vec![ip("192.0.2.10")] } };
     let mut enrp = vec![
-        EnrpMessage::Presence { reply_required: true, sender: 1, receiver: 0, checksum: Some(0x1234), server_info: Some(si(1)) },
-        EnrpMessage::Presence { reply_required: false, sender: 1, receiver: 2, checksum: None, server_info: None },
-        EnrpMessage::HandleTableRequest { own_children_only: true, sender: 1, receiver: 2 },
-        EnrpMessage::HandleTableResponse { more_to_send: true, reject: false, sender: 1, receiver: 2, pools: vec![
+        EnrpMessage::Presence { reply_required: true, sender: ServerId::new(1), receiver: ServerId::new(0), checksum: Some(0x1234), server_info: Some(si(1)) },
+        EnrpMessage::Presence { reply_required: false, sender: ServerId::new(1), receiver: ServerId::new(2), checksum: None, server_info: None },
+        EnrpMessage::HandleTableRequest { own_children_only: true, sender: ServerId::new(1), receiver: ServerId::new(2) },
+        EnrpMessage::HandleTableResponse { more_to_send: true, reject: false, sender: ServerId::new(1), receiver: ServerId::new(2), pools: vec![
             PoolEntry { pool_handle: h.clone(), pool_elements: pes[..2].to_vec() },
             PoolEntry { pool_handle: PoolHandle::from_static("other"), pool_elements: pes[2..5].to_vec() }] },
-        EnrpMessage::HandleTableResponse { more_to_send: false, reject: true, sender: 1, receiver: 2, pools: vec![] },
-        EnrpMessage::ListRequest { sender: 1, receiver: 2 },
-        EnrpMessage::ListResponse { reject: false, sender: 1, receiver: 2, servers: vec![si(3), si(4)] },
-        EnrpMessage::InitTakeover { sender: 1, receiver: 2, target: 3 },
-        EnrpMessage::InitTakeoverAck { sender: 1, receiver: 2, target: 3 },
-        EnrpMessage::TakeoverServer { sender: 1, receiver: 2, target: 3 },
-        EnrpMessage::Error { sender: 1, receiver: 2, error: err() },
+        EnrpMessage::HandleTableResponse { more_to_send: false, reject: true, sender: ServerId::new(1), receiver: ServerId::new(2), pools: vec![] },
+        EnrpMessage::ListRequest { sender: ServerId::new(1), receiver: ServerId::new(2) },
+        EnrpMessage::ListResponse { reject: false, sender: ServerId::new(1), receiver: ServerId::new(2), servers: vec![si(3), si(4)] },
+        EnrpMessage::InitTakeover { sender: ServerId::new(1), receiver: ServerId::new(2), target: ServerId::new(3) },
+        EnrpMessage::InitTakeoverAck { sender: ServerId::new(1), receiver: ServerId::new(2), target: ServerId::new(3) },
+        EnrpMessage::TakeoverServer { sender: ServerId::new(1), receiver: ServerId::new(2), target: ServerId::new(3) },
+        EnrpMessage::Error { sender: ServerId::new(1), receiver: ServerId::new(2), error: err() },
     ];
     for (i, pe) in pes.iter().enumerate() {
-        enrp.push(EnrpMessage::HandleUpdate { takeover_suggested: i % 2 == 0, sender: 1, receiver: 2,
+        enrp.push(EnrpMessage::HandleUpdate { takeover_suggested: i % 2 == 0, sender: ServerId::new(1), receiver: ServerId::new(2),
             action: if i % 2 == 0 { UpdateAction::AddPe } else { UpdateAction::DelPe }, pool_handle: h.clone(), pool_element: pe.clone() });
     }
     let dirs = ["decode_asap", "decode_enrp", "channel_framing", "session_framing"];

@@ -20,7 +20,7 @@ use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post, MethodRouter};
 use axum::{Json, Router};
-use rserpool_wire::PoolHandle;
+use rserpool_wire::{PeId, PoolHandle};
 use serde::Deserialize;
 
 use super::views::{seconds, PeActionOutcome, PeActionView};
@@ -82,7 +82,7 @@ impl IntoResponse for BadRequest {
 }
 
 /// The PE a request names: pool handle and identifier from the path.
-fn target(uri: &Uri) -> Result<(PoolHandle, u32), BadRequest> {
+fn target(uri: &Uri) -> Result<(PoolHandle, PeId), BadRequest> {
     // "", "v1", "pools", {pool}, "elements", {id}[, action]
     let mut segments = uri.path().split('/').skip(3);
     let (pool, id) = match (segments.next(), segments.next(), segments.next()) {
@@ -93,7 +93,7 @@ fn target(uri: &Uri) -> Result<(PoolHandle, u32), BadRequest> {
         .ok_or_else(|| BadRequest("the pool handle is not validly percent-encoded".to_string()))?;
     let handle =
         PoolHandle::new(bytes).ok_or_else(|| BadRequest("empty pool handle".to_string()))?;
-    let id = rserpool_wire::parse_identifier(id).ok_or_else(|| {
+    let id = id.parse::<PeId>().map_err(|_| {
         BadRequest(format!(
             "PE identifier {id:?}: give a 32-bit number in decimal or 0x hex"
         ))
@@ -106,7 +106,7 @@ fn target(uri: &Uri) -> Result<(PoolHandle, u32), BadRequest> {
 fn request<Q>(
     q: Result<Query<Q>, QueryRejection>,
     uri: &Uri,
-) -> Result<(Q, PoolHandle, u32), Box<Response>> {
+) -> Result<(Q, PoolHandle, PeId), Box<Response>> {
     let Query(q) = q.map_err(|e| Box::new(bad_query(e)))?;
     let (pool, id) = target(uri).map_err(|e| Box::new(e.into_response()))?;
     Ok((q, pool, id))
@@ -166,7 +166,7 @@ fn answer<T>(
     action: &'static str,
     peer: SocketAddr,
     pool: &PoolHandle,
-    id: u32,
+    id: PeId,
     result: Option<Result<T, OperatorError>>,
     done: impl FnOnce(T) -> (PeActionOutcome, String),
 ) -> Response {
@@ -300,10 +300,10 @@ mod tests {
             .parse()
             .unwrap();
         let (h, id) = target(&uri).ok().unwrap();
-        assert_eq!((h.as_bytes(), id), (&b"a/b"[..], 16));
+        assert_eq!((h.as_bytes(), id), (&b"a/b"[..], PeId::new(16)));
         let uri: Uri = "/v1/pools/%ff/elements/7".parse().unwrap();
         let (h, id) = target(&uri).ok().unwrap();
-        assert_eq!((h.as_bytes(), id), (&[0xff][..], 7));
+        assert_eq!((h.as_bytes(), id), (&[0xff][..], PeId::new(7)));
         for bad in ["/v1/pools/%zz/elements/1", "/v1/pools/echo/elements/x"] {
             assert!(target(&bad.parse().unwrap()).is_err(), "{bad}");
         }

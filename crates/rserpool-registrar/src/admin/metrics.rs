@@ -14,7 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use rserpool_security::rate_limit::Rate;
-use rserpool_wire::{CauseCode, PoolHandle};
+use rserpool_wire::{CauseCode, PoolHandle, ServerId};
 
 use super::views::AdminStats;
 use super::Limits;
@@ -45,7 +45,7 @@ pub(crate) struct MetricsInput {
     /// Pool sizes (all pools; the largest [`MAX_POOL_SERIES`] are shown).
     pub pool_sizes: Vec<(usize, PoolHandle)>,
     pub uptime: Duration,
-    pub server_id: u32,
+    pub server_id: ServerId,
     pub secure: bool,
 }
 
@@ -589,7 +589,7 @@ mod tests {
                 (2, PoolHandle::from_static("big\"one")),
             ],
             uptime: Duration::from_secs(5),
-            server_id: 0x1234,
+            server_id: ServerId::new(0x1234),
             secure: true,
         }
     }

@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime};
 
 use rserpool_handlespace::{ConnId, PoolElementEntry};
-use rserpool_wire::{Policy, PoolHandle, Transport, TransportUse};
+use rserpool_wire::{PeId, Policy, PoolHandle, ServerId, Transport, TransportUse};
 use serde::Serialize;
 
 use crate::{RegistrarCore, ServiceStats, Stats};
@@ -59,7 +59,7 @@ pub struct AdminStats {
 /// `GET /v1/status`.
 #[derive(Debug, Serialize)]
 pub(crate) struct StatusView {
-    pub server_id: u32,
+    pub server_id: ServerId,
     pub server_id_hex: String,
     pub version: &'static str,
     pub mode: &'static str,
@@ -133,7 +133,7 @@ fn handle_text(h: &PoolHandle) -> (String, String) {
     )
 }
 
-fn hex32(v: u32) -> String {
+fn hex32(v: impl std::fmt::LowerHex) -> String {
     format!("{v:#010x}")
 }
 
@@ -237,11 +237,11 @@ impl PolicyView {
 /// One PE (a row of rserpoolENRPPoolElementTable, and more).
 #[derive(Debug, Serialize)]
 pub(crate) struct PoolElementView {
-    identifier: u32,
+    identifier: PeId,
     identifier_hex: String,
     /// The identity that registered it and owns it (RFC 5355 binding).
     identity: Option<String>,
-    home_registrar: u32,
+    home_registrar: ServerId,
     home_registrar_hex: String,
     /// The ASAP connection it registered over (see `/v1/connections`).
     connection: Option<ConnId>,
@@ -388,7 +388,7 @@ pub(crate) fn handlespace(
 struct PeRef {
     pool: String,
     pool_hex: String,
-    identifier: u32,
+    identifier: PeId,
     identifier_hex: String,
 }
 
@@ -478,7 +478,7 @@ pub(crate) fn connections(core: &RegistrarCore, limit: usize, now: Instant) -> C
 pub(crate) struct PeActionView {
     pool: String,
     pool_hex: String,
-    identifier: u32,
+    identifier: PeId,
     identifier_hex: String,
     #[serde(flatten)]
     outcome: PeActionOutcome,
@@ -502,7 +502,7 @@ pub(crate) enum PeActionOutcome {
 }
 
 impl PeActionView {
-    pub(crate) fn new(pool: &PoolHandle, identifier: u32, outcome: PeActionOutcome) -> Self {
+    pub(crate) fn new(pool: &PoolHandle, identifier: PeId, outcome: PeActionOutcome) -> Self {
         let (pool, pool_hex) = handle_text(pool);
         PeActionView {
             pool,

@@ -11,7 +11,7 @@ use rserpool_handlespace::{
     ConnId, DeadlineKind, Expired, Identity, Inconsistency, KeepAlive, Registered, Registration,
 };
 use rserpool_wire::{
-    AsapMessage, Cause, CauseCode, OperationError, PoolElement, PoolHandle, Transport,
+    AsapMessage, Cause, CauseCode, OperationError, PeId, PoolElement, PoolHandle, Transport,
     TransportUse, WireMessage,
 };
 
@@ -103,7 +103,11 @@ impl RegistrarCore {
             } => self.unreachable(now, conn, pool_handle, identifier),
             // Errors from clients are logged by the driver's event stream.
             AsapMessage::Error { error } => {
-                tracing::info!(conn, ?error, "ASAP_ERROR received from a client");
+                tracing::info!(
+                    conn = conn.get(),
+                    ?error,
+                    "ASAP_ERROR received from a client"
+                );
             }
             other => {
                 // A message a registrar never receives (RFC 5354 3.12.3).
@@ -280,7 +284,7 @@ impl RegistrarCore {
         &mut self,
         conn: ConnId,
         pool_handle: PoolHandle,
-        identifier: u32,
+        identifier: PeId,
         refusal: Refusal,
         cause: CauseCode,
         detail: String,
@@ -333,40 +337,31 @@ impl RegistrarCore {
         now: Instant,
         conn: ConnId,
         pool_handle: PoolHandle,
-        id: u32,
+        id: PeId,
     ) {
         let Some(peer) = self.clients.get(&conn).cloned() else {
             return;
         };
         let refusal = if peer.kind == ConnKind::AsapPoolUser {
-            Some((
-                Refusal::Security,
-                CauseCode::RejectedSecurity,
-                "this listener serves pool users only: no deregistrations",
-            ))
+            Some(DeregistrationRefusal::PoolUserListener)
         } else if !self
             .limits
             .registrations
             .allow(&peer.identity, peer.address.ip(), now)
         {
-            Some((
-                Refusal::RateLimited,
-                CauseCode::LackOfResources,
-                "deregistration rate limit",
-            ))
+            Some(DeregistrationRefusal::RateLimited)
         } else {
             match self.handlespace.find(&pool_handle, id) {
-                Some(e) if e.identity.as_ref() != Some(&peer.identity) => Some((
-                    Refusal::Security,
-                    CauseCode::RejectedSecurity,
-                    "the PE identifier belongs to another identity",
-                )),
+                Some(e) if e.identity.as_ref() != Some(&peer.identity) => {
+                    Some(DeregistrationRefusal::AnotherIdentitysPe)
+                }
                 _ => None,
             }
         };
         let error = match refusal {
-            Some((refusal, cause, detail)) => {
-                self.refused(conn, "ASAP_DEREGISTRATION", refusal, cause, detail.into());
+            Some(r) => {
+                let (refusal, cause) = r.kind();
+                self.refused(conn, "ASAP_DEREGISTRATION", refusal, cause, r.to_string());
                 Some(OperationError::single(Cause::new(cause)))
             }
             None => {
@@ -388,7 +383,7 @@ impl RegistrarCore {
     }
 
     /// Remove a PE with everything the core keeps about it.
-    pub(super) fn remove(&mut self, handle: &PoolHandle, id: u32, reason: Removal) -> bool {
+    pub(super) fn remove(&mut self, handle: &PoolHandle, id: PeId, reason: Removal) -> bool {
         // Its keep-alive state, registrant and connection go with the
         // entry; the per-identity count is the handlespace's.
         if self.handlespace.deregister(handle, id).is_none() {
@@ -419,12 +414,14 @@ impl RegistrarCore {
             .resolutions
             .allow(&peer.identity, peer.address.ip(), now)
         {
+            let r = ResolutionRefusal::RateLimited;
+            let (refusal, cause) = r.kind();
             self.refused(
                 conn,
                 "ASAP_HANDLE_RESOLUTION",
-                Refusal::RateLimited,
-                CauseCode::LackOfResources,
-                "handle resolution rate limit".into(),
+                refusal,
+                cause,
+                r.to_string(),
             );
             return self.send(
                 conn,
@@ -433,9 +430,7 @@ impl RegistrarCore {
                     pool_handle,
                     policy: None,
                     pool_elements: Vec::new(),
-                    error: Some(OperationError::single(Cause::new(
-                        CauseCode::LackOfResources,
-                    ))),
+                    error: Some(OperationError::single(Cause::new(cause))),
                 },
             );
         }
@@ -478,7 +473,7 @@ impl RegistrarCore {
         now: Instant,
         conn: ConnId,
         handle: PoolHandle,
-        id: u32,
+        id: PeId,
     ) {
         let Some(peer) = self.clients.get(&conn) else {
             return;
@@ -515,37 +510,29 @@ impl RegistrarCore {
     /// 2.14); only a probe that goes unanswered removes it. Reporters are
     /// told apart by identity; anonymous ones by source address (/64),
     /// and only if [`CoreConfig::count_anonymous_reports`] says so.
-    pub(super) fn unreachable(&mut self, now: Instant, conn: ConnId, handle: PoolHandle, id: u32) {
+    pub(super) fn unreachable(&mut self, now: Instant, conn: ConnId, handle: PoolHandle, id: PeId) {
         let Some(peer) = self.clients.get(&conn) else {
             return;
         };
         let refusal = if peer.is_anonymous() && !self.config.count_anonymous_reports {
-            Some((
-                Refusal::Security,
-                CauseCode::RejectedSecurity,
-                "reports from unauthenticated pool users are not counted \
-                 (count_anonymous_reports is off)",
-            ))
+            Some(ReportRefusal::AnonymousNotCounted)
         } else if !self
             .limits
             .reports
             .allow(&peer.reporter, peer.address.ip(), now)
         {
-            Some((
-                Refusal::RateLimited,
-                CauseCode::LackOfResources,
-                "unreachable report rate limit (RFC 5355 2.13)",
-            ))
+            Some(ReportRefusal::RateLimited)
         } else {
             None
         };
-        if let Some((refusal, cause, detail)) = refusal {
+        if let Some(r) = refusal {
+            let (refusal, cause) = r.kind();
             self.refused(
                 conn,
                 "ASAP_ENDPOINT_UNREACHABLE",
                 refusal,
                 cause,
-                detail.into(),
+                r.to_string(),
             );
             return self.send_error(conn, Cause::new(cause));
         }
@@ -556,8 +543,8 @@ impl RegistrarCore {
             // a report on another registrar's PE is not this one's to act on.
             Some(e) if e.home != self.config.server_id => {
                 tracing::debug!(
-                    conn,
-                    home = e.home,
+                    conn = conn.get(),
+                    home = e.home.get(),
                     "unreachable report on a PE homed elsewhere"
                 );
                 return;
@@ -601,7 +588,7 @@ impl RegistrarCore {
     /// Send a keep-alive to a PE unless one is outstanding or the per-PE
     /// limit is reached (RFC 5355 2.14). Returns whether a probe was armed
     /// (and with it the PE's keep-alive deadline).
-    pub(super) fn probe(&mut self, now: Instant, handle: PoolHandle, id: u32) -> bool {
+    pub(super) fn probe(&mut self, now: Instant, handle: PoolHandle, id: PeId) -> bool {
         // Only the home registrar sends keep-alives (RFC 5352 3.5).
         let Some(conn) = self
             .handlespace
@@ -642,7 +629,7 @@ impl RegistrarCore {
     /// longer be probed, so each must re-register over a new connection
     /// within the keep-alive timeout or it is removed.
     pub(super) fn orphan_pes(&mut self, now: Instant, conn: ConnId) {
-        let orphans: Vec<(PoolHandle, u32)> = self
+        let orphans: Vec<(PoolHandle, PeId)> = self
             .handlespace
             .by_connection(conn)
             .map(|(h, e)| (h.clone(), e.identifier))
@@ -754,8 +741,8 @@ pub(super) enum RegistrationRefusal {
     #[error("registration life {life} ms is outside {min}..={max} ms")]
     Lifetime { life: i64, min: i64, max: i64 },
     /// The own-address rule: what is wrong with the addresses.
-    #[error("{0}")]
-    ForeignAddress(String),
+    #[error(transparent)]
+    ForeignAddress(#[from] ForeignAddress),
 }
 
 impl RegistrationRefusal {
@@ -771,6 +758,83 @@ impl RegistrationRefusal {
                 (Refusal::RateLimited, CauseCode::LackOfResources)
             }
             Self::Lifetime { .. } => (Refusal::Invalid, CauseCode::InvalidValues),
+        }
+    }
+}
+
+/// Why registered addresses break the own-address rule (DESIGN section
+/// 4: a PE registers only itself; off with
+/// [`crate::CoreConfig::allow_foreign_addresses`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum ForeignAddress {
+    #[error("a transport without addresses cannot be checked against the source")]
+    NoAddresses,
+    #[error("registered address {address} is not the connection's source address {connection}")]
+    NotTheSource { address: IpAddr, connection: IpAddr },
+}
+
+/// Why a deregistration is refused (RFC 5352 3.2; RFC 5355 2.1, 2.2): the
+/// reason of the log and the event (its Display), its class
+/// ([`Refusal`]) and the cause sent back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum DeregistrationRefusal {
+    #[error("this listener serves pool users only: no deregistrations")]
+    PoolUserListener,
+    #[error("deregistration rate limit")]
+    RateLimited,
+    #[error("the PE identifier belongs to another identity")]
+    AnotherIdentitysPe,
+}
+
+impl DeregistrationRefusal {
+    /// Its class and the cause sent back.
+    fn kind(&self) -> (Refusal, CauseCode) {
+        match self {
+            Self::PoolUserListener | Self::AnotherIdentitysPe => {
+                (Refusal::Security, CauseCode::RejectedSecurity)
+            }
+            Self::RateLimited => (Refusal::RateLimited, CauseCode::LackOfResources),
+        }
+    }
+}
+
+/// Why a handle resolution is refused: its rate limits per identity and
+/// per address ([`crate::CoreConfig::resolution_rate`],
+/// [`crate::CoreConfig::resolution_rate_per_address`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum ResolutionRefusal {
+    #[error("handle resolution rate limit")]
+    RateLimited,
+}
+
+impl ResolutionRefusal {
+    /// Its class and the cause sent back.
+    fn kind(&self) -> (Refusal, CauseCode) {
+        match self {
+            Self::RateLimited => (Refusal::RateLimited, CauseCode::LackOfResources),
+        }
+    }
+}
+
+/// Why an endpoint unreachable report is not counted (RFC 5352 3.5,
+/// RFC 5355 2.13).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum ReportRefusal {
+    #[error(
+        "reports from unauthenticated pool users are not counted \
+         (count_anonymous_reports is off)"
+    )]
+    AnonymousNotCounted,
+    #[error("unreachable report rate limit (RFC 5355 2.13)")]
+    RateLimited,
+}
+
+impl ReportRefusal {
+    /// Its class and the cause sent back.
+    fn kind(&self) -> (Refusal, CauseCode) {
+        match self {
+            Self::AnonymousNotCounted => (Refusal::Security, CauseCode::RejectedSecurity),
+            Self::RateLimited => (Refusal::RateLimited, CauseCode::LackOfResources),
         }
     }
 }
@@ -854,15 +918,85 @@ fn transport_like(pool: &Transport, addresses: &[IpAddr], port: u16) -> Transpor
 
 /// The own-address rule (DESIGN section 4, RFC 5355 2.3): every address a
 /// PE registers must be the one it connects from.
-fn own_addresses(t: &Transport, source: IpAddr) -> Result<(), String> {
+fn own_addresses(t: &Transport, source: IpAddr) -> Result<(), ForeignAddress> {
     let addrs = t.addresses();
     if addrs.is_empty() {
-        return Err("a transport without addresses cannot be checked against the source".into());
+        return Err(ForeignAddress::NoAddresses);
     }
     match addrs.iter().find(|a| canonical(**a) != source) {
-        Some(a) => Err(format!(
-            "registered address {a} is not the connection's source address {source}"
-        )),
+        Some(&address) => Err(ForeignAddress::NotTheSource {
+            address,
+            connection: source,
+        }),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod refusal_tests {
+    use super::*;
+
+    /// The log text (Display) and the wire cause of every refusal, as the
+    /// events and the logs have always shown them.
+    #[test]
+    fn refusals_keep_their_text_and_cause() {
+        let (sec, rate) = (
+            (Refusal::Security, CauseCode::RejectedSecurity),
+            (Refusal::RateLimited, CauseCode::LackOfResources),
+        );
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let foreign = RegistrationRefusal::from(ForeignAddress::NotTheSource {
+            address: a,
+            connection: b,
+        });
+        assert_eq!(
+            foreign.to_string(),
+            "registered address 192.0.2.1 is not the connection's source address 192.0.2.2"
+        );
+        assert_eq!(foreign.kind(), sec);
+        assert_eq!(
+            RegistrationRefusal::from(ForeignAddress::NoAddresses).to_string(),
+            "a transport without addresses cannot be checked against the source"
+        );
+        for (r, text, kind) in [
+            (
+                DeregistrationRefusal::PoolUserListener,
+                "this listener serves pool users only: no deregistrations",
+                sec,
+            ),
+            (
+                DeregistrationRefusal::RateLimited,
+                "deregistration rate limit",
+                rate,
+            ),
+            (
+                DeregistrationRefusal::AnotherIdentitysPe,
+                "the PE identifier belongs to another identity",
+                sec,
+            ),
+        ] {
+            assert_eq!((r.to_string().as_str(), r.kind()), (text, kind));
+        }
+        let r = ResolutionRefusal::RateLimited;
+        assert_eq!(
+            (r.to_string().as_str(), r.kind()),
+            ("handle resolution rate limit", rate)
+        );
+        for (r, text, kind) in [
+            (
+                ReportRefusal::AnonymousNotCounted,
+                "reports from unauthenticated pool users are not counted \
+                 (count_anonymous_reports is off)",
+                sec,
+            ),
+            (
+                ReportRefusal::RateLimited,
+                "unreachable report rate limit (RFC 5355 2.13)",
+                rate,
+            ),
+        ] {
+            assert_eq!((r.to_string().as_str(), r.kind()), (text, kind));
+        }
     }
 }

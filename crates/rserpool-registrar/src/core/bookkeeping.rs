@@ -2,6 +2,7 @@
 //! simulator and the property tests ask after every step.
 
 use rserpool_handlespace::Identity;
+use rserpool_wire::{ConnId, PeId, ServerId};
 use rustc_hash::FxHashMap;
 
 use super::RegistrarCore;
@@ -16,7 +17,7 @@ pub enum BookkeepingError {
         /// The pool.
         pool: String,
         /// The PE.
-        identifier: u32,
+        identifier: PeId,
     },
     /// A PE registered over a connection here but homed elsewhere.
     #[error("PE {identifier:#010x} of pool {pool} registered here is homed at {home:#010x}")]
@@ -24,9 +25,9 @@ pub enum BookkeepingError {
         /// The pool.
         pool: String,
         /// The PE.
-        identifier: u32,
+        identifier: PeId,
         /// Its home.
-        home: u32,
+        home: ServerId,
     },
     /// A PE without a lifetime.
     #[error("PE {identifier:#010x} of pool {pool} has no lifetime")]
@@ -34,7 +35,7 @@ pub enum BookkeepingError {
         /// The pool.
         pool: String,
         /// The PE.
-        identifier: u32,
+        identifier: PeId,
     },
     /// The handlespace's count of an identity's PEs differs from its PEs.
     #[error("{identity} has {found} PEs, and the index counts {counted}")]
@@ -50,7 +51,7 @@ pub enum BookkeepingError {
     #[error("connection {conn} has {found} PEs, and the index counts {counted}")]
     ConnectionCount {
         /// The connection.
-        conn: u64,
+        conn: ConnId,
         /// PEs found on it.
         found: usize,
         /// What the index says.
@@ -65,7 +66,7 @@ impl RegistrarCore {
     /// per-connection counts of the indices are the PEs'. O(PEs).
     pub fn check_bookkeeping(&self) -> Result<(), BookkeepingError> {
         let mut identities: FxHashMap<Identity, usize> = FxHashMap::default();
-        let mut connections: FxHashMap<u64, usize> = FxHashMap::default();
+        let mut connections: FxHashMap<ConnId, usize> = FxHashMap::default();
         let hs = &self.handlespace;
         for h in hs.pool_handles() {
             for e in hs.pool_elements(h) {

@@ -9,7 +9,7 @@ use std::time::Instant;
 use rserpool_handlespace::{ConnId, Identity};
 use rserpool_security::PeerIdentity;
 use rserpool_wire::framing::FramingError;
-use rserpool_wire::{receive, AsapMessage, Cause, CauseCode, EnrpMessage, PoolHandle};
+use rserpool_wire::{receive, AsapMessage, Cause, CauseCode, EnrpMessage, PeId, PoolHandle};
 
 use crate::client::{Client, ClientInfo, ConnKind, Credential, Protocol};
 use crate::output::{identity_text, Event, Message, Output, Refusal, Removal};
@@ -22,7 +22,7 @@ pub(super) use rserpool_wire::MAX_ECHOED;
 
 /// The first handle [`RegistrarCore::connect`] gives out: drivers number
 /// the connections they accept below it (2^63), so the two never meet.
-pub const OUTBOUND_CONNECTIONS: ConnId = 1 << 63;
+pub const OUTBOUND_CONNECTIONS: ConnId = ConnId::new(1 << 63);
 
 /// A connection asked of the driver and not yet open.
 #[derive(Debug, Clone)]
@@ -70,7 +70,7 @@ impl RegistrarCore {
             return Err(ConnectError::NotOutbound(kind));
         }
         let conn = self.next_outbound;
-        self.next_outbound = self.next_outbound.wrapping_add(1).max(OUTBOUND_CONNECTIONS);
+        self.next_outbound = self.next_outbound.next().max(OUTBOUND_CONNECTIONS);
         self.pending.insert(
             conn,
             Pending {
@@ -240,7 +240,7 @@ impl RegistrarCore {
             .map(|(i, n)| (identity_text(&i), n))
             .collect();
         for identity in &r.revoked {
-            let mut pes: Vec<(PoolHandle, u32)> = self
+            let mut pes: Vec<(PoolHandle, PeId)> = self
                 .handlespace
                 .by_identity(identity)
                 .map(|(h, e)| (h.clone(), e.identifier))

@@ -22,9 +22,9 @@ impl RegistrarCore {
     pub(super) fn enrp_message(&mut self, _now: Instant, conn: ConnId, msg: EnrpMessage) {
         self.stats.enrp_unsupported += 1;
         tracing::debug!(
-            conn,
+            conn = conn.get(),
             msg = msg.name(),
-            sender = msg.sender(),
+            sender = msg.sender().get(),
             "ENRP message not handled (ENRP not implemented yet)"
         );
         if matches!(msg, EnrpMessage::Error { .. }) {

@@ -15,7 +15,7 @@
 
 use std::time::{Duration, Instant};
 
-use rserpool_wire::PoolHandle;
+use rserpool_wire::{PeId, PoolHandle};
 
 use super::RegistrarCore;
 use crate::config::Range;
@@ -44,7 +44,7 @@ pub enum OperatorError {
         /// The pool.
         pool_handle: PoolHandle,
         /// The identifier asked for.
-        identifier: u32,
+        identifier: PeId,
     },
     /// The drain timeout is not whole seconds within [`DRAIN_TIMEOUTS`].
     #[error("drain timeout {}: {reason}", crate::config::show_duration(*.timeout))]
@@ -82,7 +82,7 @@ pub fn check_drain_timeout(timeout: Duration) -> Result<(), OperatorError> {
 
 impl RegistrarCore {
     /// The PE must exist: which of pool and PE is missing, otherwise.
-    fn operator_target(&self, pool_handle: &PoolHandle, id: u32) -> Result<(), OperatorError> {
+    fn operator_target(&self, pool_handle: &PoolHandle, id: PeId) -> Result<(), OperatorError> {
         let hs = &self.handlespace;
         if hs.pool(pool_handle).is_none() {
             return Err(OperatorError::NoPool(pool_handle.clone()));
@@ -107,7 +107,7 @@ impl RegistrarCore {
         &mut self,
         now: Instant,
         pool_handle: &PoolHandle,
-        identifier: u32,
+        identifier: PeId,
         timeout: Option<Duration>,
         by: &str,
     ) -> Result<DrainOutcome, OperatorError> {
@@ -137,7 +137,7 @@ impl RegistrarCore {
         &mut self,
         _now: Instant,
         pool_handle: &PoolHandle,
-        identifier: u32,
+        identifier: PeId,
         by: &str,
     ) -> Result<bool, OperatorError> {
         self.operator_target(pool_handle, identifier)?;
@@ -165,7 +165,7 @@ impl RegistrarCore {
         &mut self,
         _now: Instant,
         pool_handle: &PoolHandle,
-        identifier: u32,
+        identifier: PeId,
     ) -> Result<(), OperatorError> {
         self.operator_target(pool_handle, identifier)?;
         if self.remove(pool_handle, identifier, Removal::Operator) {

@@ -99,7 +99,7 @@ async fn serve_connection(
     let source = || LogSource::of(peer.ip());
     let Some((tls, generation)) = shared.current_tls() else {
         drop(handshake);
-        let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+        let conn = ConnId::new(shared.next_conn.fetch_add(1, Ordering::Relaxed));
         return run_connection(stream, peer, conn, Opened::Accepted(kind), None, shared).await;
     };
     let peer_text = peer.to_string();
@@ -121,7 +121,7 @@ async fn serve_connection(
                 tracing::info!(%peer, %identity, "credentials reloaded during the handshake: closing");
                 return;
             }
-            let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+            let conn = ConnId::new(shared.next_conn.fetch_add(1, Ordering::Relaxed));
             let opened = Opened::Accepted(kind);
             run_connection(tls_stream, peer, conn, opened, Some(identity), shared).await
         }
@@ -196,7 +196,7 @@ pub(super) async fn connect(
         }
     };
     let _ = stream.set_nodelay(true);
-    tracing::debug!(conn, %address, kind = kind.name(), "outbound connection open");
+    tracing::debug!(conn = conn.get(), %address, kind = kind.name(), "outbound connection open");
     if shared.current_tls().is_none() {
         return run_connection(stream, address, conn, Opened::Dialled, None, &shared).await;
     }
@@ -234,7 +234,7 @@ async fn run_connection<S: AsyncRead + AsyncWrite + Unpin>(
     let who = identity
         .as_ref()
         .map_or_else(|| "insecure".to_string(), |i| i.to_string());
-    tracing::debug!(conn, %peer, identity = %who, "connection open");
+    tracing::debug!(conn = conn.get(), %peer, identity = %who, "connection open");
     let inputs = &shared.inputs;
     let in_flight = Arc::new(AtomicUsize::new(0));
     let writer = Writer {
@@ -337,7 +337,7 @@ async fn run_connection<S: AsyncRead + AsyncWrite + Unpin>(
                     match o {
                         Outgoing::Message(msg) => {
                             if let Err(e) = msg.encode(&mut wbuf) {
-                                tracing::error!(conn, error = %e, msg = msg.name(), "cannot encode a response");
+                                tracing::error!(conn = conn.get(), error = %e, msg = msg.name(), "cannot encode a response");
                             }
                         }
                         Outgoing::Close => {
@@ -379,7 +379,7 @@ async fn run_connection<S: AsyncRead + AsyncWrite + Unpin>(
             shared.log.write(
                 "connection closed (message timeout)",
                 source,
-                || tracing::warn!(conn, %peer, identity = %who, "closing: {why}"),
+                || tracing::warn!(conn = conn.get(), %peer, identity = %who, "closing: {why}"),
             );
             why
         }
@@ -389,7 +389,7 @@ async fn run_connection<S: AsyncRead + AsyncWrite + Unpin>(
         }
     };
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
-    tracing::debug!(conn, %peer, identity = %who, %reason, "connection closed");
+    tracing::debug!(conn = conn.get(), %peer, identity = %who, %reason, "connection closed");
     let _ = inputs.send(Input::Disconnect { conn }).await;
 }
 

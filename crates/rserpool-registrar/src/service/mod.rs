@@ -26,6 +26,7 @@ use bytes::Bytes;
 use rserpool_handlespace::ConnId;
 use rserpool_security::{PeerIdentity, TlsClient, TlsServer};
 use rserpool_wire::framing::FramingError;
+use rserpool_wire::ServerId;
 use rustc_hash::FxHashMap;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -359,7 +360,7 @@ pub struct RegistrarHandle {
     events: broadcast::Sender<Event>,
     started: Instant,
     local_addrs: Arc<[SocketAddr]>,
-    server_id: u32,
+    server_id: ServerId,
 }
 
 impl RegistrarHandle {
@@ -449,7 +450,7 @@ impl RegistrarHandle {
     }
 
     /// The registrar's server identifier.
-    pub fn server_id(&self) -> u32 {
+    pub fn server_id(&self) -> ServerId {
         self.server_id
     }
 
@@ -491,11 +492,11 @@ impl Registrar {
         let server_id = core.config().server_id;
         match &config.tls {
             Some(_) => tracing::info!(
-                server_id,
+                server_id = server_id.get(),
                 "registrar in secure mode: TLS on every connection"
             ),
             None => tracing::warn!(
-                server_id,
+                server_id = server_id.get(),
                 "INSECURE MODE: no TLS, no authentication; anyone who can connect can register \
                  and resolve. For labs only (RFC 5355 2.15)."
             ),
@@ -715,7 +716,7 @@ fn route_outputs(
                             source,
                             || {
                                 tracing::warn!(
-                                    conn,
+                                    conn = conn.get(),
                                     %peer,
                                     "send queue full: closing a client that does not read"
                                 )
@@ -732,7 +733,7 @@ fn route_outputs(
                     log.write(
                         "connection closed by the registrar",
                         source,
-                        || tracing::warn!(conn, %peer, %reason, "closing connection"),
+                        || tracing::warn!(conn = conn.get(), %peer, %reason, "closing connection"),
                     );
                     let _ = w.out.try_send(Outgoing::Close);
                 }
@@ -755,7 +756,7 @@ fn route_outputs(
 /// The log line of an event; what a client can repeat at will goes
 /// through the summarised log.
 fn log_event(e: &Event, log: &SummarisedLog) {
-    let pe = |h: &rserpool_wire::PoolHandle, id: &u32| {
+    let pe = |h: &rserpool_wire::PoolHandle, id: &rserpool_wire::PeId| {
         LogSource::Identity(format!("{h}/{id:#010x}").into())
     };
     match e {
@@ -816,13 +817,13 @@ fn log_event(e: &Event, log: &SummarisedLog) {
             let source = || LogSource::Identity(identity.as_str().into());
             match (refusal, *request) {
                 (_, "connection") => log.write("connection refused (per-identity limit)", source(), || {
-                    tracing::warn!(conn, %identity, %detail, "connection refused")
+                    tracing::warn!(conn = conn.get(), %identity, %detail, "connection refused")
                 }),
                 (crate::Refusal::RateLimited, _) => {
-                    tracing::debug!(conn, %identity, request, cause = cause.name(), %detail, "request refused")
+                    tracing::debug!(conn = conn.get(), %identity, request, cause = cause.name(), %detail, "request refused")
                 }
                 _ => log.write("request refused", source(), || {
-                    tracing::warn!(conn, %identity, request, cause = cause.name(), %detail, "request refused")
+                    tracing::warn!(conn = conn.get(), %identity, request, cause = cause.name(), %detail, "request refused")
                 }),
             }
         }
@@ -879,7 +880,7 @@ fn log_event(e: &Event, log: &SummarisedLog) {
             kind,
             reason,
         } => tracing::warn!(
-            conn,
+            conn = conn.get(),
             %address,
             kind = kind.name(),
             %reason,
@@ -892,7 +893,7 @@ fn log_event(e: &Event, log: &SummarisedLog) {
         } => log.write(
             "malformed message",
             LogSource::Identity(identity.as_str().into()),
-            || tracing::warn!(conn, %identity, %error, "malformed message"),
+            || tracing::warn!(conn = conn.get(), %identity, %error, "malformed message"),
         ),
     }
 }

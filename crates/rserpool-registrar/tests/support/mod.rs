@@ -14,7 +14,8 @@ use rserpool_security::tls::CertificateFiles;
 use rserpool_security::{Psk, PskStore, TlsClient, TlsClientConfig, TlsServer, TlsServerConfig};
 use rserpool_wire::framing::ChannelCodec;
 use rserpool_wire::{
-    AsapMessage, CauseCode, Policy, PoolElement, PoolHandle, Transport, TransportUse, WireMessage,
+    AsapMessage, CauseCode, PeId, Policy, PoolElement, PoolHandle, ServerId, Transport,
+    TransportUse, WireMessage,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -176,7 +177,7 @@ impl Lab {
                     .map(|_| {
                         c.handlespace()
                             .pool_elements(&h)
-                            .map(|e| e.identifier)
+                            .map(|e| e.identifier.get())
                             .collect()
                     })
                     .unwrap_or_default();
@@ -325,7 +326,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 pool_elements,
                 error: None,
                 ..
-            } => Ok(pool_elements.iter().map(|p| p.identifier).collect()),
+            } => Ok(pool_elements.iter().map(|p| p.identifier.get()).collect()),
             AsapMessage::HandleResolutionResponse { error: Some(e), .. } => Err(e.causes[0].code),
             other => panic!("expected a resolution response, got {other:?}"),
         }
@@ -345,8 +346,8 @@ pub fn registration(handle: &str, pe: PoolElement) -> AsapMessage {
 
 pub fn pe(id: u32, address: &str, port: u16) -> PoolElement {
     PoolElement {
-        identifier: id,
-        home_registrar: 0,
+        identifier: PeId::new(id),
+        home_registrar: ServerId::UNDETERMINED,
         registration_life: 30_000,
         user_transport: Transport::Tcp {
             port,

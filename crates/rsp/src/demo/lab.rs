@@ -15,6 +15,7 @@ use nix::unistd::Pid;
 use rserpool::{ClientConfig, RegistrarEndpoint};
 use rserpool_registrar::{CoreConfig, Event, Registrar, ServiceConfig};
 use rserpool_security::{Psk, PskStore, TlsClient, TlsClientConfig, TlsServer, TlsServerConfig};
+use rserpool_wire::PeId;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 use tokio::sync::broadcast;
@@ -31,7 +32,7 @@ const PU_IDENTITY: &str = "pu";
 /// A PE process.
 struct PeProcess {
     name: String,
-    identifier: u32,
+    identifier: PeId,
     child: Child,
     stderr: Arc<Mutex<String>>,
 }
@@ -43,7 +44,7 @@ pub struct Lab {
     registrar: Option<Registrar>,
     address: SocketAddr,
     pes: Vec<PeProcess>,
-    names: BTreeMap<u32, String>,
+    names: BTreeMap<PeId, String>,
 }
 
 impl Lab {
@@ -107,7 +108,7 @@ impl Lab {
     }
 
     /// Names of the PEs by identifier.
-    pub fn names(&self) -> &BTreeMap<u32, String> {
+    pub fn names(&self) -> &BTreeMap<PeId, String> {
         &self.names
     }
 
@@ -148,7 +149,7 @@ impl Lab {
         index: usize,
         report: &Report,
         start: Instant,
-    ) -> anyhow::Result<u32> {
+    ) -> anyhow::Result<PeId> {
         let mut pe = self.pes.remove(index);
         report.killing(start, &pe.name, pe.identifier, pe.child.id());
         pe.child
@@ -265,7 +266,7 @@ async fn registered(
 ) -> anyhow::Result<(PeProcess, SocketAddr)> {
     let mut pe = PeProcess {
         name,
-        identifier: 0,
+        identifier: PeId::new(0),
         child,
         stderr,
     };
@@ -294,6 +295,7 @@ async fn registered(
     pe.identifier = v["identifier"]
         .as_u64()
         .and_then(|i| u32::try_from(i).ok())
+        .map(PeId::new)
         .with_context(|| format!("{}: no identifier in {v}", pe.name))?;
     let port = v["port"]
         .as_u64()

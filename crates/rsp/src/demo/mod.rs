@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use rserpool::PoolUser;
 use rserpool_registrar::{Event, Removal};
-use rserpool_wire::PoolHandle;
+use rserpool_wire::{PeId, PoolHandle};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::MissedTickBehavior;
 
@@ -53,7 +53,7 @@ pub struct Args {
 struct Tally {
     sent: u64,
     lost: u64,
-    answers: BTreeMap<u32, u64>,
+    answers: BTreeMap<PeId, u64>,
     failovers: u64,
     longest_failover: Duration,
 }
@@ -104,7 +104,7 @@ async fn drive(
 
     let mut tally = Tally::default();
     let mut since_tick = Tally::default();
-    let mut killed: Option<(u32, Instant)> = None;
+    let mut killed: Option<(PeId, Instant)> = None;
     let mut removed = false;
     let request_timeout = Duration::from_secs(1);
     loop {

@@ -11,6 +11,8 @@ use serde_json::json;
 
 use crate::duration::json_millis as ms;
 
+use rserpool_wire::{PeId, ServerId};
+
 use super::Tally;
 use crate::echo::Answered;
 
@@ -23,7 +25,7 @@ fn secs(start: Instant) -> f64 {
     (start.elapsed().as_secs_f64() * 1e3).round() / 1e3
 }
 
-fn name(names: &BTreeMap<u32, String>, id: u32) -> String {
+fn name(names: &BTreeMap<PeId, String>, id: PeId) -> String {
     names
         .get(&id)
         .cloned()
@@ -60,7 +62,7 @@ impl Report {
         );
     }
 
-    pub fn registrar(&self, server_id: u32, address: SocketAddr, keep_alive: Duration) {
+    pub fn registrar(&self, server_id: ServerId, address: SocketAddr, keep_alive: Duration) {
         self.emit(
             json!({"event": "registrar_started", "server_id": server_id, "address": address.to_string(),
                    "keep_alive_ms": ms(keep_alive)}),
@@ -73,7 +75,7 @@ impl Report {
         );
     }
 
-    pub fn pe_started(&self, pe: &str, identifier: u32, address: SocketAddr, pid: Option<u32>) {
+    pub fn pe_started(&self, pe: &str, identifier: PeId, address: SocketAddr, pid: Option<u32>) {
         self.emit(
             json!({"event": "pe_registered", "name": pe, "identifier": identifier,
                    "address": address.to_string(), "pid": pid}),
@@ -98,7 +100,7 @@ impl Report {
         );
     }
 
-    pub fn progress(&self, start: Instant, tick: &Tally, names: &BTreeMap<u32, String>) {
+    pub fn progress(&self, start: Instant, tick: &Tally, names: &BTreeMap<PeId, String>) {
         let by: BTreeMap<String, u64> = names
             .iter()
             .map(|(id, n)| (n.clone(), tick.answers.get(id).copied().unwrap_or(0)))
@@ -119,7 +121,7 @@ impl Report {
         );
     }
 
-    pub fn killing(&self, start: Instant, pe: &str, identifier: u32, pid: Option<u32>) {
+    pub fn killing(&self, start: Instant, pe: &str, identifier: PeId, pid: Option<u32>) {
         self.emit(
             json!({"event": "pe_killed", "seconds": secs(start), "name": pe,
                    "identifier": identifier, "pid": pid, "signal": "SIGKILL"}),
@@ -133,7 +135,7 @@ impl Report {
         );
     }
 
-    pub fn failover(&self, start: Instant, n: u64, a: &Answered, names: &BTreeMap<u32, String>) {
+    pub fn failover(&self, start: Instant, n: u64, a: &Answered, names: &BTreeMap<PeId, String>) {
         let failed: Vec<String> = a.failed.iter().map(|(id, _)| name(names, *id)).collect();
         let to = name(names, a.pe.identifier);
         let why = a.failed.first().map(|(_, e)| e.as_str()).unwrap_or("");
@@ -161,8 +163,8 @@ impl Report {
     pub fn removed(
         &self,
         start: Instant,
-        names: &BTreeMap<u32, String>,
-        identifier: u32,
+        names: &BTreeMap<PeId, String>,
+        identifier: PeId,
         reason: Removal,
         since_kill: Duration,
     ) {
@@ -187,7 +189,7 @@ impl Report {
         });
     }
 
-    pub fn summary(&self, t: &Tally, names: &BTreeMap<u32, String>, removed: bool) {
+    pub fn summary(&self, t: &Tally, names: &BTreeMap<PeId, String>, removed: bool) {
         let by: BTreeMap<String, u64> = names
             .iter()
             .map(|(id, n)| (n.clone(), t.answers.get(id).copied().unwrap_or(0)))
@@ -227,7 +229,7 @@ impl Report {
         );
     }
 
-    pub fn pe_stopped(&self, names: &BTreeMap<u32, String>, identifier: u32, reason: Removal) {
+    pub fn pe_stopped(&self, names: &BTreeMap<PeId, String>, identifier: PeId, reason: Removal) {
         let pe = name(names, identifier);
         self.emit(
             json!({"event": "pe_stopped", "name": pe, "identifier": identifier, "reason": reason}),

@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use rserpool::{ClientConfig, ClientError, PeCore, PeEvent, PoolElement, PoolElementSpec};
-use rserpool_wire::CauseCode;
+use rserpool_wire::{CauseCode, PeId};
 use tokio::sync::broadcast;
 
 use super::check::Checker;
@@ -66,11 +66,11 @@ fn checks(n: u32) -> String {
 /// A PE identifier for `--id` left out: random, non-zero (RFC 5352 3.1
 /// R2.2). Chosen here rather than by the library so that the lines
 /// printed before the first registration name it too.
-pub fn random_identifier() -> u32 {
+pub fn random_identifier() -> PeId {
     loop {
         let id = rserpool_security::random_seed() as u32;
         if id != 0 {
-            return id;
+            return PeId::new(id);
         }
     }
 }
@@ -115,7 +115,7 @@ pub async fn hold(
     mut health: Option<Health>,
     mut stop: Pin<&mut impl Future<Output = ()>>,
 ) -> anyhow::Result<()> {
-    let id = plan.spec.identifier.unwrap_or_default();
+    let id = plan.spec.identifier.unwrap_or(PeId::new(0));
     let out = Printer {
         json: plan.json,
         id,

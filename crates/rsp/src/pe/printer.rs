@@ -2,11 +2,12 @@
 //! event, or one JSON object per line with `--json`.
 
 use rserpool::PeEvent;
+use rserpool_wire::PeId;
 
 /// Prints the lines of PE `id`.
 pub struct Printer {
     pub json: bool,
-    pub id: u32,
+    pub id: PeId,
 }
 
 impl Printer {

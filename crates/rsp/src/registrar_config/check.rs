@@ -5,6 +5,7 @@
 //! value at fault.
 
 use rserpool_registrar::config::show_duration;
+use rserpool_wire::ServerId;
 
 use super::merge::Merged;
 
@@ -75,7 +76,7 @@ pub fn check(m: &Merged) -> anyhow::Result<()> {
     let o = &m.origins;
     let s = &m.service;
     let c = &s.core;
-    if m.server_id == Some(0) {
+    if m.server_id == Some(ServerId::UNDETERMINED) {
         return Err(o.error("server_id", "must not be 0"));
     }
     if c.min_registration_life > c.max_registration_life {
@@ -95,7 +96,7 @@ pub fn check(m: &Merged) -> anyhow::Result<()> {
         ));
     }
     let mut service = s.clone();
-    service.core.server_id = m.server_id.unwrap_or(1);
+    service.core.server_id = m.server_id.unwrap_or(ServerId::new(1));
     if let Err(e) = service.validate() {
         let key = key_of(e.setting);
         if o.is_set(key) {

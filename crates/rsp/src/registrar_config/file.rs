@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rserpool_wire::ServerId;
 use serde::{Deserialize, Deserializer};
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
@@ -22,7 +23,7 @@ pub type Located<T> = Option<Spanned<T>>;
 #[serde(default, deny_unknown_fields)]
 pub struct FileConfig {
     pub listen: Located<Vec<SocketAddr>>,
-    pub server_id: Located<u32>,
+    pub server_id: Located<ServerId>,
     pub insecure: Located<bool>,
     pub json: Located<bool>,
     pub allow_foreign_addresses: Located<bool>,
@@ -269,7 +270,7 @@ listen = "127.0.0.1:3865"
         )
         .unwrap();
         assert_eq!(c.listen.unwrap().into_inner().len(), 2);
-        assert_eq!(*c.server_id.unwrap().get_ref(), 0x1234);
+        assert_eq!(*c.server_id.unwrap().get_ref(), ServerId::new(0x1234));
         assert_eq!(
             c.keep_alive.interval.unwrap().get_ref().0,
             Duration::from_millis(250)

@@ -13,6 +13,7 @@ use rserpool_registrar::admin::AdminConfig;
 use rserpool_registrar::announce::AnnounceConfig;
 use rserpool_registrar::ServiceConfig;
 use rserpool_security::rate_limit::Rate;
+use rserpool_wire::ServerId;
 use toml::Spanned;
 
 use super::file::{FileConfig, HumanDuration, Located, RateSpec};
@@ -80,7 +81,7 @@ pub struct Merged {
     /// [`Self::server_id`] later).
     pub service: ServiceConfig,
     /// The server identifier; `None`: draw one.
-    pub server_id: Option<u32>,
+    pub server_id: Option<ServerId>,
     /// Plain TCP instead of TLS.
     pub insecure: bool,
     /// Credential files (secure mode).

@@ -10,7 +10,7 @@ use rserpool::{ClientConfig, PoolElement, PoolElementSpec, RegistrarEndpoint};
 use rserpool_registrar::admin::{AdminConfig, AdminServer, AdminToken};
 use rserpool_registrar::{CoreConfig, Registrar, ServiceConfig};
 use rserpool_security::{Psk, PskStore, TlsClient, TlsClientConfig, TlsServer, TlsServerConfig};
-use rserpool_wire::{Policy, PoolHandle};
+use rserpool_wire::{PeId, Policy, PoolHandle, ServerId};
 
 pub const SERVER_ID: u32 = 0x00c0_ffee;
 
@@ -47,7 +47,7 @@ impl Lab {
                 listen: vec!["127.0.0.1:0".parse().unwrap()],
                 tls: Some(Arc::new(tls)),
                 core: CoreConfig {
-                    server_id: SERVER_ID,
+                    server_id: ServerId::new(SERVER_ID),
                     ..CoreConfig::default()
                 },
                 ..ServiceConfig::default()
@@ -98,7 +98,7 @@ impl Lab {
         let config = ClientConfig::new(vec![RegistrarEndpoint::new(self.asap_addr())], Some(tls));
         let handle = PoolHandle::new(pool.as_bytes().to_vec()).unwrap();
         let mut spec = PoolElementSpec::new(handle, policy, port);
-        spec.identifier = Some(id);
+        spec.identifier = Some(PeId::new(id));
         let pe = self
             .rt
             .block_on(PoolElement::start(config, spec))
