@@ -37,22 +37,20 @@ use crate::params::parse_identifier;
 
 /// A pool element identifier (RFC 5354 section 3.10): unique in its pool,
 /// chosen at random by the PE.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct PeId(u32);
 
 /// A registrar's (ENRP server's) identifier (RFC 5353 section 3.2.1,
 /// RFC 5354 sections 3.10 and 3.11). The default is
 /// [`ServerId::UNDETERMINED`].
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct ServerId(u32);
 
 /// The handle of a connection, given by the core (or the driver) that
 /// owns it; unique among that core's connections. Not on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct ConnId(u64);
 
@@ -91,6 +89,14 @@ macro_rules! id32 {
         impl fmt::Display for $t {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 write!(f, "{:#010x}", self.0)
+            }
+        }
+
+        /// As [`Display`](fmt::Display): events and traces print the
+        /// identifier as people read it, not wrapped in its type name.
+        impl fmt::Debug for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(self, f)
             }
         }
 
@@ -174,6 +180,13 @@ impl From<ConnId> for u64 {
 
 /// The number, in decimal.
 impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// As [`Display`](fmt::Display): the number, in decimal.
+impl fmt::Debug for ConnId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&self.0, f)
     }
