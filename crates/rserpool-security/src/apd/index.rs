@@ -10,8 +10,11 @@
 //! * addresses and ranges (namespace `ip`): a hash map keyed by (network,
 //!   length), probed once for each distinct prefix length;
 //! * `*`: a list, every one a candidate;
-//! * general globs (`a*b`, `pe-?`): a list, each matched in turn (the
-//!   only patterns scanned).
+//! * general globs (`a*b`, `pe-?`, `?.example.net`): with the prefixes
+//!   under the literal text before their first wildcard, else with the
+//!   suffixes under the text after their last one; only globs that both
+//!   start and end with a wildcard (`*a*`, `?b*`) are in a list that
+//!   every request of their role and namespace scans.
 //!
 //! A request's identity looks in the slots of its own namespace,
 //! `authenticated` (unless anonymous) and `any` of its role. Each source
@@ -117,15 +120,45 @@ impl Slot {
     }
 }
 
+/// Candidate lists kept on the stack (beyond: on the heap).
+const FIXED: usize = 16;
+
 /// The candidate lists of one request.
 struct Sources<'s> {
-    lists: Vec<&'s [u32]>,
+    fixed: [&'s [u32]; FIXED],
+    n: usize,
+    more: Vec<&'s [u32]>,
 }
 
 impl<'s> Sources<'s> {
+    fn new() -> Sources<'s> {
+        Sources {
+            fixed: [&[]; FIXED],
+            n: 0,
+            more: Vec::new(),
+        }
+    }
+
     fn push(&mut self, ids: &'s [u32]) {
-        if !ids.is_empty() {
-            self.lists.push(ids);
+        if ids.is_empty() {
+            return;
+        }
+        if self.n < FIXED {
+            self.fixed[self.n] = ids;
+            self.n += 1;
+        } else {
+            if self.more.is_empty() {
+                self.more.extend_from_slice(&self.fixed);
+            }
+            self.more.push(ids);
+        }
+    }
+
+    fn lists(&mut self) -> &mut [&'s [u32]] {
+        if self.more.is_empty() {
+            &mut self.fixed[..self.n]
+        } else {
+            &mut self.more
         }
     }
 }
@@ -150,7 +183,17 @@ impl Index {
                     Shape::Prefix(p) => slot.prefix.insert(p, id),
                     Shape::Suffix(s) => slot.suffix.insert(s, id),
                     Shape::Net(n) => slot.nets.insert(n.network(), n.prefix_len(), id),
-                    Shape::Glob(_) => slot.globs.push(id),
+                    // A glob under its literal prefix or suffix (a
+                    // superset: the entry itself checks the rest); only
+                    // globs that start and end with a wildcard are
+                    // scanned.
+                    Shape::Glob { prefix, .. } if !prefix.is_empty() => {
+                        slot.prefix.insert(prefix, id)
+                    }
+                    Shape::Glob { suffix, .. } if !suffix.is_empty() => {
+                        slot.suffix.insert(suffix, id)
+                    }
+                    Shape::Glob { .. } => slot.globs.push(id),
                 }
             }
         }
@@ -163,7 +206,7 @@ impl Index {
         let role: &[Slot; 7] = &self.slots[req.role.slot()];
         let id = QueryIdentity::new(req.peer);
         let own = NamespaceScope::of(id.namespace);
-        let mut sources = Sources { lists: Vec::new() };
+        let mut sources = Sources::new();
         let authenticated = id.namespace != Namespace::Anonymous;
         for scope in [own, NamespaceScope::Authenticated, NamespaceScope::Any] {
             if scope == NamespaceScope::Authenticated && !authenticated {
@@ -185,7 +228,7 @@ impl Index {
             }
             sources.push(&slot.globs);
         }
-        let mut lists = sources.lists;
+        let lists = sources.lists();
         // Merge in entry order; the lists are disjoint (an entry sits in
         // one slot per role), so the smallest head is the next candidate.
         loop {

@@ -140,8 +140,17 @@ pub(crate) enum Shape {
     Prefix(String),
     /// `*SUFFIX`.
     Suffix(String),
-    /// Anything else with wildcards (scanned).
-    Glob(Vec<Token>),
+    /// Anything else with wildcards: the characters before its first
+    /// wildcard and after its last (a value it matches starts and ends
+    /// with them: what the index keys it on), and the whole glob.
+    Glob {
+        /// The literal characters before the first wildcard.
+        prefix: String,
+        /// The literal characters after the last wildcard.
+        suffix: String,
+        /// The pattern.
+        tokens: Vec<Token>,
+    },
     /// An address or range (namespace `ip`).
     Net(IpNet),
 }
@@ -244,7 +253,15 @@ impl IdentityPattern {
             Shape::Exact(v) => *id.value == **v,
             Shape::Prefix(p) => id.value.starts_with(p.as_str()),
             Shape::Suffix(s) => id.value.ends_with(s.as_str()),
-            Shape::Glob(g) => glob(g, &id.value),
+            Shape::Glob {
+                prefix,
+                suffix,
+                tokens,
+            } => {
+                id.value.starts_with(prefix.as_str())
+                    && id.value.ends_with(suffix.as_str())
+                    && glob(tokens, &id.value)
+            }
             Shape::Net(n) => id.ip.is_some_and(|ip| n.contains(ip)),
         }
     }
@@ -309,26 +326,40 @@ fn shape(tokens: &[Token]) -> Shape {
         }
         all => match literal(all) {
             Some(v) => Shape::Exact(v),
-            None => Shape::Glob(all.to_vec()),
+            None => {
+                let lit = |t: &Token| match t {
+                    Token::Literal(c) => Some(*c),
+                    _ => None,
+                };
+                let prefix = all.iter().map_while(lit).collect();
+                let mut suffix: Vec<char> = all.iter().rev().map_while(lit).collect();
+                suffix.reverse();
+                Shape::Glob {
+                    prefix,
+                    suffix: suffix.into_iter().collect(),
+                    tokens: all.to_vec(),
+                }
+            }
         },
     }
 }
 
 /// Whether `value` matches the glob (`*` any run, `?` one character):
-/// the classic linear matcher that remembers the last `*`.
+/// the classic linear matcher that remembers the last `*`, over byte
+/// offsets (no allocation).
 fn glob(pattern: &[Token], value: &str) -> bool {
-    let v: Vec<char> = value.chars().collect();
+    let next = |i: usize| value[i..].chars().next();
     let (mut p, mut i) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
-    while i < v.len() {
+    while let Some(c) = next(i) {
         match pattern.get(p) {
-            Some(Token::Literal(c)) if *c == v[i] => {
+            Some(Token::Literal(l)) if *l == c => {
                 p += 1;
-                i += 1;
+                i += c.len_utf8();
             }
             Some(Token::One) => {
                 p += 1;
-                i += 1;
+                i += c.len_utf8();
             }
             Some(Token::Star) => {
                 star = Some((p, i));
@@ -336,9 +367,11 @@ fn glob(pattern: &[Token], value: &str) -> bool {
             }
             _ => match star {
                 Some((sp, si)) => {
+                    // Let the last `*` take one more character.
+                    let si = si + next(si).map_or(1, char::len_utf8);
                     p = sp + 1;
-                    i = si + 1;
-                    star = Some((sp, si + 1));
+                    i = si;
+                    star = Some((sp, si));
                 }
                 None => return false,
             },
@@ -399,9 +432,14 @@ mod tests {
         assert_eq!(pat(Psk, "*.net").shape, Shape::Suffix(".net".into()));
         assert_eq!(pat(Psk, r"a\*").shape, Shape::Exact("a*".into()));
         assert_eq!(pat(Psk, r"a\**").shape, Shape::Prefix("a*".into()));
-        assert!(matches!(pat(Psk, "a*b").shape, Shape::Glob(_)));
-        assert!(matches!(pat(Psk, "pe-?").shape, Shape::Glob(_)));
-        assert!(matches!(pat(Psk, "*a*").shape, Shape::Glob(_)));
+        let glob_parts = |p: &str| match pat(Psk, p).shape {
+            Shape::Glob { prefix, suffix, .. } => (prefix, suffix),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(glob_parts("a*b"), ("a".into(), "b".into()));
+        assert_eq!(glob_parts("pe-?"), ("pe-".into(), "".into()));
+        assert_eq!(glob_parts("*a*"), ("".into(), "".into()));
+        assert_eq!(glob_parts("?x.y"), ("".into(), "x.y".into()));
         assert_eq!(
             IdentityPattern::parse(Psk, "a\\"),
             Err(PatternError::TrailingEscape("a\\".into()))
@@ -425,6 +463,8 @@ mod tests {
         assert!(t("pe-?-*", "pe-1-x") && !t("pe-?-*", "pe--x"));
         assert!(t("?", "é") && !t("?", ""));
         assert!(t("a*b*c", "aXbYbc") && !t("a*b*c", "aXbY"));
+        assert!(t("*é?", "xéé") && t("é*é", "éé") && !t("é*é", "é"));
+        assert!(t("a*?", "aé") && !t("?*?", "é"));
     }
 
     #[test]

@@ -904,8 +904,10 @@ mod props {
     use super::*;
     use proptest::prelude::*;
 
-    const VALUES: [&str; 6] = ["a", "ab", "abc", "b", "ba", "A.b"];
-    const PATTERNS: [&str; 10] = ["*", "a", "ab", "a*", "ab*", "*b", "*c", "a*c", "?b", "a.b"];
+    const VALUES: [&str; 8] = ["a", "ab", "abc", "b", "ba", "A.b", "é", "éab"];
+    const PATTERNS: [&str; 14] = [
+        "*", "a", "ab", "a*", "ab*", "*b", "*c", "a*c", "?b", "a.b", "*a*", "?b*", "é*?", "*é",
+    ];
     const IP_PATTERNS: [&str; 5] = [
         "*",
         "10.0.0.0/8",
