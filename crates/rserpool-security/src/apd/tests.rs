@@ -1051,3 +1051,35 @@ mod props {
         }
     }
 }
+
+/// The example of docs/security.md reads and decides as the page says.
+#[test]
+fn the_documented_example_holds() {
+    let page = include_str!("../../../../docs/security.md");
+    let from = page.find("### File format").expect("the section");
+    let block = &page[from..];
+    let start = block.find("```toml\n").expect("an example") + "```toml\n".len();
+    let text = &block[start..start + block[start..].find("```").unwrap()];
+    let a = db(text);
+    assert_eq!(a.len(), 5);
+    let pe = psk("pe-echo-3");
+    assert!(reg(&a, &pe, "echo", &[OWN]).is_allowed());
+    assert!(a.decide_resolution(&pe, ip(OWN), b"echo").is_allowed());
+    assert!(!reg(&a, &pe, "web-1", &[OWN]).is_allowed());
+    let proxy = PeerIdentity::Certificate("proxy.dc1".into());
+    assert!(reg(&a, &proxy, "web-1", &["10.1.7.7", OWN]).is_allowed());
+    assert!(!reg(&a, &proxy, "web-1", &["10.2.7.7"]).is_allowed());
+    let peer = PeerIdentity::DnsName("R1.registrars.example.net".into());
+    assert!(a
+        .decide_connection(&peer, Role::Registrar, ip(OWN))
+        .is_allowed());
+    let anon = PeerIdentity::Anonymous;
+    assert!(a
+        .decide_resolution(&anon, ip("192.0.2.200"), b"echo")
+        .is_allowed());
+    let d = a.decide_resolution(&anon, ip("198.51.100.1"), b"echo");
+    assert_eq!(d.entry().map(|e| &*e.name), Some(CLOSING_DENY));
+    assert!(!a
+        .decide_connection(&anon, Role::Pu, ip("198.51.100.1"))
+        .is_allowed());
+}
