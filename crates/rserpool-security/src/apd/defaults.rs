@@ -7,8 +7,8 @@
 use std::fmt;
 
 use super::entry::{Action, Entry};
-use super::error::{ApdError, KeyPath};
-use super::pattern::{escape, NamespaceScope};
+use super::error::{ApdError, KeyPath, Problem};
+use super::pattern::{exact_text, NamespaceScope};
 use super::scope::{AddressScope, Role, RoleSet};
 use super::Apd;
 use crate::identity::PeerIdentity;
@@ -129,7 +129,8 @@ impl Apd {
     /// then `deny-everyone-else` (namespace `any`, `*`, every role, pool
     /// and address). Entry names come from the identities
     /// (`allow-psk-pe-1`; repeated ones get `-2`, `-3`...). A grant
-    /// without roles is refused (`grant[i].roles`).
+    /// without roles (`grant[i].roles`) or with an empty name
+    /// (`grant[i].identity`) is refused.
     pub fn strict(grants: &[Grant]) -> Result<Apd, ApdError> {
         let mut entries = Vec::with_capacity(grants.len() + 1);
         let mut used = std::collections::HashSet::new();
@@ -141,24 +142,22 @@ impl Apd {
                 n += 1;
                 name = format!("{base}-{n}");
             }
-            let (namespace, pattern) = match &g.identity {
-                PeerIdentity::Anonymous => (NamespaceScope::Anonymous, "*".to_owned()),
-                PeerIdentity::IpAddress(ip) => (NamespaceScope::IpAddress, ip.to_string()),
-                other => (
-                    NamespaceScope::of(other.namespace()),
-                    escape(&other.value()),
-                ),
-            };
+            let (namespace, pattern) = exact_text(&g.identity);
             let e = Entry::new(&name, Action::Allow, namespace, &pattern, g.roles).map_err(
-                |problem| ApdError::Invalid {
-                    line: None,
-                    key: KeyPath {
-                        entry: None,
-                        key: Some(format!("grant[{i}]")),
-                        item: None,
+                |problem| {
+                    let key = match problem {
+                        Problem::Pattern(_) => "identity",
+                        _ => "roles",
+                    };
+                    ApdError::Invalid {
+                        line: None,
+                        key: KeyPath {
+                            entry: None,
+                            key: Some(format!("grant[{i}].{key}")),
+                            item: None,
+                        },
+                        problem: Box::new(problem),
                     }
-                    .key_suffix("roles"),
-                    problem: Box::new(problem),
                 },
             )?;
             entries.push(e);
@@ -180,15 +179,5 @@ impl Apd {
     /// [`Apd::strict`] as TOML text (the file `rsp apd init` writes).
     pub fn strict_toml(grants: &[Grant]) -> Result<String, ApdError> {
         Apd::strict(grants).map(|a| a.to_toml())
-    }
-}
-
-impl KeyPath {
-    fn key_suffix(mut self, suffix: &str) -> KeyPath {
-        if let Some(k) = &mut self.key {
-            k.push('.');
-            k.push_str(suffix);
-        }
-        self
     }
 }

@@ -159,6 +159,12 @@ pub enum ApdError {
         /// The number of entries.
         len: usize,
     },
+    /// The file is not UTF-8 text.
+    #[error("line {line}: is not UTF-8 text")]
+    Encoding {
+        /// The line of the first byte that is not.
+        line: usize,
+    },
     /// The database file could not be read.
     #[error(transparent)]
     Read(#[from] SecurityError),
@@ -176,7 +182,7 @@ impl ApdError {
     /// The line (from 1) the error is on, if it is in a text.
     pub fn line(&self) -> Option<usize> {
         match self {
-            ApdError::Syntax { line, .. } => Some(*line),
+            ApdError::Syntax { line, .. } | ApdError::Encoding { line } => Some(*line),
             ApdError::Invalid { line, .. } => *line,
             ApdError::File { error, .. } => error.line(),
             _ => None,

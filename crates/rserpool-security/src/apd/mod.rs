@@ -165,8 +165,13 @@ impl Apd {
             error: Box::new(error),
         };
         let bytes = crate::read_credential_file(path).map_err(|e| in_file(e.into()))?;
-        let text = String::from_utf8_lossy(&bytes);
-        Apd::from_toml(&text).map_err(in_file)
+        let text = std::str::from_utf8(&bytes).map_err(|e| {
+            let valid = std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or("");
+            in_file(ApdError::Encoding {
+                line: valid.matches('\n').count() + 1,
+            })
+        })?;
+        Apd::from_toml(text).map_err(in_file)
     }
 
     /// Its TOML text: every key written out, so it reads back to the same

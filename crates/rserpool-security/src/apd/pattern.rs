@@ -214,21 +214,13 @@ impl IdentityPattern {
     }
 
     /// The pattern matching exactly `identity` (wildcard characters in it
-    /// escaped): what a strict starting database grants a key.
-    pub fn exact(identity: &PeerIdentity) -> IdentityPattern {
-        let (namespace, text) = match identity {
-            PeerIdentity::Anonymous => (NamespaceScope::Anonymous, "*".to_owned()),
-            PeerIdentity::IpAddress(ip) => (NamespaceScope::IpAddress, ip.to_string()),
-            other => (
-                NamespaceScope::of(other.namespace()),
-                escape(&other.value()),
-            ),
-        };
-        // An escaped value or an address always parses.
-        IdentityPattern::parse(namespace, &text).unwrap_or(IdentityPattern {
-            written: text,
-            shape: Shape::Any,
-        })
+    /// escaped), and its namespace: what a strict starting database
+    /// grants a key. An empty name is refused ([`PatternError::Empty`]).
+    pub fn exact(
+        identity: &PeerIdentity,
+    ) -> Result<(NamespaceScope, IdentityPattern), PatternError> {
+        let (namespace, text) = exact_text(identity);
+        IdentityPattern::parse(namespace, &text).map(|p| (namespace, p))
     }
 
     /// The pattern as written.
@@ -270,6 +262,18 @@ impl IdentityPattern {
 impl fmt::Display for IdentityPattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.written)
+    }
+}
+
+/// The namespace and pattern text that match exactly `identity`.
+pub(crate) fn exact_text(identity: &PeerIdentity) -> (NamespaceScope, String) {
+    match identity {
+        PeerIdentity::Anonymous => (NamespaceScope::Anonymous, "*".to_owned()),
+        PeerIdentity::IpAddress(ip) => (NamespaceScope::IpAddress, ip.to_string()),
+        other => (
+            NamespaceScope::of(other.namespace()),
+            escape(&other.value()),
+        ),
     }
 }
 
@@ -516,13 +520,19 @@ mod tests {
     #[test]
     fn exact_patterns_escape_wildcards() {
         let id = PeerIdentity::Psk(r"odd*name?\".into());
-        let p = IdentityPattern::exact(&id);
+        let (ns, p) = IdentityPattern::exact(&id).unwrap();
+        assert_eq!(ns, NamespaceScope::Psk);
         assert_eq!(p.as_str(), r"odd\*name\?\\");
         assert!(p.matches(&QueryIdentity::new(&id)));
         assert!(!p.matches(&QueryIdentity::new(&PeerIdentity::Psk(
             "oddXname?\\".into()
         ))));
         let ip = PeerIdentity::IpAddress("2001:db8::1".parse().unwrap());
-        assert!(IdentityPattern::exact(&ip).matches(&QueryIdentity::new(&ip)));
+        let (ns, p) = IdentityPattern::exact(&ip).unwrap();
+        assert!(ns == NamespaceScope::IpAddress && p.matches(&QueryIdentity::new(&ip)));
+        assert_eq!(
+            IdentityPattern::exact(&PeerIdentity::Psk(String::new())),
+            Err(PatternError::Empty)
+        );
     }
 }

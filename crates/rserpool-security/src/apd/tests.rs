@@ -896,6 +896,12 @@ fn files_are_read_with_the_credential_file_checks() {
         )
     );
     assert_eq!(e.line(), Some(1));
+    std::fs::write(&path, b"# ok\n# \xff\n").unwrap();
+    let e = Apd::load(&path).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("{}: line 2: is not UTF-8 text", path.display())
+    );
     let e = Apd::load(dir.path()).unwrap_err();
     assert!(e.to_string().contains("a regular file is needed"), "{e}");
 }
