@@ -3,10 +3,12 @@
 //!
 //! Without its default feature `tls` the crate needs neither OpenSSL nor
 //! tokio (a deterministic simulator runs the protocol cores without
-//! them): it offers [`rate_limit`], [`PeerIdentity`], [`SecurityError`],
-//! the credential file checks and [`random_seed`].
+//! them): it offers [`rate_limit`], [`PeerIdentity`], [`apd`],
+//! [`SecurityError`], the credential file checks and [`random_seed`].
 //!
 //! * [`identity`]: [`PeerIdentity`], a namespace and a value.
+//! * [`apd`]: the authorised peer database: who may be which role, in
+//!   which pools, for which addresses (first matching entry decides).
 //! * [`keyfile`] (feature `tls`): pre-shared keys (identity + 32-byte key) in files that
 //!   only their owner may read; generating them.
 //! * [`tls`] (feature `tls`): TLS 1.3 server and client set-ups over OpenSSL, with an
@@ -20,6 +22,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod apd;
 mod error;
 mod files;
 pub mod identity;
