@@ -128,6 +128,21 @@ pub struct Expired {
     pub identifier: PeId,
     /// Which deadline.
     pub kind: DeadlineKind,
+    /// Where the PE is (still registered: the caller decides).
+    pub pe: PeRef,
+}
+
+/// Where a PE's entry is in a [`Handlespace`]: from
+/// [`Handlespace::locate`] or an [`Expired`] deadline. It names the PE
+/// only while it stays registered: a reference to a PE that left finds
+/// nothing, even when its slot was reused (unless by the same PE, back
+/// in the same pool).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeRef {
+    slot: u32,
+    pool: u32,
+    generation: u64,
+    identifier: PeId,
 }
 
 /// Where a handle table transfer continues: after this PE of this pool.
@@ -152,6 +167,8 @@ pub struct TablePage {
 #[derive(Debug)]
 pub struct Handlespace {
     config: Config,
+    /// Pools created so far (each pool's generation).
+    pools_created: u64,
     /// Pool lookup (a fast hash: handle resolutions look pools up first).
     pool_lookup: FxHashMap<PoolHandle, u32>,
     /// The same pools in handle order, for handle table paging.
@@ -254,6 +271,7 @@ impl Handlespace {
     pub fn new(config: Config) -> Self {
         Handlespace {
             config,
+            pools_created: 0,
             pool_lookup: FxHashMap::default(),
             pool_ids: BTreeMap::new(),
             pools: Vec::new(),
@@ -318,6 +336,33 @@ impl Handlespace {
     /// A PE.
     pub fn find(&self, handle: &PoolHandle, id: PeId) -> Option<&PoolElementEntry> {
         self.slot(handle, id).map(|s| self.entries.get(s))
+    }
+
+    /// Where a PE's entry is, to reach it again without looking up its
+    /// pool and identifier (a keep-alive sent, answered, timed out).
+    pub fn locate(&self, handle: &PoolHandle, id: PeId) -> Option<PeRef> {
+        let pool = self.pool_id(handle)?;
+        let slot = self.pool_ref(pool).slot(id)?;
+        Some(PeRef {
+            slot,
+            pool,
+            generation: self.pool_ref(pool).generation,
+            identifier: id,
+        })
+    }
+
+    /// The slot a [`PeRef`] names, while that PE is registered.
+    fn slot_of(&self, r: PeRef) -> Option<u32> {
+        let e = self.entries.try_get(r.slot)?;
+        let same = e.pool == r.pool
+            && e.identifier == r.identifier
+            && self.pool_ref(e.pool).generation == r.generation;
+        same.then_some(r.slot)
+    }
+
+    /// The PE a [`PeRef`] names, while it is registered.
+    pub fn get(&self, r: PeRef) -> Option<&PoolElementEntry> {
+        self.slot_of(r).map(|s| self.entries.get(s))
     }
 
     /// The PEs of a pool, in identifier order.
@@ -401,7 +446,8 @@ impl Handlespace {
     }
 
     fn add_pool(&mut self, handle: PoolHandle) -> u32 {
-        let pool = Some(Pool::new(handle.clone()));
+        self.pools_created += 1;
+        let pool = Some(Pool::new(handle.clone(), self.pools_created));
         let pid = match self.free_pools.pop() {
             Some(pid) => {
                 self.pools[pid as usize] = pool;
@@ -588,7 +634,13 @@ impl Handlespace {
         kind: DeadlineKind,
         at: Option<Instant>,
     ) -> bool {
-        let Some(slot) = self.slot(handle, id) else {
+        self.locate(handle, id)
+            .is_some_and(|r| self.set_deadline_at(r, kind, at))
+    }
+
+    /// [`Handlespace::set_deadline`] of a located PE.
+    pub fn set_deadline_at(&mut self, r: PeRef, kind: DeadlineKind, at: Option<Instant>) -> bool {
+        let Some(slot) = self.slot_of(r) else {
             return false;
         };
         self.move_deadline(slot, kind, at);
@@ -652,7 +704,13 @@ impl Handlespace {
     /// The keep-alive state of a PE ([`KeepAlive`]), created empty on
     /// first use; `None` if there is no such PE.
     pub fn keep_alive_mut(&mut self, handle: &PoolHandle, id: PeId) -> Option<&mut KeepAlive> {
-        let slot = self.slot(handle, id)?;
+        let r = self.locate(handle, id)?;
+        self.keep_alive_at(r)
+    }
+
+    /// [`Handlespace::keep_alive_mut`] of a located PE.
+    pub fn keep_alive_at(&mut self, r: PeRef) -> Option<&mut KeepAlive> {
+        let slot = self.slot_of(r)?;
         Some(
             self.entries
                 .get_mut(slot)
@@ -686,6 +744,12 @@ impl Handlespace {
                 pool_handle: self.pool_ref(pool).handle().clone(),
                 identifier,
                 kind,
+                pe: PeRef {
+                    slot,
+                    pool,
+                    generation: self.pool_ref(pool).generation,
+                    identifier,
+                },
             });
             self.settle_deadlines();
         }

@@ -67,12 +67,16 @@ pub struct Pool {
     next_order: u64,
     /// Members drained (out of the engine).
     drained: usize,
+    /// Which pool of the handlespace's life this is (pool numbers are
+    /// reused; a `PeRef` checks this).
+    pub(crate) generation: u64,
 }
 
 impl Pool {
     /// An empty pool; its first PE sets its policy and transport.
-    pub(crate) fn new(handle: PoolHandle) -> Self {
+    pub(crate) fn new(handle: PoolHandle, generation: u64) -> Self {
         Pool {
+            generation,
             handle_sum: crate::checksum::handle_sum(&handle),
             handle,
             policy_type: 0,

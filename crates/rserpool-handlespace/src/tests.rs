@@ -599,7 +599,8 @@ fn a_drain_timeout_is_a_deadline_that_the_latest_drain_sets() {
         vec![Expired {
             pool_handle: h.clone(),
             identifier: PeId::new(1),
-            kind: DeadlineKind::Drain
+            kind: DeadlineKind::Drain,
+            pe: hs.locate(&h, PeId::new(1)).expect("registered"),
         }]
     );
     // The PE stays, drained, until the caller removes it.
@@ -639,4 +640,25 @@ fn a_reregistration_keeps_the_first_registration_time_and_says_what_changed() {
     };
     assert_eq!(hs.register(r), Ok(Registered::Updated { changed: true }));
     assert_eq!(hs.find(&h, PeId::new(1)).map(|e| e.registered_at), Some(t0));
+}
+
+#[test]
+fn a_pe_ref_names_its_pe_only_while_it_is_registered() {
+    let t0 = Instant::now();
+    let mut hs = Handlespace::new(Config::default());
+    let (a, b) = (PoolHandle::from_static("a"), PoolHandle::from_static("b"));
+    hs.register(reg(&a, 1, Policy::RoundRobin)).expect("ok");
+    let r = hs.locate(&a, PeId::new(1)).expect("registered");
+    assert_eq!(hs.get(r).map(|e| e.identifier), Some(PeId::new(1)));
+    assert!(hs.set_deadline_at(r, DeadlineKind::KeepAlive, Some(t0)));
+    assert!(hs.keep_alive_at(r).is_some());
+    assert!(hs.locate(&a, PeId::new(2)).is_none());
+    hs.deregister(&a, PeId::new(1));
+    assert!(hs.get(r).is_none());
+    assert!(!hs.set_deadline_at(r, DeadlineKind::KeepAlive, Some(t0)));
+    assert!(hs.keep_alive_at(r).is_none());
+    // Another PE in the freed slot is not the one named.
+    hs.register(reg(&b, 1, Policy::RoundRobin)).expect("ok");
+    assert!(hs.get(r).is_none());
+    assert!(hs.locate(&b, PeId::new(1)).is_some());
 }

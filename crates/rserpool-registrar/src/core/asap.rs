@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use rand::RngExt;
 use rserpool_handlespace::{
-    ConnId, DeadlineKind, Expired, Identity, Inconsistency, KeepAlive, Registered, Registration,
+    ConnId, DeadlineKind, Expired, Identity, Inconsistency, KeepAlive, PeRef, Registered,
+    Registration,
 };
 use rserpool_wire::{
     AsapMessage, Cause, CauseCode, OperationError, PeId, PoolElement, PoolHandle, Transport,
@@ -480,11 +481,14 @@ impl RegistrarCore {
         };
         // Only the registrant may vouch for its PE: an ack from anyone else
         // would keep a dead PE alive.
-        match self.handlespace.find(&handle, id) {
+        let Some(pe) = self.handlespace.locate(&handle, id) else {
+            return;
+        };
+        match self.handlespace.get(pe) {
             Some(e) if e.identity.as_ref() == Some(&peer.identity) => {}
             _ => return,
         }
-        let Some(probe) = self.handlespace.keep_alive_mut(&handle, id) else {
+        let Some(probe) = self.handlespace.keep_alive_at(pe) else {
             return;
         };
         if probe.outstanding {
@@ -500,7 +504,7 @@ impl RegistrarCore {
             }
             let due = now + self.keep_alive_interval();
             self.handlespace
-                .set_deadline(&handle, id, DeadlineKind::KeepAlive, Some(due));
+                .set_deadline_at(pe, DeadlineKind::KeepAlive, Some(due));
         }
     }
 
@@ -567,8 +571,12 @@ impl RegistrarCore {
             // A keep-alive is out already: its answer decides.
             probe.reported = true;
             ReportCheck::Outstanding
-        } else if self.probe(now, handle.clone(), id) {
-            if let Some(p) = self.handlespace.keep_alive_mut(&handle, id) {
+        } else if let Some(pe) = self
+            .handlespace
+            .locate(&handle, id)
+            .filter(|&pe| self.probe(now, handle.clone(), pe))
+        {
+            if let Some(p) = self.handlespace.keep_alive_at(pe) {
                 p.reported = true;
             }
             self.stats.unreachable_probes += 1;
@@ -588,19 +596,19 @@ impl RegistrarCore {
     /// Send a keep-alive to a PE unless one is outstanding or the per-PE
     /// limit is reached (RFC 5355 2.14). Returns whether a probe was armed
     /// (and with it the PE's keep-alive deadline).
-    pub(super) fn probe(&mut self, now: Instant, handle: PoolHandle, id: PeId) -> bool {
+    pub(super) fn probe(&mut self, now: Instant, handle: PoolHandle, pe: PeRef) -> bool {
         // Only the home registrar sends keep-alives (RFC 5352 3.5).
-        let Some(conn) = self
+        let Some((id, conn)) = self
             .handlespace
-            .find(&handle, id)
+            .get(pe)
             .filter(|e| e.home == self.config.server_id)
-            .and_then(|e| e.connection)
+            .and_then(|e| Some((e.identifier, e.connection?)))
         else {
             return false;
         };
         let window = self.config.keep_alive_interval;
         let max = self.config.max_keep_alives_per_interval;
-        let Some(probe) = self.handlespace.keep_alive_mut(&handle, id) else {
+        let Some(probe) = self.handlespace.keep_alive_at(pe) else {
             return false;
         };
         if probe.outstanding || !probe.may_send(now, window, max) {
@@ -609,7 +617,7 @@ impl RegistrarCore {
         probe.outstanding = true;
         let due = now + self.config.keep_alive_timeout;
         self.handlespace
-            .set_deadline(&handle, id, DeadlineKind::KeepAlive, Some(due));
+            .set_deadline_at(pe, DeadlineKind::KeepAlive, Some(due));
         if self.clients.contains_key(&conn) {
             self.stats.keep_alives_sent += 1;
             self.send(
@@ -650,8 +658,8 @@ impl RegistrarCore {
     /// A deadline of a PE passed (RFC 5352 3.2 lifetime, 3.4/3.5
     /// keep-alive; an operator's drain timeout).
     pub(super) fn pe_deadline(&mut self, now: Instant, exp: Expired) {
-        let (handle, id) = (exp.pool_handle, exp.identifier);
-        let Some(home) = self.handlespace.find(&handle, id).map(|e| e.home) else {
+        let (handle, id, pe) = (exp.pool_handle, exp.identifier, exp.pe);
+        let Some(home) = self.handlespace.get(pe).map(|e| e.home) else {
             return;
         };
         // RFC 5353: the home registrar is responsible for its PEs; only
@@ -663,10 +671,7 @@ impl RegistrarCore {
         }
         match exp.kind {
             DeadlineKind::Lifetime => {
-                let conn = self
-                    .handlespace
-                    .find(&handle, id)
-                    .and_then(|e| e.connection);
+                let conn = self.handlespace.get(pe).and_then(|e| e.connection);
                 if self.remove(&handle, id, Removal::LifetimeExpired) {
                     self.stats.lifetime_expiries += 1;
                     // RFC 5352 3.2: tell the PE it was removed.
@@ -691,7 +696,7 @@ impl RegistrarCore {
             DeadlineKind::KeepAlive => {
                 let probe = self
                     .handlespace
-                    .find(&handle, id)
+                    .get(pe)
                     .and_then(|e| e.keep_alive.as_deref());
                 let outstanding = probe.is_some_and(|p| p.outstanding);
                 if outstanding {
@@ -702,11 +707,11 @@ impl RegistrarCore {
                         self.stats.keep_alive_failures += 1;
                         self.remove(&handle, id, Removal::KeepAliveTimeout);
                     }
-                } else if !self.probe(now, handle.clone(), id) {
+                } else if !self.probe(now, handle, pe) {
                     // Over the per-PE limit: try again next interval.
                     let due = now + self.keep_alive_interval();
                     self.handlespace
-                        .set_deadline(&handle, id, DeadlineKind::KeepAlive, Some(due));
+                        .set_deadline_at(pe, DeadlineKind::KeepAlive, Some(due));
                 }
             }
         }
