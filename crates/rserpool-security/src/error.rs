@@ -111,7 +111,7 @@ pub enum SecurityError {
         reason: String,
     },
     /// A TLS server set-up that cannot complete a handshake it is
-    /// configured for (see [`crate::TlsServer::self_test`]).
+    /// configured for (see `TlsServer::self_test`, feature `tls`).
     #[error("TLS self-test: a {mechanism} handshake with this configuration fails: {reason}")]
     SelfTest {
         /// The handshake that failed.

@@ -9,9 +9,9 @@
 //! * [`identity`]: [`PeerIdentity`], a namespace and a value.
 //! * [`apd`]: the authorised peer database: who may be which role, in
 //!   which pools, for which addresses (first matching entry decides).
-//! * [`keyfile`] (feature `tls`): pre-shared keys (identity + 32-byte key) in files that
+//! * `keyfile` (feature `tls`): pre-shared keys (identity + 32-byte key) in files that
 //!   only their owner may read; generating them.
-//! * [`tls`] (feature `tls`): TLS 1.3 server and client set-ups over OpenSSL, with an
+//! * `tls` (feature `tls`): TLS 1.3 server and client set-ups over OpenSSL, with an
 //!   external PSK (mutual authentication, the mandatory PE-registrar
 //!   mechanism) and/or X.509 certificates (a registrar certificate that
 //!   PUs verify, optional client certificates). No 0-RTT.
