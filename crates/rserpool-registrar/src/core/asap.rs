@@ -541,7 +541,10 @@ impl RegistrarCore {
             return self.send_error(conn, Cause::new(cause));
         }
         let reporter = peer.reporter.clone();
-        match self.handlespace.find(&handle, id) {
+        let Some(pe) = self.handlespace.locate(&handle, id) else {
+            return;
+        };
+        match self.handlespace.get(pe) {
             None => return,
             // RFC 5353 (and 5352 3.5): the home registrar checks its PEs;
             // a report on another registrar's PE is not this one's to act on.
@@ -560,7 +563,7 @@ impl RegistrarCore {
             self.config.bad_pe_report_window,
             self.config.max_bad_pe_reports,
         );
-        let Some(probe) = self.handlespace.keep_alive_mut(&handle, id) else {
+        let Some(probe) = self.handlespace.keep_alive_at(pe) else {
             return;
         };
         if probe.report(reporter, now, window, max) < max {
@@ -571,11 +574,7 @@ impl RegistrarCore {
             // A keep-alive is out already: its answer decides.
             probe.reported = true;
             ReportCheck::Outstanding
-        } else if let Some(pe) = self
-            .handlespace
-            .locate(&handle, id)
-            .filter(|&pe| self.probe(now, handle.clone(), pe))
-        {
+        } else if self.probe(now, handle.clone(), pe) {
             if let Some(p) = self.handlespace.keep_alive_at(pe) {
                 p.reported = true;
             }

@@ -8,13 +8,14 @@
 //! `identity` may be left out only in namespace `anonymous` (`*`).
 
 use std::ops::Range;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::error::{line_column, ApdError, KeyPath, Problem};
 use super::pattern::{IdentityPattern, NamespaceScope, QueryIdentity};
-use super::scope::{AddressItem, AddressScope, PoolPattern, PoolScope, Role, RoleSet};
+use super::scope::{AddressScope, PoolScope, Role, RoleSet};
 use super::Request;
 
 /// Whether an entry grants or refuses what it matches.
@@ -298,6 +299,17 @@ pub(crate) struct RawEntry<'a> {
     pub at: Option<Range<usize>>,
 }
 
+/// Each item of a list parsed, or the first item's problem (`fail` gets
+/// its place and position).
+fn items<T: FromStr>(
+    list: &LocatedList<'_>,
+    fail: impl Fn(&Option<Range<usize>>, usize, T::Err) -> ApdError,
+) -> Result<Vec<T>, ApdError> {
+    let parse =
+        |(i, item): (usize, &Located<'_>)| item.text.parse().map_err(|e| fail(&item.at, i, e));
+    list.items.iter().enumerate().map(parse).collect()
+}
+
 impl RawEntry<'_> {
     /// The entry, or the first problem: at `entry` (its position in a
     /// file; `None` for a command's one entry), with lines from `text`.
@@ -314,16 +326,16 @@ impl RawEntry<'_> {
             problem: Box::new(problem),
         };
         let path = || KeyPath::entry(entry);
-        let need = |v: &Option<Located<'_>>, key: &str| -> Result<(), ApdError> {
-            match v {
-                Some(_) => Ok(()),
-                None => Err(fail(&self.at, path().key(key), Problem::Missing)),
-            }
+        let missing = |key: &str| fail(&self.at, path().key(key), Problem::Missing);
+        let Some(name) = &self.name else {
+            return Err(missing("name"));
         };
-        need(&self.name, "name")?;
-        need(&self.action, "action")?;
-        need(&self.namespace, "namespace")?;
-        let name = self.name.as_ref().expect("checked");
+        let Some(action) = &self.action else {
+            return Err(missing("action"));
+        };
+        let Some(ns) = &self.namespace else {
+            return Err(missing("namespace"));
+        };
         if !valid_name(name.text) {
             return Err(fail(
                 &name.at,
@@ -331,7 +343,6 @@ impl RawEntry<'_> {
                 Problem::Name(name.text.to_owned()),
             ));
         }
-        let action = self.action.as_ref().expect("checked");
         let action_v = match action.text {
             "allow" => Action::Allow,
             "deny" => Action::Deny,
@@ -343,7 +354,6 @@ impl RawEntry<'_> {
                 ))
             }
         };
-        let ns = self.namespace.as_ref().expect("checked");
         let namespace: NamespaceScope = ns
             .text
             .parse()
@@ -354,10 +364,10 @@ impl RawEntry<'_> {
             (None, NamespaceScope::Anonymous) => {
                 IdentityPattern::parse(namespace, "*").expect("`*` is a pattern")
             }
-            (None, _) => return Err(fail(&self.at, path().key("identity"), Problem::Missing)),
+            (None, _) => return Err(missing("identity")),
         };
         let Some(roles_l) = &self.roles else {
-            return Err(fail(&self.at, path().key("roles"), Problem::Missing));
+            return Err(missing("roles"));
         };
         let mut roles = RoleSet::EMPTY;
         for (i, r) in roles_l.items.iter().enumerate() {
@@ -377,30 +387,23 @@ impl RawEntry<'_> {
         if roles.is_empty() {
             return Err(fail(&roles_l.at, path().key("roles"), Problem::EmptyList));
         }
-        let pools =
-            match &self.pools {
-                None => PoolScope::any(),
-                Some(l) => {
-                    let mut v = Vec::with_capacity(l.items.len());
-                    for (i, p) in l.items.iter().enumerate() {
-                        v.push(p.text.parse::<PoolPattern>().map_err(|e| {
-                            fail(&p.at, path().key("pools").item(i), Problem::Pool(e))
-                        })?);
-                    }
-                    PoolScope::new(v)
-                        .ok_or_else(|| fail(&l.at, path().key("pools"), Problem::EmptyList))?
-                }
-            };
+        let pools = match &self.pools {
+            None => PoolScope::any(),
+            Some(l) => {
+                let v = items(l, |at, i, e| {
+                    fail(at, path().key("pools").item(i), Problem::Pool(e))
+                })?;
+                PoolScope::new(v)
+                    .ok_or_else(|| fail(&l.at, path().key("pools"), Problem::EmptyList))?
+            }
+        };
         let addresses = match &self.addresses {
             None if action_v == Action::Allow => AddressScope::own(),
             None => AddressScope::any(),
             Some(l) => {
-                let mut v = Vec::with_capacity(l.items.len());
-                for (i, a) in l.items.iter().enumerate() {
-                    v.push(a.text.parse::<AddressItem>().map_err(|e| {
-                        fail(&a.at, path().key("addresses").item(i), Problem::Address(e))
-                    })?);
-                }
+                let v = items(l, |at, i, e| {
+                    fail(at, path().key("addresses").item(i), Problem::Address(e))
+                })?;
                 AddressScope::new(v)
                     .ok_or_else(|| fail(&l.at, path().key("addresses"), Problem::EmptyList))?
             }

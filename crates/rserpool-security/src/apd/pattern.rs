@@ -459,6 +459,19 @@ mod tests {
         ));
     }
 
+    /// The attack: a key holder whose identity is as long as a PSK
+    /// identity may be (65,535 bytes) and almost matches a glob of many
+    /// stars. A backtracking matcher would take exponential time; this
+    /// one moves only its last star, so at most identity x pattern steps
+    /// (here about a million), and it answers.
+    #[test]
+    fn a_long_identity_against_many_stars_is_answered_in_linear_passes() {
+        let pattern = tokens("*a*a*a*a*a*a*a*a*b").unwrap();
+        let identity = "a".repeat(65_535);
+        assert!(!glob(&pattern, &identity));
+        assert!(glob(&pattern, &format!("{identity}b")));
+    }
+
     #[test]
     fn globs() {
         let t = |p: &str, v: &str| glob(&tokens(p).unwrap(), v);
