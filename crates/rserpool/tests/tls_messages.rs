@@ -23,7 +23,7 @@ use openssl::x509::extension::{ExtendedKeyUsage, KeyUsage, SubjectAlternativeNam
 use openssl::x509::{X509Builder, X509NameBuilder};
 use rserpool::connection::{connect, LinkError};
 use rserpool::diagnose::CertificateProblem;
-use rserpool::{ClientConfig, ClientError, FailureKind, PoolUser, RegistrarEndpoint};
+use rserpool::{ClientConfig, ClientError, FailureKind, PoolUser, RegistrarEndpoint, Timers};
 use rserpool_registrar::{Registrar, ServiceConfig};
 use rserpool_security::pki::{CertificateAuthority, Issued};
 use rserpool_security::tls::CertificateFiles;
@@ -202,7 +202,13 @@ async fn resolve_fails(
         Some(tls) => ClientConfig::new(endpoints, Some(tls)),
         None => ClientConfig::insecure(endpoints),
     };
-    config.timers = short_timers();
+    // Each attempt ends at T5 at the latest (RFC 5352 3.6): a T5 as long
+    // as the connect timeout lets a handshake on a loaded machine end
+    // the way this case is about, not in a timeout.
+    config.timers = Timers {
+        t5_server_hunt: Duration::from_secs(2),
+        ..short_timers()
+    };
     let pu = PoolUser::new(config).expect("pool user");
     let err = within(pu.resolve(&PoolHandle::from_static("echo")))
         .await
