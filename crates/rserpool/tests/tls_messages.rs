@@ -202,11 +202,13 @@ async fn resolve_fails(
         Some(tls) => ClientConfig::new(endpoints, Some(tls)),
         None => ClientConfig::insecure(endpoints),
     };
-    // Each attempt ends at T5 at the latest (RFC 5352 3.6): a T5 as long
-    // as the connect timeout lets a handshake on a loaded machine end
-    // the way this case is about, not in a timeout.
+    // Each attempt ends at T5 at the latest (RFC 5352 3.6), and T5 is
+    // capped at RETRAN-MAX: both as long as the connect timeout let a
+    // handshake on a loaded machine end the way this case is about, not
+    // in a timeout.
     config.timers = Timers {
         t5_server_hunt: Duration::from_secs(2),
+        retran_max: Duration::from_secs(2),
         ..short_timers()
     };
     let pu = PoolUser::new(config).expect("pool user");
