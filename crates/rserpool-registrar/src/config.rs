@@ -47,9 +47,6 @@ pub struct CoreConfig {
     pub max_registration_life: Duration,
     /// PEs in a handle resolution response without the 0x803f option.
     pub default_items: usize,
-    /// Accept registered transport addresses other than the connection's
-    /// source address (off: a PE registers only itself, DESIGN section 4).
-    pub allow_foreign_addresses: bool,
     /// Most PEs one identity may have registered at a time.
     pub max_pes_per_identity: usize,
     /// Most connections one authenticated identity may have open (an
@@ -93,7 +90,6 @@ impl Default for CoreConfig {
             min_registration_life: Duration::from_secs(1),
             max_registration_life: Duration::from_secs(24 * 3600),
             default_items: 3,
-            allow_foreign_addresses: false,
             max_pes_per_identity: 10_000,
             max_connections_per_identity: 1_000,
             registration_rate: Rate::new(100.0, 200.0),

@@ -13,11 +13,14 @@
 //! * [`enrp`]: ENRP (RFC 5353) on peer connections; not implemented
 //!   yet, so every message is answered as an unprepared server does.
 //! * [`limits`]: the rate limits per identity and per source address.
+//! * [`authorisation`]: the authorised peer database: where it applies
+//!   and the re-validation after a change.
 //! * [`operator`]: operators' drains, undrains and removals of PEs.
 //!
 //! ENRP (RFC 5353) modules sit beside them.
 
 mod asap;
+mod authorisation;
 mod bookkeeping;
 mod connections;
 mod enrp;
@@ -33,6 +36,7 @@ use std::time::Instant;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use rserpool_handlespace::{ConnId, Handlespace, Identity};
+use rserpool_security::apd::Apd;
 use rserpool_wire::{AsapMessage, Cause, EnrpMessage, OperationError, ServerId};
 use rustc_hash::FxHashMap;
 
@@ -55,6 +59,9 @@ pub struct RegistrarCore {
     next_outbound: ConnId,
     connections_per_identity: FxHashMap<Identity, usize>,
     limits: Limits,
+    /// The authorised peer database ([`Apd::permissive`] until one is
+    /// given).
+    apd: Apd,
     rng: SmallRng,
     outputs: VecDeque<Output>,
     stats: Stats,
@@ -73,11 +80,20 @@ impl RegistrarCore {
             next_outbound: OUTBOUND_CONNECTIONS,
             connections_per_identity: FxHashMap::default(),
             limits: Limits::new(&config, now),
+            apd: Apd::permissive(false),
             rng: SmallRng::seed_from_u64(config.seed),
             outputs: VecDeque::new(),
             stats: Stats::default(),
             config,
         })
+    }
+
+    /// The core deciding with `apd` from the start (no re-validation: it
+    /// holds nothing yet). Without it: [`Apd::permissive`] without
+    /// foreign addresses. Later changes: [`Self::replace_apd`].
+    pub fn with_apd(mut self, apd: Apd) -> Self {
+        self.apd = apd;
+        self
     }
 
     /// The settings.

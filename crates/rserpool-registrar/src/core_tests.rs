@@ -274,10 +274,13 @@ fn foreign_addresses_are_refused_unless_allowed() {
     );
     assert_eq!(s.pe_count(), 0);
 
-    let mut s = Sim::with(CoreConfig {
-        allow_foreign_addresses: true,
-        ..CoreConfig::default()
-    });
+    // The permissive default with foreign addresses (what the old
+    // allow_foreign_addresses switch gave).
+    let mut s = Sim::new();
+    let now = s.now;
+    s.core
+        .replace_apd(now, rserpool_security::apd::Apd::permissive(true));
+    s.outputs();
     s.psk(1, "pe-a");
     assert_eq!(reg_cause(&s.send(1, foreign)), None);
 }

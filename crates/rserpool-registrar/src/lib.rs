@@ -30,6 +30,7 @@ mod accept;
 pub mod admin;
 #[cfg(feature = "service")]
 pub mod announce;
+pub mod authorisation;
 mod client;
 pub mod config;
 mod core;
@@ -39,6 +40,8 @@ pub mod revocation;
 #[cfg(feature = "service")]
 pub mod service;
 
+#[cfg(test)]
+mod core_apd_tests;
 #[cfg(test)]
 mod core_conn_tests;
 #[cfg(test)]
@@ -52,11 +55,14 @@ pub use crate::core::operator::{
     check_drain_timeout, DrainOutcome, OperatorError, DEFAULT_DRAIN_TIMEOUT, DRAIN_TIMEOUTS,
 };
 pub use crate::core::{BookkeepingError, ConnectError, RegistrarCore, OUTBOUND_CONNECTIONS};
+pub use authorisation::{ApdReport, ClosedConnection, DeniedPe};
 pub use client::{ClientInfo, ConnKind, OpenConnection, Protocol};
 pub use config::CoreConfig;
 pub use output::{protocol_name, Event, Message, Output, Refusal, Removal, ReportCheck, Stats};
 pub use revocation::{Revocation, RevocationReport};
 /// The identity key PEs are bound to (as in events: `psk:NAME`, `cert:SUBJECT`).
 pub use rserpool_handlespace::Identity;
+/// The authorised peer database the core decides with.
+pub use rserpool_security::apd::Apd;
 #[cfg(feature = "service")]
 pub use service::{Registrar, RegistrarHandle, ServiceConfig, ServiceError, ServiceStats};

@@ -138,6 +138,9 @@ pub enum Removal {
     /// An operator drained it, and it was still registered when the
     /// drain's timeout ended.
     DrainTimeout,
+    /// A change of the authorised peer database denies its registration
+    /// now (its pool, its addresses or its registrant).
+    Unauthorised,
 }
 
 impl Removal {
@@ -153,6 +156,7 @@ impl Removal {
             Removal::Revoked => "the credentials of its registrant were revoked",
             Removal::Operator => "removed by an operator",
             Removal::DrainTimeout => "drained, and still registered when the drain timed out",
+            Removal::Unauthorised => "the authorised peer database no longer allows its registration",
         }
     }
 }
@@ -295,6 +299,17 @@ pub enum Event {
         /// PEs removed.
         pes_removed: usize,
     },
+    /// The authorised peer database was replaced or changed, and
+    /// everything re-validated against it
+    /// ([`crate::RegistrarCore::replace_apd`]).
+    AuthorisationChanged {
+        /// Entries of the new database.
+        entries: usize,
+        /// Connections closed (now denied).
+        connections_closed: usize,
+        /// PEs removed (now denied).
+        pes_removed: usize,
+    },
     /// A connection the core asked for ([`Output::Connect`]) could not
     /// be opened.
     ConnectFailed {
@@ -330,6 +345,7 @@ impl Event {
             Event::ReportedUnreachable { .. } => "reported_unreachable",
             Event::ReportsRefuted { .. } => "reports_refuted",
             Event::Revoked { .. } => "revoked",
+            Event::AuthorisationChanged { .. } => "authorisation_changed",
             Event::ConnectFailed { .. } => "connect_failed",
             Event::Malformed { .. } => "malformed",
         }
@@ -382,6 +398,15 @@ pub struct Stats {
     pub unreachable_removals: u64,
     /// PEs removed because their registrant's credentials were revoked.
     pub revocation_removals: u64,
+    /// Changes of the authorised peer database (and its first setting).
+    pub apd_changes: u64,
+    /// PEs removed because a database change denies them now.
+    pub apd_removals: u64,
+    /// Connections closed because a database change denies them now.
+    pub apd_connections_closed: u64,
+    /// Requests the authorised peer database denied (also counted in
+    /// [`Self::refused_security`]).
+    pub refused_unauthorised: u64,
     /// Drains by an operator (new drains and timeout changes).
     pub operator_drains: u64,
     /// Undrains by an operator (also of PEs that were not drained).

@@ -69,6 +69,17 @@ pub fn write_secret_file(
     files::write(path, bytes, 0o600, existing)
 }
 
+/// Write a file that is no secret but configuration (an authorised peer
+/// database): mode 0644, flushed to disk, like [`write_secret_file`]
+/// otherwise.
+pub fn write_public_file(
+    path: &std::path::Path,
+    bytes: &[u8],
+    existing: Existing,
+) -> Result<(), SecurityError> {
+    files::write(path, bytes, 0o644, existing)
+}
+
 /// Fill `buf` from OpenSSL's CSPRNG (seeds, identifiers, keys).
 #[cfg(feature = "tls")]
 pub fn random_bytes(buf: &mut [u8]) -> Result<(), SecurityError> {

@@ -136,6 +136,17 @@ impl AdminClient {
         path: &str,
         timeout: Option<Duration>,
     ) -> anyhow::Result<reqwest::Response> {
+        self.request_with(method, path, timeout, None).await
+    }
+
+    /// [`Self::request`] with a body (its content type and bytes).
+    async fn request_with(
+        &self,
+        method: Method,
+        path: &str,
+        timeout: Option<Duration>,
+        body: Option<(&'static str, Vec<u8>)>,
+    ) -> anyhow::Result<reqwest::Response> {
         let url = self
             .base
             .join(path.trim_start_matches('/'))
@@ -147,6 +158,11 @@ impl AdminClient {
             .bearer_auth(self.token.as_str());
         if let Some(t) = timeout {
             req = req.timeout(t);
+        }
+        if let Some((content_type, bytes)) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(bytes);
         }
         let resp = req.send().await.map_err(|e| self.transport_error(&e))?;
         let status = resp.status();
@@ -215,7 +231,41 @@ impl AdminClient {
     /// Send `method` (an admin write: POST, DELETE) to `path` and return
     /// the JSON answer.
     pub async fn json(&self, method: Method, path: &str) -> anyhow::Result<serde_json::Value> {
-        let resp = self.request(method, path, Some(REQUEST_TIMEOUT)).await?;
+        self.json_with(method, path, None).await
+    }
+
+    /// Send `method` to `path` with a JSON body and return the JSON answer.
+    pub async fn send_json(
+        &self,
+        method: Method,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        let bytes = serde_json::to_vec(body).context("cannot encode the request")?;
+        self.json_with(method, path, Some(("application/json", bytes)))
+            .await
+    }
+
+    /// Send `method` to `path` with a TOML text and return the JSON answer.
+    pub async fn send_toml(
+        &self,
+        method: Method,
+        path: &str,
+        text: String,
+    ) -> anyhow::Result<serde_json::Value> {
+        self.json_with(method, path, Some(("application/toml", text.into_bytes())))
+            .await
+    }
+
+    async fn json_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&'static str, Vec<u8>)>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let resp = self
+            .request_with(method, path, Some(REQUEST_TIMEOUT), body)
+            .await?;
         let body = resp.text().await.map_err(|e| self.transport_error(&e))?;
         serde_json::from_str(&body).map_err(|e| {
             anyhow!(

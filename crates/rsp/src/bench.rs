@@ -5,6 +5,13 @@
 //! a TLS echo server that answers every request with a reply of the same
 //! size as the registrar's, with the same clients: the ratio says how much
 //! of the machine's TLS request/response capacity the registrar delivers.
+//!
+//! With `--apd-entries N` (default 1,000) a second registrar runs beside
+//! the first with an authorised peer database of N entries (a mix of
+//! exact, prefix, DNS and address-range identities, allows and denies,
+//! the benchmark's keys granted last, then the closing deny), and each
+//! measurement alternates between the two (without, with, with,
+//! without): the ratio with / without is what the database costs.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,6 +23,7 @@ use bytes::BytesMut;
 use rserpool::connection::{self, RegistrarConnection};
 use rserpool::RegistrarEndpoint;
 use rserpool_registrar::{CoreConfig, Registrar, ServiceConfig};
+use rserpool_security::apd::{Action, Apd, Entry, NamespaceScope, PoolScope, Role, RoleSet};
 use rserpool_security::rate_limit::Rate;
 use rserpool_security::{Psk, PskStore, TlsClient, TlsClientConfig, TlsServer, TlsServerConfig};
 use rserpool_wire::framing::ChannelCodec;
@@ -54,6 +62,10 @@ pub struct RegistrarArgs {
     /// PEs asked for per resolution (the 0x803f option).
     #[arg(long, default_value_t = 3)]
     pub items: u32,
+    /// Entries of the authorised peer database of the second registrar
+    /// (0: no second registrar).
+    #[arg(long, default_value_t = 1000)]
+    pub apd_entries: usize,
 }
 
 /// One measured run.
@@ -71,6 +83,17 @@ struct Pair {
     ratio: f64,
 }
 
+/// The registrar with a database of `entries` against the one without.
+#[derive(Debug, Serialize)]
+struct WithApd {
+    entries: usize,
+    resolutions_per_second: f64,
+    registrations_per_second: f64,
+    /// With / without.
+    resolutions_ratio: f64,
+    registrations_ratio: f64,
+}
+
 #[derive(Debug, Serialize)]
 struct Report {
     clients: usize,
@@ -78,6 +101,8 @@ struct Report {
     cores: usize,
     resolutions: Pair,
     registrations: Pair,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    apd: Option<WithApd>,
 }
 
 /// How a client builds request number `i`.
@@ -103,51 +128,20 @@ async fn registrar(args: &RegistrarArgs, json: bool) -> anyhow::Result<()> {
         psks: Some(Arc::new(store)),
         ..TlsServerConfig::default()
     })?);
-    // Limits off: this measures capacity, not the flood protection.
-    let core = CoreConfig {
-        registration_rate: Rate::UNLIMITED,
-        registration_rate_per_address: Rate::UNLIMITED,
-        resolution_rate: Rate::UNLIMITED,
-        resolution_rate_per_address: Rate::UNLIMITED,
-        max_pes_per_identity: rserpool_registrar::config::bounds::PES_PER_IDENTITY.max,
-        keep_alive_interval: Duration::from_secs(3600),
-        max_registration_life: Duration::from_secs(7200),
-        ..CoreConfig::default()
+    let registrar = start_registrar(args, &tls, Apd::permissive(false)).await?;
+    let with_apd = match args.apd_entries {
+        0 => None,
+        n => Some(start_registrar(args, &tls, bench_apd(n)?).await?),
     };
-    let registrar = Registrar::start(ServiceConfig {
-        listen: vec!["127.0.0.1:0".parse()?],
-        tls: Some(tls.clone()),
-        max_connections: args.clients + 16,
-        max_connections_per_address: args.clients + 16,
-        max_handshakes: (args.clients + 16).max(512),
-        max_handshakes_per_address: args.clients + 16,
-        // PEs that answer a keep-alive an hour stay connected.
-        idle_timeout: Duration::from_secs(86_400),
-        core,
-        ..ServiceConfig::default()
-    })
-    .await?;
     let addr = registrar.local_addrs()[0];
     let handle = PoolHandle::from_static("bench");
 
-    // The pool to resolve, registered by client 0.
-    let mut setup = connect(addr, &keys[0]).await?;
-    for id in 0..args.pool_size {
-        let req = registration(&handle, 0xb000_0000 + id);
-        match request(&mut setup, &req).await? {
-            AsapMessage::RegistrationResponse { error: None, .. } => {}
-            other => anyhow::bail!("benchmark pool set-up refused: {other:?}"),
-        }
+    // The pool to resolve, registered by client 0 (at each registrar).
+    let mut replies = None;
+    for r in std::iter::once(&registrar).chain(&with_apd) {
+        replies = Some(set_up_pool(r.local_addrs()[0], &keys[0], &handle, args).await?);
     }
-    let resolution = AsapMessage::HandleResolution {
-        subscribe: false,
-        pool_handle: handle.clone(),
-        items: Some(args.items),
-    };
-    let resolution_reply = request(&mut setup, &resolution).await?.to_bytes()?;
-    let reg_sample = registration(&handle, 1);
-    let reg_reply = request(&mut setup, &reg_sample).await?.to_bytes()?;
-    drop(setup);
+    let (resolution, resolution_reply, reg_sample, reg_reply) = replies.context("no registrar")?;
 
     let res_req = resolution.clone();
     let make_resolution: MakeRequest = Arc::new(move |_, _| res_req.clone());
@@ -158,11 +152,32 @@ async fn registrar(args: &RegistrarArgs, json: bool) -> anyhow::Result<()> {
         registration(&h, id)
     });
 
-    progress(args, json, "handle resolutions, registrar");
-    let res = measure(addr, &keys, args.duration, make_resolution.clone()).await?;
-    progress(args, json, "registrations, registrar");
-    let reg = measure(addr, &keys, args.duration, make_registration.clone()).await?;
+    // Without and with the database alternately (A B B A), so that drift
+    // of the machine's speed falls on both alike.
+    let (res, res_apd) = alternate(
+        args,
+        json,
+        "handle resolutions",
+        addr,
+        with_apd.as_ref().map(|r| r.local_addrs()[0]),
+        &keys,
+        &make_resolution,
+    )
+    .await?;
+    let (reg, reg_apd) = alternate(
+        args,
+        json,
+        "registrations",
+        addr,
+        with_apd.as_ref().map(|r| r.local_addrs()[0]),
+        &keys,
+        &make_registration,
+    )
+    .await?;
     registrar.shutdown().await;
+    if let Some(r) = with_apd {
+        r.shutdown().await;
+    }
 
     let echo_res = EchoServer::start(tls.clone(), resolution_reply.clone().into()).await?;
     progress(args, json, "handle resolutions, TLS echo");
@@ -184,11 +199,7 @@ async fn registrar(args: &RegistrarArgs, json: bool) -> anyhow::Result<()> {
             request_bytes: req,
             response_bytes: resp,
         },
-        ratio: if e > 0.0 {
-            (r / e * 1000.0).round() / 1000.0
-        } else {
-            0.0
-        },
+        ratio: ratio(r, e),
     };
     let report = Report {
         clients: args.clients,
@@ -206,6 +217,16 @@ async fn registrar(args: &RegistrarArgs, json: bool) -> anyhow::Result<()> {
             reg_sample.to_bytes()?.len(),
             reg_reply.len(),
         ),
+        apd: match (res_apd, reg_apd) {
+            (Some(r), Some(g)) => Some(WithApd {
+                entries: args.apd_entries,
+                resolutions_per_second: r.round(),
+                registrations_per_second: g.round(),
+                resolutions_ratio: ratio(r, res),
+                registrations_ratio: ratio(g, reg),
+            }),
+            _ => None,
+        },
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -232,8 +253,199 @@ async fn registrar(args: &RegistrarArgs, json: bool) -> anyhow::Result<()> {
                 p.registrar.response_bytes
             );
         }
+        if let Some(a) = &report.apd {
+            println!(
+                "with a database of {} entries: handle resolutions {:.0}/s ({:.3} of without), \
+                 registrations {:.0}/s ({:.3} of without)",
+                a.entries,
+                a.resolutions_per_second,
+                a.resolutions_ratio,
+                a.registrations_per_second,
+                a.registrations_ratio
+            );
+        }
     }
     Ok(())
+}
+
+/// `a / b` to three places (0 when `b` is 0).
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        (a / b * 1000.0).round() / 1000.0
+    } else {
+        0.0
+    }
+}
+
+/// A registrar for the benchmark: limits off (this measures capacity, not
+/// the flood protection), deciding with `apd`.
+async fn start_registrar(
+    args: &RegistrarArgs,
+    tls: &Arc<TlsServer>,
+    apd: Apd,
+) -> anyhow::Result<Registrar> {
+    let core = CoreConfig {
+        registration_rate: Rate::UNLIMITED,
+        registration_rate_per_address: Rate::UNLIMITED,
+        resolution_rate: Rate::UNLIMITED,
+        resolution_rate_per_address: Rate::UNLIMITED,
+        max_pes_per_identity: rserpool_registrar::config::bounds::PES_PER_IDENTITY.max,
+        keep_alive_interval: Duration::from_secs(3600),
+        max_registration_life: Duration::from_secs(7200),
+        ..CoreConfig::default()
+    };
+    Ok(Registrar::start(ServiceConfig {
+        listen: vec!["127.0.0.1:0".parse()?],
+        tls: Some(tls.clone()),
+        max_connections: args.clients + 16,
+        max_connections_per_address: args.clients + 16,
+        max_handshakes: (args.clients + 16).max(512),
+        max_handshakes_per_address: args.clients + 16,
+        // PEs that answer a keep-alive an hour stay connected.
+        idle_timeout: Duration::from_secs(86_400),
+        apd,
+        core,
+        ..ServiceConfig::default()
+    })
+    .await?)
+}
+
+/// Register the pool to resolve at `addr`; the resolution, its reply, a
+/// registration and its reply (for the echo server's sizes).
+async fn set_up_pool(
+    addr: SocketAddr,
+    key: &Psk,
+    handle: &PoolHandle,
+    args: &RegistrarArgs,
+) -> anyhow::Result<(AsapMessage, Vec<u8>, AsapMessage, Vec<u8>)> {
+    let mut setup = connect(addr, key).await?;
+    for id in 0..args.pool_size {
+        let req = registration(handle, 0xb000_0000 + id);
+        match request(&mut setup, &req).await? {
+            AsapMessage::RegistrationResponse { error: None, .. } => {}
+            other => anyhow::bail!("benchmark pool set-up refused: {other:?}"),
+        }
+    }
+    let resolution = AsapMessage::HandleResolution {
+        subscribe: false,
+        pool_handle: handle.clone(),
+        items: Some(args.items),
+    };
+    let resolution_reply = request(&mut setup, &resolution).await?.to_bytes()?;
+    let reg_sample = registration(handle, 1);
+    let reg_reply = request(&mut setup, &reg_sample).await?.to_bytes()?;
+    Ok((resolution, resolution_reply, reg_sample, reg_reply))
+}
+
+/// Measure at `without` and, if given, at `with` in the order A B B A;
+/// the mean rate of each.
+async fn alternate(
+    args: &RegistrarArgs,
+    json: bool,
+    what: &str,
+    without: SocketAddr,
+    with: Option<SocketAddr>,
+    keys: &[Psk],
+    make: &MakeRequest,
+) -> anyhow::Result<(f64, Option<f64>)> {
+    let Some(with) = with else {
+        progress(args, json, &format!("{what}, registrar"));
+        return Ok((
+            measure(without, keys, args.duration, make.clone()).await?,
+            None,
+        ));
+    };
+    let (mut a, mut b) = (0.0, 0.0);
+    for (i, addr) in [without, with, with, without].into_iter().enumerate() {
+        let label = if addr == without {
+            "registrar"
+        } else {
+            "registrar with the database"
+        };
+        progress(args, json, &format!("{what}, {label} ({}/4)", i + 1));
+        let rate = measure(addr, keys, args.duration, make.clone()).await?;
+        if addr == without {
+            a += rate / 2.0;
+        } else {
+            b += rate / 2.0;
+        }
+    }
+    Ok((a, Some(b)))
+}
+
+/// A database of `n` entries (at least 2) in which the benchmark's keys
+/// (`bench-*`) are allowed by the last entry but the closing deny: every
+/// decision passes the others. A mix like a real one: exact PSK
+/// identities with their pools, prefixes, DNS names, address ranges,
+/// allows and denies.
+fn bench_apd(n: usize) -> anyhow::Result<Apd> {
+    let pe_pu = RoleSet::EMPTY.with(Role::Pe).with(Role::Pu);
+    let mut entries = Vec::with_capacity(n);
+    for i in 0..n.saturating_sub(2) {
+        let name = format!("filler-{i}");
+        let e = match i % 5 {
+            0 => Entry::new(
+                &name,
+                Action::Allow,
+                NamespaceScope::Psk,
+                &format!("pe-{i}"),
+                pe_pu,
+            )?
+            .with_pools(pools(&format!("pool-{i}"))?),
+            1 => Entry::new(
+                &name,
+                Action::Allow,
+                NamespaceScope::Psk,
+                &format!("site{i}-*"),
+                RoleSet::EMPTY.with(Role::Pu),
+            )?,
+            2 => Entry::new(
+                &name,
+                Action::Allow,
+                NamespaceScope::DnsName,
+                &format!("host{i}.example.net"),
+                pe_pu,
+            )?,
+            3 => Entry::new(
+                &name,
+                Action::Allow,
+                NamespaceScope::IpAddress,
+                &format!("10.{}.{}.0/24", (i >> 8) & 0xff, i & 0xff),
+                pe_pu,
+            )?,
+            _ => Entry::new(
+                &name,
+                Action::Deny,
+                NamespaceScope::Psk,
+                &format!("bad-{i}"),
+                RoleSet::ALL,
+            )?,
+        };
+        entries.push(e);
+    }
+    entries.push(
+        Entry::new(
+            "bench",
+            Action::Allow,
+            NamespaceScope::Psk,
+            "bench-*",
+            pe_pu,
+        )?
+        .with_pools(pools("bench")?),
+    );
+    entries.push(Entry::new(
+        "deny-everyone-else",
+        Action::Deny,
+        NamespaceScope::Any,
+        "*",
+        RoleSet::ALL,
+    )?);
+    Ok(Apd::new(entries)?)
+}
+
+/// The pool scope of one exact handle.
+fn pools(handle: &str) -> anyhow::Result<PoolScope> {
+    PoolScope::new(vec![handle.parse()?]).context("an empty pool scope")
 }
 
 fn progress(args: &RegistrarArgs, json: bool, what: &str) {

@@ -3,6 +3,7 @@
 //! that names what is wrong.
 
 mod admin_client;
+mod apd;
 mod bench;
 mod bench_connections;
 mod ca;
@@ -123,6 +124,10 @@ enum Command {
     Pool(pools::PoolArgs),
     /// Follow a running registrar's events (through its admin API).
     Watch(watch::Args),
+    /// The authorised peer database: write a starting file, check one,
+    /// list and change a registrar's (admin API).
+    #[command(subcommand)]
+    Apd(apd::Args),
 }
 
 /// The variables that give flags their defaults (docs/operations.md,
@@ -189,6 +194,7 @@ fn run(command: &Command, json: bool) -> anyhow::Result<()> {
         Command::Pools(args) => runtime()?.block_on(pools::pools(args, json)),
         Command::Pool(args) => runtime()?.block_on(pools::pool(args, json)),
         Command::Watch(args) => runtime()?.block_on(watch::run(args, json)),
+        Command::Apd(args) => runtime()?.block_on(apd::run(args, json)),
         Command::Ca(args) => ca::run(args, json),
     }
 }
@@ -204,6 +210,7 @@ fn apply_client_file(cli: &mut Cli) -> anyhow::Result<()> {
         Command::Watch(a) => (None, Some(&mut a.admin)),
         Command::Pools(a) => (None, Some(&mut a.admin)),
         Command::Pool(a) => (None, Some(&mut a.admin)),
+        Command::Apd(a) => (None, a.admin_mut()),
         _ => (None, None),
     };
     if client.is_none() && admin.is_none() {

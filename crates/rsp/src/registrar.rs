@@ -70,7 +70,16 @@ pub struct Args {
     /// (one per source address).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub count_anonymous_reports: Option<bool>,
-    /// Accept registered addresses other than the PE's own.
+    /// The authorised peer database (TOML; `rsp apd init` writes one):
+    /// who may be PE, PU, registrar or admin, in which pools, from which
+    /// addresses. Without it every key may do everything, registering
+    /// only its own address (said once at start). Reloaded on SIGHUP;
+    /// changes through the admin API are written back to it.
+    #[arg(long, value_name = "FILE")]
+    pub apd: Option<PathBuf>,
+    /// Without --apd only: PEs may register addresses other than their
+    /// own (the permissive default with `addresses = ["any"]`). Replaced
+    /// by the database: refused together with --apd.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub allow_foreign_addresses: Option<bool>,
     /// Most open connections.
@@ -274,6 +283,9 @@ fn print_reload(json: bool, outcome: anyhow::Result<crate::reload::Reloaded>) {
         Ok(r) => {
             let closed = r.report.connections();
             let removed = r.report.pes_removed.len();
+            let (apd_closed, apd_removed) = r.apd.as_ref().map_or((0, 0), |a| {
+                (a.connections_closed.len(), a.pes_removed.len())
+            });
             if r.restart_needed {
                 tracing::warn!(
                     "settings other than credentials changed: they take effect at the next restart"
@@ -284,6 +296,20 @@ fn print_reload(json: bool, outcome: anyhow::Result<crate::reload::Reloaded>) {
                 pes_removed = removed,
                 "credentials reloaded"
             );
+            if let Some(a) = &r.apd {
+                tracing::info!(
+                    entries = a.entries,
+                    connections_closed = apd_closed,
+                    pes_removed = apd_removed,
+                    removed = %a
+                        .pes_removed
+                        .iter()
+                        .map(|p| format!("{}/{:#010x} ({})", p.pool_handle, p.identifier, p.identity))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    "authorised peer database reloaded"
+                );
+            }
             if json {
                 println!(
                     "{}",
@@ -291,12 +317,20 @@ fn print_reload(json: bool, outcome: anyhow::Result<crate::reload::Reloaded>) {
                         "event": "reloaded",
                         "connections_closed": r.report.connections_closed,
                         "pes_removed": r.report.pes_removed,
+                        "apd": r.apd,
                         "restart_needed": r.restart_needed,
                     })
                 );
             } else {
+                let apd = match &r.apd {
+                    Some(a) => format!(
+                        "; database: {} entries, {apd_closed} connections closed, {apd_removed} PEs removed",
+                        a.entries
+                    ),
+                    None => "; database file changed: it takes effect at the next restart".into(),
+                };
                 println!(
-                    "reloaded: credentials replaced; {closed} connections closed, {removed} PEs removed{}",
+                    "reloaded: credentials replaced; {closed} connections closed, {removed} PEs removed{apd}{}",
                     if r.restart_needed {
                         "; other changes need a restart"
                     } else {

@@ -1,12 +1,14 @@
 //! `rsp registrar` on SIGHUP: read the settings again and apply what can
 //! change without a restart: the pre-shared keys, the certificate and
-//! key, the client CA and the admin token. Identities whose key is gone
-//! lose their connections and PEs; identities whose key changed (and,
-//! when the client CA changed, every certificate identity) must
-//! authenticate again. An invalid new file changes nothing and is
-//! reported; other changed settings wait for the next restart.
+//! key, the client CA, the admin token and the authorised peer database
+//! (its file read again). Identities whose key is gone lose their
+//! connections and PEs; identities whose key changed (and, when the
+//! client CA changed, every certificate identity) must authenticate
+//! again; what the new database denies is removed. An invalid new file
+//! (settings, keys or database) changes nothing and is reported; other
+//! changed settings wait for the next restart.
 
-use rserpool_registrar::{RegistrarHandle, Revocation, RevocationReport};
+use rserpool_registrar::{ApdReport, RegistrarHandle, Revocation, RevocationReport};
 use rserpool_security::PeerIdentity;
 
 use crate::registrar_config::{self, Credentials, RegistrarSettings};
@@ -32,6 +34,9 @@ pub fn revocation(old: &Credentials, new: &Credentials) -> Revocation {
 /// The outcome of a reload, for the output.
 pub struct Reloaded {
     pub report: RevocationReport,
+    /// What the database read again removed (`None`: not applied, its
+    /// file changed place, which needs a restart).
+    pub apd: Option<ApdReport>,
     pub restart_needed: bool,
 }
 
@@ -61,7 +66,18 @@ pub async fn reload(
     if let (Some(server), Some(a)) = (admin, &new.admin) {
         server.set_token(a.token.clone());
     }
-    let restart_needed = registrar_config::restart_needed(current, &new);
+    let mut restart_needed = registrar_config::restart_needed(current, &new);
+    // The database: read again from the same file (or the permissive
+    // default again); another file is a restart (changes are written to
+    // the file the registrar started with).
+    let apd = if current.service.apd_file == new.service.apd_file {
+        let report = registrar.replace_apd(new.service.apd.clone()).await?;
+        current.service.apd = new.service.apd;
+        Some(report)
+    } else {
+        restart_needed = true;
+        None
+    };
     current.credentials = new.credentials;
     current.service.tls = new.service.tls;
     current.details = new.details;
@@ -72,6 +88,7 @@ pub async fn reload(
     }
     Ok(Reloaded {
         report,
+        apd,
         restart_needed,
     })
 }

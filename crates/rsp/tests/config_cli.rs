@@ -309,6 +309,7 @@ fn the_shipped_example_passes_and_documents_the_defaults() {
             "tls",
             "announce",
             "admin",
+            "apd_entries",
         ];
         if skip.contains(&key.as_str()) {
             continue;

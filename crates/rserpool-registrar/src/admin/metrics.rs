@@ -300,6 +300,30 @@ pub(crate) fn render(mut m: MetricsInput) -> Result<String, std::fmt::Error> {
     );
     counter(
         &mut r,
+        "apd_changes",
+        "Changes of the authorised peer database (admin API, reload)",
+        s.apd_changes,
+    );
+    counter(
+        &mut r,
+        "apd_removals",
+        "PEs removed because a change of the authorised peer database denies them",
+        s.apd_removals,
+    );
+    counter(
+        &mut r,
+        "apd_connections_closed",
+        "Connections closed because a change of the authorised peer database denies them",
+        s.apd_connections_closed,
+    );
+    counter(
+        &mut r,
+        "refused_unauthorised",
+        "Requests the authorised peer database denied (also in refused_total{reason=\"security\"})",
+        s.refused_unauthorised,
+    );
+    counter(
+        &mut r,
         "operator_removals",
         "PEs removed by an operator (admin API)",
         s.operator_removals,

@@ -20,8 +20,10 @@
 //! * `views`: the JSON documents.
 //! * `metrics`: the Prometheus exposition.
 //! * `actions`: the operator actions on a PE.
+//! * `apd`: the authorised peer database: list and changes.
 
 mod actions;
+mod apd;
 mod conns;
 mod metrics;
 mod serve;
@@ -512,6 +514,7 @@ fn router(inner: Shared) -> Router {
         .route("/v1/events", get(events))
         .route("/metrics", get(metrics_text))
         .merge(actions::routes())
+        .merge(apd::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(inner.clone(), authenticate));

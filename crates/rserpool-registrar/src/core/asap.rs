@@ -16,7 +16,7 @@ use rserpool_wire::{
     TransportUse, WireMessage,
 };
 
-use crate::client::{canonical, Client, ConnKind};
+use crate::client::{Client, ConnKind};
 use crate::output::{identity_text, protocol_name, Event, Output, Refusal, Removal, ReportCheck};
 
 use super::connections::MAX_ECHOED;
@@ -134,6 +134,9 @@ impl RegistrarCore {
             Ok(peer) => peer,
             Err(r) => {
                 let (refusal, cause) = r.kind();
+                if matches!(r, RegistrationRefusal::Unauthorised(_)) {
+                    self.stats.refused_unauthorised += 1;
+                }
                 return self.refuse_registration(
                     conn,
                     pool_handle,
@@ -248,6 +251,16 @@ impl RegistrarCore {
         {
             return Err(RegistrationRefusal::RateLimited);
         }
+        // The authorised peer database (DESIGN section 4): the pool and
+        // every address; its `own` scope is the own-address rule (RFC
+        // 5355 2.3). Before the identity binding, so that an identity the
+        // database denies learns nothing about the pool's PEs.
+        let addresses = pe.user_transport.addresses();
+        if addresses.is_empty() {
+            return Err(ForeignAddress::NoAddresses.into());
+        }
+        self.may_register(&peer, handle, addresses)
+            .map_err(RegistrationRefusal::Unauthorised)?;
         let existing = self.handlespace.find(handle, pe.identifier);
         if let Some(e) = existing {
             if e.identity.as_ref() != Some(&peer.identity) {
@@ -267,10 +280,6 @@ impl RegistrarCore {
         );
         if life < min || life > max {
             return Err(RegistrationRefusal::Lifetime { life, min, max });
-        }
-        if !self.config.allow_foreign_addresses {
-            own_addresses(&pe.user_transport, peer.address.ip())
-                .map_err(RegistrationRefusal::ForeignAddress)?;
         }
         pe.home_registrar = self.config.server_id;
         pe.asap_transport = Some(Transport::Tcp {
@@ -410,13 +419,24 @@ impl RegistrarCore {
         let Some(peer) = self.clients.get(&conn) else {
             return;
         };
-        if !self
+        let refusal = if !self
             .limits
             .resolutions
             .allow(&peer.identity, peer.address.ip(), now)
         {
-            let r = ResolutionRefusal::RateLimited;
+            Some(ResolutionRefusal::RateLimited)
+        } else {
+            // Whether this PU may see the pool: answered the same whether
+            // the pool exists or not, so a denial tells nothing about it.
+            self.may_use_pool(peer, &pool_handle, false)
+                .err()
+                .map(ResolutionRefusal::Unauthorised)
+        };
+        if let Some(r) = refusal {
             let (refusal, cause) = r.kind();
+            if matches!(r, ResolutionRefusal::Unauthorised(_)) {
+                self.stats.refused_unauthorised += 1;
+            }
             self.refused(
                 conn,
                 "ASAP_HANDLE_RESOLUTION",
@@ -527,10 +547,15 @@ impl RegistrarCore {
         {
             Some(ReportRefusal::RateLimited)
         } else {
-            None
+            self.may_use_pool(peer, &handle, true)
+                .err()
+                .map(ReportRefusal::Unauthorised)
         };
         if let Some(r) = refusal {
             let (refusal, cause) = r.kind();
+            if matches!(r, ReportRefusal::Unauthorised(_)) {
+                self.stats.refused_unauthorised += 1;
+            }
             self.refused(
                 conn,
                 "ASAP_ENDPOINT_UNREACHABLE",
@@ -744,9 +769,13 @@ pub(super) enum RegistrationRefusal {
     TooManyPes { owned: usize },
     #[error("registration life {life} ms is outside {min}..={max} ms")]
     Lifetime { life: i64, min: i64, max: i64 },
-    /// The own-address rule: what is wrong with the addresses.
+    /// A transport the database cannot check.
     #[error(transparent)]
     ForeignAddress(#[from] ForeignAddress),
+    /// The authorised peer database denies it (the pool, an address, or
+    /// the identity; its `own` address scope is the own-address rule).
+    #[error(transparent)]
+    Unauthorised(super::authorisation::Unauthorised),
 }
 
 impl RegistrationRefusal {
@@ -757,7 +786,8 @@ impl RegistrationRefusal {
             | Self::Anonymous
             | Self::PoolUserListener
             | Self::AnotherIdentitysPe
-            | Self::ForeignAddress(_) => (Refusal::Security, CauseCode::RejectedSecurity),
+            | Self::ForeignAddress(_)
+            | Self::Unauthorised(_) => (Refusal::Security, CauseCode::RejectedSecurity),
             Self::RateLimited | Self::TooManyPes { .. } => {
                 (Refusal::RateLimited, CauseCode::LackOfResources)
             }
@@ -766,15 +796,13 @@ impl RegistrationRefusal {
     }
 }
 
-/// Why registered addresses break the own-address rule (DESIGN section
-/// 4: a PE registers only itself; off with
-/// [`crate::CoreConfig::allow_foreign_addresses`]).
+/// Why registered addresses cannot be checked against the authorised
+/// peer database (whose `own` scope is the own-address rule, DESIGN
+/// section 4).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(super) enum ForeignAddress {
     #[error("a transport without addresses cannot be checked against the source")]
     NoAddresses,
-    #[error("registered address {address} is not the connection's source address {connection}")]
-    NotTheSource { address: IpAddr, connection: IpAddr },
 }
 
 /// Why a deregistration is refused (RFC 5352 3.2; RFC 5355 2.1, 2.2): the
@@ -809,6 +837,9 @@ impl DeregistrationRefusal {
 pub(super) enum ResolutionRefusal {
     #[error("handle resolution rate limit")]
     RateLimited,
+    /// The authorised peer database does not let it see the pool.
+    #[error(transparent)]
+    Unauthorised(super::authorisation::Unauthorised),
 }
 
 impl ResolutionRefusal {
@@ -816,6 +847,7 @@ impl ResolutionRefusal {
     fn kind(&self) -> (Refusal, CauseCode) {
         match self {
             Self::RateLimited => (Refusal::RateLimited, CauseCode::LackOfResources),
+            Self::Unauthorised(_) => (Refusal::Security, CauseCode::RejectedSecurity),
         }
     }
 }
@@ -831,13 +863,18 @@ pub(super) enum ReportRefusal {
     AnonymousNotCounted,
     #[error("unreachable report rate limit (RFC 5355 2.13)")]
     RateLimited,
+    /// The authorised peer database does not let it report in the pool.
+    #[error(transparent)]
+    Unauthorised(super::authorisation::Unauthorised),
 }
 
 impl ReportRefusal {
     /// Its class and the cause sent back.
     fn kind(&self) -> (Refusal, CauseCode) {
         match self {
-            Self::AnonymousNotCounted => (Refusal::Security, CauseCode::RejectedSecurity),
+            Self::AnonymousNotCounted | Self::Unauthorised(_) => {
+                (Refusal::Security, CauseCode::RejectedSecurity)
+            }
             Self::RateLimited => (Refusal::RateLimited, CauseCode::LackOfResources),
         }
     }
@@ -920,22 +957,6 @@ fn transport_like(pool: &Transport, addresses: &[IpAddr], port: u16) -> Transpor
     }
 }
 
-/// The own-address rule (DESIGN section 4, RFC 5355 2.3): every address a
-/// PE registers must be the one it connects from.
-fn own_addresses(t: &Transport, source: IpAddr) -> Result<(), ForeignAddress> {
-    let addrs = t.addresses();
-    if addrs.is_empty() {
-        return Err(ForeignAddress::NoAddresses);
-    }
-    match addrs.iter().find(|a| canonical(**a) != source) {
-        Some(&address) => Err(ForeignAddress::NotTheSource {
-            address,
-            connection: source,
-        }),
-        None => Ok(()),
-    }
-}
-
 #[cfg(test)]
 mod refusal_tests {
     use super::*;
@@ -948,17 +969,10 @@ mod refusal_tests {
             (Refusal::Security, CauseCode::RejectedSecurity),
             (Refusal::RateLimited, CauseCode::LackOfResources),
         );
-        let a: IpAddr = "192.0.2.1".parse().unwrap();
-        let b: IpAddr = "192.0.2.2".parse().unwrap();
-        let foreign = RegistrationRefusal::from(ForeignAddress::NotTheSource {
-            address: a,
-            connection: b,
-        });
         assert_eq!(
-            foreign.to_string(),
-            "registered address 192.0.2.1 is not the connection's source address 192.0.2.2"
+            RegistrationRefusal::from(ForeignAddress::NoAddresses).kind(),
+            sec
         );
-        assert_eq!(foreign.kind(), sec);
         assert_eq!(
             RegistrationRefusal::from(ForeignAddress::NoAddresses).to_string(),
             "a transport without addresses cannot be checked against the source"

@@ -47,7 +47,8 @@ impl RegistrarCore {
     /// side proved to be. An identity over its connection limit gets an
     /// error and the connection is closed; so does a peer registrar that
     /// proved no identity (RFC 5355 2.5: registrars authenticate each
-    /// other).
+    /// other), and an identity the authorised peer database does not
+    /// allow in a role of this listener.
     pub fn handle_connect(&mut self, now: Instant, conn: ConnId, info: ClientInfo) {
         self.admit(now, conn, info);
     }
@@ -139,6 +140,14 @@ impl RegistrarCore {
                 Refusal::Security,
                 CauseCode::RejectedSecurity,
                 "a peer registrar must authenticate (RFC 5355 2.5)".to_string(),
+            ))
+        } else if let Err(u) = self.may_connect(&peer) {
+            // The authorised peer database: the roles of this listener.
+            self.stats.refused_unauthorised += 1;
+            Some((
+                Refusal::Security,
+                CauseCode::RejectedSecurity,
+                u.to_string(),
             ))
         } else {
             let max = self.config.max_connections_per_identity;

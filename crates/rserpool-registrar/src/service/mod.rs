@@ -18,12 +18,14 @@ mod connection;
 mod counters;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use rserpool_handlespace::ConnId;
+use rserpool_security::apd::{Apd, ApdError, Change, Origin};
 use rserpool_security::{PeerIdentity, TlsClient, TlsServer};
 use rserpool_wire::framing::FramingError;
 use rserpool_wire::ServerId;
@@ -36,6 +38,7 @@ use tokio::time::Instant;
 pub use counters::{ServiceLimits, ServiceStats};
 
 use crate::announce::{self, AnnounceConfig};
+use crate::authorisation::ApdReport;
 use crate::config::{bounds, InvalidSetting, Range};
 use crate::log_limit::{LogSource, SummarisedLog};
 use crate::revocation::{Revocation, RevocationReport};
@@ -80,6 +83,15 @@ pub struct ServiceConfig {
     pub log_summary_interval: Duration,
     /// ASAP_SERVER_ANNOUNCE over UDP (off unless set).
     pub announce: Option<AnnounceConfig>,
+    /// The authorised peer database to start with (default: the
+    /// permissive one, [`Apd::permissive`]; a configured one needs
+    /// secure mode).
+    pub apd: Apd,
+    /// Where the database lives: changes through
+    /// [`RegistrarHandle::change_apd`] are written back to it before they
+    /// apply, so that a restart or a reload keeps them. `None`: changes
+    /// live in memory only.
+    pub apd_file: Option<PathBuf>,
     /// The core's settings.
     pub core: CoreConfig,
 }
@@ -102,6 +114,8 @@ impl Default for ServiceConfig {
             core_queue: 16_384,
             log_summary_interval: Duration::from_secs(10),
             announce: None,
+            apd: Apd::permissive(false),
+            apd_file: None,
             core: CoreConfig::default(),
         }
     }
@@ -237,6 +251,16 @@ pub enum ServiceError {
     /// Credentials cannot be reloaded in insecure mode.
     #[error("the registrar runs in insecure mode: it has no credentials to reload")]
     Insecure,
+    /// An authorised peer database needs identities to match, and
+    /// insecure mode proves none.
+    #[error(
+        "an authorised peer database needs secure mode: insecure mode proves no identity for \
+         its entries to match (give keys or certificates, or no database)"
+    )]
+    ApdNeedsSecureMode,
+    /// A change of the database is invalid (nothing changed).
+    #[error("{0}")]
+    Apd(#[from] ApdError),
     /// The core task is gone.
     #[error("the registrar has stopped")]
     Stopped,
@@ -324,6 +348,10 @@ struct Shared {
     inputs: mpsc::Sender<Input>,
     counters: Arc<ServiceCounters>,
     log: Arc<SummarisedLog>,
+    /// Held while the database changes: one change at a time, from
+    /// reading the current database to writing the file and the core
+    /// applying it.
+    apd_change: tokio::sync::Mutex<()>,
 }
 
 impl Shared {
@@ -418,6 +446,76 @@ impl RegistrarHandle {
         rx.await.map_err(|_| ServiceError::Stopped)
     }
 
+    /// The authorised peer database the core decides with now.
+    pub async fn apd(&self) -> Result<Apd, ServiceError> {
+        self.query(|c| c.apd().clone())
+            .await
+            .ok_or(ServiceError::Stopped)
+    }
+
+    /// Replace the authorised peer database (a reloaded file) and
+    /// re-validate everything against it
+    /// ([`RegistrarCore::replace_apd`]); the report says what it
+    /// removed. The file is not written (it is where `apd` came from).
+    pub async fn replace_apd(&self, apd: Apd) -> Result<ApdReport, ServiceError> {
+        let _one_at_a_time = self.shared.apd_change.lock().await;
+        self.install_apd(apd).await
+    }
+
+    /// Apply `change` to the database: checked on a copy first (an
+    /// invalid change changes nothing and says why), written to the
+    /// database file when there is one (a write that fails changes
+    /// nothing), then applied and everything re-validated. Returns the
+    /// position the change names and what it removed.
+    pub async fn change_apd(&self, change: Change) -> Result<(usize, ApdReport), ServiceError> {
+        self.update_apd(|apd| apd.apply(change)).await
+    }
+
+    /// Replace the whole database with `apd` as [`Self::change_apd`]
+    /// applies a change: written to the database file first, if there is
+    /// one.
+    pub async fn set_apd(&self, apd: Apd) -> Result<ApdReport, ServiceError> {
+        self.update_apd(|current| {
+            *current = apd;
+            Ok(0)
+        })
+        .await
+        .map(|(_, report)| report)
+    }
+
+    /// The file database changes are written to.
+    pub fn apd_file(&self) -> Option<&std::path::Path> {
+        self.shared.config.apd_file.as_deref()
+    }
+
+    async fn update_apd(
+        &self,
+        f: impl FnOnce(&mut Apd) -> Result<usize, ApdError>,
+    ) -> Result<(usize, ApdReport), ServiceError> {
+        let _one_at_a_time = self.shared.apd_change.lock().await;
+        let mut apd = self.apd().await?;
+        let position = f(&mut apd)?;
+        self.check_apd_mode(&apd)?;
+        if let Some(path) = &self.shared.config.apd_file {
+            apd.save(path, rserpool_security::Existing::Replace)?;
+        }
+        Ok((position, self.install_apd(apd).await?))
+    }
+
+    fn check_apd_mode(&self, apd: &Apd) -> Result<(), ServiceError> {
+        if !self.is_secure() && !matches!(apd.origin(), Origin::Permissive { .. }) {
+            return Err(ServiceError::ApdNeedsSecureMode);
+        }
+        Ok(())
+    }
+
+    async fn install_apd(&self, apd: Apd) -> Result<ApdReport, ServiceError> {
+        self.check_apd_mode(&apd)?;
+        self.command(move |c, now| c.replace_apd(now, apd))
+            .await
+            .ok_or(ServiceError::Stopped)
+    }
+
     /// Subscribe to the core's events.
     pub fn events(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
@@ -484,7 +582,10 @@ impl Registrar {
         if core_config.seed == 0 {
             core_config.seed = rserpool_security::random_seed();
         }
-        let core = RegistrarCore::new(core_config, now)?;
+        if config.tls.is_none() && !matches!(config.apd.origin(), Origin::Permissive { .. }) {
+            return Err(ServiceError::ApdNeedsSecureMode);
+        }
+        let core = RegistrarCore::new(core_config, now)?.with_apd(config.apd.clone());
         if let Some(tls) = &config.tls {
             // What cannot complete a handshake with itself serves nobody.
             tls.self_test().await?;
@@ -499,6 +600,18 @@ impl Registrar {
                 server_id = server_id.get(),
                 "INSECURE MODE: no TLS, no authentication; anyone who can connect can register \
                  and resolve. For labs only (RFC 5355 2.15)."
+            ),
+        }
+        // Said once at start (DESIGN section 4): what the database allows
+        // (at info: the default level of `rsp registrar`; an embedded
+        // registrar, a benchmark's or the demo's, logs warnings only).
+        match config.apd.origin() {
+            Origin::Permissive { .. } => tracing::info!("{}", config.apd.origin()),
+            _ => tracing::info!(
+                entries = config.apd.len(),
+                file = ?config.apd_file,
+                "authorised peer database: {} entries",
+                config.apd.len()
             ),
         }
         let started = Instant::now();
@@ -523,6 +636,7 @@ impl Registrar {
             inputs: inputs.clone(),
             counters: counters.clone(),
             log: log.clone(),
+            apd_change: tokio::sync::Mutex::new(()),
         });
         let mut listeners = Vec::new();
         for &address in &config.listen {
@@ -873,6 +987,17 @@ fn log_event(e: &Event, log: &SummarisedLog) {
             connections_closed,
             pes_removed,
             "credentials reloaded: closed {connections_closed} connections and removed {pes_removed} PEs"
+        ),
+        Event::AuthorisationChanged {
+            entries,
+            connections_closed,
+            pes_removed,
+        } => tracing::warn!(
+            entries,
+            connections_closed,
+            pes_removed,
+            "authorised peer database replaced ({entries} entries): re-validation closed \
+             {connections_closed} connections and removed {pes_removed} PEs"
         ),
         Event::ConnectFailed {
             conn,

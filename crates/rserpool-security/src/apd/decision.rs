@@ -121,7 +121,8 @@ impl Decision {
         }
     }
 
-    pub(crate) fn closing() -> Decision {
+    /// The closing deny: what no entry allows.
+    pub fn closing() -> Decision {
         Decision {
             verdict: Verdict::Deny,
             by: DecidedBy::Closing,

@@ -159,6 +159,14 @@ pub enum ApdError {
         /// The number of entries.
         len: usize,
     },
+    /// More entries than a database may hold ([`super::MAX_ENTRIES`]).
+    #[error("{entries} entries: a database holds at most {max}")]
+    TooManyEntries {
+        /// The entries asked for.
+        entries: usize,
+        /// The most it may hold.
+        max: usize,
+    },
     /// The file is not UTF-8 text.
     #[error("line {line}: is not UTF-8 text")]
     Encoding {

@@ -115,6 +115,13 @@ pub use scope::{
 use crate::identity::PeerIdentity;
 use index::Index;
 
+/// The most entries a database holds: a bound on what one file, or one
+/// admin token holder adding entry after entry, can make a registrar
+/// keep and index (each change rebuilds the index, linear in the
+/// entries). A file holds fewer when its entries are long: it is at most
+/// [`crate::MAX_FILE_LEN`] bytes ([`Apd::save`] refuses more).
+pub const MAX_ENTRIES: usize = 10_000;
+
 /// The authorised peer database: entries in order, and their index.
 #[derive(Debug, Clone)]
 pub struct Apd {
@@ -130,6 +137,12 @@ impl Apd {
     }
 
     pub(crate) fn build(entries: Vec<Entry>, origin: Origin) -> Result<Apd, ApdError> {
+        if entries.len() > MAX_ENTRIES {
+            return Err(ApdError::TooManyEntries {
+                entries: entries.len(),
+                max: MAX_ENTRIES,
+            });
+        }
         check_names(entries.iter().map(|e| (e.name(), None)), None)?;
         Ok(Apd {
             index: Index::new(&entries),
@@ -172,6 +185,30 @@ impl Apd {
             })
         })?;
         Apd::from_toml(text).map_err(in_file)
+    }
+
+    /// Write it to `path` as [`Apd::to_toml`] (mode 0644; with
+    /// [`crate::Existing::Replace`] the new file is renamed over the old,
+    /// so a reader sees the old or the new, never half). A text longer
+    /// than [`Apd::load`] reads ([`crate::MAX_FILE_LEN`]) is refused and
+    /// nothing is written.
+    pub fn save(&self, path: &Path, existing: crate::Existing) -> Result<(), ApdError> {
+        let text = self.to_toml();
+        let in_file = |error| ApdError::File {
+            path: path.to_owned(),
+            error: Box::new(error),
+        };
+        let len = u64::try_from(text.len()).unwrap_or(u64::MAX);
+        if len > crate::MAX_FILE_LEN {
+            return Err(in_file(ApdError::Read(
+                crate::SecurityError::FileTooLarge {
+                    path: path.to_owned(),
+                    size: len,
+                    limit: crate::MAX_FILE_LEN,
+                },
+            )));
+        }
+        crate::write_public_file(path, text.as_bytes(), existing).map_err(|e| in_file(e.into()))
     }
 
     /// Its TOML text: every key written out, so it reads back to the same

@@ -47,6 +47,70 @@ fn entry(name: &str, action: &str, ns: &str, id: &str, roles: &str, extra: &str)
 }
 
 #[test]
+fn a_database_holds_at_most_max_entries() {
+    let entry = |i: usize| {
+        Entry::new(
+            &format!("e{i}"),
+            Action::Allow,
+            NamespaceScope::Psk,
+            &format!("pe-{i}"),
+            RoleSet::EMPTY.with(Role::Pe),
+        )
+        .unwrap()
+    };
+    let mut apd = Apd::new((0..MAX_ENTRIES).map(entry).collect()).unwrap();
+    assert!(Apd::new((0..=MAX_ENTRIES).map(entry).collect()).is_err());
+    assert_eq!(apd.len(), MAX_ENTRIES);
+    // One more, by a change: refused, nothing changed.
+    let e = apd.add(entry(MAX_ENTRIES)).unwrap_err();
+    assert!(
+        matches!(e, ApdError::TooManyEntries { entries, max } if entries == MAX_ENTRIES + 1 && max == MAX_ENTRIES),
+        "{e}"
+    );
+    assert_eq!(apd.len(), MAX_ENTRIES);
+    assert!(apd.find(&format!("e{MAX_ENTRIES}")).is_none());
+}
+
+#[test]
+fn save_writes_what_load_reads_and_refuses_what_it_could_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("apd.toml");
+    let a = Apd::permissive(true);
+    a.save(&path, crate::Existing::Refuse).unwrap();
+    assert!(a.save(&path, crate::Existing::Refuse).is_err());
+    let b = Apd::strict(&[Grant {
+        identity: psk("pe-1"),
+        roles: RoleSet::EMPTY.with(Role::Pe),
+    }])
+    .unwrap();
+    b.save(&path, crate::Existing::Replace).unwrap();
+    assert_eq!(Apd::load(&path).unwrap().entries(), b.entries());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
+    }
+    // Long entries: more than a file may hold is refused, the file stays.
+    let long = (0..MAX_ENTRIES)
+        .map(|i| {
+            Entry::new(
+                &format!("e{i}"),
+                Action::Allow,
+                NamespaceScope::Psk,
+                &format!("pe-{i}-{}", "x".repeat(100)),
+                RoleSet::EMPTY.with(Role::Pe),
+            )
+            .unwrap()
+        })
+        .collect();
+    let big = Apd::new(long).unwrap();
+    let e = big.save(&path, crate::Existing::Replace).unwrap_err();
+    assert!(e.to_string().contains("apd.toml"), "{e}");
+    assert_eq!(Apd::load(&path).unwrap().entries(), b.entries());
+}
+
+#[test]
 fn the_first_matching_entry_decides() {
     let a = db(&[
         entry("deny-bad", "deny", "psk", "pe-bad", "\"pe\"", ""),

@@ -334,9 +334,11 @@ fn explain(error: ClientError, address: Option<IpAddr>) -> anyhow::Error {
     match address {
         Some(a) if foreign => anyhow::anyhow!(
             "{error}. With --address {a}: a registrar registers only the address a PE connects \
-             from (this host's address on the registrar connection) unless it allows foreign \
-             addresses (rsp registrar --allow-foreign-addresses, or allow_foreign_addresses = \
-             true in its configuration); leave --address out to register this host's address"
+             from (this host's address on the registrar connection) unless its authorised peer \
+             database allows this key other addresses (addresses = [\"any\"] or a CIDR range \
+             in its entry; without a database: rsp registrar --allow-foreign-addresses); or it \
+             does not allow this key this pool at all. Leave --address out to register this \
+             host's address"
         ),
         _ => error.into(),
     }

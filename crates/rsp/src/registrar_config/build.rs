@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use rserpool_registrar::admin::{AdminConfig, AdminError, AdminToken};
 use rserpool_registrar::ServiceConfig;
+use rserpool_security::apd::Apd;
 use rserpool_security::tls::CertificateFiles;
 use rserpool_security::{PskStore, SecurityError, TlsServer, TlsServerConfig};
 
@@ -152,6 +153,18 @@ pub fn build(m: Merged) -> anyhow::Result<RegistrarSettings> {
         }
         None => None,
     };
+    // The authorised peer database, or the permissive default (with the
+    // old switch's address scope: what a configuration without a
+    // database allowed before).
+    match &m.apd_file {
+        Some(path) => {
+            service.apd = Apd::load(path).map_err(|e| o.error("apd", e))?;
+            service.apd_file = Some(path.clone());
+        }
+        None => {
+            service.apd = Apd::permissive(m.allow_foreign_addresses.unwrap_or(false));
+        }
+    }
     let random_server_id = m.server_id.is_none();
     service.core.server_id = match m.server_id {
         Some(id) => id,

@@ -79,6 +79,24 @@ pub fn check(m: &Merged) -> anyhow::Result<()> {
     if m.server_id == Some(ServerId::UNDETERMINED) {
         return Err(o.error("server_id", "must not be 0"));
     }
+    if m.apd_file.is_some() && m.allow_foreign_addresses.is_some() {
+        return Err(o.error(
+            "allow_foreign_addresses",
+            format!(
+                "is replaced by the authorised peer database ({}): remove it, and give \
+                 addresses = [\"any\"] (or the CIDR ranges) in the entries that may register \
+                 other addresses than their own",
+                o.name("apd")
+            ),
+        ));
+    }
+    if m.apd_file.is_some() && m.insecure {
+        return Err(o.error(
+            "apd",
+            "an authorised peer database needs secure mode: insecure mode proves no identity \
+             for its entries to match (give keys or certificates, or no database)",
+        ));
+    }
     if c.min_registration_life > c.max_registration_life {
         // Name the value that was set: the other one is the default.
         let key = if o.is_set("registration.min_lifetime") {

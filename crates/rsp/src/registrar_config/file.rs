@@ -27,6 +27,7 @@ pub struct FileConfig {
     pub insecure: Located<bool>,
     pub json: Located<bool>,
     pub allow_foreign_addresses: Located<bool>,
+    pub apd: Located<PathBuf>,
     pub max_bad_pe_reports: Located<usize>,
     pub bad_pe_report_window: Located<HumanDuration>,
     pub count_anonymous_reports: Located<bool>,
@@ -171,6 +172,7 @@ impl FileConfig {
             &mut self.tls.key,
             &mut self.tls.client_ca,
             &mut self.admin.token_file,
+            &mut self.apd,
         ]
         .into_iter()
         .flatten()

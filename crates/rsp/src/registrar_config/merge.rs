@@ -80,6 +80,11 @@ pub struct Merged {
     /// The service settings (without TLS; `core.server_id` is set from
     /// [`Self::server_id`] later).
     pub service: ServiceConfig,
+    /// The authorised peer database file, if any.
+    pub apd_file: Option<PathBuf>,
+    /// The old switch, if given (without a database: the permissive
+    /// default's address scope; with one: refused).
+    pub allow_foreign_addresses: Option<bool>,
     /// The server identifier; `None`: draw one.
     pub server_id: Option<ServerId>,
     /// Plain TCP instead of TLS.
@@ -270,13 +275,13 @@ pub fn merge(args: &Args, file: Option<(&std::path::Path, FileConfig, &str)>) ->
         "keep_alive.max_per_interval",
         f.keep_alive.max_per_interval,
     );
-    p.pick_into(
-        &mut core.allow_foreign_addresses,
+    let allow_foreign_addresses = p.pick(
         "allow_foreign_addresses",
         "--allow-foreign-addresses",
         args.allow_foreign_addresses,
         f.allow_foreign_addresses,
     );
+    let apd_file = p.pick("apd", "--apd", args.apd.clone(), f.apd);
     let r = f.registration;
     p.file_into(
         &mut core.min_registration_life,
@@ -478,6 +483,8 @@ pub fn merge(args: &Args, file: Option<(&std::path::Path, FileConfig, &str)>) ->
     );
     Merged {
         service,
+        apd_file,
+        allow_foreign_addresses,
         server_id,
         insecure,
         tls,

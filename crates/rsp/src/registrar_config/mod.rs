@@ -74,13 +74,14 @@ pub fn summary(settings: &RegistrarSettings) -> String {
 }
 
 /// Whether `new` changes settings other than those a reload applies (the
-/// credentials and the admin token): they wait for a restart.
+/// credentials, the admin token and the database; the database's file
+/// is compared by the reload): they wait for a restart.
 pub fn restart_needed(old: &RegistrarSettings, new: &RegistrarSettings) -> bool {
     let fixed = |s: &RegistrarSettings| {
         let mut v = summary::to_json(s);
         if let Some(o) = v.as_object_mut() {
             // Reloaded, or drawn again at every load.
-            for key in ["tls", "admin", "server_id", "config_file"] {
+            for key in ["tls", "admin", "server_id", "config_file", "apd"] {
                 o.remove(key);
             }
         }

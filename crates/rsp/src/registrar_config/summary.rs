@@ -1,6 +1,7 @@
 //! The effective settings, as `rsp registrar --check-config` prints them:
 //! a few lines of text, or JSON in the layout of the configuration file.
 
+use rserpool_security::apd::Origin;
 use rserpool_security::rate_limit::Rate;
 use serde_json::{json, Value};
 
@@ -26,7 +27,12 @@ pub fn to_json(s: &RegistrarSettings) -> Value {
         "server_id": if d.random_server_id { Value::Null } else { json!(c.server_id) },
         "insecure": svc.tls.is_none(),
         "json": s.json,
-        "allow_foreign_addresses": c.allow_foreign_addresses,
+        "allow_foreign_addresses": matches!(
+            svc.apd.origin(),
+            Origin::Permissive { allow_foreign_addresses: true }
+        ),
+        "apd": svc.apd_file.as_ref().map(|p| p.display().to_string()),
+        "apd_entries": svc.apd_file.as_ref().map(|_| svc.apd.len()),
         "max_bad_pe_reports": c.max_bad_pe_reports,
         "bad_pe_report_window": time(c.bad_pe_report_window),
         "count_anonymous_reports": c.count_anonymous_reports,
@@ -153,6 +159,14 @@ pub fn to_text(s: &RegistrarSettings) -> String {
         time(svc.message_timeout),
         time(svc.idle_timeout)
     ));
+    out.push(match &svc.apd_file {
+        Some(f) => format!(
+            "database:    {} entries from {} (changes are written back to it)",
+            svc.apd.len(),
+            f.display()
+        ),
+        None => format!("database:    none: {}", svc.apd.origin()),
+    });
     out.push(match &svc.announce {
         Some(a) => format!("announce:    to {} every {}", a.group, time(a.interval)),
         None => "announce:    off".to_string(),
