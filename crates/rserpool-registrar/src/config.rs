@@ -57,14 +57,22 @@ pub struct CoreConfig {
     /// Registrations and deregistrations per source address (all the
     /// identities behind one address together).
     pub registration_rate_per_address: Rate,
+    /// Registrations and deregistrations of everyone together (DESIGN
+    /// section 4: a global layer; many identities from many addresses,
+    /// each within its limits, cannot take the registrar's whole CPU).
+    pub registration_rate_global: Rate,
     /// Handle resolutions per identity.
     pub resolution_rate: Rate,
     /// Handle resolutions per source address.
     pub resolution_rate_per_address: Rate,
+    /// Handle resolutions of everyone together.
+    pub resolution_rate_global: Rate,
     /// Endpoint unreachable reports per reporter (RFC 5355 2.13).
     pub report_rate: Rate,
     /// Endpoint unreachable reports per source address.
     pub report_rate_per_address: Rate,
+    /// Endpoint unreachable reports of everyone together.
+    pub report_rate_global: Rate,
     /// Malformed messages a connection may send before it is closed.
     pub max_malformed_per_connection: u32,
     /// Keys each rate limiter remembers (beyond: one shared bucket).
@@ -94,10 +102,13 @@ impl Default for CoreConfig {
             max_connections_per_identity: 1_000,
             registration_rate: Rate::new(100.0, 200.0),
             registration_rate_per_address: Rate::new(1_000.0, 2_000.0),
+            registration_rate_global: Rate::new(20_000.0, 40_000.0),
             resolution_rate: Rate::new(2_000.0, 4_000.0),
             resolution_rate_per_address: Rate::new(20_000.0, 40_000.0),
+            resolution_rate_global: Rate::new(200_000.0, 400_000.0),
             report_rate: Rate::new(1.0, 5.0),
             report_rate_per_address: Rate::new(10.0, 50.0),
+            report_rate_global: Rate::new(1_000.0, 5_000.0),
             max_malformed_per_connection: 10,
             max_limiter_keys: 100_000,
             seed: 0,
@@ -184,7 +195,7 @@ impl CoreConfig {
     }
 
     /// The rate limits, by field name.
-    pub fn rates(&self) -> [(&'static str, Rate); 6] {
+    pub fn rates(&self) -> [(&'static str, Rate); 9] {
         [
             ("registration_rate", self.registration_rate),
             (
@@ -198,6 +209,9 @@ impl CoreConfig {
             ),
             ("report_rate", self.report_rate),
             ("report_rate_per_address", self.report_rate_per_address),
+            ("registration_rate_global", self.registration_rate_global),
+            ("resolution_rate_global", self.resolution_rate_global),
+            ("report_rate_global", self.report_rate_global),
         ]
     }
 }

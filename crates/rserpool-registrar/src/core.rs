@@ -29,6 +29,7 @@ pub mod operator;
 
 pub use bookkeeping::BookkeepingError;
 pub use connections::{ConnectError, OUTBOUND_CONNECTIONS};
+pub use limits::{RateLimited, RefusedByLayer};
 
 use std::collections::VecDeque;
 use std::time::Instant;

@@ -54,7 +54,10 @@ mod core_tests;
 pub use crate::core::operator::{
     check_drain_timeout, DrainOutcome, OperatorError, DEFAULT_DRAIN_TIMEOUT, DRAIN_TIMEOUTS,
 };
-pub use crate::core::{BookkeepingError, ConnectError, RegistrarCore, OUTBOUND_CONNECTIONS};
+pub use crate::core::{
+    BookkeepingError, ConnectError, RateLimited, RefusedByLayer, RegistrarCore,
+    OUTBOUND_CONNECTIONS,
+};
 pub use authorisation::{ApdReport, ClosedConnection, DeniedPe};
 pub use client::{ClientInfo, ConnKind, OpenConnection, Protocol};
 pub use config::CoreConfig;
@@ -65,4 +68,6 @@ pub use rserpool_handlespace::Identity;
 /// The authorised peer database the core decides with.
 pub use rserpool_security::apd::Apd;
 #[cfg(feature = "service")]
-pub use service::{Registrar, RegistrarHandle, ServiceConfig, ServiceError, ServiceStats};
+pub use service::{
+    ListenerConfig, Registrar, RegistrarHandle, ServiceConfig, ServiceError, ServiceStats,
+};

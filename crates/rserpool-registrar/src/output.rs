@@ -419,6 +419,9 @@ pub struct Stats {
     pub refused_security: u64,
     /// Requests refused by a rate limit or resource cap.
     pub refused_rate_limited: u64,
+    /// Of those, refused by a rate limit: by kind of request and by the
+    /// layer that refused (identity, address, global).
+    pub rate_limited: crate::core::RateLimited,
     /// Requests refused for invalid values (lifetime, transport).
     pub refused_invalid: u64,
     /// Registrations refused as inconsistent with their pool (policy,

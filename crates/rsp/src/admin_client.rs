@@ -25,11 +25,22 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// ([`crate::client_file`]).
 #[derive(Debug, Clone, clap::Args)]
 pub struct AdminArgs {
-    /// The registrar's admin API: HOST:PORT or an http:// URL (a path
-    /// prefix is kept). Default: RSP_ADMIN, then `admin` of the client
-    /// file, then 127.0.0.1:3865.
+    /// The registrar's admin API: HOST:PORT or an http:// or https:// URL
+    /// (a path prefix is kept; plain http only to loopback). Default:
+    /// RSP_ADMIN, then `admin` of the client file, then 127.0.0.1:3865.
     #[arg(long = "admin", value_name = "URL", env = "RSP_ADMIN")]
     pub admin: Option<String>,
+    /// https:// only: the CA that signs the registrar's certificate (only
+    /// it is trusted). Default: RSP_ADMIN_CA.
+    #[arg(long, value_name = "FILE", env = "RSP_ADMIN_CA")]
+    pub admin_ca: Option<PathBuf>,
+    /// https:// only: a client certificate (PEM) for an admin API that
+    /// asks for one, with --admin-key.
+    #[arg(long, value_name = "FILE", requires = "admin_key")]
+    pub admin_cert: Option<PathBuf>,
+    /// The private key (PKCS#8 PEM) of --admin-cert.
+    #[arg(long, value_name = "FILE", requires = "admin_cert")]
+    pub admin_key: Option<PathBuf>,
     /// File with the admin bearer token (one line; `rsp keygen token`).
     /// Default: RSP_ADMIN_TOKEN_FILE, then `admin_token_file` of the
     /// client file.
@@ -96,12 +107,22 @@ impl AdminClient {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        if base.scheme() != "http" {
-            bail!(
-                "--admin {}: only http:// is supported (keep the admin API on loopback, \
-                 or reach it through an SSH tunnel or a TLS proxy)",
-                admin
-            );
+        let loopback = base.host_str().is_some_and(|h| {
+            let h = h.trim_start_matches('[').trim_end_matches(']');
+            h.eq_ignore_ascii_case("localhost")
+                || h.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback())
+        });
+        match base.scheme() {
+            "https" => {}
+            "http" if loopback => {}
+            "http" => bail!(
+                "--admin {admin}: plain http only to loopback (the token would cross the \
+                 network in clear): use https:// with --admin-ca, or an SSH tunnel"
+            ),
+            other => bail!("--admin {admin}: {other}:// is neither http:// nor https://"),
+        }
+        if base.scheme() == "http" && (args.admin_ca.is_some() || args.admin_cert.is_some()) {
+            bail!("--admin-ca and --admin-cert are for https:// URLs; --admin {admin} is http://");
         }
         let Some(token_file) = &args.token_file else {
             bail!(
@@ -110,11 +131,28 @@ impl AdminClient {
             );
         };
         let token = AdminToken::load(token_file)?;
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .no_proxy()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .build()
-            .context("cannot set up the HTTP client")?;
+            .connect_timeout(CONNECT_TIMEOUT);
+        if let Some(ca) = &args.admin_ca {
+            let pem = rserpool_security::read_credential_file(ca)?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("--admin-ca {}: no PEM certificate", ca.display()))?;
+            builder = builder.tls_certs_only(certs);
+        }
+        if let (Some(cert), Some(key)) = (&args.admin_cert, &args.admin_key) {
+            let chain = rserpool_security::read_credential_file(cert)?;
+            let key_pem = rserpool_security::read_secret_file(key)?;
+            let id = reqwest::Identity::from_pkcs8_pem(&chain, &key_pem).with_context(|| {
+                format!(
+                    "--admin-cert {} with --admin-key {}: not a PEM certificate and PKCS#8 key",
+                    cert.display(),
+                    key.display()
+                )
+            })?;
+            builder = builder.identity(id);
+        }
+        let http = builder.build().context("cannot set up the HTTP client")?;
         Ok(AdminClient {
             base,
             token,

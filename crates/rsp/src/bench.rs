@@ -289,6 +289,8 @@ async fn start_registrar(
         registration_rate_per_address: Rate::UNLIMITED,
         resolution_rate: Rate::UNLIMITED,
         resolution_rate_per_address: Rate::UNLIMITED,
+        registration_rate_global: Rate::UNLIMITED,
+        resolution_rate_global: Rate::UNLIMITED,
         max_pes_per_identity: rserpool_registrar::config::bounds::PES_PER_IDENTITY.max,
         keep_alive_interval: Duration::from_secs(3600),
         max_registration_life: Duration::from_secs(7200),

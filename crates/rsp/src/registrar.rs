@@ -31,6 +31,12 @@ pub struct Args {
     /// Binds no socket.
     #[arg(long)]
     pub check_config: bool,
+    /// An ASAP listener for pool users only (repeatable; replaces the
+    /// file's [[listener]] tables): handle resolutions and unreachable
+    /// reports; registrations there are refused. Source filters: in the
+    /// file (`allow` of a [[listener]]).
+    #[arg(long, value_name = "ADDR")]
+    pub pool_user_listen: Vec<SocketAddr>,
     /// ASAP listen address (repeatable; replaces the file's list).
     #[arg(short, long, value_name = "ADDR")]
     pub listen: Vec<SocketAddr>,
@@ -119,6 +125,14 @@ pub struct Args {
     /// File holding the bearer token of the admin API (mode 0600).
     #[arg(long, value_name = "FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// Serve the admin API over HTTPS with the registrar's certificate
+    /// (--cert, --key); needed on any address but loopback.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub admin_https: Option<bool>,
+    /// With --admin-https: require admin clients to show a certificate
+    /// signed by this CA (besides the token).
+    #[arg(long, value_name = "FILE")]
+    pub admin_client_ca: Option<PathBuf>,
     /// `--json` (a global flag, copied here by `main`): events and
     /// --check-config's summary as JSON lines on stdout; overrides `json`
     /// of the file either way.
@@ -179,6 +193,16 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
             );
         } else {
             println!("registrar {server_id:#010x} listening on {a}, {mode}");
+        }
+    }
+    for a in registrar.pool_user_addrs() {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"event": "listening", "address": a.to_string(), "server_id": server_id, "secure": secure, "pool_users_only": true})
+            );
+        } else {
+            println!("registrar {server_id:#010x} listening for pool users only on {a}, {mode}");
         }
     }
     if let Some(a) = &admin {

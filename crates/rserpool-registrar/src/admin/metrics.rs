@@ -75,6 +75,25 @@ fn counter_family(r: &mut Registry, name: &str, help: &str, key: &str, values: &
     r.register(format!("{P}_{name}"), help, f);
 }
 
+/// A counter family with two labels: `(first, second, value)`.
+fn counter_family2(
+    r: &mut Registry,
+    name: &str,
+    help: &str,
+    keys: (&str, &str),
+    values: &[(&str, &str, u64)],
+) {
+    let f: Family<Labels, Counter> = Family::default();
+    for (a, b, n) in values {
+        let labels = vec![
+            (keys.0.to_string(), a.to_string()),
+            (keys.1.to_string(), b.to_string()),
+        ];
+        f.get_or_create(&labels).inc_by(*n);
+    }
+    r.register(format!("{P}_{name}"), help, f);
+}
+
 fn gauge_f64(r: &mut Registry, name: &str, help: &str, v: f64) {
     let g: Gauge<f64, AtomicU64> = Gauge::default();
     g.set(v);
@@ -132,6 +151,12 @@ fn admin_series(r: &mut Registry, a: &AdminStats, l: &Limits) {
             ("limit", a.connections_evicted_limit),
             ("address_limit", a.connections_evicted_address_limit),
         ],
+    );
+    counter(
+        r,
+        "admin_tls_failures",
+        "Admin API HTTPS connections whose TLS handshake failed or did not complete in time",
+        a.tls_failures,
     );
     counter(
         r,
@@ -298,6 +323,24 @@ pub(crate) fn render(mut m: MetricsInput) -> Result<String, std::fmt::Error> {
         "PEs removed because their registrant's credentials were revoked (reload)",
         s.revocation_removals,
     );
+    let l = &s.rate_limited;
+    let mut limited = Vec::new();
+    for (request, by) in [
+        ("registration", l.registrations),
+        ("resolution", l.resolutions),
+        ("report", l.reports),
+    ] {
+        limited.push((request, "identity", by.identity));
+        limited.push((request, "address", by.address));
+        limited.push((request, "global", by.global));
+    }
+    counter_family2(
+        &mut r,
+        "rate_limited",
+        "Requests refused by a rate limit, by request and by the layer that refused",
+        ("request", "layer"),
+        &limited,
+    );
     counter(
         &mut r,
         "apd_changes",
@@ -398,11 +441,13 @@ pub(crate) fn render(mut m: MetricsInput) -> Result<String, std::fmt::Error> {
         &mut r,
         "connections_refused",
         "Connections closed at once, by the cap they met: limit (max_connections), per_address, \
-         handshakes_per_address, per_identity (after the handshake, with an error)",
+         source (the listener's source filter), handshakes_per_address, per_identity (after \
+         the handshake, with an error)",
         "reason",
         &[
             ("limit", v.connections_refused_limit),
             ("per_address", v.connections_refused_per_address),
+            ("source", v.connections_refused_source),
             (
                 "handshakes_per_address",
                 v.connections_refused_handshakes_per_address,

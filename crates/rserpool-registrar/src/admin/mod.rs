@@ -117,6 +117,11 @@ pub struct AdminConfig {
     /// Failed authentications from all addresses (default
     /// [`AUTH_FAILURE_GLOBAL_RATE`]); over it, 429.
     pub auth_failure_global_rate: Rate,
+    /// HTTPS: the TLS set-up (a certificate; with a client CA, client
+    /// certificates are asked for, or required). `None`: plain HTTP,
+    /// which [`AdminConfig::check`] allows on loopback only. The bearer
+    /// token is needed either way.
+    pub tls: Option<Arc<rserpool_security::TlsServer>>,
 }
 
 impl AdminConfig {
@@ -140,6 +145,7 @@ impl AdminConfig {
             max_event_streams: Self::DEFAULT_MAX_EVENT_STREAMS,
             auth_failure_rate: AUTH_FAILURE_RATE,
             auth_failure_global_rate: AUTH_FAILURE_GLOBAL_RATE,
+            tls: None,
         }
     }
 
@@ -195,6 +201,16 @@ impl AdminConfig {
             ("auth_failure_global_rate", self.auth_failure_global_rate),
         ] {
             rate.check().map_err(|e| config(setting, e.to_string()))?;
+        }
+        if self.tls.is_none() && !self.listen.ip().is_loopback() {
+            return Err(config(
+                "listen",
+                format!(
+                    "{}: plain HTTP is for loopback only (the token would cross the network \
+                     in clear); give the API a certificate (HTTPS) or listen on 127.0.0.1",
+                    self.listen
+                ),
+            ));
         }
         Ok(())
     }
@@ -254,6 +270,9 @@ pub enum AdminError {
     /// No random bytes for a new token.
     #[error("cannot generate an admin token: {0}")]
     Random(rserpool_security::SecurityError),
+    /// The HTTPS set-up does not complete a handshake with itself.
+    #[error("admin API TLS set-up: {0}")]
+    Tls(rserpool_security::SecurityError),
     /// A limit of [`AdminConfig`] is out of range.
     #[error("admin API setting {setting}: {reason}")]
     Config {
@@ -311,6 +330,7 @@ struct Counters {
     evicted_limit: AtomicU64,
     evicted_address: AtomicU64,
     header_timeouts: AtomicU64,
+    tls_failures: AtomicU64,
     accept_errors: AtomicU64,
     peak: AtomicUsize,
     event_streams: AtomicUsize,
@@ -330,6 +350,8 @@ struct Inner {
     permits: Arc<Semaphore>,
     log: Arc<SummarisedLog>,
     stop: watch::Receiver<bool>,
+    /// HTTPS (`None`: plain HTTP, on loopback).
+    tls: Option<Arc<rserpool_security::TlsServer>>,
 }
 
 struct Limiter {
@@ -355,6 +377,7 @@ impl Inner {
             connections_evicted_limit: n(&c.evicted_limit),
             connections_evicted_address_limit: n(&c.evicted_address),
             header_timeouts: n(&c.header_timeouts),
+            tls_failures: n(&c.tls_failures),
             accept_errors: n(&c.accept_errors),
             event_streams_open: c.event_streams.load(Ordering::Relaxed) as u64,
             event_streams_refused: n(&c.event_streams_refused),
@@ -423,12 +446,9 @@ impl AdminServer {
         let local_addr = listener
             .local_addr()
             .map_err(|error| AdminError::Bind { address, error })?;
-        if !local_addr.ip().is_loopback() {
-            tracing::warn!(
-                %local_addr,
-                "admin API on a non-loopback address: it speaks plain HTTP, so the token \
-                 crosses the network in clear; prefer loopback or a TLS proxy"
-            );
+        if let Some(tls) = &config.tls {
+            // What cannot complete a handshake with itself serves nobody.
+            tls.self_test().await.map_err(AdminError::Tls)?;
         }
         let (stop, stop_rx) = watch::channel(false);
         let now = Instant::now();
@@ -452,6 +472,7 @@ impl AdminServer {
             )),
             log: SummarisedLog::new(LOG_INTERVAL),
             stop: stop_rx.clone(),
+            tls: config.tls.clone(),
         });
         let app = router(inner.clone());
         let task = tokio::spawn(serve::run(listener, inner.clone(), app, stop_rx));
@@ -460,6 +481,7 @@ impl AdminServer {
             max_connections = limits.max_connections,
             max_connections_per_address = limits.max_connections_per_address,
             header_timeout_ms = limits.header_timeout.as_millis() as u64,
+            scheme = if config.tls.is_some() { "https" } else { "http" },
             "admin API ready"
         );
         Ok(AdminServer {

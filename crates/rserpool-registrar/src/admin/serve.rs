@@ -121,6 +121,7 @@ const REFUSED_ADDRESS: &str =
     "admin API: connection refused, every connection from the address is busy";
 const EVICTED: &str = "admin API: connection still waiting for its request closed for a new one";
 const HEADER_TIMEOUT: &str = "admin API: request headers not complete in time, connection closed";
+const TLS_FAILED: &str = "admin API: TLS handshake failed, connection closed";
 
 /// An admitted connection's slot.
 struct Slot {
@@ -196,9 +197,45 @@ struct Conn {
 }
 
 impl Conn {
-    /// Serve one request, unless the headers take too long, the
-    /// connection is evicted, or the server stops while it waits.
-    async fn serve(mut self, stream: TcpStream, slot: Slot) {
+    /// Serve one request (over TLS when the API has a certificate: the
+    /// handshake counts against the header deadline), unless the headers
+    /// take too long, the connection is evicted, or the server stops while
+    /// it waits.
+    async fn serve(self, stream: TcpStream, mut slot: Slot) {
+        let deadline = tokio::time::Instant::now() + self.s.limits.header_timeout;
+        let Some(tls) = self.s.tls.clone() else {
+            return self.serve_io(stream, slot, deadline).await;
+        };
+        let peer = self.peer.to_string();
+        let handshake = tokio::select! {
+            r = tokio::time::timeout_at(deadline, tls.accept(stream, &peer)) => Some(r),
+            _ = &mut slot.close => None,
+        };
+        match handshake {
+            Some(Ok(Ok((ssl, _identity)))) => self.serve_io(ssl, slot, deadline).await,
+            Some(failed) => {
+                let s = &self.s;
+                s.counters.tls_failures.fetch_add(1, Ordering::Relaxed);
+                let why = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "the handshake did not complete before the header deadline".into(),
+                };
+                s.log.write(TLS_FAILED, LogSource::of(self.peer.ip()), || {
+                    tracing::warn!(peer = %self.peer, error = %why, "{TLS_FAILED}");
+                });
+                s.conns().remove(slot.id);
+            }
+            // Evicted during the handshake (counted by the accept loop).
+            None => {
+                self.s.conns().remove(slot.id);
+            }
+        }
+    }
+
+    async fn serve_io<S>(mut self, stream: S, slot: Slot, deadline: tokio::time::Instant)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let Slot {
             id,
             mut close,
@@ -212,7 +249,7 @@ impl Conn {
             id,
         };
         let mut conn = Box::pin(self.builder.serve_connection(TokioIo::new(stream), service));
-        let deadline = tokio::time::sleep(s.limits.header_timeout);
+        let deadline = tokio::time::sleep_until(deadline);
         tokio::pin!(deadline);
         let mut waiting = true;
         let mut stopping = false;

@@ -48,6 +48,9 @@ pub struct AdminStats {
     /// Connections closed because their request headers were not complete
     /// within the header timeout.
     pub header_timeouts: u64,
+    /// HTTPS connections whose TLS handshake failed or did not complete
+    /// within the header timeout.
+    pub tls_failures: u64,
     /// Failed accept calls (out of file descriptors and the like).
     pub accept_errors: u64,
     /// `/v1/events` streams open now.

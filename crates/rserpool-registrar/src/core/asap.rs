@@ -321,7 +321,10 @@ impl RegistrarCore {
     ) {
         match refusal {
             Refusal::Security => self.stats.refused_security += 1,
-            Refusal::RateLimited => self.stats.refused_rate_limited += 1,
+            Refusal::RateLimited => {
+                self.stats.refused_rate_limited += 1;
+                self.stats.rate_limited = self.limits.refused();
+            }
             Refusal::Invalid => self.stats.refused_invalid += 1,
             Refusal::Inconsistent => self.stats.refused_inconsistent += 1,
         }

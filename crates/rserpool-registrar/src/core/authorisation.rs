@@ -14,6 +14,7 @@
 //! with one.
 
 use std::net::IpAddr;
+use std::sync::LazyLock;
 use std::time::Instant;
 
 use rserpool_handlespace::{ConnId, Identity};
@@ -29,9 +30,8 @@ use super::RegistrarCore;
 
 /// The stand-in identity an insecure client is decided as under the
 /// permissive default (any authenticated identity has the same rights).
-fn insecure_stand_in() -> PeerIdentity {
-    PeerIdentity::Psk("insecure".into())
-}
+static INSECURE_STAND_IN: LazyLock<PeerIdentity> =
+    LazyLock::new(|| PeerIdentity::Psk("insecure".into()));
 
 /// A PE as re-validation checks it: what it registered, and who from
 /// where.
@@ -186,10 +186,10 @@ impl RegistrarCore {
 
     /// The identity `c` is decided as: the one it proved; in insecure
     /// mode a stand-in under the permissive default, nothing otherwise.
-    fn subject(&self, c: &Client) -> Option<PeerIdentity> {
+    fn subject<'a>(&self, c: &'a Client) -> Option<&'a PeerIdentity> {
         match (&c.peer, self.apd.origin()) {
-            (Some(p), _) => Some(p.clone()),
-            (None, Origin::Permissive { .. }) => Some(insecure_stand_in()),
+            (Some(p), _) => Some(p),
+            (None, Origin::Permissive { .. }) => Some(&INSECURE_STAND_IN),
             (None, _) => None,
         }
     }
@@ -201,7 +201,7 @@ impl RegistrarCore {
         let mut last = Decision::closing();
         if let Some(subject) = self.subject(c) {
             for &role in roles {
-                let d = self.apd.decide_connection(&subject, role, source);
+                let d = self.apd.decide_connection(subject, role, source);
                 if d.is_allowed() {
                     return Ok(());
                 }
@@ -227,7 +227,7 @@ impl RegistrarCore {
         let decision = match self.subject(c) {
             Some(s) => {
                 self.apd
-                    .decide_registration(&s, source, pool.as_bytes(), addresses.iter().copied())
+                    .decide_registration(s, source, pool.as_bytes(), addresses.iter().copied())
             }
             None => Decision::closing(),
         };
@@ -258,8 +258,8 @@ impl RegistrarCore {
     ) -> Result<(), Unauthorised> {
         let source = c.address.ip();
         let decision = match self.subject(c) {
-            Some(s) if report => self.apd.decide_report(&s, source, pool.as_bytes()),
-            Some(s) => self.apd.decide_resolution(&s, source, pool.as_bytes()),
+            Some(s) if report => self.apd.decide_report(s, source, pool.as_bytes()),
+            Some(s) => self.apd.decide_resolution(s, source, pool.as_bytes()),
             None => Decision::closing(),
         };
         if decision.is_allowed() {
@@ -289,7 +289,7 @@ impl RegistrarCore {
     ) -> Decision {
         let subject = if identity.0.starts_with("insecure@") {
             match self.apd.origin() {
-                Origin::Permissive { .. } => Some(insecure_stand_in()),
+                Origin::Permissive { .. } => Some(INSECURE_STAND_IN.clone()),
                 _ => None,
             }
         } else {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use rserpool_security::apd::IpNet;
 use rserpool_security::PeerIdentity;
 use rserpool_wire::framing::ChannelCodec;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -29,7 +30,12 @@ use rserpool_handlespace::ConnId;
 const IDLE_READ_BUFFER: usize = 512;
 
 /// Accept connections of `kind` (an ASAP or ENRP listener).
-pub(super) async fn accept_loop(listener: TcpListener, kind: ConnKind, shared: Arc<Shared>) {
+pub(super) async fn accept_loop(
+    listener: TcpListener,
+    kind: ConnKind,
+    allow: Arc<[IpNet]>,
+    shared: Arc<Shared>,
+) {
     let mut backoff = AcceptBackoff::new();
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -51,6 +57,18 @@ pub(super) async fn accept_loop(listener: TcpListener, kind: ConnKind, shared: A
                 continue;
             }
         };
+        // The listener's source filter, before anything else: no slot,
+        // no handshake for a source it does not serve.
+        let source = crate::client::canonical(peer.ip());
+        if !allow.is_empty() && !allow.iter().any(|n| n.contains(source)) {
+            ServiceCounters::bump(&shared.counters.refused_source);
+            shared.log.write(
+                "source address not allowed on this listener",
+                LogSource::of(peer.ip()),
+                || tracing::warn!(%peer, "source address not allowed on this listener: closing"),
+            );
+            continue;
+        }
         let admitted = match shared.admission.admit(peer.ip()) {
             Ok(a) => a,
             Err(why) => {

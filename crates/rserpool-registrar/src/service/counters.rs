@@ -15,6 +15,8 @@ pub(crate) struct ServiceCounters {
     pub connections_accepted: AtomicU64,
     pub refused_limit: AtomicU64,
     pub refused_per_address: AtomicU64,
+    /// Closed at once: the listener does not serve the source address.
+    pub refused_source: AtomicU64,
     pub refused_handshakes_per_address: AtomicU64,
     pub handshakes_evicted: AtomicU64,
     pub accept_errors: AtomicU64,
@@ -39,6 +41,7 @@ impl ServiceCounters {
             connections_accepted: get(&self.connections_accepted),
             connections_refused_limit: get(&self.refused_limit),
             connections_refused_per_address: get(&self.refused_per_address),
+            connections_refused_source: get(&self.refused_source),
             connections_refused_handshakes_per_address: get(&self.refused_handshakes_per_address),
             tls_handshakes_evicted: get(&self.handshakes_evicted),
             accept_errors: get(&self.accept_errors),
@@ -69,6 +72,9 @@ pub struct ServiceStats {
     /// TCP connections closed at once: their source address had
     /// `max_connections_per_address` open.
     pub connections_refused_per_address: u64,
+    /// Connections closed at once because their listener does not serve
+    /// their source address.
+    pub connections_refused_source: u64,
     /// TCP connections closed at once: their source address had
     /// `max_handshakes_per_address` handshakes in progress.
     pub connections_refused_handshakes_per_address: u64,

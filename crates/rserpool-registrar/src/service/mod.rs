@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rserpool_handlespace::ConnId;
-use rserpool_security::apd::{Apd, ApdError, Change, Origin};
+use rserpool_security::apd::{Apd, ApdError, Change, IpNet, Origin};
 use rserpool_security::{PeerIdentity, TlsClient, TlsServer};
 use rserpool_wire::framing::FramingError;
 use rserpool_wire::ServerId;
@@ -51,6 +51,9 @@ use counters::ServiceCounters;
 pub struct ServiceConfig {
     /// ASAP listen addresses (port 0: any free port).
     pub listen: Vec<SocketAddr>,
+    /// Listeners with options: for pool users only, or for some source
+    /// addresses only (PIM passive mode, DESIGN section 4).
+    pub listeners: Vec<ListenerConfig>,
     /// TLS set-up; `None` is insecure mode (plain TCP, labs only).
     pub tls: Option<Arc<TlsServer>>,
     /// The registrar's own client credentials, for the connections the
@@ -100,6 +103,7 @@ impl Default for ServiceConfig {
     fn default() -> Self {
         ServiceConfig {
             listen: vec![SocketAddr::from(([0, 0, 0, 0], 3864))],
+            listeners: Vec::new(),
             tls: None,
             tls_client: None,
             max_connections: 10_000,
@@ -121,13 +125,63 @@ impl Default for ServiceConfig {
     }
 }
 
+/// A listener with options (beyond [`ServiceConfig::listen`]'s plain
+/// ones).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerConfig {
+    /// Where it listens (port 0: any free port).
+    pub address: SocketAddr,
+    /// Pool users only (DESIGN section 4, after PIM's passive mode):
+    /// handle resolutions and unreachable reports; registrations and
+    /// deregistrations get "rejected due to security considerations".
+    /// Not announced (PEs have nothing to do there).
+    pub pool_users_only: bool,
+    /// The source addresses it accepts (empty: every one); a connection
+    /// from another is closed at once, before any TLS, and counted.
+    pub allow: Vec<IpNet>,
+}
+
+impl ListenerConfig {
+    /// The connection kind of what it accepts.
+    fn kind(&self) -> ConnKind {
+        if self.pool_users_only {
+            ConnKind::AsapPoolUser
+        } else {
+            ConnKind::Asap
+        }
+    }
+}
+
 impl ServiceConfig {
+    /// Every listener: the plain ones of `listen`, then `listeners`.
+    pub fn all_listeners(&self) -> Vec<ListenerConfig> {
+        self.listen
+            .iter()
+            .map(|&address| ListenerConfig {
+                address,
+                pool_users_only: false,
+                allow: Vec::new(),
+            })
+            .chain(self.listeners.iter().cloned())
+            .collect()
+    }
+
     /// Check every setting against its range ([`bounds`]), the listen
     /// addresses for duplicates, and the settings against each other.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         use bounds::*;
         self.core.validate()?;
-        check_listen(&self.listen)?;
+        let addresses: Vec<SocketAddr> = self.all_listeners().iter().map(|l| l.address).collect();
+        check_listen(&addresses)?;
+        if !self.listeners.is_empty() && self.listen.is_empty() {
+            // Only pool-user listeners: no PE could register.
+            if self.listeners.iter().all(|l| l.pool_users_only) {
+                return Err(InvalidSetting::new(
+                    "listen",
+                    "every listener is for pool users only: PEs could not register anywhere",
+                ));
+            }
+        }
         CONNECTIONS.check("max_connections", self.max_connections)?;
         Range {
             min: 1,
@@ -388,6 +442,7 @@ pub struct RegistrarHandle {
     events: broadcast::Sender<Event>,
     started: Instant,
     local_addrs: Arc<[SocketAddr]>,
+    pool_user_addrs: Arc<[SocketAddr]>,
     server_id: ServerId,
 }
 
@@ -537,9 +592,14 @@ impl RegistrarHandle {
         self.shared.config.limits()
     }
 
-    /// The bound ASAP listen addresses.
+    /// The bound ASAP listen addresses (PEs and PUs).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
+    }
+
+    /// The bound addresses of the listeners for pool users only.
+    pub fn pool_user_addrs(&self) -> &[SocketAddr] {
+        &self.pool_user_addrs
     }
 
     /// Whether the registrar runs in secure mode (TLS on every connection).
@@ -639,21 +699,38 @@ impl Registrar {
             apd_change: tokio::sync::Mutex::new(()),
         });
         let mut listeners = Vec::new();
-        for &address in &config.listen {
+        let mut pool_user_addrs = Vec::new();
+        for l in config.all_listeners() {
+            let address = l.address;
             let listener = TcpListener::bind(address)
                 .await
                 .map_err(|source| ServiceError::Bind { address, source })?;
             let local = listener
                 .local_addr()
                 .map_err(|source| ServiceError::Bind { address, source })?;
-            tracing::info!(%local, "ASAP listener ready");
-            local_addrs.push(local);
-            listeners.push(listener);
+            let allow = if l.allow.is_empty() {
+                "any".to_string()
+            } else {
+                l.allow
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            if l.pool_users_only {
+                tracing::info!(%local, sources = %allow, "ASAP listener for pool users only ready");
+                pool_user_addrs.push(local);
+            } else {
+                tracing::info!(%local, sources = %allow, "ASAP listener ready");
+                local_addrs.push(local);
+            }
+            listeners.push((listener, l));
         }
-        for listener in listeners {
+        for (listener, l) in listeners {
             tasks.push(tokio::spawn(connection::accept_loop(
                 listener,
-                ConnKind::Asap,
+                l.kind(),
+                Arc::from(l.allow),
                 shared.clone(),
             )));
         }
@@ -678,6 +755,7 @@ impl Registrar {
             events,
             started,
             local_addrs: local_addrs.into(),
+            pool_user_addrs: pool_user_addrs.into(),
             server_id,
         };
         Ok(Registrar { handle, tasks })
@@ -689,9 +767,14 @@ impl Registrar {
         self.handle.clone()
     }
 
-    /// The bound listen addresses.
+    /// The bound listen addresses (PEs and PUs).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         self.handle.local_addrs()
+    }
+
+    /// The bound addresses of the listeners for pool users only.
+    pub fn pool_user_addrs(&self) -> &[SocketAddr] {
+        self.handle.pool_user_addrs()
     }
 
     /// Subscribe to the core's events.

@@ -113,12 +113,22 @@ impl Lab {
         identity: &str,
         from: IpAddr,
     ) -> Result<Client<tokio_openssl::SslStream<TcpStream>>, rserpool_security::SecurityError> {
+        self.client_at(self.addr, identity, from).await
+    }
+
+    /// A PSK client connecting from `from` to the listener at `to`.
+    pub async fn client_at(
+        &self,
+        to: SocketAddr,
+        identity: &str,
+        from: IpAddr,
+    ) -> Result<Client<tokio_openssl::SslStream<TcpStream>>, rserpool_security::SecurityError> {
         let tls = TlsClient::new(&TlsClientConfig {
             psk: Some(self.key(identity)),
             ..TlsClientConfig::default()
         })?;
-        let tcp = tcp_from(self.addr, from).await.expect("connect");
-        let (s, _) = tls.connect(tcp, &self.addr.ip().to_string()).await?;
+        let tcp = tcp_from(to, from).await.expect("connect");
+        let (s, _) = tls.connect(tcp, &to.ip().to_string()).await?;
         Ok(Client::new(s))
     }
 

@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use rserpool_registrar::admin::{AdminConfig, AdminError, AdminToken};
+use rserpool_registrar::ListenerConfig;
 use rserpool_registrar::ServiceConfig;
-use rserpool_security::apd::Apd;
+use rserpool_security::apd::{Apd, IpNet};
 use rserpool_security::tls::CertificateFiles;
 use rserpool_security::{PskStore, SecurityError, TlsServer, TlsServerConfig};
 
@@ -73,6 +74,10 @@ pub struct Details {
 pub fn build(m: Merged) -> anyhow::Result<RegistrarSettings> {
     check(&m)?;
     let o = &m.origins;
+    let admin_https = match m.admin {
+        Some(_) => admin_tls(&m, o)?,
+        None => None,
+    };
     let mut service = m.service;
     let mut psk_identities = 0;
     let mut credentials = None;
@@ -125,6 +130,7 @@ pub fn build(m: Merged) -> anyhow::Result<RegistrarSettings> {
                 AdminToken::load(&token_file).map_err(|e| o.error("admin.token_file", e))?;
             let l = m.admin_limits;
             let config = AdminConfig {
+                tls: admin_https,
                 header_timeout: l.header_timeout,
                 max_connections: l.max_connections,
                 max_connections_per_address: l.max_connections_per_address,
@@ -153,6 +159,25 @@ pub fn build(m: Merged) -> anyhow::Result<RegistrarSettings> {
         }
         None => None,
     };
+    // Listeners with options: their source filters parsed here, so that
+    // an error names the listener and the item.
+    for (i, l) in m.listeners.iter().enumerate() {
+        let allow = l
+            .allow
+            .iter()
+            .enumerate()
+            .map(|(j, a)| {
+                a.parse::<IpNet>().map_err(|e| {
+                    o.error("listener", format!("listener[{i}].allow[{j}] {a:?}: {e}"))
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        service.listeners.push(ListenerConfig {
+            address: l.address,
+            pool_users_only: l.pool_users_only,
+            allow,
+        });
+    }
     // The authorised peer database, or the permissive default (with the
     // old switch's address scope: what a configuration without a
     // database allowed before).
@@ -186,6 +211,40 @@ pub fn build(m: Merged) -> anyhow::Result<RegistrarSettings> {
         },
         credentials,
     })
+}
+
+/// The admin API's HTTPS set-up: the registrar's certificate and key,
+/// and the admin clients' CA (required when given).
+fn admin_tls(m: &Merged, o: &Origins) -> anyhow::Result<Option<Arc<TlsServer>>> {
+    if !m.admin_https {
+        if m.admin_client_ca.is_some() {
+            return Err(o.error(
+                "admin.client_ca",
+                "client certificates need HTTPS: give admin.https = true (--admin-https) too",
+            ));
+        }
+        return Ok(None);
+    }
+    let (Some(chain), Some(key)) = (&m.tls.cert, &m.tls.key) else {
+        return Err(o.error(
+            "admin.https",
+            "HTTPS serves the registrar's certificate: give tls.cert and tls.key (--cert, --key)",
+        ));
+    };
+    let cfg = TlsServerConfig {
+        psks: None,
+        certificate: Some(CertificateFiles {
+            chain: chain.clone(),
+            key: key.clone(),
+        }),
+        client_ca: m.admin_client_ca.clone(),
+        require_client_certificate: m.admin_client_ca.is_some(),
+    };
+    let tls = TlsServer::new(&cfg).map_err(|e| match &m.admin_client_ca {
+        Some(ca) if e.path() == Some(ca.as_path()) => o.error("admin.client_ca", e),
+        _ => o.error("admin.https", e),
+    })?;
+    Ok(Some(Arc::new(tls)))
 }
 
 /// Place a TLS set-up error at the setting naming the file OpenSSL refused.

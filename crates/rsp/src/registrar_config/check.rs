@@ -54,6 +54,9 @@ const KEYS: &[(&str, &str)] = &[
     ),
     ("report_rate", "limits.reports_per_identity"),
     ("report_rate_per_address", "limits.reports_per_address"),
+    ("registration_rate_global", "limits.registrations_global"),
+    ("resolution_rate_global", "limits.resolutions_global"),
+    ("report_rate_global", "limits.reports_global"),
     (
         "max_malformed_per_connection",
         "limits.max_malformed_per_connection",

@@ -28,6 +28,7 @@ pub struct FileConfig {
     pub json: Located<bool>,
     pub allow_foreign_addresses: Located<bool>,
     pub apd: Located<PathBuf>,
+    pub listener: Located<Vec<Listener>>,
     pub max_bad_pe_reports: Located<usize>,
     pub bad_pe_report_window: Located<HumanDuration>,
     pub count_anonymous_reports: Located<bool>,
@@ -39,6 +40,17 @@ pub struct FileConfig {
     pub registration: Registration,
     pub limits: Limits,
     pub admin: Admin,
+}
+
+/// `[[listener]]`: a listener with options.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    pub address: SocketAddr,
+    #[serde(default)]
+    pub pool_users_only: bool,
+    #[serde(default)]
+    pub allow: Vec<String>,
 }
 
 /// `[tls]`: credentials of secure mode.
@@ -103,6 +115,9 @@ pub struct Limits {
     pub resolutions_per_address: Located<RateSpec>,
     pub reports_per_identity: Located<RateSpec>,
     pub reports_per_address: Located<RateSpec>,
+    pub registrations_global: Located<RateSpec>,
+    pub resolutions_global: Located<RateSpec>,
+    pub reports_global: Located<RateSpec>,
     pub max_malformed_per_connection: Located<u32>,
     pub max_limiter_keys: Located<usize>,
 }
@@ -113,6 +128,8 @@ pub struct Limits {
 pub struct Admin {
     pub listen: Located<SocketAddr>,
     pub token_file: Located<PathBuf>,
+    pub https: Located<bool>,
+    pub client_ca: Located<PathBuf>,
     pub header_timeout: Located<HumanDuration>,
     pub max_connections: Located<usize>,
     pub max_connections_per_address: Located<usize>,
@@ -172,6 +189,7 @@ impl FileConfig {
             &mut self.tls.key,
             &mut self.tls.client_ca,
             &mut self.admin.token_file,
+            &mut self.admin.client_ca,
             &mut self.apd,
         ]
         .into_iter()

@@ -29,6 +29,8 @@ pub fn help_with_default(arg: clap::Arg) -> clap::Arg {
         "require_client_cert" | "insecure" | "json" => bool::default().to_string(),
         "allow_foreign_addresses" => bool::default().to_string(),
         "apd" => "none: the permissive default".into(),
+        "pool_user_listen" | "admin_client_ca" => "none".into(),
+        "admin_https" => bool::default().to_string(),
         "count_anonymous_reports" => core.count_anonymous_reports.to_string(),
         "max_connections_per_address" => service.max_connections_per_address.to_string(),
         "max_connections_per_identity" => core.max_connections_per_identity.to_string(),

@@ -16,7 +16,7 @@ use rserpool_security::rate_limit::Rate;
 use rserpool_wire::ServerId;
 use toml::Spanned;
 
-use super::file::{FileConfig, HumanDuration, Located, RateSpec};
+use super::file::{FileConfig, HumanDuration, Listener, Located, RateSpec};
 use super::locate::{line_of, Origin, Origins};
 use super::Toggle;
 use crate::registrar::Args;
@@ -80,6 +80,8 @@ pub struct Merged {
     /// The service settings (without TLS; `core.server_id` is set from
     /// [`Self::server_id`] later).
     pub service: ServiceConfig,
+    /// Listeners with options, before their source filters are parsed.
+    pub listeners: Vec<Listener>,
     /// The authorised peer database file, if any.
     pub apd_file: Option<PathBuf>,
     /// The old switch, if given (without a database: the permissive
@@ -95,6 +97,10 @@ pub struct Merged {
     pub admin: Option<SocketAddr>,
     /// Token file of the admin API.
     pub admin_token_file: Option<PathBuf>,
+    /// HTTPS for the admin API, with the registrar's certificate.
+    pub admin_https: bool,
+    /// CA of the admin clients' certificates (HTTPS only).
+    pub admin_client_ca: Option<PathBuf>,
     /// Limits of the admin API.
     pub admin_limits: AdminLimits,
     /// JSON output.
@@ -282,6 +288,19 @@ pub fn merge(args: &Args, file: Option<(&std::path::Path, FileConfig, &str)>) ->
         f.allow_foreign_addresses,
     );
     let apd_file = p.pick("apd", "--apd", args.apd.clone(), f.apd);
+    let flag_listeners = (!args.pool_user_listen.is_empty()).then(|| {
+        args.pool_user_listen
+            .iter()
+            .map(|&address| Listener {
+                address,
+                pool_users_only: true,
+                allow: Vec::new(),
+            })
+            .collect()
+    });
+    let listeners = p
+        .pick("listener", "--pool-user-listen", flag_listeners, f.listener)
+        .unwrap_or_default();
     let r = f.registration;
     p.file_into(
         &mut core.min_registration_life,
@@ -329,6 +348,21 @@ pub fn merge(args: &Args, file: Option<(&std::path::Path, FileConfig, &str)>) ->
             "limits.reports_per_address",
             l.reports_per_address,
             &mut core.report_rate_per_address,
+        ),
+        (
+            "limits.registrations_global",
+            l.registrations_global,
+            &mut core.registration_rate_global,
+        ),
+        (
+            "limits.resolutions_global",
+            l.resolutions_global,
+            &mut core.resolution_rate_global,
+        ),
+        (
+            "limits.reports_global",
+            l.reports_global,
+            &mut core.report_rate_global,
         ),
     ] {
         p.file_into(slot, key, rate(value));
@@ -460,6 +494,20 @@ pub fn merge(args: &Args, file: Option<(&std::path::Path, FileConfig, &str)>) ->
         args.admin_token_file.clone(),
         f.admin.token_file,
     );
+    let admin_https = p
+        .pick(
+            "admin.https",
+            "--admin-https",
+            args.admin_https,
+            f.admin.https,
+        )
+        .unwrap_or(false);
+    let admin_client_ca = p.pick(
+        "admin.client_ca",
+        "--admin-client-ca",
+        args.admin_client_ca.clone(),
+        f.admin.client_ca,
+    );
     let mut admin_limits = AdminLimits::default();
     p.file_into(
         &mut admin_limits.header_timeout,
@@ -483,6 +531,7 @@ pub fn merge(args: &Args, file: Option<(&std::path::Path, FileConfig, &str)>) ->
     );
     Merged {
         service,
+        listeners,
         apd_file,
         allow_foreign_addresses,
         server_id,
@@ -490,6 +539,8 @@ pub fn merge(args: &Args, file: Option<(&std::path::Path, FileConfig, &str)>) ->
         tls,
         admin,
         admin_token_file,
+        admin_https,
+        admin_client_ca,
         admin_limits,
         json,
         origins: p.origins,

@@ -24,6 +24,11 @@ pub fn to_json(s: &RegistrarSettings) -> Value {
         "config_file": d.config_file.as_ref().map(|p| p.display().to_string()),
         "mode": if svc.tls.is_some() { "secure" } else { "insecure" },
         "listen": svc.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "listener": svc.listeners.iter().map(|l| json!({
+            "address": l.address.to_string(),
+            "pool_users_only": l.pool_users_only,
+            "allow": l.allow.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
         "server_id": if d.random_server_id { Value::Null } else { json!(c.server_id) },
         "insecure": svc.tls.is_none(),
         "json": s.json,
@@ -77,11 +82,15 @@ pub fn to_json(s: &RegistrarSettings) -> Value {
             "resolutions_per_address": rate(c.resolution_rate_per_address),
             "reports_per_identity": rate(c.report_rate),
             "reports_per_address": rate(c.report_rate_per_address),
+            "registrations_global": rate(c.registration_rate_global),
+            "resolutions_global": rate(c.resolution_rate_global),
+            "reports_global": rate(c.report_rate_global),
             "max_malformed_per_connection": c.max_malformed_per_connection,
             "max_limiter_keys": c.max_limiter_keys,
         },
         "admin": s.admin.as_ref().map(|a| json!({
             "listen": a.listen.to_string(),
+            "https": a.config.tls.is_some(),
             "token_file": a.token_file.display().to_string(),
             "header_timeout": time(a.config.header_timeout),
             "max_connections": a.config.max_connections,
@@ -135,6 +144,29 @@ pub fn to_text(s: &RegistrarSettings) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     ));
+    for l in &svc.listeners {
+        out.push(format!(
+            "listener:    {}{}{}",
+            l.address,
+            if l.pool_users_only {
+                ", pool users only"
+            } else {
+                ""
+            },
+            if l.allow.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", from {}",
+                    l.allow
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        ));
+    }
     out.push(if d.random_server_id {
         "server id:   random at start".to_string()
     } else {
