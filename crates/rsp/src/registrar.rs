@@ -209,10 +209,14 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
         if json {
             println!(
                 "{}",
-                serde_json::json!({"event": "admin_listening", "address": a.local_addr().to_string()})
+                serde_json::json!({"event": "admin_listening", "address": a.local_addr().to_string(), "https": settings.admin.as_ref().is_some_and(|a| a.config.tls.is_some())})
             );
         } else {
-            println!("admin API and /metrics on http://{}", a.local_addr());
+            let scheme = match settings.admin.as_ref().and_then(|a| a.config.tls.as_ref()) {
+                Some(_) => "https",
+                None => "http",
+            };
+            println!("admin API and /metrics on {scheme}://{}", a.local_addr());
         }
     }
     let handle = registrar.handle();
