@@ -488,8 +488,12 @@ fn print_change(answer: &Value, json: bool) {
         .as_array()
         .cloned()
         .unwrap_or_default();
+    let kept = match answer["written_to"].as_str() {
+        Some(f) => format!("written to {}", printable(f)),
+        None => "in memory only (the registrar has no --apd file; a restart forgets it)".into(),
+    };
     println!(
-        "{what}{at}; the database has {}; re-validation closed {} and removed {}",
+        "{what}{at}; the database has {}, {kept}; re-validation closed {} and removed {}",
         plural(answer["entries"].as_u64().unwrap_or(0), "entry", "entries"),
         plural(closed.len() as u64, "connection", "connections"),
         plural(removed.len() as u64, "PE", "PEs"),

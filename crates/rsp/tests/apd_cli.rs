@@ -175,7 +175,10 @@ fn a_strict_database_confines_each_key_and_changes_report_what_they_remove() {
         ],
         &admin,
     ));
-    assert!(out.starts_with("added (position 4)"), "{out}");
+    assert!(
+        out.starts_with("added (position 4); the database has 5 entries, written to"),
+        "{out}"
+    );
     // insert, move, modify: each answered with what it did.
     let out = stdout(&apd(
         &[

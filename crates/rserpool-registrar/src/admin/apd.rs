@@ -99,6 +99,9 @@ pub struct ChangeView {
     pub change: &'static str,
     /// The position the change names (for a delete: where the entry was).
     pub position: Option<usize>,
+    /// The database file the change was written to (`None`: the
+    /// registrar has none, the change lives in memory until a restart).
+    pub written_to: Option<String>,
     /// What the re-validation removed.
     #[serde(flatten)]
     pub report: ApdReport,
@@ -217,6 +220,7 @@ async fn change(
             Json(ChangeView {
                 change: what,
                 position,
+                written_to: registrar.apd_file().map(|p| p.display().to_string()),
                 report,
             })
             .into_response()
