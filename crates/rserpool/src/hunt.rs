@@ -281,6 +281,9 @@ pub struct Hunter {
     wait_until: Option<Instant>,
     next_conn: ConnId,
     changes: Vec<Change>,
+    /// The list was empty at the last attempt and a round was spent
+    /// waiting for an announcement.
+    waited_for_announcement: bool,
 }
 
 impl Hunter {
@@ -296,6 +299,7 @@ impl Hunter {
             wait_until: None,
             next_conn: ConnId::new(1),
             changes: Vec::new(),
+            waited_for_announcement: false,
         }
     }
 
@@ -381,7 +385,10 @@ impl Hunter {
     fn apply(&mut self, changes: &mut Vec<Change>) {
         for change in changes.drain(..) {
             match change {
-                Change::Appended => self.schedule.registrar_added(),
+                Change::Appended => {
+                    self.schedule.registrar_added();
+                    self.waited_for_announcement = false;
+                }
                 Change::Removed(i) => {
                     self.schedule.registrar_removed(i);
                     if let Some(a) = self.attempt.as_mut() {
@@ -438,8 +445,29 @@ impl Hunter {
                 }
                 HuntStep::Try { index, deadline } => {
                     let Some(address) = self.list.address(index) else {
-                        // No registrar configured: the pass fails at once.
-                        let failure = ConnectFailure::new("no registrar is configured", None);
+                        if self.list.is_learning() && !self.waited_for_announcement {
+                            // RFC 5352 3.6: with multicast the list is
+                            // what announcements fill; wait for one for
+                            // the rest of this round (a registrar learned
+                            // meanwhile is tried at once, see `wake`).
+                            self.waited_for_announcement = true;
+                            if let Some(r) = self.schedule.round.as_mut() {
+                                r.tried = r.tried.saturating_sub(1);
+                                self.wait_until = Some(r.ends);
+                                return None;
+                            }
+                        }
+                        self.waited_for_announcement = false;
+                        // No registrar configured (or announced): the
+                        // pass fails at once.
+                        let failure = ConnectFailure::new(
+                            if self.list.is_learning() {
+                                "no registrar is configured and none was announced"
+                            } else {
+                                "no registrar is configured"
+                            },
+                            None,
+                        );
                         if let Some(pass) = self.schedule.failed(index, failure) {
                             return Some(self.pass_failed(pass));
                         }

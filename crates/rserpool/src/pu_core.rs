@@ -1108,20 +1108,26 @@ mod tests {
             ..config()
         });
         c.enable_announcements(&announcing(8));
+        // Nothing to try: the request waits for the round (T5, 10 s).
         c.resolve(t0, 1, handle());
+        assert!(drain(&mut c).is_empty());
+        assert_eq!(c.poll_timeout(), Some(t0 + s(10)));
+        // Nothing announced by then: it fails.
+        c.handle_timeout(t0 + s(10));
         assert!(matches!(
             &drain(&mut c)[..],
-            [PuOutput::Resolved {
-                result: Err(ClientError::NoRegistrar(_)),
-                ..
-            }]
+            [PuOutput::Resolved { result: Err(ClientError::NoRegistrar(f)), .. }]
+                if f[0].reason.contains("none was announced")
         ));
+        // The next one waits again, and an announcement ends the wait.
+        let t1 = t0 + s(11);
+        c.resolve(t1, 2, handle());
+        assert!(drain(&mut c).is_empty());
         let a: SocketAddr = "192.0.2.10:3864".parse().expect("addr");
-        c.handle_announcement(t0, a, crate::announce::announce(10, &[a]));
-        c.resolve(t0, 2, handle());
-        let (conn, to) = c.hunter.attempt().expect("an attempt");
+        c.handle_announcement(t1, a, crate::announce::announce(10, &[a]));
+        let (conn, to) = c.hunter.attempt().expect("an attempt at once");
         assert_eq!(to, a);
-        c.handle_connected(t0, conn, plain());
+        c.handle_connected(t1, conn, plain());
         assert_eq!(sends(&drain(&mut c)), vec![(conn.get(), request())]);
     }
 

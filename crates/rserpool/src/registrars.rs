@@ -102,6 +102,11 @@ impl RegistrarList {
         }
     }
 
+    /// Whether entries may be learned.
+    pub(crate) fn is_learning(&self) -> bool {
+        self.max_learned > 0
+    }
+
     /// How many entries there are.
     pub(crate) fn len(&self) -> usize {
         self.statics.len() + self.learned.len()
