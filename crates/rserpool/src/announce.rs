@@ -1,7 +1,7 @@
 //! Registrars learned from ASAP_SERVER_ANNOUNCE (RFC 5352 sections 2.2.10
 //! and 3.6), opt-in ([`crate::AnnounceConfig`]).
 //!
-//! The sans-IO part, [`Announcements`], sits in both client cores: a
+//! The sans-IO part, `Announcements`, sits in both client cores: a
 //! datagram received on the announce group (`handle_datagram`: source
 //! address, bytes, time) is decoded; an ASAP_SERVER_ANNOUNCE adds its TCP
 //! transport addresses to the hunt's registrar list or restarts their
@@ -17,7 +17,7 @@
 //! transports and announcements without a transport (RFC 5352 3.6: SCTP
 //! at the source address) are of no use over TCP and are dropped.
 //!
-//! The driver part ([`AnnounceSocket`], feature `driver`) is the UDP
+//! The driver part (`AnnounceSocket`, feature `driver`) is the UDP
 //! socket: bound to the group's port (with SO_REUSEADDR, so that several
 //! clients of a host can listen), joined to the group, multicast loop on.
 

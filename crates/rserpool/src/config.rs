@@ -155,7 +155,7 @@ impl Default for ReportLimits {
 
 /// Learning registrars from ASAP_SERVER_ANNOUNCE on a UDP group (RFC 5352
 /// section 3.6), on top of the configured list. Off unless set
-/// ([`ClientConfig::announcements`]).
+/// (`ClientConfig::announcements`, feature `driver`).
 ///
 /// An announcement is an untrusted hint (RFC 5355 2.12, DESIGN section
 /// 3): a learned registrar is only an address to try, authenticated by

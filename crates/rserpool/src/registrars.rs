@@ -18,7 +18,7 @@
 //!
 //! Indices are list positions: static entries `0..static_len()`, learned
 //! ones after them in the order they were first learned. Removing a
-//! learned entry shifts the ones after it; [`Change`] tells the hunt.
+//! learned entry shifts the ones after it, and the hunt is told.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
