@@ -149,8 +149,13 @@ impl Announcements {
         hunter.set_max_learned(max);
     }
 
-    pub(crate) fn stats(&self) -> AnnounceStats {
-        self.stats
+    /// The counters (expiries as the hunt counted them: it also expires
+    /// entries before each attempt).
+    pub(crate) fn stats(&self, hunter: &Hunter) -> AnnounceStats {
+        AnnounceStats {
+            expired: hunter.expired_total(),
+            ..self.stats
+        }
     }
 
     /// A datagram arrived from `from` on the announce group. Returns
@@ -203,7 +208,7 @@ impl Announcements {
             self.stats.ignored += 1;
             return false;
         };
-        self.stats.expired += hunter.expire(now) as u64;
+        hunter.expire(now);
         let mut addresses: Vec<SocketAddr> = Vec::new();
         for t in &transports {
             if let Some(a) = usable(t) {
@@ -243,7 +248,6 @@ impl Announcements {
     pub(crate) fn expire(&mut self, now: Instant, hunter: &mut Hunter) {
         let n = hunter.expire(now);
         if n > 0 {
-            self.stats.expired += n as u64;
             tracing::debug!("{n} learned registrars expired (T7-ENRPoutdate)");
         }
     }

@@ -284,6 +284,8 @@ pub struct Hunter {
     /// The list was empty at the last attempt and a round was spent
     /// waiting for an announcement.
     waited_for_announcement: bool,
+    /// Learned registrars removed by their expiry, in all.
+    expired: u64,
 }
 
 impl Hunter {
@@ -300,6 +302,7 @@ impl Hunter {
             next_conn: ConnId::new(1),
             changes: Vec::new(),
             waited_for_announcement: false,
+            expired: 0,
         }
     }
 
@@ -378,7 +381,13 @@ impl Hunter {
         let n = self.list.expire(now, &mut changes);
         self.apply(&mut changes);
         self.changes = changes;
+        self.expired += n as u64;
         n
+    }
+
+    /// Learned registrars removed by their expiry so far.
+    pub fn expired_total(&self) -> u64 {
+        self.expired
     }
 
     /// Tell the schedule and the attempt in flight how the list changed.

@@ -348,7 +348,7 @@ impl PeCore {
 
     /// The announce channel's counters.
     pub fn announce_stats(&self) -> AnnounceStats {
-        self.announcements.stats()
+        self.announcements.stats(&self.hunter)
     }
 
     /// Keep-alives with the H flag that did not move the home because
@@ -361,7 +361,7 @@ impl PeCore {
     pub fn discovery(&self) -> Discovery {
         Discovery {
             registrars: self.hunter.entries(),
-            stats: self.announcements.stats(),
+            stats: self.announcements.stats(&self.hunter),
             home_changes_refused: self.home_refused,
         }
     }

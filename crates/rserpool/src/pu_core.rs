@@ -248,14 +248,14 @@ impl PuCore {
 
     /// The announce channel's counters.
     pub fn announce_stats(&self) -> AnnounceStats {
-        self.announcements.stats()
+        self.announcements.stats(&self.hunter)
     }
 
     /// The registrar list (configured, then learned) and the counters.
     pub fn discovery(&self) -> Discovery {
         Discovery {
             registrars: self.hunter.entries(),
-            stats: self.announcements.stats(),
+            stats: self.announcements.stats(&self.hunter),
             home_changes_refused: 0,
         }
     }
