@@ -141,6 +141,12 @@ impl Announcements {
         }
     }
 
+    /// Warning lines written in the current window and suppressed (tests).
+    #[cfg(test)]
+    pub(crate) fn log_lines(&self) -> (u32, u64) {
+        (self.log.used, self.log.suppressed)
+    }
+
     /// Learn registrars as `config` says.
     pub(crate) fn enable(&mut self, config: &AnnounceConfig, hunter: &mut Hunter) {
         let max = config.max_learned.min(AnnounceConfig::MAX_LEARNED_LIMIT);

@@ -132,15 +132,18 @@ pub use rserpool_wire::ConnId;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LinkAction {
-    /// Open connection `conn` to registrar `index` of the configured list
-    /// (at `registrar`), TCP and the TLS handshake, by `deadline` (server
-    /// hunt, RFC 5352 3.6). Answer with the core's `handle_connected` or
+    /// Open connection `conn` to registrar `index` of the core's list (at
+    /// `registrar`; the configured registrars first, then any learned
+    /// from announcements), TCP and the TLS handshake, by `deadline`
+    /// (server hunt, RFC 5352 3.6). Answer with the core's `handle_connected` or
     /// `handle_connect_failed`; a `Close` of `conn` before then means the
     /// core gave the attempt up.
     Connect {
         /// The connection to open.
         conn: ConnId,
-        /// Which registrar of the list.
+        /// Which registrar of the list (its position now: learned entries
+        /// move when one before them expires, so drivers go by the
+        /// address).
         index: usize,
         /// Its address.
         registrar: std::net::SocketAddr,

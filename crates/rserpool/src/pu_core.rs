@@ -983,6 +983,10 @@ mod tests {
             drain(&mut c).is_empty(),
             "announcements connect nowhere by themselves"
         );
+        // Bounded log lines: a few, the rest counted for one summary.
+        let (logged, suppressed) = c.announcements.log_lines();
+        assert!(logged <= 5, "{logged} lines");
+        assert!(suppressed > 9_000, "{suppressed} suppressed");
         // The static registrar is still the first tried.
         c.resolve(t0, 1, handle());
         assert_eq!(c.hunter.attempt(), Some((ConnId::new(1), REG1)));
