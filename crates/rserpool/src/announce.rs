@@ -216,14 +216,18 @@ impl Announcements {
         };
         hunter.expire(now);
         let mut addresses: Vec<SocketAddr> = Vec::new();
+        let mut learnable = 0;
         for t in &transports {
             if let Some(a) = usable(t) {
                 if !addresses.contains(&a) {
                     addresses.push(a);
+                    if !hunter.is_configured(a) {
+                        learnable += 1;
+                    }
                 }
             }
             // More than the cap would only replace each other.
-            if addresses.len() >= self.max_learned {
+            if learnable >= self.max_learned {
                 break;
             }
         }

@@ -332,6 +332,11 @@ impl Hunter {
         self.list.len() == 0
     }
 
+    /// Whether `address` is one of the configured registrars.
+    pub fn is_configured(&self, address: SocketAddr) -> bool {
+        self.list.is_static(address)
+    }
+
     /// How many of them were learned from announcements.
     pub fn learned_len(&self) -> usize {
         self.list.learned_len()

@@ -1065,6 +1065,16 @@ mod tests {
     }
 
     #[test]
+    fn configured_registrars_in_an_announcement_do_not_use_up_the_cap() {
+        let t0 = Instant::now();
+        let mut c = core_with(&config());
+        c.enable_announcements(&announcing(1));
+        let a: SocketAddr = "192.0.2.10:3864".parse().expect("addr");
+        c.handle_announcement(t0, a, crate::announce::announce(10, &[REG1, REG2, a]));
+        assert_eq!(learned(&c), vec![a]);
+    }
+
+    #[test]
     fn without_enabling_announcements_nothing_is_learned() {
         let t0 = Instant::now();
         let mut c = core_with(&config());

@@ -102,6 +102,11 @@ impl RegistrarList {
         }
     }
 
+    /// Whether `address` is a configured entry.
+    pub(crate) fn is_static(&self, address: SocketAddr) -> bool {
+        self.statics.contains(&address)
+    }
+
     /// Whether entries may be learned.
     pub(crate) fn is_learning(&self) -> bool {
         self.max_learned > 0
