@@ -1,11 +1,12 @@
 //! Client settings: the registrars to use and how to authenticate them,
 //! the ASAP timers and thresholds of RFC 5352 section 7, the registration
-//! lifetime and its re-registration rule, and the pool user's cache and
-//! unreachable-report limits. Every value has the RFC's default and can be
-//! overridden (tests use short timers).
+//! lifetime and its re-registration rule, the pool user's cache and
+//! unreachable-report limits, and the optional learning of registrars
+//! from ASAP_SERVER_ANNOUNCE ([`AnnounceConfig`]). Every value has the
+//! RFC's default and can be overridden (tests use short timers).
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 #[cfg(feature = "driver")]
@@ -152,6 +153,85 @@ impl Default for ReportLimits {
     }
 }
 
+/// Learning registrars from ASAP_SERVER_ANNOUNCE on a UDP group (RFC 5352
+/// section 3.6), on top of the configured list. Off unless set
+/// (`ClientConfig::announcements`, feature `driver`).
+///
+/// An announcement is an untrusted hint (RFC 5355 2.12, DESIGN section
+/// 3): a learned registrar is only an address to try, authenticated by
+/// the same TLS handshake as a configured one; configured registrars are
+/// always kept and come first; learned ones are at most
+/// [`AnnounceConfig::max_learned`], each dropped when not announced again
+/// within [`AnnounceConfig::expiry`]; when the cap is reached, a new
+/// address replaces the learned one announced least recently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnnounceConfig {
+    /// The group to listen on (RSPLIB's and the registrar's default:
+    /// 239.0.0.50:3863). A unicast address is bound as it is (tests).
+    pub group: SocketAddr,
+    /// The local interface (by its IPv4 address) to join an IPv4 group
+    /// on; `None` lets the system choose by its routes. IPv6 groups are
+    /// joined on the system's choice.
+    pub interface: Option<Ipv4Addr>,
+    /// Most registrars learned at once (16).
+    pub max_learned: usize,
+    /// T7-ENRPoutdate: how long a learned address is kept without being
+    /// announced again (RFC 5352 section 7.1: 5 s).
+    pub expiry: Duration,
+    /// What a learned registrar's certificate must name; `None`: its IP
+    /// address (as for `RegistrarEndpoint::new`). PSK handshakes are not
+    /// affected.
+    pub server_name: Option<String>,
+}
+
+impl AnnounceConfig {
+    /// Most learned registrars [`AnnounceConfig::max_learned`] may allow.
+    pub const MAX_LEARNED_LIMIT: usize = 1024;
+
+    /// Listen on `group` with the defaults.
+    pub fn new(group: SocketAddr) -> Self {
+        AnnounceConfig {
+            group,
+            interface: None,
+            max_learned: 16,
+            expiry: crate::registrars::T7_ENRP_OUTDATE,
+            server_name: None,
+        }
+    }
+
+    /// The endpoint of a learned registrar at `address`.
+    pub fn endpoint(&self, address: SocketAddr) -> RegistrarEndpoint {
+        match &self.server_name {
+            Some(name) => RegistrarEndpoint::with_name(address, name.clone()),
+            None => RegistrarEndpoint::new(address),
+        }
+    }
+
+    /// Check for values that cannot work.
+    pub fn validate(&self) -> Result<(), ClientError> {
+        let bad = |s: String| Err(ClientError::Config(s));
+        if self.max_learned == 0 || self.max_learned > Self::MAX_LEARNED_LIMIT {
+            return bad(format!(
+                "announcements: max_learned must be between 1 and {}",
+                Self::MAX_LEARNED_LIMIT
+            ));
+        }
+        if self.expiry.is_zero() {
+            return bad("announcements: the expiry must be positive".into());
+        }
+        if self.group.port() == 0 {
+            return bad(format!("announcements: group {} has no port", self.group));
+        }
+        Ok(())
+    }
+}
+
+impl Default for AnnounceConfig {
+    fn default() -> Self {
+        AnnounceConfig::new(SocketAddr::from(([239, 0, 0, 50], 3863)))
+    }
+}
+
 /// Everything a pool element or pool user needs to know.
 #[cfg(feature = "driver")]
 #[derive(Debug, Clone)]
@@ -174,6 +254,9 @@ pub struct ClientConfig {
     pub reports: ReportLimits,
     /// Longest message accepted from a registrar (bytes, at most 65535).
     pub max_message_len: usize,
+    /// Learn more registrars from ASAP_SERVER_ANNOUNCE (RFC 5352 3.6);
+    /// `None` (the default): only the configured list is used.
+    pub announcements: Option<AnnounceConfig>,
 }
 
 #[cfg(feature = "driver")]
@@ -188,6 +271,7 @@ impl ClientConfig {
             pool_user: PoolUserSettings::default(),
             reports: ReportLimits::default(),
             max_message_len: rserpool_wire::framing::ChannelCodec::ABSOLUTE_MAX,
+            announcements: None,
         }
     }
 
@@ -199,7 +283,11 @@ impl ClientConfig {
     /// Check for values a client cannot work with.
     pub fn validate(&self) -> Result<(), ClientError> {
         let bad = |s: &str| Err(ClientError::Config(s.to_owned()));
-        if self.registrars.is_empty() {
+        if let Some(a) = &self.announcements {
+            a.validate()?;
+        } else if self.registrars.is_empty() {
+            // With announcements the list may start empty (RFC 5352 3.6:
+            // a configured list is a must only without multicast).
             return bad("no registrar configured");
         }
         let t = &self.timers;

@@ -10,7 +10,11 @@
 //!   or before `now` (a driver would spin);
 //! * one answer per request: every PU token is answered once, never
 //!   twice, and once no registrar can be reached every request ends;
-//!   every PE ends with exactly one final event once it is deregistered.
+//!   every PE ends with exactly one final event once it is deregistered;
+//! * with announcements on (random announcements and garbage on the
+//!   announce channel, learned registrars expiring as time passes): the
+//!   same, and the registrar list keeps its configured entries first and
+//!   never holds more learned ones than the cap.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -28,6 +32,8 @@ use crate::{
     ConnId, ConnectFailure, LinkAction, LinkInputs, PeCore, PeEvent, PeOutput, PoolElementSpec,
     PuCore, PuOutput,
 };
+
+const ANNOUNCER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1)), 3863);
 
 const REGISTRARS: [SocketAddr; 2] = [
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 3863),
@@ -53,6 +59,25 @@ enum Step {
     Resolve(u8),
     Select(u8),
     Report(u8, u8),
+    /// An announcement of server `n` naming learned addresses `m`.
+    Announce(u8, Vec<u8>),
+    /// A datagram of garbage on the announce channel.
+    Datagram(Vec<u8>),
+}
+
+/// Learned registrars a core may hold in the announcement properties.
+const MAX_LEARNED: usize = 3;
+
+fn learned_address(m: u8) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 18, 0, m)), 3864)
+}
+
+fn step_with_announcements() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        10 => step(),
+        2 => (0..4u8, proptest::collection::vec(0..8u8, 0..5)).prop_map(|(n, m)| Step::Announce(n, m)),
+        1 => proptest::collection::vec(any::<u8>(), 0..24).prop_map(Step::Datagram),
+    ]
 }
 
 #[derive(Debug, Clone)]
@@ -188,6 +213,8 @@ struct LinkModel {
     pending: Option<ConnId>,
     open: Option<ConnId>,
     used: BTreeSet<ConnId>,
+    /// Learned registrars the list may hold besides the configured ones.
+    learned: usize,
 }
 
 impl LinkModel {
@@ -200,7 +227,7 @@ impl LinkModel {
                     self.pending
                 );
                 prop_assert!(self.used.insert(*conn), "connection id {conn} reused");
-                prop_assert!(*index < REGISTRARS.len());
+                prop_assert!(*index < REGISTRARS.len() + self.learned);
                 self.pending = Some(*conn);
             }
             LinkAction::Send { conn, message } => {
@@ -245,6 +272,10 @@ trait Core {
         self.inner().handle_disconnected(now, conn, "reset");
     }
     fn timeout(&mut self, now: Instant);
+    /// A datagram on the announce channel.
+    fn datagram(&mut self, now: Instant, bytes: &[u8]);
+    /// The registrar list.
+    fn discovery(&self) -> crate::Discovery;
 }
 
 /// Run step `s` if it is one of the link kinds; `false` for the others.
@@ -280,7 +311,21 @@ fn run_link_steps<C: Core>(
                 core.frame(*now, c, &frame_bytes(f));
             }
         }
+        Step::Announce(n, m) => {
+            let addresses: Vec<SocketAddr> = m.iter().map(|&m| learned_address(m)).collect();
+            let bytes = crate::announce::announce(u32::from(*n), &addresses)
+                .to_bytes()
+                .unwrap_or_default();
+            core.datagram(*now, &bytes);
+        }
+        Step::Datagram(bytes) => core.datagram(*now, bytes),
         _ => return Ok(false),
+    }
+    let d = core.discovery();
+    prop_assert!(d.registrars.len() <= REGISTRARS.len() + link.learned);
+    for (e, r) in d.registrars.iter().zip(REGISTRARS) {
+        prop_assert_eq!(e.address, r, "the configured registrars come first");
+        prop_assert_eq!(e.origin, crate::RegistrarOrigin::Static);
     }
     Ok(true)
 }
@@ -369,6 +414,12 @@ impl Core for Pe {
     fn next(&self) -> Option<Instant> {
         self.core.poll_timeout()
     }
+    fn datagram(&mut self, now: Instant, bytes: &[u8]) {
+        self.core.handle_datagram(now, ANNOUNCER, bytes);
+    }
+    fn discovery(&self) -> crate::Discovery {
+        self.core.discovery()
+    }
 }
 
 proptest! {
@@ -376,39 +427,71 @@ proptest! {
 
     #[test]
     fn pe_core_holds_its_invariants(steps in proptest::collection::vec(step(), 1..120)) {
-        let mut now = Instant::now();
-        let mut pe = Pe {
-            core: PeCore::new(REGISTRARS.to_vec(), Timers::default(), Duration::from_secs(30), 3),
-            finals: BTreeMap::new(),
-        };
-        let mut link = LinkModel::default();
-        let mut added = BTreeSet::new();
-        for s in &steps {
-            if !run_link_steps(&mut pe, &mut link, &mut now, s)? {
-                match s {
-                    Step::Add(n) => {
-                        let spec = PoolElementSpec {
-                            identifier: Some(PeId::new(pe_id(*n))),
-                            ..PoolElementSpec::new(pool(n % 3), Policy::RoundRobin, 7000)
-                        };
-                        if pe.core.add_element(now, spec).is_ok() {
-                            added.insert(pe_id(*n));
-                        }
+        pe_core_run(&steps, false)?;
+    }
+
+    #[test]
+    fn pe_core_holds_its_invariants_with_announcements(
+        steps in proptest::collection::vec(step_with_announcements(), 1..120)
+    ) {
+        pe_core_run(&steps, true)?;
+    }
+}
+
+/// The PE property over `steps`, with announcements on or off.
+fn pe_core_run(steps: &[Step], announcements: bool) -> Result<(), TestCaseError> {
+    let mut now = Instant::now();
+    let mut pe = Pe {
+        core: PeCore::new(
+            REGISTRARS.to_vec(),
+            Timers::default(),
+            Duration::from_secs(30),
+            3,
+        ),
+        finals: BTreeMap::new(),
+    };
+    let mut link = LinkModel::default();
+    if announcements {
+        pe.core.enable_announcements(&announce_config());
+        link.learned = MAX_LEARNED;
+    }
+    let mut added = BTreeSet::new();
+    for s in steps {
+        if !run_link_steps(&mut pe, &mut link, &mut now, s)? {
+            match s {
+                Step::Add(n) => {
+                    let spec = PoolElementSpec {
+                        identifier: Some(PeId::new(pe_id(*n))),
+                        ..PoolElementSpec::new(pool(n % 3), Policy::RoundRobin, 7000)
+                    };
+                    if pe.core.add_element(now, spec).is_ok() {
+                        added.insert(pe_id(*n));
                     }
-                    Step::Deregister(n) => pe.core.deregister(now, PeId::new(pe_id(*n))),
-                    _ => {}
                 }
+                Step::Deregister(n) => pe.core.deregister(now, PeId::new(pe_id(*n))),
+                _ => {}
             }
-            pe.drain(&mut link, now)?;
         }
-        pe.core.deregister_all(now);
         pe.drain(&mut link, now)?;
-        starve(&mut pe, &mut link, &mut now, |p| p.core.is_finished())?;
-        for id in &added {
-            // A PE re-added after it ended counts once per life.
-            prop_assert!(pe.finals.get(id).copied().unwrap_or(0) >= 1, "PE {id} never ended");
-        }
-        prop_assert!(pe.finals.values().all(|&n| n <= steps.len() as u32));
+    }
+    pe.core.deregister_all(now);
+    pe.drain(&mut link, now)?;
+    starve(&mut pe, &mut link, &mut now, |p| p.core.is_finished())?;
+    for id in &added {
+        // A PE re-added after it ended counts once per life.
+        prop_assert!(
+            pe.finals.get(id).copied().unwrap_or(0) >= 1,
+            "PE {id} never ended"
+        );
+    }
+    prop_assert!(pe.finals.values().all(|&n| n <= steps.len() as u32));
+    Ok(())
+}
+
+fn announce_config() -> crate::AnnounceConfig {
+    crate::AnnounceConfig {
+        max_learned: MAX_LEARNED,
+        ..crate::AnnounceConfig::default()
     }
 }
 
@@ -443,6 +526,12 @@ impl Core for Pu {
     fn next(&self) -> Option<Instant> {
         self.core.poll_timeout()
     }
+    fn datagram(&mut self, now: Instant, bytes: &[u8]) {
+        self.core.handle_datagram(now, ANNOUNCER, bytes);
+    }
+    fn discovery(&self) -> crate::Discovery {
+        self.core.discovery()
+    }
 }
 
 proptest! {
@@ -450,41 +539,64 @@ proptest! {
 
     #[test]
     fn pu_core_answers_every_request_once(steps in proptest::collection::vec(step(), 1..120)) {
-        let mut now = Instant::now();
-        let mut pu = Pu {
-            core: PuCore::new(
-                REGISTRARS.to_vec(),
-                Timers::default(),
-                PoolUserSettings::default(),
-                ReportLimits::default(),
-                5,
-            ),
-            answers: BTreeMap::new(),
-        };
-        let mut link = LinkModel::default();
-        let mut asked = 0u64;
-        for s in &steps {
-            if !run_link_steps(&mut pu, &mut link, &mut now, s)? {
-                match s {
-                    Step::Resolve(p) => {
-                        asked += 1;
-                        pu.core.resolve(now, asked, pool(*p));
-                    }
-                    Step::Select(p) => {
-                        asked += 1;
-                        pu.core.select(now, asked, pool(*p));
-                    }
-                    Step::Report(p, m) => {
-                        pu.core.report_unreachable(now, &pool(*p), PeId::new(pe_id(*m)));
-                    }
-                    _ => {}
-                }
-            }
-            pu.drain(&mut link, now)?;
-        }
-        starve(&mut pu, &mut link, &mut now, |p| p.core.outstanding() == 0)?;
-        for token in 1..=asked {
-            prop_assert_eq!(pu.answers.get(&token).copied(), Some(1), "token {} answered", token);
-        }
+        pu_core_run(&steps, false)?;
     }
+
+    #[test]
+    fn pu_core_answers_every_request_once_with_announcements(
+        steps in proptest::collection::vec(step_with_announcements(), 1..120)
+    ) {
+        pu_core_run(&steps, true)?;
+    }
+}
+
+/// The PU property over `steps`, with announcements on or off.
+fn pu_core_run(steps: &[Step], announcements: bool) -> Result<(), TestCaseError> {
+    let mut now = Instant::now();
+    let mut pu = Pu {
+        core: PuCore::new(
+            REGISTRARS.to_vec(),
+            Timers::default(),
+            PoolUserSettings::default(),
+            ReportLimits::default(),
+            5,
+        ),
+        answers: BTreeMap::new(),
+    };
+    let mut link = LinkModel::default();
+    if announcements {
+        pu.core.enable_announcements(&announce_config());
+        link.learned = MAX_LEARNED;
+    }
+    let mut asked = 0u64;
+    for s in steps {
+        if !run_link_steps(&mut pu, &mut link, &mut now, s)? {
+            match s {
+                Step::Resolve(p) => {
+                    asked += 1;
+                    pu.core.resolve(now, asked, pool(*p));
+                }
+                Step::Select(p) => {
+                    asked += 1;
+                    pu.core.select(now, asked, pool(*p));
+                }
+                Step::Report(p, m) => {
+                    pu.core
+                        .report_unreachable(now, &pool(*p), PeId::new(pe_id(*m)));
+                }
+                _ => {}
+            }
+        }
+        pu.drain(&mut link, now)?;
+    }
+    starve(&mut pu, &mut link, &mut now, |p| p.core.outstanding() == 0)?;
+    for token in 1..=asked {
+        prop_assert_eq!(
+            pu.answers.get(&token).copied(),
+            Some(1),
+            "token {} answered",
+            token
+        );
+    }
+    Ok(())
 }

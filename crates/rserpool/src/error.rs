@@ -202,6 +202,15 @@ pub enum ClientError {
         /// The pool.
         pool_handle: PoolHandle,
     },
+    /// The announce group could not be joined (the socket, its port, the
+    /// multicast membership).
+    #[error("cannot listen for server announcements on {group}: {reason}")]
+    Announce {
+        /// The group.
+        group: SocketAddr,
+        /// What the system said.
+        reason: String,
+    },
     /// The client's background task has stopped.
     #[error("the RSerPool client has stopped")]
     Stopped,

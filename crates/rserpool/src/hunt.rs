@@ -23,14 +23,24 @@
 //!   (or since the last such report), the pass is reported with the last
 //!   reason of each, so a caller can give up (a pool user) or just report
 //!   it and go on (a pool element).
+//! * The list may change while a hunt runs: registrars learned from
+//!   ASAP_SERVER_ANNOUNCE are appended after the configured ones and
+//!   removed when their T7-ENRPoutdate expires (RFC 5352 3.6, bounded as
+//!   [`crate::registrars`] says). A new registrar joins the round and the
+//!   pass (it has not failed yet); a removed one leaves both, and the
+//!   rotation goes on with the registrar that followed it. An attempt in
+//!   flight to a removed registrar runs to its end.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use rserpool_wire::ServerId;
+
 use crate::config::Timers;
 use crate::diagnose::FailureKind;
 use crate::error::{ConnectFailure, RegistrarFailure};
+use crate::registrars::{Change, Entry, Learned, RegistrarList};
 use crate::{ConnId, LinkAction};
 
 /// What the hunt wants next.
@@ -60,6 +70,8 @@ struct Round {
 /// what the driver records of a failed attempt (a reason, by default).
 #[derive(Debug, Clone)]
 pub struct ServerHunt<F = String> {
+    /// Registrars in the list (the schedule has at least one slot).
+    len: usize,
     count: usize,
     t5_initial: Duration,
     t5: Duration,
@@ -73,8 +85,10 @@ pub struct ServerHunt<F = String> {
 impl<F> ServerHunt<F> {
     /// A hunt over `count` registrars (at least one) with these timers.
     pub fn new(count: usize, timers: &Timers) -> Self {
+        let len = count;
         let count = count.max(1);
         ServerHunt {
+            len,
             count,
             t5_initial: timers.t5_server_hunt.min(timers.retran_max),
             t5: timers.t5_server_hunt.min(timers.retran_max),
@@ -142,6 +156,12 @@ impl<F> ServerHunt<F> {
     pub fn failed(&mut self, index: usize, reason: F) -> Option<Vec<(usize, F)>> {
         let slot = self.pass.get_mut(index)?;
         *slot = Some(reason);
+        self.complete_pass()
+    }
+
+    /// The last failure of every registrar if all of them failed in this
+    /// pass (which then starts over).
+    fn complete_pass(&mut self) -> Option<Vec<(usize, F)>> {
         if self.pass.iter().any(Option::is_none) {
             return None;
         }
@@ -163,6 +183,49 @@ impl<F> ServerHunt<F> {
         self.pass.iter_mut().for_each(|r| *r = None);
     }
 
+    /// A registrar was appended to the list: it joins the rotation and
+    /// the pass (it has not failed yet).
+    pub fn registrar_added(&mut self) {
+        if self.len == 0 {
+            // The one slot stood for "no registrar": now it is one, not
+            // tried yet in this round.
+            self.pass[0] = None;
+            if let Some(r) = self.round.as_mut() {
+                r.tried = 0;
+            }
+        } else {
+            self.pass.push(None);
+            self.count += 1;
+            // A round that has wrapped to the start of the list would try
+            // the start again: the new registrar, untried, comes first.
+            if self.next == 0 && self.round.is_some_and(|r| r.tried > 0) {
+                self.next = self.count - 1;
+            }
+        }
+        self.len += 1;
+    }
+
+    /// Registrar `index` was removed from the list (the later ones move
+    /// down): it leaves the rotation and the pass; the rotation goes on
+    /// with the registrar that followed it.
+    pub fn registrar_removed(&mut self, index: usize) {
+        if index >= self.len {
+            return;
+        }
+        self.len -= 1;
+        if self.len == 0 {
+            self.pass[0] = None;
+            self.next = 0;
+            return;
+        }
+        self.pass.remove(index);
+        self.count -= 1;
+        if self.next > index {
+            self.next -= 1;
+        }
+        self.next %= self.count;
+    }
+
     /// Give up the hunt under way without a connection (a pool user whose
     /// requests failed): the next hunt starts a fresh round at once, with
     /// the current T5 and the next registrar.
@@ -180,36 +243,66 @@ pub const ATTEMPT_GRACE: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Attempt {
     conn: ConnId,
-    index: usize,
+    /// Its registrar's position in the list; `None` once the registrar
+    /// was removed from the list (the attempt still runs to its end).
+    index: Option<usize>,
+    address: SocketAddr,
     deadline: Instant,
 }
 
-/// The server hunt of a client core: the [`ServerHunt`] schedule, the one
+/// What one announcement did to the registrar list
+/// ([`Hunter::learn`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LearnOutcome {
+    /// New entries.
+    pub added: usize,
+    /// New entries that replaced the least recently announced one.
+    pub replaced: usize,
+    /// Known entries whose expiry restarted.
+    pub refreshed: usize,
+    /// Addresses of configured registrars (nothing to learn).
+    pub configured: usize,
+    /// Addresses not learned because learning is off.
+    pub refused: usize,
+}
+
+/// The server hunt of a client core: the [`ServerHunt`] schedule over the
+/// registrar list (configured entries, then learned ones), the one
 /// connection attempt in flight and the wait for T5. Connection ids for
 /// attempts come from here (the only way a client core gets a
 /// connection).
 #[derive(Debug, Clone)]
 pub struct Hunter {
-    registrars: Vec<SocketAddr>,
+    list: RegistrarList,
     schedule: ServerHunt<ConnectFailure>,
     timeout: Duration,
     active: bool,
     attempt: Option<Attempt>,
     wait_until: Option<Instant>,
     next_conn: ConnId,
+    changes: Vec<Change>,
+    /// The list was empty at the last attempt and a round was spent
+    /// waiting for an announcement.
+    waited_for_announcement: bool,
+    /// Learned registrars removed by their expiry, in all.
+    expired: u64,
 }
 
 impl Hunter {
-    /// A hunt over `registrars`, in this order, with these timers.
+    /// A hunt over `registrars`, in this order, with these timers. It
+    /// learns no registrars until [`Hunter::set_max_learned`] allows it.
     pub fn new(registrars: Vec<SocketAddr>, timers: &Timers) -> Self {
         Hunter {
             schedule: ServerHunt::new(registrars.len(), timers),
-            registrars,
+            list: RegistrarList::new(registrars),
             timeout: timers.connect_timeout,
             active: false,
             attempt: None,
             wait_until: None,
             next_conn: ConnId::new(1),
+            changes: Vec::new(),
+            waited_for_announcement: false,
+            expired: 0,
         }
     }
 
@@ -218,9 +311,110 @@ impl Hunter {
         self.active
     }
 
-    /// The registrars hunted over.
-    pub fn registrars(&self) -> &[SocketAddr] {
-        &self.registrars
+    /// The registrars hunted over, in list order: the configured ones,
+    /// then the learned ones.
+    pub fn registrars(&self) -> Vec<SocketAddr> {
+        self.list.entries().iter().map(|e| e.address).collect()
+    }
+
+    /// The registrar list with where each entry came from.
+    pub fn entries(&self) -> Vec<Entry> {
+        self.list.entries()
+    }
+
+    /// How many registrars the list has now.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Whether the list is empty (nothing configured, nothing learned).
+    pub fn is_empty(&self) -> bool {
+        self.list.len() == 0
+    }
+
+    /// Whether `address` is one of the configured registrars.
+    pub fn is_configured(&self, address: SocketAddr) -> bool {
+        self.list.is_static(address)
+    }
+
+    /// How many of them were learned from announcements.
+    pub fn learned_len(&self) -> usize {
+        self.list.learned_len()
+    }
+
+    /// Learn up to `max` registrars from announcements (0, the default:
+    /// none); a lower cap drops the least recently announced.
+    pub fn set_max_learned(&mut self, max: usize) {
+        let mut changes = std::mem::take(&mut self.changes);
+        self.list.set_max_learned(max, &mut changes);
+        self.apply(&mut changes);
+        self.changes = changes;
+    }
+
+    /// An ASAP_SERVER_ANNOUNCE of `server_id` named `addresses` (RFC 5352
+    /// 3.6): each is added to the list, or its expiry restarts, until
+    /// `expires`. Configured registrars are not touched.
+    pub fn learn(
+        &mut self,
+        server_id: ServerId,
+        addresses: impl IntoIterator<Item = SocketAddr>,
+        expires: Instant,
+    ) -> LearnOutcome {
+        let mut changes = std::mem::take(&mut self.changes);
+        let mut outcome = LearnOutcome::default();
+        for address in addresses {
+            match self.list.learn(address, server_id, expires, &mut changes) {
+                Some(Learned::Added) => outcome.added += 1,
+                Some(Learned::Replaced) => outcome.replaced += 1,
+                Some(Learned::Refreshed) => outcome.refreshed += 1,
+                Some(Learned::Static) => outcome.configured += 1,
+                None => outcome.refused += 1,
+            }
+            self.apply(&mut changes);
+        }
+        self.changes = changes;
+        outcome
+    }
+
+    /// Drop the learned registrars whose T7-ENRPoutdate expired by `now`;
+    /// returns how many.
+    pub fn expire(&mut self, now: Instant) -> usize {
+        if self.list.learned_len() == 0 {
+            return 0;
+        }
+        let mut changes = std::mem::take(&mut self.changes);
+        let n = self.list.expire(now, &mut changes);
+        self.apply(&mut changes);
+        self.changes = changes;
+        self.expired += n as u64;
+        n
+    }
+
+    /// Learned registrars removed by their expiry so far.
+    pub fn expired_total(&self) -> u64 {
+        self.expired
+    }
+
+    /// Tell the schedule and the attempt in flight how the list changed.
+    fn apply(&mut self, changes: &mut Vec<Change>) {
+        for change in changes.drain(..) {
+            match change {
+                Change::Appended => {
+                    self.schedule.registrar_added();
+                    self.waited_for_announcement = false;
+                }
+                Change::Removed(i) => {
+                    self.schedule.registrar_removed(i);
+                    if let Some(a) = self.attempt.as_mut() {
+                        a.index = match a.index {
+                            Some(j) if j == i => None,
+                            Some(j) if j > i => Some(j - 1),
+                            other => other,
+                        };
+                    }
+                }
+            }
+        }
     }
 
     /// Start a hunt, or resume one after a failed pass (with the T5
@@ -250,6 +444,9 @@ impl Hunter {
             return None;
         }
         self.wait_until = None;
+        // RFC 5352 3.6: an address whose T7-ENRPoutdate expired is deleted
+        // from the list, so it is not tried.
+        self.expire(now);
         loop {
             match self.schedule.step(now) {
                 HuntStep::Wait { until } => {
@@ -261,9 +458,30 @@ impl Hunter {
                     return None;
                 }
                 HuntStep::Try { index, deadline } => {
-                    let Some(&address) = self.registrars.get(index) else {
-                        // No registrar configured: the pass fails at once.
-                        let failure = ConnectFailure::new("no registrar is configured", None);
+                    let Some(address) = self.list.address(index) else {
+                        if self.list.is_learning() && !self.waited_for_announcement {
+                            // RFC 5352 3.6: with multicast the list is
+                            // what announcements fill; wait for one for
+                            // the rest of this round (a registrar learned
+                            // meanwhile is tried at once, see `wake`).
+                            self.waited_for_announcement = true;
+                            if let Some(r) = self.schedule.round.as_mut() {
+                                r.tried = r.tried.saturating_sub(1);
+                                self.wait_until = Some(r.ends);
+                                return None;
+                            }
+                        }
+                        self.waited_for_announcement = false;
+                        // No registrar configured (or announced): the
+                        // pass fails at once.
+                        let failure = ConnectFailure::new(
+                            if self.list.is_learning() {
+                                "no registrar is configured and none was announced"
+                            } else {
+                                "no registrar is configured"
+                            },
+                            None,
+                        );
                         if let Some(pass) = self.schedule.failed(index, failure) {
                             return Some(self.pass_failed(pass));
                         }
@@ -272,7 +490,8 @@ impl Hunter {
                     let conn = self.next_conn.allocate();
                     self.attempt = Some(Attempt {
                         conn,
-                        index,
+                        index: Some(index),
+                        address,
                         deadline,
                     });
                     out.push_back(
@@ -288,6 +507,21 @@ impl Hunter {
                 }
             }
         }
+    }
+
+    /// Registrars were added to the list: a hunt waiting for T5 tries
+    /// them at once (each is tried once per round, like the others).
+    /// Returns the failures of a pass this completed.
+    pub fn wake<O: From<LinkAction>>(
+        &mut self,
+        now: Instant,
+        out: &mut VecDeque<O>,
+    ) -> Option<Vec<RegistrarFailure>> {
+        if !self.active || self.attempt.is_some() || self.wait_until.is_none() {
+            return None;
+        }
+        self.wait_until = None;
+        self.advance(now, out)
     }
 
     /// When the core must call [`Hunter::handle_timeout`].
@@ -337,7 +571,13 @@ impl Hunter {
     ) -> Option<Vec<RegistrarFailure>> {
         let a = self.attempt.filter(|a| a.conn == conn)?;
         self.attempt = None;
-        match self.schedule.failed(a.index, failure) {
+        let pass = match a.index {
+            Some(index) => self.schedule.failed(index, failure),
+            // Its registrar left the list meanwhile: nothing to record,
+            // but the others may all have failed by now.
+            None => self.schedule.complete_pass(),
+        };
+        match pass {
             Some(pass) => Some(self.pass_failed(pass)),
             None => self.advance(now, out),
         }
@@ -349,7 +589,7 @@ impl Hunter {
         let unnamed = SocketAddr::from(([0, 0, 0, 0], 0));
         pass.into_iter()
             .map(|(i, f)| RegistrarFailure {
-                registrar: self.registrars.get(i).copied().unwrap_or(unnamed),
+                registrar: self.list.address(i).unwrap_or(unnamed),
                 reason: f.reason,
                 kind: f.kind,
             })
@@ -364,15 +604,22 @@ impl Hunter {
         self.attempt = None;
         self.active = false;
         self.wait_until = None;
-        self.schedule.connected(a.index);
-        self.registrars.get(a.index).copied()
+        match a.index {
+            Some(index) => self.schedule.connected(index),
+            None => {
+                // Its registrar left the list: the rotation goes on from
+                // where it is.
+                let next = self.schedule.next;
+                self.schedule.connected(next + self.schedule.count - 1);
+            }
+        }
+        Some(a.address)
     }
 
     /// The attempt in flight (tests).
     #[cfg(test)]
     pub(crate) fn attempt(&self) -> Option<(ConnId, SocketAddr)> {
-        self.attempt
-            .and_then(|a| Some((a.conn, *self.registrars.get(a.index)?)))
+        self.attempt.map(|a| (a.conn, a.address))
     }
 
     /// Stop the hunt: an attempt in flight is closed. With `forget_round`
@@ -527,6 +774,86 @@ mod tests {
         assert_eq!(tried(h.step(late)), 2);
         // The earlier failure of 0 does not count towards this pass.
         assert_eq!(h.failed(2, "refused".into()), None);
+    }
+
+    fn addr(n: u8) -> SocketAddr {
+        SocketAddr::from(([192, 0, 2, n], 3864))
+    }
+
+    fn attempted(out: &VecDeque<LinkAction>) -> Vec<(usize, SocketAddr)> {
+        out.iter()
+            .filter_map(|a| match a {
+                LinkAction::Connect {
+                    index, registrar, ..
+                } => Some((*index, *registrar)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_growing_list_joins_the_round_and_the_pass() {
+        let t0 = Instant::now();
+        let mut h: ServerHunt = ServerHunt::new(2, &timers());
+        h.begin(t0);
+        assert_eq!(tried(h.step(t0)), 0);
+        assert_eq!(h.failed(0, "refused".into()), None);
+        assert_eq!(tried(h.step(t0)), 1);
+        assert!(h.failed(1, "refused".into()).is_some(), "a pass over two");
+        // The pass over two was reported; a third joins the next pass.
+        h.registrar_added();
+        assert_eq!(tried(h.step(t0)), 2, "the new one, untried this round");
+        assert!(matches!(h.step(t0), HuntStep::Wait { .. }));
+        // Removing the registrar before the one next in turn keeps the
+        // rotation on the same registrar.
+        let late = t0 + Duration::from_secs(10);
+        h.registrar_removed(0);
+        assert_eq!(tried(h.step(late)), 0, "what was index 1 is now 0");
+        h.registrar_removed(5);
+        h.registrar_removed(1);
+        h.registrar_removed(0);
+        assert!(matches!(h.step(late), HuntStep::Wait { .. }));
+        let later = late + Duration::from_secs(40);
+        assert_eq!(tried(h.step(later)), 0, "an empty list still has its slot");
+    }
+
+    #[test]
+    fn an_attempt_to_a_registrar_that_leaves_the_list_runs_to_its_end() {
+        let t0 = Instant::now();
+        let mut h = Hunter::new(vec![addr(1)], &timers());
+        h.set_max_learned(4);
+        let out = &mut VecDeque::<LinkAction>::new();
+        let exp = t0 + Duration::from_secs(5);
+        assert_eq!(h.learn(ServerId::new(2), [addr(2), addr(3)], exp).added, 2);
+        assert_eq!(h.learn(ServerId::new(1), [addr(1)], exp).configured, 1);
+        assert!(h.start(t0, out).is_none());
+        h.connect_failed(
+            t0,
+            ConnId::new(1),
+            ConnectFailure::new("refused", None),
+            out,
+        );
+        assert_eq!(
+            attempted(out),
+            vec![(0, addr(1)), (1, addr(2))],
+            "configured first, then learned"
+        );
+        // addr(2) expires while it is being tried; addr(3) moves down.
+        assert_eq!(h.expire(exp), 2);
+        assert_eq!(h.registrars(), vec![addr(1)]);
+        let t = exp;
+        // The failure of the removed one records nothing, but the pass
+        // over what is left (addr(1)) is complete.
+        let pass = h.connect_failed(t, ConnId::new(2), ConnectFailure::new("refused", None), out);
+        assert_eq!(pass.map(|p| p.len()), Some(1));
+        // A connection to a removed one is still a connection.
+        let out = &mut VecDeque::<LinkAction>::new();
+        let exp2 = t + Duration::from_secs(5);
+        h.learn(ServerId::new(4), [addr(4)], exp2);
+        h.start(t + Duration::from_secs(10), out);
+        let (conn, to) = h.attempt().expect("an attempt");
+        h.expire(exp2 + Duration::from_secs(1));
+        assert_eq!(h.connected(conn), Some(to));
     }
 
     #[test]

@@ -15,8 +15,11 @@
 //!   pool policy ([`rserpool_handlespace::PoolUserSelection`]) skipping
 //!   failed PEs, rate-limited unreachable reports.
 //! * [`Hunter`] / [`ServerHunt`]: the server hunt of RFC 5352 3.6 over
-//!   the configured registrar list, inside both cores: they ask their
-//!   driver for one connection at a time ([`LinkAction::Connect`]).
+//!   the registrar list, inside both cores: they ask their driver for one
+//!   connection at a time ([`LinkAction::Connect`]). The list is the
+//!   configured registrars, then (opt-in, [`AnnounceConfig`]) a bounded
+//!   number learned from ASAP_SERVER_ANNOUNCE ([`announce`],
+//!   [`registrars`]): untrusted hints, authenticated like any registrar.
 //!
 //! Registrar connections are TCP with TLS ([`rserpool_security::TlsClient`],
 //! a PSK or a CA certificate), or plain TCP in the insecure lab mode
@@ -69,6 +72,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod announce;
 pub mod config;
 #[cfg(feature = "driver")]
 pub mod connection;
@@ -86,19 +90,37 @@ mod pe_core;
 #[cfg(feature = "driver")]
 mod pu;
 mod pu_core;
+pub mod registrars;
 
+pub use announce::AnnounceStats;
 #[cfg(feature = "driver")]
 pub use config::ClientConfig;
-pub use config::{PoolUserSettings, RegistrarEndpoint, ReportLimits, Timers};
+pub use config::{AnnounceConfig, PoolUserSettings, RegistrarEndpoint, ReportLimits, Timers};
 pub use diagnose::{Diagnosis, FailureKind};
 pub use error::{ClientError, ConnectFailure, RefusalDetail, RegistrarFailure};
-pub use hunt::{HuntStep, Hunter, ServerHunt};
+pub use hunt::{HuntStep, Hunter, LearnOutcome, ServerHunt};
 #[cfg(feature = "driver")]
 pub use pe::PoolElement;
-pub use pe_core::{PeCore, PeEvent, PeOutput, PeStatus, PoolElementSpec};
+pub use pe_core::{HomeTrust, PeCore, PeEvent, PeOutput, PeStatus, PoolElementSpec};
 #[cfg(feature = "driver")]
 pub use pu::PoolUser;
 pub use pu_core::{PuCore, PuOutput, ReportOutcome, Token};
+pub use registrars::{Entry as RegistrarEntry, Origin as RegistrarOrigin};
+
+/// A client's registrar list and what the announce channel brought, as
+/// the cores' and the drivers' `discovery` report them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Discovery {
+    /// The registrars hunted over: the configured ones, then the learned.
+    pub registrars: Vec<RegistrarEntry>,
+    /// The announce channel's counters.
+    pub stats: AnnounceStats,
+    /// Keep-alives with the H flag that did not move the home registrar
+    /// because their connection was not trusted for it (a PE's; 0 for a
+    /// pool user).
+    pub home_changes_refused: u64,
+}
 
 /// Names a registrar connection of a driver, for the sans-IO cores. The
 /// cores choose it ([`LinkAction::Connect`]). The one connection handle of
@@ -110,15 +132,18 @@ pub use rserpool_wire::ConnId;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LinkAction {
-    /// Open connection `conn` to registrar `index` of the configured list
-    /// (at `registrar`), TCP and the TLS handshake, by `deadline` (server
-    /// hunt, RFC 5352 3.6). Answer with the core's `handle_connected` or
+    /// Open connection `conn` to registrar `index` of the core's list (at
+    /// `registrar`; the configured registrars first, then any learned
+    /// from announcements), TCP and the TLS handshake, by `deadline`
+    /// (server hunt, RFC 5352 3.6). Answer with the core's `handle_connected` or
     /// `handle_connect_failed`; a `Close` of `conn` before then means the
     /// core gave the attempt up.
     Connect {
         /// The connection to open.
         conn: ConnId,
-        /// Which registrar of the list.
+        /// Which registrar of the list (its position now: learned entries
+        /// move when one before them expires, so drivers go by the
+        /// address).
         index: usize,
         /// Its address.
         registrar: std::net::SocketAddr,

@@ -14,7 +14,7 @@ use rserpool_wire::AsapMessage;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::config::{ClientConfig, RegistrarEndpoint};
+use crate::config::{AnnounceConfig, ClientConfig, RegistrarEndpoint};
 use crate::connection::{self, ConnectError, MessageWriter, RegistrarConnection};
 use crate::error::ConnectFailure;
 use crate::{ConnId, Connected, LinkAction, LinkInputs, LinkSecurity};
@@ -29,6 +29,16 @@ pub(crate) fn now() -> std::time::Instant {
 pub(crate) async fn sleep_until(deadline: Option<std::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next datagram of the announce socket, or never without one.
+pub(crate) async fn recv_announce(
+    socket: Option<&mut crate::announce::AnnounceSocket>,
+) -> (SocketAddr, usize) {
+    match socket {
+        Some(s) => s.recv().await,
         None => std::future::pending().await,
     }
 }
@@ -66,6 +76,8 @@ struct Active {
 /// Connection management for one driver.
 pub(crate) struct Link {
     endpoints: Arc<[RegistrarEndpoint]>,
+    /// How learned registrars are named (announcements on).
+    announce: Option<AnnounceConfig>,
     tls: Option<TlsClient>,
     io_timeout: Duration,
     max_message_len: usize,
@@ -81,6 +93,7 @@ impl Link {
         let (tx, rx) = mpsc::channel(64);
         Link {
             endpoints: config.registrars.clone().into(),
+            announce: config.announcements.clone(),
             tls: config.tls.clone(),
             io_timeout: config.timers.connect_timeout,
             max_message_len: config.max_message_len,
@@ -91,27 +104,49 @@ impl Link {
         }
     }
 
-    /// Start connection attempt `conn` to registrar `index`, to end by
-    /// `deadline`; a previous attempt is abandoned.
-    fn connect(&mut self, conn: ConnId, index: usize, deadline: std::time::Instant) {
+    /// The endpoint of registrar `index` of the core's list at
+    /// `address`: a configured one, else a learned one (named as the
+    /// announce settings say). Either way the same TLS client
+    /// authenticates it (RFC 5355 2.12: an announcement only proposes an
+    /// address).
+    fn endpoint(&self, index: usize, address: SocketAddr) -> Option<RegistrarEndpoint> {
+        if let Some(e) = self.endpoints.get(index).filter(|e| e.address == address) {
+            return Some(e.clone());
+        }
+        if let Some(e) = self.endpoints.iter().find(|e| e.address == address) {
+            return Some(e.clone());
+        }
+        self.announce.as_ref().map(|a| a.endpoint(address))
+    }
+
+    /// Start connection attempt `conn` to registrar `index` at `address`,
+    /// to end by `deadline`; a previous attempt is abandoned.
+    fn connect(
+        &mut self,
+        conn: ConnId,
+        index: usize,
+        address: SocketAddr,
+        deadline: std::time::Instant,
+    ) {
         if let Some((_, old)) = self.attempt.take() {
             old.abort();
         }
-        let endpoints = self.endpoints.clone();
+        let endpoint = self.endpoint(index, address);
+        let several = self.endpoints.len() > 1 || self.announce.is_some();
         let tls = self.tls.clone();
         let max = self.max_message_len;
         let tx = self.tx.clone();
         let task = tokio::spawn(async move {
-            let event = match endpoints.get(index) {
+            let event = match endpoint {
                 None => TaskEvent::Failed(ConnectFailure::new("not configured", None)),
                 Some(endpoint) => {
                     let budget = deadline.saturating_duration_since(now());
-                    match connection::connect(endpoint, tls.as_ref(), budget, max).await {
+                    match connection::connect(&endpoint, tls.as_ref(), budget, max).await {
                         Ok(c) => {
                             tracing::debug!(registrar = %endpoint, "server hunt: connected");
                             TaskEvent::Made(Box::new(c))
                         }
-                        Err(e) => TaskEvent::Failed(attempt_failed(endpoint, endpoints.len(), &e)),
+                        Err(e) => TaskEvent::Failed(attempt_failed(&endpoint, several, &e)),
                     }
                 }
             };
@@ -223,10 +258,10 @@ impl Link {
             LinkAction::Connect {
                 conn,
                 index,
+                registrar,
                 deadline,
-                ..
             } => {
-                self.connect(conn, index, deadline);
+                self.connect(conn, index, registrar, deadline);
                 Ok(())
             }
         }
@@ -294,11 +329,11 @@ impl Drop for Link {
 /// Log a failed attempt and say what the core should know of it.
 fn attempt_failed(
     endpoint: &RegistrarEndpoint,
-    count: usize,
+    several: bool,
     error: &ConnectError,
 ) -> ConnectFailure {
     let diagnosis = error.diagnosis();
-    if count > 1 && matches!(error, ConnectError::Tls { .. }) {
+    if several && matches!(error, ConnectError::Tls { .. }) {
         // RFC 5355 2.7: a registrar that does not prove its identity may
         // be a rogue one; the hunt goes on.
         tracing::warn!(

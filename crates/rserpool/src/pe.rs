@@ -6,10 +6,16 @@
 //! [`PoolElement::spawn`] returns at once and reports by events (for an
 //! application that must stay responsive meanwhile, such as `rsp pe
 //! register` with its health check and signals).
+//!
+//! In secure mode (TLS) the core accepts home changes only from an
+//! authenticated registrar connection ([`crate::HomeTrust`]); with
+//! announcements on, the driver also owns the announce socket and hands
+//! its datagrams to the core.
 
 use rserpool_wire::{PeId, Policy, PoolHandle};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+use crate::announce::AnnounceSocket;
 use crate::config::ClientConfig;
 use crate::error::ClientError;
 use crate::link::{self, now, Link, LinkEvent};
@@ -22,6 +28,9 @@ enum Command {
     },
     Shutdown {
         reply: oneshot::Sender<Result<(), ClientError>>,
+    },
+    Discovery {
+        reply: oneshot::Sender<crate::Discovery>,
     },
 }
 
@@ -89,6 +98,16 @@ impl PoolElement {
             config.registration_lifetime,
             crate::random_seed(),
         );
+        if config.tls.is_some() {
+            core.set_home_trust(crate::HomeTrust::Authenticated);
+        }
+        let announce = match &config.announcements {
+            Some(a) => {
+                core.enable_announcements(a);
+                Some(AnnounceSocket::open(a)?)
+            }
+            None => None,
+        };
         let pool_handle = spec.pool_handle.clone();
         let identifier = core.add_element(now(), spec)?;
         let (events, first_events) = broadcast::channel(64);
@@ -100,6 +119,7 @@ impl PoolElement {
         });
         let driver = Driver {
             core,
+            announce,
             link: Link::new(&config),
             commands: command_rx,
             commands_open: true,
@@ -162,6 +182,17 @@ impl PoolElement {
         answer.await.map_err(|_| ClientError::Stopped)?
     }
 
+    /// The registrar list (configured, then learned from announcements),
+    /// the announce channel's counters and the refused home changes.
+    pub async fn discovery(&self) -> Result<crate::Discovery, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Discovery { reply })
+            .await
+            .map_err(|_| ClientError::Stopped)?;
+        answer.await.map_err(|_| ClientError::Stopped)
+    }
+
     /// Deregister (RFC 5352 3.2), waiting up to T3-deregistration for the
     /// registrar's answer, and close. A PE that has already stopped (the
     /// registrar refused it) returns `Ok`.
@@ -182,11 +213,13 @@ impl PoolElement {
 enum Wake {
     Command(Option<Command>),
     Link(LinkEvent),
+    Datagram(std::net::SocketAddr, usize),
     Timer,
 }
 
 struct Driver {
     core: PeCore,
+    announce: Option<AnnounceSocket>,
     link: Link,
     commands: mpsc::Receiver<Command>,
     commands_open: bool,
@@ -216,6 +249,7 @@ impl Driver {
             let wake = tokio::select! {
                 c = self.commands.recv(), if self.commands_open => Wake::Command(c),
                 ev = self.link.next() => Wake::Link(ev),
+                (from, len) = link::recv_announce(self.announce.as_mut()) => Wake::Datagram(from, len),
                 () = link::sleep_until(deadline) => Wake::Timer,
             };
             let now = now();
@@ -234,7 +268,15 @@ impl Driver {
                     self.commands_open = false;
                     self.core.deregister_all(now);
                 }
+                Wake::Command(Some(Command::Discovery { reply })) => {
+                    let _ = reply.send(self.core.discovery());
+                }
                 Wake::Link(event) => self.link.deliver(now, event, &mut self.core),
+                Wake::Datagram(from, len) => {
+                    if let Some(a) = &self.announce {
+                        self.core.handle_datagram(now, from, a.datagram(len));
+                    }
+                }
                 Wake::Timer => self.core.handle_timeout(now),
             }
         }

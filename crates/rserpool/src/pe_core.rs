@@ -5,6 +5,16 @@
 //! the server hunt when the home registrar is lost. Time is an input;
 //! sockets are the driver's ([`crate::PoolElement`]).
 //!
+//! Home changes (KA2.4) are accepted only from the registrar at the other
+//! end of the PE's own registrar connection, and in secure mode
+//! ([`HomeTrust::Authenticated`]) only when that connection is TLS with an
+//! authenticated registrar identity (RFC 5355 2.6, DESIGN section 4: "a PE
+//! switches home registrar only for an authenticated registrar of its
+//! operational scope"). Keep-alives anywhere else are not ours to answer,
+//! and announcements ([`PeCore::handle_datagram`]) only add addresses to
+//! try: neither moves the home. Refusals are counted and their warnings
+//! limited.
+//!
 //! Several PEs may share the core and its one registrar connection; a
 //! keep-alive without a PE identifier is answered for each of them in
 //! its pool.
@@ -20,11 +30,31 @@ use rserpool_wire::{
     TransportUse,
 };
 
-use crate::config::{check_lifetime, reregistration_interval, Timers};
+use crate::announce::{AnnounceStats, Announcements, LogBudget};
+use crate::config::{check_lifetime, reregistration_interval, AnnounceConfig, Timers};
 use crate::error::{ClientError, ConnectFailure, RefusalDetail, RegistrarFailure};
 use crate::hunt::Hunter;
 use crate::inbound::{take_frame, Inbound};
-use crate::{ConnId, Connected, LinkAction};
+use crate::{ConnId, Connected, Discovery, LinkAction, LinkSecurity};
+
+/// Which registrar connections may change a PE's home registrar with a
+/// keep-alive carrying the H flag (RFC 5352 3.4 KA2.4). Whatever the
+/// setting, only the PE's own registrar connection counts (a keep-alive
+/// on any other connection, or on the announce channel, is ignored).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HomeTrust {
+    /// The insecure lab mode: the registrar of the current connection,
+    /// authenticated or not (the default of a bare core; the driver sets
+    /// [`HomeTrust::Authenticated`] whenever it runs TLS).
+    #[default]
+    ConnectedRegistrar,
+    /// Secure mode: only a connection whose TLS handshake authenticated
+    /// the registrar (its certificate named the registrar endpoint the
+    /// hunt connected to, or it proved the PE's pre-shared key). A plain
+    /// connection cannot move the home (RFC 5355 2.6, 2.15).
+    Authenticated,
+}
 
 /// What a pool element registers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,6 +256,8 @@ enum Link {
         home: Option<ServerId>,
         /// Frames on it that did not decode.
         malformed: u32,
+        /// Whether its TLS handshake authenticated the registrar.
+        authenticated: bool,
     },
 }
 
@@ -239,6 +271,11 @@ pub struct PeCore {
     link: Link,
     hunter: Hunter,
     outputs: VecDeque<PeOutput>,
+    home_trust: HomeTrust,
+    announcements: Announcements,
+    /// Home changes refused (KA2.4 from an untrusted connection).
+    home_refused: u64,
+    home_log: LogBudget,
 }
 
 impl PeCore {
@@ -259,6 +296,73 @@ impl PeCore {
             elements: Vec::new(),
             link: Link::Down,
             outputs: VecDeque::new(),
+            home_trust: HomeTrust::default(),
+            announcements: Announcements::new(),
+            home_refused: 0,
+            home_log: LogBudget::new("refused home changes", 5, Duration::from_secs(60)),
+        }
+    }
+
+    /// Which connections may change the home registrar (KA2.4).
+    pub fn set_home_trust(&mut self, trust: HomeTrust) {
+        self.home_trust = trust;
+    }
+
+    /// Learn registrars from ASAP_SERVER_ANNOUNCE as `config` says (RFC
+    /// 5352 3.6); the driver then gives the datagrams of the group to
+    /// [`PeCore::handle_datagram`].
+    pub fn enable_announcements(&mut self, config: &AnnounceConfig) {
+        self.announcements.enable(config, &mut self.hunter);
+    }
+
+    /// A datagram arrived from `from` on the announce group: an
+    /// ASAP_SERVER_ANNOUNCE adds its registrar to the list (bounded, see
+    /// [`crate::registrars`]); anything else, or what does not decode, is
+    /// dropped and counted. Never changes the home registrar or the
+    /// connection in use.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        let added = self
+            .announcements
+            .handle_datagram(now, from, bytes, &mut self.hunter);
+        self.after_learning(now, added);
+    }
+
+    /// A decoded message arrived from `from` on the announce group (as
+    /// [`PeCore::handle_datagram`]).
+    pub fn handle_announcement(&mut self, now: Instant, from: SocketAddr, message: AsapMessage) {
+        let added = self
+            .announcements
+            .handle_message(now, from, message, &mut self.hunter);
+        self.after_learning(now, added);
+    }
+
+    /// A hunt waiting for T5 tries a newly learned registrar at once (it
+    /// has not been tried this round).
+    fn after_learning(&mut self, now: Instant, added: bool) {
+        if added {
+            if let Some(pass) = self.hunter.wake(now, &mut self.outputs) {
+                self.hunt_pass_failed(now, &pass);
+            }
+        }
+    }
+
+    /// The announce channel's counters.
+    pub fn announce_stats(&self) -> AnnounceStats {
+        self.announcements.stats(&self.hunter)
+    }
+
+    /// Keep-alives with the H flag that did not move the home because
+    /// their connection is not trusted for it ([`HomeTrust`]).
+    pub fn home_changes_refused(&self) -> u64 {
+        self.home_refused
+    }
+
+    /// The registrar list (configured, then learned) and the counters.
+    pub fn discovery(&self) -> Discovery {
+        Discovery {
+            registrars: self.hunter.entries(),
+            stats: self.announcements.stats(&self.hunter),
+            home_changes_refused: self.home_refused,
         }
     }
 
@@ -414,6 +518,7 @@ impl PeCore {
             local: connected.local.ip(),
             home: None,
             malformed: 0,
+            authenticated: matches!(connected.security, LinkSecurity::Tls { .. }),
         };
         for i in 0..self.elements.len() {
             match self.elements[i].state {
@@ -485,6 +590,11 @@ impl PeCore {
             return;
         };
         if conn != current {
+            // Not the PE's registrar connection (one given up): only
+            // looked at for a home change to refuse.
+            if let Ok(d) = AsapMessage::decode(frame) {
+                self.refuse_foreign(now, conn, &d.message);
+            }
             return;
         }
         match take_frame(conn, registrar, frame, malformed, &mut self.outputs) {
@@ -502,9 +612,11 @@ impl PeCore {
             ..
         } = self.link
         else {
+            self.refuse_foreign(now, conn, &message);
             return;
         };
         if conn != current {
+            self.refuse_foreign(now, conn, &message);
             return;
         }
         match message {
@@ -532,7 +644,7 @@ impl PeCore {
                 server_id,
                 pool_handle,
                 identifier,
-            } => self.on_keep_alive(conn, home, server_id, &pool_handle, identifier),
+            } => self.on_keep_alive(now, conn, home, server_id, &pool_handle, identifier),
             AsapMessage::Error { error } => {
                 tracing::warn!(%registrar, "registrar reports an error: {error:?}");
             }
@@ -545,6 +657,7 @@ impl PeCore {
     /// Timers: T2, T3, T4, the back-off after a refusal and the server
     /// hunt's.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.announcements.expire(now, &mut self.hunter);
         if let Some(pass) = self.hunter.handle_timeout(now, &mut self.outputs) {
             self.hunt_pass_failed(now, &pass);
         }
@@ -930,8 +1043,31 @@ impl PeCore {
         }
     }
 
+    /// A message on a connection that is not the PE's registrar
+    /// connection is ignored; a keep-alive with the H flag there is an
+    /// attempt to move the home (RFC 5352 3.4 KA2.4 names the sender of
+    /// the keep-alive, which over TCP is the registrar of the connection):
+    /// counted and logged.
+    fn refuse_foreign(&mut self, now: Instant, conn: ConnId, message: &AsapMessage) {
+        if let AsapMessage::EndpointKeepAlive {
+            home: true,
+            server_id,
+            ..
+        } = message
+        {
+            self.home_refused += 1;
+            if self.home_log.allow(now) {
+                tracing::warn!(
+                    conn = conn.get(),
+                    "refusing a home change to registrar {server_id:#010x}: not on the PE's registrar connection"
+                );
+            }
+        }
+    }
+
     fn on_keep_alive(
         &mut self,
+        now: Instant,
         conn: ConnId,
         home: bool,
         server_id: ServerId,
@@ -962,9 +1098,26 @@ impl PeCore {
         if let Link::Up {
             registrar,
             home: ref mut current,
+            authenticated,
             ..
         } = self.link
         {
+            let trusted = match self.home_trust {
+                HomeTrust::ConnectedRegistrar => true,
+                HomeTrust::Authenticated => authenticated,
+            };
+            if !trusted {
+                // Secure mode and a connection that authenticated nobody:
+                // its keep-alives are answered (KA2), but they neither
+                // move nor name the home (RFC 5355 2.6, 2.15).
+                if home && *current != Some(server_id) {
+                    self.home_refused += 1;
+                    if self.home_log.allow(now) {
+                        tracing::warn!(%registrar, "refusing a home change to registrar {server_id:#010x}: the connection is not authenticated");
+                    }
+                }
+                return;
+            }
             if home && *current != Some(server_id) {
                 // KA2.4: adopt the sender as the new home registrar. Over
                 // TCP it is the registrar of this (authenticated)
@@ -985,7 +1138,7 @@ impl PeCore {
 
 #[cfg(test)]
 mod tests {
-    use rserpool_wire::{Cause, Policy};
+    use rserpool_wire::{Cause, Policy, WireMessage};
 
     use super::*;
     use crate::test_outputs::{close, connects, hunts, only_hunt, plain, sends, CoreOutput};
@@ -1593,6 +1746,155 @@ mod tests {
                 server_id: ServerId::new(11)
             }]
         );
+    }
+
+    /// What a test driver reports of a TLS connection that authenticated
+    /// the registrar by the PE's pre-shared key.
+    fn tls() -> Connected {
+        Connected::new(
+            crate::test_outputs::LOCAL,
+            LinkSecurity::Tls {
+                registrar: rserpool_security::PeerIdentity::Psk("pe-1".into()),
+            },
+        )
+    }
+
+    /// A secure-mode core with PE 42 registered over connection 1 to
+    /// REG1 at `t0`, its home learned as server 5; `security` is what the
+    /// connection turned out to be.
+    fn registered_secure(t0: Instant, security: Connected) -> PeCore {
+        let mut c = core();
+        c.set_home_trust(HomeTrust::Authenticated);
+        c.add_element(t0, spec(42)).expect("add");
+        drain(&mut c);
+        assert_eq!(c.hunter.attempt(), Some((ConnId::new(1), REG1)));
+        c.handle_connected(t0, ConnId::new(1), security);
+        c.handle_message(t0, ConnId::new(1), accepted(42));
+        c.handle_message(
+            t0,
+            ConnId::new(1),
+            keep_alive(false, ServerId::new(5), "echo", Some(42)),
+        );
+        drain(&mut c);
+        c
+    }
+
+    #[test]
+    fn attack_keep_alives_with_h_on_other_connections_do_not_move_the_home() {
+        // RFC 5352 3.4 KA2.4 over TCP: only the registrar at the other end
+        // of the PE's own connection may become its home.
+        let t0 = Instant::now();
+        let mut c = registered_secure(t0, tls());
+        assert_eq!(c.home_server_id(), Some(ServerId::new(5)));
+        for conn in [0, 2, 3, 99] {
+            c.handle_message(
+                t0,
+                ConnId::new(conn),
+                keep_alive(true, ServerId::new(66), "echo", Some(42)),
+            );
+            let bytes = keep_alive(true, ServerId::new(67), "echo", None)
+                .to_bytes()
+                .expect("encodes");
+            c.handle_frame(t0, ConnId::new(conn), &bytes);
+        }
+        assert!(drain(&mut c).is_empty(), "not answered, nothing changes");
+        assert_eq!(c.home_server_id(), Some(ServerId::new(5)));
+        assert_eq!(c.registrar(), Some(REG1));
+        assert_eq!(c.home_changes_refused(), 8);
+    }
+
+    #[test]
+    fn attack_in_secure_mode_an_unauthenticated_connection_cannot_move_the_home() {
+        let t0 = Instant::now();
+        // A plain connection in secure mode (a driver bug, a mixed
+        // deployment: RFC 5355 2.15): answered, but the home stays.
+        let mut c = registered_secure(t0, plain());
+        assert_eq!(c.home_server_id(), None, "not even learned");
+        c.handle_message(
+            t0,
+            ConnId::new(1),
+            keep_alive(true, ServerId::new(66), "echo", Some(42)),
+        );
+        let out = drain(&mut c);
+        assert_eq!(sends(&out).len(), 1, "KA2: acked all the same");
+        assert!(events(&out).is_empty(), "no Rehomed");
+        assert_eq!(c.home_server_id(), None);
+        assert_eq!(c.home_changes_refused(), 1);
+        // T4: the registration names no home from that connection.
+        c.handle_timeout(t0 + s(15));
+        let out = drain(&mut c);
+        assert_eq!(
+            registered_element(&sends(&out)[0].1).home_registrar,
+            ServerId::UNDETERMINED
+        );
+
+        // The same keep-alive over an authenticated connection re-homes.
+        let mut c = registered_secure(t0, tls());
+        c.handle_message(
+            t0,
+            ConnId::new(1),
+            keep_alive(true, ServerId::new(66), "echo", Some(42)),
+        );
+        assert_eq!(
+            events(&drain(&mut c)),
+            vec![PeEvent::Rehomed {
+                registrar: REG1,
+                server_id: ServerId::new(66)
+            }]
+        );
+        assert_eq!(c.home_changes_refused(), 0);
+    }
+
+    #[test]
+    fn attack_announcements_never_move_the_home_or_the_connection() {
+        let t0 = Instant::now();
+        let mut c = registered_secure(t0, tls());
+        c.enable_announcements(&AnnounceConfig::default());
+        let rogue: SocketAddr = "203.0.113.9:3863".parse().expect("addr");
+        // A keep-alive with H over the announce channel, as a datagram.
+        let ka = keep_alive(true, ServerId::new(66), "echo", Some(42))
+            .to_bytes()
+            .expect("encodes");
+        c.handle_datagram(t0, rogue, &ka);
+        c.handle_announcement(t0, rogue, keep_alive(true, ServerId::new(67), "echo", None));
+        // An announcement of another registrar (and one claiming the
+        // home's identifier) only adds addresses to try.
+        c.handle_announcement(t0, rogue, crate::announce::announce(66, &[rogue]));
+        c.handle_announcement(t0, rogue, crate::announce::announce(5, &[REG2]));
+        assert!(drain(&mut c).is_empty(), "no send, no close, no connect");
+        assert_eq!(c.home_server_id(), Some(ServerId::new(5)));
+        assert_eq!(c.registrar(), Some(REG1));
+        assert!(c.status(PeId::new(42)).expect("status").registered);
+        let stats = c.announce_stats();
+        assert_eq!(stats.unexpected, 2);
+        assert_eq!(stats.announcements, 2);
+        assert_eq!(c.hunter.registrars(), vec![REG1, REG2, rogue]);
+    }
+
+    #[test]
+    fn a_waiting_hunt_tries_a_newly_learned_registrar_at_once() {
+        let t0 = Instant::now();
+        let mut c = PeCore::new(vec![REG1], Timers::default(), s(30), 7);
+        c.enable_announcements(&AnnounceConfig::default());
+        c.add_element(t0, spec(42)).expect("add");
+        drain(&mut c);
+        c.handle_connect_failed(t0, ConnId::new(1), ConnectFailure::new("refused", None));
+        let out = drain(&mut c);
+        assert!(!hunts(&out), "the round is over: wait for T5");
+        assert!(matches!(&events(&out)[..], [PeEvent::NoRegistrar { .. }]));
+        let t1 = t0 + s(1);
+        c.handle_announcement(t1, REG2, crate::announce::announce(9, &[REG2]));
+        let out = drain(&mut c);
+        assert_eq!(connects(&out), vec![(2, 1)], "REG2, index 1, at once");
+        c.handle_connected(t1, ConnId::new(2), tls());
+        assert_eq!(c.registrar(), Some(REG2));
+        // Re-announced, then silent: the entry expires (T7) but the
+        // connection made to it stays.
+        c.handle_announcement(t1 + s(3), REG2, crate::announce::announce(9, &[REG2]));
+        c.handle_timeout(t1 + s(9));
+        assert_eq!(c.hunter.registrars(), vec![REG1]);
+        assert_eq!(c.announce_stats().expired, 1);
+        assert_eq!(c.registrar(), Some(REG2));
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! The pool user API (tokio): [`PoolUser`] runs a [`PuCore`] and a
 //! registrar link in a background task, connecting to a registrar when a
-//! request needs one. Cheap to clone; the task ends with the last clone.
+//! request needs one, and (opt-in) the announce socket whose datagrams
+//! it hands to the core. Cheap to clone; the task ends with the last
+//! clone.
 
 use std::collections::HashMap;
 
 use rserpool_wire::{PeId, PoolElement, PoolHandle};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::announce::AnnounceSocket;
 use crate::config::ClientConfig;
 use crate::error::ClientError;
 use crate::link::{self, now, Link, LinkEvent};
@@ -31,6 +34,9 @@ enum Command {
     Purge {
         pool_handle: PoolHandle,
     },
+    Discovery {
+        reply: oneshot::Sender<crate::Discovery>,
+    },
 }
 
 /// A pool user: resolves pool handles through the registrars, caches the
@@ -50,15 +56,24 @@ impl PoolUser {
                 "pool user in INSECURE mode: plain TCP, registrars are not authenticated"
             );
         }
+        let mut core = PuCore::new(
+            config.registrars.iter().map(|r| r.address).collect(),
+            config.timers,
+            config.pool_user,
+            config.reports,
+            crate::random_seed(),
+        );
+        let announce = match &config.announcements {
+            Some(a) => {
+                core.enable_announcements(a);
+                Some(AnnounceSocket::open(a)?)
+            }
+            None => None,
+        };
         let (commands, rx) = mpsc::channel(64);
         let driver = Driver {
-            core: PuCore::new(
-                config.registrars.iter().map(|r| r.address).collect(),
-                config.timers,
-                config.pool_user,
-                config.reports,
-                crate::random_seed(),
-            ),
+            core,
+            announce,
             link: Link::new(&config),
             commands: rx,
             next_token: 1,
@@ -125,6 +140,14 @@ impl PoolUser {
         .await
     }
 
+    /// The registrar list (configured, then learned from announcements)
+    /// and the announce channel's counters.
+    pub async fn discovery(&self) -> Result<crate::Discovery, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Discovery { reply }).await?;
+        answer.await.map_err(|_| ClientError::Stopped)
+    }
+
     async fn send(&self, c: Command) -> Result<(), ClientError> {
         self.commands
             .send(c)
@@ -136,11 +159,13 @@ impl PoolUser {
 enum Wake {
     Command(Option<Command>),
     Link(LinkEvent),
+    Datagram(std::net::SocketAddr, usize),
     Timer,
 }
 
 struct Driver {
     core: PuCore,
+    announce: Option<AnnounceSocket>,
     link: Link,
     commands: mpsc::Receiver<Command>,
     next_token: Token,
@@ -156,6 +181,7 @@ impl Driver {
             let wake = tokio::select! {
                 c = self.commands.recv() => Wake::Command(c),
                 ev = self.link.next() => Wake::Link(ev),
+                (from, len) = link::recv_announce(self.announce.as_mut()) => Wake::Datagram(from, len),
                 () = link::sleep_until(deadline) => Wake::Timer,
             };
             let now = now();
@@ -163,6 +189,11 @@ impl Driver {
                 Wake::Command(None) => break,
                 Wake::Command(Some(c)) => self.command(c),
                 Wake::Link(event) => self.link.deliver(now, event, &mut self.core),
+                Wake::Datagram(from, len) => {
+                    if let Some(a) = &self.announce {
+                        self.core.handle_datagram(now, from, a.datagram(len));
+                    }
+                }
                 Wake::Timer => self.core.handle_timeout(now),
             }
         }
@@ -197,6 +228,9 @@ impl Driver {
                 let _ = reply.send(outcome);
             }
             Command::Purge { pool_handle } => self.core.purge(&pool_handle),
+            Command::Discovery { reply } => {
+                let _ = reply.send(self.core.discovery());
+            }
         }
     }
 

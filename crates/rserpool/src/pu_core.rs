@@ -10,6 +10,10 @@
 //! A stale cache entry blocks the caller until it is refreshed (C3); if no
 //! registrar answers, a stale entry is used rather than nothing (when
 //! [`PoolUserSettings::serve_stale_on_failure`] is set).
+//!
+//! Registrars learned from announcements ([`PuCore::handle_datagram`],
+//! opt-in) join the hunt after the configured ones, bounded and expiring
+//! ([`crate::registrars`]); they are authenticated like any registrar.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -20,11 +24,12 @@ use rand::SeedableRng;
 use rserpool_handlespace::PoolUserSelection;
 use rserpool_wire::{AsapMessage, CauseCode, OperationError, PeId, PoolElement, PoolHandle};
 
-use crate::config::{PoolUserSettings, ReportLimits, Timers};
+use crate::announce::{AnnounceStats, Announcements};
+use crate::config::{AnnounceConfig, PoolUserSettings, ReportLimits, Timers};
 use crate::error::{ClientError, ConnectFailure, RegistrarFailure};
 use crate::hunt::Hunter;
 use crate::inbound::{take_frame, Inbound};
-use crate::{ConnId, Connected, LinkAction};
+use crate::{ConnId, Connected, Discovery, LinkAction};
 
 /// Names one waiting caller of a [`PuCore`].
 pub type Token = u64;
@@ -161,7 +166,6 @@ pub struct PuCore {
     timers: Timers,
     settings: PoolUserSettings,
     limits: ReportLimits,
-    registrar_count: usize,
     rng: SmallRng,
     link: Link,
     hunter: Hunter,
@@ -174,6 +178,7 @@ pub struct PuCore {
     bucket: Bucket,
     pending_reports: VecDeque<AsapMessage>,
     outputs: VecDeque<PuOutput>,
+    announcements: Announcements,
 }
 
 impl PuCore {
@@ -191,7 +196,6 @@ impl PuCore {
             timers,
             settings,
             limits,
-            registrar_count: registrars.len().max(1),
             hunter: Hunter::new(registrars, &timers),
             rng: SmallRng::seed_from_u64(seed),
             link: Link::Down,
@@ -202,6 +206,57 @@ impl PuCore {
             bucket: Bucket::new(limits.max_per_second),
             pending_reports: VecDeque::new(),
             outputs: VecDeque::new(),
+            announcements: Announcements::new(),
+        }
+    }
+
+    /// Learn registrars from ASAP_SERVER_ANNOUNCE as `config` says (RFC
+    /// 5352 3.6); the driver then gives the datagrams of the group to
+    /// [`PuCore::handle_datagram`].
+    pub fn enable_announcements(&mut self, config: &AnnounceConfig) {
+        self.announcements.enable(config, &mut self.hunter);
+    }
+
+    /// A datagram arrived from `from` on the announce group: an
+    /// ASAP_SERVER_ANNOUNCE adds its registrar to the list (bounded, see
+    /// [`crate::registrars`]); anything else, or what does not decode, is
+    /// dropped and counted. The connection in use is not touched.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        let added = self
+            .announcements
+            .handle_datagram(now, from, bytes, &mut self.hunter);
+        self.after_learning(now, added);
+    }
+
+    /// A decoded message arrived from `from` on the announce group (as
+    /// [`PuCore::handle_datagram`]).
+    pub fn handle_announcement(&mut self, now: Instant, from: SocketAddr, message: AsapMessage) {
+        let added = self
+            .announcements
+            .handle_message(now, from, message, &mut self.hunter);
+        self.after_learning(now, added);
+    }
+
+    /// A hunt waiting for T5 tries a newly learned registrar at once.
+    fn after_learning(&mut self, now: Instant, added: bool) {
+        if added {
+            if let Some(pass) = self.hunter.wake(now, &mut self.outputs) {
+                self.hunt_pass_failed(&pass);
+            }
+        }
+    }
+
+    /// The announce channel's counters.
+    pub fn announce_stats(&self) -> AnnounceStats {
+        self.announcements.stats(&self.hunter)
+    }
+
+    /// The registrar list (configured, then learned) and the counters.
+    pub fn discovery(&self) -> Discovery {
+        Discovery {
+            registrars: self.hunter.entries(),
+            stats: self.announcements.stats(&self.hunter),
+            home_changes_refused: 0,
         }
     }
 
@@ -443,6 +498,7 @@ impl PuCore {
     /// MAX-REQUEST-RETRANSMIT times, then give the registrar up and go to
     /// the next one.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.announcements.expire(now, &mut self.hunter);
         if let Some(pass) = self.hunter.handle_timeout(now, &mut self.outputs) {
             self.hunt_pass_failed(&pass);
         }
@@ -560,7 +616,7 @@ impl PuCore {
     fn move_requests(&mut self, now: Instant, registrar: SocketAddr, reason: &str, timeout: bool) {
         // Every registrar once, and at least two tries in all (a single
         // registrar may just have restarted).
-        let limit = self.registrar_count.max(2);
+        let limit = self.hunter.len().max(2);
         let mut kept = Vec::new();
         for mut r in std::mem::take(&mut self.requests) {
             if r.deadline.take().is_some() {
@@ -730,7 +786,7 @@ mod tests {
     use std::net::{IpAddr, Ipv4Addr};
     use std::time::Duration;
 
-    use rserpool_wire::{Cause, Policy, ServerId, Transport, TransportUse};
+    use rserpool_wire::{Cause, Policy, ServerId, Transport, TransportUse, WireMessage};
 
     use super::*;
     use crate::test_outputs::{close, hunts, only_hunt, plain, send, sends, CoreOutput};
@@ -876,6 +932,217 @@ mod tests {
         c.handle_message(t0, ConnId::new(1), response(ids));
         drain(&mut c);
         c
+    }
+
+    fn announcing(max_learned: usize) -> AnnounceConfig {
+        AnnounceConfig {
+            max_learned,
+            ..AnnounceConfig::default()
+        }
+    }
+
+    fn learned(c: &PuCore) -> Vec<SocketAddr> {
+        c.discovery()
+            .registrars
+            .iter()
+            .filter(|e| matches!(e.origin, crate::RegistrarOrigin::Learned { .. }))
+            .map(|e| e.address)
+            .collect()
+    }
+
+    #[test]
+    fn attack_an_announcement_flood_stays_bounded_and_keeps_the_static_registrars() {
+        let t0 = Instant::now();
+        let mut c = core_with(&config());
+        c.enable_announcements(&announcing(4));
+        let rogue: SocketAddr = "203.0.113.66:3863".parse().expect("addr");
+        for i in 0..10_000u32 {
+            // Many addresses, one per announcement, and some of the
+            // static ones among them.
+            let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i);
+            let address = SocketAddr::new(IpAddr::V4(ip), 3864);
+            let a = crate::announce::announce(i, &[address, REG1]);
+            c.handle_datagram(t0, rogue, &a.to_bytes().expect("encodes"));
+        }
+        // One announcement naming thousands of addresses.
+        let many: Vec<SocketAddr> = (0..2000u32)
+            .map(|i| SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::from(0x0b00_0000 + i)), 1))
+            .collect();
+        c.handle_announcement(t0, rogue, crate::announce::announce(7, &many));
+        let d = c.discovery();
+        assert_eq!(d.registrars.len(), 2 + 4, "static + the cap");
+        assert_eq!(d.registrars[0].address, REG1);
+        assert_eq!(d.registrars[0].origin, crate::RegistrarOrigin::Static);
+        assert_eq!(d.registrars[1].address, REG2);
+        assert_eq!(d.registrars[1].origin, crate::RegistrarOrigin::Static);
+        assert_eq!(d.stats.datagrams, 10_000);
+        assert_eq!(d.stats.announcements, 10_001);
+        assert_eq!(d.stats.learned, 10_004);
+        assert_eq!(d.stats.replaced, 10_000);
+        assert!(
+            drain(&mut c).is_empty(),
+            "announcements connect nowhere by themselves"
+        );
+        // Bounded log lines: a few, the rest counted for one summary.
+        let (logged, suppressed) = c.announcements.log_lines();
+        assert!(logged <= 5, "{logged} lines");
+        assert!(suppressed > 9_000, "{suppressed} suppressed");
+        // The static registrar is still the first tried.
+        c.resolve(t0, 1, handle());
+        assert_eq!(c.hunter.attempt(), Some((ConnId::new(1), REG1)));
+    }
+
+    #[test]
+    fn learned_registrars_expire_unless_announced_again() {
+        let t0 = Instant::now();
+        let mut c = core_with(&config());
+        c.enable_announcements(&announcing(8));
+        let a: SocketAddr = "192.0.2.10:3864".parse().expect("addr");
+        let b: SocketAddr = "192.0.2.11:3864".parse().expect("addr");
+        c.handle_announcement(t0, a, crate::announce::announce(10, &[a]));
+        c.handle_announcement(t0, b, crate::announce::announce(11, &[b]));
+        assert_eq!(learned(&c), vec![a, b]);
+        // T7-ENRPoutdate (5 s) restarts for a, not for b.
+        c.handle_announcement(t0 + s(3), a, crate::announce::announce(10, &[a]));
+        c.handle_timeout(t0 + s(6));
+        assert_eq!(learned(&c), vec![a]);
+        c.handle_timeout(t0 + s(8));
+        assert_eq!(learned(&c), Vec::<SocketAddr>::new());
+        let st = c.announce_stats();
+        assert_eq!((st.expired, st.refreshed, st.learned), (2, 1, 2));
+        // Expiry adds no wake-ups of its own.
+        assert_eq!(c.poll_timeout(), None);
+    }
+
+    #[test]
+    fn bad_datagrams_are_dropped_and_counted() {
+        let t0 = Instant::now();
+        let mut c = core_with(&config());
+        c.enable_announcements(&announcing(8));
+        let from: SocketAddr = "203.0.113.1:9".parse().expect("addr");
+        let good = crate::announce::announce(3, &["192.0.2.3:3864".parse().expect("addr")])
+            .to_bytes()
+            .expect("encodes");
+        for bad in [
+            &[][..],
+            &[0x0a],
+            &[0x0a, 0, 0, 4],
+            &[0xff; 64],
+            &good[..good.len() - 1],
+        ] {
+            c.handle_datagram(t0, from, bad);
+        }
+        // A registrar-side message, and announcements with nothing usable:
+        // SCTP only, no transport, unspecified address or port 0.
+        c.handle_datagram(t0, from, &request().to_bytes().expect("encodes"));
+        let sctp = AsapMessage::ServerAnnounce {
+            server_id: ServerId::new(4),
+            transports: vec![Transport::Sctp {
+                port: 3863,
+                transport_use: TransportUse::DataPlusControl,
+                addresses: vec![IpAddr::V4(Ipv4Addr::new(192, 0, 2, 4))],
+            }],
+        };
+        c.handle_announcement(t0, from, sctp);
+        c.handle_announcement(t0, from, crate::announce::announce(5, &[]));
+        c.handle_announcement(
+            t0,
+            from,
+            crate::announce::announce(6, &["0.0.0.0:3864".parse().expect("addr")]),
+        );
+        c.handle_announcement(
+            t0,
+            from,
+            crate::announce::announce(7, &["192.0.2.7:0".parse().expect("addr")]),
+        );
+        assert!(drain(&mut c).is_empty());
+        assert_eq!(learned(&c), Vec::<SocketAddr>::new());
+        let st = c.announce_stats();
+        assert_eq!(st.datagrams, 6);
+        assert_eq!(st.undecodable, 5);
+        assert_eq!(st.unexpected, 1);
+        assert_eq!(st.unusable, 4);
+    }
+
+    #[test]
+    fn configured_registrars_in_an_announcement_do_not_use_up_the_cap() {
+        let t0 = Instant::now();
+        let mut c = core_with(&config());
+        c.enable_announcements(&announcing(1));
+        let a: SocketAddr = "192.0.2.10:3864".parse().expect("addr");
+        c.handle_announcement(t0, a, crate::announce::announce(10, &[REG1, REG2, a]));
+        assert_eq!(learned(&c), vec![a]);
+    }
+
+    #[test]
+    fn without_enabling_announcements_nothing_is_learned() {
+        let t0 = Instant::now();
+        let mut c = core_with(&config());
+        let a: SocketAddr = "192.0.2.10:3864".parse().expect("addr");
+        c.handle_announcement(t0, a, crate::announce::announce(10, &[a]));
+        assert_eq!(c.discovery().registrars.len(), 2);
+        assert_eq!(c.announce_stats().ignored, 1);
+    }
+
+    #[test]
+    fn the_hunt_tries_learned_registrars_after_the_static_ones() {
+        let t0 = Instant::now();
+        let mut c = core_with(&ClientConfig {
+            registrars: vec![REG1],
+            ..config()
+        });
+        c.enable_announcements(&announcing(8));
+        let learned_one: SocketAddr = "192.0.2.10:3864".parse().expect("addr");
+        c.handle_announcement(
+            t0,
+            learned_one,
+            crate::announce::announce(10, &[learned_one]),
+        );
+        c.resolve(t0, 1, handle());
+        assert_eq!(c.hunter.attempt(), Some((ConnId::new(1), REG1)));
+        c.handle_connect_failed(t0, ConnId::new(1), ConnectFailure::new("refused", None));
+        assert_eq!(c.hunter.attempt(), Some((ConnId::new(2), learned_one)));
+        c.handle_connected(t0, ConnId::new(2), plain());
+        assert_eq!(
+            sends(&drain(&mut c)),
+            vec![(2, request())],
+            "the request goes to the learned registrar"
+        );
+        // A pass counts the learned registrars too: an answer that never
+        // comes fails over to the next (REG1), and the request fails
+        // after both.
+        assert_eq!(c.hunter.len(), 2);
+    }
+
+    #[test]
+    fn a_pu_with_no_static_registrar_waits_for_an_announcement() {
+        let t0 = Instant::now();
+        let mut c = core_with(&ClientConfig {
+            registrars: Vec::new(),
+            ..config()
+        });
+        c.enable_announcements(&announcing(8));
+        // Nothing to try: the request waits for the round (T5, 10 s).
+        c.resolve(t0, 1, handle());
+        assert!(drain(&mut c).is_empty());
+        assert_eq!(c.poll_timeout(), Some(t0 + s(10)));
+        // Nothing announced by then: it fails.
+        c.handle_timeout(t0 + s(10));
+        assert!(matches!(
+            &drain(&mut c)[..],
+            [PuOutput::Resolved { result: Err(ClientError::NoRegistrar(f)), .. }]
+                if f[0].reason.contains("none was announced")
+        ));
+        // The next one waits again, and an announcement ends the wait.
+        let t1 = t0 + s(11);
+        c.resolve(t1, 2, handle());
+        assert!(drain(&mut c).is_empty());
+        let a: SocketAddr = "192.0.2.10:3864".parse().expect("addr");
+        c.handle_announcement(t1, a, crate::announce::announce(10, &[a]));
+        let (conn, to) = c.hunter.attempt().expect("an attempt at once");
+        assert_eq!(to, a);
+        c.handle_connected(t1, conn, plain());
+        assert_eq!(sends(&drain(&mut c)), vec![(conn.get(), request())]);
     }
 
     #[test]

@@ -1,17 +1,21 @@
-//! Flags shared by the client subcommands (`rsp pe`, `rsp resolve`): the
-//! registrar list and the credentials, turned into a
+//! Flags shared by the client subcommands (`rsp pe`, `rsp pe register`,
+//! `rsp resolve`): the registrar list, the credentials and the optional
+//! learning of registrars from announcements (`--announce GROUP`, the
+//! group `rsp registrar --announce` sends to), turned into a
 //! [`rserpool::ClientConfig`]; and the policy syntax of `--policy`.
 
-use std::net::ToSocketAddrs;
+use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
-use rserpool::{ClientConfig, RegistrarEndpoint};
+use rserpool::{AnnounceConfig, ClientConfig, RegistrarEndpoint};
 use rserpool_security::tls::CertificateFiles;
 use rserpool_security::{Psk, TlsClient, TlsClientConfig};
 use rserpool_wire::{PeId, Policy};
 
 use crate::client_file::ClientFile;
+use crate::duration::parse_duration;
 
 /// How to reach and authenticate registrars. Each flag's default comes
 /// from its environment variable, then from the client file
@@ -49,6 +53,25 @@ pub struct ClientArgs {
     /// (the client file's credentials are not used).
     #[arg(long, conflicts_with_all = ["psk_file", "ca", "cert"])]
     pub insecure: bool,
+    /// Also learn registrars from ASAP_SERVER_ANNOUNCE on this UDP group
+    /// (e.g. 239.0.0.50:3863, where `rsp registrar --announce` sends).
+    /// Learned registrars are tried after the -r ones and authenticated
+    /// the same way; with --announce, -r may be left out.
+    #[arg(long, value_name = "GROUP")]
+    pub announce: Option<SocketAddr>,
+    /// Local IPv4 address of the interface to join the --announce group
+    /// on (default: the system's choice by its routes).
+    #[arg(long, value_name = "ADDR", requires = "announce")]
+    pub announce_interface: Option<Ipv4Addr>,
+    /// Most registrars learned from announcements at once (the -r ones
+    /// are always kept).
+    #[arg(long, value_name = "N", default_value_t = 16, requires = "announce")]
+    pub announce_max: usize,
+    /// Forget a learned registrar not announced again for this long
+    /// (T7-ENRPoutdate).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration,
+          default_value = "5s", requires = "announce")]
+    pub announce_expiry: Duration,
 }
 
 impl ClientArgs {
@@ -83,10 +106,26 @@ impl ClientArgs {
 
     /// The client configuration these flags describe.
     pub fn config(&self) -> anyhow::Result<ClientConfig> {
-        if self.registrars.is_empty() {
+        let mut config = self.registrar_config()?;
+        config.announcements = self.announce.map(|group| AnnounceConfig {
+            interface: self.announce_interface,
+            max_learned: self.announce_max,
+            expiry: self.announce_expiry,
+            ..AnnounceConfig::new(group)
+        });
+        if let Some(a) = &config.announcements {
+            a.validate()
+                .map_err(|e| anyhow::anyhow!("--announce-max / --announce-expiry: {e}"))?;
+        }
+        Ok(config)
+    }
+
+    /// The registrars and credentials.
+    fn registrar_config(&self) -> anyhow::Result<ClientConfig> {
+        if self.registrars.is_empty() && self.announce.is_none() {
             anyhow::bail!(
                 "no registrar given: use -r HOST:PORT (or set RSP_REGISTRAR, or `registrars` in \
-                 the client file {})",
+                 the client file {}), or learn them with --announce GROUP",
                 crate::client_file::default_path()
                     .map_or("--client-config FILE".to_string(), |p| p
                         .display()
@@ -234,7 +273,63 @@ fn parse_value(v: &str) -> Result<u32, String> {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        client: ClientArgs,
+    }
+
+    #[test]
+    fn announce_flags_make_an_announce_config_and_may_stand_for_the_registrar_list() {
+        let cli = Cli::try_parse_from(["t", "--insecure", "--announce", "239.0.0.50:3863"])
+            .expect("parses");
+        let c = cli.client.config().expect("config");
+        assert!(c.registrars.is_empty());
+        let a = c.announcements.expect("on");
+        assert_eq!(a.group, "239.0.0.50:3863".parse().expect("addr"));
+        assert_eq!((a.max_learned, a.expiry), (16, Duration::from_secs(5)));
+        let cli = Cli::try_parse_from([
+            "t",
+            "--insecure",
+            "-r",
+            "127.0.0.1:3863",
+            "--announce",
+            "239.0.0.50:3863",
+            "--announce-interface",
+            "127.0.0.1",
+            "--announce-max",
+            "3",
+            "--announce-expiry",
+            "2s",
+        ])
+        .expect("parses");
+        let c = cli.client.config().expect("config");
+        assert_eq!(c.registrars.len(), 1);
+        let a = c.announcements.expect("on");
+        assert_eq!(a.interface, Some(Ipv4Addr::LOCALHOST));
+        assert_eq!((a.max_learned, a.expiry), (3, Duration::from_secs(2)));
+        // Off by default; without either, no registrar at all.
+        let cli = Cli::try_parse_from(["t", "--insecure"]).expect("parses");
+        assert!(cli.client.config().is_err());
+        let cli = Cli::try_parse_from(["t", "--insecure", "-r", "127.0.0.1:3863"]).expect("parses");
+        assert!(cli.client.config().expect("config").announcements.is_none());
+        // The settings need the group, and a cap of 0 is refused.
+        assert!(Cli::try_parse_from(["t", "--insecure", "--announce-max", "3"]).is_err());
+        let cli = Cli::try_parse_from([
+            "t",
+            "--insecure",
+            "--announce",
+            "239.0.0.50:3863",
+            "--announce-max",
+            "0",
+        ])
+        .expect("parses");
+        assert!(cli.client.config().is_err());
+    }
 
     #[test]
     fn policies_parse() {
