@@ -226,11 +226,13 @@ pub struct Captured {
 /// the client; in TLS 1.3 the client's first such record is its
 /// encrypted Finished, so 1 is its first message. `answer`: the first
 /// application data record from the registrar after the client's first
-/// message went up (the answer to it).
+/// message went up (the answer to it). `replay_up`: the `n`th client
+/// record is forwarded twice (a replay within the connection).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Tamper {
     pub up: Option<usize>,
     pub answer: bool,
+    pub replay_up: Option<usize>,
 }
 
 /// A TCP proxy in front of `target` that records what passes and may
@@ -262,7 +264,7 @@ impl Proxy {
                 let (sr, sw) = server.into_split();
                 // Nothing to corrupt: forward the bytes as they come
                 // (also plain TCP).
-                let raw = tamper.up.is_none() && !tamper.answer;
+                let raw = tamper.up.is_none() && !tamper.answer && tamper.replay_up.is_none();
                 // Set once the client's first message went up.
                 let sent = Arc::new(AtomicBool::new(false));
                 let up = tokio::spawn(pump(
@@ -271,6 +273,7 @@ impl Proxy {
                     cap.clone(),
                     Direction::Up {
                         tamper: tamper.up,
+                        replay: tamper.replay_up,
                         sent: sent.clone(),
                     },
                     raw,
@@ -319,6 +322,7 @@ impl Drop for Proxy {
 enum Direction {
     Up {
         tamper: Option<usize>,
+        replay: Option<usize>,
         sent: Arc<AtomicBool>,
     },
     Down {
@@ -329,7 +333,7 @@ enum Direction {
 
 /// Forward one direction, record it, and unless `raw`, forward whole TLS
 /// records at a time and flip the last byte (the end of the AEAD tag) of
-/// the record [`Tamper`] chose.
+/// the record [`Tamper`] chose, or send it twice.
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
@@ -368,9 +372,15 @@ async fn pump(
                 break;
             }
             let mut record: Vec<u8> = pending.drain(..5 + len).collect();
+            let mut twice = false;
             if record[0] == 23 && len > 0 {
                 let flip = match &direction {
-                    Direction::Up { tamper, sent } => {
+                    Direction::Up {
+                        tamper,
+                        replay,
+                        sent,
+                    } => {
+                        twice = *replay == Some(records);
                         if records >= 1 {
                             sent.store(true, Ordering::SeqCst);
                         }
@@ -387,6 +397,9 @@ async fn pump(
                 records += 1;
             }
             out.extend_from_slice(&record);
+            if twice {
+                out.extend_from_slice(&record);
+            }
         }
         if to.write_all(&out).await.is_err() {
             break;

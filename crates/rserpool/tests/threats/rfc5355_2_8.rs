@@ -64,6 +64,42 @@ async fn a_recorded_registration_session_replayed_on_a_new_connection_fails_the_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_replayed_within_its_connection_ends_it_and_is_not_applied_twice() {
+    let lab = Lab::start(CoreConfig::default()).await;
+    let _pe = library_pe(&lab, "pe-a", PE_A).await;
+    // The client's first message (record 1, after its Finished) is
+    // forwarded twice.
+    let proxy = Proxy::start(
+        lab.addr,
+        Tamper {
+            replay_up: Some(1),
+            ..Tamper::default()
+        },
+    )
+    .await;
+    let mut pe_b = Client::psk(proxy.addr, lab.key("pe-b"))
+        .await
+        .expect("handshake through the proxy");
+    pe_b.send(&registration(HANDLE, pe(REPLAYED, "127.0.0.1", 7)))
+        .await;
+    // The copy fails the record's sequence number and ends the
+    // connection (whether the genuine record's answer gets out first
+    // depends on when the registrar reads the copy).
+    loop {
+        match pe_b.recv().await {
+            Some(AsapMessage::RegistrationResponse { error: None, .. }) => {}
+            None => break,
+            Some(other) => panic!("{other:?}"),
+        }
+    }
+    // The genuine record was applied once, its copy not at all.
+    let s = lab.stats().await;
+    assert_eq!((s.registrations, s.reregistrations), (2, 0), "{s:?}");
+    assert_eq!(lab.pool_ids(HANDLE).await, vec![REPLAYED, PE_A]);
+    assert_eq!(served(&lab, "pu-1", HANDLE).await, vec![REPLAYED, PE_A]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_registrar_issues_no_session_tickets_and_accepts_no_early_data() {
     let lab = Lab::start(CoreConfig::default()).await;
     let _pe = library_pe(&lab, "pe-a", PE_A).await;
