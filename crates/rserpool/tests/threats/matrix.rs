@@ -32,7 +32,7 @@ const PENDING: &[&str] = &[
 const GAPS: &[&str] = &["RFC5355-2.9", "RFC5355-2.16"];
 
 /// Rows whose attack shows a bug (their tests are ignored).
-const BUGS: &[&str] = &["BUG-pe-reconnect"];
+const BUGS: &[&str] = &["BUG-refused-at-connection"];
 
 const RESULTS: &[&str] = &["passes", "cluster", "pending", "gap", "bug"];
 

@@ -152,6 +152,15 @@ async fn a_key_holder_without_an_entry_is_refused_at_connection() {
         other => panic!("expected a refusal, got {other:?}"),
     }
     assert_eq!(pu_3.recv().await, None, "then closed");
+    // A pool user of the client library with that key gets nothing.
+    let pu = rserpool::PoolUser::new(lab_config(&lab, "pu-3")).expect("pool user");
+    let err = within(pu.resolve(&pool_handle(HANDLE)))
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(err, rserpool::ClientError::NoRegistrar(_)),
+        "{err}"
+    );
     assert_eq!(served(&lab, "pu-1", HANDLE).await, vec![PE_A]);
 }
 
@@ -192,6 +201,22 @@ async fn narrowing_an_insiders_entry_at_run_time_removes_what_it_held() {
     assert_eq!(lab.pool_ids("other").await, Vec::<u32>::new());
     assert_eq!(lab.pool_ids(HANDLE).await, vec![PE_A]);
     assert_eq!(served(&lab, "pu-1", HANDLE).await, vec![PE_A]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: the client library drops the ASAP_ERROR a registrar sends with its refusal at \
+            connection; the PU says only \"connection closed by the registrar\""]
+async fn a_pu_refused_at_connection_is_told_it_was_rejected_for_security() {
+    let lab = scoped_lab().await;
+    let pu = rserpool::PoolUser::new(lab_config(&lab, "pu-3")).expect("pool user");
+    let err = within(pu.resolve(&pool_handle(HANDLE)))
+        .await
+        .expect_err("refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("security") && text.contains("deny-everyone-else"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
