@@ -215,3 +215,20 @@ pub enum ClientError {
     #[error("the RSerPool client has stopped")]
     Stopped,
 }
+
+/// An operation error as people read it: each cause's meaning, and its
+/// information when that is printable text (a registrar's reason, such
+/// as the authorised peer database entry that denied a connection).
+pub fn describe_operation_error(error: &rserpool_wire::OperationError) -> String {
+    error
+        .causes
+        .iter()
+        .map(|c| match std::str::from_utf8(&c.info) {
+            Ok(text) if !text.is_empty() && !text.chars().any(char::is_control) => {
+                format!("{}: {text}", c.code)
+            }
+            _ => c.code.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}

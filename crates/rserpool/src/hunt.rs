@@ -80,6 +80,10 @@ pub struct ServerHunt<F = String> {
     next: usize,
     round: Option<Round>,
     pass: Vec<Option<F>>,
+    /// The registrar connected to, until it answers ([`Self::confirmed`]):
+    /// a connection it ends before answering is a failed attempt of the
+    /// round ([`Self::lost_unconfirmed`]), not a success.
+    provisional: Option<usize>,
 }
 
 impl<F> ServerHunt<F> {
@@ -97,6 +101,7 @@ impl<F> ServerHunt<F> {
             next: 0,
             round: None,
             pass: std::iter::repeat_with(|| None).take(count).collect(),
+            provisional: None,
         }
     }
 
@@ -174,13 +179,39 @@ impl<F> ServerHunt<F> {
         Some(reasons)
     }
 
-    /// A connection to registrar `index` was made (SH3): the hunt stops,
-    /// T5 is reset, and the next hunt starts with the registrar after it.
+    /// A connection to registrar `index` was made (SH3): the next hunt
+    /// starts with the registrar after it. The round and T5 stay as they
+    /// are until the registrar answers ([`Self::confirmed`]): a registrar
+    /// that closes the connection before answering (it refused the
+    /// client, or it is not what the client speaks) failed this attempt
+    /// ([`Self::lost_unconfirmed`]), so the T5 back-off applies and a
+    /// refused client does not reconnect at once, for ever.
     pub fn connected(&mut self, index: usize) {
-        self.round = None;
-        self.t5 = self.t5_initial;
         self.next = (index + 1) % self.count;
-        self.pass.iter_mut().for_each(|r| *r = None);
+        self.provisional = Some(index);
+    }
+
+    /// The registrar connected to answered: the hunt is over, T5 is reset
+    /// (SH3).
+    pub fn confirmed(&mut self) {
+        if self.provisional.take().is_some() {
+            self.round = None;
+            self.t5 = self.t5_initial;
+            self.pass.iter_mut().for_each(|r| *r = None);
+        }
+    }
+
+    /// The connection ended before the registrar answered: its attempt
+    /// failed with `reason` (SH4). Returns the last failure of every
+    /// registrar when this completes a failed pass, as
+    /// [`Self::failed`]; `None` also when no connection was waiting for
+    /// its answer.
+    pub fn lost_unconfirmed(&mut self, reason: F) -> Option<Vec<(usize, F)>> {
+        let index = self.provisional.take()?;
+        // A round is under way while a connection waits for its answer
+        // (only `confirmed` and `abandon` end it).
+        self.round?;
+        self.failed(index, reason)
     }
 
     /// A registrar was appended to the list: it joins the rotation and
@@ -212,6 +243,11 @@ impl<F> ServerHunt<F> {
         if index >= self.len {
             return;
         }
+        self.provisional = match self.provisional {
+            Some(p) if p == index => None,
+            Some(p) if p > index => Some(p - 1),
+            other => other,
+        };
         self.len -= 1;
         if self.len == 0 {
             self.pass[0] = None;
@@ -231,6 +267,7 @@ impl<F> ServerHunt<F> {
     /// the current T5 and the next registrar.
     pub fn abandon(&mut self) {
         self.round = None;
+        self.provisional = None;
         self.pass.iter_mut().for_each(|r| *r = None);
     }
 }
@@ -616,6 +653,22 @@ impl Hunter {
         Some(a.address)
     }
 
+    /// The registrar connected to answered (its first message): the hunt
+    /// is over and T5 is reset (SH3).
+    pub fn confirmed(&mut self) {
+        self.schedule.confirmed();
+    }
+
+    /// The connection ended before the registrar answered: that attempt
+    /// failed with `failure`, as a connection that could not be made
+    /// (SH4). Returns the failures of a pass this completed; otherwise the
+    /// caller resumes the hunt ([`Hunter::start`]), which goes on with
+    /// the next registrar or waits for T5.
+    pub fn lost_unconfirmed(&mut self, failure: ConnectFailure) -> Option<Vec<RegistrarFailure>> {
+        let pass = self.schedule.lost_unconfirmed(failure)?;
+        Some(self.pass_failed(pass))
+    }
+
     /// The attempt in flight (tests).
     #[cfg(test)]
     pub(crate) fn attempt(&self) -> Option<(ConnId, SocketAddr)> {
@@ -767,6 +820,10 @@ mod tests {
         assert_eq!(tried(h.step(late)), 1);
         assert_eq!(h.t5(), Duration::from_secs(20));
         h.connected(1);
+        // Not over until the registrar answers.
+        assert!(h.is_active());
+        assert_eq!(h.t5(), Duration::from_secs(20));
+        h.confirmed();
         assert!(!h.is_active());
         assert_eq!(h.t5(), Duration::from_secs(10));
         // The home is lost: the hunt starts with a different registrar.

@@ -258,6 +258,10 @@ enum Link {
         malformed: u32,
         /// Whether its TLS handshake authenticated the registrar.
         authenticated: bool,
+        /// Whether the registrar answered anything but an error on it:
+        /// until then the hunt that made it is not over (a connection
+        /// closed before is a failed attempt, with the T5 back-off).
+        answered: bool,
     },
 }
 
@@ -272,6 +276,9 @@ pub struct PeCore {
     hunter: Hunter,
     outputs: VecDeque<PeOutput>,
     home_trust: HomeTrust,
+    /// The error the registrar sent before answering anything on the
+    /// current connection (why it is about to close it).
+    refusal: Option<String>,
     announcements: Announcements,
     /// Home changes refused (KA2.4 from an untrusted connection).
     home_refused: u64,
@@ -297,6 +304,7 @@ impl PeCore {
             link: Link::Down,
             outputs: VecDeque::new(),
             home_trust: HomeTrust::default(),
+            refusal: None,
             announcements: Announcements::new(),
             home_refused: 0,
             home_log: LogBudget::new("refused home changes", 5, Duration::from_secs(60)),
@@ -519,7 +527,9 @@ impl PeCore {
             home: None,
             malformed: 0,
             authenticated: matches!(connected.security, LinkSecurity::Tls { .. }),
+            answered: false,
         };
+        self.refusal = None;
         for i in 0..self.elements.len() {
             match self.elements[i].state {
                 State::Deregistering {
@@ -619,6 +629,15 @@ impl PeCore {
             self.refuse_foreign(now, conn, &message);
             return;
         }
+        if let Link::Up {
+            ref mut answered, ..
+        } = self.link
+        {
+            if !*answered && !matches!(message, AsapMessage::Error { .. }) {
+                *answered = true;
+                self.hunter.confirmed();
+            }
+        }
         match message {
             AsapMessage::RegistrationResponse {
                 reject,
@@ -646,7 +665,20 @@ impl PeCore {
                 identifier,
             } => self.on_keep_alive(now, conn, home, server_id, &pool_handle, identifier),
             AsapMessage::Error { error } => {
-                tracing::warn!(%registrar, "registrar reports an error: {error:?}");
+                let text = crate::error::describe_operation_error(&error);
+                tracing::warn!(%registrar, "registrar reports an error: {text}");
+                // An error before any answer is why the registrar is about
+                // to close the connection (a refusal at connection): kept
+                // for the failure of this attempt.
+                if matches!(
+                    self.link,
+                    Link::Up {
+                        answered: false,
+                        ..
+                    }
+                ) {
+                    self.refusal = Some(text);
+                }
             }
             other => {
                 tracing::debug!(%registrar, "ignoring unexpected {}", other.name());
@@ -852,17 +884,24 @@ impl PeCore {
     /// which counts as a failed attempt.
     fn lose_registrar(&mut self, now: Instant, reason: String, registration_timeout: bool) {
         let Link::Up {
-            conn, registrar, ..
+            conn,
+            registrar,
+            answered,
+            ..
         } = self.link
         else {
             return;
+        };
+        let reason = match self.refusal.take() {
+            Some(refusal) if !answered => format!("{reason}: the registrar refused: {refusal}"),
+            _ => reason,
         };
         tracing::warn!(%registrar, "registrar lost: {reason}");
         self.outputs.push_back(LinkAction::Close { conn }.into());
         self.outputs
             .push_back(PeOutput::Event(PeEvent::RegistrarLost {
                 registrar,
-                reason,
+                reason: reason.clone(),
             }));
         self.link = Link::Down;
         for e in &mut self.elements {
@@ -874,6 +913,21 @@ impl PeCore {
                 },
                 s => s,
             };
+        }
+        if registration_timeout {
+            // T2: the registrar took the connection and stayed silent;
+            // the registration failed (counted below), the connection
+            // itself was made.
+            self.hunter.confirmed();
+        } else if !answered {
+            // RFC 5352 3.6 SH4: closed before any answer is a failed
+            // attempt of the hunt (the next registrar, or T5), not a
+            // connection: a registrar that refuses the client at once is
+            // not reconnected to at once, for ever.
+            let failure = crate::error::ConnectFailure::new(reason, None);
+            if let Some(pass) = self.hunter.lost_unconfirmed(failure) {
+                return self.hunt_pass_failed(now, &pass);
+            }
         }
         if registration_timeout {
             let error = ClientError::Timeout {

@@ -122,6 +122,9 @@ enum Link {
         registrar: SocketAddr,
         /// Frames on it that did not decode.
         malformed: u32,
+        /// Whether the registrar answered anything but an error on it
+        /// (until then the hunt that made it is not over).
+        answered: bool,
     },
 }
 
@@ -179,6 +182,9 @@ pub struct PuCore {
     pending_reports: VecDeque<AsapMessage>,
     outputs: VecDeque<PuOutput>,
     announcements: Announcements,
+    /// The error the registrar sent before answering anything on the
+    /// current connection (why it is about to close it).
+    refusal: Option<String>,
 }
 
 impl PuCore {
@@ -197,6 +203,7 @@ impl PuCore {
             settings,
             limits,
             hunter: Hunter::new(registrars, &timers),
+            refusal: None,
             rng: SmallRng::seed_from_u64(seed),
             link: Link::Down,
             cache: BTreeMap::new(),
@@ -381,7 +388,9 @@ impl PuCore {
             conn,
             registrar,
             malformed: 0,
+            answered: false,
         };
+        self.refusal = None;
         for i in 0..self.requests.len() {
             self.requests[i].sent = 0;
             self.transmit(now, i, conn);
@@ -398,6 +407,7 @@ impl PuCore {
         let Link::Up {
             conn: current,
             registrar,
+            answered,
             ..
         } = self.link
         else {
@@ -406,13 +416,33 @@ impl PuCore {
         if current != conn {
             return;
         }
+        // Closed before it answered, while a request waited for its
+        // answer or after an error: the registrar refused (a connection
+        // that only carried reports, which have no answer, just ended).
+        let refused = !answered && (self.refusal.is_some() || !self.requests.is_empty());
+        let reason = match self.refusal.take() {
+            Some(refusal) if !answered => format!("{reason}: the registrar refused: {refusal}"),
+            _ => reason.to_owned(),
+        };
         if self.requests.is_empty() {
             tracing::debug!(%registrar, "registrar connection ended: {reason}");
         } else {
             tracing::warn!(%registrar, "registrar connection lost: {reason}");
         }
         self.link = Link::Down;
-        self.move_requests(now, registrar, reason, false);
+        if refused {
+            // RFC 5352 3.6 SH4: a connection closed before any answer is a
+            // failed attempt of the hunt (T5 back-off), not a connection.
+            let failure = ConnectFailure::new(reason.clone(), None);
+            if let Some(pass) = self.hunter.lost_unconfirmed(failure) {
+                return self.hunt_pass_failed(&pass);
+            }
+        } else {
+            // It served (reports need no answer): the hunt that made it
+            // is over.
+            self.hunter.confirmed();
+        }
+        self.move_requests(now, registrar, &reason, false);
     }
 
     /// The driver could not make connection `conn` (RFC 5352 3.6 SH4):
@@ -453,6 +483,7 @@ impl PuCore {
             conn: current,
             registrar,
             ref mut malformed,
+            ..
         } = self.link
         else {
             return;
@@ -480,6 +511,15 @@ impl PuCore {
         if conn != current {
             return;
         }
+        if let Link::Up {
+            ref mut answered, ..
+        } = self.link
+        {
+            if !*answered && !matches!(message, AsapMessage::Error { .. }) {
+                *answered = true;
+                self.hunter.confirmed();
+            }
+        }
         match message {
             AsapMessage::HandleResolutionResponse {
                 pool_handle,
@@ -488,7 +528,18 @@ impl PuCore {
                 ..
             } => self.on_response(now, registrar, pool_handle, pool_elements, error),
             AsapMessage::Error { error } => {
-                tracing::warn!(%registrar, "registrar reports an error: {error:?}");
+                let text = crate::error::describe_operation_error(&error);
+                tracing::warn!(%registrar, "registrar reports an error: {text}");
+                // Before any answer: why the registrar is about to close.
+                if matches!(
+                    self.link,
+                    Link::Up {
+                        answered: false,
+                        ..
+                    }
+                ) {
+                    self.refusal = Some(text);
+                }
             }
             other => tracing::debug!(%registrar, "ignoring unexpected {}", other.name()),
         }

@@ -21,6 +21,7 @@ mod support;
 
 mod common;
 
+mod announce;
 mod matrix;
 mod pim;
 mod rfc5355_2_1;

@@ -21,18 +21,13 @@ use std::path::{Path, PathBuf};
 /// Rows whose defence is being implemented: each names the test that
 /// will prove it. Empty this list as the features land (and mark the
 /// rows `passes`).
-const PENDING: &[&str] = &[
-    "PIM-rate-global",
-    "PIM-passive",
-    "PIM-home-change",
-    "PIM-announce",
-];
+const PENDING: &[&str] = &[];
 
 /// Rows whose mechanism does not exist yet in the client library.
 const GAPS: &[&str] = &["RFC5355-2.9", "RFC5355-2.16"];
 
 /// Rows whose attack shows a bug (their tests are ignored).
-const BUGS: &[&str] = &["BUG-refused-at-connection"];
+const BUGS: &[&str] = &[];
 
 const RESULTS: &[&str] = &["passes", "cluster", "pending", "gap", "bug"];
 

@@ -3,9 +3,8 @@
 //! non-neighbours are dropped (ENRP only from authenticated peer
 //! registrars, never on an ASAP listener), and rate limits at several
 //! layers, so that becoming a trusted node does not bypass them (per
-//! identity, per source address; the global layer is a pending row).
-//! Passive listeners, home changes and announcements are pending rows of
-//! docs/threat-matrix.md.
+//! identity, per source address, global), and passive listeners (pool
+//! users only). Home changes and announcements: `announce`.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -252,4 +251,65 @@ async fn a_resolution_flood_from_one_identity_gets_lack_of_resources_and_others_
         "{served_n} served, {limited} limited"
     );
     assert_eq!(served(&lab, "pu-1", HANDLE).await, vec![PE_A]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pim_a_global_limit_caps_registrations_from_all_identities_and_addresses() {
+    // Each identity is far within its own limit and the address limit is
+    // off: only the global layer (burst 60, 1 a second) holds the three
+    // colluding identities.
+    let lab = Lab::start(CoreConfig {
+        registration_rate: Rate::new(1_000.0, 1_000.0),
+        registration_rate_per_address: Rate::UNLIMITED,
+        registration_rate_global: Rate::new(1.0, 60.0),
+        ..CoreConfig::default()
+    })
+    .await;
+    let mut total = 0;
+    let mut limited = 0;
+    for (i, who) in ["pe-a", "pe-b", "flooder"].into_iter().enumerate() {
+        let c = lab.client(who).await;
+        let (a, l) = flood_registrations(c, "flood", 0x100 * (i as u32 + 1), 40).await;
+        total += a;
+        limited += l;
+    }
+    assert!(
+        (60..=63).contains(&total),
+        "{total} registrations passed the global limit"
+    );
+    assert_eq!(total + limited, 120);
+    let st = lab.stats().await;
+    let by = st.rate_limited.registrations;
+    assert_eq!((by.identity, by.address), (0, 0), "{by:?}");
+    assert_eq!(u64::from(limited), by.global, "{by:?}");
+    // Other kinds of request have their own budgets: resolutions served.
+    assert_eq!(lab.pool_ids("flood").await.len(), total as usize);
+    assert_eq!(served(&lab, "pu-1", "flood").await.len().min(1), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pim_passive_listener_refuses_registrations() {
+    let lab = Lab::with_service(ServiceConfig {
+        listeners: vec![rserpool_registrar::ListenerConfig {
+            address: "127.0.0.1:0".parse().expect("address"),
+            pool_users_only: true,
+            allow: Vec::new(),
+        }],
+        ..ServiceConfig::default()
+    })
+    .await;
+    let passive = lab.registrar.pool_user_addrs()[0];
+    let _pe = library_pe(&lab, "pe-a", PE_A).await;
+    // A PE key on the pool-user listener: its registration is refused
+    // for security, nothing is created.
+    let mut c = config(vec![passive], Some(psk_client(&lab.key("pe-b"))));
+    c.timers.max_reg_attempts = 1;
+    let err = within(rserpool::PoolElement::start(c, spec(HANDLE, 0x0bad, 8)))
+        .await
+        .expect_err("no registration on a pool-user listener");
+    assert!(err.to_string().contains("security"), "{err}");
+    assert_eq!(lab.pool_ids(HANDLE).await, vec![PE_A]);
+    // A pool user there is served.
+    let pu = config(vec![passive], Some(psk_client(&lab.key("pu-1"))));
+    assert_eq!(resolve_with(pu, HANDLE).await, vec![PE_A]);
 }

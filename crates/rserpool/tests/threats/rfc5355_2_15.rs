@@ -49,8 +49,6 @@ fn plain_config(addr: std::net::SocketAddr) -> ClientConfig {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a PE whose registrar closes the connection before answering reconnects at once, \
-            for ever (thousands of connections a second), and never reports the failure"]
 async fn an_insecure_pe_at_a_secure_registrar_gives_up_instead_of_reconnecting_without_pause() {
     let lab = Lab::start(CoreConfig::default()).await;
     let err = within(PoolElement::start(

@@ -204,8 +204,6 @@ async fn narrowing_an_insiders_entry_at_run_time_removes_what_it_held() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: the client library drops the ASAP_ERROR a registrar sends with its refusal at \
-            connection; the PU says only \"connection closed by the registrar\""]
 async fn a_pu_refused_at_connection_is_told_it_was_rejected_for_security() {
     let lab = scoped_lab().await;
     let pu = rserpool::PoolUser::new(lab_config(&lab, "pu-3")).expect("pool user");
@@ -220,8 +218,6 @@ async fn a_pu_refused_at_connection_is_told_it_was_rejected_for_security() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a PE refused at connection by the database reconnects at once, for ever \
-            (about a thousand TLS handshakes a second), and never reports the refusal"]
 async fn a_pe_refused_at_connection_gives_up_with_the_refusal_instead_of_reconnecting() {
     let lab = scoped_lab().await;
     let mut c = lab_config(&lab, "pu-3");
