@@ -87,6 +87,24 @@ impl PoolElementEntry {
         }
     }
 
+    /// The earliest of its deadlines, with its kind (of equal ones, the
+    /// first kind in [`DeadlineKind`]'s order): the one the handlespace
+    /// queues for it.
+    pub(crate) fn earliest(&self) -> Option<(Instant, DeadlineKind)> {
+        let mut best = self.expires.map(|t| (t, DeadlineKind::Lifetime));
+        for (at, kind) in [
+            (self.keep_alive_due, DeadlineKind::KeepAlive),
+            (self.drain_ends, DeadlineKind::Drain),
+        ] {
+            if let Some(t) = at {
+                if best.map_or(true, |(b, _)| t < b) {
+                    best = Some((t, kind));
+                }
+            }
+        }
+        best
+    }
+
     pub(crate) fn deadline_mut(&mut self, kind: DeadlineKind) -> &mut Option<Instant> {
         match kind {
             DeadlineKind::Lifetime => &mut self.expires,
