@@ -9,7 +9,8 @@
 //! [`Handlespace::undrain`].
 //!
 //! Costs: a pool is found by hash in O(1) (an ordered map of handles
-//! serves handle table paging), a PE in O(log n) of its pool;
+//! serves handle table paging), a PE in O(log n) of its pool (two
+//! binary searches: sorted leaves under sorted separators);
 //! registration, deregistration, deadlines and each PE a handle
 //! resolution returns cost O(log n) or less. Owner, connection and
 //! identity indices are intrusive lists: O(1). The pool-user side of the
@@ -24,11 +25,12 @@ mod deadlines;
 mod entry;
 mod fenwick;
 mod index;
+mod members;
 mod pool;
 pub mod pool_user;
 pub mod selection;
 
-use std::collections::{btree_map, BTreeMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -396,26 +398,28 @@ impl Handlespace {
         let pool = pool_at(&mut self.pools, pid);
         // One search of the pool's members, for a new PE or an update.
         let (slot, outcome) = match pool.member(id) {
-            btree_map::Entry::Vacant(place) => {
+            Err(place) => {
                 let slot = entries.insert(new_entry(pid, r));
-                place.insert(slot);
+                pool.place(place, id, slot);
                 pool.admit(slot, entries);
                 let handle_sum = pool.handle_sum();
                 self.pe_count += 1;
                 self.index(handle_sum, slot);
                 (slot, Registered::New)
             }
-            btree_map::Entry::Occupied(place) => {
-                let slot = *place.get();
+            Ok(slot) => {
                 let changed = self.update(pid, slot, r);
                 (slot, Registered::Updated { changed })
             }
         };
-        self.change_deadlines(slot, |e| {
-            e.expires = expires;
-            e.keep_alive_due = keep_alive_due;
-        });
-        self.settle_deadlines();
+        let e = self.entries.get(slot);
+        if e.expires != expires || e.keep_alive_due != keep_alive_due {
+            self.change_deadlines(slot, |e| {
+                e.expires = expires;
+                e.keep_alive_due = keep_alive_due;
+            });
+            self.settle_deadlines();
+        }
         Ok(outcome)
     }
 
