@@ -168,6 +168,7 @@ impl Entries {
     }
 
     /// The entry in a slot, if occupied.
+    #[inline]
     pub fn try_get(&self, slot: u32) -> Option<&PoolElementEntry> {
         let (c, i) = place(slot);
         self.chunks.get(c)?.get(i)?.as_ref()
@@ -175,6 +176,7 @@ impl Entries {
 
     /// The entry in a slot that the caller knows to be occupied (slots come
     /// only from the handlespace's own indices).
+    #[inline]
     pub fn get(&self, slot: u32) -> &PoolElementEntry {
         match self.try_get(slot) {
             Some(e) => e,
@@ -182,6 +184,7 @@ impl Entries {
         }
     }
 
+    #[inline]
     pub fn get_mut(&mut self, slot: u32) -> &mut PoolElementEntry {
         let (c, i) = place(slot);
         match self.chunks.get_mut(c).and_then(|c| c.get_mut(i)) {
