@@ -21,6 +21,31 @@ const LEAF: usize = 256;
 /// What the first leaf reserves.
 const FIRST: usize = 16;
 
+/// The window that a search counts instead of halving.
+const SCAN: usize = 8;
+
+/// How many of the leading items of `items` satisfy `below` (which holds
+/// for a prefix, like [`slice::partition_point`]'s predicate): halving
+/// down to a window of [`SCAN`], then counting the window. A binary
+/// search waits for one dependent load per step; the count's compares
+/// are independent (a pool of 10 PEs is one count).
+#[inline]
+fn rank<T>(items: &[T], below: impl Fn(&T) -> bool) -> usize {
+    let mut base = 0;
+    let mut size = items.len();
+    // The answer is in base..=base + size.
+    while size > SCAN {
+        let half = size / 2;
+        let mid = base + half;
+        base = if below(&items[mid]) { mid } else { base };
+        size -= half;
+    }
+    base + items[base..base + size]
+        .iter()
+        .map(|x| usize::from(below(x)))
+        .sum::<usize>()
+}
+
 /// Identifier -> entry slot, in identifier order.
 #[derive(Debug, Default)]
 pub(crate) struct Members {
@@ -56,7 +81,7 @@ impl Members {
     /// no leaf).
     fn leaf_of(&self, id: PeId) -> usize {
         let k = id.get();
-        self.seps.partition_point(|&s| s <= k)
+        rank(&self.seps, |&s| s <= k)
     }
 
     /// The member's slot, or where it would go.
@@ -65,7 +90,7 @@ impl Members {
         let Some(l) = self.leaves.get(leaf) else {
             return Err(Place { leaf, at: 0 });
         };
-        let at = l.partition_point(|&(k, _)| k < id);
+        let at = rank(l, |&(k, _)| k < id);
         match l.get(at) {
             Some(&(k, slot)) if k == id => Ok(slot),
             _ => Err(Place { leaf, at }),
@@ -158,7 +183,7 @@ impl Members {
         let at = self
             .leaves
             .get(leaf)
-            .map_or(0, |l| l.partition_point(|&(k, _)| k < id));
+            .map_or(0, |l| rank(l, |&(k, _)| k < id));
         (leaf, at)
     }
 
@@ -174,8 +199,8 @@ impl Members {
             Bound::Included(id) | Bound::Excluded(id) => {
                 let leaf = self.leaf_of(id);
                 let at = self.leaves.get(leaf).map_or(0, |l| match lower {
-                    Bound::Excluded(_) => l.partition_point(|&(k, _)| k <= id),
-                    _ => l.partition_point(|&(k, _)| k < id),
+                    Bound::Excluded(_) => rank(l, |&(k, _)| k <= id),
+                    _ => rank(l, |&(k, _)| k < id),
                 });
                 (leaf, at)
             }
