@@ -1,5 +1,5 @@
-//! The deadline queue: a binary min-heap of (time, tag) with lazy
-//! deletion. Moving or cancelling a deadline does not search the heap; the
+//! The deadline queue: a min-heap (four children a node) of (time, tag)
+//! with lazy deletion. Moving or cancelling a deadline does not search the heap; the
 //! old item stays until it reaches the top, where the owner's validity test
 //! discards it, or until a compaction drops every stale item at once.
 //!
@@ -15,17 +15,84 @@
 //! the instants themselves: comparing two is cheaper than turning each
 //! into a count from an epoch.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::time::Instant;
 
 /// Stale items tolerated beyond twice the live ones before a compaction.
 const SLACK: usize = 1024;
 
+/// A min-heap with four children a node: half the levels of a binary
+/// heap, so that an item pushed below many equal times (a registration
+/// burst into reused slots, whose tags decrease) climbs half as far.
+#[derive(Debug, Default)]
+struct Heap {
+    items: Vec<(Instant, u32)>,
+}
+
+impl Heap {
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    fn peek(&self) -> Option<&(Instant, u32)> {
+        self.items.first()
+    }
+
+    fn push(&mut self, x: (Instant, u32)) {
+        let mut i = self.items.len();
+        self.items.push(x);
+        while i > 0 {
+            let parent = (i - 1) / 4;
+            if self.items[parent] <= x {
+                break;
+            }
+            self.items[i] = self.items[parent];
+            i = parent;
+        }
+        self.items[i] = x;
+    }
+
+    fn pop(&mut self) -> Option<(Instant, u32)> {
+        let last = self.items.pop()?;
+        let Some(&top) = self.items.first() else {
+            return Some(last);
+        };
+        // Sift the last item down from the root.
+        let n = self.items.len();
+        let mut i = 0;
+        loop {
+            let first = 4 * i + 1;
+            if first >= n {
+                break;
+            }
+            let mut least = first;
+            for c in first + 1..(first + 4).min(n) {
+                if self.items[c] < self.items[least] {
+                    least = c;
+                }
+            }
+            if self.items[least] >= last {
+                break;
+            }
+            self.items[i] = self.items[least];
+            i = least;
+        }
+        self.items[i] = last;
+        Some(top)
+    }
+
+    /// Keep the items `keep` accepts, once each. A sorted vector is a
+    /// heap already (every parent comes before its children).
+    fn retain_sorted(&mut self, keep: impl Fn(Instant, u32) -> bool) {
+        self.items.retain(|&(t, tag)| keep(t, tag));
+        self.items.sort_unstable();
+        self.items.dedup();
+    }
+}
+
 /// Deadlines, each with a tag.
 #[derive(Debug, Default)]
 pub(crate) struct Deadlines {
-    heap: BinaryHeap<Reverse<(Instant, u32)>>,
+    heap: Heap,
     /// Deadlines their owner holds (the heap may have more items: stale ones).
     live: usize,
     /// The top item as last found valid: until its tag is cancelled or
@@ -37,7 +104,7 @@ pub(crate) struct Deadlines {
 impl Deadlines {
     /// Add a deadline the owner now holds.
     pub fn push(&mut self, t: Instant, tag: u32) {
-        self.heap.push(Reverse((t, tag)));
+        self.heap.push((t, tag));
         self.live += 1;
     }
 
@@ -52,12 +119,12 @@ impl Deadlines {
 
     /// The earliest item (valid after [`Deadlines::settle`]).
     pub fn peek(&self) -> Option<(Instant, u32)> {
-        self.heap.peek().map(|r| r.0)
+        self.heap.peek().copied()
     }
 
     /// Take the earliest item; the owner drops the deadline it names.
     pub fn pop(&mut self) -> Option<(Instant, u32)> {
-        let item = self.heap.pop()?.0;
+        let item = self.heap.pop()?;
         self.live = self.live.saturating_sub(1);
         self.checked = None;
         Some(item)
@@ -71,7 +138,7 @@ impl Deadlines {
         if !compact && self.checked.is_some() && self.peek() == self.checked {
             return;
         }
-        while let Some(&Reverse((t, tag))) = self.heap.peek() {
+        while let Some(&(t, tag)) = self.heap.peek() {
             if held(t, tag) {
                 break;
             }
@@ -79,13 +146,9 @@ impl Deadlines {
         }
         self.checked = self.peek();
         if self.heap.len() > 2 * self.live + SLACK {
-            let mut items = std::mem::take(&mut self.heap).into_vec();
-            items.retain(|r| held(r.0 .0, r.0 .1));
             // A deadline moved away and back leaves two equal items.
-            items.sort_unstable();
-            items.dedup();
-            self.live = items.len();
-            self.heap = BinaryHeap::from(items);
+            self.heap.retain_sorted(&held);
+            self.live = self.heap.len();
             self.checked = self.peek();
         }
     }
@@ -101,6 +164,34 @@ impl Deadlines {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn the_heap_pops_in_order() {
+        let t0 = Instant::now();
+        let mut h = Heap::default();
+        let mut model = Vec::new();
+        // Equal times with decreasing tags, increasing and mixed times.
+        let mut x = 12345u64;
+        for i in 0..2000u32 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let t = t0 + Duration::from_millis(if i % 3 == 0 { 5 } else { x >> 54 });
+            let item = (t, 5000 - i);
+            h.push(item);
+            model.push(item);
+            if i % 7 == 0 {
+                model.sort_unstable();
+                assert_eq!(h.pop(), Some(model.remove(0)));
+            }
+        }
+        model.sort_unstable();
+        for want in model {
+            assert_eq!(h.peek(), Some(&want));
+            assert_eq!(h.pop(), Some(want));
+        }
+        assert_eq!(h.pop(), None);
+    }
 
     #[test]
     fn stale_items_are_dropped_and_compacted() {
