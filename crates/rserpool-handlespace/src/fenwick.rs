@@ -18,6 +18,9 @@ pub struct Fenwick {
     /// a pick counts the sums at or below its target instead of
     /// descending the tree (empty otherwise).
     prefix: Vec<u64>,
+    /// Slots from here on were never handed out (their weight is 0): a
+    /// count stops here.
+    used: usize,
 }
 
 /// The capacity up to which picks count prefix sums: independent
@@ -37,6 +40,7 @@ impl Fenwick {
             }
         };
         let _ = self.set(slot, weight);
+        self.used = self.used.max(slot as usize + 1);
         slot
     }
 
@@ -117,7 +121,8 @@ impl Fenwick {
         if n == 0 {
             return (0, 0);
         }
-        if let Some(prefix) = self.prefix.get(..n) {
+        if !self.prefix.is_empty() {
+            let prefix = self.prefix.get(..self.used).unwrap_or(&self.prefix);
             // The slot is the number of slots whose range ends at or
             // before the target.
             let pos: usize = prefix.iter().map(|&p| usize::from(p <= target)).sum();
