@@ -106,10 +106,14 @@ pub(crate) struct Deadlines {
 }
 
 impl Deadlines {
-    /// Add a deadline the owner now holds.
+    /// Add a deadline the owner now holds. An item that becomes the top
+    /// is valid (the owner holds it): [`Deadlines::settle`] need not ask.
     pub fn push(&mut self, t: Instant, tag: u32) {
         self.heap.push((t, tag));
         self.live += 1;
+        if self.heap.peek() == Some(&(t, tag)) {
+            self.checked = Some((t, tag));
+        }
     }
 
     /// The owner dropped the deadline of `tag` (its item became stale).
