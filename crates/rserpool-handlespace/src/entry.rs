@@ -87,6 +87,24 @@ impl PoolElementEntry {
         }
     }
 
+    /// The earliest of its deadlines, with its kind (of equal ones, the
+    /// first kind in [`DeadlineKind`]'s order): the one the handlespace
+    /// queues for it.
+    pub(crate) fn earliest(&self) -> Option<(Instant, DeadlineKind)> {
+        let mut best = self.expires.map(|t| (t, DeadlineKind::Lifetime));
+        for (at, kind) in [
+            (self.keep_alive_due, DeadlineKind::KeepAlive),
+            (self.drain_ends, DeadlineKind::Drain),
+        ] {
+            if let Some(t) = at {
+                if best.map_or(true, |(b, _)| t < b) {
+                    best = Some((t, kind));
+                }
+            }
+        }
+        best
+    }
+
     pub(crate) fn deadline_mut(&mut self, kind: DeadlineKind) -> &mut Option<Instant> {
         match kind {
             DeadlineKind::Lifetime => &mut self.expires,
@@ -150,6 +168,7 @@ impl Entries {
     }
 
     /// The entry in a slot, if occupied.
+    #[inline]
     pub fn try_get(&self, slot: u32) -> Option<&PoolElementEntry> {
         let (c, i) = place(slot);
         self.chunks.get(c)?.get(i)?.as_ref()
@@ -157,6 +176,7 @@ impl Entries {
 
     /// The entry in a slot that the caller knows to be occupied (slots come
     /// only from the handlespace's own indices).
+    #[inline]
     pub fn get(&self, slot: u32) -> &PoolElementEntry {
         match self.try_get(slot) {
             Some(e) => e,
@@ -164,6 +184,7 @@ impl Entries {
         }
     }
 
+    #[inline]
     pub fn get_mut(&mut self, slot: u32) -> &mut PoolElementEntry {
         let (c, i) = place(slot);
         match self.chunks.get_mut(c).and_then(|c| c.get_mut(i)) {

@@ -9,7 +9,8 @@
 //! [`Handlespace::undrain`].
 //!
 //! Costs: a pool is found by hash in O(1) (an ordered map of handles
-//! serves handle table paging), a PE in O(log n) of its pool;
+//! serves handle table paging), a PE in O(log n) of its pool (two
+//! binary searches: sorted leaves under sorted separators);
 //! registration, deregistration, deadlines and each PE a handle
 //! resolution returns cost O(log n) or less. Owner, connection and
 //! identity indices are intrusive lists: O(1). The pool-user side of the
@@ -24,11 +25,12 @@ mod deadlines;
 mod entry;
 mod fenwick;
 mod index;
+mod members;
 mod pool;
 pub mod pool_user;
 pub mod selection;
 
-use std::collections::{btree_map, BTreeMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -182,8 +184,8 @@ pub struct Handlespace {
     /// neighbouring numbers together ([`block_hash`]).
     by_connection: ListIndex<ConnId, BlockBuild>,
     by_identity: ListIndex<Identity>,
-    /// Lifetimes and keep-alives; tags are slots with the deadline kind
-    /// in the top bit.
+    /// Each PE's earliest deadline (lifetime, keep-alive or drain
+    /// timeout); tags are slots with the deadline kind in the two top bits.
     deadlines: Deadlines,
     pe_count: usize,
     /// PEs drained, over all pools.
@@ -225,11 +227,14 @@ fn split_tag(tag: u32) -> (u32, DeadlineKind) {
     (tag & SLOT_MASK, kind)
 }
 
-/// The deadline an entry holds for a tag, if any: what makes a queued
-/// deadline item valid.
-fn held_deadline(entries: &Entries, tag: u32) -> Option<Instant> {
+/// Whether a queued deadline item is valid: the deadline its tag names
+/// is still its entry's earliest ([`PoolElementEntry::earliest`]; one
+/// item is queued per PE) and still at `t`.
+fn queued(entries: &Entries, t: Instant, tag: u32) -> bool {
     let (slot, kind) = split_tag(tag);
-    entries.try_get(slot)?.deadline(kind)
+    entries
+        .try_get(slot)
+        .is_some_and(|e| e.earliest() == Some((t, kind)))
 }
 
 /// The entry of a new PE of pool `pid` (no deadlines yet: the caller
@@ -393,24 +398,28 @@ impl Handlespace {
         let pool = pool_at(&mut self.pools, pid);
         // One search of the pool's members, for a new PE or an update.
         let (slot, outcome) = match pool.member(id) {
-            btree_map::Entry::Vacant(place) => {
+            Err(place) => {
                 let slot = entries.insert(new_entry(pid, r));
-                place.insert(slot);
+                pool.place(place, id, slot);
                 pool.admit(slot, entries);
                 let handle_sum = pool.handle_sum();
                 self.pe_count += 1;
                 self.index(handle_sum, slot);
                 (slot, Registered::New)
             }
-            btree_map::Entry::Occupied(place) => {
-                let slot = *place.get();
+            Ok(slot) => {
                 let changed = self.update(pid, slot, r);
                 (slot, Registered::Updated { changed })
             }
         };
-        self.move_deadline(slot, DeadlineKind::Lifetime, expires);
-        self.move_deadline(slot, DeadlineKind::KeepAlive, keep_alive_due);
-        self.settle_deadlines();
+        let e = self.entries.get(slot);
+        if e.expires != expires || e.keep_alive_due != keep_alive_due {
+            self.change_deadlines(slot, |e| {
+                e.expires = expires;
+                e.keep_alive_due = keep_alive_due;
+            });
+            self.settle_deadlines();
+        }
         Ok(outcome)
     }
 
@@ -477,13 +486,11 @@ impl Handlespace {
             self.pool_lookup.remove(handle);
         }
         self.unindex(handle_sum, slot);
-        for kind in [
-            DeadlineKind::Lifetime,
-            DeadlineKind::KeepAlive,
-            DeadlineKind::Drain,
-        ] {
-            self.move_deadline(slot, kind, None);
-        }
+        self.change_deadlines(slot, |e| {
+            e.expires = None;
+            e.keep_alive_due = None;
+            e.drain_ends = None;
+        });
         self.pe_count -= 1;
         let e = self.entries.remove(slot);
         if e.as_ref().is_some_and(|e| e.drained) {
@@ -529,18 +536,27 @@ impl Handlespace {
         Some(was)
     }
 
-    /// Give a PE a new deadline of one kind (or none), queueing it; the
-    /// old one's queue item becomes stale. Call `settle_deadlines` after.
+    /// Give a PE a new deadline of one kind (or none). Call
+    /// `settle_deadlines` after.
     fn move_deadline(&mut self, slot: u32, kind: DeadlineKind, at: Option<Instant>) {
-        let field = self.entries.get_mut(slot).deadline_mut(kind);
-        if *field == at {
+        self.change_deadlines(slot, |e| *e.deadline_mut(kind) = at);
+    }
+
+    /// Change a PE's deadlines by `set` and queue its earliest one if
+    /// that changed (the item queued before becomes stale). Call
+    /// `settle_deadlines` after.
+    fn change_deadlines(&mut self, slot: u32, set: impl FnOnce(&mut PoolElementEntry)) {
+        let e = self.entries.get_mut(slot);
+        let before = e.earliest();
+        set(e);
+        let after = e.earliest();
+        if before == after {
             return;
         }
-        if field.is_some() {
+        if let Some((_, kind)) = before {
             self.deadlines.cancel(deadline_tag(slot, kind));
         }
-        *field = at;
-        if let Some(t) = at {
+        if let Some((t, kind)) = after {
             self.deadlines.push(t, deadline_tag(slot, kind));
         }
     }
@@ -548,7 +564,7 @@ impl Handlespace {
     /// Drop stale deadline items from the top of the queue.
     fn settle_deadlines(&mut self) {
         let entries = &self.entries;
-        self.deadlines.settle(|tag| held_deadline(entries, tag));
+        self.deadlines.settle(|t, tag| queued(entries, t, tag));
     }
 
     /// Index the PE in `slot` by owner (with its checksum), connection
@@ -721,8 +737,7 @@ impl Handlespace {
 
     /// The earliest deadline, for the driver's timer.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let (_, tag) = self.deadlines.peek()?;
-        held_deadline(&self.entries, tag)
+        self.deadlines.peek().map(|(t, _)| t)
     }
 
     /// Take the deadlines that passed by `now`, earliest first. The PEs
@@ -730,15 +745,19 @@ impl Handlespace {
     /// (probe, remove).
     pub fn pop_expired(&mut self, now: Instant) -> Vec<Expired> {
         let mut out = Vec::new();
-        let limit = self.deadlines.key(now);
-        while let Some((k, tag)) = self.deadlines.peek() {
-            if k > limit {
+        while let Some((t, tag)) = self.deadlines.peek() {
+            if t > now {
                 break;
             }
             self.deadlines.pop();
             let (slot, kind) = split_tag(tag);
             let e = self.entries.get_mut(slot);
             *e.deadline_mut(kind) = None;
+            // The PE's next deadline takes its place in the queue.
+            if let Some((next, kind)) = e.earliest() {
+                self.deadlines.push(next, deadline_tag(slot, kind));
+            }
+            let e = self.entries.get(slot);
             let (pool, identifier) = (e.pool, e.identifier);
             out.push(Expired {
                 pool_handle: self.pool_ref(pool).handle().clone(),

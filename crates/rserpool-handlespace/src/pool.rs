@@ -10,7 +10,7 @@
 //! re-registration would, a weighted round robin PE level with the
 //! current head.
 
-use std::collections::{btree_map, BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::ops::Bound::{Included, Unbounded};
 
 use rand::{Rng, RngExt};
@@ -18,6 +18,7 @@ use rserpool_wire::{PeId, Policy, PoolElement, PoolHandle, TransportUse};
 
 use crate::entry::{Entries, PoolElementEntry};
 use crate::fenwick::Fenwick;
+use crate::members::{Members, Place};
 use crate::selection::{self, Engine};
 
 /// Why a registration does not fit its pool (RFC 5354 section 3.12
@@ -44,7 +45,7 @@ pub struct Pool {
     transport_use: TransportUse,
     engine: Engine,
     /// PE identifier -> slot, ordered for handle table paging.
-    members: BTreeMap<PeId, u32>,
+    members: Members,
     /// Rotation engine: the identifier the next head is at or after.
     cursor: PeId,
     /// Ordered engine: (key, rotation order, slot); ranked engine: (key,
@@ -83,7 +84,7 @@ impl Pool {
             transport_type: 0,
             transport_use: TransportUse::DataOnly,
             engine: Engine::Ordered,
-            members: BTreeMap::new(),
+            members: Members::default(),
             cursor: PeId::new(0),
             ordered: BTreeSet::new(),
             last_head: None,
@@ -129,7 +130,7 @@ impl Pool {
 
     /// Slot of a member.
     pub(crate) fn slot(&self, id: PeId) -> Option<u32> {
-        self.members.get(&id).copied()
+        self.members.get(id)
     }
 
     /// Members in identifier order, starting after `after`.
@@ -138,10 +139,7 @@ impl Pool {
         after: Option<PeId>,
     ) -> impl Iterator<Item = (PeId, u32)> + '_ {
         use std::ops::Bound::{Excluded, Unbounded};
-        let lower = after.map_or(Unbounded, Excluded);
-        self.members
-            .range((lower, Unbounded))
-            .map(|(&id, &slot)| (id, slot))
+        self.members.range(after.map_or(Unbounded, Excluded))
     }
 
     /// Check a registration against the pool's settings (RFC 5354 causes).
@@ -149,7 +147,7 @@ impl Pool {
     pub(crate) fn check(&self, pe: &PoolElement, entries: &Entries) -> Result<(), Inconsistency> {
         let alone = match self.members.len() {
             0 => true,
-            1 => self.members.contains_key(&pe.identifier),
+            1 => self.members.get(pe.identifier).is_some(),
             _ => false,
         };
         if alone {
@@ -161,8 +159,8 @@ impl Pool {
             let slot = self
                 .members
                 .iter()
-                .find(|(&id, _)| id != pe.identifier)
-                .map(|(_, &slot)| slot);
+                .find(|&(id, _)| id != pe.identifier)
+                .map(|(_, slot)| slot);
             match slot {
                 Some(slot) => entries.get(slot),
                 None => unreachable!("a pool of two or more has another member"),
@@ -180,11 +178,16 @@ impl Pool {
         Ok(())
     }
 
-    /// The place of member `id` in the members: an existing member's
-    /// slot, or where a new one goes (one search for either). A slot put
-    /// into a vacant place must then be [`Pool::admit`]ted.
-    pub(crate) fn member(&mut self, id: PeId) -> btree_map::Entry<'_, PeId, u32> {
-        self.members.entry(id)
+    /// An existing member's slot, or where a new member `id` goes (one
+    /// search for either): [`Pool::place`] it there, then
+    /// [`Pool::admit`] it.
+    pub(crate) fn member(&self, id: PeId) -> Result<u32, Place> {
+        self.members.find(id)
+    }
+
+    /// Put a new member's slot where [`Pool::member`] placed it.
+    pub(crate) fn place(&mut self, place: Place, id: PeId, slot: u32) {
+        self.members.insert_at(place, id, slot);
     }
 
     /// Admit the new member just placed at `slot` (its entry is in the
@@ -204,7 +207,7 @@ impl Pool {
 
     /// Remove a member.
     pub(crate) fn remove(&mut self, id: PeId, entries: &mut Entries) -> Option<u32> {
-        let slot = self.members.remove(&id)?;
+        let slot = self.members.remove(id)?;
         if entries.get(slot).drained {
             self.drained -= 1;
         }
@@ -345,73 +348,8 @@ impl Pool {
         let n = n.min(self.members.len() - self.drained);
         out.clear();
         match self.engine {
-            Engine::Rotation => {
-                // The members before the cursor come from a lazy walk
-                // from the start, only when those after it are too few
-                // (one tree descent, not two, when they are not).
-                let cursor = self.cursor;
-                let after = self.members.range(cursor..);
-                let before = self.members.iter().take_while(move |(&id, _)| id < cursor);
-                // Drained members are stepped over (at most `drained`
-                // steps more than the PEs returned).
-                let skip = self.drained > 0;
-                let mut head = None;
-                let live = after
-                    .chain(before)
-                    .filter(|(_, &slot)| !skip || !entries.get(slot).drained);
-                for (&id, &slot) in live.take(n) {
-                    head.get_or_insert(id);
-                    out.push(slot);
-                }
-                if let Some(id) = head {
-                    self.cursor = PeId::new(id.get().wrapping_add(1));
-                }
-            }
-            Engine::Ranked => {
-                // The best key's group rotated to start after the last
-                // head (round robin among equals), then the rest in order:
-                // one walk from the rotation point through the group's
-                // tail and on to the next keys, interrupted once to take
-                // the group's wrapped-around start (two tree descents,
-                // not one per part).
-                if let Some(&(best, _, _)) = self.ordered.first() {
-                    let from = match self.last_head {
-                        Some((k, id)) if k == best => id + 1,
-                        _ => 0,
-                    };
-                    let mut walk = self.ordered.range((Included((best, from, 0)), Unbounded));
-                    let mut head = None;
-                    let mut past_group = None;
-                    while out.len() < n {
-                        match walk.next() {
-                            Some(&(k, id, slot)) if k == best => {
-                                head.get_or_insert((k, id));
-                                out.push(slot);
-                            }
-                            other => {
-                                past_group = other;
-                                break;
-                            }
-                        }
-                    }
-                    if from > 0 {
-                        let wrap = self
-                            .ordered
-                            .iter()
-                            .take_while(|&&(k, id, _)| k == best && id < from);
-                        for &(k, id, slot) in wrap.take(n - out.len()) {
-                            head.get_or_insert((k, id));
-                            out.push(slot);
-                        }
-                    }
-                    let rest = past_group.into_iter().chain(walk);
-                    for &(k, id, slot) in rest.take(n - out.len()) {
-                        head.get_or_insert((k, id));
-                        out.push(slot);
-                    }
-                    self.last_head = head;
-                }
-            }
+            Engine::Rotation => self.rotate(n, entries, out),
+            Engine::Ranked => self.ranked(n, out),
             Engine::Ordered => {
                 out.extend(self.ordered.iter().take(n).map(|&(_, _, slot)| slot));
             }
@@ -458,6 +396,90 @@ impl Pool {
             }
         } else if let (true, Some(&head)) = (rotates, out.first()) {
             self.handed_out(head, true, entries);
+        }
+    }
+
+    /// The ranked engine's selection (priority, least used): see
+    /// [`Pool::select`].
+    #[inline(never)]
+    fn ranked(&mut self, n: usize, out: &mut Vec<u32>) {
+        // The best key's group rotated to start after the last
+        // head (round robin among equals), then the rest in order:
+        // one walk from the rotation point through the group's
+        // tail and on to the next keys, interrupted once to take
+        // the group's wrapped-around start (two tree descents,
+        // not one per part).
+        if let Some(&(best, _, _)) = self.ordered.first() {
+            let from = match self.last_head {
+                Some((k, id)) if k == best => id + 1,
+                _ => 0,
+            };
+            let mut walk = self.ordered.range((Included((best, from, 0)), Unbounded));
+            let mut head = None;
+            let mut past_group = None;
+            while out.len() < n {
+                match walk.next() {
+                    Some(&(k, id, slot)) if k == best => {
+                        head.get_or_insert((k, id));
+                        out.push(slot);
+                    }
+                    other => {
+                        past_group = other;
+                        break;
+                    }
+                }
+            }
+            if from > 0 {
+                let wrap = self
+                    .ordered
+                    .iter()
+                    .take_while(|&&(k, id, _)| k == best && id < from);
+                for &(k, id, slot) in wrap.take(n - out.len()) {
+                    head.get_or_insert((k, id));
+                    out.push(slot);
+                }
+            }
+            let rest = past_group.into_iter().chain(walk);
+            for &(k, id, slot) in rest.take(n - out.len()) {
+                head.get_or_insert((k, id));
+                out.push(slot);
+            }
+            self.last_head = head;
+        }
+    }
+
+    /// The rotation engine's selection (round robin): up to `n` members
+    /// from the first at or after the cursor on, wrapping around to the
+    /// first, each once: a walk over the leaves. Drained members are
+    /// stepped over (at most `drained` steps more than the PEs returned).
+    /// Its own function: inlined into [`Pool::select`], it made the
+    /// other engines' code slower.
+    #[inline(never)]
+    fn rotate(&mut self, n: usize, entries: &Entries, out: &mut Vec<u32>) {
+        let skip = self.drained > 0;
+        let leaves = self.members.leaves();
+        let (mut leaf, mut at) = self.members.lower_bound(self.cursor);
+        let mut left = self.members.len();
+        let mut head = None;
+        while out.len() < n && left > 0 {
+            let Some(l) = leaves.get(leaf) else {
+                (leaf, at) = (0, 0);
+                continue;
+            };
+            let Some(&(id, slot)) = l.get(at) else {
+                (leaf, at) = (leaf + 1, 0);
+                continue;
+            };
+            at += 1;
+            left -= 1;
+            if skip && entries.get(slot).drained {
+                continue;
+            }
+            head.get_or_insert(id);
+            out.push(slot);
+        }
+        if let Some(id) = head {
+            self.cursor = PeId::new(id.get().wrapping_add(1));
         }
     }
 

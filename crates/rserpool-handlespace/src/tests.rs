@@ -249,6 +249,55 @@ fn deadlines_pop_in_order() {
 }
 
 #[test]
+fn deadlines_of_equal_time_pop_by_kind_then_slot() {
+    // One queue item per PE holds its earliest deadline; the order is
+    // still that of every deadline queued on its own: time, then kind
+    // (lifetime, keep-alive, drain), then slot.
+    let mut hs = Handlespace::new(Config::default());
+    let t0 = Instant::now();
+    let t = t0 + Duration::from_secs(5);
+    let h = PoolHandle::from_static("d");
+    let mut a = reg(&h, 1, Policy::RoundRobin);
+    a.expires = Some(t);
+    a.keep_alive_due = Some(t);
+    hs.register(a).expect("ok");
+    let mut b = reg(&h, 2, Policy::RoundRobin);
+    b.expires = Some(t + Duration::from_secs(1));
+    b.keep_alive_due = Some(t);
+    hs.register(b).expect("ok");
+    let mut c = reg(&h, 3, Policy::RoundRobin);
+    c.expires = Some(t);
+    hs.register(c).expect("ok");
+    hs.drain(&h, PeId::new(2), Some(t)).expect("known");
+    // A keep-alive moved away and back leaves a stale item.
+    assert!(hs.set_deadline(&h, PeId::new(1), DeadlineKind::KeepAlive, Some(t0)));
+    assert!(hs.set_deadline(&h, PeId::new(1), DeadlineKind::KeepAlive, Some(t)));
+    let got: Vec<(u32, DeadlineKind)> = hs
+        .pop_expired(t)
+        .iter()
+        .map(|e| (e.identifier.get(), e.kind))
+        .collect();
+    use DeadlineKind::*;
+    assert_eq!(
+        got,
+        [
+            (1, Lifetime),
+            (3, Lifetime),
+            (1, KeepAlive),
+            (2, KeepAlive),
+            (2, Drain)
+        ]
+    );
+    assert_eq!(hs.next_deadline(), Some(t + Duration::from_secs(1)));
+    let e = hs.pop_expired(t + Duration::from_secs(1));
+    assert_eq!(
+        (e.len(), e[0].identifier.get(), e[0].kind),
+        (1, 2, Lifetime)
+    );
+    assert_eq!(hs.next_deadline(), None);
+}
+
+#[test]
 fn table_pages_cover_everything_once_in_order() {
     let mut hs = Handlespace::new(Config::default());
     for (h, n) in [("a", 3u32), ("b", 1), ("c", 4)] {
