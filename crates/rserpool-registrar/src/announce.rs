@@ -19,6 +19,9 @@ pub struct AnnounceConfig {
     pub interval: Duration,
     /// The address announced for listeners bound to a wildcard address.
     pub advertised_address: Option<IpAddr>,
+    /// The IPv4 interface (its address) multicast announcements leave by
+    /// (`None`: the system's route for the group).
+    pub interface: Option<Ipv4Addr>,
 }
 
 impl Default for AnnounceConfig {
@@ -27,6 +30,7 @@ impl Default for AnnounceConfig {
             group: SocketAddr::from(([239, 0, 0, 50], 3863)),
             interval: Duration::from_secs(1),
             advertised_address: None,
+            interface: None,
         }
     }
 }
@@ -73,6 +77,9 @@ pub(crate) async fn start(
         if let SocketAddr::V4(_) = cfg.group {
             socket.set_multicast_loop_v4(true)?;
             socket.set_multicast_ttl_v4(1)?;
+            if let Some(i) = cfg.interface {
+                socket2::SockRef::from(&socket).set_multicast_if_v4(&i)?;
+            }
         }
     }
     let bytes = announcement(server_id, listeners, cfg.advertised_address)

@@ -18,6 +18,7 @@ async fn announcements_name_the_registrar_and_its_listener() {
             group: rx.local_addr().unwrap(),
             interval: Duration::from_millis(100),
             advertised_address: None,
+            interface: None,
         }),
         core: CoreConfig {
             server_id: ServerId::new(0xfeed),
