@@ -1069,3 +1069,86 @@ async fn pe_actions_check_their_target_method_and_token() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
 }
+
+/// The database through the admin API under attack by a token holder:
+/// a body over the size bound is refused with 413, a body of junk with
+/// 400, an entry flood stops at the database's cap; none of them changes
+/// the database, and the registrar keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apd_changes_bound_the_body_and_change_nothing_when_refused() {
+    let a = start().await;
+    let url = format!("{}/v1/apd", a.base);
+    let before = a.json("/v1/apd").await;
+    let huge = vec![b'x'; rserpool_security::MAX_FILE_LEN as usize + 1];
+    let r = a
+        .http
+        .put(&url)
+        .bearer_auth(TOKEN)
+        .body(huge)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(r.status().as_u16(), 413);
+    for junk in [
+        &b"[[entry]]\nname = 7\n"[..],
+        b"\xff\xfe",
+        b"not toml at all [",
+    ] {
+        let r = a
+            .http
+            .put(&url)
+            .bearer_auth(TOKEN)
+            .body(junk.to_vec())
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(r.status().as_u16(), 400, "{junk:?}");
+    }
+    let r = a
+        .http
+        .post(format!("{url}/entries"))
+        .bearer_auth(TOKEN)
+        .body("{\"entry\": {\"name\": \"x\"}, \"extra\": 1}")
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(r.status().as_u16(), 400);
+    assert_eq!(a.json("/v1/apd").await, before, "nothing changed");
+    // Without the token: 401, nothing changed.
+    let r = a
+        .http
+        .delete(format!("{url}/entries/0"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(a.json("/v1/apd").await, before);
+    // Still serving ASAP.
+    let mut pu = a.lab.client("pu-1").await;
+    assert_eq!(
+        pu.resolve(HANDLE).await,
+        Err(rserpool_wire::CauseCode::UnknownPoolHandle)
+    );
+}
+
+/// A body trickled slower than the body deadline (10 s) is cut off with
+/// 408 and changes nothing; other admin requests are answered meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickled_apd_body_is_cut_off_at_its_deadline() {
+    let a = start().await;
+    let before = a.json("/v1/apd").await;
+    let addr: SocketAddr = a.base.trim_start_matches("http://").parse().unwrap();
+    let mut s = connect_from(Ipv4Addr::LOCALHOST, addr).await;
+    let head = format!(
+        "PUT /v1/apd HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 1000\r\n\r\n[[entry]]\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    // Meanwhile the operator is served.
+    assert_eq!(a.get("/v1/status").await.0, 200);
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "no answer within 20 s");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert_eq!(a.json("/v1/apd").await, before);
+}

@@ -35,7 +35,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use rserpool_wire::ServerId;
+use rserpool_wire::{AsapMessage, ServerId};
 
 use crate::config::Timers;
 use crate::diagnose::FailureKind;
@@ -323,6 +323,9 @@ pub struct Hunter {
     waited_for_announcement: bool,
     /// Learned registrars removed by their expiry, in all.
     expired: u64,
+    /// The error the registrar connected to sent before answering
+    /// anything (why it is about to close the connection).
+    refusal: Option<String>,
 }
 
 impl Hunter {
@@ -340,6 +343,7 @@ impl Hunter {
             changes: Vec::new(),
             waited_for_announcement: false,
             expired: 0,
+            refusal: None,
         }
     }
 
@@ -657,6 +661,44 @@ impl Hunter {
     /// is over and T5 is reset (SH3).
     pub fn confirmed(&mut self) {
         self.schedule.confirmed();
+        self.refusal = None;
+    }
+
+    /// Whether the connection made last waits for the registrar's first
+    /// answer (until then the hunt that made it is not over).
+    pub fn awaiting_answer(&self) -> bool {
+        self.schedule.provisional.is_some()
+    }
+
+    /// A message from the registrar connected to: an answer ends the
+    /// hunt ([`Hunter::confirmed`]); an error before any answer is kept
+    /// as the reason of the close it announces (a refusal at connection).
+    pub fn heard(&mut self, message: &AsapMessage) {
+        if !self.awaiting_answer() {
+            return;
+        }
+        match message {
+            AsapMessage::Error { error } => {
+                self.refusal = Some(crate::error::describe_operation_error(error));
+            }
+            _ => self.confirmed(),
+        }
+    }
+
+    /// Whether the registrar connected to sent an error before answering.
+    pub fn was_refused(&self) -> bool {
+        self.awaiting_answer() && self.refusal.is_some()
+    }
+
+    /// Why the connection made last ended: `reason`, with the registrar's
+    /// refusal when it sent one before answering.
+    pub fn close_reason(&mut self, reason: &str) -> String {
+        match self.refusal.take() {
+            Some(refusal) if self.awaiting_answer() => {
+                format!("{reason}: the registrar refused: {refusal}")
+            }
+            _ => reason.to_owned(),
+        }
     }
 
     /// The connection ended before the registrar answered: that attempt
@@ -665,6 +707,7 @@ impl Hunter {
     /// caller resumes the hunt ([`Hunter::start`]), which goes on with
     /// the next registrar or waits for T5.
     pub fn lost_unconfirmed(&mut self, failure: ConnectFailure) -> Option<Vec<RegistrarFailure>> {
+        self.refusal = None;
         let pass = self.schedule.lost_unconfirmed(failure)?;
         Some(self.pass_failed(pass))
     }

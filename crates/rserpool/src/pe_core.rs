@@ -258,10 +258,6 @@ enum Link {
         malformed: u32,
         /// Whether its TLS handshake authenticated the registrar.
         authenticated: bool,
-        /// Whether the registrar answered anything but an error on it:
-        /// until then the hunt that made it is not over (a connection
-        /// closed before is a failed attempt, with the T5 back-off).
-        answered: bool,
     },
 }
 
@@ -276,9 +272,6 @@ pub struct PeCore {
     hunter: Hunter,
     outputs: VecDeque<PeOutput>,
     home_trust: HomeTrust,
-    /// The error the registrar sent before answering anything on the
-    /// current connection (why it is about to close it).
-    refusal: Option<String>,
     announcements: Announcements,
     /// Home changes refused (KA2.4 from an untrusted connection).
     home_refused: u64,
@@ -304,7 +297,6 @@ impl PeCore {
             link: Link::Down,
             outputs: VecDeque::new(),
             home_trust: HomeTrust::default(),
-            refusal: None,
             announcements: Announcements::new(),
             home_refused: 0,
             home_log: LogBudget::new("refused home changes", 5, Duration::from_secs(60)),
@@ -527,9 +519,7 @@ impl PeCore {
             home: None,
             malformed: 0,
             authenticated: matches!(connected.security, LinkSecurity::Tls { .. }),
-            answered: false,
         };
-        self.refusal = None;
         for i in 0..self.elements.len() {
             match self.elements[i].state {
                 State::Deregistering {
@@ -629,15 +619,7 @@ impl PeCore {
             self.refuse_foreign(now, conn, &message);
             return;
         }
-        if let Link::Up {
-            ref mut answered, ..
-        } = self.link
-        {
-            if !*answered && !matches!(message, AsapMessage::Error { .. }) {
-                *answered = true;
-                self.hunter.confirmed();
-            }
-        }
+        self.hunter.heard(&message);
         match message {
             AsapMessage::RegistrationResponse {
                 reject,
@@ -665,20 +647,10 @@ impl PeCore {
                 identifier,
             } => self.on_keep_alive(now, conn, home, server_id, &pool_handle, identifier),
             AsapMessage::Error { error } => {
+                // Before any answer, the hunter keeps it as the reason of
+                // the close it announces ([`Hunter::heard`]).
                 let text = crate::error::describe_operation_error(&error);
                 tracing::warn!(%registrar, "registrar reports an error: {text}");
-                // An error before any answer is why the registrar is about
-                // to close the connection (a refusal at connection): kept
-                // for the failure of this attempt.
-                if matches!(
-                    self.link,
-                    Link::Up {
-                        answered: false,
-                        ..
-                    }
-                ) {
-                    self.refusal = Some(text);
-                }
             }
             other => {
                 tracing::debug!(%registrar, "ignoring unexpected {}", other.name());
@@ -884,18 +856,13 @@ impl PeCore {
     /// which counts as a failed attempt.
     fn lose_registrar(&mut self, now: Instant, reason: String, registration_timeout: bool) {
         let Link::Up {
-            conn,
-            registrar,
-            answered,
-            ..
+            conn, registrar, ..
         } = self.link
         else {
             return;
         };
-        let reason = match self.refusal.take() {
-            Some(refusal) if !answered => format!("{reason}: the registrar refused: {refusal}"),
-            _ => reason,
-        };
+        let answered = !self.hunter.awaiting_answer();
+        let reason = self.hunter.close_reason(&reason);
         tracing::warn!(%registrar, "registrar lost: {reason}");
         self.outputs.push_back(LinkAction::Close { conn }.into());
         self.outputs

@@ -122,9 +122,6 @@ enum Link {
         registrar: SocketAddr,
         /// Frames on it that did not decode.
         malformed: u32,
-        /// Whether the registrar answered anything but an error on it
-        /// (until then the hunt that made it is not over).
-        answered: bool,
     },
 }
 
@@ -182,9 +179,6 @@ pub struct PuCore {
     pending_reports: VecDeque<AsapMessage>,
     outputs: VecDeque<PuOutput>,
     announcements: Announcements,
-    /// The error the registrar sent before answering anything on the
-    /// current connection (why it is about to close it).
-    refusal: Option<String>,
 }
 
 impl PuCore {
@@ -203,7 +197,6 @@ impl PuCore {
             settings,
             limits,
             hunter: Hunter::new(registrars, &timers),
-            refusal: None,
             rng: SmallRng::seed_from_u64(seed),
             link: Link::Down,
             cache: BTreeMap::new(),
@@ -388,9 +381,7 @@ impl PuCore {
             conn,
             registrar,
             malformed: 0,
-            answered: false,
         };
-        self.refusal = None;
         for i in 0..self.requests.len() {
             self.requests[i].sent = 0;
             self.transmit(now, i, conn);
@@ -407,7 +398,6 @@ impl PuCore {
         let Link::Up {
             conn: current,
             registrar,
-            answered,
             ..
         } = self.link
         else {
@@ -419,11 +409,9 @@ impl PuCore {
         // Closed before it answered, while a request waited for its
         // answer or after an error: the registrar refused (a connection
         // that only carried reports, which have no answer, just ended).
-        let refused = !answered && (self.refusal.is_some() || !self.requests.is_empty());
-        let reason = match self.refusal.take() {
-            Some(refusal) if !answered => format!("{reason}: the registrar refused: {refusal}"),
-            _ => reason.to_owned(),
-        };
+        let refused = self.hunter.was_refused()
+            || (self.hunter.awaiting_answer() && !self.requests.is_empty());
+        let reason = self.hunter.close_reason(reason);
         if self.requests.is_empty() {
             tracing::debug!(%registrar, "registrar connection ended: {reason}");
         } else {
@@ -511,15 +499,7 @@ impl PuCore {
         if conn != current {
             return;
         }
-        if let Link::Up {
-            ref mut answered, ..
-        } = self.link
-        {
-            if !*answered && !matches!(message, AsapMessage::Error { .. }) {
-                *answered = true;
-                self.hunter.confirmed();
-            }
-        }
+        self.hunter.heard(&message);
         match message {
             AsapMessage::HandleResolutionResponse {
                 pool_handle,
@@ -528,18 +508,10 @@ impl PuCore {
                 ..
             } => self.on_response(now, registrar, pool_handle, pool_elements, error),
             AsapMessage::Error { error } => {
+                // Before any answer, the hunter keeps it as the reason of
+                // the close it announces ([`Hunter::heard`]).
                 let text = crate::error::describe_operation_error(&error);
                 tracing::warn!(%registrar, "registrar reports an error: {text}");
-                // Before any answer: why the registrar is about to close.
-                if matches!(
-                    self.link,
-                    Link::Up {
-                        answered: false,
-                        ..
-                    }
-                ) {
-                    self.refusal = Some(text);
-                }
             }
             other => tracing::debug!(%registrar, "ignoring unexpected {}", other.name()),
         }

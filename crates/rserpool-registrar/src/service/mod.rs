@@ -173,14 +173,15 @@ impl ServiceConfig {
         self.core.validate()?;
         let addresses: Vec<SocketAddr> = self.all_listeners().iter().map(|l| l.address).collect();
         check_listen(&addresses)?;
-        if !self.listeners.is_empty() && self.listen.is_empty() {
-            // Only pool-user listeners: no PE could register.
-            if self.listeners.iter().all(|l| l.pool_users_only) {
-                return Err(InvalidSetting::new(
-                    "listen",
-                    "every listener is for pool users only: PEs could not register anywhere",
-                ));
-            }
+        // Only pool-user listeners: no PE could register.
+        if self.listen.is_empty()
+            && !self.listeners.is_empty()
+            && self.listeners.iter().all(|l| l.pool_users_only)
+        {
+            return Err(InvalidSetting::new(
+                "listen",
+                "every listener is for pool users only: PEs could not register anywhere",
+            ));
         }
         CONNECTIONS.check("max_connections", self.max_connections)?;
         Range {
