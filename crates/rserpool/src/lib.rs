@@ -20,6 +20,10 @@
 //!   configured registrars, then (opt-in, [`AnnounceConfig`]) a bounded
 //!   number learned from ASAP_SERVER_ANNOUNCE ([`announce`],
 //!   [`registrars`]): untrusted hints, authenticated like any registrar.
+//! * [`session`]: PU-PE sessions over TLS: a pool user's
+//!   [`session::Session`] fails over between the pool's PEs, never to a
+//!   weaker session, carrying the PE's signed cookie; a PE's
+//!   [`session::SessionServer`] issues and verifies the cookies.
 //!
 //! Registrar connections are TCP with TLS ([`rserpool_security::TlsClient`],
 //! a PSK or a CA certificate), or plain TCP in the insecure lab mode
@@ -91,6 +95,7 @@ mod pe_core;
 mod pu;
 mod pu_core;
 pub mod registrars;
+pub mod session;
 
 pub use announce::AnnounceStats;
 #[cfg(feature = "driver")]

@@ -578,7 +578,7 @@ impl PeCore {
     /// A frame arrived on connection `conn` (one ASAP message, as
     /// [`rserpool_wire::framing::ChannelCodec`] cuts them). What does not
     /// decode is reported and skipped; a registrar that keeps sending
-    /// such frames is given up ([`crate::inbound`]).
+    /// such frames is given up (module `inbound`).
     pub fn handle_frame(&mut self, now: Instant, conn: ConnId, frame: &[u8]) {
         let Link::Up {
             conn: current,

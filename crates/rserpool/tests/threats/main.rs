@@ -20,6 +20,9 @@ mod client_support;
 mod support;
 
 mod common;
+/// Sessions of the lab's pool users and a counting PE.
+#[path = "../sessions/session_lab.rs"]
+mod session_lab;
 
 mod announce;
 mod matrix;
