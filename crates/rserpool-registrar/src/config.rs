@@ -80,6 +80,8 @@ pub struct CoreConfig {
     /// Seed of the selection policies' random generator (0: the driver
     /// draws one).
     pub seed: u64,
+    /// The ENRP side: peers, timers, bounds.
+    pub enrp: crate::EnrpConfig,
 }
 
 /// The defaults; `server_id` is drawn at random (never 0) for every
@@ -112,6 +114,7 @@ impl Default for CoreConfig {
             max_malformed_per_connection: 10,
             max_limiter_keys: 100_000,
             seed: 0,
+            enrp: crate::EnrpConfig::default(),
         }
     }
 }
@@ -191,6 +194,7 @@ impl CoreConfig {
             self.max_malformed_per_connection,
         )?;
         LIMITER_KEYS.check("max_limiter_keys", self.max_limiter_keys)?;
+        self.enrp.validate()?;
         Ok(())
     }
 

@@ -43,7 +43,7 @@ use rustc_hash::FxHashMap;
 
 use crate::client::{Client, OpenConnection, Protocol};
 use crate::config::{CoreConfig, InvalidSetting};
-use crate::output::{Message, Output, Stats};
+use crate::output::{Event, Message, Output, Stats};
 
 use limits::Limits;
 
@@ -64,6 +64,8 @@ pub struct RegistrarCore {
     /// given).
     apd: Apd,
     rng: SmallRng,
+    /// ENRP: peers, initialisation, transfers.
+    enrp: enrp::Enrp,
     outputs: VecDeque<Output>,
     stats: Stats,
 }
@@ -72,6 +74,8 @@ impl RegistrarCore {
     /// A core with an empty handlespace. `now` starts the rate limiters.
     pub fn new(config: CoreConfig, now: Instant) -> Result<Self, InvalidSetting> {
         config.validate()?;
+        let mut rng = SmallRng::seed_from_u64(config.seed);
+        let enrp = enrp::Enrp::new(&config.enrp, enrp::draw_nonce(&mut rng), now);
         Ok(RegistrarCore {
             handlespace: Handlespace::new(rserpool_handlespace::Config {
                 default_items: config.default_items,
@@ -82,7 +86,8 @@ impl RegistrarCore {
             connections_per_identity: FxHashMap::default(),
             limits: Limits::new(&config, now),
             apd: Apd::permissive(false),
-            rng: SmallRng::seed_from_u64(config.seed),
+            rng,
+            enrp,
             outputs: VecDeque::new(),
             stats: Stats::default(),
             config,
@@ -136,7 +141,11 @@ impl RegistrarCore {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let hs = self.handlespace.next_deadline();
         let prune = self.limits.next_prune();
-        Some(hs.map_or(prune, |d| d.min(prune)))
+        let earliest = [hs, self.enrp_deadline()]
+            .into_iter()
+            .flatten()
+            .fold(prune, Instant::min);
+        Some(earliest)
     }
 
     /// Deadlines that passed: lifetimes end, keep-alives go out, PEs that
@@ -146,6 +155,7 @@ impl RegistrarCore {
             self.pe_deadline(now, exp);
         }
         self.limits.handle_timeout(now);
+        self.enrp_timeout(now);
     }
 
     /// The next output, if any.
@@ -168,6 +178,11 @@ impl RegistrarCore {
         }
     }
 
+    /// Report an event.
+    pub(super) fn push_event(&mut self, e: Event) {
+        self.outputs.push_back(Output::Event(e));
+    }
+
     /// Queue a message; every error cause that goes out is counted here.
     pub(super) fn send(&mut self, conn: ConnId, msg: impl Into<Message>) {
         let msg = msg.into();
@@ -184,7 +199,7 @@ impl RegistrarCore {
                     error: Some(error), ..
                 },
             )
-            | Message::Enrp(EnrpMessage::Error { error, .. }) => self.stats.count_errors(error),
+            | Message::Enrp(EnrpMessage::Error { error, .. }, _) => self.stats.count_errors(error),
             _ => {}
         }
         self.outputs.push_back(Output::Send { conn, msg });

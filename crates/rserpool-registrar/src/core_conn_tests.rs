@@ -20,6 +20,25 @@ fn open(s: &mut Sim, conn: u64, identity: PeerIdentity, kind: ConnKind) {
     );
 }
 
+/// A core that takes the peer keys `registrar-2` and (certificate)
+/// `registrar-9` as peer registrars.
+fn with_peer_keys() -> Sim {
+    let mut s = Sim::new();
+    let now = s.now;
+    s.core.replace_apd(
+        now,
+        rserpool_security::apd::Apd::permissive_with_registrars(
+            false,
+            &[
+                PeerIdentity::Psk("registrar-2".into()),
+                PeerIdentity::Certificate("registrar-9".into()),
+            ],
+        ),
+    );
+    s.outputs();
+    s
+}
+
 fn presence() -> EnrpMessage {
     EnrpMessage::Presence {
         reply_required: true,
@@ -35,7 +54,7 @@ fn enrp_sent(out: &[Output]) -> Vec<(u64, EnrpMessage)> {
         .filter_map(|o| match o {
             Output::Send {
                 conn,
-                msg: Message::Enrp(m),
+                msg: Message::Enrp(m, _),
             } => Some((conn.get(), m.clone())),
             _ => None,
         })
@@ -92,8 +111,8 @@ fn a_pool_user_listener_refuses_registrations_and_serves_resolutions() {
 }
 
 #[test]
-fn enrp_messages_are_answered_as_by_an_unprepared_server() {
-    let mut s = Sim::new();
+fn the_first_presence_binds_the_association_and_is_answered() {
+    let mut s = with_peer_keys();
     open(
         &mut s,
         1,
@@ -104,13 +123,21 @@ fn enrp_messages_are_answered_as_by_an_unprepared_server() {
     s.core.handle_frame(s.now, ConnId::new(1), &frame);
     let out = s.outputs();
     match &enrp_sent(&out)[..] {
-        [(1, EnrpMessage::Error { sender, error, .. })] => {
+        [(
+            1,
+            EnrpMessage::Presence {
+                reply_required: false,
+                sender,
+                checksum,
+                ..
+            },
+        )] => {
             assert_eq!(*sender, ServerId::new(0x1234));
-            assert_eq!(cause_of(error), CauseCode::UnrecognizedMessage);
-            assert_eq!(error.causes[0].info, frame);
+            assert!(checksum.is_some());
         }
         other => panic!("{other:?}"),
     }
+    assert!(out.iter().any(|o| matches!(o, Output::Event(Event::PeerUp { server_id, .. }) if *server_id == ServerId::new(0x99))));
     // An ENRP_ERROR is counted, not answered.
     s.core.handle_message(
         s.now,
@@ -124,13 +151,13 @@ fn enrp_messages_are_answered_as_by_an_unprepared_server() {
         },
     );
     assert!(enrp_sent(&s.outputs()).is_empty());
-    assert_eq!(s.core.stats().enrp_unsupported, 2);
+    assert_eq!(s.core.stats().enrp.errors_received, 1);
     assert_eq!(s.core.stats().malformed, 0);
 }
 
 #[test]
 fn the_wrong_protocol_is_a_protocol_error_on_the_malformed_path() {
-    let mut s = Sim::new();
+    let mut s = with_peer_keys();
     open(
         &mut s,
         1,
@@ -198,7 +225,7 @@ fn a_peer_registrar_must_authenticate() {
 
 #[test]
 fn outbound_connections_are_asked_for_and_then_like_accepted_ones() {
-    let mut s = Sim::new();
+    let mut s = with_peer_keys();
     let to: SocketAddr = "10.0.0.9:9902".parse().unwrap();
     assert_eq!(
         s.core.connect(s.now, to, ConnKind::Enrp),
@@ -227,6 +254,11 @@ fn outbound_connections_are_asked_for_and_then_like_accepted_ones() {
     assert_eq!(s.core.connections(), 0);
     let peer = PeerIdentity::Certificate("registrar-9".into());
     s.core.handle_connected(s.now, a, Some(peer.clone()));
+    // The dialler speaks first: a presence asking for one.
+    assert!(matches!(
+        &enrp_sent(&s.outputs())[..],
+        [(c, EnrpMessage::Presence { reply_required: true, .. })] if *c == a.get()
+    ));
     s.core.handle_connect_failed(s.now, b, "connection refused");
     let out = s.outputs();
     assert!(matches!(

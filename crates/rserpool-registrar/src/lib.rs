@@ -34,6 +34,7 @@ pub mod authorisation;
 mod client;
 pub mod config;
 mod core;
+pub mod enrp_config;
 pub mod log_limit;
 mod output;
 pub mod revocation;
@@ -44,6 +45,8 @@ pub mod service;
 mod core_apd_tests;
 #[cfg(test)]
 mod core_conn_tests;
+#[cfg(test)]
+mod core_enrp_tests;
 #[cfg(test)]
 mod core_operator_tests;
 #[cfg(test)]
@@ -61,7 +64,11 @@ pub use crate::core::{
 pub use authorisation::{ApdReport, ClosedConnection, DeniedPe};
 pub use client::{ClientInfo, ConnKind, OpenConnection, Protocol};
 pub use config::CoreConfig;
-pub use output::{protocol_name, Event, Message, Output, Refusal, Removal, ReportCheck, Stats};
+pub use enrp_config::EnrpConfig;
+pub use output::{
+    protocol_name, EnrpStats, Event, Message, Output, PeerView, Refusal, Removal, ReportCheck,
+    Stats,
+};
 pub use revocation::{Revocation, RevocationReport};
 /// The identity key PEs are bound to (as in events: `psk:NAME`, `cert:SUBJECT`).
 pub use rserpool_handlespace::Identity;

@@ -9,7 +9,8 @@ use rserpool_handlespace::{ConnId, Identity};
 use std::net::SocketAddr;
 
 use rserpool_wire::{
-    AsapMessage, CauseCode, EnrpMessage, OperationError, PeId, PoolHandle, Transport,
+    AsapMessage, CauseCode, EnrpExtensions, EnrpMessage, OperationError, PeId, PoolHandle,
+    ServerId, Transport,
 };
 use serde::Serialize;
 
@@ -21,8 +22,9 @@ use crate::client::{ConnKind, Protocol};
 pub enum Message {
     /// An ASAP message (RFC 5352).
     Asap(AsapMessage),
-    /// An ENRP message (RFC 5353).
-    Enrp(EnrpMessage),
+    /// An ENRP message (RFC 5353) with this implementation's extension
+    /// parameters (empty for a peer that sends none, such as RSPLIB).
+    Enrp(EnrpMessage, EnrpExtensions),
 }
 
 impl Message {
@@ -30,7 +32,7 @@ impl Message {
     pub fn protocol(&self) -> Protocol {
         match self {
             Message::Asap(_) => Protocol::Asap,
-            Message::Enrp(_) => Protocol::Enrp,
+            Message::Enrp(..) => Protocol::Enrp,
         }
     }
 
@@ -38,7 +40,7 @@ impl Message {
     pub fn name(&self) -> &'static str {
         match self {
             Message::Asap(m) => m.name(),
-            Message::Enrp(m) => m.name(),
+            Message::Enrp(m, _) => m.name(),
         }
     }
 
@@ -47,7 +49,7 @@ impl Message {
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), rserpool_wire::EncodeError> {
         match self {
             Message::Asap(m) => m.encode(out),
-            Message::Enrp(m) => m.encode(out),
+            Message::Enrp(m, ext) => ext.encode(m, out),
         }
     }
 
@@ -55,14 +57,14 @@ impl Message {
     pub fn as_asap(&self) -> Option<&AsapMessage> {
         match self {
             Message::Asap(m) => Some(m),
-            Message::Enrp(_) => None,
+            Message::Enrp(..) => None,
         }
     }
 
     /// The ENRP message, if it is one.
     pub fn as_enrp(&self) -> Option<&EnrpMessage> {
         match self {
-            Message::Enrp(m) => Some(m),
+            Message::Enrp(m, _) => Some(m),
             Message::Asap(_) => None,
         }
     }
@@ -76,7 +78,7 @@ impl From<AsapMessage> for Message {
 
 impl From<EnrpMessage> for Message {
     fn from(m: EnrpMessage) -> Self {
-        Message::Enrp(m)
+        Message::Enrp(m, EnrpExtensions::default())
     }
 }
 
@@ -141,6 +143,9 @@ pub enum Removal {
     /// A change of the authorised peer database denies its registration
     /// now (its pool, its addresses or its registrant).
     Unauthorised,
+    /// Its home, a peer registrar, removed it (ENRP_HANDLE_UPDATE
+    /// DEL_PE), or an audit found the home no longer has it.
+    PeerRemoved,
 }
 
 impl Removal {
@@ -157,6 +162,7 @@ impl Removal {
             Removal::Operator => "removed by an operator",
             Removal::DrainTimeout => "drained, and still registered when the drain timed out",
             Removal::Unauthorised => "the authorised peer database no longer allows its registration",
+            Removal::PeerRemoved => "its home registrar, a peer, removed it",
         }
     }
 }
@@ -322,6 +328,39 @@ pub enum Event {
         /// Why it failed (the driver's words).
         reason: String,
     },
+    /// A peer registrar's association is up: its first ENRP message on
+    /// an authenticated connection named its server identifier.
+    PeerUp {
+        /// Its server identifier.
+        server_id: ServerId,
+        /// Its address.
+        address: SocketAddr,
+        /// The identity it proved.
+        identity: String,
+    },
+    /// A peer registrar is gone: its last association closed, or it did
+    /// not answer a presence request in time.
+    PeerDown {
+        /// Its server identifier.
+        server_id: ServerId,
+        /// Why.
+        reason: String,
+    },
+    /// A handle table transfer from a peer ended: the mentor's whole
+    /// table at start (RFC 5353 3.2.3), or an audit's re-synchronisation
+    /// of the peer's own PEs (3.6.3).
+    TableSynced {
+        /// The peer it came from.
+        from: ServerId,
+        /// PEs received.
+        pes: usize,
+        /// Pages (messages).
+        pages: u32,
+        /// PEs removed because the peer no longer has them (audits only).
+        removed: usize,
+        /// An audit (else the start-up download).
+        audit: bool,
+    },
     /// A message could not be decoded.
     Malformed {
         /// Connection.
@@ -347,6 +386,9 @@ impl Event {
             Event::Revoked { .. } => "revoked",
             Event::AuthorisationChanged { .. } => "authorisation_changed",
             Event::ConnectFailed { .. } => "connect_failed",
+            Event::PeerUp { .. } => "peer_up",
+            Event::PeerDown { .. } => "peer_down",
+            Event::TableSynced { .. } => "table_synced",
             Event::Malformed { .. } => "malformed",
         }
     }
@@ -430,9 +472,8 @@ pub struct Stats {
     /// Messages that could not be decoded, and messages of the other
     /// protocol than their connection's (ASAP on ENRP and vice versa).
     pub malformed: u64,
-    /// ENRP messages from peers that this registrar does not handle yet
-    /// (answered with an Unrecognized Message error, RFC 5353 3.7).
-    pub enrp_unsupported: u64,
+    /// ENRP counters.
+    pub enrp: EnrpStats,
     /// Connections the core asked the driver to open.
     pub connects: u64,
     /// Of those, the ones that could not be opened.
@@ -460,4 +501,73 @@ impl Stats {
 /// The key that binds a PE to its registrant, shown in events.
 pub(crate) fn identity_text(i: &Identity) -> String {
     i.0.to_string()
+}
+
+/// ENRP counters (RFC 5353; what peers sent, what was refused).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct EnrpStats {
+    /// ENRP messages sent.
+    pub sent: u64,
+    /// ENRP messages received from bound peers.
+    pub received: u64,
+    /// Messages naming another sender than the association's peer, or
+    /// an identifier bound to another identity: dropped.
+    pub spoofed: u64,
+    /// Messages for another receiver: dropped.
+    pub misdirected: u64,
+    /// Associations that reached this registrar itself.
+    pub self_connections: u64,
+    /// Another registrar with this registrar's identifier.
+    pub id_collisions: u64,
+    /// ENRP_ERROR received.
+    pub errors_received: u64,
+    /// Table pages nobody asked for: dropped.
+    pub unsolicited: u64,
+    /// Takeover messages (not implemented yet): ignored.
+    pub takeover_messages_ignored: u64,
+    /// Handle updates sent (one per peer).
+    pub updates_sent: u64,
+    /// Handle updates received.
+    pub updates_received: u64,
+    /// Handle updates refused (rate limit included).
+    pub updates_refused: u64,
+    /// Of those, over the peer's rate.
+    pub updates_rate_limited: u64,
+    /// Peers' PEs taken (updates and table entries).
+    pub pes_applied: u64,
+    /// Table entries refused.
+    pub table_entries_refused: u64,
+    /// PEs of ours that re-registered with a peer.
+    pub pes_moved_away: u64,
+    /// Handle table pages sent.
+    pub pages_sent: u64,
+    /// Handle table pages received.
+    pub pages_received: u64,
+    /// Audits started.
+    pub audits: u64,
+}
+
+/// A peer registrar as operators see it ([`crate::RegistrarCore::peers`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerView {
+    /// Its server identifier.
+    pub server_id: ServerId,
+    /// The address of its association.
+    pub address: SocketAddr,
+    /// The ENRP transport it announces.
+    pub advertised: Option<SocketAddr>,
+    /// The identity it proved.
+    pub identity: String,
+    /// Whether an association is up.
+    pub up: bool,
+    /// When it was last heard (the core's clock).
+    pub last_heard: std::time::Instant,
+    /// PEs it owns here.
+    pub pes: usize,
+    /// The checksum of its own PEs it last announced.
+    pub checksum: Option<u16>,
+    /// Whether that agrees with ours of its PEs.
+    pub checksum_agrees: bool,
+    /// An audit of its PEs is in progress.
+    pub auditing: bool,
 }

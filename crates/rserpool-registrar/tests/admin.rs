@@ -195,9 +195,12 @@ async fn a_registered_pe_shows_everywhere() {
     assert_eq!(status, 400, "{body}");
     assert!(serde_json::from_str::<Value>(&body).unwrap()["error"].is_string());
 
-    // ENRP peers: none (no cluster yet); the ASAP clients are connections.
+    // ENRP peers: none (a registrar alone); the ASAP clients are connections.
     let enrp = a.json("/v1/peers").await;
-    assert_eq!(enrp, serde_json::json!({"peers_total": 0, "peers": []}));
+    assert_eq!(
+        enrp,
+        serde_json::json!({"peers_total": 0, "peers_up": 0, "serving": true, "peers": []})
+    );
     let peers = a.json("/v1/connections").await;
     assert_eq!(peers["connections_total"], 1);
     let c = &peers["asap_connections"][0];

@@ -1,7 +1,8 @@
 //! Connections the core asks for (`Output::Connect`): the service opens
 //! them, plain in insecure mode or with TLS and the registrar's own
-//! credentials in secure mode, and they then carry ENRP (which this
-//! registrar answers as an unprepared server, RFC 5353 3.7).
+//! credentials in secure mode, and they then carry ENRP: the registrar
+//! speaks first (a presence asking for one, RFC 5353 3.4.1) and answers
+//! the peer's.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use rserpool_security::{
     PeerIdentity, Psk, PskStore, TlsClient, TlsClientConfig, TlsServer, TlsServerConfig,
 };
 use rserpool_wire::framing::ChannelCodec;
-use rserpool_wire::{CauseCode, ConnId, EnrpMessage, ServerId, WireMessage};
+use rserpool_wire::{ConnId, EnrpMessage, ServerId, WireMessage};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -28,21 +29,49 @@ fn presence() -> EnrpMessage {
     }
 }
 
-/// Send a presence and read the registrar's answer.
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) -> EnrpMessage {
-    s.write_all(&presence().to_bytes().unwrap()).await.unwrap();
+/// Read the registrar's presence (it speaks first), send ours, and
+/// read its answer.
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) -> (EnrpMessage, EnrpMessage) {
     let mut codec = ChannelCodec::new(4096);
     let mut buf = bytes::BytesMut::new();
+    let first = next(s, &mut codec, &mut buf).await;
+    s.write_all(&presence().to_bytes().unwrap()).await.unwrap();
+    let answer = next(s, &mut codec, &mut buf).await;
+    (first, answer)
+}
+
+async fn next<S: AsyncRead + Unpin>(
+    s: &mut S,
+    codec: &mut ChannelCodec,
+    buf: &mut bytes::BytesMut,
+) -> EnrpMessage {
     tokio::time::timeout(LIMIT, async {
         loop {
-            if let Some(frame) = codec.decode(&mut buf).unwrap() {
+            if let Some(frame) = codec.decode(buf).unwrap() {
                 return EnrpMessage::decode(&frame).unwrap().message;
             }
-            assert!(s.read_buf(&mut buf).await.unwrap() > 0, "closed");
+            assert!(s.read_buf(buf).await.unwrap() > 0, "closed");
         }
     })
     .await
-    .expect("an answer")
+    .expect("a message")
+}
+
+/// The registrar's hello and its answer to ours.
+fn hello_then_answer((first, answer): &(EnrpMessage, EnrpMessage)) -> bool {
+    matches!(
+        first,
+        EnrpMessage::Presence {
+            reply_required: true,
+            ..
+        }
+    ) && matches!(
+        answer,
+        EnrpMessage::Presence {
+            reply_required: false,
+            ..
+        }
+    )
 }
 
 async fn connect(registrar: &Registrar, to: SocketAddr) -> ConnId {
@@ -67,10 +96,6 @@ async fn kind_and_peer(
         .unwrap()
 }
 
-fn unrecognized(m: &EnrpMessage) -> bool {
-    matches!(m, EnrpMessage::Error { error, .. } if error.causes[0].code == CauseCode::UnrecognizedMessage)
-}
-
 #[tokio::test]
 async fn insecure_mode_dials_plain_tcp() {
     let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -85,7 +110,7 @@ async fn insecure_mode_dials_plain_tcp() {
         .await
         .unwrap()
         .unwrap();
-    assert!(unrecognized(&exchange(&mut s).await));
+    assert!(hello_then_answer(&exchange(&mut s).await));
     assert_eq!(
         kind_and_peer(&registrar, conn).await,
         Some((ConnKind::EnrpOutbound, None))
@@ -111,6 +136,11 @@ async fn secure_mode_dials_with_the_registrars_key_and_learns_the_peer() {
     let registrar = Registrar::start(ServiceConfig {
         listen: vec!["127.0.0.1:0".parse().unwrap()],
         tls: Some(Arc::new(server(store))),
+        // Its own key: the peer it dials is known as a holder of it.
+        apd: rserpool_security::apd::Apd::permissive_with_registrars(
+            false,
+            &[PeerIdentity::Psk("registrar-1".into())],
+        ),
         tls_client: Some(Arc::new(
             TlsClient::new(&TlsClientConfig {
                 psk: Some(key),
@@ -129,7 +159,7 @@ async fn secure_mode_dials_with_the_registrars_key_and_learns_the_peer() {
         .unwrap();
     let (mut s, seen) = peer_tls.accept(tcp, "the registrar").await.unwrap();
     assert_eq!(seen, PeerIdentity::Psk("registrar-1".into()));
-    assert!(unrecognized(&exchange(&mut s).await));
+    assert!(hello_then_answer(&exchange(&mut s).await));
     assert_eq!(
         kind_and_peer(&registrar, conn).await,
         Some((

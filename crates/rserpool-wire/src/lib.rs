@@ -34,6 +34,7 @@
 
 pub mod asap;
 pub mod enrp;
+pub mod enrp_ext;
 mod error;
 pub mod framing;
 pub mod hex_bytes;
@@ -45,6 +46,7 @@ mod tlv;
 
 pub use asap::AsapMessage;
 pub use enrp::{EnrpMessage, PoolEntry, UpdateAction};
+pub use enrp_ext::EnrpExtensions;
 pub use error::{DecodeError, DecodeErrorKind, EncodeError};
 pub use ids::{ConnId, InvalidIdentifier, PeId, ServerId};
 pub use message::{receive, Decoded, Header, Received, WireMessage, MAX_ECHOED};

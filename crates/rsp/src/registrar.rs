@@ -78,8 +78,9 @@ pub struct Args {
     pub count_anonymous_reports: Option<bool>,
     /// The authorised peer database (TOML; `rsp apd init` writes one):
     /// who may be PE, PU, registrar or admin, in which pools, from which
-    /// addresses. Without it every key may do everything, registering
-    /// only its own address (said once at start). Reloaded on SIGHUP;
+    /// addresses. Without it every key may be PE and PU, registering only
+    /// its own address, and only the peer keys (--peer-psk-file) may be
+    /// registrars (said once at start). Reloaded on SIGHUP;
     /// changes through the admin API are written back to it.
     #[arg(long, value_name = "FILE")]
     pub apd: Option<PathBuf>,
@@ -109,6 +110,25 @@ pub struct Args {
     /// Time a client has to complete a message from its first byte.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub message_timeout: Option<Duration>,
+    /// A peer registrar's ENRP address (repeatable; replaces the file's
+    /// `peers`): dialled until it answers (RFC 5353 3.2.2.1, the first is
+    /// the mentor). Needs --enrp-psk-file in secure mode.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub peer: Vec<SocketAddr>,
+    /// ENRP listen address for peer registrars (repeatable). Default, in
+    /// a cluster (peers or peer keys given): 0.0.0.0:9902, 9901 insecure.
+    #[arg(long, value_name = "ADDR")]
+    pub enrp_listen: Vec<SocketAddr>,
+    /// This registrar's own pre-shared key, with which it dials its peers
+    /// (its identity must be a peer key of theirs).
+    #[arg(long, value_name = "FILE")]
+    pub enrp_psk_file: Option<PathBuf>,
+    /// Key file of a peer registrar (repeatable): accepted on the ENRP
+    /// listener; without an authorised peer database these identities,
+    /// and only these, may be registrars (a PE or PU key never speaks
+    /// ENRP).
+    #[arg(long, value_name = "FILE")]
+    pub peer_psk_file: Vec<PathBuf>,
     /// Send ASAP_SERVER_ANNOUNCE to this UDP group (e.g. 239.0.0.50:3863),
     /// or "off".
     #[arg(long, value_name = "GROUP", value_parser = registrar_config::parse_toggle::<SocketAddr>)]
@@ -203,6 +223,18 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
             );
         } else {
             println!("registrar {server_id:#010x} listening for pool users only on {a}, {mode}");
+        }
+    }
+    for a in registrar.handle().enrp_addrs() {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"event": "enrp_listening", "address": a.to_string(), "server_id": server_id, "secure": secure})
+            );
+        } else {
+            println!(
+                "registrar {server_id:#010x} listening for peer registrars (ENRP) on {a}, {mode}"
+            );
         }
     }
     if let Some(a) = &admin {

@@ -42,6 +42,10 @@ pub(crate) struct MetricsInput {
     pub pool_elements: usize,
     pub pool_elements_drained: usize,
     pub connections: usize,
+    /// Peer registrars with an association up.
+    pub peers_up: usize,
+    /// Peer registrars known.
+    pub peers_known: usize,
     /// Pool sizes (all pools; the largest [`MAX_POOL_SERIES`] are shown).
     pub pool_sizes: Vec<(usize, PoolHandle)>,
     pub uptime: Duration,
@@ -275,12 +279,33 @@ pub(crate) fn render(mut m: MetricsInput) -> Result<String, std::fmt::Error> {
         "PEs removed at the end of their registration life",
         s.lifetime_expiries,
     );
-    counter(
+    gauge(
         &mut r,
-        "enrp_unsupported",
-        "ENRP messages this registrar does not handle yet, answered with an Unrecognized Message error (RFC 5353 section 3.7)",
-        s.enrp_unsupported,
+        "peers_up",
+        "Peer registrars with an ENRP association up",
+        m.peers_up,
     );
+    gauge(
+        &mut r,
+        "peers_known",
+        "Peer registrars known (up or being waited for)",
+        m.peers_known,
+    );
+    let e = &s.enrp;
+    for (name, help, value) in [
+        ("enrp_messages_sent", "ENRP messages sent to peer registrars", e.sent),
+        ("enrp_messages_received", "ENRP messages received from bound peer registrars", e.received),
+        ("enrp_messages_spoofed", "ENRP messages dropped: they named another sender than their association's peer, or an identifier bound to another identity", e.spoofed),
+        ("handle_updates_sent", "ENRP_HANDLE_UPDATE messages sent (one per peer)", e.updates_sent),
+        ("handle_updates_received", "ENRP_HANDLE_UPDATE messages received", e.updates_received),
+        ("handle_updates_refused", "ENRP_HANDLE_UPDATE messages refused (rate, scope, identity binding, home)", e.updates_refused),
+        ("handle_table_pages_sent", "ENRP_HANDLE_TABLE_RESPONSE pages sent", e.pages_sent),
+        ("handle_table_pages_received", "ENRP_HANDLE_TABLE_RESPONSE pages received", e.pages_received),
+        ("handle_table_entries_refused", "PEs of handle table pages refused", e.table_entries_refused),
+        ("audits", "Audits of a peer's PEs started after a checksum mismatch (RFC 5353 3.6)", e.audits),
+    ] {
+        counter(&mut r, name, help, value);
+    }
     counter(
         &mut r,
         "outbound_connects",
@@ -653,6 +678,8 @@ mod tests {
             pool_elements: 3,
             pool_elements_drained: 1,
             connections: 1,
+            peers_up: 1,
+            peers_known: 2,
             pool_sizes: vec![
                 (1, PoolHandle::from_static("small")),
                 (2, PoolHandle::from_static("big\"one")),
@@ -680,7 +707,7 @@ mod tests {
             "rserpool_registrar_max_connections_per_address 256",
             "rserpool_registrar_message_timeout_seconds 10.0",
             "rserpool_registrar_unreachable_probes_total 0",
-            "rserpool_registrar_enrp_unsupported_total 0",
+            "rserpool_registrar_handle_updates_refused_total 0",
             "rserpool_registrar_outbound_connects_total 0",
             "rserpool_registrar_outbound_connect_failures_total 0",
             "rserpool_registrar_tls_handshake_failures_total{reason=\"timeout\"} 0",

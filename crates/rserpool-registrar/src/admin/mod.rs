@@ -836,7 +836,7 @@ async fn connections(
 /// the other registrars of the operational scope. Empty until ENRP
 /// exists; ASAP clients are `/v1/connections`.
 async fn peers(State(s): State<Shared>) -> Response {
-    match s.query(|_| views::PeerTableView::default()).await {
+    match s.query(|c| views::peers(c, Instant::now())).await {
         Some(v) => Json(v).into_response(),
         None => core_unavailable(),
     }
@@ -861,6 +861,8 @@ async fn metrics_text(State(s): State<Shared>) -> Response {
         pool_elements: c.pool_elements,
         pool_elements_drained: c.pool_elements_drained,
         connections: c.connections,
+        peers_up: c.peers_up,
+        peers_known: c.peers_known,
         pool_sizes,
         uptime: r.uptime(),
         server_id: r.server_id(),

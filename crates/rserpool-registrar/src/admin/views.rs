@@ -92,6 +92,8 @@ pub(crate) struct CoreCounts {
     pub pool_elements: usize,
     pub pool_elements_drained: usize,
     pub connections: usize,
+    pub peers_up: usize,
+    pub peers_known: usize,
     pub stats: Stats,
 }
 
@@ -101,6 +103,8 @@ pub(crate) fn core_counts(core: &RegistrarCore) -> CoreCounts {
         pool_elements: core.handlespace().len(),
         pool_elements_drained: core.handlespace().drained_count(),
         connections: core.connections(),
+        peers_up: core.peers().filter(|p| p.up).count(),
+        peers_known: core.peers().count(),
         stats: core.stats().clone(),
     }
 }
@@ -407,12 +411,59 @@ struct ConnectionView {
     pool_elements: Vec<PeRef>,
 }
 
-/// `GET /v1/peers`: the ENRP peer table (rserpoolENRPPeerTable). Empty:
-/// ENRP does not exist yet, so there are no peers to list.
-#[derive(Debug, Default, Serialize)]
+/// `GET /v1/peers`: the ENRP peer table (after RFC 5525's
+/// rserpoolENRPPeerTable): each peer registrar with its association,
+/// identity, last heard, PE count and whether its checksum agrees.
+#[derive(Debug, Serialize)]
 pub(crate) struct PeerTableView {
     peers_total: usize,
-    peers: Vec<()>,
+    peers_up: usize,
+    /// Whether pool users are served (the initial table download from
+    /// a mentor is done, or none was needed).
+    serving: bool,
+    peers: Vec<PeerRowView>,
+}
+
+/// One peer of `/v1/peers`.
+#[derive(Debug, Serialize)]
+pub(crate) struct PeerRowView {
+    server_id: u32,
+    server_id_hex: String,
+    address: SocketAddr,
+    advertised: Option<SocketAddr>,
+    identity: String,
+    state: &'static str,
+    last_heard_ms_ago: u64,
+    pool_elements: usize,
+    checksum: Option<u16>,
+    checksum_agrees: bool,
+    auditing: bool,
+}
+
+/// The peer table at `now`.
+pub(crate) fn peers(core: &RegistrarCore, now: Instant) -> PeerTableView {
+    let peers: Vec<PeerRowView> = core
+        .peers()
+        .map(|p| PeerRowView {
+            server_id: p.server_id.get(),
+            server_id_hex: format!("{:#010x}", p.server_id.get()),
+            address: p.address,
+            advertised: p.advertised,
+            identity: p.identity,
+            state: if p.up { "up" } else { "down" },
+            last_heard_ms_ago: now.saturating_duration_since(p.last_heard).as_millis() as u64,
+            pool_elements: p.pes,
+            checksum: p.checksum,
+            checksum_agrees: p.checksum_agrees,
+            auditing: p.auditing,
+        })
+        .collect();
+    PeerTableView {
+        peers_total: peers.len(),
+        peers_up: peers.iter().filter(|p| p.state == "up").count(),
+        serving: core.serves_pool_users(),
+        peers,
+    }
 }
 
 /// `GET /v1/connections`: the ASAP connections.

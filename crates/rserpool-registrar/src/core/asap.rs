@@ -13,7 +13,7 @@ use rserpool_handlespace::{
 };
 use rserpool_wire::{
     AsapMessage, Cause, CauseCode, OperationError, PeId, PoolElement, PoolHandle, Transport,
-    TransportUse, WireMessage,
+    TransportUse, UpdateAction, WireMessage,
 };
 
 use crate::client::{Client, ConnKind};
@@ -188,6 +188,11 @@ impl RegistrarCore {
                         error: None,
                     },
                 );
+                // RFC 5353 3.3.1: every registration goes to the peers.
+                if let Some(e) = self.handlespace.find(&pool_handle, identifier) {
+                    let (wire, registrant) = (e.to_wire(), e.identity.clone());
+                    self.announce_pe(UpdateAction::AddPe, &pool_handle, wire, registrant.as_ref());
+                }
                 let (addresses, port, protocol, policy) = shown;
                 self.outputs.push_back(Output::Event(Event::Registered {
                     pool_handle,
@@ -399,8 +404,17 @@ impl RegistrarCore {
     pub(super) fn remove(&mut self, handle: &PoolHandle, id: PeId, reason: Removal) -> bool {
         // Its keep-alive state, registrant and connection go with the
         // entry; the per-identity count is the handlespace's.
-        if self.handlespace.deregister(handle, id).is_none() {
+        let Some(e) = self.handlespace.deregister(handle, id) else {
             return false;
+        };
+        if e.home == self.config.server_id {
+            // RFC 5353 3.3.2: the removal of an owned PE goes to the peers.
+            self.announce_pe(
+                UpdateAction::DelPe,
+                handle,
+                e.to_wire(),
+                e.identity.as_ref(),
+            );
         }
         self.outputs.push_back(Output::Event(Event::Removed {
             pool_handle: handle.clone(),
@@ -422,7 +436,9 @@ impl RegistrarCore {
         let Some(peer) = self.clients.get(&conn) else {
             return;
         };
-        let refusal = if !self
+        let refusal = if !self.serves_pool_users() {
+            Some(ResolutionRefusal::Initialising)
+        } else if !self
             .limits
             .resolutions
             .allow(&peer.identity, peer.address.ip(), now)
@@ -840,6 +856,10 @@ impl DeregistrationRefusal {
 pub(super) enum ResolutionRefusal {
     #[error("handle resolution rate limit")]
     RateLimited,
+    /// RFC 5353 3.2.3 step 5: the handle table from the mentor is not
+    /// downloaded yet; the pool user asks another registrar.
+    #[error("starting: the handle table download from a peer registrar is not complete")]
+    Initialising,
     /// The authorised peer database does not let it see the pool.
     #[error(transparent)]
     Unauthorised(super::authorisation::Unauthorised),
@@ -849,7 +869,9 @@ impl ResolutionRefusal {
     /// Its class and the cause sent back.
     fn kind(&self) -> (Refusal, CauseCode) {
         match self {
-            Self::RateLimited => (Refusal::RateLimited, CauseCode::LackOfResources),
+            Self::RateLimited | Self::Initialising => {
+                (Refusal::RateLimited, CauseCode::LackOfResources)
+            }
             Self::Unauthorised(_) => (Refusal::Security, CauseCode::RejectedSecurity),
         }
     }

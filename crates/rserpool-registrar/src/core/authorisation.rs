@@ -18,7 +18,7 @@ use std::sync::LazyLock;
 use std::time::Instant;
 
 use rserpool_handlespace::{ConnId, Identity};
-use rserpool_security::apd::{Apd, ApdError, Change, Decision, Origin, Role};
+use rserpool_security::apd::{Apd, ApdError, Change, Decision, Origin, Request, Role};
 use rserpool_security::PeerIdentity;
 use rserpool_wire::{Cause, CauseCode, PeId, PoolHandle};
 
@@ -194,8 +194,18 @@ impl RegistrarCore {
         }
     }
 
+    /// Insecure mode under the permissive default (labs): nobody is
+    /// authenticated, so every connection may be everything but admin,
+    /// a peer registrar included.
+    fn insecure_lab(&self, c: &Client) -> bool {
+        c.peer.is_none() && matches!(self.apd.origin(), Origin::Permissive { .. })
+    }
+
     /// May `c` connect as what its connection kind is for?
     pub(super) fn may_connect(&self, c: &Client) -> Result<(), Unauthorised> {
+        if self.insecure_lab(c) && c.kind.protocol() == crate::Protocol::Enrp {
+            return Ok(());
+        }
         let roles = roles_of(c.kind);
         let source = c.address.ip();
         let mut last = Decision::closing();
@@ -273,6 +283,52 @@ impl RegistrarCore {
         Err(Unauthorised {
             identity: identity_text(&c.identity),
             what,
+            decision,
+            hint: String::new(),
+        })
+    }
+
+    /// May peer registrar `c` carry PEs of `pool` (its registrar role's
+    /// pool scope; RFC 5355 2.17)?
+    pub(super) fn may_carry(&self, c: &Client, pool: &PoolHandle) -> Result<(), Unauthorised> {
+        if self.insecure_lab(c) {
+            return Ok(());
+        }
+        let source = c.address.ip();
+        let decision = match self.subject(c) {
+            Some(s) => self
+                .apd
+                .decide(&Request::new(s, Role::Registrar, source).pool(pool.as_bytes())),
+            None => Decision::closing(),
+        };
+        if decision.is_allowed() {
+            return Ok(());
+        }
+        Err(Unauthorised {
+            identity: identity_text(&c.identity),
+            what: format!("carry PEs of pool {pool}"),
+            decision,
+            hint: String::new(),
+        })
+    }
+
+    /// May a PE of registrant `identity`, registered from `own`, be in
+    /// `pool` with `addresses` (a peer's PE, as a local registration
+    /// would be decided)?
+    pub(super) fn may_hold(
+        &self,
+        identity: &Identity,
+        own: IpAddr,
+        pool: &PoolHandle,
+        addresses: &[IpAddr],
+    ) -> Result<(), Unauthorised> {
+        let decision = self.registered_decision(identity, own, pool, addresses);
+        if decision.is_allowed() {
+            return Ok(());
+        }
+        Err(Unauthorised {
+            identity: identity_text(identity),
+            what: format!("register in pool {pool}"),
             decision,
             hint: String::new(),
         })

@@ -9,7 +9,9 @@ use std::time::Instant;
 use rserpool_handlespace::{ConnId, Identity};
 use rserpool_security::PeerIdentity;
 use rserpool_wire::framing::FramingError;
-use rserpool_wire::{receive, AsapMessage, Cause, CauseCode, EnrpMessage, PeId, PoolHandle};
+use rserpool_wire::{
+    receive, AsapMessage, Cause, CauseCode, EnrpExtensions, EnrpMessage, PeId, PoolHandle,
+};
 
 use crate::client::{Client, ClientInfo, ConnKind, Credential, Protocol};
 use crate::output::{identity_text, Event, Message, Output, Refusal, Removal};
@@ -51,6 +53,18 @@ impl RegistrarCore {
     /// allow in a role of this listener.
     pub fn handle_connect(&mut self, now: Instant, conn: ConnId, info: ClientInfo) {
         self.admit(now, conn, info);
+    }
+
+    /// After a connection was admitted: ENRP speaks first on what this
+    /// registrar dialled.
+    fn opened(&mut self, now: Instant, conn: ConnId) {
+        let kind = match self.clients.get(&conn) {
+            Some(c) if !c.closing => c.kind,
+            _ => return,
+        };
+        if kind.protocol() == Protocol::Enrp {
+            self.enrp_opened(now, conn, kind);
+        }
     }
 
     /// Ask the driver to open a connection of `kind` (an outbound kind,
@@ -98,15 +112,17 @@ impl RegistrarCore {
             return;
         };
         self.admit(now, conn, ClientInfo::new(identity, p.address, p.kind));
+        self.opened(now, conn);
     }
 
     /// The connection [`Output::Connect`] asked for could not be opened
     /// (TCP, TLS, or the driver's limits): `reason` says why. An unknown
     /// handle is ignored.
-    pub fn handle_connect_failed(&mut self, _now: Instant, conn: ConnId, reason: &str) {
+    pub fn handle_connect_failed(&mut self, now: Instant, conn: ConnId, reason: &str) {
         let Some(p) = self.pending.remove(&conn) else {
             return;
         };
+        self.enrp_connect_failed(now, conn);
         self.stats.connect_failures += 1;
         self.outputs.push_back(Output::Event(Event::ConnectFailed {
             conn,
@@ -199,6 +215,7 @@ impl RegistrarCore {
     pub fn handle_disconnect(&mut self, now: Instant, conn: ConnId) {
         // A connection still being opened is forgotten too.
         self.pending.remove(&conn);
+        self.enrp_closed(now, conn);
         let Some(peer) = self.clients.remove(&conn) else {
             return;
         };
@@ -309,7 +326,10 @@ impl RegistrarCore {
             }
             Protocol::Enrp => {
                 let r = receive::<EnrpMessage>(frame);
-                (r.message.map(Message::from), r.report)
+                // Our extension parameters (they are skipped by the
+                // decoder); malformed ones count as none.
+                let ext = EnrpExtensions::read(frame).unwrap_or_default();
+                (r.message.map(|m| Message::Enrp(m, ext)), r.report)
             }
         };
         match message {
@@ -346,7 +366,7 @@ impl RegistrarCore {
         let protocol = client.kind.protocol();
         match (protocol, msg) {
             (Protocol::Asap, Message::Asap(m)) => self.asap_message(now, conn, m),
-            (Protocol::Enrp, Message::Enrp(m)) => self.enrp_message(now, conn, m),
+            (Protocol::Enrp, Message::Enrp(m, ext)) => self.enrp_message(now, conn, m, ext),
             (_, other) => {
                 // Over SCTP the PPID would have told the protocols apart;
                 // here the listener does, and this is RFC 5354 3.12.3's

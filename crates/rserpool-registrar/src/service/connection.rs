@@ -176,6 +176,10 @@ enum End {
     Idle,
 }
 
+/// Messages queued for one peer registrar (handle updates come in
+/// bursts of registrations).
+const ENRP_SEND_QUEUE: usize = 65_536;
+
 /// How a connection came about.
 enum Opened {
     /// Accepted on a listener of this kind.
@@ -248,7 +252,22 @@ async fn run_connection<S: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared,
 ) {
     let cfg = &shared.config;
-    let (out_tx, mut out_rx) = mpsc::channel(cfg.send_queue.max(1));
+    // Peer registrars: table pages up to the largest message, and a
+    // burst of handle updates (one per registration) queued, not taken
+    // for a peer that does not read.
+    let enrp = match opened {
+        Opened::Accepted(kind) => kind.protocol() == crate::Protocol::Enrp,
+        Opened::Dialled => true,
+    };
+    let (max_message, queue) = if enrp {
+        (
+            ChannelCodec::ABSOLUTE_MAX,
+            cfg.send_queue.max(ENRP_SEND_QUEUE),
+        )
+    } else {
+        (cfg.max_message_size, cfg.send_queue)
+    };
+    let (out_tx, mut out_rx) = mpsc::channel(queue.max(1));
     let who = identity
         .as_ref()
         .map_or_else(|| "insecure".to_string(), |i| i.to_string());
@@ -275,7 +294,7 @@ async fn run_connection<S: AsyncRead + AsyncWrite + Unpin>(
     if inputs.send(input).await.is_err() {
         return;
     }
-    let mut codec = ChannelCodec::new(cfg.max_message_size);
+    let mut codec = ChannelCodec::new(max_message);
     // Small buffers while idle (thousands of connections mostly are):
     // `rbuf` goes back to IDLE_READ_BUFFER bytes when it holds no partial
     // message (a message usually fits; `read_buf` grows it for more),

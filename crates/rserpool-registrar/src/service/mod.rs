@@ -54,6 +54,10 @@ pub struct ServiceConfig {
     /// Listeners with options: for pool users only, or for some source
     /// addresses only (PIM passive mode, DESIGN section 4).
     pub listeners: Vec<ListenerConfig>,
+    /// ENRP listen addresses, for peer registrars (RFC 5353; DESIGN
+    /// section 3: ASAP and ENRP use separate listeners). Empty: this
+    /// registrar only dials its peers ([`CoreConfig::enrp`]).
+    pub enrp_listen: Vec<SocketAddr>,
     /// TLS set-up; `None` is insecure mode (plain TCP, labs only).
     pub tls: Option<Arc<TlsServer>>,
     /// The registrar's own client credentials, for the connections the
@@ -104,6 +108,7 @@ impl Default for ServiceConfig {
         ServiceConfig {
             listen: vec![SocketAddr::from(([0, 0, 0, 0], 3864))],
             listeners: Vec::new(),
+            enrp_listen: Vec::new(),
             tls: None,
             tls_client: None,
             max_connections: 10_000,
@@ -444,6 +449,7 @@ pub struct RegistrarHandle {
     started: Instant,
     local_addrs: Arc<[SocketAddr]>,
     pool_user_addrs: Arc<[SocketAddr]>,
+    enrp_addrs: Arc<[SocketAddr]>,
     server_id: ServerId,
 }
 
@@ -603,6 +609,11 @@ impl RegistrarHandle {
         &self.pool_user_addrs
     }
 
+    /// The bound ENRP listen addresses (peer registrars).
+    pub fn enrp_addrs(&self) -> &[SocketAddr] {
+        &self.enrp_addrs
+    }
+
     /// Whether the registrar runs in secure mode (TLS on every connection).
     pub fn is_secure(&self) -> bool {
         self.shared.tls.is_some()
@@ -645,6 +656,23 @@ impl Registrar {
         }
         if config.tls.is_none() && !matches!(config.apd.origin(), Origin::Permissive { .. }) {
             return Err(ServiceError::ApdNeedsSecureMode);
+        }
+        // ENRP listeners first: the core announces the first one's address.
+        let mut enrp_addrs = Vec::new();
+        let mut enrp_listeners = Vec::new();
+        for &address in &config.enrp_listen {
+            let listener = TcpListener::bind(address)
+                .await
+                .map_err(|source| ServiceError::Bind { address, source })?;
+            let local = listener
+                .local_addr()
+                .map_err(|source| ServiceError::Bind { address, source })?;
+            tracing::info!(%local, "ENRP listener for peer registrars ready");
+            enrp_addrs.push(local);
+            enrp_listeners.push(listener);
+        }
+        if core_config.enrp.advertise.is_none() {
+            core_config.enrp.advertise = enrp_addrs.first().copied();
         }
         let core = RegistrarCore::new(core_config, now)?.with_apd(config.apd.clone());
         if let Some(tls) = &config.tls {
@@ -735,6 +763,14 @@ impl Registrar {
                 shared.clone(),
             )));
         }
+        for listener in enrp_listeners {
+            tasks.push(tokio::spawn(connection::accept_loop(
+                listener,
+                ConnKind::Enrp,
+                Arc::from(Vec::new()),
+                shared.clone(),
+            )));
+        }
         if let Some(a) = &config.announce {
             let task = announce::start(a, server_id, &local_addrs)
                 .await
@@ -757,6 +793,7 @@ impl Registrar {
             started,
             local_addrs: local_addrs.into(),
             pool_user_addrs: pool_user_addrs.into(),
+            enrp_addrs: enrp_addrs.into(),
             server_id,
         };
         Ok(Registrar { handle, tasks })
@@ -1095,6 +1132,21 @@ fn log_event(e: &Event, log: &SummarisedLog) {
             %reason,
             "could not connect to a peer"
         ),
+        Event::PeerUp {
+            server_id,
+            address,
+            identity,
+        } => tracing::info!(peer = %server_id, %address, %identity, "peer registrar up"),
+        Event::PeerDown { server_id, reason } => {
+            tracing::warn!(peer = %server_id, %reason, "peer registrar down")
+        }
+        Event::TableSynced {
+            from,
+            pes,
+            pages,
+            removed,
+            audit,
+        } => tracing::info!(peer = %from, pes, pages, removed, audit, "handle table synchronised"),
         Event::Malformed {
             conn,
             identity,

@@ -21,6 +21,9 @@ pub enum Origin {
     Permissive {
         /// Whether PEs may register addresses other than their own.
         allow_foreign_addresses: bool,
+        /// How many identities may be peer registrars (the keys given
+        /// as peer keys; nobody else may speak ENRP).
+        registrars: usize,
     },
     /// Configured (a file, [`Apd::strict`], or changed at run time).
     Configured,
@@ -31,14 +34,20 @@ impl fmt::Display for Origin {
         match self {
             Origin::Permissive {
                 allow_foreign_addresses,
+                registrars,
             } => write!(
                 f,
-                "no authorised peer database: every authenticated identity may be pe, pu and \
-                 registrar in any pool, registering {}; anonymous clients may be pu",
+                "no authorised peer database: every authenticated identity may be pe and pu in \
+                 any pool, registering {}; anonymous clients may be pu; {}",
                 if *allow_foreign_addresses {
                     "any address"
                 } else {
                     "only its own address"
+                },
+                match registrars {
+                    0 => "no identity may be a peer registrar".to_string(),
+                    1 => "1 identity (its peer key) may be a peer registrar".to_string(),
+                    n => format!("{n} identities (their peer keys) may be peer registrars"),
                 }
             ),
             Origin::Configured => f.write_str("authorised peer database"),
@@ -82,16 +91,49 @@ fn name_of(identity: &PeerIdentity) -> String {
 impl Apd {
     /// What a registrar without a database allows: what every key could
     /// do before the database existed. Two entries: `default-authenticated`
-    /// (namespace `authenticated`, `*`: roles pe, pu, registrar; every
+    /// (namespace `authenticated`, `*`: roles pe and pu; every
     /// pool; addresses `own`, or `any` with `allow_foreign_addresses`, the
     /// registrar switch this replaces) and `default-anonymous`
     /// (namespace `anonymous`: role pu, every pool). Nobody is `admin`
     /// (the admin interface has its own token).
     pub fn permissive(allow_foreign_addresses: bool) -> Apd {
-        let roles = RoleSet::EMPTY
-            .with(Role::Pe)
-            .with(Role::Pu)
-            .with(Role::Registrar);
+        Apd::permissive_with_registrars(allow_foreign_addresses, &[])
+    }
+
+    /// [`Apd::permissive`], with the identities of `registrars` (a
+    /// cluster's peer keys) allowed the registrar role: first an entry
+    /// `registrar-...` for each (exactly that identity, role registrar,
+    /// every pool), then the two permissive entries, which grant pe and
+    /// pu only: a PE or PU key never speaks ENRP (RFC 5355 2.5).
+    pub fn permissive_with_registrars(
+        allow_foreign_addresses: bool,
+        registrars: &[PeerIdentity],
+    ) -> Apd {
+        let mut entries = Vec::with_capacity(registrars.len() + 2);
+        let mut used = std::collections::HashSet::new();
+        for identity in registrars {
+            let (namespace, pattern) = exact_text(identity);
+            let base = name_of(identity).replacen("allow-", "registrar-", 1);
+            let mut name = base.clone();
+            let mut n = 1;
+            while !used.insert(name.clone()) {
+                n += 1;
+                name = format!("{base}-{n}");
+            }
+            match Entry::new(
+                &name,
+                Action::Allow,
+                namespace,
+                &pattern,
+                RoleSet::EMPTY.with(Role::Registrar),
+            ) {
+                Ok(e) => entries.push(e.with_comment("the permissive default: a peer key")),
+                Err(problem) => {
+                    tracing::warn!(%identity, %problem, "peer identity not usable as a registrar entry");
+                }
+            }
+        }
+        let roles = RoleSet::EMPTY.with(Role::Pe).with(Role::Pu);
         let authenticated = Entry::new(
             PERMISSIVE_AUTHENTICATED,
             Action::Allow,
@@ -115,10 +157,14 @@ impl Apd {
         )
         .expect("a valid entry")
         .with_comment("the permissive default: clients without a certificate resolve and report");
+        let count = entries.len();
+        entries.push(authenticated);
+        entries.push(anonymous);
         Apd::build(
-            vec![authenticated, anonymous],
+            entries,
             Origin::Permissive {
                 allow_foreign_addresses,
+                registrars: count,
             },
         )
         .expect("distinct names")

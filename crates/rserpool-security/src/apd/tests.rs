@@ -481,8 +481,9 @@ fn the_permissive_default_is_what_keys_could_do_before() {
     let a = Apd::permissive(false);
     assert_eq!(
         a.origin().to_string(),
-        "no authorised peer database: every authenticated identity may be pe, pu and registrar \
-         in any pool, registering only its own address; anonymous clients may be pu"
+        "no authorised peer database: every authenticated identity may be pe and pu in any \
+         pool, registering only its own address; anonymous clients may be pu; no identity may \
+         be a peer registrar"
     );
     let ids = [
         psk("pe-1"),
@@ -491,12 +492,16 @@ fn the_permissive_default_is_what_keys_could_do_before() {
         PeerIdentity::IpAddress(ip("192.0.2.5")),
     ];
     for id in &ids {
-        for role in [Role::Pe, Role::Pu, Role::Registrar] {
+        for role in [Role::Pe, Role::Pu] {
             assert!(
                 a.decide_connection(id, role, ip(OWN)).is_allowed(),
                 "{id} {role}"
             );
         }
+        // Peer registrars are the peer keys only.
+        assert!(!a
+            .decide_connection(id, Role::Registrar, ip(OWN))
+            .is_allowed());
         assert!(!a.decide_connection(id, Role::Admin, ip(OWN)).is_allowed());
         assert!(reg(&a, id, "any", &[OWN]).is_allowed());
         let d = reg(&a, id, "any", &[OWN, "192.0.2.9"]);
@@ -522,9 +527,24 @@ fn the_permissive_default_is_what_keys_could_do_before() {
     assert_eq!(
         f.origin(),
         &Origin::Permissive {
-            allow_foreign_addresses: true
+            allow_foreign_addresses: true,
+            registrars: 0,
         }
     );
+    // The registrar role: only the peer keys given.
+    let conn = |a: &Apd, who: &PeerIdentity| {
+        a.decide_connection(who, Role::Registrar, OWN.parse().unwrap())
+            .is_allowed()
+    };
+    assert!(!conn(&f, &psk("pe-1")), "a PE key never speaks ENRP");
+    let r = Apd::permissive_with_registrars(false, &[psk("reg-b"), psk("reg-c")]);
+    assert!(conn(&r, &psk("reg-b")) && conn(&r, &psk("reg-c")));
+    assert!(!conn(&r, &psk("pe-1")));
+    assert!(reg(&r, &psk("pe-1"), "x", &[OWN]).is_allowed());
+    assert!(r
+        .origin()
+        .to_string()
+        .contains("2 identities (their peer keys)"));
     // A change makes it a configured database.
     let mut g = f.clone();
     g.delete(PERMISSIVE_ANONYMOUS).unwrap();

@@ -61,7 +61,7 @@ async fn enrp_messages_on_an_asap_listener_are_refused_and_change_nothing() {
             other => panic!("expected an ASAP error, got {other:?}"),
         }
     }
-    assert_eq!(lab.stats().await.enrp_unsupported, 0, "never taken as ENRP");
+    assert_eq!(lab.stats().await.enrp.received, 0, "never taken as ENRP");
     assert_eq!(lab.pool_ids(HANDLE).await, vec![PE_A]);
     assert_eq!(served(&lab, "pu-1", HANDLE).await, vec![PE_A]);
 }

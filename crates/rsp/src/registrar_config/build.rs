@@ -13,11 +13,14 @@ use rserpool_registrar::ListenerConfig;
 use rserpool_registrar::ServiceConfig;
 use rserpool_security::apd::{Apd, IpNet};
 use rserpool_security::tls::CertificateFiles;
-use rserpool_security::{PskStore, SecurityError, TlsServer, TlsServerConfig};
+use rserpool_security::{
+    PeerIdentity, Psk, PskStore, SecurityError, TlsClient, TlsClientConfig, TlsServer,
+    TlsServerConfig,
+};
 
 use super::check::check;
 use super::locate::Origins;
-use super::merge::{Merged, TlsFiles};
+use super::merge::{Merged, TlsFiles, ENRP_PLAIN_PORT, ENRP_TLS_PORT};
 
 /// Everything `rsp registrar` runs with.
 #[derive(Debug)]
@@ -68,6 +71,8 @@ pub struct Details {
     pub psk_identities: usize,
     /// Whether the server identifier was drawn at random.
     pub random_server_id: bool,
+    /// The cluster's key files.
+    pub enrp: super::merge::EnrpFiles,
 }
 
 /// Check the merged settings and read every file they name.
@@ -85,13 +90,46 @@ pub fn build(m: Merged) -> anyhow::Result<RegistrarSettings> {
         None
     } else {
         let t = &m.tls;
-        let psks = if t.psk_files.is_empty() {
+        // The peers' keys are accepted like the others (the database
+        // decides that only they may be registrars).
+        let files: Vec<PathBuf> = t
+            .psk_files
+            .iter()
+            .chain(&m.enrp.peer_psks)
+            .cloned()
+            .collect();
+        let psks = if files.is_empty() {
             None
         } else {
-            let store = PskStore::load(&t.psk_files).map_err(|e| o.error("tls.psk_files", e))?;
+            let key = if t.psk_files.is_empty() {
+                "enrp.peer_psk_files"
+            } else {
+                "tls.psk_files"
+            };
+            let store = PskStore::load(&files).map_err(|e| o.error(key, e))?;
             psk_identities = store.len();
             Some(Arc::new(store))
         };
+        if let Some(own) = &m.enrp.own_psk {
+            let key = Psk::read_file(own)
+                .map_err(|e| o.error("enrp.psk_file", e))?
+                .into_iter()
+                .next()
+                .ok_or_else(|| {
+                    o.error("enrp.psk_file", format!("{}: no key in it", own.display()))
+                })?;
+            let client = TlsClient::new(&TlsClientConfig {
+                psk: Some(key),
+                ..TlsClientConfig::default()
+            })
+            .map_err(|e| o.error("enrp.psk_file", e))?;
+            service.tls_client = Some(Arc::new(client));
+        } else if !service.core.enrp.peers.is_empty() {
+            return Err(o.error(
+                "peers",
+                "dialling peer registrars needs this registrar's own key: give enrp.psk_file (--enrp-psk-file)",
+            ));
+        }
         let certificate = match (&t.cert, &t.key) {
             (Some(chain), Some(key)) => Some(CertificateFiles {
                 chain: chain.clone(),
@@ -187,8 +225,35 @@ pub fn build(m: Merged) -> anyhow::Result<RegistrarSettings> {
             service.apd_file = Some(path.clone());
         }
         None => {
-            service.apd = Apd::permissive(m.allow_foreign_addresses.unwrap_or(false));
+            // Without a database the peer keys, and only they, are
+            // registrars (in insecure mode, labs, everyone is: nobody is
+            // authenticated).
+            // Our own key too: on an association we dial, the peer is
+            // known only as a holder of our key (TLS PSK names the
+            // client), and only peers hold it.
+            let mut registrars = Vec::new();
+            for f in m.enrp.own_psk.iter().chain(&m.enrp.peer_psks) {
+                for k in Psk::read_file(f).map_err(|e| o.error("enrp.peer_psk_files", e))? {
+                    registrars.push(PeerIdentity::Psk(k.identity.clone()));
+                }
+            }
+            service.apd = Apd::permissive_with_registrars(
+                m.allow_foreign_addresses.unwrap_or(false),
+                &registrars,
+            );
         }
+    }
+    if m.enrp.clustered(&service.core.enrp.peers) {
+        let port = if m.insecure {
+            ENRP_PLAIN_PORT
+        } else {
+            ENRP_TLS_PORT
+        };
+        service.enrp_listen = m
+            .enrp
+            .listen
+            .clone()
+            .unwrap_or_else(|| vec![SocketAddr::from(([0, 0, 0, 0], port))]);
     }
     let random_server_id = m.server_id.is_none();
     service.core.server_id = match m.server_id {
@@ -208,6 +273,7 @@ pub fn build(m: Merged) -> anyhow::Result<RegistrarSettings> {
             tls,
             psk_identities,
             random_server_id,
+            enrp: m.enrp.clone(),
         },
         credentials,
     })

@@ -33,7 +33,9 @@ pub struct FileConfig {
     pub bad_pe_report_window: Located<HumanDuration>,
     pub count_anonymous_reports: Located<bool>,
     pub log_summary_interval: Located<HumanDuration>,
+    pub peers: Located<Vec<SocketAddr>>,
     pub tls: Tls,
+    pub enrp: Enrp,
     pub keep_alive: KeepAlive,
     pub connections: Connections,
     pub announce: Announce,
@@ -62,6 +64,18 @@ pub struct Tls {
     pub key: Located<PathBuf>,
     pub client_ca: Located<PathBuf>,
     pub require_client_cert: Located<bool>,
+}
+
+/// `[enrp]`: the cluster (RFC 5353): listeners, keys, timers.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Enrp {
+    pub listen: Located<Vec<SocketAddr>>,
+    pub psk_file: Located<PathBuf>,
+    pub peer_psk_files: Located<Vec<PathBuf>>,
+    pub heartbeat_cycle: Located<HumanDuration>,
+    pub max_time_last_heard: Located<HumanDuration>,
+    pub max_time_no_response: Located<HumanDuration>,
 }
 
 /// `[keep_alive]`: probing registered PEs.

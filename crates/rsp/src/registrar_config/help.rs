@@ -30,6 +30,8 @@ pub fn help_with_default(arg: clap::Arg) -> clap::Arg {
         "allow_foreign_addresses" => bool::default().to_string(),
         "apd" => "none: the permissive default".into(),
         "pool_user_listen" | "admin_client_ca" => "none".into(),
+        "peer" | "enrp_psk_file" | "peer_psk_file" => "none".into(),
+        "enrp_listen" => "none; 0.0.0.0:9902 (9901 insecure) in a cluster".into(),
         "admin_https" => bool::default().to_string(),
         "count_anonymous_reports" => core.count_anonymous_reports.to_string(),
         "max_connections_per_address" => service.max_connections_per_address.to_string(),

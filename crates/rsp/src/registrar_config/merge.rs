@@ -54,6 +54,33 @@ impl TlsFiles {
     }
 }
 
+/// ENRP port over TLS (by analogy with ASAP's; IANA has SCTP/UDP only).
+pub const ENRP_TLS_PORT: u16 = 9902;
+/// ENRP port over plain TCP.
+pub const ENRP_PLAIN_PORT: u16 = 9901;
+
+/// The cluster's settings that name files or depend on the mode.
+#[derive(Debug, Clone, Default)]
+pub struct EnrpFiles {
+    /// ENRP listeners given (`None`: the default when in a cluster).
+    pub listen: Option<Vec<SocketAddr>>,
+    /// This registrar's own key, to dial its peers.
+    pub own_psk: Option<PathBuf>,
+    /// The peers' keys.
+    pub peer_psks: Vec<PathBuf>,
+}
+
+impl EnrpFiles {
+    /// Whether this registrar is part of a cluster: peers, keys or an
+    /// ENRP listener given.
+    pub fn clustered(&self, peers: &[SocketAddr]) -> bool {
+        !peers.is_empty()
+            || self.listen.is_some()
+            || self.own_psk.is_some()
+            || !self.peer_psks.is_empty()
+    }
+}
+
 /// The admin API's limits (`AdminConfig`'s, without its address and token).
 #[derive(Debug, Clone, Copy)]
 pub struct AdminLimits {
@@ -93,6 +120,8 @@ pub struct Merged {
     pub insecure: bool,
     /// Credential files (secure mode).
     pub tls: TlsFiles,
+    /// The cluster's listeners and keys.
+    pub enrp: EnrpFiles,
     /// Listen address of the admin API, when on.
     pub admin: Option<SocketAddr>,
     /// Token file of the admin API.
@@ -242,7 +271,51 @@ pub fn merge(args: &Args, file: Option<(&std::path::Path, FileConfig, &str)>) ->
             .unwrap_or_default(),
     };
 
+    let enrp = EnrpFiles {
+        listen: p.pick(
+            "enrp.listen",
+            "--enrp-listen",
+            list(&args.enrp_listen),
+            f.enrp.listen,
+        ),
+        own_psk: p.pick(
+            "enrp.psk_file",
+            "--enrp-psk-file",
+            args.enrp_psk_file.clone(),
+            f.enrp.psk_file,
+        ),
+        peer_psks: p
+            .pick(
+                "enrp.peer_psk_files",
+                "--peer-psk-file",
+                list(&args.peer_psk_file),
+                f.enrp.peer_psk_files,
+            )
+            .unwrap_or_default(),
+    };
     let core = &mut service.core;
+    p.pick_into(
+        &mut core.enrp.peers,
+        "peers",
+        "--peer",
+        list(&args.peer),
+        f.peers,
+    );
+    p.file_into(
+        &mut core.enrp.heartbeat_cycle,
+        "enrp.heartbeat_cycle",
+        duration(f.enrp.heartbeat_cycle),
+    );
+    p.file_into(
+        &mut core.enrp.max_time_last_heard,
+        "enrp.max_time_last_heard",
+        duration(f.enrp.max_time_last_heard),
+    );
+    p.file_into(
+        &mut core.enrp.max_time_no_response,
+        "enrp.max_time_no_response",
+        duration(f.enrp.max_time_no_response),
+    );
     p.pick_into(
         &mut core.keep_alive_interval,
         "keep_alive.interval",
@@ -537,6 +610,7 @@ pub fn merge(args: &Args, file: Option<(&std::path::Path, FileConfig, &str)>) ->
         server_id,
         insecure,
         tls,
+        enrp,
         admin,
         admin_token_file,
         admin_https,

@@ -24,6 +24,15 @@ pub fn to_json(s: &RegistrarSettings) -> Value {
         "config_file": d.config_file.as_ref().map(|p| p.display().to_string()),
         "mode": if svc.tls.is_some() { "secure" } else { "insecure" },
         "listen": svc.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "peers": c.enrp.peers.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "enrp": {
+            "listen": svc.enrp_listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "psk_file": d.enrp.own_psk.as_ref().map(|p| p.display().to_string()),
+            "peer_psk_files": d.enrp.peer_psks.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            "heartbeat_cycle": time(c.enrp.heartbeat_cycle),
+            "max_time_last_heard": time(c.enrp.max_time_last_heard),
+            "max_time_no_response": time(c.enrp.max_time_no_response),
+        },
         "listener": svc.listeners.iter().map(|l| json!({
             "address": l.address.to_string(),
             "pool_users_only": l.pool_users_only,
@@ -34,7 +43,7 @@ pub fn to_json(s: &RegistrarSettings) -> Value {
         "json": s.json,
         "allow_foreign_addresses": matches!(
             svc.apd.origin(),
-            Origin::Permissive { allow_foreign_addresses: true }
+            Origin::Permissive { allow_foreign_addresses: true, .. }
         ),
         "apd": svc.apd_file.as_ref().map(|p| p.display().to_string()),
         "apd_entries": svc.apd_file.as_ref().map(|_| svc.apd.len()),
@@ -144,6 +153,20 @@ pub fn to_text(s: &RegistrarSettings) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     ));
+    if !svc.enrp_listen.is_empty() || !c.enrp.peers.is_empty() {
+        let list = |v: &[std::net::SocketAddr]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        out.push(format!("enrp listen: {}", list(&svc.enrp_listen)));
+        out.push(format!("peers:       {}", list(&c.enrp.peers)));
+    }
     for l in &svc.listeners {
         out.push(format!(
             "listener:    {}{}{}",
