@@ -185,6 +185,7 @@ fn registrations(
                 connection: Some(ConnId::new(u64::from(id))),
                 identity: None,
                 distance: 0,
+                epoch: 0,
                 registered_at: now,
             });
         }

@@ -59,6 +59,8 @@ pub struct PoolElementEntry {
     pub connection: Option<ConnId>,
     /// Identity that registered it.
     pub identity: Option<Identity>,
+    /// Ownership epoch ([`crate::Registration::epoch`]).
+    pub epoch: u64,
     /// What its home registrar keeps to check that it is alive (RFC 5352
     /// 3.5): created on first use ([`crate::Handlespace::keep_alive_mut`]),
     /// gone with the entry; re-registrations leave it alone.

@@ -95,6 +95,11 @@ pub struct Registration {
     pub identity: Option<Identity>,
     /// Distance the registrar measured (DPF policies).
     pub distance: u32,
+    /// Ownership epoch: grows by one each time the PE changes home (a
+    /// registration at another registrar, a takeover), so that a cluster
+    /// of registrars tells a newer claim on a PE from a stale one (ours:
+    /// RFC 5353 has none).
+    pub epoch: u64,
 }
 
 /// Result of a registration.
@@ -255,6 +260,7 @@ fn new_entry(pid: u32, r: Registration) -> PoolElementEntry {
         drain_ends: None,
         connection: r.connection,
         identity: r.identity,
+        epoch: r.epoch,
         keep_alive: None,
         links: Default::default(),
         pool: pid,
@@ -447,6 +453,7 @@ impl Handlespace {
         e.policy = r.element.policy;
         e.connection = r.connection;
         e.identity = r.identity;
+        e.epoch = r.epoch;
         pool.reattach(slot, entries);
         if moves {
             self.index(self.pool_ref(pid).handle_sum(), slot);

@@ -35,6 +35,7 @@ fn reg(h: &PoolHandle, id: u32, policy: Policy) -> Registration {
         connection: Some(ConnId::new(u64::from(id))),
         identity: None,
         distance: 0,
+        epoch: 0,
         registered_at: Instant::now(),
     }
 }

@@ -144,6 +144,7 @@ proptest! {
                         connection: Some(ConnId::new(pe.conn)),
                         identity: Some(identity(who)),
                         distance: 0,
+                        epoch: 0,
                         registered_at: now,
                     }).expect("consistent");
                     model.insert((pool, id), pe);

@@ -83,6 +83,7 @@ impl Pool {
             connection: Some(ConnId::new(u64::from(id))),
             identity: None,
             distance,
+            epoch: 0,
             registered_at: std::time::Instant::now(),
         };
         self.hs.register(r).expect("consistent registration");

@@ -300,6 +300,7 @@ fn foreign_pe(s: &mut Sim, id: u32) {
         connection: None,
         identity: Some(rserpool_handlespace::Identity("psk:elsewhere".into())),
         distance: 0,
+        epoch: 0,
         registered_at: now,
     };
     s.core.handlespace_mut().register(reg).unwrap();

@@ -644,3 +644,135 @@ fn a_flood_of_updates_from_one_peer_is_bounded() {
     assert_eq!(s.updates_rate_limited, 80);
     assert_eq!(c.pes_at(1).len(), 20);
 }
+
+fn takeover_msg(from: usize, target: usize, server: bool) -> EnrpMessage {
+    if server {
+        EnrpMessage::TakeoverServer {
+            sender: id_of(from),
+            receiver: ServerId::UNDETERMINED,
+            target: id_of(target),
+        }
+    } else {
+        EnrpMessage::InitTakeover {
+            sender: id_of(from),
+            receiver: ServerId::UNDETERMINED,
+            target: id_of(target),
+        }
+    }
+}
+
+/// Register PEs `ids` at registrar `i`.
+fn pes_at_registrar(c: &mut Cluster, i: usize, ids: std::ops::RangeInclusive<u32>) {
+    let conn = c.pe_conn(i, 1, "pe-1");
+    for id in ids {
+        assert!(c.register(i, conn, id));
+    }
+}
+
+#[test]
+fn a_killed_registrars_pes_are_taken_over_by_exactly_one_survivor() {
+    let mut c = Cluster::new(3);
+    pes_at_registrar(&mut c, 0, 1..=20);
+    c.kill(0);
+    // Both survivors started; the larger identifier (registrar 2) won.
+    let winner = id_of(2).get();
+    for i in [1, 2] {
+        let pes = c.pes_at(i);
+        assert_eq!(pes.len(), 20, "no PE lost at registrar {i}");
+        assert!(
+            pes.iter().all(|&(_, home)| home == winner),
+            "at registrar {i}: {pes:?}"
+        );
+        assert!(c.nodes[i].core.peers().all(|p| p.server_id != id_of(0)));
+    }
+    let s1 = &c.nodes[1].core.stats().enrp;
+    let s2 = &c.nodes[2].core.stats().enrp;
+    assert_eq!((s2.takeovers_won, s1.takeovers_won), (1, 0));
+    assert_eq!(s1.takeovers_lost, 1);
+    assert!(c.events(2).iter().any(|e| matches!(
+        e,
+        Event::TakenOver { target, winner: w, pes: 20 } if *target == id_of(0) && *w == id_of(2)
+    )));
+    // The winner's checksum of its own PEs agrees at the other survivor.
+    c.advance(Duration::from_secs(3));
+    assert!(c.nodes[1].core.peers().all(|p| p.checksum_agrees));
+}
+
+#[test]
+fn with_two_registrars_the_survivor_takes_over_at_once() {
+    let mut c = Cluster::new(2);
+    pes_at_registrar(&mut c, 0, 1..=5);
+    c.kill(0);
+    assert_eq!(
+        c.pes_at(1),
+        (1..=5).map(|id| (id, id_of(1).get())).collect::<Vec<_>>()
+    );
+    assert_eq!(c.nodes[1].core.stats().enrp.takeovers_won, 1);
+}
+
+#[test]
+fn a_frozen_registrar_is_taken_over_within_the_silence_bound() {
+    let mut c = Cluster::new(2);
+    pes_at_registrar(&mut c, 0, 1..=5);
+    c.nodes[0].frozen = true;
+    // MAX-TIME-LAST-HEARD (2 s) + MAX-TIME-NO-RESPONSE (1 s).
+    c.advance(Duration::from_millis(3_200));
+    assert_eq!(c.nodes[1].core.stats().enrp.takeovers_won, 1);
+    assert!(c.pes_at(1).iter().all(|&(_, home)| home == id_of(1).get()));
+    // It resumes: its stale claim (an older ownership epoch) loses to
+    // the takeover everywhere, and nobody loses a PE.
+    c.nodes[0].frozen = false;
+    c.advance(Duration::from_secs(5));
+    for i in 0..2 {
+        let pes = c.pes_at(i);
+        assert_eq!(pes.len(), 5, "at registrar {i}");
+        assert!(
+            pes.iter().all(|&(_, home)| home == id_of(1).get()),
+            "at registrar {i}: {pes:?}"
+        );
+    }
+    // The PEs, still connected to it, re-register there (their T4): it
+    // is their home again, everywhere, as the PEs agree.
+    let conn = ConnId::new(1);
+    for id in 1..=5 {
+        assert!(c.register(0, conn, id));
+    }
+    c.advance(Duration::from_secs(5));
+    for i in 0..2 {
+        let pes = c.pes_at(i);
+        assert!(
+            pes.iter().all(|&(_, home)| home == id_of(0).get()),
+            "at registrar {i}: {pes:?}"
+        );
+        assert_eq!(pes.len(), 5);
+    }
+    assert!(c.nodes[1].core.peers().all(|p| p.checksum_agrees));
+}
+
+#[test]
+fn a_takeover_of_a_registrar_that_is_still_heard_moves_nothing() {
+    let mut c = Cluster::new(3);
+    pes_at_registrar(&mut c, 0, 1..=3);
+    // Registrar 2 (authenticated, an insider) claims registrar 0 failed.
+    c.inject(2, 1, takeover_msg(2, 0, false), EnrpExtensions::default());
+    c.inject(2, 1, takeover_msg(2, 0, true), EnrpExtensions::default());
+    assert!(c.pes_at(1).iter().all(|&(_, home)| home == id_of(0).get()));
+    assert_eq!(c.nodes[1].core.stats().enrp.takeovers_refused, 2);
+    assert!(c.nodes[1]
+        .core
+        .peers()
+        .any(|p| p.server_id == id_of(0) && p.up));
+    // A takeover of registrar 1 itself: it announces its presence, and
+    // keeps its PEs when told it was taken over.
+    let conn = c.pe_conn(1, 2, "pe-2");
+    assert!(c.register(1, conn, 50));
+    c.inject(2, 1, takeover_msg(2, 1, false), EnrpExtensions::default());
+    c.inject(2, 1, takeover_msg(2, 1, true), EnrpExtensions::default());
+    assert_eq!(c.nodes[1].core.stats().enrp.takeovers_refused, 4);
+    let home = c.nodes[1]
+        .core
+        .handlespace()
+        .find(&handle(), PeId::new(50))
+        .map(|e| e.home);
+    assert_eq!(home, Some(id_of(1)));
+}

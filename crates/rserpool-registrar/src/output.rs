@@ -361,6 +361,16 @@ pub enum Event {
         /// An audit (else the start-up download).
         audit: bool,
     },
+    /// A failed registrar was taken over (RFC 5353 3.5): its PEs are
+    /// homed at the winner now.
+    TakenOver {
+        /// The registrar taken over (this one, if it learns it was).
+        target: ServerId,
+        /// The winner (this one, if it won).
+        winner: ServerId,
+        /// PEs that moved.
+        pes: usize,
+    },
     /// A message could not be decoded.
     Malformed {
         /// Connection.
@@ -389,6 +399,7 @@ impl Event {
             Event::PeerUp { .. } => "peer_up",
             Event::PeerDown { .. } => "peer_down",
             Event::TableSynced { .. } => "table_synced",
+            Event::TakenOver { .. } => "taken_over",
             Event::Malformed { .. } => "malformed",
         }
     }
@@ -523,8 +534,17 @@ pub struct EnrpStats {
     pub errors_received: u64,
     /// Table pages nobody asked for: dropped.
     pub unsolicited: u64,
-    /// Takeover messages (not implemented yet): ignored.
-    pub takeover_messages_ignored: u64,
+    /// Takeovers of a failed peer this registrar won (RFC 5353 3.5).
+    pub takeovers_won: u64,
+    /// Takeovers it started and lost to a peer with a larger identifier
+    /// (or saw another peer complete).
+    pub takeovers_lost: u64,
+    /// Takeover messages refused: for this registrar, or for a peer it
+    /// still hears (RFC 5355 2.17).
+    pub takeovers_refused: u64,
+    /// Takeovers given up (not every peer acknowledged, or the target
+    /// spoke again).
+    pub takeovers_abandoned: u64,
     /// Handle updates sent (one per peer).
     pub updates_sent: u64,
     /// Handle updates received.
@@ -533,6 +553,8 @@ pub struct EnrpStats {
     pub updates_refused: u64,
     /// Of those, over the peer's rate.
     pub updates_rate_limited: u64,
+    /// Of those, claims overtaken by a newer one (ownership epochs).
+    pub updates_stale: u64,
     /// Peers' PEs taken (updates and table entries).
     pub pes_applied: u64,
     /// Table entries refused.

@@ -9,6 +9,12 @@
 //!   2.3 must hold across the cluster (DESIGN section 4).
 //! * Registrant List (0x8042): in ENRP_HANDLE_TABLE_RESPONSE, one
 //!   identity per PE of the message, in the order the PEs appear.
+//! * Ownership Epoch (0x8043): in ENRP_HANDLE_UPDATE, the PE's epoch, a
+//!   64-bit number that grows each time the PE changes home, so that a
+//!   newer claim on a PE wins over a stale one (a registrar that was
+//!   frozen and taken over, a lost update).
+//! * Epoch List (0x8044): in ENRP_HANDLE_TABLE_RESPONSE, one epoch per
+//!   PE of the message, in order.
 //! * Registrar Nonce (0x8041): in ENRP_PRESENCE, a 64-bit number each
 //!   registrar draws at start, so that a registrar that reaches itself
 //!   (its own address in its peer list) tells that apart from a server
@@ -32,6 +38,10 @@ pub mod ext_type {
     pub const NONCE: u16 = 0x8041;
     /// Registrant List: for each PE, a 16-bit length and UTF-8 text.
     pub const REGISTRANT_LIST: u16 = 0x8042;
+    /// Ownership Epoch: 8 bytes.
+    pub const EPOCH: u16 = 0x8043;
+    /// Epoch List: 8 bytes per PE.
+    pub const EPOCH_LIST: u16 = 0x8044;
 }
 
 /// The longest registrant identity carried (bytes).
@@ -47,12 +57,21 @@ pub struct EnrpExtensions {
     pub registrants: Vec<String>,
     /// The sending registrar's nonce (ENRP_PRESENCE).
     pub nonce: Option<u64>,
+    /// The ownership epoch of the PE of an ENRP_HANDLE_UPDATE.
+    pub epoch: Option<u64>,
+    /// The ownership epochs of the PEs of an ENRP_HANDLE_TABLE_RESPONSE,
+    /// in order (empty: not sent).
+    pub epochs: Vec<u64>,
 }
 
 impl EnrpExtensions {
     /// Whether there is nothing to carry.
     pub fn is_empty(&self) -> bool {
-        self.registrant.is_none() && self.registrants.is_empty() && self.nonce.is_none()
+        self.registrant.is_none()
+            && self.registrants.is_empty()
+            && self.nonce.is_none()
+            && self.epoch.is_none()
+            && self.epochs.is_empty()
     }
 
     /// Encode `msg` with these parameters after its own into `out`.
@@ -95,6 +114,17 @@ impl EnrpExtensions {
         if let Some(n) = self.nonce {
             let s = w.buf.len();
             w.tlv_bytes(ext_type::NONCE, &n.to_be_bytes(), "Registrar Nonce")?;
+            last_end = s + usize::from(be16(w.buf, s + 2));
+        }
+        if let Some(e) = self.epoch {
+            let s = w.buf.len();
+            w.tlv_bytes(ext_type::EPOCH, &e.to_be_bytes(), "Ownership Epoch")?;
+            last_end = s + usize::from(be16(w.buf, s + 2));
+        }
+        if !self.epochs.is_empty() {
+            let bytes: Vec<u8> = self.epochs.iter().flat_map(|e| e.to_be_bytes()).collect();
+            let s = w.buf.len();
+            w.tlv_bytes(ext_type::EPOCH_LIST, &bytes, "Epoch List")?;
             last_end = s + usize::from(be16(w.buf, s + 2));
         }
         // The message counts the padding between its parameters but not
@@ -151,17 +181,21 @@ impl EnrpExtensions {
                         at += n;
                     }
                 }
-                ext_type::NONCE => {
-                    let b: [u8; 8] = value.try_into().map_err(|_| {
-                        DecodeError::new(
+                ext_type::NONCE => ext.nonce = Some(u64_of(pos, value, "Registrar Nonce")?),
+                ext_type::EPOCH => ext.epoch = Some(u64_of(pos, value, "Ownership Epoch")?),
+                ext_type::EPOCH_LIST => {
+                    if value.len() % 8 != 0 {
+                        return Err(DecodeError::new(
                             pos,
                             DecodeErrorKind::InvalidLength {
-                                what: "Registrar Nonce",
+                                what: "Epoch List",
                                 length: len,
                             },
-                        )
-                    })?;
-                    ext.nonce = Some(u64::from_be_bytes(b));
+                        ));
+                    }
+                    for c in value.chunks_exact(8) {
+                        ext.epochs.push(u64_of(pos, c, "Epoch List")?);
+                    }
                 }
                 _ => {}
             }
@@ -169,6 +203,19 @@ impl EnrpExtensions {
         }
         Ok(ext)
     }
+}
+
+fn u64_of(at: usize, v: &[u8], what: &'static str) -> Result<u64, DecodeError> {
+    let b: [u8; 8] = v.try_into().map_err(|_| {
+        DecodeError::new(
+            at,
+            DecodeErrorKind::InvalidLength {
+                what,
+                length: v.len() + 4,
+            },
+        )
+    })?;
+    Ok(u64::from_be_bytes(b))
 }
 
 fn check_len(r: &str) -> Result<(), EncodeError> {
@@ -276,6 +323,8 @@ mod tests {
                 registrant: Some(name.into()),
                 registrants: vec![name.into(), "x".into(), String::new()],
                 nonce: Some(0x0102_0304_0506_0708),
+                epoch: Some(7),
+                epochs: vec![1, u64::MAX, 0],
             };
             let mut bytes = Vec::new();
             ext.encode(&update(), &mut bytes).unwrap();

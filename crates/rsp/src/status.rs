@@ -63,6 +63,43 @@ pub fn summary(s: &Value) -> String {
             "ASAP connections"
         )
     );
+    let peers = s["peers"]["peers"].as_array().cloned().unwrap_or_default();
+    if !peers.is_empty() {
+        let _ = writeln!(
+            o,
+            "  cluster       {} of {} up{}",
+            n(s, &["peers", "peers_up"]),
+            plural(peers.len() as u64, "peer registrar", "peer registrars"),
+            if s["peers"]["serving"].as_bool() == Some(false) {
+                "; NOT serving pool users yet (handle table download from a mentor)"
+            } else {
+                ""
+            }
+        );
+        for p in &peers {
+            let agree = match (p["checksum"].is_null(), p["checksum_agrees"].as_bool()) {
+                (true, _) => "no checksum yet",
+                (false, Some(true)) => "checksum agrees",
+                _ => "checksum DIFFERS",
+            };
+            let _ = writeln!(
+                o,
+                "    {} {} at {} ({}), heard {} ms ago, {}, {}{}",
+                text(p, "server_id_hex"),
+                text(p, "state"),
+                text(p, "address"),
+                text(p, "identity"),
+                n(p, &["last_heard_ms_ago"]),
+                plural(n(p, &["pool_elements"]), "PE", "PEs"),
+                agree,
+                if p["auditing"].as_bool() == Some(true) {
+                    ", auditing"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
     let c = |k: &str| n(s, &["core", k]);
     let _ = writeln!(
         o,

@@ -216,6 +216,13 @@ fn s<'a>(v: &'a Value, key: &str) -> &'a str {
     v[key].as_str().unwrap_or("?")
 }
 
+/// A server identifier field as hex.
+fn hex_id(v: &Value, key: &str) -> String {
+    v[key]
+        .as_u64()
+        .map_or_else(|| "?".into(), |id| format!("{id:#010x}"))
+}
+
 /// One readable line for an event.
 pub fn line(name: &str, v: &Value, at: SystemTime) -> String {
     let t = humantime::format_rfc3339_seconds(at);
@@ -277,6 +284,34 @@ pub fn line(name: &str, v: &Value, at: SystemTime) -> String {
             s(v, "cause"),
             s(v, "detail"),
             v["conn"]
+        ),
+        "peer_up" => format!(
+            "{t} + peer registrar {} up at {} ({})",
+            hex_id(v, "server_id"),
+            s(v, "address"),
+            s(v, "identity")
+        ),
+        "peer_down" => format!(
+            "{t} - peer registrar {} down: {}",
+            hex_id(v, "server_id"),
+            s(v, "reason")
+        ),
+        "taken_over" => format!(
+            "{t} * registrar {} taken over by {}: {} re-homed there",
+            hex_id(v, "target"),
+            hex_id(v, "winner"),
+            crate::display::plural(v["pes"].as_u64().unwrap_or(0), "PE", "PEs")
+        ),
+        "table_synced" => format!(
+            "{t} = handle table {} peer {}: {} in {}{}",
+            if v["audit"].as_bool() == Some(true) { "audit of" } else { "downloaded from" },
+            hex_id(v, "from"),
+            crate::display::plural(v["pes"].as_u64().unwrap_or(0), "PE", "PEs"),
+            crate::display::plural(v["pages"].as_u64().unwrap_or(0), "page", "pages"),
+            match v["removed"].as_u64() {
+                Some(r) if r > 0 => format!(", {r} stale removed"),
+                _ => String::new(),
+            }
         ),
         "malformed" => format!(
             "{t} ! {} malformed message: {} [connection {}]",
@@ -401,5 +436,12 @@ mod tests {
              Rejected due to security considerations: not yours [connection 3]"
         );
         assert!(line("lagged", &serde_json::json!({"missed": 7}), at).contains("missed 7"));
+        let taken = serde_json::json!({"event":"taken_over","target":256,"winner":258,"pes":3});
+        assert_eq!(
+            line("taken_over", &taken, at),
+            "1970-01-01T00:00:00Z * registrar 0x00000100 taken over by 0x00000102: 3 PEs re-homed there"
+        );
+        let down = serde_json::json!({"event":"peer_down","server_id":256,"reason":"no answer"});
+        assert!(line("peer_down", &down, at).ends_with("peer registrar 0x00000100 down: no answer"));
     }
 }

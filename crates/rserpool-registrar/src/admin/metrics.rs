@@ -303,6 +303,9 @@ pub(crate) fn render(mut m: MetricsInput) -> Result<String, std::fmt::Error> {
         ("handle_table_pages_received", "ENRP_HANDLE_TABLE_RESPONSE pages received", e.pages_received),
         ("handle_table_entries_refused", "PEs of handle table pages refused", e.table_entries_refused),
         ("audits", "Audits of a peer's PEs started after a checksum mismatch (RFC 5353 3.6)", e.audits),
+        ("takeovers_won", "Takeovers of a failed peer registrar won (RFC 5353 3.5)", e.takeovers_won),
+        ("takeovers_lost", "Takeovers started and lost to a peer with a larger server identifier", e.takeovers_lost),
+        ("takeovers_refused", "Takeover messages refused: for this registrar or for a peer it still hears", e.takeovers_refused),
     ] {
         counter(&mut r, name, help, value);
     }

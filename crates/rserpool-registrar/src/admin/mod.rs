@@ -706,7 +706,10 @@ async fn ready(State(s): State<Shared>) -> Response {
 
 /// `GET /v1/status`.
 async fn status(State(s): State<Shared>) -> Response {
-    let Some(c) = s.query(views::core_counts).await else {
+    let Some((c, peers)) = s
+        .query(|c| (views::core_counts(c), views::peers(c, Instant::now())))
+        .await
+    else {
         return core_unavailable();
     };
     let r = &s.registrar;
@@ -721,6 +724,7 @@ async fn status(State(s): State<Shared>) -> Response {
         pool_elements: c.pool_elements,
         pool_elements_drained: c.pool_elements_drained,
         connections: c.connections,
+        peers,
         core: c.stats,
         service: r.service_stats(),
         admin: s.admin_stats(),

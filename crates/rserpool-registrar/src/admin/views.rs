@@ -72,6 +72,8 @@ pub(crate) struct StatusView {
     pub pool_elements: usize,
     pub pool_elements_drained: usize,
     pub connections: usize,
+    /// The ENRP peers (as `/v1/peers`).
+    pub peers: PeerTableView,
     pub core: Stats,
     pub service: ServiceStats,
     pub admin: AdminStats,

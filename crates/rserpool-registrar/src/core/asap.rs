@@ -154,6 +154,12 @@ impl RegistrarCore {
             protocol_name(&pe.user_transport),
             pe.policy.name(),
         );
+        // The ownership epoch grows when the PE comes from another home.
+        let epoch = match self.handlespace.find(&pool_handle, identifier) {
+            Some(e) if e.home == self.config.server_id => e.epoch,
+            Some(e) => e.epoch + 1,
+            None => 0,
+        };
         let reg = Registration {
             pool_handle: pool_handle.clone(),
             element: pe,
@@ -163,6 +169,7 @@ impl RegistrarCore {
             connection: Some(conn),
             identity: Some(peer.identity.clone()),
             distance: 0,
+            epoch,
             registered_at: now,
         };
         match self.handlespace.register(reg) {
@@ -190,8 +197,14 @@ impl RegistrarCore {
                 );
                 // RFC 5353 3.3.1: every registration goes to the peers.
                 if let Some(e) = self.handlespace.find(&pool_handle, identifier) {
-                    let (wire, registrant) = (e.to_wire(), e.identity.clone());
-                    self.announce_pe(UpdateAction::AddPe, &pool_handle, wire, registrant.as_ref());
+                    let (wire, registrant, epoch) = (e.to_wire(), e.identity.clone(), e.epoch);
+                    self.announce_pe(
+                        UpdateAction::AddPe,
+                        &pool_handle,
+                        wire,
+                        registrant.as_ref(),
+                        epoch,
+                    );
                 }
                 let (addresses, port, protocol, policy) = shown;
                 self.outputs.push_back(Output::Event(Event::Registered {
@@ -414,6 +427,7 @@ impl RegistrarCore {
                 handle,
                 e.to_wire(),
                 e.identity.as_ref(),
+                e.epoch,
             );
         }
         self.outputs.push_back(Output::Event(Event::Removed {

@@ -1147,6 +1147,13 @@ fn log_event(e: &Event, log: &SummarisedLog) {
             removed,
             audit,
         } => tracing::info!(peer = %from, pes, pages, removed, audit, "handle table synchronised"),
+        Event::TakenOver {
+            target,
+            winner,
+            pes,
+        } => {
+            tracing::warn!(%target, %winner, pes, "registrar taken over: its PEs are homed at the winner")
+        }
         Event::Malformed {
             conn,
             identity,

@@ -24,7 +24,15 @@ use tokio::net::{TcpSocket, TcpStream};
 pub const LIMIT: Duration = Duration::from_secs(10);
 
 /// The identities every test registrar knows.
-pub const IDENTITIES: [&str; 6] = ["pe-a", "pe-b", "pu-1", "pu-2", "pu-3", "flooder"];
+pub const IDENTITIES: [&str; 7] = [
+    "pe-a",
+    "pe-b",
+    "pu-1",
+    "pu-2",
+    "pu-3",
+    "flooder",
+    "registrar-x",
+];
 
 pub struct Lab {
     pub registrar: Registrar,

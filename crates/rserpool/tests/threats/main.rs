@@ -37,6 +37,7 @@ mod rfc5355_2_17;
 mod rfc5355_2_2;
 mod rfc5355_2_3;
 mod rfc5355_2_4;
+mod rfc5355_2_5;
 mod rfc5355_2_6_2_7;
 mod rfc5355_2_8;
 mod rfc5355_2_9;

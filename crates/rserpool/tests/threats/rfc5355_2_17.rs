@@ -229,3 +229,104 @@ async fn a_pe_refused_at_connection_gives_up_with_the_refusal_instead_of_reconne
     let attempts = lab.registrar.service_stats().connections_accepted;
     assert!(attempts <= 10, "{attempts} connections for one attempt");
 }
+
+/// SCOPES, and `registrar-x` a peer registrar for pool `other` only.
+fn scopes_with_a_registrar() -> String {
+    let insider = r#"
+[[entry]]
+name = "insider-registrar"
+action = "allow"
+namespace = "psk"
+identity = "registrar-x"
+roles = ["registrar"]
+pools = ["other"]
+"#;
+    let deny = SCOPES
+        .find("[[entry]]\nname = \"deny-everyone-else\"")
+        .expect("the closing deny");
+    format!("{}{insider}\n{}", &SCOPES[..deny], &SCOPES[deny..])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_insider_registrar_stays_in_its_pools_and_cannot_take_over_a_live_registrar() {
+    use crate::rfc5355_2_5::{add_pe, cluster_lab, enrp_addr, registrant, RawPeer, REGISTRAR};
+    use rserpool_wire::{EnrpExtensions, EnrpMessage, ServerId};
+
+    let lab = cluster_lab(Some(apd(&scopes_with_a_registrar()))).await;
+    let _pe = library_pe(&lab, "pe-a", PE_A).await;
+    let own = lab.registrar.handle().server_id();
+    let mut insider = RawPeer::connect(enrp_addr(&lab), &lab.key(REGISTRAR))
+        .await
+        .expect("TLS");
+    assert!(matches!(
+        insider.hello(0x777).await,
+        Some(EnrpMessage::Presence { .. })
+    ));
+    let refused = |m: Option<EnrpMessage>| match m {
+        Some(EnrpMessage::Error { error, .. }) => error.causes[0].code,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    // A PE in a pool outside its scope, and taking the legitimate PE.
+    for msg in [
+        add_pe(0x777, 0x777, HANDLE, 0x901, "127.0.0.1"),
+        add_pe(0x777, 0x777, HANDLE, PE_A, "127.0.0.1"),
+    ] {
+        insider.send(&msg, &registrant("pe-a")).await;
+        assert_eq!(refused(insider.next().await), CauseCode::RejectedSecurity);
+    }
+    // In its pool, but with a registrant that may not be there.
+    insider
+        .send(
+            &add_pe(0x777, 0x777, "other", 0x902, "10.9.9.9"),
+            &registrant("pe-a"),
+        )
+        .await;
+    assert_eq!(refused(insider.next().await), CauseCode::RejectedSecurity);
+    // Taking this registrar over while it is alive.
+    for msg in [
+        EnrpMessage::InitTakeover {
+            sender: ServerId::new(0x777),
+            receiver: ServerId::UNDETERMINED,
+            target: own,
+        },
+        EnrpMessage::TakeoverServer {
+            sender: ServerId::new(0x777),
+            receiver: ServerId::UNDETERMINED,
+            target: own,
+        },
+    ] {
+        insider.send(&msg, &EnrpExtensions::default()).await;
+        assert!(
+            matches!(insider.next().await, Some(EnrpMessage::Presence { .. })),
+            "it answers: alive"
+        );
+    }
+    // What its scope allows is taken: a PE of pe-b in `other`.
+    insider
+        .send(
+            &add_pe(0x777, 0x777, "other", 0x903, "10.9.9.9"),
+            &registrant("pe-b"),
+        )
+        .await;
+    within(async {
+        while lab.pool_ids("other").await != vec![0x903] {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    // Nothing true moved or went.
+    assert_eq!(lab.pool_ids(HANDLE).await, vec![PE_A]);
+    let home = lab
+        .registrar
+        .query(|c| {
+            c.handlespace()
+                .find(&pool_handle(HANDLE), PeId::new(PE_A))
+                .map(|e| e.home)
+        })
+        .await
+        .expect("answers");
+    assert_eq!(home, Some(own));
+    assert_eq!(served(&lab, "pu-1", HANDLE).await, vec![PE_A]);
+    let s = lab.stats().await.enrp;
+    assert_eq!((s.updates_refused, s.takeovers_refused), (3, 2));
+}

@@ -32,6 +32,7 @@
 
 pub(crate) mod peers;
 mod table;
+mod takeover;
 mod updates;
 
 use std::collections::BTreeMap;
@@ -110,6 +111,8 @@ pub(crate) struct Enrp {
     /// `alone_at` passed before the initialisation was done.
     pub serving_alone: bool,
     pub serving: BTreeMap<ConnId, Served>,
+    /// Takeovers this registrar started, by target.
+    pub takeovers: BTreeMap<ServerId, takeover::Takeover>,
     pub next_heartbeat: Instant,
 }
 
@@ -139,6 +142,7 @@ impl Enrp {
             alone_at,
             serving_alone: false,
             serving: BTreeMap::new(),
+            takeovers: BTreeMap::new(),
             next_heartbeat: now + config.heartbeat_cycle,
         }
     }
@@ -233,6 +237,7 @@ impl RegistrarCore {
             server_id: id,
             reason,
         });
+        self.start_takeover(now, id);
     }
 
     // ----- messages ---------------------------------------------------------
@@ -270,6 +275,7 @@ impl RegistrarCore {
             p.last_heard = now;
             p.probing = None;
         }
+        self.takeover_target_alive(sender);
         self.stats.enrp.received += 1;
         match msg {
             EnrpMessage::Presence {
@@ -301,14 +307,12 @@ impl RegistrarCore {
                 self.stats.enrp.errors_received += 1;
                 tracing::debug!(peer = %sender, ?error, "ENRP_ERROR from a peer");
             }
-            other @ (EnrpMessage::InitTakeover { .. }
-            | EnrpMessage::InitTakeoverAck { .. }
-            | EnrpMessage::TakeoverServer { .. }) => {
-                // Takeovers are not implemented yet: this registrar takes
-                // part in none and moves nothing (RFC 5353 3.5 makes them
-                // optional for the peers: SHOULD).
-                self.stats.enrp.takeover_messages_ignored += 1;
-                tracing::debug!(peer = %sender, msg = other.name(), "takeover message ignored");
+            EnrpMessage::InitTakeover { target, .. } => self.on_init_takeover(now, sender, target),
+            EnrpMessage::InitTakeoverAck { target, .. } => {
+                self.on_takeover_ack(now, sender, target)
+            }
+            EnrpMessage::TakeoverServer { target, .. } => {
+                self.on_takeover_server(now, sender, target)
             }
         }
     }
@@ -602,7 +606,11 @@ impl RegistrarCore {
             Init::Ready | Init::Waiting => None,
         };
         let init = init.into_iter().chain(e.alone_at);
-        let serving = e.serving.values().map(|s| s.expires);
+        let serving = e
+            .serving
+            .values()
+            .map(|s| s.expires)
+            .chain(e.takeovers.values().map(|t| t.deadline));
         let heartbeat = e.peers.up().next().map(|_| e.next_heartbeat);
         dials
             .chain(peers)
@@ -645,6 +653,7 @@ impl RegistrarCore {
             }
         }
         self.expire_transfers(now);
+        self.expire_takeovers(now);
     }
 
     fn dial_statics(&mut self, now: Instant) {
@@ -701,7 +710,7 @@ impl RegistrarCore {
 
     /// Our presence: R flag, our own PEs' checksum, our ENRP transport
     /// and our nonce.
-    fn presence(&self, reply_required: bool) -> (EnrpMessage, EnrpExtensions) {
+    pub(super) fn presence(&self, reply_required: bool) -> (EnrpMessage, EnrpExtensions) {
         let me = self.config.server_id;
         let server_info = self.config.enrp.advertise.map(|a| ServerInformation {
             server_id: me,

@@ -132,7 +132,8 @@ impl RegistrarCore {
         let mut budget = self.config.enrp.page_bytes;
         loop {
             let page = self.handlespace.table_page(after.as_ref(), budget, owner);
-            let registrants = page
+            // Our extensions: each PE's registrant and ownership epoch.
+            let (registrants, epochs): (Vec<String>, Vec<u64>) = page
                 .pools
                 .iter()
                 .flat_map(|p| {
@@ -140,14 +141,17 @@ impl RegistrarCore {
                         .iter()
                         .map(move |pe| (&p.pool_handle, pe.identifier))
                 })
-                .map(|(h, id)| {
-                    self.handlespace
-                        .find(h, id)
-                        .and_then(|e| e.identity.as_ref())
-                        .map(|i| i.0.to_string())
-                        .unwrap_or_default()
+                .map(|(h, id)| match self.handlespace.find(h, id) {
+                    Some(e) => (
+                        e.identity
+                            .as_ref()
+                            .map(|i| i.0.to_string())
+                            .unwrap_or_default(),
+                        e.epoch,
+                    ),
+                    None => (String::new(), 0),
                 })
-                .collect::<Vec<String>>();
+                .unzip();
             let msg = EnrpMessage::HandleTableResponse {
                 more_to_send: page.next.is_some(),
                 reject: false,
@@ -157,6 +161,7 @@ impl RegistrarCore {
             };
             let ext = EnrpExtensions {
                 registrants,
+                epochs,
                 ..EnrpExtensions::default()
             };
             let fits = {
@@ -229,11 +234,18 @@ impl RegistrarCore {
         } else {
             vec![None; count]
         };
+        let epochs = if ext.epochs.len() == count {
+            ext.epochs
+        } else {
+            vec![0; count]
+        };
+        let mut epoch_of = epochs.into_iter();
         let mut who = registrants.into_iter();
         let mut seen = Vec::new();
         for entry in pools {
             for pe in entry.pool_elements {
                 let registrant = who.next().flatten();
+                let epoch = epoch_of.next().unwrap_or(0);
                 seen.push((entry.pool_handle.clone(), pe.identifier));
                 let id = pe.identifier;
                 if let Err(r) = self.apply_peer_pe(
@@ -243,6 +255,7 @@ impl RegistrarCore {
                     &entry.pool_handle,
                     pe,
                     registrant,
+                    epoch,
                     !mentoring,
                 ) {
                     self.stats.enrp.table_entries_refused += 1;

@@ -46,6 +46,8 @@ pub(crate) enum PeerPeRefusal {
     TooManyPes(usize),
     #[error("inconsistent with its pool: {0}")]
     Inconsistent(String),
+    #[error("a stale claim: ownership epoch {theirs}, this registrar has {ours}")]
+    Stale { ours: u64, theirs: u64 },
 }
 
 impl PeerPeRefusal {
@@ -69,6 +71,7 @@ impl RegistrarCore {
         pool: &PoolHandle,
         pe: PoolElement,
         registrant: Option<&Identity>,
+        epoch: u64,
     ) {
         let conns: Vec<ConnId> = self
             .enrp
@@ -90,6 +93,7 @@ impl RegistrarCore {
         };
         let ext = EnrpExtensions {
             registrant: registrant.map(|i| i.0.to_string()),
+            epoch: Some(epoch),
             ..EnrpExtensions::default()
         };
         for conn in conns {
@@ -125,11 +129,12 @@ impl RegistrarCore {
             return;
         }
         let id = pe.identifier;
+        let epoch = ext.epoch.unwrap_or(0);
         let result = match action {
             UpdateAction::AddPe => {
-                self.apply_peer_pe(now, conn, sender, &pool, pe, ext.registrant, true)
+                self.apply_peer_pe(now, conn, sender, &pool, pe, ext.registrant, epoch, true)
             }
-            UpdateAction::DelPe => self.remove_peer_pe(sender, &pool, id),
+            UpdateAction::DelPe => self.remove_peer_pe(sender, &pool, id, epoch),
         };
         if let Err(r) = result {
             self.refuse_update(conn, sender, &pool, id, r);
@@ -142,6 +147,7 @@ impl RegistrarCore {
         sender: ServerId,
         pool: &PoolHandle,
         id: PeId,
+        epoch: u64,
     ) -> Result<(), PeerPeRefusal> {
         let Some(e) = self.handlespace.find(pool, id) else {
             // 3.3.2: nothing to do.
@@ -149,6 +155,12 @@ impl RegistrarCore {
         };
         if e.home != sender {
             return Err(PeerPeRefusal::NotHome(e.home));
+        }
+        if epoch < e.epoch {
+            return Err(PeerPeRefusal::Stale {
+                ours: e.epoch,
+                theirs: epoch,
+            });
         }
         self.remove(pool, id, crate::Removal::PeerRemoved);
         Ok(())
@@ -165,6 +177,7 @@ impl RegistrarCore {
         pool: &PoolHandle,
         pe: PoolElement,
         registrant: Option<String>,
+        epoch: u64,
         from_home: bool,
     ) -> Result<(), PeerPeRefusal> {
         let me = self.config.server_id;
@@ -199,6 +212,14 @@ impl RegistrarCore {
                     e.identity.as_ref().map(identity_text).unwrap_or_default(),
                 ));
             }
+            // Newer claims win; at the same epoch, the larger home
+            // (concurrent claims: every registrar picks the same one).
+            Some(e) if epoch < e.epoch || (epoch == e.epoch && home < e.home) => {
+                return Err(PeerPeRefusal::Stale {
+                    ours: e.epoch,
+                    theirs: epoch,
+                });
+            }
             Some(e) if e.home == me => {
                 // RFC 5352 3.1: the PE re-registered with the sender.
                 tracing::info!(pool = %pool, pe = %format_args!("{:#010x}", pe.identifier.get()), new_home = %home, "PE moved to a peer registrar");
@@ -222,6 +243,7 @@ impl RegistrarCore {
             connection: None,
             identity: Some(identity),
             distance: 0,
+            epoch,
         };
         match self.handlespace.register(reg) {
             Ok(_) => {
@@ -241,6 +263,13 @@ impl RegistrarCore {
         r: PeerPeRefusal,
     ) {
         self.stats.enrp.updates_refused += 1;
+        if let PeerPeRefusal::Stale { .. } = r {
+            // Part of converging (a claim overtaken by a newer one), not
+            // an error to report.
+            self.stats.enrp.updates_stale += 1;
+            tracing::debug!(%sender, pool = %pool, pe = id.get(), reason = %r, "handle update overtaken");
+            return;
+        }
         let (refusal, cause) = r.kind();
         if refusal == Refusal::Security {
             self.stats.refused_security += 1;
