@@ -307,7 +307,7 @@ fn foreign_pe(s: &mut Sim, id: u32) {
 }
 
 #[test]
-fn only_the_home_registrar_expires_probes_or_removes_a_pe() {
+fn only_the_home_registrar_probes_a_pe_and_an_orphan_ends_with_its_life() {
     let mut s = Sim::with(crate::CoreConfig {
         server_id: ServerId::new(0x1234),
         seed: 7,
@@ -324,7 +324,9 @@ fn only_the_home_registrar_expires_probes_or_removes_a_pe() {
         },
     );
     assert!(sent.is_empty(), "{sent:?}");
-    let out = s.advance(std::time::Duration::from_secs(120));
+    // Not probed, not removed for the report; its home is no peer up
+    // (gone, not taken over), so it ends with its registration life.
+    let out = s.advance(std::time::Duration::from_secs(20));
     assert!(
         !out.iter().any(|o| matches!(
             o,
@@ -337,6 +339,14 @@ fn only_the_home_registrar_expires_probes_or_removes_a_pe() {
         .handlespace()
         .find(&crate::core_tests::handle(), PeId::new(9))
         .is_some());
+    let out = s.advance(std::time::Duration::from_secs(20));
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Event(Event::Removed {
+            reason: crate::Removal::LifetimeExpired,
+            ..
+        })
+    )));
     assert_eq!(s.core.stats().keep_alives_sent, 0);
     assert_eq!(s.core.stats().unreachable_reports, 0);
     // The registrar's own PEs still end as before.

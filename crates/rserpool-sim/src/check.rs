@@ -48,6 +48,12 @@ pub enum Rule {
     DeadPeRegistered,
     /// A registrar's bookkeeping disagrees with its handlespace.
     Bookkeeping,
+    /// Registrars of a cluster disagree on a PE's home, or its home is
+    /// not a running registrar, or the PE names another (at quiescence).
+    HomeDisagrees,
+    /// A running registrar does not see another running one as a peer
+    /// that is up (at quiescence).
+    PeerNotUp,
 }
 
 impl fmt::Display for Rule {
@@ -60,6 +66,8 @@ impl fmt::Display for Rule {
             Rule::NotRegisteredOnce => "a live PE is not registered exactly once",
             Rule::DeadPeRegistered => "a dead PE is still registered",
             Rule::Bookkeeping => "registrar bookkeeping does not match its handlespace",
+            Rule::HomeDisagrees => "registrars disagree on a PE's home, or it is not live",
+            Rule::PeerNotUp => "a running registrar does not see another as a peer",
         })
     }
 }

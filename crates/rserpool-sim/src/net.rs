@@ -138,6 +138,8 @@ pub struct Connection {
     pub server: EndPoint,
     /// Whether the handshake finished (both cores were told).
     pub established: bool,
+    /// Registrar to registrar (ENRP), dialled to the server's ENRP port.
+    pub enrp: bool,
     /// When the last segment towards each end arrives (segments of one
     /// connection arrive in order): to the client, to the server.
     pub last_arrival: [Instant; 2],

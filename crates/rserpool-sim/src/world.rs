@@ -19,7 +19,7 @@ use rserpool::{
     ConnectFailure, Connected, LinkAction, LinkSecurity, PeCore, PeEvent, PeOutput,
     PoolElementSpec, PoolUserSettings, PuCore, PuOutput, ReportLimits, Timers,
 };
-use rserpool_registrar::{ClientInfo, ConnKind, CoreConfig, Output, RegistrarCore};
+use rserpool_registrar::{Apd, ClientInfo, ConnKind, CoreConfig, Output, RegistrarCore};
 use rserpool_security::PeerIdentity;
 use rserpool_wire::{AsapMessage, ConnId, PeId, Policy, PoolHandle, ServerId};
 use rustc_hash::FxHashMap;
@@ -31,6 +31,8 @@ use crate::trace::{Trace, TraceMode};
 
 /// The registrars' ASAP port.
 pub const REGISTRAR_PORT: u16 = 3863;
+/// The registrars' ENRP port (clusters).
+pub const ENRP_PORT: u16 = 9902;
 
 /// Spare message buffers the world keeps.
 const MAX_SPARE_BUFFERS: usize = 4096;
@@ -131,6 +133,7 @@ pub struct RegistrarNode {
     /// Its core while it runs.
     pub core: Option<RegistrarCore>,
     config: CoreConfig,
+    apd: Apd,
     next_conn: ConnId,
 }
 
@@ -247,6 +250,9 @@ pub struct Settings {
     pub net: NetConfig,
     /// Whether to check each registrar's bookkeeping every ten seconds.
     pub periodic_checks: bool,
+    /// Whether the registrars form an ENRP cluster (each dials the ones
+    /// added before it).
+    pub cluster: bool,
 }
 
 impl Default for Settings {
@@ -269,6 +275,7 @@ impl Default for Settings {
             max_tries: 8,
             net,
             periodic_checks: true,
+            cluster: false,
         }
     }
 }
@@ -291,6 +298,8 @@ pub struct World {
     rng: SmallRng,
     settings: Settings,
     registrars: Vec<SocketAddr>,
+    /// The registrars' ENRP addresses (clusters).
+    enrp_addrs: Vec<SocketAddr>,
     registrar_nodes: Vec<NodeId>,
     pu_count: usize,
     pes: BTreeMap<(PoolHandle, PeId), NodeId>,
@@ -324,6 +333,7 @@ impl World {
             rng: SmallRng::seed_from_u64(seed),
             settings,
             registrars: Vec::new(),
+            enrp_addrs: Vec::new(),
             registrar_nodes: Vec::new(),
             pu_count: 0,
             pes: BTreeMap::new(),
@@ -379,18 +389,35 @@ impl World {
         let mut config = self.settings.registrar.clone();
         config.server_id = server_id;
         config.seed = u64::from(server_id.get());
-        let core = RegistrarCore::new(config.clone(), self.now).ok();
+        let enrp = SocketAddr::new(addr, ENRP_PORT);
+        if self.settings.cluster {
+            config.enrp.peers = self.enrp_addrs.clone();
+            config.enrp.advertise = Some(enrp);
+        }
+        // The registrars' keys (as the dialling side learns them too) may
+        // be registrars; every key may be PE and PU.
+        let names: Vec<PeerIdentity> = (0..64)
+            .map(|i| PeerIdentity::Psk(format!("reg-{i}")))
+            .collect();
+        let apd = Apd::permissive_with_registrars(false, &names);
+        let core = RegistrarCore::new(config.clone(), self.now)
+            .ok()
+            .map(|c| c.with_apd(apd.clone()));
         self.registrars.push(SocketAddr::new(addr, REGISTRAR_PORT));
+        self.enrp_addrs.push(enrp);
         let node = self.push_node(
             format!("reg-{index}"),
             addr,
             Role::Registrar(Box::new(RegistrarNode {
                 core,
                 config,
+                apd,
                 next_conn: ConnId::new(1),
             })),
         );
         self.registrar_nodes.push(node);
+        // Its first deadlines (a cluster's registrars dial their peers).
+        self.after_input(node);
         node
     }
 
@@ -638,6 +665,14 @@ impl World {
                 self.trace
                     .line(at, || format!("{name}: closes conn {conn}: {reason}"));
                 self.close(n, conn);
+                // As the service's connection task does once the
+                // connection is gone.
+                let now = self.now;
+                if let Role::Registrar(r) = &mut self.nodes[n].role {
+                    if let Some(core) = r.core.as_mut() {
+                        core.handle_disconnect(now, conn);
+                    }
+                }
             }
             Output::Event(e) => {
                 if self.trace.on() {
@@ -645,8 +680,12 @@ impl World {
                     self.note(|| format!("{name}: {e:?}"));
                 }
             }
+            Output::Connect { conn, address, .. } => {
+                // A peer registrar: the driver's handshake deadline.
+                let deadline = self.now + Duration::from_secs(5);
+                self.connect(n, conn, address, deadline);
+            }
             other => {
-                // Outbound (ENRP) connections: no peers to dial yet.
                 let name = self.nodes[n].name.clone();
                 self.note(|| format!("{name}: not simulated: {other:?}"));
             }
@@ -690,10 +729,11 @@ impl World {
         self.nodes[n].attempts.insert(conn);
         let incarnation = self.nodes[n].incarnation;
         let name = self.nodes[n].name.clone();
-        let server = self
-            .registrars
-            .iter()
-            .position(|a| *a == registrar)
+        let asap = self.registrars.iter().position(|a| *a == registrar);
+        let enrp = self.enrp_addrs.iter().position(|a| *a == registrar);
+        let to_enrp = asap.is_none() && enrp.is_some() && self.settings.cluster;
+        let server = asap
+            .or(enrp.filter(|_| to_enrp))
             .map(|i| self.registrar_nodes[i]);
         let fail = |w: &mut World, at: Instant, reason: &'static str| {
             w.note(|| format!("{name}: attempt {conn} to {registrar} will fail: {reason}"));
@@ -744,6 +784,7 @@ impl World {
                     open: true,
                 },
                 established: false,
+                enrp: to_enrp,
                 last_arrival: [self.now; 2],
             },
         );
@@ -759,7 +800,7 @@ impl World {
         let Some(c) = self.conns.get(&key) else {
             return;
         };
-        let (cl, sv) = (c.client, c.server);
+        let (cl, sv, enrp) = (c.client, c.server, c.enrp);
         let client_ok = self.nodes[cl.node].health == Health::Up
             && self.nodes[cl.node].incarnation == cl.incarnation
             && self.nodes[cl.node].attempts.contains(&cl.local);
@@ -803,7 +844,7 @@ impl World {
                     ClientInfo::new(
                         Some(PeerIdentity::Psk(client_name.clone())),
                         SocketAddr::new(client_addr, 40000 + cl.local.get() as u16),
-                        ConnKind::Asap,
+                        if enrp { ConnKind::Enrp } else { ConnKind::Asap },
                     ),
                 );
             }
@@ -833,7 +874,13 @@ impl World {
                     core.handle_connected(now, cl.local, connected)
                 }
             }
-            Role::Registrar(_) => {}
+            Role::Registrar(r) => {
+                // A PSK association it dialled: the peer proved it holds
+                // the dialler's own key.
+                if let Some(core) = r.core.as_mut() {
+                    core.handle_connected(now, cl.local, Some(PeerIdentity::Psk(client_name)))
+                }
+            }
         }
         self.after_input(cl.node);
     }
@@ -859,7 +906,11 @@ impl World {
                     core.handle_connect_failed(now, conn, failure)
                 }
             }
-            Role::Registrar(_) => {}
+            Role::Registrar(r) => {
+                if let Some(core) = r.core.as_mut() {
+                    core.handle_connect_failed(now, conn, reason)
+                }
+            }
         }
         self.after_input(n);
     }
@@ -1054,7 +1105,9 @@ impl World {
         node.attempts.clear();
         match &mut node.role {
             Role::Registrar(r) => {
-                r.core = RegistrarCore::new(r.config.clone(), now).ok();
+                r.core = RegistrarCore::new(r.config.clone(), now)
+                    .ok()
+                    .map(|c| c.with_apd(r.apd.clone()));
                 r.next_conn = ConnId::new(1);
             }
             Role::Pe(p) => {
@@ -1444,39 +1497,71 @@ impl World {
 
     /// At quiescence: every live PE registered exactly once (with one
     /// running registrar, and its core says so), no other PE registered.
+    /// In a cluster: every running registrar (not cut off) holds every
+    /// live PE, all of them with the same home, a running registrar the
+    /// PE agrees with, and sees every other running one as a peer up.
     pub fn check_quiescent(&mut self) {
         self.check_registrars();
+        let cluster = self.settings.cluster;
         let mut bad = Vec::new();
-        let running: Vec<&RegistrarCore> = self
+        let running: Vec<(ServerId, &RegistrarCore)> = self
             .registrar_nodes
             .iter()
             .map(|&r| &self.nodes[r])
-            .filter(|x| x.health == Health::Up)
+            .filter(|x| x.health == Health::Up && !(cluster && x.cut))
             .filter_map(|x| match &x.role {
-                Role::Registrar(r) => r.core.as_ref(),
+                Role::Registrar(r) => r.core.as_ref().map(|c| (r.config.server_id, c)),
                 _ => None,
             })
             .collect();
+        let expected = if cluster { running.len() } else { 1 };
         for (key, &n) in &self.pes {
+            let homes: BTreeSet<ServerId> = running
+                .iter()
+                .filter_map(|(_, c)| c.handlespace().find(&key.0, key.1).map(|e| e.home))
+                .collect();
             let count = running
                 .iter()
-                .filter(|c| c.handlespace().find(&key.0, key.1).is_some())
+                .filter(|(_, c)| c.handlespace().find(&key.0, key.1).is_some())
                 .count();
             let node = &self.nodes[n];
             if self.pe_live(n) {
-                let says = matches!(&node.role, Role::Pe(p)
-                    if p.core.as_ref().and_then(|c| c.status(key.1)).is_some_and(|s| s.registered));
-                if count != 1 || !says {
+                let status = match &node.role {
+                    Role::Pe(p) => p.core.as_ref().and_then(|c| c.status(key.1)),
+                    _ => None,
+                };
+                let says = status.as_ref().is_some_and(|s| s.registered);
+                if count != expected || !says {
                     bad.push((
                         Rule::NotRegisteredOnce,
                         format!(
-                            "{} (PE {:#x} of {}): in {count} handlespaces, its core says {}",
+                            "{} (PE {:#x} of {}): in {count} of {} handlespaces, its core says {}",
                             node.name,
                             key.1,
                             key.0,
+                            expected,
                             if says { "registered" } else { "not registered" }
                         ),
                     ));
+                } else if cluster {
+                    let home = homes.iter().next().copied();
+                    let agrees = status
+                        .as_ref()
+                        .and_then(|s| s.home_server_id)
+                        .map_or(true, |h| Some(h) == home);
+                    let live = home.is_some_and(|h| running.iter().any(|(id, _)| *id == h));
+                    if homes.len() != 1 || !live || !agrees {
+                        bad.push((
+                            Rule::HomeDisagrees,
+                            format!(
+                                "{} (PE {:#x} of {}): homes {homes:?}, the PE says {:?}",
+                                node.name,
+                                key.1,
+                                key.0,
+                                status.and_then(|s| s.home_server_id)
+                            ),
+                        ));
+                    }
                 }
             } else if count != 0 {
                 bad.push((
@@ -1490,6 +1575,15 @@ impl World {
                         if node.cut { ", cut off" } else { "" }
                     ),
                 ));
+            }
+        }
+        if cluster {
+            for (id, c) in &running {
+                for (other, _) in &running {
+                    if other != id && !c.peers().any(|p| p.server_id == *other && p.up) {
+                        bad.push((Rule::PeerNotUp, format!("{id} does not see {other} up")));
+                    }
+                }
             }
         }
         for (rule, detail) in bad {

@@ -427,7 +427,7 @@ fn the_documented_defaults_are_the_real_ones() {
         assert_eq!(&documented, actual, "{key}");
         checked += 1;
     }
-    assert_eq!(checked, 39);
+    assert_eq!(checked, 42);
 }
 
 /// The command lines of the systemd unit, with the unit's paths replaced:

@@ -721,9 +721,17 @@ impl RegistrarCore {
         };
         // RFC 5353: the home registrar is responsible for its PEs; only
         // it ends a registration life or removes a PE that does not
-        // answer. (Today every PE is homed here; with ENRP a PE homed
-        // elsewhere goes when its home says so or is taken over.)
-        if home != self.config.server_id && exp.kind != DeadlineKind::Drain {
+        // answer; a peer's PE goes when its home says so or is taken
+        // over, except that a PE whose home is gone (not a peer up:
+        // down and not taken over) ends with its registration life.
+        let orphan = exp.kind == DeadlineKind::Lifetime
+            && !self
+                .enrp
+                .peers
+                .peers
+                .get(&home)
+                .is_some_and(|p| !p.conns.is_empty());
+        if home != self.config.server_id && exp.kind != DeadlineKind::Drain && !orphan {
             return;
         }
         match exp.kind {

@@ -29,7 +29,7 @@ pub enum BookkeepingError {
         /// Its home.
         home: ServerId,
     },
-    /// A PE without a lifetime.
+    /// A PE homed here without a lifetime.
     #[error("PE {identifier:#010x} of pool {pool} has no lifetime")]
     NoLifetime {
         /// The pool.
@@ -61,7 +61,8 @@ pub enum BookkeepingError {
 
 impl RegistrarCore {
     /// Check the core's bookkeeping against its handlespace: every PE has
-    /// a registrant and a lifetime; a PE registered over a connection here
+    /// a registrant, every PE homed here a lifetime (a peer's PEs live as
+    /// long as their home says); a PE registered over a connection here
     /// is homed here (others come by ENRP); the per-identity and
     /// per-connection counts of the indices are the PEs'. O(PEs).
     pub fn check_bookkeeping(&self) -> Result<(), BookkeepingError> {
@@ -88,7 +89,7 @@ impl RegistrarCore {
                         });
                     }
                 }
-                if e.expires.is_none() {
+                if e.expires.is_none() && e.home == self.config.server_id {
                     return Err(BookkeepingError::NoLifetime {
                         pool: pool(),
                         identifier: e.identifier,

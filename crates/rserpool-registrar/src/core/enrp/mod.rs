@@ -114,6 +114,18 @@ pub(crate) struct Enrp {
     /// Takeovers this registrar started, by target.
     pub takeovers: BTreeMap<ServerId, takeover::Takeover>,
     pub next_heartbeat: Instant,
+    /// When ENRP's clock-driven work last ran: a registrar that finds it
+    /// has not run for longer than a peer may be silent was itself
+    /// stopped (frozen, suspended), and takes nobody over for losing
+    /// touch with it.
+    pub last_tick: Instant,
+    /// After such a stop, no takeover starts before this.
+    pub no_takeover_until: Option<Instant>,
+    /// The most registrars (this one and its peers up) seen together,
+    /// less those taken over since: a takeover needs a majority of them
+    /// (with three or more), so that a registrar cut off from the others
+    /// takes nobody over.
+    pub scope_size: usize,
 }
 
 impl Enrp {
@@ -143,6 +155,9 @@ impl Enrp {
             serving_alone: false,
             serving: BTreeMap::new(),
             takeovers: BTreeMap::new(),
+            last_tick: now,
+            no_takeover_until: None,
+            scope_size: 1,
             next_heartbeat: now + config.heartbeat_cycle,
         }
     }
@@ -238,6 +253,29 @@ impl RegistrarCore {
             reason,
         });
         self.start_takeover(now, id);
+        self.orphan_peer_pes(now, id);
+    }
+
+    /// The PEs of a peer that is gone and not taken over (yet): each
+    /// lives out its registration life here unless it re-registers, its
+    /// home comes back with it, or a takeover moves it.
+    fn orphan_peer_pes(&mut self, now: Instant, home: ServerId) {
+        let pes: Vec<_> = self
+            .handlespace
+            .by_owner(home)
+            .filter(|(_, e)| e.expires.is_none())
+            .map(|(h, e)| (h.clone(), e.identifier, e.registration_life))
+            .collect();
+        for (h, id, life) in pes {
+            if let Some(r) = self.handlespace.locate(&h, id) {
+                let at = now + std::time::Duration::from_millis(life.max(0) as u64);
+                self.handlespace.set_deadline_at(
+                    r,
+                    rserpool_handlespace::DeadlineKind::Lifetime,
+                    Some(at),
+                );
+            }
+        }
     }
 
     // ----- messages ---------------------------------------------------------
@@ -422,6 +460,7 @@ impl RegistrarCore {
         peer.named = named;
         self.enrp.peers.peers.insert(sender, peer);
         self.enrp.peers.by_conn.insert(conn, sender);
+        self.enrp.scope_size = self.enrp.scope_size.max(1 + self.enrp.peers.up().count());
         tracing::info!(peer = %sender, %address, identity = %identity.0, "peer registrar up");
         self.push_event(Event::PeerUp {
             server_id: sender,
@@ -623,6 +662,8 @@ impl RegistrarCore {
 
     /// ENRP's clock-driven work.
     pub(super) fn enrp_timeout(&mut self, now: Instant) {
+        self.note_stall(now);
+        self.enrp.last_tick = now;
         self.dial_statics(now);
         if now >= self.enrp.next_heartbeat {
             self.enrp.next_heartbeat = now + self.config.enrp.heartbeat_cycle;

@@ -44,6 +44,21 @@ impl RegistrarCore {
         {
             return;
         }
+        self.note_stall(now);
+        if self.enrp.no_takeover_until.is_some_and(|t| now < t) {
+            tracing::warn!(%target, "this registrar was stopped a while ago: no takeover of a peer it lost touch with meanwhile");
+            self.stats.enrp.takeovers_abandoned += 1;
+            return;
+        }
+        // A majority of the scope (beyond two registrars, where the
+        // survivor cannot tell a crash from a cut and takes over).
+        let reachable = 1 + self.enrp.peers.up().filter(|p| p.id != target).count();
+        let scope = self.enrp.scope_size;
+        if scope > 2 && reachable * 2 <= scope {
+            tracing::warn!(%target, reachable, scope, "no takeover: this registrar reaches no majority of the registrars (cut off?)");
+            self.stats.enrp.takeovers_abandoned += 1;
+            return;
+        }
         let me = self.config.server_id;
         let waiting_for: BTreeSet<ServerId> = self
             .enrp
@@ -170,6 +185,7 @@ impl RegistrarCore {
         }
         self.forget_peer(target);
         let moved = self.move_pes(now, target, sender, None);
+        self.enrp.scope_size = self.enrp.scope_size.saturating_sub(1).max(1);
         tracing::info!(%target, winner = %sender, pes = moved, "a peer took over a failed registrar");
         self.push_event(Event::TakenOver {
             target,
@@ -196,6 +212,7 @@ impl RegistrarCore {
         self.forget_peer(target);
         let moved = self.move_pes(now, target, me, Some(now));
         self.stats.enrp.takeovers_won += 1;
+        self.enrp.scope_size = self.enrp.scope_size.saturating_sub(1).max(1);
         tracing::warn!(%target, pes = moved, "took over a failed peer registrar: its PEs are homed here until they re-register");
         self.push_event(Event::TakenOver {
             target,
@@ -247,6 +264,25 @@ impl RegistrarCore {
             self.enrp.serving.remove(&conn);
             self.close(conn, format!("peer {id} is not active"));
         }
+    }
+
+    /// With a peer up a heartbeat is due every cycle: if ENRP's timers
+    /// have not run for longer than a peer may be silent, this registrar
+    /// was stopped itself (frozen, suspended), and the peers it lost
+    /// touch with meanwhile were dead to nobody but it. No takeover
+    /// starts until it had time to hear them again.
+    pub(super) fn note_stall(&mut self, now: Instant) {
+        let c = &self.config.enrp;
+        let stalled = now.saturating_duration_since(self.enrp.last_tick);
+        let had_peers = !self.enrp.peers.peers.is_empty();
+        if had_peers && stalled > c.heartbeat_cycle + c.max_time_last_heard {
+            let until = now + c.max_time_last_heard + c.max_time_no_response;
+            if !self.enrp.no_takeover_until.is_some_and(|t| t >= until) {
+                tracing::warn!(?stalled, "this registrar did not run for a while: no takeovers until it heard its peers again");
+                self.enrp.no_takeover_until = Some(until);
+            }
+        }
+        self.enrp.last_tick = now;
     }
 
     /// Takeovers whose acknowledgements did not all come.
