@@ -45,6 +45,9 @@ pub enum Args {
     /// Registrar memory per idle TLS connection and per handshake in
     /// progress, and what stays after the connections close.
     Connections(crate::bench_connections::Args),
+    /// A registrar cluster: handle table download, handle updates per
+    /// second between two registrars, takeover of a failed one.
+    Cluster(crate::bench_cluster::Args),
 }
 
 /// Flags of `rsp bench registrar`.
@@ -112,6 +115,7 @@ pub async fn run(args: &Args, json: bool) -> anyhow::Result<()> {
     match args {
         Args::Registrar(a) => registrar(a, json).await,
         Args::Connections(a) => crate::bench_connections::run(a, json).await,
+        Args::Cluster(a) => crate::bench_cluster::run(a, json).await,
     }
 }
 
@@ -517,7 +521,7 @@ async fn measure(
 
 /// A benchmark client: the client library's registrar connection over
 /// TLS with this client's PSK.
-async fn connect(addr: SocketAddr, key: &Psk) -> anyhow::Result<RegistrarConnection> {
+pub(crate) async fn connect(addr: SocketAddr, key: &Psk) -> anyhow::Result<RegistrarConnection> {
     let tls = tls_client(key)?;
     let endpoint = RegistrarEndpoint::new(addr);
     Ok(connection::connect(

@@ -85,3 +85,31 @@ fn bench_logs_at_warn_unless_asked() {
     assert!(err.lines().all(|l| l.starts_with("measuring ")), "{err}");
     assert!(String::from_utf8_lossy(&o.stdout).contains("handle resolutions"));
 }
+
+#[test]
+fn bench_cluster_reports_its_figures_and_loses_no_pe() {
+    let o = Command::new(env!("CARGO_BIN_EXE_rsp"))
+        .args([
+            "--log",
+            "error",
+            "bench",
+            "cluster",
+            "--download-pes",
+            "2000",
+        ])
+        .args(["--update-pes", "500", "--takeover-pes", "300", "--json"])
+        .output()
+        .expect("rsp runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    for key in ["download_100k_ms", "takeover_10k_ms"] {
+        assert!(v[key].as_u64().is_some(), "{key}: {v}");
+    }
+    assert!(v["takeover_10k_stop_ms"].is_null());
+    assert_eq!(v["lost"], 0);
+    assert!(v["updates_per_s"].as_f64().expect("rate") > 0.0);
+    assert_eq!(
+        (v["download_pes"].as_u64(), v["takeover_pes"].as_u64()),
+        (Some(2000), Some(300))
+    );
+}
