@@ -22,12 +22,25 @@ fn registrar_key(dir: &Path, name: &str) -> String {
 /// `rsp registrar` `name`, knowing `peer_key`, dialling `peers`: the
 /// process, its ASAP and its ENRP address.
 fn registrar(keys: &Setup, name: &str, peer_key: &str, peers: &[&str]) -> (Proc, String, String) {
+    registrar_of(keys, name, &[peer_key], peers)
+}
+
+/// The same with several peer keys.
+fn registrar_of(
+    keys: &Setup,
+    name: &str,
+    peer_keys: &[&str],
+    peers: &[&str],
+) -> (Proc, String, String) {
     let own = arg(&keys.path(&format!("{name}.key")));
     let mut cmd = rsp();
     cmd.args(["registrar", "--listen", "127.0.0.1:0", "--psk-file"])
         .arg(keys.path("registrar.keys"))
         .args(["--enrp-listen", "127.0.0.1:0", "--enrp-psk-file", &own])
-        .args(["--peer-psk-file", peer_key, "--json"]);
+        .arg("--json");
+    for k in peer_keys {
+        cmd.args(["--peer-psk-file", k]);
+    }
     for p in peers {
         cmd.args(["--peer", p]);
     }
@@ -125,4 +138,146 @@ fn loop_until<T>(mut f: impl FnMut() -> Option<T>) -> T {
         assert!(std::time::Instant::now() < deadline, "not within {LIMIT:?}");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+/// The PEs of pool `echo` a resolution at `addr` returns: identifier and
+/// home.
+fn pes_and_homes(keys: &Setup, addr: &str) -> Vec<(u64, u64)> {
+    let o = rsp()
+        .args(["resolve", "echo", "-r", addr, "--psk-file"])
+        .arg(keys.key("pu-1"))
+        .args(["--json", "--items", "32"])
+        .output()
+        .expect("rsp resolve runs");
+    if !o.status.success() {
+        return Vec::new();
+    }
+    let v = json(&o);
+    let mut pes: Vec<(u64, u64)> = v["pool_elements"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| Some((p["identifier"].as_u64()?, p["home_registrar"].as_u64()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    pes.sort_unstable();
+    pes
+}
+
+#[test]
+fn a_killed_registrars_pes_are_taken_over_and_re_home_and_none_is_lost() {
+    let keys = Setup::new(&["pe-1", "pu-1"]);
+    let k: Vec<String> = ["reg-a", "reg-b", "reg-c"]
+        .iter()
+        .map(|n| registrar_key(keys.dir.path(), n))
+        .collect();
+    let (a, a_asap, a_enrp) = registrar_of(&keys, "reg-a", &[&k[1], &k[2]], &[]);
+    let (b, b_asap, b_enrp) = registrar_of(&keys, "reg-b", &[&k[0], &k[2]], &[&a_enrp]);
+    let (c, c_asap, _) = registrar_of(&keys, "reg-c", &[&k[0], &k[1]], &[&a_enrp, &b_enrp]);
+    for r in [&b, &c] {
+        r.wait_event("table_synced");
+    }
+    // Three PEs that know all three registrars register at the first.
+    let list = format!("{a_asap},{b_asap},{c_asap}");
+    let mut ids = Vec::new();
+    let mut pes = Vec::new();
+    for _ in 0..3 {
+        let pe = Proc::spawn(rsp().args([
+            "pe",
+            "echo",
+            "-r",
+            &list,
+            "--psk-file",
+            &keys.key("pe-1"),
+            "--json",
+        ]));
+        ids.push(
+            pe.wait_event("registered")["identifier"]
+                .as_u64()
+                .expect("id"),
+        );
+        pes.push(pe);
+    }
+    ids.sort_unstable();
+    let at_c = loop_until(|| {
+        let p = pes_and_homes(&keys, &c_asap);
+        (p.len() == 3).then_some(p)
+    });
+    let a_home = at_c[0].1;
+    assert!(
+        at_c.iter().all(|&(_, h)| h == a_home),
+        "all homed at A: {at_c:?}"
+    );
+
+    a.signal("-KILL");
+    // The survivors take A's PEs over; the PEs, their connection reset,
+    // re-register with the next registrar of their list. At the end both
+    // survivors hand out all three, homed at a live registrar, the same.
+    let settled = loop_until(|| {
+        let (at_b, at_c) = (pes_and_homes(&keys, &b_asap), pes_and_homes(&keys, &c_asap));
+        let ok = at_b.len() == 3 && at_b == at_c && at_b.iter().all(|&(_, h)| h != a_home);
+        ok.then_some(at_b)
+    });
+    assert_eq!(
+        settled.iter().map(|p| p.0).collect::<Vec<_>>(),
+        ids,
+        "none lost"
+    );
+    // And they answer.
+    let o = rsp()
+        .args(["resolve", "echo", "-r", &b_asap, "--psk-file"])
+        .arg(keys.key("pu-1"))
+        .args(["--json", "--echo", "still here"])
+        .output()
+        .expect("rsp resolve runs");
+    assert_eq!(json(&o)["echo"]["reply"], "still here");
+}
+
+#[test]
+fn a_frozen_registrar_is_taken_over_within_the_silence_bound_and_its_pes_stay_served() {
+    let keys = Setup::new(&["pe-1", "pu-1"]);
+    let k: Vec<String> = ["reg-a", "reg-b", "reg-c"]
+        .iter()
+        .map(|n| registrar_key(keys.dir.path(), n))
+        .collect();
+    let (a, a_asap, a_enrp) = registrar_of(&keys, "reg-a", &[&k[1], &k[2]], &[]);
+    let (b, b_asap, b_enrp) = registrar_of(&keys, "reg-b", &[&k[0], &k[2]], &[&a_enrp]);
+    let (c, c_asap, _) = registrar_of(&keys, "reg-c", &[&k[0], &k[1]], &[&a_enrp, &b_enrp]);
+    for r in [&b, &c] {
+        r.wait_event("table_synced");
+    }
+    let list = format!("{a_asap},{b_asap},{c_asap}");
+    let pe = Proc::spawn(rsp().args([
+        "pe",
+        "echo",
+        "-r",
+        &list,
+        "--psk-file",
+        &keys.key("pe-1"),
+        "--json",
+    ]));
+    let id = pe.wait_event("registered")["identifier"]
+        .as_u64()
+        .expect("id");
+    let a_home = loop_until(|| pes_and_homes(&keys, &c_asap).first().map(|p| p.1));
+    a.signal("-STOP");
+    let frozen_at = std::time::Instant::now();
+    // Silent past MAX-TIME-LAST-HEARD (2 s) and MAX-TIME-NO-RESPONSE (1 s):
+    // one survivor takes the PE over; both agree, and it is still served.
+    let moved = loop_until(|| {
+        let (at_b, at_c) = (pes_and_homes(&keys, &b_asap), pes_and_homes(&keys, &c_asap));
+        (at_b.len() == 1 && at_b == at_c && at_b[0].1 != a_home).then_some(at_b)
+    });
+    let took = frozen_at.elapsed();
+    assert_eq!(moved[0].0, id);
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+    let o = rsp()
+        .args(["resolve", "echo", "-r", &c_asap, "--psk-file"])
+        .arg(keys.key("pu-1"))
+        .args(["--json", "--echo", "thawed?"])
+        .output()
+        .expect("rsp resolve runs");
+    assert_eq!(json(&o)["echo"]["reply"], "thawed?");
+    a.signal("-CONT");
 }
