@@ -24,7 +24,7 @@ use tokio::net::{TcpSocket, TcpStream};
 pub const LIMIT: Duration = Duration::from_secs(10);
 
 /// The identities every test registrar knows.
-pub const IDENTITIES: [&str; 7] = [
+pub const IDENTITIES: [&str; 8] = [
     "pe-a",
     "pe-b",
     "pu-1",
@@ -32,6 +32,7 @@ pub const IDENTITIES: [&str; 7] = [
     "pu-3",
     "flooder",
     "registrar-x",
+    "registrar-y",
 ];
 
 pub struct Lab {
@@ -78,11 +79,21 @@ impl Lab {
         Lab::build(service, true).await
     }
 
+    /// A registrar with these settings and the keys of another lab (the
+    /// registrars of one cluster know the same keys).
+    pub async fn with_keys(service: ServiceConfig, keys: Vec<Psk>) -> Lab {
+        Lab::build_with(service, false, keys).await
+    }
+
     async fn build(service: ServiceConfig, certificate: bool) -> Lab {
         let keys: Vec<Psk> = IDENTITIES
             .iter()
             .map(|i| Psk::generate(i).expect("key"))
             .collect();
+        Lab::build_with(service, certificate, keys).await
+    }
+
+    async fn build_with(service: ServiceConfig, certificate: bool, keys: Vec<Psk>) -> Lab {
         let mut store = PskStore::default();
         for k in &keys {
             store.insert(k.clone()).expect("unique");

@@ -25,6 +25,7 @@ mod common;
 mod session_lab;
 
 mod announce;
+mod ipsec_ha;
 mod matrix;
 mod pim;
 mod rfc5355_2_1;
