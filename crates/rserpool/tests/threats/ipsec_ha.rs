@@ -1,8 +1,9 @@
 //! The lessons of draft-nir-ipsecme-ipsecha for a cluster of registrars
-//! (the IPSECHA rows of the threat matrix): a takeover loses nothing and
-//! leaves every PE one home, and the cluster is as strict as each of its
-//! registrars: what one registrar's database refuses, it refuses from a
-//! peer too.
+//! (the IPSECHA rows of the threat matrix): a sync channel that lost
+//! updates heals by itself (checksums in heartbeats, then an audit), a
+//! takeover loses nothing and leaves every PE one home, and the cluster
+//! is as strict as each of its registrars: what one registrar's database
+//! refuses, it refuses from a peer too.
 
 use std::sync::Arc;
 
@@ -161,4 +162,88 @@ roles = ["pe", "pu", "registrar", "admin"]
     assert_eq!(first.pool_ids(HANDLE).await, vec![0xb, PE_A]);
     assert_eq!(served(&second, "pu-1", HANDLE).await, vec![PE_A]);
     assert!(second.stats().await.enrp.updates_refused >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lossy_sync_channel_between_registrars_heals_by_itself() {
+    use crate::rfc5355_2_5::{add_pe, cluster_lab, enrp_addr, registrant, RawPeer, REGISTRAR};
+    use rserpool_handlespace::PeChecksum;
+    use rserpool_wire::{EnrpExtensions, EnrpMessage, PoolEntry, ServerId};
+
+    const PEER: u32 = 0x777;
+    let lab = cluster_lab(None).await;
+    let mut peer = RawPeer::connect(enrp_addr(&lab), &lab.key(REGISTRAR))
+        .await
+        .expect("TLS");
+    assert!(matches!(
+        peer.hello(PEER).await,
+        Some(EnrpMessage::Presence { .. })
+    ));
+    // The peer's PE 1 arrives; then the channel loses its removal and
+    // the addition of PE 2 (the peer sends neither).
+    peer.send(
+        &add_pe(PEER, PEER, HANDLE, 1, "10.7.7.7"),
+        &registrant("pe-a"),
+    )
+    .await;
+    within(async {
+        while lab.pool_ids(HANDLE).await != vec![1] {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    // Its next heartbeat carries the checksum of what it really has: PE 2.
+    let mut sum = PeChecksum::default();
+    sum.add(&pool_handle(HANDLE), rserpool_wire::PeId::new(2));
+    let heartbeat = EnrpMessage::Presence {
+        reply_required: false,
+        sender: ServerId::new(PEER),
+        receiver: ServerId::UNDETERMINED,
+        checksum: Some(sum.value()),
+        server_info: None,
+    };
+    peer.send(&heartbeat, &EnrpExtensions::default()).await;
+    // The registrar audits: it asks for the peer's own PEs (W flag) ...
+    match peer.next().await {
+        Some(EnrpMessage::HandleTableRequest {
+            own_children_only: true,
+            ..
+        }) => {}
+        other => panic!("expected an audit request, got {other:?}"),
+    }
+    // ... and takes the answer as the truth: PE 2 added, PE 1 removed.
+    let EnrpMessage::HandleUpdate { pool_element, .. } = add_pe(PEER, PEER, HANDLE, 2, "10.7.7.7")
+    else {
+        unreachable!()
+    };
+    let page = EnrpMessage::HandleTableResponse {
+        more_to_send: false,
+        reject: false,
+        sender: ServerId::new(PEER),
+        receiver: lab.registrar.handle().server_id(),
+        pools: vec![PoolEntry {
+            pool_handle: pool_handle(HANDLE),
+            pool_elements: vec![pool_element],
+        }],
+    };
+    let ext = EnrpExtensions {
+        registrants: vec!["psk:pe-a".into()],
+        epochs: vec![5],
+        ..EnrpExtensions::default()
+    };
+    peer.send(&page, &ext).await;
+    within(async {
+        while lab.pool_ids(HANDLE).await != vec![2] {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    let s = lab.stats().await.enrp;
+    assert_eq!(s.audits, 1);
+    let agrees = lab
+        .registrar
+        .query(|c| c.peers().all(|p| p.checksum_agrees))
+        .await
+        .expect("answers");
+    assert!(agrees, "the checksums agree after the audit");
 }
