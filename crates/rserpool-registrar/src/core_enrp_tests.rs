@@ -776,3 +776,34 @@ fn a_takeover_of_a_registrar_that_is_still_heard_moves_nothing() {
         .map(|e| e.home);
     assert_eq!(home, Some(id_of(1)));
 }
+
+#[test]
+fn a_taken_over_pe_nobody_can_check_goes_when_enough_pool_users_report_it() {
+    let mut c = Cluster::new(2);
+    pes_at_registrar(&mut c, 0, 1..=2);
+    c.kill(0);
+    assert_eq!(c.pes_at(1).len(), 2);
+    // Not connected to the winner: MAX-BAD-PE-REPORT (3) reporters
+    // remove it, as no keep-alive can check it.
+    for (i, pu) in ["pu-1", "pu-2", "pu-3"].iter().enumerate() {
+        let conn = c.pe_conn(1, 10 + i as u64, pu);
+        let now = c.now;
+        c.nodes[1].core.handle_message(
+            now,
+            conn,
+            AsapMessage::EndpointUnreachable {
+                pool_handle: handle(),
+                identifier: PeId::new(1),
+            },
+        );
+        c.pump();
+    }
+    assert_eq!(c.pes_at(1), vec![(2, id_of(1).get())]);
+    assert!(c.events(1).iter().any(|e| matches!(
+        e,
+        Event::ReportedUnreachable {
+            check: crate::ReportCheck::Unconnected,
+            ..
+        }
+    )));
+}

@@ -180,6 +180,10 @@ pub enum ReportCheck {
     /// The per-PE keep-alive limit (RFC 5355 2.14) allows no probe now;
     /// the next regular keep-alive checks the PE.
     Limited,
+    /// A PE homed here with no connection to check it on (taken over
+    /// from a failed registrar, not re-registered since): removed. A
+    /// live one re-registers (RFC 5352 3.1) and comes back.
+    Unconnected,
 }
 
 /// A request the core refused, and why.

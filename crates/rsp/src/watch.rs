@@ -327,6 +327,7 @@ pub fn line(name: &str, v: &Value, at: SystemTime) -> String {
             match s(v, "check") {
                 "probing" => "checking it with a keep-alive",
                 "outstanding" => "a keep-alive is out already",
+                "unconnected" => "no connection to check it on (taken over, not re-homed yet): removed",
                 _ => "keep-alive limit reached, the next regular keep-alive checks it",
             }
         ),

@@ -9,6 +9,14 @@ use std::path::Path;
 
 use common::*;
 
+/// The cluster tests start three registrars and their PEs each: one at a
+/// time, so that on a small machine their timers are not starved.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Write a key file for registrar `name` in `dir`.
 fn registrar_key(dir: &Path, name: &str) -> String {
     let path = dir.join(format!("{name}.key"));
@@ -65,6 +73,7 @@ fn resolve_at(keys: &Setup, addr: &str) -> serde_json::Value {
 
 #[test]
 fn a_pe_registered_at_one_registrar_resolves_at_its_peer() {
+    let _serial = one_at_a_time();
     let keys = Setup::new(&["pe-1", "pu-1"]);
     let a_key = registrar_key(keys.dir.path(), "reg-a");
     let b_key = registrar_key(keys.dir.path(), "reg-b");
@@ -93,6 +102,7 @@ fn a_pe_registered_at_one_registrar_resolves_at_its_peer() {
 
 #[test]
 fn the_settings_show_the_cluster_and_a_peer_needs_the_registrars_own_key() {
+    let _serial = one_at_a_time();
     let keys = Setup::new(&["pe-1"]);
     let b_key = registrar_key(keys.dir.path(), "reg-b");
     let o = run(&[
@@ -167,6 +177,7 @@ fn pes_and_homes(keys: &Setup, addr: &str) -> Vec<(u64, u64)> {
 
 #[test]
 fn a_killed_registrars_pes_are_taken_over_and_re_home_and_none_is_lost() {
+    let _serial = one_at_a_time();
     let keys = Setup::new(&["pe-1", "pu-1"]);
     let k: Vec<String> = ["reg-a", "reg-b", "reg-c"]
         .iter()
@@ -236,6 +247,7 @@ fn a_killed_registrars_pes_are_taken_over_and_re_home_and_none_is_lost() {
 
 #[test]
 fn a_frozen_registrar_is_taken_over_within_the_silence_bound_and_its_pes_stay_served() {
+    let _serial = one_at_a_time();
     let keys = Setup::new(&["pe-1", "pu-1"]);
     let k: Vec<String> = ["reg-a", "reg-b", "reg-c"]
         .iter()

@@ -628,6 +628,26 @@ impl RegistrarCore {
             return;
         }
         let reporters = probe.reporters();
+        let unconnected = self
+            .handlespace
+            .get(pe)
+            .is_some_and(|e| e.connection.is_none());
+        if unconnected {
+            self.outputs
+                .push_back(Output::Event(Event::ReportedUnreachable {
+                    pool_handle: handle.clone(),
+                    identifier: id,
+                    reporters,
+                    check: ReportCheck::Unconnected,
+                }));
+            if self.remove(&handle, id, Removal::Unreachable) {
+                self.stats.unreachable_removals += 1;
+            }
+            return;
+        }
+        let Some(probe) = self.handlespace.keep_alive_at(pe) else {
+            return;
+        };
         let check = if probe.outstanding {
             // A keep-alive is out already: its answer decides.
             probe.reported = true;

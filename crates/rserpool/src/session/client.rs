@@ -449,7 +449,9 @@ async fn connect_some(
             }
         }
     }
-    if !weak.is_empty() && weak.len() == tried.len() {
+    // Every PE that could be reached was weaker (the others are dead,
+    // or offer no TCP): a downgrade refused, not a pool without PEs.
+    if !weak.is_empty() {
         return Err(SessionError::SecurityDowngrade {
             pool: pool.clone(),
             floor,
