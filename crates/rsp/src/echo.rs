@@ -11,7 +11,7 @@ use anyhow::Context;
 use bytes::BytesMut;
 use rserpool::PoolUser;
 use rserpool_wire::framing::{SessionCodec, SessionFrame};
-use rserpool_wire::{PeId, PoolElement, PoolHandle, Transport};
+use rserpool_wire::{PeId, PoolElement, PoolHandle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -154,12 +154,7 @@ pub async fn request_with_failover(
 }
 
 /// The TCP address a PE serves its users on.
-pub fn user_address(p: &PoolElement) -> Option<SocketAddr> {
-    match &p.user_transport {
-        Transport::Tcp { port, address, .. } => Some(SocketAddr::new(*address, *port)),
-        _ => None,
-    }
-}
+pub use rserpool::session::user_address;
 
 #[cfg(test)]
 mod tests {

@@ -150,6 +150,38 @@ fn loop_until<T>(mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// Three registrars with a key each, each knowing the others' keys; B
+/// dials A, C dials A and B; both downloaded the table.
+struct Three {
+    a: Proc,
+    a_asap: String,
+    b_asap: String,
+    c_asap: String,
+    _b: Proc,
+    _c: Proc,
+}
+
+fn three_registrars(keys: &Setup) -> Three {
+    let k: Vec<String> = ["reg-a", "reg-b", "reg-c"]
+        .iter()
+        .map(|n| registrar_key(keys.dir.path(), n))
+        .collect();
+    let (a, a_asap, a_enrp) = registrar_of(keys, "reg-a", &[&k[1], &k[2]], &[]);
+    let (b, b_asap, b_enrp) = registrar_of(keys, "reg-b", &[&k[0], &k[2]], &[&a_enrp]);
+    let (c, c_asap, _) = registrar_of(keys, "reg-c", &[&k[0], &k[1]], &[&a_enrp, &b_enrp]);
+    for r in [&b, &c] {
+        r.wait_event("table_synced");
+    }
+    Three {
+        a,
+        a_asap,
+        b_asap,
+        c_asap,
+        _b: b,
+        _c: c,
+    }
+}
+
 /// The PEs of pool `echo` a resolution at `addr` returns: identifier and
 /// home.
 fn pes_and_homes(keys: &Setup, addr: &str) -> Vec<(u64, u64)> {
@@ -179,16 +211,15 @@ fn pes_and_homes(keys: &Setup, addr: &str) -> Vec<(u64, u64)> {
 fn a_killed_registrars_pes_are_taken_over_and_re_home_and_none_is_lost() {
     let _serial = one_at_a_time();
     let keys = Setup::new(&["pe-1", "pu-1"]);
-    let k: Vec<String> = ["reg-a", "reg-b", "reg-c"]
-        .iter()
-        .map(|n| registrar_key(keys.dir.path(), n))
-        .collect();
-    let (a, a_asap, a_enrp) = registrar_of(&keys, "reg-a", &[&k[1], &k[2]], &[]);
-    let (b, b_asap, b_enrp) = registrar_of(&keys, "reg-b", &[&k[0], &k[2]], &[&a_enrp]);
-    let (c, c_asap, _) = registrar_of(&keys, "reg-c", &[&k[0], &k[1]], &[&a_enrp, &b_enrp]);
-    for r in [&b, &c] {
-        r.wait_event("table_synced");
-    }
+    let Three {
+        a,
+        a_asap,
+        b_asap,
+        c_asap,
+        // Kept running to the end of the test.
+        _b: _b_runs,
+        _c: _c_runs,
+    } = three_registrars(&keys);
     // Three PEs that know all three registrars register at the first.
     let list = format!("{a_asap},{b_asap},{c_asap}");
     let mut ids = Vec::new();
@@ -249,16 +280,15 @@ fn a_killed_registrars_pes_are_taken_over_and_re_home_and_none_is_lost() {
 fn a_frozen_registrar_is_taken_over_within_the_silence_bound_and_its_pes_stay_served() {
     let _serial = one_at_a_time();
     let keys = Setup::new(&["pe-1", "pu-1"]);
-    let k: Vec<String> = ["reg-a", "reg-b", "reg-c"]
-        .iter()
-        .map(|n| registrar_key(keys.dir.path(), n))
-        .collect();
-    let (a, a_asap, a_enrp) = registrar_of(&keys, "reg-a", &[&k[1], &k[2]], &[]);
-    let (b, b_asap, b_enrp) = registrar_of(&keys, "reg-b", &[&k[0], &k[2]], &[&a_enrp]);
-    let (c, c_asap, _) = registrar_of(&keys, "reg-c", &[&k[0], &k[1]], &[&a_enrp, &b_enrp]);
-    for r in [&b, &c] {
-        r.wait_event("table_synced");
-    }
+    let Three {
+        a,
+        a_asap,
+        b_asap,
+        c_asap,
+        // Kept running to the end of the test.
+        _b: _b_runs,
+        _c: _c_runs,
+    } = three_registrars(&keys);
     let list = format!("{a_asap},{b_asap},{c_asap}");
     let pe = Proc::spawn(rsp().args([
         "pe",

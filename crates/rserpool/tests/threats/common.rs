@@ -115,6 +115,16 @@ pub async fn resolve_with(config: ClientConfig, handle: &str) -> Vec<u32> {
     }
 }
 
+/// Wait (within the limit) until `lab` holds exactly PEs `ids` in `pool`.
+pub async fn until_pool_ids(lab: &Lab, pool: &str, ids: Vec<u32>) {
+    within(async {
+        while lab.pool_ids(pool).await != ids {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+}
+
 /// An authorised peer database from its TOML text.
 pub fn apd(text: &str) -> Apd {
     Apd::from_toml(text).expect("a valid database")

@@ -51,7 +51,7 @@ async fn pair(second_apd: Apd) -> (Lab, Lab) {
     let second = Lab::with_keys(second, keys).await;
     within(async {
         while peers_up(&first).await != 1 || peers_up(&second).await != 1 {
-            tokio::task::yield_now().await;
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
     })
     .await;
@@ -69,12 +69,7 @@ async fn a_killed_registrar_loses_no_pe_and_every_pe_has_one_home() {
     let pe = within(rserpool::PoolElement::start(config, spec(HANDLE, PE_A, 7)))
         .await
         .expect("registers");
-    within(async {
-        while second.pool_ids(HANDLE).await != vec![PE_A] {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    until_pool_ids(&second, HANDLE, vec![PE_A]).await;
     let second_id = second.registrar.handle().server_id();
     first.registrar.shutdown().await;
     // The second takes the PE over, and the PE, its connection gone,
@@ -151,12 +146,7 @@ roles = ["pe", "pu", "registrar", "admin"]
     // At the first (permissive), pe-b joins `echo`; pe-a too.
     let _b = library_pe(&first, "pe-b", 0xb).await;
     let _a = library_pe(&first, "pe-a", PE_A).await;
-    within(async {
-        while second.pool_ids(HANDLE).await != vec![PE_A] {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    until_pool_ids(&second, HANDLE, vec![PE_A]).await;
     // The second took pe-a's PE and refused pe-b's, as it would have
     // refused pe-b itself; its pool users never see it.
     assert_eq!(first.pool_ids(HANDLE).await, vec![0xb, PE_A]);
@@ -186,12 +176,7 @@ async fn a_lossy_sync_channel_between_registrars_heals_by_itself() {
         &registrant("pe-a"),
     )
     .await;
-    within(async {
-        while lab.pool_ids(HANDLE).await != vec![1] {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    until_pool_ids(&lab, HANDLE, vec![1]).await;
     // Its next heartbeat carries the checksum of what it really has: PE 2.
     let mut sum = PeChecksum::default();
     sum.add(&pool_handle(HANDLE), rserpool_wire::PeId::new(2));
@@ -232,12 +217,7 @@ async fn a_lossy_sync_channel_between_registrars_heals_by_itself() {
         ..EnrpExtensions::default()
     };
     peer.send(&page, &ext).await;
-    within(async {
-        while lab.pool_ids(HANDLE).await != vec![2] {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    until_pool_ids(&lab, HANDLE, vec![2]).await;
     let s = lab.stats().await.enrp;
     assert_eq!(s.audits, 1);
     let agrees = lab

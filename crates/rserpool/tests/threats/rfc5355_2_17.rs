@@ -308,12 +308,7 @@ async fn an_insider_registrar_stays_in_its_pools_and_cannot_take_over_a_live_reg
             &registrant("pe-b"),
         )
         .await;
-    within(async {
-        while lab.pool_ids("other").await != vec![0x903] {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    until_pool_ids(&lab, "other", vec![0x903]).await;
     // Nothing true moved or went.
     assert_eq!(lab.pool_ids(HANDLE).await, vec![PE_A]);
     let home = lab

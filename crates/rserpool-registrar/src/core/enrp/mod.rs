@@ -238,10 +238,7 @@ impl RegistrarCore {
     /// answering): forget it; its PEs stay until it comes back, a
     /// takeover moves them, or their home removes them.
     fn peer_down(&mut self, now: Instant, id: ServerId, reason: String) {
-        for conn in self.enrp.peers.remove(id) {
-            self.enrp.serving.remove(&conn);
-            self.close(conn, format!("peer {id} down: {reason}"));
-        }
+        self.forget_peer(id, &reason);
         if let Init::Mentoring { mentor, .. } = self.enrp.init {
             if mentor == id {
                 self.next_mentor(now, id);
@@ -663,7 +660,6 @@ impl RegistrarCore {
     /// ENRP's clock-driven work.
     pub(super) fn enrp_timeout(&mut self, now: Instant) {
         self.note_stall(now);
-        self.enrp.last_tick = now;
         self.dial_statics(now);
         if now >= self.enrp.next_heartbeat {
             self.enrp.next_heartbeat = now + self.config.enrp.heartbeat_cycle;

@@ -133,7 +133,7 @@ impl RegistrarCore {
             self.stats.enrp.takeovers_lost += 1;
         }
         // Rule 3 (and 2.A): not active here any more; acknowledge.
-        self.forget_peer(target);
+        self.forget_peer(target, "not active");
         if let Some(conn) = self.peer_conn(sender) {
             self.send_enrp(
                 conn,
@@ -183,8 +183,8 @@ impl RegistrarCore {
         if self.enrp.takeovers.remove(&target).is_some() {
             self.stats.enrp.takeovers_lost += 1;
         }
-        self.forget_peer(target);
-        let moved = self.move_pes(now, target, sender, None);
+        self.forget_peer(target, "not active");
+        let moved = self.move_pes(target, sender, None);
         self.enrp.scope_size = self.enrp.scope_size.saturating_sub(1).max(1);
         tracing::info!(%target, winner = %sender, pes = moved, "a peer took over a failed registrar");
         self.push_event(Event::TakenOver {
@@ -209,8 +209,8 @@ impl RegistrarCore {
                 },
             );
         }
-        self.forget_peer(target);
-        let moved = self.move_pes(now, target, me, Some(now));
+        self.forget_peer(target, "not active");
+        let moved = self.move_pes(target, me, Some(now));
         self.stats.enrp.takeovers_won += 1;
         self.enrp.scope_size = self.enrp.scope_size.saturating_sub(1).max(1);
         tracing::warn!(%target, pes = moved, "took over a failed peer registrar: its PEs are homed here until they re-register");
@@ -223,13 +223,7 @@ impl RegistrarCore {
 
     /// Give the PEs homed at `from` to `to`. `expiring_from`: they are
     /// ours, and their registration lives run from then.
-    fn move_pes(
-        &mut self,
-        now: Instant,
-        from: ServerId,
-        to: ServerId,
-        expiring_from: Option<Instant>,
-    ) -> usize {
+    fn move_pes(&mut self, from: ServerId, to: ServerId, expiring_from: Option<Instant>) -> usize {
         let pes: Vec<Registration> = self
             .handlespace
             .by_owner(from)
@@ -254,15 +248,15 @@ impl RegistrarCore {
                 tracing::error!(error = ?e, "PE could not change its home");
             }
         }
-        let _ = now;
         n
     }
 
-    /// Stop monitoring a peer (down, or taken over).
-    fn forget_peer(&mut self, id: ServerId) {
+    /// Stop monitoring a peer (down, or taken over) and close what is
+    /// left of its associations.
+    pub(super) fn forget_peer(&mut self, id: ServerId, why: &str) {
         for conn in self.enrp.peers.remove(id) {
             self.enrp.serving.remove(&conn);
-            self.close(conn, format!("peer {id} is not active"));
+            self.close(conn, format!("peer {id}: {why}"));
         }
     }
 
