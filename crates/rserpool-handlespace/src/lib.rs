@@ -95,7 +95,7 @@ pub struct Registration {
     pub identity: Option<Identity>,
     /// Distance the registrar measured (DPF policies).
     pub distance: u32,
-    /// Ownership epoch: grows by one each time the PE changes home (a
+    /// Ownership epoch: grows each time the PE changes home (a
     /// registration at another registrar, a takeover), so that a cluster
     /// of registrars tells a newer claim on a PE from a stale one (ours:
     /// RFC 5353 has none).
@@ -729,6 +729,16 @@ impl Handlespace {
     pub fn keep_alive_mut(&mut self, handle: &PoolHandle, id: PeId) -> Option<&mut KeepAlive> {
         let r = self.locate(handle, id)?;
         self.keep_alive_at(r)
+    }
+
+    /// Set the ownership epoch of a located PE (a registrar reclaiming
+    /// its PEs after it was stopped). Returns whether the PE exists.
+    pub fn set_epoch_at(&mut self, r: PeRef, epoch: u64) -> bool {
+        let Some(slot) = self.slot_of(r) else {
+            return false;
+        };
+        self.entries.get_mut(slot).epoch = epoch;
+        true
     }
 
     /// [`Handlespace::keep_alive_mut`] of a located PE.

@@ -26,6 +26,7 @@ mod connections;
 mod enrp;
 mod limits;
 pub mod operator;
+mod standby;
 
 pub use bookkeeping::BookkeepingError;
 pub use connections::{ConnectError, OUTBOUND_CONNECTIONS};
@@ -66,6 +67,8 @@ pub struct RegistrarCore {
     rng: SmallRng,
     /// ENRP: peers, initialisation, transfers.
     enrp: enrp::Enrp,
+    /// The PEs' standby links (module `standby`).
+    standby: standby::Standbys,
     outputs: VecDeque<Output>,
     stats: Stats,
 }
@@ -88,6 +91,7 @@ impl RegistrarCore {
             apd: Apd::permissive(false),
             rng,
             enrp,
+            standby: standby::Standbys::default(),
             outputs: VecDeque::new(),
             stats: Stats::default(),
             config,

@@ -41,6 +41,9 @@ pub(crate) struct Cluster {
     pub drop_next: Vec<(usize, usize, u8)>,
     /// PE connections: node, connection, identity.
     pes: BTreeSet<End>,
+    /// H-flag keep-alives sent to PE connections: node, connection, PE,
+    /// the home it names.
+    pub calls: Vec<(usize, ConnId, PeId, ServerId)>,
 }
 
 pub(crate) fn id_of(i: usize) -> ServerId {
@@ -66,6 +69,7 @@ impl Cluster {
             next_conn: FIRST_ACCEPTED,
             drop_next: Vec::new(),
             pes: BTreeSet::new(),
+            calls: Vec::new(),
         };
         for i in 0..n {
             let enrp = EnrpConfig {
@@ -159,9 +163,13 @@ impl Cluster {
                     if let Message::Asap(AsapMessage::EndpointKeepAlive {
                         pool_handle,
                         identifier: Some(identifier),
-                        ..
+                        home,
+                        server_id,
                     }) = msg
                     {
+                        if home {
+                            self.calls.push((i, conn, identifier, server_id));
+                        }
                         let ack = AsapMessage::EndpointKeepAliveAck {
                             pool_handle,
                             identifier,
@@ -287,6 +295,16 @@ impl Cluster {
         }
         self.pump();
         ok
+    }
+
+    /// PE `id` names `conn` at registrar `i` as its standby link (an
+    /// unsolicited keep-alive ack, docs/tcp-mapping.md).
+    pub fn stand_by(&mut self, i: usize, conn: ConnId, id: u32) {
+        let msg = AsapMessage::EndpointKeepAliveAck {
+            pool_handle: handle(),
+            identifier: PeId::new(id),
+        };
+        self.send_asap(i, conn, msg);
     }
 
     pub fn deregister(&mut self, i: usize, conn: ConnId, id: u32) {
@@ -714,15 +732,41 @@ fn with_two_registrars_the_survivor_takes_over_at_once() {
 fn a_frozen_registrar_is_taken_over_within_the_silence_bound() {
     let mut c = Cluster::new(2);
     pes_at_registrar(&mut c, 0, 1..=5);
+    // The PEs stand by with registrar 1 (docs/tcp-mapping.md).
+    let standby = c.pe_conn(1, 2, "pe-1");
+    for id in 1..=5 {
+        c.stand_by(1, standby, id);
+    }
     c.nodes[0].frozen = true;
     // MAX-TIME-LAST-HEARD (2 s) + MAX-TIME-NO-RESPONSE (1 s).
     c.advance(Duration::from_millis(3_200));
     assert_eq!(c.nodes[1].core.stats().enrp.takeovers_won, 1);
     assert!(c.pes_at(1).iter().all(|&(_, home)| home == id_of(1).get()));
-    // It resumes: its stale claim (an older ownership epoch) loses to
-    // the takeover everywhere, and nobody loses a PE.
+    // Each is called home over its standby link and registers there.
+    assert_eq!(c.calls.len(), 5);
+    assert!(c
+        .calls
+        .iter()
+        .all(|&(i, conn, _, home)| i == 1 && conn == standby && home == id_of(1)));
+    for id in 1..=5 {
+        assert!(c.register(1, standby, id));
+    }
+    // It resumes, and finds the PEs' connection closed (they left it
+    // for their new home): its stale claims (older ownership epochs)
+    // lose everywhere, and nobody loses a PE.
     c.nodes[0].frozen = false;
-    c.advance(Duration::from_secs(5));
+    let now = c.now;
+    c.nodes[0].core.handle_disconnect(now, ConnId::new(1));
+    // Their new standby link goes to it before it heard its peers: its
+    // claim is stale, so it calls nobody back (the PEs would follow).
+    let calls = c.calls.len();
+    let back = c.pe_conn(0, 9, "pe-1");
+    for id in 1..=5 {
+        c.stand_by(0, back, id);
+    }
+    assert_eq!(c.calls.len(), calls, "{:?}", c.calls);
+    c.advance(Duration::from_secs(15));
+    assert_eq!(c.calls.len(), calls, "{:?}", c.calls);
     for i in 0..2 {
         let pes = c.pes_at(i);
         assert_eq!(pes.len(), 5, "at registrar {i}");
@@ -731,20 +775,33 @@ fn a_frozen_registrar_is_taken_over_within_the_silence_bound() {
             "at registrar {i}: {pes:?}"
         );
     }
-    // The PEs, still connected to it, re-register there (their T4): it
-    // is their home again, everywhere, as the PEs agree.
+    assert!(c.nodes[0].core.peers().all(|p| p.checksum_agrees));
+    assert!(c.nodes[1].core.peers().all(|p| p.checksum_agrees));
+}
+
+#[test]
+fn a_pe_that_stays_with_its_thawed_registrar_takes_it_back_as_home() {
+    let mut c = Cluster::new(2);
+    pes_at_registrar(&mut c, 0, 1..=5);
+    c.nodes[0].frozen = true;
+    c.advance(Duration::from_millis(3_200));
+    assert_eq!(c.nodes[1].core.stats().enrp.takeovers_won, 1);
+    c.nodes[0].frozen = false;
+    // No standby link: the PEs, still connected to registrar 0,
+    // re-register there (their T4); it is their home again, everywhere,
+    // as the PEs agree.
     let conn = ConnId::new(1);
     for id in 1..=5 {
         assert!(c.register(0, conn, id));
     }
-    c.advance(Duration::from_secs(5));
+    c.advance(Duration::from_secs(15));
     for i in 0..2 {
         let pes = c.pes_at(i);
         assert!(
             pes.iter().all(|&(_, home)| home == id_of(0).get()),
             "at registrar {i}: {pes:?}"
         );
-        assert_eq!(pes.len(), 5);
+        assert_eq!(pes.len(), 5, "at registrar {i}: {:?}", c.events(i));
     }
     assert!(c.nodes[1].core.peers().all(|p| p.checksum_agrees));
 }
@@ -806,4 +863,65 @@ fn a_taken_over_pe_nobody_can_check_goes_when_enough_pool_users_report_it() {
             ..
         }
     )));
+}
+
+#[test]
+fn a_takeover_calls_the_pes_home_over_their_standby_links_for_the_registrant_only() {
+    let mut c = Cluster::new(3);
+    let home = c.pe_conn(0, 1, "pe-1");
+    for id in 1..=4 {
+        assert!(c.register(0, home, id));
+    }
+    // PE 1 stands by at registrar 1, PE 2 at registrar 2 (the winner to
+    // be); another key holder names PE 3 at registrar 2: not recorded.
+    let at1 = c.pe_conn(1, 2, "pe-1");
+    c.stand_by(1, at1, 1);
+    let at2 = c.pe_conn(2, 3, "pe-1");
+    c.stand_by(2, at2, 2);
+    let rogue = c.pe_conn(2, 4, "pe-2");
+    c.stand_by(2, rogue, 3);
+    assert_eq!(c.nodes[2].core.stats().standby_claims_refused, 1);
+    assert_eq!(c.nodes[2].core.standby_links(), 1);
+    c.kill(0);
+    // Each survivor calls home the PEs that stand by with it, naming
+    // itself (RFC 5353 3.5.2, over the PE's own connection).
+    let mut calls = c.calls.clone();
+    calls.sort();
+    assert_eq!(
+        calls,
+        vec![
+            (1, at1, PeId::new(1), id_of(1)),
+            (2, at2, PeId::new(2), id_of(2)),
+        ]
+    );
+    // They register over those links: the PE's own choice (epoch + 2)
+    // beats the takeover (epoch + 1) at every registrar.
+    assert!(c.register(1, at1, 1));
+    assert!(c.register(2, at2, 2));
+    // PE 3 names its standby link at the winner only now: it is called
+    // at once (it cannot be reached otherwise).
+    let late = c.pe_conn(2, 5, "pe-1");
+    c.stand_by(2, late, 3);
+    assert_eq!(c.calls.last(), Some(&(2, late, PeId::new(3), id_of(2))));
+    assert!(c.register(2, late, 3));
+    c.advance(Duration::from_secs(1));
+    for i in [1, 2] {
+        let pes = c.pes_at(i);
+        assert_eq!(
+            pes,
+            vec![
+                (1, id_of(1).get()),
+                (2, id_of(2).get()),
+                (3, id_of(2).get()),
+                (4, id_of(2).get())
+            ],
+            "at registrar {i}"
+        );
+    }
+    // PE 4 has no link to anyone: unchecked, it goes after the
+    // keep-alive timeout, like a PE whose connection closed.
+    c.advance(Duration::from_secs(6));
+    for i in [1, 2] {
+        assert_eq!(c.pes_at(i).len(), 3, "at registrar {i}");
+    }
 }

@@ -440,6 +440,12 @@ pub struct Stats {
     pub resolutions: u64,
     /// Keep-alives sent.
     pub keep_alives_sent: u64,
+    /// H-flag keep-alives sent over PEs' standby links after a takeover
+    /// (docs/tcp-mapping.md).
+    pub standby_calls: u64,
+    /// Standby claims not recorded: by another identity than the PE's
+    /// registrant, or over the per-connection bound.
+    pub standby_claims_refused: u64,
     /// PEs removed for not answering keep-alives.
     pub keep_alive_failures: u64,
     /// PEs removed at the end of their registration life.

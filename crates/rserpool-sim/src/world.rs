@@ -285,6 +285,9 @@ impl Default for Settings {
 pub struct World {
     origin: Instant,
     now: Instant,
+    /// Since when a majority of the registrars runs and reaches each
+    /// other (a cluster takes a dead registrar over only then).
+    majority_since: Instant,
     agenda: Agenda<Ev>,
     /// The nodes.
     pub nodes: Vec<Node>,
@@ -323,6 +326,7 @@ impl World {
         World {
             origin,
             now: origin,
+            majority_since: origin,
             agenda: Agenda::default(),
             nodes: Vec::new(),
             conns: ConnTable::default(),
@@ -1112,6 +1116,8 @@ impl World {
             }
             Role::Pe(p) => {
                 let mut core = PeCore::new(registrars, settings.timers, settings.lifetime, seed);
+                // As the driver does: a standby link to a second registrar.
+                core.set_standby(true);
                 if !p.stopped {
                     let spec = PoolElementSpec {
                         identifier: Some(p.identifier),
@@ -1141,6 +1147,31 @@ impl World {
     }
 
     fn fault(&mut self, f: Fault) {
+        let before = self.registrar_majority();
+        self.apply_fault(f);
+        if !before && self.registrar_majority() {
+            self.majority_since = self.now;
+        }
+    }
+
+    /// Whether more than half the registrars run and are not cut off
+    /// (with one or two, whether one does: the survivor of two takes the
+    /// other over alone).
+    fn registrar_majority(&self) -> bool {
+        let total = self.registrar_nodes.len();
+        let up = self
+            .registrar_nodes
+            .iter()
+            .filter(|&&r| self.nodes[r].health == Health::Up && !self.nodes[r].cut)
+            .count();
+        if total <= 2 {
+            up >= 1
+        } else {
+            up * 2 > total
+        }
+    }
+
+    fn apply_fault(&mut self, f: Fault) {
         let n = f.node();
         let name = self.nodes[n].name.clone();
         self.note(|| format!("FAULT {f:?} ({name})"));
@@ -1460,7 +1491,14 @@ impl World {
                 continue;
             }
             if let Some(since) = self.nodes[t].unusable_since {
-                let since = since.max(noticing);
+                let mut since = since.max(noticing);
+                if self.settings.cluster {
+                    // A PE whose home died while no majority of the
+                    // registrars reached each other waits for the
+                    // takeover a majority makes (module takeover of the
+                    // registrar's ENRP): the bound runs from then.
+                    since = since.max(self.majority_since);
+                }
                 if now - since > bound {
                     bad.push(format!(
                         "{} (PE {:#x} of {pool}), unusable for {:?}",

@@ -257,6 +257,12 @@ pub struct ClientConfig {
     /// Learn more registrars from ASAP_SERVER_ANNOUNCE (RFC 5352 3.6);
     /// `None` (the default): only the configured list is used.
     pub announcements: Option<AnnounceConfig>,
+    /// A pool element keeps a standby link to a second registrar of the
+    /// list, over which a registrar that took its home over calls it
+    /// home, and over which it registers at once when it loses its
+    /// registrar (docs/tcp-mapping.md). On by default; it needs two
+    /// registrars in the list. Pool users have none.
+    pub standby_link: bool,
 }
 
 #[cfg(feature = "driver")]
@@ -272,6 +278,7 @@ impl ClientConfig {
             reports: ReportLimits::default(),
             max_message_len: rserpool_wire::framing::ChannelCodec::ABSOLUTE_MAX,
             announcements: None,
+            standby_link: true,
         }
     }
 

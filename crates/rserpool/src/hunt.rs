@@ -352,6 +352,13 @@ impl Hunter {
         self.active
     }
 
+    /// A connection handle for a connection the core makes besides the
+    /// hunt's (a pool element's standby link): from the same counter, so
+    /// no two connections of a core share one.
+    pub fn allocate_conn(&mut self) -> ConnId {
+        self.next_conn.allocate()
+    }
+
     /// The registrars hunted over, in list order: the configured ones,
     /// then the learned ones.
     pub fn registrars(&self) -> Vec<SocketAddr> {

@@ -96,6 +96,7 @@ mod pu;
 mod pu_core;
 pub mod registrars;
 pub mod session;
+mod standby;
 
 pub use announce::AnnounceStats;
 #[cfg(feature = "driver")]

@@ -1,8 +1,11 @@
 //! A driver's link to the registrars (tokio): the connection attempts
-//! the core asks for ([`LinkAction::Connect`]), at most one connection at
-//! a time with its reader task, all turned into [`LinkEvent`]s for a
+//! the core asks for ([`LinkAction::Connect`]) and the connections made,
+//! each with its reader task, all turned into [`LinkEvent`]s for a
 //! sans-IO core. The cores decide whom to connect to, when, and what to
-//! send; this only does it.
+//! send, and close what they no longer want; this only does it. A pool
+//! user has one connection at a time, a pool element two (its registrar
+//! and its standby link); [`MAX_CONNECTIONS`] bounds them whatever a core
+//! asks.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -73,6 +76,10 @@ struct Active {
     reader: JoinHandle<()>,
 }
 
+/// The most connection attempts, and the most connections, a driver
+/// keeps at once; beyond them the oldest is dropped.
+pub(crate) const MAX_CONNECTIONS: usize = 4;
+
 /// Connection management for one driver.
 pub(crate) struct Link {
     endpoints: Arc<[RegistrarEndpoint]>,
@@ -81,9 +88,10 @@ pub(crate) struct Link {
     tls: Option<TlsClient>,
     io_timeout: Duration,
     max_message_len: usize,
-    /// The connection attempt under way.
-    attempt: Option<(ConnId, JoinHandle<()>)>,
-    active: Option<Active>,
+    /// The connection attempts under way, oldest first.
+    attempts: Vec<(ConnId, JoinHandle<()>)>,
+    /// The connections made, oldest first.
+    active: Vec<Active>,
     tx: mpsc::Sender<(ConnId, TaskEvent)>,
     rx: mpsc::Receiver<(ConnId, TaskEvent)>,
 }
@@ -97,8 +105,8 @@ impl Link {
             tls: config.tls.clone(),
             io_timeout: config.timers.connect_timeout,
             max_message_len: config.max_message_len,
-            attempt: None,
-            active: None,
+            attempts: Vec::new(),
+            active: Vec::new(),
             tx,
             rx,
         }
@@ -120,7 +128,7 @@ impl Link {
     }
 
     /// Start connection attempt `conn` to registrar `index` at `address`,
-    /// to end by `deadline`; a previous attempt is abandoned.
+    /// to end by `deadline`.
     fn connect(
         &mut self,
         conn: ConnId,
@@ -128,7 +136,8 @@ impl Link {
         address: SocketAddr,
         deadline: std::time::Instant,
     ) {
-        if let Some((_, old)) = self.attempt.take() {
+        if self.attempts.len() >= MAX_CONNECTIONS {
+            let (_, old) = self.attempts.remove(0);
             old.abort();
         }
         let endpoint = self.endpoint(index, address);
@@ -152,7 +161,7 @@ impl Link {
             };
             let _ = tx.send((conn, event)).await;
         });
-        self.attempt = Some((conn, task));
+        self.attempts.push((conn, task));
     }
 
     /// The next event. Cancel-safe.
@@ -166,17 +175,15 @@ impl Link {
                 TaskEvent::Frame(frame) => return LinkEvent::Frame { conn, frame },
                 TaskEvent::Closed(reason) => return LinkEvent::Closed { conn, reason },
                 TaskEvent::Failed(failure) => {
-                    if self.attempt.as_ref().is_some_and(|(c, _)| *c == conn) {
-                        self.attempt = None;
-                    }
+                    self.attempts.retain(|(c, _)| *c != conn);
                     return LinkEvent::ConnectFailed { conn, failure };
                 }
                 TaskEvent::Made(c) => {
-                    if !self.attempt.as_ref().is_some_and(|(c, _)| *c == conn) {
+                    let Some(i) = self.attempts.iter().position(|(c, _)| *c == conn) else {
                         // Abandoned meanwhile: drop it.
                         continue;
-                    }
-                    self.attempt = None;
+                    };
+                    self.attempts.remove(i);
                     return self.install(conn, *c);
                 }
             }
@@ -204,7 +211,8 @@ impl Link {
     }
 
     fn install(&mut self, id: ConnId, conn: RegistrarConnection) -> LinkEvent {
-        if let Some(old) = self.active.take() {
+        if self.active.len() >= MAX_CONNECTIONS {
+            let old = self.active.remove(0);
             old.reader.abort();
         }
         let registrar = conn.registrar().address;
@@ -231,7 +239,7 @@ impl Link {
             };
             let _ = tx.send((id, TaskEvent::Closed(reason))).await;
         });
-        self.active = Some(Active {
+        self.active.push(Active {
             id,
             registrar,
             writer,
@@ -271,7 +279,7 @@ impl Link {
     /// is dropped (the core hears of the loss separately); a failed write
     /// closes the connection and returns the reason.
     async fn send(&mut self, conn: ConnId, message: &AsapMessage) -> Result<(), String> {
-        let Some(a) = self.active.as_mut().filter(|a| a.id == conn) else {
+        let Some(a) = self.active.iter_mut().find(|a| a.id == conn) else {
             tracing::debug!(
                 conn = conn.get(),
                 "dropping {} for a closed connection",
@@ -291,24 +299,22 @@ impl Link {
 
     /// Drop connection `conn`, or abandon the attempt to make it.
     pub(crate) fn close(&mut self, conn: ConnId) {
-        if self.attempt.as_ref().is_some_and(|(c, _)| *c == conn) {
-            if let Some((_, task)) = self.attempt.take() {
-                task.abort();
-            }
+        if let Some(i) = self.attempts.iter().position(|(c, _)| *c == conn) {
+            let (_, task) = self.attempts.remove(i);
+            task.abort();
         }
-        if self.active.as_ref().is_some_and(|a| a.id == conn) {
-            if let Some(a) = self.active.take() {
-                a.reader.abort();
-            }
+        if let Some(i) = self.active.iter().position(|a| a.id == conn) {
+            let a = self.active.remove(i);
+            a.reader.abort();
         }
     }
 
     /// Close everything, the connection gracefully (bounded in time).
     pub(crate) async fn shutdown(&mut self) {
-        if let Some((_, task)) = self.attempt.take() {
+        for (_, task) in self.attempts.drain(..) {
             task.abort();
         }
-        if let Some(mut a) = self.active.take() {
+        for mut a in std::mem::take(&mut self.active) {
             a.reader.abort();
             let _ = tokio::time::timeout(self.io_timeout, a.writer.shutdown()).await;
         }
@@ -317,10 +323,10 @@ impl Link {
 
 impl Drop for Link {
     fn drop(&mut self) {
-        if let Some((_, task)) = self.attempt.take() {
+        for (_, task) in self.attempts.drain(..) {
             task.abort();
         }
-        if let Some(a) = self.active.take() {
+        for a in self.active.drain(..) {
             a.reader.abort();
         }
     }

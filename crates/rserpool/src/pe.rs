@@ -101,6 +101,7 @@ impl PoolElement {
         if config.tls.is_some() {
             core.set_home_trust(crate::HomeTrust::Authenticated);
         }
+        core.set_standby(config.standby_link);
         let announce = match &config.announcements {
             Some(a) => {
                 core.enable_announcements(a);

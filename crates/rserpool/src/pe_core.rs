@@ -35,6 +35,7 @@ use crate::config::{check_lifetime, reregistration_interval, AnnounceConfig, Tim
 use crate::error::{ClientError, ConnectFailure, RefusalDetail, RegistrarFailure};
 use crate::hunt::Hunter;
 use crate::inbound::{take_frame, Inbound};
+use crate::standby::Standby;
 use crate::{ConnId, Connected, Discovery, LinkAction, LinkSecurity};
 
 /// Which registrar connections may change a PE's home registrar with a
@@ -276,6 +277,10 @@ pub struct PeCore {
     /// Home changes refused (KA2.4 from an untrusted connection).
     home_refused: u64,
     home_log: LogBudget,
+    /// The second registrar connection (module `standby`), made only
+    /// when `standby_on`.
+    standby: Standby,
+    standby_on: bool,
 }
 
 impl PeCore {
@@ -300,7 +305,24 @@ impl PeCore {
             announcements: Announcements::new(),
             home_refused: 0,
             home_log: LogBudget::new("refused home changes", 5, Duration::from_secs(60)),
+            standby: Standby::new(timers.t5_server_hunt, timers.connect_timeout),
+            standby_on: false,
         }
+    }
+
+    /// Whether to keep a standby link to a second registrar of the list
+    /// (docs/tcp-mapping.md): off in a bare core, on in the driver unless
+    /// its configuration says otherwise. Turning it off closes the link.
+    pub fn set_standby(&mut self, on: bool) {
+        self.standby_on = on;
+        if !on {
+            self.standby.drop_link(&mut self.outputs);
+        }
+    }
+
+    /// The registrar of the standby link, while it is up.
+    pub fn standby_registrar(&self) -> Option<SocketAddr> {
+        self.standby.registrar()
     }
 
     /// Which connections may change the home registrar (KA2.4).
@@ -498,6 +520,9 @@ impl PeCore {
     /// ([`LinkAction::Connect`]). A connection the core no longer wants
     /// is closed.
     pub fn handle_connected(&mut self, now: Instant, conn: ConnId, connected: Connected) {
+        if self.standby.is(conn) {
+            return self.standby_connected(now, conn, connected);
+        }
         let Some(registrar) = self.hunter.connected(conn) else {
             self.outputs.push_back(LinkAction::Close { conn }.into());
             return;
@@ -520,6 +545,17 @@ impl PeCore {
             malformed: 0,
             authenticated: matches!(connected.security, LinkSecurity::Tls { .. }),
         };
+        if self.standby.registrar() == Some(registrar) {
+            // The hunt reached the standby registrar: one link to it is
+            // enough; another registrar stands by.
+            self.standby.drop_link(&mut self.outputs);
+        }
+        self.use_link(now, conn);
+    }
+
+    /// Send what waited for a registrar connection over `conn`, the new
+    /// one: registrations, deregistrations.
+    fn use_link(&mut self, now: Instant, conn: ConnId) {
         for i in 0..self.elements.len() {
             match self.elements[i].state {
                 State::Deregistering {
@@ -536,6 +572,10 @@ impl PeCore {
 
     /// Connection `conn` ended (closed by the registrar, an I/O error).
     pub fn handle_disconnected(&mut self, now: Instant, conn: ConnId, reason: &str) {
+        if self.standby.failed(now, conn) {
+            tracing::info!("standby link lost: {reason}");
+            return;
+        }
         if let Link::Up { conn: c, .. } = self.link {
             if c == conn {
                 self.lose_registrar(now, reason.to_owned(), false);
@@ -546,6 +586,10 @@ impl PeCore {
     /// The driver could not make connection `conn` (RFC 5352 3.6 SH4):
     /// the hunt tries the next registrar.
     pub fn handle_connect_failed(&mut self, now: Instant, conn: ConnId, failure: ConnectFailure) {
+        if self.standby.failed(now, conn) {
+            tracing::debug!("no standby link: {}", failure.reason);
+            return;
+        }
         if let Some(pass) = self
             .hunter
             .connect_failed(now, conn, failure, &mut self.outputs)
@@ -580,6 +624,9 @@ impl PeCore {
     /// decode is reported and skipped; a registrar that keeps sending
     /// such frames is given up (module `inbound`).
     pub fn handle_frame(&mut self, now: Instant, conn: ConnId, frame: &[u8]) {
+        if self.standby.is(conn) {
+            return self.standby_frame(now, conn, frame);
+        }
         let Link::Up {
             conn: current,
             registrar,
@@ -606,6 +653,9 @@ impl PeCore {
 
     /// A message arrived on connection `conn`.
     pub fn handle_message(&mut self, now: Instant, conn: ConnId, message: AsapMessage) {
+        if self.standby.is(conn) {
+            return self.standby_message(now, conn, message);
+        }
         let Link::Up {
             conn: current,
             registrar,
@@ -711,6 +761,7 @@ impl PeCore {
             }
         }
         self.hunt_if_needed(now);
+        self.tend_standby(now);
     }
 
     /// The earliest deadline the driver must wake for.
@@ -727,6 +778,7 @@ impl PeCore {
                 State::Pending => None,
             })
             .chain(hunt)
+            .chain(self.standby.poll_timeout())
             .min()
     }
 
@@ -814,6 +866,7 @@ impl PeCore {
         }
         self.link = Link::Down;
         self.hunter.stop(false, &mut self.outputs);
+        self.standby.drop_link(&mut self.outputs);
     }
 
     /// Send ASAP_REGISTRATION for element `i` (RFC 5352 3.1 R2-R4).
@@ -934,8 +987,11 @@ impl PeCore {
         }
     }
 
+    /// With no registrar connection and PEs waiting for one: the standby
+    /// link becomes the registrar connection if it is up (no hunt needed),
+    /// else the server hunt runs (RFC 5352 3.6).
     fn hunt_if_needed(&mut self, now: Instant) {
-        if self.link != Link::Down || self.hunter.is_active() {
+        if self.link != Link::Down {
             return;
         }
         let needed = self.elements.iter().any(|e| {
@@ -944,11 +1000,202 @@ impl PeCore {
                 State::Pending | State::Deregistering { conn: None, .. }
             )
         });
-        if needed {
-            if let Some(pass) = self.hunter.start(now, &mut self.outputs) {
-                self.hunt_pass_failed(now, &pass);
+        if !needed {
+            return;
+        }
+        if self.standby.up().is_some() {
+            self.hunter.stop(false, &mut self.outputs);
+            return self.adopt_standby(now, None);
+        }
+        if self.hunter.is_active() {
+            return;
+        }
+        if let Some(pass) = self.hunter.start(now, &mut self.outputs) {
+            self.hunt_pass_failed(now, &pass);
+        }
+    }
+
+    // ----- the standby link (module `standby`) ------------------------------
+
+    /// Make the standby link if the PEs have a registrar and one of them
+    /// is registered; name the PEs on it when it is time.
+    fn tend_standby(&mut self, now: Instant) {
+        if self.standby.refresh_due(now, &mut self.outputs) {
+            self.name_on_standby(None);
+        }
+        let Link::Up { registrar, .. } = self.link else {
+            return;
+        };
+        if !self.standby_on || !self.elements.iter().any(|e| e.ever_registered) {
+            return;
+        }
+        let registrars = self.hunter.registrars();
+        let hunter = &mut self.hunter;
+        self.standby.start(
+            now,
+            registrar,
+            &registrars,
+            || hunter.allocate_conn(),
+            &mut self.outputs,
+        );
+    }
+
+    /// Name the PEs (`only` one, or all that are registered) on the
+    /// standby link: an ASAP_ENDPOINT_KEEP_ALIVE_ACK each, which tells its
+    /// registrar where to call them home.
+    fn name_on_standby(&mut self, only: Option<usize>) {
+        let Some(up) = self.standby.up() else {
+            return;
+        };
+        for (i, e) in self.elements.iter().enumerate() {
+            if only.is_some_and(|o| o != i)
+                || !e.ever_registered
+                || matches!(e.state, State::Deregistering { .. })
+            {
+                continue;
+            }
+            self.outputs.push_back(
+                LinkAction::Send {
+                    conn: up.conn,
+                    message: AsapMessage::EndpointKeepAliveAck {
+                        pool_handle: e.pool_handle.clone(),
+                        identifier: e.identifier,
+                    },
+                }
+                .into(),
+            );
+        }
+    }
+
+    fn standby_connected(&mut self, now: Instant, conn: ConnId, connected: Connected) {
+        let authenticated = matches!(connected.security, LinkSecurity::Tls { .. });
+        let Some(registrar) =
+            self.standby
+                .connected(now, conn, connected.local.ip(), authenticated)
+        else {
+            return;
+        };
+        if self.elements.is_empty() || self.registrar() == Some(registrar) {
+            // Nothing to stand by for, or it became the registrar meanwhile.
+            return self.standby.drop_link(&mut self.outputs);
+        }
+        tracing::info!(%registrar, security = %connected.security, "standby link up");
+        self.tend_standby(now);
+    }
+
+    /// A frame on the standby link: keep-alives are answered, and one
+    /// with the H flag from a trusted link calls the PEs home to it.
+    fn standby_frame(&mut self, now: Instant, conn: ConnId, frame: &[u8]) {
+        let Some(up) = self.standby.up() else {
+            return;
+        };
+        let Some(malformed) = self.standby.malformed_mut() else {
+            return;
+        };
+        match take_frame(conn, up.registrar, frame, malformed, &mut self.outputs) {
+            Inbound::Message(m) => self.standby_message(now, conn, m),
+            Inbound::Skipped => {}
+            Inbound::GiveUp(reason) => {
+                tracing::warn!(registrar = %up.registrar, "standby link given up: {reason}");
+                self.outputs.push_back(LinkAction::Close { conn }.into());
+                self.standby.failed(now, conn);
             }
         }
+    }
+
+    /// A message on the standby link.
+    fn standby_message(&mut self, now: Instant, conn: ConnId, message: AsapMessage) {
+        let Some(up) = self.standby.up() else {
+            return;
+        };
+        let AsapMessage::EndpointKeepAlive {
+            home,
+            server_id,
+            pool_handle,
+            identifier,
+        } = message
+        else {
+            tracing::debug!(registrar = %up.registrar, "ignoring {} on the standby link", message.name());
+            return;
+        };
+        let ours: Vec<AsapMessage> = self
+            .elements
+            .iter()
+            .filter(|e| e.pool_handle == pool_handle)
+            .filter(|e| identifier.map_or(true, |id| id == e.identifier))
+            .map(|e| AsapMessage::EndpointKeepAliveAck {
+                pool_handle: e.pool_handle.clone(),
+                identifier: e.identifier,
+            })
+            .collect();
+        if ours.is_empty() {
+            // KA1: not a pool of ours.
+            return;
+        }
+        for message in ours {
+            self.outputs
+                .push_back(LinkAction::Send { conn, message }.into());
+        }
+        if !home || self.home_server_id() == Some(server_id) {
+            return;
+        }
+        let trusted = match self.home_trust {
+            HomeTrust::ConnectedRegistrar => true,
+            HomeTrust::Authenticated => up.authenticated,
+        };
+        if !trusted {
+            self.home_refused += 1;
+            if self.home_log.allow(now) {
+                tracing::warn!(registrar = %up.registrar, "refusing a home change to registrar {server_id:#010x}: the standby link is not authenticated");
+            }
+            return;
+        }
+        // KA2.4 over TCP: the registrar that took the home over calls the
+        // PEs to it; they register over this link, which becomes their
+        // registrar connection.
+        tracing::info!(registrar = %up.registrar, "re-homed to registrar {server_id:#010x} over the standby link");
+        if let Link::Up { conn: old, .. } = self.link {
+            self.outputs
+                .push_back(LinkAction::Close { conn: old }.into());
+            self.link = Link::Down;
+        }
+        self.outputs.push_back(PeOutput::Event(PeEvent::Rehomed {
+            registrar: up.registrar,
+            server_id,
+        }));
+        self.hunter.stop(false, &mut self.outputs);
+        self.adopt_standby(now, Some(server_id));
+    }
+
+    /// The standby link becomes the registrar connection (the old one is
+    /// closed or lost): every PE registers over it.
+    fn adopt_standby(&mut self, now: Instant, home: Option<ServerId>) {
+        let Some(up) = self.standby.take() else {
+            return;
+        };
+        if home.is_none() {
+            tracing::info!(registrar = %up.registrar, "registering over the standby link");
+        }
+        self.link = Link::Up {
+            conn: up.conn,
+            registrar: up.registrar,
+            local: up.local,
+            home,
+            malformed: 0,
+            authenticated: up.authenticated,
+        };
+        for e in &mut self.elements {
+            e.state = match e.state {
+                State::Registering { .. } | State::Registered { .. } => State::Pending,
+                // A deregistration sent to the old registrar goes again.
+                State::Deregistering { deadline, .. } => State::Deregistering {
+                    conn: None,
+                    deadline,
+                },
+                s => s,
+            };
+        }
+        self.use_link(now, up.conn);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -993,6 +1240,10 @@ impl PeCore {
                     home_server_id,
                 }));
             }
+            // Every (re-)registration names the PE on the standby link
+            // again, which keeps it known there.
+            self.name_on_standby(Some(i));
+            self.tend_standby(now);
             return;
         }
         let cause = cause.unwrap_or(CauseCode::UnspecifiedError);
@@ -1864,6 +2115,133 @@ mod tests {
             }]
         );
         assert_eq!(c.home_changes_refused(), 0);
+    }
+
+    /// A secure-mode core registered over connection 1 to REG1 (TLS), with
+    /// its standby link to REG2 up as connection 2 (`standby` is what that
+    /// turned out to be).
+    fn standing_by(t0: Instant, standby: Connected) -> PeCore {
+        let mut c = registered_secure(t0, tls());
+        c.set_standby(true);
+        c.handle_timeout(t0);
+        let out = drain(&mut c);
+        assert_eq!(connects(&out), vec![(2, 1)], "a standby link to REG2");
+        c.handle_connected(t0, ConnId::new(2), standby);
+        let out = drain(&mut c);
+        assert_eq!(
+            sends(&out),
+            vec![(
+                2,
+                AsapMessage::EndpointKeepAliveAck {
+                    pool_handle: handle(),
+                    identifier: PeId::new(42)
+                }
+            )],
+            "the PE names itself on it"
+        );
+        assert_eq!(c.standby_registrar(), Some(REG2));
+        c
+    }
+
+    #[test]
+    fn the_h_flag_on_an_authenticated_standby_link_moves_the_pe_to_it() {
+        let t0 = Instant::now();
+        let mut c = standing_by(t0, tls());
+        c.handle_message(
+            t0,
+            ConnId::new(2),
+            keep_alive(true, ServerId::new(66), "echo", Some(42)),
+        );
+        let out = drain(&mut c);
+        assert_eq!(
+            events(&out),
+            vec![PeEvent::Rehomed {
+                registrar: REG2,
+                server_id: ServerId::new(66)
+            }]
+        );
+        let sent = sends(&out);
+        assert!(matches!(
+            &sent[0],
+            (2, AsapMessage::EndpointKeepAliveAck { .. })
+        ));
+        assert_eq!(sent[1].0, 2, "registers over the standby link");
+        assert_eq!(
+            registered_element(&sent[1].1).home_registrar,
+            ServerId::new(66)
+        );
+        assert!(out.contains(&close(ConnId::new(1))), "the old link goes");
+        assert_eq!(c.registrar(), Some(REG2));
+        assert_eq!(c.home_server_id(), Some(ServerId::new(66)));
+        // Registered there, a new standby link goes to REG1.
+        c.handle_message(t0, ConnId::new(2), accepted(42));
+        let out = drain(&mut c);
+        assert_eq!(connects(&out), vec![(3, 0)]);
+    }
+
+    #[test]
+    fn attack_in_secure_mode_a_plain_standby_link_cannot_move_the_home() {
+        let t0 = Instant::now();
+        let mut c = standing_by(t0, plain());
+        c.handle_message(
+            t0,
+            ConnId::new(2),
+            keep_alive(true, ServerId::new(66), "echo", Some(42)),
+        );
+        let out = drain(&mut c);
+        assert_eq!(sends(&out).len(), 1, "KA2: acked all the same");
+        assert!(events(&out).is_empty(), "no Rehomed");
+        assert_eq!(c.registrar(), Some(REG1));
+        assert_eq!(c.home_server_id(), Some(ServerId::new(5)));
+        assert_eq!(c.home_changes_refused(), 1);
+        // KA1: a keep-alive for a pool of nobody's here is discarded.
+        c.handle_message(
+            t0,
+            ConnId::new(2),
+            keep_alive(true, ServerId::new(67), "other", None),
+        );
+        assert!(drain(&mut c).is_empty());
+    }
+
+    #[test]
+    fn a_lost_registrar_is_replaced_by_the_standby_link_and_a_lost_standby_link_by_another() {
+        let t0 = Instant::now();
+        let mut c = standing_by(t0, tls());
+        c.handle_disconnected(t0, ConnId::new(1), "reset");
+        let out = drain(&mut c);
+        assert!(!hunts(&out), "no hunt: the standby link is a connection");
+        let sent = sends(&out);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].0, 2);
+        assert!(matches!(sent[0].1, AsapMessage::Registration { .. }));
+        assert_eq!(c.registrar(), Some(REG2));
+        assert_eq!(c.home_server_id(), None, "learned from its keep-alives");
+        c.handle_message(t0, ConnId::new(2), accepted(42));
+        let out = drain(&mut c);
+        assert_eq!(connects(&out), vec![(3, 0)], "the next standby link");
+        // That one fails: tried again after the back-off, not at once.
+        c.handle_connect_failed(t0, ConnId::new(3), ConnectFailure::new("refused", None));
+        c.handle_timeout(t0 + s(1));
+        assert!(!hunts(&drain(&mut c)));
+        let t5 = t0 + Timers::default().t5_server_hunt;
+        c.handle_timeout(t5);
+        assert_eq!(connects(&drain(&mut c)), vec![(4, 0)]);
+        // Deregistering closes it with the rest.
+        c.handle_connected(t5, ConnId::new(4), tls());
+        drain(&mut c);
+        c.deregister(t5, PeId::new(42));
+        c.handle_message(
+            t5,
+            ConnId::new(2),
+            AsapMessage::DeregistrationResponse {
+                pool_handle: handle(),
+                identifier: PeId::new(42),
+                error: None,
+            },
+        );
+        let out = drain(&mut c);
+        assert!(out.contains(&close(ConnId::new(4))), "{out:?}");
+        assert!(c.is_finished());
     }
 
     #[test]

@@ -149,7 +149,9 @@ async fn a_refusal_is_a_typed_error() {
 async fn a_lost_registrar_is_replaced_and_the_identifier_kept() {
     let mut r1 = FakeRegistrar::start().await;
     let mut r2 = FakeRegistrar::start().await;
-    let config = insecure(vec![r1.endpoint(), r2.endpoint()]);
+    let mut config = insecure(vec![r1.endpoint(), r2.endpoint()]);
+    // The server hunt (the standby link has its own tests below).
+    config.standby_link = false;
     let start = tokio::spawn(PoolElement::start(
         config,
         PoolElementSpec {
@@ -192,6 +194,106 @@ async fn a_lost_registrar_is_replaced_and_the_identifier_kept() {
             ..
         } if identifier == PeId::new(0x1234_5678)
     ));
+}
+
+/// The standby link (docs/tcp-mapping.md): the PE names itself on a
+/// connection to the second registrar; returns that connection.
+async fn standby_claim(r2: &mut FakeRegistrar, id: PeId) -> u64 {
+    let (c, m) = r2.message().await;
+    assert_eq!(
+        m,
+        AsapMessage::EndpointKeepAliveAck {
+            pool_handle: handle(),
+            identifier: id
+        },
+        "the PE names itself on its standby link"
+    );
+    c
+}
+
+#[tokio::test]
+async fn a_lost_registrar_is_replaced_over_the_standby_link_without_a_hunt() {
+    let mut r1 = FakeRegistrar::start().await;
+    let mut r2 = FakeRegistrar::start().await;
+    let start = tokio::spawn(PoolElement::start(
+        insecure(vec![r1.endpoint(), r2.endpoint()]),
+        spec(),
+    ));
+    let (c1, _, first) = r1.accept_registration().await;
+    let pe = within(start).await.expect("task").expect("registered");
+    let standby = standby_claim(&mut r2, first.identifier).await;
+    let mut events = pe.events();
+    r1.close(c1);
+    assert!(matches!(
+        event(&mut events).await,
+        PeEvent::RegistrarLost { registrar, .. } if registrar == r1.addr
+    ));
+    // RFC 5352 3.6 without the hunt: the standby link is a connection
+    // made already.
+    let (c2, _, second) = r2.accept_registration().await;
+    assert_eq!(c2, standby, "registered over the standby link");
+    assert_eq!(second.identifier, first.identifier);
+    assert_eq!(pe.status().registrar, Some(r2.addr));
+}
+
+#[tokio::test]
+async fn a_registrar_that_took_the_home_over_calls_the_pe_home_over_its_standby_link() {
+    let mut r1 = FakeRegistrar::start().await;
+    let mut r2 = FakeRegistrar::start().await;
+    let start = tokio::spawn(PoolElement::start(
+        insecure(vec![r1.endpoint(), r2.endpoint()]),
+        spec(),
+    ));
+    let (c1, _, first) = r1.accept_registration().await;
+    let pe = within(start).await.expect("task").expect("registered");
+    let standby = standby_claim(&mut r2, first.identifier).await;
+    let mut events = pe.events();
+    // r1 is frozen (it answers nothing); r2 took it over and sends the
+    // H-flag keep-alive of RFC 5353 3.5.2 over the standby link.
+    r2.send(
+        standby,
+        AsapMessage::EndpointKeepAlive {
+            home: true,
+            server_id: ServerId::new(0x2222),
+            pool_handle: handle(),
+            identifier: Some(first.identifier),
+        },
+    );
+    // KA2: answered on the link it came over.
+    assert_eq!(
+        r2.message().await,
+        (
+            standby,
+            AsapMessage::EndpointKeepAliveAck {
+                pool_handle: handle(),
+                identifier: first.identifier
+            }
+        )
+    );
+    assert_eq!(
+        event(&mut events).await,
+        PeEvent::Rehomed {
+            registrar: r2.addr,
+            server_id: ServerId::new(0x2222)
+        }
+    );
+    // KA2.4: it registers with its new home, over that link, naming it.
+    let (c2, _, again) = r2.accept_registration().await;
+    assert_eq!(c2, standby);
+    assert_eq!(again.home_registrar, ServerId::new(0x2222));
+    // The old registrar connection is closed.
+    loop {
+        match r1.next().await {
+            Seen::Closed(c) if c == c1 => break,
+            Seen::Closed(_) | Seen::Accepted(_) => {}
+            // A new standby link to r1 may come: it names the PE.
+            Seen::Message(_, m) => assert!(
+                matches!(m, AsapMessage::EndpointKeepAliveAck { .. }),
+                "{m:?}"
+            ),
+        }
+    }
+    assert_eq!(pe.status().home_server_id, Some(ServerId::new(0x2222)));
 }
 
 #[tokio::test]
@@ -281,10 +383,9 @@ async fn an_unanswered_deregistration_times_out_after_t3() {
 async fn broken_messages_are_skipped_and_a_broken_stream_drops_the_registrar() {
     let mut r1 = FakeRegistrar::start().await;
     let mut r2 = FakeRegistrar::start().await;
-    let start = tokio::spawn(PoolElement::start(
-        insecure(vec![r1.endpoint(), r2.endpoint()]),
-        spec(),
-    ));
+    let mut config = insecure(vec![r1.endpoint(), r2.endpoint()]);
+    config.standby_link = false;
+    let start = tokio::spawn(PoolElement::start(config, spec()));
     let (c, _, pe) = r1.accept_registration().await;
     let pe_handle = within(start).await.expect("task").expect("registered");
     let mut events = pe_handle.events();

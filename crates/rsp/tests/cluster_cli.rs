@@ -140,12 +140,21 @@ fn the_settings_show_the_cluster_and_a_peer_needs_the_registrars_own_key() {
 
 /// Retry `f` until it gives a value, within the tests' limit.
 fn loop_until<T>(mut f: impl FnMut() -> Option<T>) -> T {
+    loop_until_seen(|| f().ok_or(()))
+}
+
+/// Retry `f` until it gives `Ok`, within the tests' limit; on timeout the
+/// panic shows the last `Err`, what was seen instead.
+fn loop_until_seen<T, S: std::fmt::Debug>(mut f: impl FnMut() -> Result<T, S>) -> T {
     let deadline = std::time::Instant::now() + LIMIT;
     loop {
-        if let Some(v) = f() {
-            return v;
+        match f() {
+            Ok(v) => return v,
+            Err(seen) => assert!(
+                std::time::Instant::now() < deadline,
+                "not within {LIMIT:?}; last seen: {seen:?}"
+            ),
         }
-        assert!(std::time::Instant::now() < deadline, "not within {LIMIT:?}");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
@@ -314,6 +323,17 @@ fn a_frozen_registrar_is_taken_over_within_the_silence_bound_and_its_pes_stay_se
     let took = frozen_at.elapsed();
     assert_eq!(moved[0].0, id);
     assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+    // The PE's connection to A stays open (A is frozen, not dead): the
+    // registrar that holds its standby link calls it home with the H
+    // flag (docs/tcp-mapping.md), and the PE agrees with the cluster.
+    let rehomed = pe.wait_event("rehomed");
+    let new_home = rehomed["server_id"].as_u64().expect("server id");
+    assert_ne!(new_home, a_home);
+    let agreed = loop_until(|| {
+        let (at_b, at_c) = (pes_and_homes(&keys, &b_asap), pes_and_homes(&keys, &c_asap));
+        (at_b == vec![(id, new_home)] && at_b == at_c).then_some(at_b)
+    });
+    assert_eq!(agreed.len(), 1);
     let o = rsp()
         .args(["resolve", "echo", "-r", &c_asap, "--psk-file"])
         .arg(keys.key("pu-1"))
@@ -321,5 +341,62 @@ fn a_frozen_registrar_is_taken_over_within_the_silence_bound_and_its_pes_stay_se
         .output()
         .expect("rsp resolve runs");
     assert_eq!(json(&o)["echo"]["reply"], "thawed?");
+    // A thaws: its stale claim loses; all three agree on the PE's home.
     a.signal("-CONT");
+    loop_until_seen(|| {
+        let all = [&a_asap, &b_asap, &c_asap].map(|r| pes_and_homes(&keys, r));
+        if all.iter().all(|p| *p == vec![(id, new_home)]) {
+            Ok(())
+        } else {
+            Err(all)
+        }
+    });
+}
+
+#[test]
+fn with_two_registrars_a_killed_or_frozen_home_is_replaced_by_the_survivor() {
+    let _serial = one_at_a_time();
+    let keys = Setup::new(&["pe-1", "pu-1"]);
+    let a_key = registrar_key(keys.dir.path(), "reg-a");
+    let b_key = registrar_key(keys.dir.path(), "reg-b");
+    for signal in ["-KILL", "-STOP"] {
+        let (a, a_asap, a_enrp) = registrar(&keys, "reg-a", &b_key, &[]);
+        let (b, b_asap, _) = registrar(&keys, "reg-b", &a_key, &[&a_enrp]);
+        b.wait_event("table_synced");
+        let list = format!("{a_asap},{b_asap}");
+        let pe = Proc::spawn(rsp().args([
+            "pe",
+            "echo",
+            "-r",
+            &list,
+            "--psk-file",
+            &keys.key("pe-1"),
+            "--json",
+        ]));
+        let id = pe.wait_event("registered")["identifier"]
+            .as_u64()
+            .expect("id");
+        let a_home = loop_until(|| pes_and_homes(&keys, &b_asap).first().map(|p| p.1));
+        a.signal(signal);
+        // The survivor takes the PE over at once (RFC 5353 3.5 with two
+        // registrars); the PE registers with it over its standby link
+        // (killed: its connection reset; frozen: called home).
+        let at_b = loop_until(|| {
+            let p = pes_and_homes(&keys, &b_asap);
+            (p.len() == 1 && p[0].1 != a_home).then_some(p)
+        });
+        assert_eq!(at_b[0].0, id, "{signal}: none lost");
+        if signal == "-STOP" {
+            assert_eq!(
+                pe.wait_event("rehomed")["server_id"].as_u64(),
+                Some(at_b[0].1)
+            );
+        }
+        let v = resolve_at(&keys, &b_asap);
+        assert_eq!(v["echo"]["reply"], "hello", "{signal}: still served");
+        a.signal("-CONT");
+        drop(pe);
+        drop(b);
+        drop(a);
+    }
 }

@@ -46,6 +46,8 @@ pub(crate) struct MetricsInput {
     pub peers_up: usize,
     /// Peer registrars known.
     pub peers_known: usize,
+    /// PEs named on a standby link here.
+    pub standby_links: usize,
     /// Pool sizes (all pools; the largest [`MAX_POOL_SERIES`] are shown).
     pub pool_sizes: Vec<(usize, PoolHandle)>,
     pub uptime: Duration,
@@ -269,6 +271,18 @@ pub(crate) fn render(mut m: MetricsInput) -> Result<String, std::fmt::Error> {
     );
     counter(
         &mut r,
+        "standby_calls",
+        "H-flag keep-alives sent over PEs' standby links after a takeover",
+        s.standby_calls,
+    );
+    counter(
+        &mut r,
+        "standby_claims_refused",
+        "Standby link claims not recorded (not the PE's registrant, or over the bound)",
+        s.standby_claims_refused,
+    );
+    counter(
+        &mut r,
         "keep_alive_failures",
         "PEs removed for not answering a keep-alive in time",
         s.keep_alive_failures,
@@ -290,6 +304,12 @@ pub(crate) fn render(mut m: MetricsInput) -> Result<String, std::fmt::Error> {
         "peers_known",
         "Peer registrars known (up or being waited for)",
         m.peers_known,
+    );
+    gauge(
+        &mut r,
+        "standby_links",
+        "PEs registered elsewhere that named a standby link to this registrar",
+        m.standby_links,
     );
     let e = &s.enrp;
     for (name, help, value) in [
@@ -683,6 +703,7 @@ mod tests {
             connections: 1,
             peers_up: 1,
             peers_known: 2,
+            standby_links: 1,
             pool_sizes: vec![
                 (1, PoolHandle::from_static("small")),
                 (2, PoolHandle::from_static("big\"one")),

@@ -867,6 +867,7 @@ async fn metrics_text(State(s): State<Shared>) -> Response {
         connections: c.connections,
         peers_up: c.peers_up,
         peers_known: c.peers_known,
+        standby_links: c.standby_links,
         pool_sizes,
         uptime: r.uptime(),
         server_id: r.server_id(),

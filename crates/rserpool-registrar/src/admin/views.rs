@@ -96,6 +96,7 @@ pub(crate) struct CoreCounts {
     pub connections: usize,
     pub peers_up: usize,
     pub peers_known: usize,
+    pub standby_links: usize,
     pub stats: Stats,
 }
 
@@ -107,6 +108,7 @@ pub(crate) fn core_counts(core: &RegistrarCore) -> CoreCounts {
         connections: core.connections(),
         peers_up: core.peers().filter(|p| p.up).count(),
         peers_known: core.peers().count(),
+        standby_links: core.standby_links(),
         stats: core.stats().clone(),
     }
 }

@@ -154,10 +154,12 @@ impl RegistrarCore {
             protocol_name(&pe.user_transport),
             pe.policy.name(),
         );
-        // The ownership epoch grows when the PE comes from another home.
+        // The ownership epoch grows when the PE comes from another home:
+        // by two, so that the PE's own choice beats a takeover made from
+        // the same epoch meanwhile (which adds one) wherever the two meet.
         let epoch = match self.handlespace.find(&pool_handle, identifier) {
             Some(e) if e.home == self.config.server_id => e.epoch,
-            Some(e) => e.epoch + 1,
+            Some(e) => e.epoch + 2,
             None => 0,
         };
         let reg = Registration {
@@ -529,6 +531,8 @@ impl RegistrarCore {
         handle: PoolHandle,
         id: PeId,
     ) {
+        // An ack on another connection than the PE's names a standby link.
+        self.standby_claim(conn, &handle, id);
         let Some(peer) = self.clients.get(&conn) else {
             return;
         };
@@ -540,6 +544,29 @@ impl RegistrarCore {
         match self.handlespace.get(pe) {
             Some(e) if e.identity.as_ref() == Some(&peer.identity) => {}
             _ => return,
+        }
+        let over_its_connection = self
+            .handlespace
+            .get(pe)
+            .is_some_and(|e| e.home == self.config.server_id && e.connection == Some(conn));
+        if over_its_connection && self.enrp.reclaiming.remove(&(handle.clone(), id)) {
+            // Still with us, over its own connection, after this
+            // registrar was stopped: reclaim it (takeover module,
+            // `note_stall`) with epoch + 2, as a registration from
+            // another home, so that it beats a takeover made meanwhile.
+            // (An ack over a standby link proves it alive, not homed
+            // here.)
+            if let Some(e) = self.handlespace.get(pe) {
+                let (wire, registrant, epoch) = (e.to_wire(), e.identity.clone(), e.epoch + 2);
+                self.handlespace.set_epoch_at(pe, epoch);
+                self.announce_pe(
+                    UpdateAction::AddPe,
+                    &handle,
+                    wire,
+                    registrant.as_ref(),
+                    epoch,
+                );
+            }
         }
         let Some(probe) = self.handlespace.keep_alive_at(pe) else {
             return;
@@ -605,8 +632,11 @@ impl RegistrarCore {
         match self.handlespace.get(pe) {
             None => return,
             // RFC 5353 (and 5352 3.5): the home registrar checks its PEs;
-            // a report on another registrar's PE is not this one's to act on.
-            Some(e) if e.home != self.config.server_id => {
+            // a report on another registrar's PE is not this one's to act
+            // on, unless that home is gone and was not taken over (no
+            // majority): then nobody can check it, and the reports count
+            // as for a PE of ours with no connection.
+            Some(e) if e.home != self.config.server_id && self.peer_is_up(e.home) => {
                 tracing::debug!(
                     conn = conn.get(),
                     home = e.home.get(),
@@ -679,7 +709,7 @@ impl RegistrarCore {
             .handlespace
             .get(pe)
             .filter(|e| e.home == self.config.server_id)
-            .and_then(|e| Some((e.identifier, e.connection?)))
+            .map(|e| (e.identifier, e.connection))
         else {
             return false;
         };
@@ -695,17 +725,28 @@ impl RegistrarCore {
         let due = now + self.config.keep_alive_timeout;
         self.handlespace
             .set_deadline_at(pe, DeadlineKind::KeepAlive, Some(due));
-        if self.clients.contains_key(&conn) {
-            self.stats.keep_alives_sent += 1;
-            self.send(
-                conn,
-                AsapMessage::EndpointKeepAlive {
-                    home: false,
-                    server_id: self.config.server_id,
-                    pool_handle: handle,
-                    identifier: Some(id),
-                },
-            );
+        match conn.filter(|c| self.clients.contains_key(c)) {
+            Some(conn) => {
+                self.stats.keep_alives_sent += 1;
+                self.send(
+                    conn,
+                    AsapMessage::EndpointKeepAlive {
+                        home: false,
+                        server_id: self.config.server_id,
+                        pool_handle: handle,
+                        identifier: Some(id),
+                    },
+                );
+            }
+            // Rechecked after a stall with its connection gone: this
+            // registrar's claim is stale (the PE moved, or lost it), so
+            // no call home; it goes at the deadline, and peers that know
+            // another home refuse the removal.
+            None if self.enrp.reclaiming.contains(&(handle.clone(), id)) => {}
+            // Not connected here (it came with a takeover, or its
+            // connection closed): only a standby link can reach it, with
+            // the call home; unanswered, it goes at the deadline.
+            None => self.call_home(&[(handle, id)]),
         }
         true
     }
@@ -719,6 +760,13 @@ impl RegistrarCore {
             .by_connection(conn)
             .map(|(h, e)| (h.clone(), e.identifier))
             .collect();
+        self.await_reregistration(now, orphans);
+    }
+
+    /// PEs this registrar is home to but cannot probe (their connection
+    /// closed, or they came with a takeover): each must register over a
+    /// connection within the keep-alive timeout or it is removed.
+    pub(super) fn await_reregistration(&mut self, now: Instant, orphans: Vec<(PoolHandle, PeId)>) {
         let due = now + self.config.keep_alive_timeout;
         for (handle, id) in orphans {
             let Some(probe) = self.handlespace.keep_alive_mut(&handle, id) else {
@@ -744,13 +792,7 @@ impl RegistrarCore {
         // answer; a peer's PE goes when its home says so or is taken
         // over, except that a PE whose home is gone (not a peer up:
         // down and not taken over) ends with its registration life.
-        let orphan = exp.kind == DeadlineKind::Lifetime
-            && !self
-                .enrp
-                .peers
-                .peers
-                .get(&home)
-                .is_some_and(|p| !p.conns.is_empty());
+        let orphan = exp.kind == DeadlineKind::Lifetime && !self.peer_is_up(home);
         if home != self.config.server_id && exp.kind != DeadlineKind::Drain && !orphan {
             return;
         }

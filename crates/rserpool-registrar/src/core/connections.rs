@@ -216,6 +216,7 @@ impl RegistrarCore {
         // A connection still being opened is forgotten too.
         self.pending.remove(&conn);
         self.enrp_closed(now, conn);
+        self.standby.closed(conn);
         let Some(peer) = self.clients.remove(&conn) else {
             return;
         };

@@ -635,6 +635,10 @@ impl RegistrarHandle {
 pub struct Registrar {
     handle: RegistrarHandle,
     tasks: Vec<JoinHandle<()>>,
+    /// Subscribed before the core started: the first [`Registrar::events`]
+    /// call gets it, and with it every event from the start (a peer up
+    /// found while the caller was still starting its admin server).
+    first_events: std::sync::Mutex<Option<broadcast::Receiver<Event>>>,
 }
 
 impl Drop for Registrar {
@@ -705,7 +709,7 @@ impl Registrar {
         }
         let started = Instant::now();
         let (inputs, input_rx) = mpsc::channel(config.core_queue.max(1));
-        let (events, _) = broadcast::channel(4096);
+        let (events, first_events) = broadcast::channel(4096);
         let counters = Arc::new(ServiceCounters::default());
         let log = SummarisedLog::new(config.log_summary_interval);
         let mut tasks = Vec::new();
@@ -796,7 +800,11 @@ impl Registrar {
             enrp_addrs: enrp_addrs.into(),
             server_id,
         };
-        Ok(Registrar { handle, tasks })
+        Ok(Registrar {
+            handle,
+            tasks,
+            first_events: std::sync::Mutex::new(Some(first_events)),
+        })
     }
 
     /// A handle for observers (the admin interface); it stays usable
@@ -815,9 +823,15 @@ impl Registrar {
         self.handle.pool_user_addrs()
     }
 
-    /// Subscribe to the core's events.
+    /// Subscribe to the core's events. The first call sees every event
+    /// since the registrar started; later ones, those from then on.
     pub fn events(&self) -> broadcast::Receiver<Event> {
-        self.handle.events()
+        let first = self
+            .first_events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        first.unwrap_or_else(|| self.handle.events())
     }
 
     /// Read the core's state (handlespace, statistics) in its task.

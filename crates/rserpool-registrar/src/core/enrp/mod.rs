@@ -35,15 +35,15 @@ mod table;
 mod takeover;
 mod updates;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use rand::RngExt;
 use rserpool_handlespace::{ConnId, TableCursor};
 use rserpool_wire::{
-    Cause, CauseCode, EnrpExtensions, EnrpMessage, ServerId, ServerInformation, Transport,
-    TransportUse,
+    Cause, CauseCode, EnrpExtensions, EnrpMessage, PeId, PoolHandle, ServerId, ServerInformation,
+    Transport, TransportUse,
 };
 
 use crate::client::ConnKind;
@@ -113,6 +113,9 @@ pub(crate) struct Enrp {
     pub serving: BTreeMap<ConnId, Served>,
     /// Takeovers this registrar started, by target.
     pub takeovers: BTreeMap<ServerId, takeover::Takeover>,
+    /// Peers that went down and were not taken over (no majority then):
+    /// tried again whenever another peer comes up.
+    pub lost: BTreeSet<ServerId>,
     pub next_heartbeat: Instant,
     /// When ENRP's clock-driven work last ran: a registrar that finds it
     /// has not run for longer than a peer may be silent was itself
@@ -121,6 +124,12 @@ pub(crate) struct Enrp {
     pub last_tick: Instant,
     /// After such a stop, no takeover starts before this.
     pub no_takeover_until: Option<Instant>,
+    /// After such a stop, no handle table goes to peers before this
+    /// (its own PEs are being probed again).
+    pub table_held_until: Option<Instant>,
+    /// Own PEs probed after such a stop: each that answers is announced
+    /// to the peers again.
+    pub reclaiming: BTreeSet<(PoolHandle, PeId)>,
     /// The most registrars (this one and its peers up) seen together,
     /// less those taken over since: a takeover needs a majority of them
     /// (with three or more), so that a registrar cut off from the others
@@ -155,8 +164,11 @@ impl Enrp {
             serving_alone: false,
             serving: BTreeMap::new(),
             takeovers: BTreeMap::new(),
+            lost: BTreeSet::new(),
             last_tick: now,
             no_takeover_until: None,
+            table_held_until: None,
+            reclaiming: BTreeSet::new(),
             scope_size: 1,
             next_heartbeat: now + config.heartbeat_cycle,
         }
@@ -220,6 +232,11 @@ impl RegistrarCore {
 
     /// An ENRP connection closed.
     pub(super) fn enrp_closed(&mut self, now: Instant, conn: ConnId) {
+        if self.enrp.peers.of_conn(conn).is_some() {
+            // After a stop, the closes of the peers that gave up on this
+            // registrar may come before its timers: it finds out here.
+            self.note_stall(now);
+        }
         let interval = self.config.enrp.reconnect_interval;
         for s in &mut self.enrp.statics {
             if s.conn == Some(conn) {
@@ -249,8 +266,18 @@ impl RegistrarCore {
             server_id: id,
             reason,
         });
+        self.enrp.lost.insert(id);
         self.start_takeover(now, id);
         self.orphan_peer_pes(now, id);
+    }
+
+    /// Whether `id` is a peer with an association up.
+    pub(super) fn peer_is_up(&self, id: ServerId) -> bool {
+        self.enrp
+            .peers
+            .peers
+            .get(&id)
+            .is_some_and(|p| !p.conns.is_empty())
     }
 
     /// The PEs of a peer that is gone and not taken over (yet): each
@@ -467,6 +494,17 @@ impl RegistrarCore {
         if self.enrp.init == Init::Waiting {
             self.start_mentor(now, sender);
         }
+        // With one more peer up, a majority may be reached now for a peer
+        // that went down when there was none (a cut that healed).
+        self.enrp.lost.remove(&sender);
+        let lost: Vec<ServerId> = self.enrp.lost.iter().copied().collect();
+        for target in lost {
+            if self.handlespace.by_owner(target).next().is_none() {
+                self.enrp.lost.remove(&target);
+            } else {
+                self.start_takeover(now, target);
+            }
+        }
         true
     }
 
@@ -660,6 +698,12 @@ impl RegistrarCore {
     /// ENRP's clock-driven work.
     pub(super) fn enrp_timeout(&mut self, now: Instant) {
         self.note_stall(now);
+        if self.enrp.table_held_until.is_some_and(|t| now >= t) {
+            // The recheck after a stall is over: PEs that did not answer
+            // are no longer suspect, only gone or moved.
+            self.enrp.table_held_until = None;
+            self.enrp.reclaiming.clear();
+        }
         self.dial_statics(now);
         if now >= self.enrp.next_heartbeat {
             self.enrp.next_heartbeat = now + self.config.enrp.heartbeat_cycle;

@@ -110,8 +110,10 @@ impl RegistrarCore {
         own_only: bool,
     ) {
         let me = self.config.server_id;
-        if self.enrp.init != Init::Ready {
-            // 3.2.3: a registrar still starting rejects.
+        let held = self.enrp.table_held_until.is_some_and(|t| now < t);
+        if self.enrp.init != Init::Ready || held {
+            // 3.2.3: a registrar still starting rejects; so does one
+            // re-checking its PEs after it was stopped (`note_stall`).
             self.send_enrp(
                 conn,
                 EnrpMessage::HandleTableResponse {

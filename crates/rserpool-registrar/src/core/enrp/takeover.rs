@@ -21,7 +21,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use rserpool_handlespace::Registration;
-use rserpool_wire::{EnrpMessage, ServerId};
+use rserpool_wire::{EnrpMessage, PeId, PoolHandle, ServerId};
 
 use super::peers::Peer;
 use crate::output::Event;
@@ -184,14 +184,17 @@ impl RegistrarCore {
             self.stats.enrp.takeovers_lost += 1;
         }
         self.forget_peer(target, "not active");
+        self.enrp.lost.remove(&target);
         let moved = self.move_pes(target, sender, None);
         self.enrp.scope_size = self.enrp.scope_size.saturating_sub(1).max(1);
-        tracing::info!(%target, winner = %sender, pes = moved, "a peer took over a failed registrar");
+        tracing::info!(%target, winner = %sender, pes = moved.len(), "a peer took over a failed registrar");
         self.push_event(Event::TakenOver {
             target,
             winner: sender,
-            pes: moved,
+            pes: moved.len(),
         });
+        // Those that stand by here come here (module `standby`).
+        self.call_home(&moved);
     }
 
     /// This registrar won: announce it and become the home of the
@@ -210,20 +213,34 @@ impl RegistrarCore {
             );
         }
         self.forget_peer(target, "not active");
+        self.enrp.lost.remove(&target);
         let moved = self.move_pes(target, me, Some(now));
         self.stats.enrp.takeovers_won += 1;
         self.enrp.scope_size = self.enrp.scope_size.saturating_sub(1).max(1);
-        tracing::warn!(%target, pes = moved, "took over a failed peer registrar: its PEs are homed here until they re-register");
+        tracing::warn!(%target, pes = moved.len(), "took over a failed peer registrar: its PEs are homed here, and those on a standby link here are called home");
         self.push_event(Event::TakenOver {
             target,
             winner: me,
-            pes: moved,
+            pes: moved.len(),
         });
+        // Ours now, but not connected here: those on a standby link here
+        // are called home; all must register within the keep-alive
+        // timeout (with a peer that called them, or here), as PEs whose
+        // connection closed must (RFC 5352 3.5: a PE that cannot be
+        // checked does not stay).
+        self.call_home(&moved);
+        self.await_reregistration(now, moved);
     }
 
     /// Give the PEs homed at `from` to `to`. `expiring_from`: they are
-    /// ours, and their registration lives run from then.
-    fn move_pes(&mut self, from: ServerId, to: ServerId, expiring_from: Option<Instant>) -> usize {
+    /// ours, and their registration lives run from then. Returns the PEs
+    /// moved.
+    fn move_pes(
+        &mut self,
+        from: ServerId,
+        to: ServerId,
+        expiring_from: Option<Instant>,
+    ) -> Vec<(PoolHandle, PeId)> {
         let pes: Vec<Registration> = self
             .handlespace
             .by_owner(from)
@@ -241,14 +258,16 @@ impl RegistrarCore {
                 epoch: e.epoch + 1,
             })
             .collect();
-        let n = pes.len();
+        let mut moved = Vec::with_capacity(pes.len());
         for mut r in pes {
             r.element.home_registrar = to;
-            if let Err(e) = self.handlespace.register(r) {
-                tracing::error!(error = ?e, "PE could not change its home");
+            let key = (r.pool_handle.clone(), r.element.identifier);
+            match self.handlespace.register(r) {
+                Ok(_) => moved.push(key),
+                Err(e) => tracing::error!(error = ?e, "PE could not change its home"),
             }
         }
-        n
+        moved
     }
 
     /// Stop monitoring a peer (down, or taken over) and close what is
@@ -265,6 +284,17 @@ impl RegistrarCore {
     /// was stopped itself (frozen, suspended), and the peers it lost
     /// touch with meanwhile were dead to nobody but it. No takeover
     /// starts until it had time to hear them again.
+    ///
+    /// Its peers may have taken it over meanwhile (raising the PEs'
+    /// ownership epochs by one), and its own PEs may have died, or been
+    /// removed by those peers. So it probes them all at once, serves its
+    /// table to no peer until the probes had time to fail (it never
+    /// brings back a PE its peers saw go), and reclaims each PE that
+    /// answers over its own connection (epoch + 2, as a registration
+    /// from another home: the PE is still with it) with a handle update.
+    /// Until then its claims are suspect: it calls no PE home over a
+    /// standby link, and a peer's newer claim (a takeover) replaces its
+    /// own. A PE that moved meanwhile registered elsewhere, and stays.
     pub(super) fn note_stall(&mut self, now: Instant) {
         let c = &self.config.enrp;
         let stalled = now.saturating_duration_since(self.enrp.last_tick);
@@ -272,11 +302,33 @@ impl RegistrarCore {
         if had_peers && stalled > c.heartbeat_cycle + c.max_time_last_heard {
             let until = now + c.max_time_last_heard + c.max_time_no_response;
             if !self.enrp.no_takeover_until.is_some_and(|t| t >= until) {
-                tracing::warn!(?stalled, "this registrar did not run for a while: no takeovers until it heard its peers again");
+                tracing::warn!(?stalled, "this registrar did not run for a while: no takeovers until it heard its peers again, and its own PEs are checked before its table goes to peers");
                 self.enrp.no_takeover_until = Some(until);
             }
+            self.enrp.last_tick = now;
+            self.recheck_own_pes(now);
+            return;
         }
         self.enrp.last_tick = now;
+    }
+
+    /// Probe every PE homed here, and hold the table back from peers
+    /// until the probes are answered or have failed.
+    fn recheck_own_pes(&mut self, now: Instant) {
+        let me = self.config.server_id;
+        let own: Vec<(PoolHandle, PeId)> = self
+            .handlespace
+            .by_owner(me)
+            .map(|(h, e)| (h.clone(), e.identifier))
+            .collect();
+        self.enrp.reclaiming.clear();
+        for (handle, id) in own {
+            if let Some(pe) = self.handlespace.locate(&handle, id) {
+                self.enrp.reclaiming.insert((handle.clone(), id));
+                self.probe(now, handle, pe);
+            }
+        }
+        self.enrp.table_held_until = Some(now + self.config.keep_alive_timeout);
     }
 
     /// Takeovers whose acknowledgements did not all come.
