@@ -338,7 +338,7 @@ impl Report {
             || {
                 let what = match event {
                     "registrar_lost" => format!("lost its registrar {reg} ({detail}); hunting"),
-                    "reregistered" => format!("registered with {reg}, its home now"),
+                    "reregistered" => format!("registered with {reg}"),
                     "rehomed" => format!("told by {reg} that {reg} is its home now"),
                     "no_registrar" => "no registrar answered; retrying".to_string(),
                     "removed_by_registrar" => format!("{reg} removed it; registering again"),
