@@ -92,7 +92,8 @@ enum LogFormat {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a secure pool with failover on this machine: a registrar, echo
-    /// PEs and a pool user; one PE is killed on the way.
+    /// PEs and a pool user; one PE is killed on the way (--cluster: three
+    /// registrars, and the one home to most PEs is killed).
     Demo(demo::Args),
     /// Decode one ASAP or ENRP message given in hex and print it as JSON.
     Decode(decode::Args),
