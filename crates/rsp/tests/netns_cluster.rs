@@ -17,7 +17,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -227,16 +226,6 @@ impl Drop for Net {
         }
         let _ = sh("ip", &["link", "del", &self.bridge]);
     }
-}
-
-/// Write a key file for registrar `name` in `dir`.
-fn registrar_key(dir: &Path, name: &str) -> String {
-    let path = dir.join(format!("{name}.key"));
-    rserpool_security::Psk::generate(name)
-        .expect("key")
-        .write_new(&path)
-        .expect("write");
-    arg(&path)
 }
 
 /// One registrar as the test reaches it.
