@@ -11,7 +11,9 @@
 //! padding between nested parameters but not the last one.
 //!
 //! When `tshark` is missing the test is skipped, unless `CI=true`, where it
-//! fails. `TSHARK` may name another binary.
+//! fails. `TSHARK` may name another binary. The capture file and the
+//! tshark run are in `support/tshark.rs`, shared with the registrar's
+//! cross-check of the ENRP bytes it really sends.
 //!
 //! Wireshark quirks taken into account: the DCCP service code is dissected
 //! as a 16-bit field (not asserted); RSPLIB private policy types other than
@@ -19,19 +21,19 @@
 //! and degradations are shown as percentages of 0xffffffff, distance
 //! penalty factors as fractions of it (compared with a tolerance).
 
+#[path = "support/tshark.rs"]
+mod tshark;
+
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::ErrorKind;
 use std::net::IpAddr;
-use std::path::PathBuf;
-use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use rserpool_wire::{
     AsapMessage, Cause, CauseCode, EnrpMessage, OperationError, Policy, PoolElement, PoolEntry,
     PoolHandle, ServerInformation, Transport, TransportUse, UpdateAction,
 };
 use rserpool_wire::{PeId, ServerId, WireMessage};
+use tshark::{pad4, tshark_available, TempFile, PPID_ASAP, PPID_ENRP};
 
 // ---------------------------------------------------------------------------
 // Expected dissection
@@ -110,10 +112,6 @@ fn percent(x: u32) -> V {
 /// ... and distance penalty factors as fractions of it.
 fn fraction(x: u32) -> V {
     V::Float(f64::from(x) / f64::from(u32::MAX))
-}
-
-const fn pad4(n: usize) -> usize {
-    (n + 3) & !3
 }
 
 /// The length of a TLV whose fixed part is `fixed` bytes (header included)
@@ -834,7 +832,7 @@ fn asap(m: AsapMessage, nested: &dyn Fn(usize, &mut Expect)) -> Packet {
     let payload = m.to_bytes().unwrap_or_else(|e| panic!("{}: {e}", m.name()));
     let expect = expect_asap(&m, nested);
     Packet {
-        ppid: 11,
+        ppid: PPID_ASAP,
         payload,
         expect,
     }
@@ -844,7 +842,7 @@ fn enrp(m: EnrpMessage, nested: &dyn Fn(usize, &mut Expect)) -> Packet {
     let payload = m.to_bytes().unwrap_or_else(|e| panic!("{}: {e}", m.name()));
     let expect = expect_enrp(&m, nested);
     Packet {
-        ppid: 12,
+        ppid: PPID_ENRP,
         payload,
         expect,
     }
@@ -1283,140 +1281,8 @@ fn packets() -> Vec<Packet> {
 }
 
 // ---------------------------------------------------------------------------
-// pcap writing
-// ---------------------------------------------------------------------------
-
-/// CRC32c (Castagnoli), as SCTP uses it (RFC 9260 appendix A).
-fn crc32c(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0x82f6_3b78
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
-/// The RFC 1071 checksum of an IPv4 header.
-fn ipv4_checksum(header: &[u8]) -> u16 {
-    let mut sum: u32 = header
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-/// IPv4 + SCTP common header + one DATA chunk (B and E set) with `payload`.
-fn ip_sctp_packet(index: u32, ppid: u32, payload: &[u8]) -> Vec<u8> {
-    let (src_port, dst_port): (u16, u16) = if ppid == 11 {
-        (3863, 3863)
-    } else {
-        (9901, 9901)
-    };
-    let mut sctp = Vec::new();
-    sctp.extend_from_slice(&src_port.to_be_bytes());
-    sctp.extend_from_slice(&dst_port.to_be_bytes());
-    sctp.extend_from_slice(&0x5e57_0000u32.wrapping_add(ppid).to_be_bytes()); // verification tag
-    sctp.extend_from_slice(&[0; 4]); // checksum, filled in below
-    let chunk_len = u16::try_from(16 + payload.len()).expect("small chunk");
-    sctp.extend_from_slice(&[0x00, 0x03]); // DATA, flags B|E
-    sctp.extend_from_slice(&chunk_len.to_be_bytes());
-    sctp.extend_from_slice(&(1000 + index).to_be_bytes()); // TSN
-    sctp.extend_from_slice(&0u16.to_be_bytes()); // stream identifier
-    sctp.extend_from_slice(&u16::try_from(index).expect("few packets").to_be_bytes()); // SSN
-    sctp.extend_from_slice(&ppid.to_be_bytes());
-    sctp.extend_from_slice(payload);
-    sctp.resize(pad4(sctp.len()), 0);
-    let crc = crc32c(&sctp);
-    // The CRC32c goes in as its bytes in little-endian order (RFC 9260
-    // appendix A: the reflected CRC, first byte first).
-    sctp[8..12].copy_from_slice(&crc.to_le_bytes());
-
-    let total = u16::try_from(20 + sctp.len()).expect("small packet");
-    let (src, dst) = if ppid == 11 {
-        ([192, 0, 2, 100], [192, 0, 2, 1])
-    } else {
-        ([192, 0, 2, 11], [192, 0, 2, 12])
-    };
-    let mut ipv4 = vec![0x45, 0x00];
-    ipv4.extend_from_slice(&total.to_be_bytes());
-    ipv4.extend_from_slice(&u16::try_from(index + 1).expect("few packets").to_be_bytes());
-    ipv4.extend_from_slice(&[0x40, 0x00, 64, 132, 0, 0]); // DF, TTL 64, SCTP
-    ipv4.extend_from_slice(&src);
-    ipv4.extend_from_slice(&dst);
-    let c = ipv4_checksum(&ipv4);
-    ipv4[10..12].copy_from_slice(&c.to_be_bytes());
-    ipv4.extend_from_slice(&sctp);
-    ipv4
-}
-
-/// A classic pcap file (microsecond timestamps, LINKTYPE_RAW = 101).
-fn pcap(frames: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&4u16.to_le_bytes());
-    out.extend_from_slice(&0i32.to_le_bytes()); // thiszone
-    out.extend_from_slice(&0u32.to_le_bytes()); // sigfigs
-    out.extend_from_slice(&65_535u32.to_le_bytes()); // snaplen
-    out.extend_from_slice(&101u32.to_le_bytes()); // LINKTYPE_RAW
-    for (i, f) in frames.iter().enumerate() {
-        let len = u32::try_from(f.len()).expect("small frame");
-        out.extend_from_slice(&1_700_000_000u32.to_le_bytes());
-        out.extend_from_slice(&u32::try_from(i * 1000).expect("few frames").to_le_bytes());
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(f);
-    }
-    out
-}
-
-/// Removes the capture file when the test ends, whatever the outcome.
-struct TempFile(PathBuf);
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-// ---------------------------------------------------------------------------
 // The test
 // ---------------------------------------------------------------------------
-
-fn tshark_binary() -> std::ffi::OsString {
-    std::env::var_os("TSHARK").unwrap_or_else(|| "tshark".into())
-}
-
-/// Whether tshark can be run; skips (or, under CI, fails) when it cannot.
-fn tshark_available() -> bool {
-    match Command::new(tshark_binary()).arg("--version").output() {
-        Ok(o) if o.status.success() => true,
-        result => {
-            let why = match result {
-                Err(e) if e.kind() == ErrorKind::NotFound => "tshark was not found".to_owned(),
-                Err(e) => format!("tshark could not be run: {e}"),
-                Ok(o) => format!("`tshark --version` failed: {}", o.status),
-            };
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!(
-                    "{why}: the tshark cross-check must run in CI (install Wireshark's tshark, \
-                     or set TSHARK to its path)"
-                );
-            }
-            eprintln!("note: {why}; skipping the tshark cross-check");
-            false
-        }
-    }
-}
 
 /// Frame-level fields asked for every packet, before the protocol ones.
 const FRAME_FIELDS: &[&str] = &[
@@ -1432,26 +1298,18 @@ const FRAME_FIELDS: &[&str] = &[
 
 #[test]
 fn tshark_dissects_every_message_as_encoded() {
-    if !tshark_available() {
+    if !tshark_available("the tshark cross-check") {
         return;
     }
     let packets = packets();
     assert_eq!(packets.len(), 24);
-    assert_eq!(packets.iter().filter(|p| p.ppid == 11).count(), 14);
+    assert_eq!(packets.iter().filter(|p| p.ppid == PPID_ASAP).count(), 14);
 
-    let frames: Vec<Vec<u8>> = packets
+    let messages: Vec<(u32, Vec<u8>)> = packets
         .iter()
-        .enumerate()
-        .map(|(i, p)| ip_sctp_packet(u32::try_from(i).expect("few"), p.ppid, &p.payload))
+        .map(|p| (p.ppid, p.payload.clone()))
         .collect();
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let file = TempFile(std::env::temp_dir().join(format!(
-        "rserpool-wire-tshark-{}-{nanos}.pcap",
-        std::process::id()
-    )));
-    std::fs::write(&file.0, pcap(&frames)).expect("write the capture file");
+    let file = TempFile::capture("rserpool-wire-tshark", &messages);
 
     // One tshark run, one line per packet: every field of both protocols,
     // all occurrences, in tree order.
@@ -1459,41 +1317,20 @@ fn tshark_dissects_every_message_as_encoded() {
     for proto in ["asap", "enrp"] {
         columns.extend(fields_of(proto).iter().map(|f| format!("{proto}.{f}")));
     }
-    let mut cmd = Command::new(tshark_binary());
-    cmd.arg("-n")
-        .arg("-r")
-        .arg(&file.0)
-        .args(["-o", "sctp.checksum:CRC 32c"])
-        .args(["-o", "ip.check_checksum:TRUE"])
-        .args(["-T", "fields"])
-        .args(["-E", "header=n", "-E", "separator=/t", "-E", "occurrence=a"])
-        .args(["-E", "aggregator=|", "-E", "quote=n"]);
-    for c in &columns {
-        cmd.args(["-e", c]);
-    }
-    let out = cmd.output().expect("run tshark");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "tshark failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<&str> = stdout.lines().collect();
+    let lines = tshark::fields(&file.0, &columns);
     assert_eq!(
         lines.len(),
         packets.len(),
-        "one line per packet expected from tshark:\n{stdout}"
+        "one line per packet expected from tshark: {lines:?}"
     );
 
     let mut failures = Vec::new();
     for (i, (line, p)) in lines.iter().zip(&packets).enumerate() {
-        let values: Vec<&str> = line.split('\t').collect();
-        assert_eq!(values.len(), columns.len(), "packet {}: {line}", i + 1);
+        let values: Vec<String> = line.iter().map(|v| v.join("|")).collect();
         let col: BTreeMap<&str, &str> = columns
             .iter()
             .map(String::as_str)
-            .zip(values.iter().copied())
+            .zip(values.iter().map(String::as_str))
             .collect();
         let mut fail =
             |what: String| failures.push(format!("packet {} ({}): {what}", i + 1, p.expect.name));
@@ -1560,14 +1397,7 @@ fn tshark_dissects_every_message_as_encoded() {
     }
     if !failures.is_empty() {
         // Show the full dissection to help whoever reads the failure.
-        let verbose = Command::new(tshark_binary())
-            .arg("-n")
-            .arg("-r")
-            .arg(&file.0)
-            .args(["-o", "sctp.checksum:CRC 32c", "-V", "-x"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
+        let verbose = tshark::verbose(&file.0);
         panic!(
             "tshark disagrees with the encoding in {} place(s):\n{}\n\nfull dissection:\n{verbose}",
             failures.len(),
@@ -1577,8 +1407,8 @@ fn tshark_dissects_every_message_as_encoded() {
     eprintln!(
         "tshark cross-check: {} packets ({} ASAP, {} ENRP), {} field occurrences compared",
         packets.len(),
-        packets.iter().filter(|p| p.ppid == 11).count(),
-        packets.iter().filter(|p| p.ppid == 12).count(),
+        packets.iter().filter(|p| p.ppid == PPID_ASAP).count(),
+        packets.iter().filter(|p| p.ppid == PPID_ENRP).count(),
         packets
             .iter()
             .map(|p| p.expect.fields.values().map(Vec::len).sum::<usize>())

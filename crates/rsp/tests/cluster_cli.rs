@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::*;
 
 /// The cluster tests start three registrars and their PEs each: one at a
@@ -15,16 +13,6 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Write a key file for registrar `name` in `dir`.
-fn registrar_key(dir: &Path, name: &str) -> String {
-    let path = dir.join(format!("{name}.key"));
-    rserpool_security::Psk::generate(name)
-        .expect("key")
-        .write_new(&path)
-        .expect("write");
-    arg(&path)
 }
 
 /// `rsp registrar` `name`, knowing `peer_key`, dialling `peers`: the

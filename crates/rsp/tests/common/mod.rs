@@ -257,6 +257,17 @@ pub fn psk_files(dir: &Path, identities: &[&str]) -> PathBuf {
     path
 }
 
+/// Write a key file for registrar `name` in `dir`: its path, as an
+/// argument.
+pub fn registrar_key(dir: &Path, name: &str) -> String {
+    let path = dir.join(format!("{name}.key"));
+    rserpool_security::Psk::generate(name)
+        .expect("key")
+        .write_new(&path)
+        .expect("write");
+    arg(&path)
+}
+
 /// Path as a string argument.
 pub fn arg(p: &Path) -> String {
     p.display().to_string()
