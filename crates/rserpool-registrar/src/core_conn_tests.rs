@@ -363,3 +363,45 @@ fn only_the_home_registrar_probes_a_pe_and_an_orphan_ends_with_its_life() {
         .iter()
         .any(|o| matches!(o, Output::Event(Event::Removed { identifier, .. }) if *identifier == PeId::new(5))));
 }
+
+#[test]
+fn a_tls_client_at_a_plain_listener_gets_an_error_and_the_close() {
+    let mut s = Sim::new();
+    let address: SocketAddr = format!("{PE_ADDR}:40001").parse().unwrap();
+    let now = s.now;
+    s.core.handle_connect(
+        now,
+        ConnId::new(1),
+        ClientInfo::new(None, address, ConnKind::Asap),
+    );
+    s.outputs();
+    // A ClientHello's record header (content type 22, TLS 1.0 legacy
+    // version, 271 bytes) read as ASAP: type 0x16, whose top bits say
+    // "discard unreported", and length 0x0101. Cut as such a frame, it is
+    // still answered, and the connection closes.
+    let mut frame = vec![0x16, 0x03, 0x01, 0x01, 0x0f, 0x01];
+    frame.resize(260, 0xab);
+    s.core.handle_frame(now, ConnId::new(1), &frame);
+    let out = s.outputs();
+    assert!(
+        out.iter().any(|o| matches!(
+            o,
+            Output::Send { conn, msg: Message::Asap(AsapMessage::Error { error }) }
+                if *conn == ConnId::new(1) && error.causes[0].code == CauseCode::UnrecognizedMessage
+        )),
+        "{out:?}"
+    );
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Close { conn, .. } if *conn == ConnId::new(1))));
+    assert_eq!(s.core.stats().malformed, 1);
+    // The same bytes inside TLS (an authenticated client) are just an
+    // unknown type: discarded, the connection stays.
+    open(&mut s, 2, PeerIdentity::Psk("pe".into()), ConnKind::Asap);
+    s.outputs();
+    s.core.handle_frame(now, ConnId::new(2), &frame);
+    assert!(!s
+        .outputs()
+        .iter()
+        .any(|o| matches!(o, Output::Close { conn, .. } if *conn == ConnId::new(2))));
+}

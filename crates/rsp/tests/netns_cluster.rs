@@ -403,10 +403,7 @@ fn a_cut_off_registrar_rejoins_and_the_audit_brings_all_three_to_one_handlespace
         }
         let p = Proc::spawn(&mut cmd);
         // Printed in this order at start. The end of the table download
-        // is read from the admin API, not from the `table_synced` event:
-        // `rsp registrar` subscribes to its registrar's events only after
-        // the registrar and the admin API started, so an event of the
-        // first moments (a quick download) can be missed.
+        // is read from the admin API, with the peers' state.
         let address = |event: &str| {
             p.wait_event(event)["address"]
                 .as_str()
@@ -444,7 +441,9 @@ fn a_cut_off_registrar_rejoins_and_the_audit_brings_all_three_to_one_handlespace
     };
     let pe_a1 = echo_pe(&net, &keys, 0, &list(0), PE_A1);
     net.procs.push(echo_pe(&net, &keys, 1, &list(1), PE_B1));
-    net.procs.push(echo_pe(&net, &keys, 2, &list(2), PE_C1));
+    // C's PE shares C's namespace: the cut leaves it with C, away from
+    // its standby link and from the cluster's majority.
+    let pe_c1 = echo_pe(&net, &keys, 2, &list(2), PE_C1);
     let pool = |id, home| ("echo".to_string(), id, home);
     let initial = vec![
         pool(PE_A1, IDS[0]),
@@ -568,6 +567,19 @@ fn a_cut_off_registrar_rejoins_and_the_audit_brings_all_three_to_one_handlespace
     assert!(agreed.iter().all(|p| IDS.contains(&p.2)), "{agreed:?}");
     assert_eq!(agreed[0], pool(PE_A2, IDS[0]));
     assert_eq!(agreed[1], pool(PE_B1, IDS[1]));
+    // The PE agrees: where the majority's takeover won, the winner
+    // called it home over its standby link once the cut healed
+    // (docs/tcp-mapping.md), and it says so.
+    let c1_home = agreed[2].2;
+    if c1_home != IDS[2] {
+        loop {
+            let ev = pe_c1.wait_event("rehomed");
+            if ev["server_id"].as_u64() == Some(c1_home) {
+                break;
+            }
+        }
+    }
+    net.procs.push(pe_c1);
     eprintln!(
         "netns partition ({}): set up in {set_up:?}, C found down in {detected:?}, \
          taken over by {taken_over:#x}, converged {converged:?} after healing \

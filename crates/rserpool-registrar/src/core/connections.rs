@@ -318,6 +318,20 @@ impl RegistrarCore {
         if client.closing {
             return;
         }
+        if client.credential == Credential::Insecure && is_tls_handshake(frame) {
+            // A TLS client at a plain TCP listener (RFC 5355 2.15: the
+            // two never meet). Its ClientHello cut as ASAP or ENRP is an
+            // unknown type that the rules would discard unanswered,
+            // leaving the client to time out: it gets an error (no TLS
+            // record, which its TLS library reports) and the close.
+            let info = frame[..frame.len().min(MAX_ECHOED)].to_vec();
+            let cause = Cause::with_info(CauseCode::UnrecognizedMessage, info);
+            let error = "a TLS handshake on a plain TCP (insecure) listener".to_string();
+            if self.note_malformed(conn, Some(cause), error).is_some() {
+                self.close(conn, "a TLS client at a plain TCP listener".into());
+            }
+            return;
+        }
         // RFC 5354 3, 3.12: the one path of every core for a frame
         // (`rserpool_wire::receive`): what to report, and the message.
         let (message, report) = match client.kind.protocol() {
@@ -429,4 +443,10 @@ impl RegistrarCore {
         }));
         Some(count)
     }
+}
+
+/// Whether `frame` begins like a TLS handshake record (RFC 8446 5.1:
+/// content type 22, legacy version 3.x), what a TLS client sends first.
+fn is_tls_handshake(frame: &[u8]) -> bool {
+    matches!(frame, [0x16, 0x03, 0x00..=0x04, ..])
 }

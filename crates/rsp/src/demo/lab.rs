@@ -351,12 +351,9 @@ impl Lab {
         }
         self.addresses = self.registrars.iter().map(|r| r.asap).collect();
 
-        // Every pair associated: one of the two reported the other up.
-        // (Only one: `rsp registrar --json` prints the events from when
-        // it subscribes to them, just after its start, so a dialling
-        // registrar may associate before and never print its
-        // "peer_up". The three agreeing on the PEs later shows that
-        // updates flow between all of them.)
+        // Every pair associated: the first of the two to report the
+        // other up is enough (the three agreeing on the PEs later shows
+        // that updates flow between all of them).
         let ids: Vec<ServerId> = self.registrars.iter().map(|r| r.server_id).collect();
         let rx = self
             .lines_out
