@@ -1,15 +1,12 @@
-//! `rsp bench cluster`: registrars of one cluster in this process, on
-//! loopback, over TLS with a key each (the service as `rsp registrar`
-//! runs it): how long a new registrar takes to download a handlespace
-//! of many PEs from its mentor, how many registrations per second reach
-//! a peer as handle updates, and how long a survivor takes to home the
-//! PEs of a registrar that stopped (its connections closed, as when it
-//! is killed), and whether any was lost.
-//!
-//! Not measured here: a frozen registrar (SIGSTOP needs processes; the
-//! simulator's `cluster` scenario and the core tests cover it), and PEs
-//! re-homing to the survivor (re-homing over TCP is not done yet: the
-//! takeover figure is until the survivor owns and serves them).
+//! `rsp bench cluster`: registrars of one cluster on loopback, over TLS
+//! with a key each (the service as `rsp registrar` runs it): how long a
+//! new registrar takes to download a handlespace of many PEs from its
+//! mentor, how many registrations per second reach a peer as handle
+//! updates, and how long the PEs of a registrar process that is killed
+//! or frozen take to be re-homed at a survivor and served there
+//! (`bench_rehoming`), and whether any was lost. Also: how long a
+//! survivor takes to home the PEs of a stopped registrar none of whose
+//! PEs is connected to it (the takeover alone, in this process).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,7 +31,8 @@ pub struct Args {
     /// PEs registered at one registrar while its peer counts the updates.
     #[arg(long, default_value_t = 20_000)]
     pub update_pes: u32,
-    /// PEs of the registrar that stops.
+    /// PEs of the registrar that is killed, then of the one that is
+    /// frozen (PEs of this process, each with a standby link).
     #[arg(long, default_value_t = 10_000)]
     pub takeover_pes: u32,
 }
@@ -43,10 +41,13 @@ pub struct Args {
 struct Report {
     download_100k_ms: Option<u64>,
     download_pes: u32,
+    /// SIGKILL of a registrar process until its PEs are re-homed.
     takeover_10k_ms: Option<u64>,
     takeover_pes: u32,
-    /// SIGSTOP needs processes: not measured here.
+    /// The same after SIGSTOP.
     takeover_10k_stop_ms: Option<u64>,
+    /// The survivor homes a stopped peer's PEs (none connected to it).
+    takeover_unconnected_10k_ms: Option<u64>,
     lost: u64,
     updates_per_s: f64,
     update_pes: u32,
@@ -238,14 +239,37 @@ pub async fn run(args: &Args, json: bool) -> anyhow::Result<()> {
     let takeover = start.elapsed();
     let held = d.query(|c| c.handlespace().len()).await.unwrap_or(0);
     d.shutdown().await;
+    let mut lost = n.saturating_sub(held) as u64;
+
+    // Re-homing: a registrar process killed, then one frozen.
+    crate::bench_rehoming::make_room(args.takeover_pes)?;
+    let mut rehomed = Vec::new();
+    for (failure, name) in [
+        (crate::bench_rehoming::Failure::Kill, "SIGKILL"),
+        (crate::bench_rehoming::Failure::Stop, "SIGSTOP"),
+    ] {
+        say(
+            json,
+            &format!(
+                "{name} of a registrar process home to {} PEs of this process ...",
+                args.takeover_pes
+            ),
+        );
+        let r = crate::bench_rehoming::run(args.takeover_pes, failure, limit)
+            .await
+            .with_context(|| format!("re-homing after {name}"))?;
+        lost += r.lost;
+        rehomed.push(r.took.as_millis() as u64);
+    }
 
     let report = Report {
         download_100k_ms: Some(download.as_millis() as u64),
         download_pes: args.download_pes,
-        takeover_10k_ms: Some(takeover.as_millis() as u64),
+        takeover_10k_ms: rehomed.first().copied(),
         takeover_pes: args.takeover_pes,
-        takeover_10k_stop_ms: None,
-        lost: (n.saturating_sub(held)) as u64,
+        takeover_10k_stop_ms: rehomed.get(1).copied(),
+        takeover_unconnected_10k_ms: Some(takeover.as_millis() as u64),
+        lost,
         updates_per_s,
         update_pes: args.update_pes,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -262,13 +286,20 @@ pub async fn run(args: &Args, json: bool) -> anyhow::Result<()> {
             "handle updates: {:.0}/s ({} registrations at one registrar, all at its peer)",
             updates_per_s, report.update_pes
         );
+        let shown = |ms: Option<u64>| ms.map_or("-".to_string(), |ms| format!("{ms} ms"));
         println!(
-            "takeover of a stopped registrar with {} PEs: {} ms until the survivor homes and serves them all, {} lost",
+            "re-homing of {} PEs: {} after SIGKILL of their registrar, {} after SIGSTOP, \
+             until every PE is registered with the survivor and it serves them all",
+            report.takeover_pes,
+            shown(report.takeover_10k_ms),
+            shown(report.takeover_10k_stop_ms),
+        );
+        println!(
+            "takeover of a stopped registrar with {} PEs none of which is connected to the survivor: {} ms",
             report.takeover_pes,
             takeover.as_millis(),
-            report.lost
         );
-        println!("(SIGSTOP is not measured in one process: see the simulator's cluster scenario)");
+        println!("PEs lost: {}", report.lost);
     }
     Ok(())
 }

@@ -7,6 +7,7 @@ mod apd;
 mod bench;
 mod bench_cluster;
 mod bench_connections;
+mod bench_rehoming;
 mod ca;
 mod client_args;
 mod client_file;

@@ -195,10 +195,14 @@ impl FileConfig {
                 *p = base.join(&*p);
             }
         };
-        if let Some(files) = &mut self.tls.psk_files {
+        for files in [&mut self.tls.psk_files, &mut self.enrp.peer_psk_files]
+            .into_iter()
+            .flatten()
+        {
             files.get_mut().iter_mut().for_each(fix);
         }
         for p in [
+            &mut self.enrp.psk_file,
             &mut self.tls.cert,
             &mut self.tls.key,
             &mut self.tls.client_ca,
@@ -283,6 +287,29 @@ mod tests {
 
     fn err(text: &str) -> String {
         parse(Path::new("r.toml"), text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn key_files_are_relative_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.toml");
+        std::fs::write(
+            &path,
+            "[tls]\npsk_files = [\"pe.key\"]\n\
+             [enrp]\npsk_file = \"own.key\"\npeer_psk_files = [\"peer.key\", \"/abs.key\"]\n",
+        )
+        .unwrap();
+        let (c, _) = read(&path).unwrap();
+        let files = |v: Located<Vec<PathBuf>>| v.unwrap().into_inner();
+        assert_eq!(files(c.tls.psk_files), [dir.path().join("pe.key")]);
+        assert_eq!(
+            c.enrp.psk_file.unwrap().into_inner(),
+            dir.path().join("own.key")
+        );
+        assert_eq!(
+            files(c.enrp.peer_psk_files),
+            [dir.path().join("peer.key"), PathBuf::from("/abs.key")]
+        );
     }
 
     #[test]

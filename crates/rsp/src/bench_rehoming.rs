@@ -1,0 +1,326 @@
+//! The re-homing part of `rsp bench cluster`: a registrar process (the
+//! victim) is home to N PEs of this process, each with its standby link
+//! to a second registrar (the survivor, in this process); the victim is
+//! killed (SIGKILL: its connections reset) or frozen (SIGSTOP: they stay
+//! open and nothing answers). Measured: from the signal until every PE
+//! says it is registered with the survivor and the survivor homes and
+//! serves all N (RFC 5353 3.5, over TCP as docs/tcp-mapping.md says);
+//! the PEs missing at the survivor then are lost.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rserpool::{ClientConfig, PoolElement, PoolElementSpec, RegistrarEndpoint};
+use rserpool_registrar::{CoreConfig, EnrpConfig, Registrar, ServiceConfig};
+use rserpool_security::apd::Apd;
+use rserpool_security::rate_limit::Rate;
+use rserpool_security::{PeerIdentity, Psk, PskStore, TlsServer, TlsServerConfig};
+use rserpool_wire::{Policy, PoolHandle, ServerId};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+use crate::bench::tls_client;
+
+/// How the victim is made to fail.
+#[derive(Debug, Clone, Copy)]
+pub enum Failure {
+    /// SIGKILL.
+    Kill,
+    /// SIGSTOP (SIGCONT and SIGKILL at the end of the run).
+    Stop,
+}
+
+impl Failure {
+    fn signal(self) -> nix::sys::signal::Signal {
+        match self {
+            Failure::Kill => nix::sys::signal::Signal::SIGKILL,
+            Failure::Stop => nix::sys::signal::Signal::SIGSTOP,
+        }
+    }
+}
+
+/// What one run measured.
+pub struct Rehoming {
+    /// From the signal until all PEs were re-homed and served.
+    pub took: Duration,
+    /// PEs of the victim that the survivor did not hold at the end.
+    pub lost: u64,
+}
+
+/// PEs started at once (each a TLS handshake with the victim, then one
+/// with the survivor for its standby link).
+const STARTING_AT_ONCE: usize = 64;
+
+/// Make room for the descriptors of `pes` PEs in this process: two
+/// connections each, and the survivor's end of each standby link. The
+/// soft limit goes up to the hard one, and the hard one too where the
+/// process may (root).
+pub fn make_room(pes: u32) -> anyhow::Result<()> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let wanted = 3 * u64::from(pes) + 512;
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft >= wanted {
+        return Ok(());
+    }
+    setrlimit(Resource::RLIMIT_NOFILE, wanted, hard.max(wanted)).with_context(|| {
+        format!(
+            "{pes} PEs need {wanted} file descriptors, the limit is {hard} \
+             (raise it, ulimit -Hn, or use fewer --takeover-pes)"
+        )
+    })?;
+    Ok(())
+}
+
+/// One run: a fresh survivor, victim and PEs; `failure` strikes the
+/// victim once all PEs are registered with it.
+pub async fn run(pes: u32, failure: Failure, limit: Duration) -> anyhow::Result<Rehoming> {
+    let dir = tempfile::tempdir()?;
+    let victim_key = Psk::generate("bench-victim")?;
+    let survivor_key = Psk::generate("bench-survivor")?;
+    let pe_key = Psk::generate("bench-pe")?;
+    let survivor = start_survivor(&survivor_key, &victim_key, &pe_key, pes).await?;
+    let survivor_asap = survivor.local_addrs()[0];
+    let survivor_enrp = survivor.handle().enrp_addrs()[0];
+    let survivor_id = survivor.handle().server_id();
+    let victim = Victim::start(
+        dir.path(),
+        &victim_key,
+        &survivor_key,
+        &pe_key,
+        survivor_enrp,
+        pes,
+    )
+    .await?;
+    let wait_peered = until(limit, "the victim and the survivor peer", || async {
+        survivor
+            .query(|c| c.peers().any(|p| p.up))
+            .await
+            .unwrap_or(false)
+    });
+    wait_peered.await?;
+
+    // The PEs: the victim first in their list (their home), the survivor
+    // second (their standby link).
+    let registrars = vec![
+        RegistrarEndpoint::new(victim.asap),
+        RegistrarEndpoint::new(survivor_asap),
+    ];
+    let tls = tls_client(&pe_key)?;
+    let handle = PoolHandle::from_static("bench");
+    let gate = Arc::new(tokio::sync::Semaphore::new(STARTING_AT_ONCE));
+    let mut starting = tokio::task::JoinSet::new();
+    for i in 0..pes {
+        let (config, gate) = (
+            ClientConfig::new(registrars.clone(), Some(tls.clone())),
+            gate.clone(),
+        );
+        let spec = PoolElementSpec::new(
+            handle.clone(),
+            Policy::RoundRobin,
+            10_000 + (i % 50_000) as u16,
+        );
+        starting.spawn(async move {
+            let _permit = gate.acquire_owned().await?;
+            anyhow::Ok(PoolElement::start(config, spec).await?)
+        });
+    }
+    let mut elements = Vec::with_capacity(pes as usize);
+    while let Some(r) = starting.join_next().await {
+        elements.push(r.context("a PE task failed")??);
+    }
+    let at = |pe: &PoolElement, r: SocketAddr| {
+        let s = pe.status();
+        s.registered && s.registrar == Some(r)
+    };
+    // Every PE at the victim, its standby link up, the survivor in sync.
+    let n = pes as usize;
+    until(
+        limit,
+        "every PE registered with the victim and standing by",
+        || async {
+            elements.iter().all(|pe| at(pe, victim.asap))
+                && survivor
+                    .query(move |c| c.handlespace().len() == n && c.standby_links() == n)
+                    .await
+                    .unwrap_or(false)
+        },
+    )
+    .await?;
+
+    let start = Instant::now();
+    victim.signal(failure.signal())?;
+    until(limit, "every PE re-homed at the survivor", || async {
+        elements.iter().all(|pe| at(pe, survivor_asap))
+            && survivor
+                .query(move |c| {
+                    c.serves_pool_users() && c.handlespace().by_owner(survivor_id).count() == n
+                })
+                .await
+                .unwrap_or(false)
+    })
+    .await?;
+    let took = start.elapsed();
+    let held = survivor.query(|c| c.handlespace().len()).await.unwrap_or(0);
+    if matches!(failure, Failure::Stop) {
+        let _ = victim.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+    // Dropped without deregistering: the survivor goes with them.
+    drop(elements);
+    victim.kill().await;
+    survivor.shutdown().await;
+    Ok(Rehoming {
+        took,
+        lost: n.saturating_sub(held) as u64,
+    })
+}
+
+/// Poll `f` every 5 ms until it holds, at most `limit`.
+async fn until<F, Fut>(limit: Duration, what: &str, f: F) -> anyhow::Result<Duration>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if f().await {
+            return Ok(start.elapsed());
+        }
+        anyhow::ensure!(start.elapsed() < limit, "not within {limit:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The survivor, in this process: it takes the victim's key as a peer,
+/// and its limits hold the PEs' standby links.
+async fn start_survivor(own: &Psk, victim: &Psk, pe: &Psk, pes: u32) -> anyhow::Result<Registrar> {
+    let mut store = PskStore::default();
+    for k in [own, victim, pe] {
+        store.insert(k.clone()).map_err(anyhow::Error::msg)?;
+    }
+    let tls = Arc::new(TlsServer::new(&TlsServerConfig {
+        psks: Some(Arc::new(store)),
+        ..TlsServerConfig::default()
+    })?);
+    let ids = [own, victim].map(|k| PeerIdentity::Psk(k.identity.clone()));
+    let room = 2 * pes as usize + 64;
+    Ok(Registrar::start(ServiceConfig {
+        listen: vec!["127.0.0.1:0".parse()?],
+        enrp_listen: vec!["127.0.0.1:0".parse()?],
+        tls: Some(tls),
+        tls_client: Some(Arc::new(tls_client(own)?)),
+        apd: Apd::permissive_with_registrars(false, &ids),
+        max_connections: room,
+        max_connections_per_address: room,
+        max_handshakes: room,
+        max_handshakes_per_address: room,
+        core: CoreConfig {
+            server_id: ServerId::new(0x5_0001),
+            registration_rate: Rate::UNLIMITED,
+            registration_rate_per_address: Rate::UNLIMITED,
+            registration_rate_global: Rate::UNLIMITED,
+            max_pes_per_identity: room,
+            max_connections_per_identity: room,
+            enrp: EnrpConfig {
+                update_rate: Rate::UNLIMITED,
+                ..EnrpConfig::default()
+            },
+            ..CoreConfig::default()
+        },
+        ..ServiceConfig::default()
+    })
+    .await?)
+}
+
+/// The victim: `rsp registrar` as a child process (killed if dropped),
+/// peered with the survivor, with the default timers and its limits
+/// lifted for one identity's N PEs.
+struct Victim {
+    child: tokio::process::Child,
+    pid: nix::unistd::Pid,
+    asap: SocketAddr,
+}
+
+impl Victim {
+    async fn start(
+        dir: &Path,
+        own: &Psk,
+        survivor: &Psk,
+        pe: &Psk,
+        survivor_enrp: SocketAddr,
+        pes: u32,
+    ) -> anyhow::Result<Victim> {
+        for (file, key) in [("own.key", own), ("survivor.key", survivor), ("pe.key", pe)] {
+            key.write_new(&dir.join(file))?;
+        }
+        let config = dir.join("victim.toml");
+        let unlimited = "{ per_second = inf, burst = 1 }";
+        std::fs::write(
+            &config,
+            format!(
+                "listen = [\"127.0.0.1:0\"]\n\
+                 json = true\n\
+                 peers = [\"{survivor_enrp}\"]\n\
+                 [tls]\npsk_files = [\"pe.key\"]\n\
+                 [enrp]\nlisten = [\"127.0.0.1:0\"]\npsk_file = \"own.key\"\n\
+                 peer_psk_files = [\"survivor.key\"]\n\
+                 [connections]\nmax = {max}\nmax_per_address = {max}\nmax_per_identity = {max}\n\
+                 max_handshakes = {max}\nmax_handshakes_per_address = {max}\n\
+                 [registration]\nmax_pes_per_identity = {max}\n\
+                 [limits]\nregistrations_per_identity = {unlimited}\n\
+                 registrations_per_address = {unlimited}\n\
+                 registrations_global = {unlimited}\n",
+                max = 2 * pes + 64
+            ),
+        )?;
+        let exe = std::env::current_exe().context("cannot find the rsp binary")?;
+        let mut child = Command::new(exe)
+            .args(["--log", "error", "registrar", "--config"])
+            .arg(&config)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start the victim registrar")?;
+        let pid = child
+            .id()
+            .and_then(|p| i32::try_from(p).ok())
+            .map(nix::unistd::Pid::from_raw)
+            .context("the victim registrar exited at once")?;
+        let mut log = BufReader::new(child.stderr.take().context("stderr")?).lines();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = log.next_line().await {
+                eprintln!("  victim registrar: {line}");
+            }
+        });
+        let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+        let asap = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(line) = lines.next_line().await? {
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                if v["event"] == "listening" && v["pool_users_only"].is_null() {
+                    if let Some(a) = v["address"].as_str() {
+                        return Ok(a.parse::<SocketAddr>()?);
+                    }
+                }
+            }
+            anyhow::bail!("the victim registrar exited before it listened")
+        })
+        .await
+        .context("the victim registrar did not listen within 20 s")??;
+        // Its events keep coming: read them, so that the pipe never fills.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Victim { child, pid, asap })
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) -> anyhow::Result<()> {
+        nix::sys::signal::kill(self.pid, signal)
+            .with_context(|| format!("cannot send {signal} to the victim registrar"))
+    }
+
+    async fn kill(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
