@@ -266,3 +266,127 @@ fn a_registrar_pe_and_pu_work_with_issued_certificates() {
     ]));
     assert!(e.contains(&addr), "{e}");
 }
+
+/// `rsp registrar` with its certificate in a cluster, the database
+/// `apd.toml` of `dir`, and `peers` to dial: the process, ASAP and ENRP
+/// addresses.
+fn cert_registrar(dir: &Path, name: &str, peers: &[&str]) -> (Proc, String, String) {
+    let f = |n: &str| arg(&dir.join(n));
+    let mut cmd = rsp();
+    cmd.args(["registrar", "--listen", "127.0.0.1:0"])
+        .args(["--cert", &f(&format!("{name}.pem"))])
+        .args(["--key", &f(&format!("{name}.key"))])
+        .args(["--client-ca", &f("ca.pem"), "--apd", &f("apd.toml")])
+        .args(["--enrp-listen", "127.0.0.1:0", "--json"]);
+    for p in peers {
+        cmd.args(["--peer", p]);
+    }
+    let reg = Proc::spawn(&mut cmd);
+    let asap = reg.listening_address();
+    let enrp = reg.wait_event("enrp_listening")["address"]
+        .as_str()
+        .expect("an address")
+        .to_string();
+    (reg, asap, enrp)
+}
+
+#[test]
+fn registrars_peer_with_their_certificates_and_a_pe_certificate_cannot() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    init(dir);
+    for name in ["reg-a", "reg-b"] {
+        issue(dir, name, &["--role", "registrar", "--ip", "127.0.0.1"]);
+    }
+    issue(dir, "pe-1", &["--role", "pe"]);
+    std::fs::write(
+        dir.join("apd.toml"),
+        r#"
+[[entry]]
+name = "registrars"
+action = "allow"
+namespace = "cert"
+identity = "reg-*"
+roles = ["registrar"]
+
+[[entry]]
+name = "pes"
+action = "allow"
+namespace = "cert"
+identity = "pe-*"
+roles = ["pe", "pu"]
+pools = ["echo"]
+"#,
+    )
+    .unwrap();
+    let f = |name: &str| arg(&dir.join(name));
+    // Without a database, no certificate may be a registrar: refused.
+    let e = failure(&run(&[
+        "registrar",
+        "--cert",
+        &f("reg-a.pem"),
+        "--key",
+        &f("reg-a.key"),
+        "--client-ca",
+        &f("ca.pem"),
+        "--peer",
+        "127.0.0.1:9902",
+        "--check-config",
+    ]));
+    assert!(e.contains("--apd"), "{e}");
+
+    let (a, a_asap, a_enrp) = cert_registrar(dir, "reg-a", &[]);
+    let (b, b_asap, _) = cert_registrar(dir, "reg-b", &[&a_enrp]);
+    // Each knows the other by its certificate (mutual TLS, RFC 5355 2.5).
+    assert_eq!(a.wait_event("peer_up")["identity"], "cert:reg-b");
+    assert_eq!(b.wait_event("peer_up")["identity"], "cert:reg-a");
+    b.wait_event("table_synced");
+    let pe = Proc::spawn(rsp().args([
+        "pe",
+        "echo",
+        "-r",
+        &a_asap,
+        "--ca",
+        &f("ca.pem"),
+        "--cert",
+        &f("pe-1.pem"),
+        "--key",
+        &f("pe-1.key"),
+        "--json",
+    ]));
+    let id = pe.wait_event("registered")["identifier"].clone();
+    let resolve_at_b = || {
+        json(&run(&[
+            "resolve",
+            "echo",
+            "-r",
+            &b_asap,
+            "--ca",
+            &f("ca.pem"),
+            "--cert",
+            &f("pe-1.pem"),
+            "--key",
+            &f("pe-1.key"),
+            "--json",
+        ]))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while resolve_at_b()["pool_elements"][0]["identifier"] != id {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the PE never reached B"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    // A PE's certificate (the database gives it no registrar role) that
+    // dials A's ENRP listener as a registrar is refused, and changes
+    // nothing.
+    std::fs::copy(dir.join("pe-1.pem"), dir.join("rogue.pem")).unwrap();
+    std::fs::copy(dir.join("pe-1.key"), dir.join("rogue.key")).unwrap();
+    let (rogue, _, _) = cert_registrar(dir, "rogue", &[&a_enrp]);
+    let refused = a.wait_event("refused");
+    assert_eq!(refused["identity"], "cert:pe-1", "{refused}");
+    drop(rogue);
+    assert_eq!(resolve_at_b()["pool_elements"][0]["identifier"], id);
+}

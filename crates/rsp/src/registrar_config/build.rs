@@ -85,6 +85,7 @@ pub fn build(m: Merged) -> anyhow::Result<RegistrarSettings> {
     };
     let mut service = m.service;
     let mut psk_identities = 0;
+    let mut dials_with_certificate = false;
     let mut credentials = None;
     let tls = if m.insecure {
         None
@@ -110,6 +111,13 @@ pub fn build(m: Merged) -> anyhow::Result<RegistrarSettings> {
             psk_identities = store.len();
             Some(Arc::new(store))
         };
+        let certificate = match (&t.cert, &t.key) {
+            (Some(chain), Some(key)) => Some(CertificateFiles {
+                chain: chain.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        };
         if let Some(own) = &m.enrp.own_psk {
             let key = Psk::read_file(own)
                 .map_err(|e| o.error("enrp.psk_file", e))?
@@ -124,19 +132,25 @@ pub fn build(m: Merged) -> anyhow::Result<RegistrarSettings> {
             })
             .map_err(|e| o.error("enrp.psk_file", e))?;
             service.tls_client = Some(Arc::new(client));
+        } else if let (Some(own), Some(ca)) = (&certificate, &t.client_ca) {
+            // Certificate mode: peers are dialled with this registrar's
+            // own certificate (a registrar certificate is for TLS server
+            // and client: `rsp ca issue --role registrar`), and theirs is
+            // checked against the client CA for the address dialled.
+            let client = TlsClient::new(&TlsClientConfig {
+                ca: Some(ca.clone()),
+                certificate: Some(own.clone()),
+                ..TlsClientConfig::default()
+            })
+            .map_err(|e| o.error("tls.cert", e))?;
+            service.tls_client = Some(Arc::new(client));
+            dials_with_certificate = true;
         } else if !service.core.enrp.peers.is_empty() {
             return Err(o.error(
                 "peers",
-                "dialling peer registrars needs this registrar's own key: give enrp.psk_file (--enrp-psk-file)",
+                "dialling peer registrars needs this registrar's own key (enrp.psk_file, --enrp-psk-file) or, with a certificate, tls.client_ca (--client-ca) to check theirs",
             ));
         }
-        let certificate = match (&t.cert, &t.key) {
-            (Some(chain), Some(key)) => Some(CertificateFiles {
-                chain: chain.clone(),
-                key: key.clone(),
-            }),
-            _ => None,
-        };
         let client_ca = match &t.client_ca {
             Some(ca) => Some(
                 rserpool_security::read_credential_file(ca)
@@ -223,6 +237,17 @@ pub fn build(m: Merged) -> anyhow::Result<RegistrarSettings> {
         Some(path) => {
             service.apd = Apd::load(path).map_err(|e| o.error("apd", e))?;
             service.apd_file = Some(path.clone());
+        }
+        None if dials_with_certificate
+            && m.enrp.peer_psks.is_empty()
+            && m.enrp.clustered(&service.core.enrp.peers) =>
+        {
+            // The certificate names that may be registrars come from the
+            // database alone.
+            return Err(o.error(
+                "peers",
+                "a cluster with certificates needs an authorised peer database (apd, --apd) that gives the peers' certificate identities the registrar role",
+            ));
         }
         None => {
             // Without a database the peer keys, and only they, are
