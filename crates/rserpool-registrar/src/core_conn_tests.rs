@@ -10,6 +10,7 @@ use crate::core_tests::{registration, Sim, PE_ADDR};
 use crate::{
     ClientInfo, ConnKind, ConnectError, Event, Message, Output, Refusal, OUTBOUND_CONNECTIONS,
 };
+use crate::{CoreConfig, EnrpConfig};
 
 fn open(s: &mut Sim, conn: u64, identity: PeerIdentity, kind: ConnKind) {
     let address: SocketAddr = format!("{PE_ADDR}:{}", 40000 + conn).parse().unwrap();
@@ -23,7 +24,11 @@ fn open(s: &mut Sim, conn: u64, identity: PeerIdentity, kind: ConnKind) {
 /// A core that takes the peer keys `registrar-2` and (certificate)
 /// `registrar-9` as peer registrars.
 fn with_peer_keys() -> Sim {
-    let mut s = Sim::new();
+    peer_keys_at(Sim::new())
+}
+
+/// The same for the core of `s`.
+fn peer_keys_at(mut s: Sim) -> Sim {
     let now = s.now;
     s.core.replace_apd(
         now,
@@ -404,4 +409,97 @@ fn a_tls_client_at_a_plain_listener_gets_an_error_and_the_close() {
         .outputs()
         .iter()
         .any(|o| matches!(o, Output::Close { conn, .. } if *conn == ConnId::new(2))));
+}
+
+/// An association of key holder `registrar-2` on connection `conn`,
+/// naming server identifier 0x1000 + `conn`: what the core answered,
+/// and whether it closed the association.
+fn insider_presence(s: &mut Sim, conn: u64) -> (Vec<(u64, EnrpMessage)>, bool) {
+    open(
+        s,
+        conn,
+        PeerIdentity::Psk("registrar-2".into()),
+        ConnKind::Enrp,
+    );
+    let msg = EnrpMessage::Presence {
+        reply_required: true,
+        sender: ServerId::new(0x1000 + conn as u32),
+        receiver: ServerId::new(0),
+        checksum: None,
+        server_info: None,
+    };
+    let now = s.now;
+    s.core
+        .handle_frame(now, ConnId::new(conn), &msg.to_bytes().unwrap());
+    let out = s.outputs();
+    let closed = out
+        .iter()
+        .any(|o| matches!(o, Output::Close { conn: c, .. } if *c == ConnId::new(conn)));
+    (enrp_sent(&out), closed)
+}
+
+fn refused_with(sent: &[(u64, EnrpMessage)], code: CauseCode) -> bool {
+    sent.iter()
+        .any(|(_, m)| matches!(m, EnrpMessage::Error { error, .. } if cause_of(error) == code))
+}
+
+#[test]
+fn an_insider_speaks_for_few_server_ids_and_all_peers_are_bounded() {
+    // One key holder, a new server identifier on each association: two
+    // (a registrar and its restart) become peers, the others are
+    // refused for security and closed; other registrars still join.
+    let mut s = with_peer_keys();
+    let max = s.core.config().enrp.max_ids_per_identity as u64;
+    for conn in 1..=max + 6 {
+        let (sent, closed) = insider_presence(&mut s, conn);
+        let refused = refused_with(&sent, CauseCode::RejectedSecurity);
+        assert_eq!(
+            (closed, refused),
+            (conn > max, conn > max),
+            "association {conn}"
+        );
+    }
+    assert_eq!(s.core.peers().filter(|p| p.up).count() as u64, max);
+    // When those go, the identity may speak for new identifiers.
+    for conn in 1..=max {
+        let now = s.now;
+        s.core.handle_disconnect(now, ConnId::new(conn));
+    }
+    s.outputs();
+    assert!(!insider_presence(&mut s, 100).1);
+
+    // Where one identity may speak for many (a key shared by all the
+    // registrars), max_peers still bounds the peer table: the rest get
+    // "lack of resources", and the slots come back when peers go.
+    let mut s = peer_keys_at(Sim::with(CoreConfig {
+        server_id: ServerId::new(0x1234),
+        seed: 7,
+        enrp: EnrpConfig {
+            max_ids_per_identity: 1_024,
+            ..EnrpConfig::default()
+        },
+        ..CoreConfig::default()
+    }));
+    let max = s.core.config().enrp.max_peers as u64;
+    for conn in 1..=max + 6 {
+        let (sent, closed) = insider_presence(&mut s, conn);
+        let refused = refused_with(&sent, CauseCode::LackOfResources);
+        assert_eq!(
+            (closed, refused),
+            (conn > max, conn > max),
+            "association {conn}"
+        );
+    }
+    assert_eq!(s.core.peers().count() as u64, max);
+    for conn in 1..=max + 6 {
+        let now = s.now;
+        s.core.handle_disconnect(now, ConnId::new(conn));
+    }
+    s.outputs();
+    assert!(s.core.peers().all(|p| !p.up));
+    assert!(!insider_presence(&mut s, 1000).1);
+    assert!(s
+        .core
+        .peers()
+        .any(|p| p.server_id == ServerId::new(0x1000 + 1000) && p.up));
 }

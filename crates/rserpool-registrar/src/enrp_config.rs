@@ -51,6 +51,12 @@ pub struct EnrpConfig {
     pub mentor_timeout: Duration,
     /// Most peers known at a time (static and learned).
     pub max_peers: usize,
+    /// Most server identifiers one proven identity may speak for at a
+    /// time (peers up), so that one key holder cannot fill `max_peers`
+    /// and keep other registrars out (RFC 5355 2.17). A key or a
+    /// certificate per registrar needs 1; the rest covers a restart
+    /// (a new identifier before the old association is seen closed).
+    pub max_ids_per_identity: usize,
     /// Handle updates one peer may send (RFC 5355 2.17: an insider
     /// cannot flood); beyond, they are refused and counted, and the
     /// audit repairs what a legitimate burst lost.
@@ -71,6 +77,7 @@ impl Default for EnrpConfig {
             serve_partial_table: false,
             mentor_timeout: Duration::from_secs(5),
             max_peers: 64,
+            max_ids_per_identity: 2,
             update_rate: Rate::new(50_000.0, 100_000.0),
             page_bytes: 32 * 1024,
         }
@@ -111,6 +118,7 @@ impl EnrpConfig {
         TIMEOUT.check("enrp.reconnect_interval", self.reconnect_interval)?;
         TIMEOUT.check("enrp.mentor_timeout", self.mentor_timeout)?;
         PEERS.check("enrp.max_peers", self.max_peers)?;
+        PEERS.check("enrp.max_ids_per_identity", self.max_ids_per_identity)?;
         PAGE_BYTES.check("enrp.page_bytes", self.page_bytes)?;
         self.update_rate
             .check()

@@ -464,6 +464,29 @@ impl RegistrarCore {
             self.enrp.peers.add_conn(sender, conn);
             return true;
         }
+        if let Some(n) = &named {
+            let max = self.config.enrp.max_ids_per_identity;
+            let speaks_for = self
+                .enrp
+                .peers
+                .up()
+                .filter(|p| p.named.as_ref() == Some(n))
+                .count();
+            if speaks_for >= max {
+                // RFC 5355 2.17: one insider cannot take every peer slot.
+                let detail = format!(
+                    "{} speaks for {speaks_for} server identifiers already (enrp.max_ids_per_identity = {max})",
+                    identity_text(n)
+                );
+                tracing::warn!(%address, %detail, id = %sender, "ENRP association refused");
+                self.send_error(
+                    conn,
+                    Cause::with_info(CauseCode::RejectedSecurity, detail.clone().into_bytes()),
+                );
+                self.close(conn, detail);
+                return false;
+            }
+        }
         if self.enrp.peers.peers.len() >= self.config.enrp.max_peers {
             let detail = format!("{} peers known already", self.config.enrp.max_peers);
             self.send_error(
