@@ -358,7 +358,9 @@ fn cluster_demo_text_output_tells_the_story() {
         "killing registrar reg-1",
         "with SIGKILL",
         "peer reg-1 down",
-        "took reg-1 over",
+        // No "took reg-1 over" required: the PEs register over their
+        // standby links at once, often before the survivors find reg-1
+        // down, and a registrar with no PEs left is not taken over.
         "lost its registrar reg-1",
         "every PE re-homed",
         "none lost",
