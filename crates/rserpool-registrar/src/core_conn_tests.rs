@@ -503,3 +503,86 @@ fn an_insider_speaks_for_few_server_ids_and_all_peers_are_bounded() {
         .peers()
         .any(|p| p.server_id == ServerId::new(0x1000 + 1000) && p.up));
 }
+
+/// An ENRP_PRESENCE as a registrar multicasts it, naming `sender` and
+/// its ENRP transport `at`.
+fn multicast_presence(sender: u32, at: SocketAddr) -> Vec<u8> {
+    EnrpMessage::Presence {
+        reply_required: false,
+        sender: ServerId::new(sender),
+        receiver: ServerId::new(0),
+        checksum: Some(0),
+        server_info: Some(rserpool_wire::ServerInformation {
+            server_id: ServerId::new(sender),
+            transport: rserpool_wire::Transport::Tcp {
+                port: at.port(),
+                transport_use: rserpool_wire::TransportUse::DataPlusControl,
+                address: at.ip(),
+            },
+        }),
+    }
+    .to_bytes()
+    .unwrap()
+}
+
+fn dials(out: &[Output]) -> Vec<(ConnId, SocketAddr)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Connect {
+                conn,
+                address,
+                kind: ConnKind::EnrpOutbound,
+            } => Some((*conn, *address)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_multicast_presence_is_a_hint_to_dial_bounded_and_never_aimed_elsewhere() {
+    let mut s = with_peer_keys();
+    let at = |n: u8| -> SocketAddr { format!("10.0.1.{n}:9902").parse().unwrap() };
+    let now = s.now;
+    // A presence from the host it names: dialled (as a registrar it
+    // must prove to be), once.
+    s.core
+        .handle_presence_hint(now, at(1), &multicast_presence(0x77, at(1)));
+    let first = dials(&s.outputs());
+    assert_eq!(first.iter().map(|d| d.1).collect::<Vec<_>>(), [at(1)]);
+    s.core
+        .handle_presence_hint(now, at(1), &multicast_presence(0x77, at(1)));
+    assert!(dials(&s.outputs()).is_empty());
+    // One naming another host (a reflection) or no transport, or garbage:
+    // nothing.
+    s.core
+        .handle_presence_hint(now, at(2), &multicast_presence(0x78, at(3)));
+    s.core
+        .handle_presence_hint(now, at(2), b"\x16\x03\x01 not ENRP");
+    assert!(dials(&s.outputs()).is_empty());
+    // A flood of hosts: the burst of four (the first included), then
+    // one a second.
+    for n in 10..40 {
+        s.core
+            .handle_presence_hint(now, at(n), &multicast_presence(0x100 + n as u32, at(n)));
+    }
+    assert_eq!(dials(&s.outputs()).len(), 3);
+    assert_eq!(s.core.stats().enrp.presence_hints_dialled, 4);
+    // A hinted address whose dial fails is forgotten, not redialled.
+    let (conn, _) = first[0];
+    s.core.handle_connect_failed(now, conn, "refused");
+    s.outputs();
+    s.now += std::time::Duration::from_secs(30);
+    let now = s.now;
+    s.core.handle_timeout(now);
+    assert!(
+        !dials(&s.outputs()).iter().any(|d| d.1 == at(1)),
+        "a failed hint was redialled"
+    );
+    // Later hints are taken again, at the rate.
+    s.core
+        .handle_presence_hint(now, at(1), &multicast_presence(0x77, at(1)));
+    assert_eq!(
+        dials(&s.outputs()).iter().map(|d| d.1).collect::<Vec<_>>(),
+        [at(1)]
+    );
+}

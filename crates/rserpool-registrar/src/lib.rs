@@ -35,6 +35,8 @@ mod client;
 pub mod config;
 mod core;
 pub mod enrp_config;
+#[cfg(feature = "service")]
+pub mod enrp_multicast;
 pub mod log_limit;
 mod output;
 pub mod revocation;

@@ -536,6 +536,10 @@ pub struct EnrpStats {
     pub spoofed: u64,
     /// Messages for another receiver: dropped.
     pub misdirected: u64,
+    /// ENRP_PRESENCE heard on the multicast channel (module `hints`).
+    pub presence_hints: u64,
+    /// Of those, the ones whose address was dialled.
+    pub presence_hints_dialled: u64,
     /// Associations that reached this registrar itself.
     pub self_connections: u64,
     /// Another registrar with this registrar's identifier.

@@ -58,6 +58,16 @@ impl Keys {
 
     /// Registrar `i`, dialling `peers`.
     async fn registrar(&self, i: usize, peers: Vec<SocketAddr>) -> Registrar {
+        self.registrar_with(i, peers, |_| {}).await
+    }
+
+    /// The same with `tweak` applied to its configuration.
+    async fn registrar_with(
+        &self,
+        i: usize,
+        peers: Vec<SocketAddr>,
+        tweak: impl FnOnce(&mut ServiceConfig),
+    ) -> Registrar {
         let mut store = PskStore::default();
         for k in &self.all {
             store.insert(k.clone()).expect("unique");
@@ -71,7 +81,7 @@ impl Keys {
             .iter()
             .map(|n| PeerIdentity::Psk((*n).into()))
             .collect();
-        Registrar::start(ServiceConfig {
+        let mut config = ServiceConfig {
             listen: vec!["127.0.0.1:0".parse().unwrap()],
             enrp_listen: vec!["127.0.0.1:0".parse().unwrap()],
             tls: Some(Arc::new(tls)),
@@ -86,9 +96,9 @@ impl Keys {
                 ..CoreConfig::default()
             },
             ..ServiceConfig::default()
-        })
-        .await
-        .expect("registrar starts")
+        };
+        tweak(&mut config);
+        Registrar::start(config).await.expect("registrar starts")
     }
 
     async fn client(
@@ -250,4 +260,40 @@ async fn a_pe_key_cannot_speak_enrp_and_garbage_closes_only_its_connection() {
     let stats = a.query(|c| c.stats().clone()).await.expect("stats");
     assert!(stats.refused_security >= 1);
     assert_eq!(a.query(peers_up).await, Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrars_without_peers_find_each_other_by_multicast_presence() {
+    // By the system's multicast route, as `rsp registrar` does: the
+    // presences leave with the host's address, and the ENRP listeners
+    // (on every address) are announced as "the address I came from".
+    let port = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free port")
+        .port();
+    let group: SocketAddr = format!("239.255.53.1:{port}").parse().unwrap();
+    let keys = Keys::new();
+    let multicast = |c: &mut ServiceConfig| {
+        c.enrp_listen = vec!["0.0.0.0:0".parse().unwrap()];
+        c.enrp_multicast = Some(rserpool_registrar::enrp_multicast::EnrpMulticast {
+            group,
+            interface: None,
+        });
+        c.core.enrp.heartbeat_cycle = Duration::from_millis(200);
+        c.core.enrp.max_time_last_heard = Duration::from_millis(2_000);
+    };
+    let a = keys.registrar_with(0, vec![], multicast).await;
+    let b = keys.registrar_with(1, vec![], multicast).await;
+    for r in [&a, &b] {
+        until(r, "the other found by its presence and up", |c| {
+            peers_up(c) == 1 && c.stats().enrp.presence_hints > 0
+        })
+        .await;
+    }
+    let mut pe_client = keys.client(&a, "pe-1").await;
+    assert_eq!(
+        pe_client.register("echo", pe(9, "127.0.0.1", 9)).await,
+        None
+    );
+    until(&b, "the PE arrived", |c| c.handlespace().len() == 1).await;
 }

@@ -129,6 +129,11 @@ pub struct Args {
     /// ENRP).
     #[arg(long, value_name = "FILE")]
     pub peer_psk_file: Vec<PathBuf>,
+    /// Multicast this registrar's ENRP_PRESENCE to this UDP group (e.g.
+    /// 239.0.0.51:9901) and dial the registrars heard there (a hint: they
+    /// must authenticate), or "off".
+    #[arg(long, value_name = "GROUP", value_parser = registrar_config::parse_toggle::<SocketAddr>)]
+    pub enrp_multicast: Option<Toggle<SocketAddr>>,
     /// Send ASAP_SERVER_ANNOUNCE to this UDP group (e.g. 239.0.0.50:3863),
     /// or "off".
     #[arg(long, value_name = "GROUP", value_parser = registrar_config::parse_toggle::<SocketAddr>)]

@@ -124,6 +124,23 @@ fn the_settings_show_the_cluster_and_a_peer_needs_the_registrars_own_key() {
     assert_eq!(v["peers"], serde_json::json!(["127.0.0.1:9902"]));
     assert_eq!(v["enrp"]["listen"], serde_json::json!(["0.0.0.0:9902"]));
     assert_eq!(v["enrp"]["psk_file"], serde_json::json!(a_key));
+    assert!(v["enrp"]["multicast"].is_null());
+    // The multicast channel is off unless given; given, the registrar
+    // is in a cluster (its ENRP listener opens) with no peer listed.
+    let o = run(&[
+        "registrar",
+        "--psk-file",
+        &arg(&keys.path("registrar.keys")),
+        "--enrp-psk-file",
+        &a_key,
+        "--enrp-multicast",
+        "239.0.0.51:9901",
+        "--check-config",
+        "--json",
+    ]);
+    let v = json(&o);
+    assert_eq!(v["enrp"]["multicast"], "239.0.0.51:9901");
+    assert_eq!(v["enrp"]["listen"], serde_json::json!(["0.0.0.0:9902"]));
 }
 
 /// Retry `f` until it gives a value, within the tests' limit.

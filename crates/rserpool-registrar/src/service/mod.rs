@@ -90,6 +90,9 @@ pub struct ServiceConfig {
     pub log_summary_interval: Duration,
     /// ASAP_SERVER_ANNOUNCE over UDP (off unless set).
     pub announce: Option<AnnounceConfig>,
+    /// The ENRP multicast channel ([`crate::enrp_multicast`]): off when
+    /// `None` (RFC 5353 3.2.1 makes it optional; static peers suffice).
+    pub enrp_multicast: Option<crate::enrp_multicast::EnrpMulticast>,
     /// The authorised peer database to start with (default: the
     /// permissive one, [`Apd::permissive`]; a configured one needs
     /// secure mode).
@@ -123,6 +126,7 @@ impl Default for ServiceConfig {
             core_queue: 16_384,
             log_summary_interval: Duration::from_secs(10),
             announce: None,
+            enrp_multicast: None,
             apd: Apd::permissive(false),
             apd_file: None,
             core: CoreConfig::default(),
@@ -324,6 +328,14 @@ pub enum ServiceError {
     /// The core task is gone.
     #[error("the registrar has stopped")]
     Stopped,
+    /// The ENRP multicast channel could not be set up.
+    #[error("cannot use the ENRP multicast channel {group}: {source}")]
+    EnrpMulticast {
+        /// The group.
+        group: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 // Not `#[from]`: the message carries the cause already, and a source
@@ -375,6 +387,11 @@ enum Input {
     },
     Query(Box<dyn FnOnce(&RegistrarCore) + Send>),
     Command(CoreCommand),
+    /// A datagram of the ENRP multicast channel.
+    PresenceHint {
+        from: SocketAddr,
+        datagram: Vec<u8>,
+    },
 }
 
 /// A change to the core, run in its task with the batch's time.
@@ -784,6 +801,34 @@ impl Registrar {
                 })?;
             tasks.push(task);
         }
+        if let Some(m) = &config.enrp_multicast {
+            let multicast_error = |source| ServiceError::EnrpMulticast {
+                group: m.group,
+                source,
+            };
+            let socket = crate::enrp_multicast::open(m).map_err(multicast_error)?;
+            let presence = core.multicast_presence().ok_or_else(|| {
+                multicast_error(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "no ENRP listener to announce",
+                ))
+            })?;
+            let inputs = shared.inputs.clone();
+            tracing::info!(group = %m.group, "ENRP presences multicast and heard (hints only)");
+            tasks.push(tokio::spawn(crate::enrp_multicast::run(
+                socket,
+                m.group,
+                presence,
+                config.core.enrp.heartbeat_cycle,
+                move |from, datagram| {
+                    // Dropped when the core's queue is full: a hint.
+                    !matches!(
+                        inputs.try_send(Input::PresenceHint { from, datagram }),
+                        Err(mpsc::error::TrySendError::Closed(_))
+                    )
+                },
+            )));
+        }
         tasks.push(tokio::spawn(crate::log_limit::run_flusher(log.clone())));
         tasks.push(tokio::spawn(core_loop(
             core,
@@ -921,6 +966,7 @@ fn apply(
             core.handle_connected(now, conn, identity);
         }
         Input::ConnectFailed { conn, reason } => core.handle_connect_failed(now, conn, &reason),
+        Input::PresenceHint { from, datagram } => core.handle_presence_hint(now, from, &datagram),
         Input::Frame { conn, frame } => {
             core.handle_frame(now, conn, &frame);
             if let Some(w) = writers.get(&conn) {

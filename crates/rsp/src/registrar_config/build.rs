@@ -268,7 +268,7 @@ pub fn build(m: Merged) -> anyhow::Result<RegistrarSettings> {
             );
         }
     }
-    if m.enrp.clustered(&service.core.enrp.peers) {
+    if m.enrp.clustered(&service.core.enrp.peers) || service.enrp_multicast.is_some() {
         let port = if m.insecure {
             ENRP_PLAIN_PORT
         } else {

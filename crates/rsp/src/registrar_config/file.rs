@@ -71,6 +71,7 @@ pub struct Tls {
 #[serde(default, deny_unknown_fields)]
 pub struct Enrp {
     pub listen: Located<Vec<SocketAddr>>,
+    pub multicast: Located<SocketAddr>,
     pub psk_file: Located<PathBuf>,
     pub peer_psk_files: Located<Vec<PathBuf>>,
     pub heartbeat_cycle: Located<HumanDuration>,

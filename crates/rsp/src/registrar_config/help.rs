@@ -46,6 +46,7 @@ pub fn help_with_default(arg: clap::Arg) -> clap::Arg {
         "idle_timeout" => time(service.idle_timeout),
         "handshake_timeout" => time(service.handshake_timeout),
         "announce" => "off".into(),
+        "enrp_multicast" => "off".into(),
         "announce_interval" => time(announce.interval),
         "admin" => format!("off; bare --admin: {DEFAULT_ADMIN_LISTEN}"),
         _ => return arg,

@@ -528,6 +528,18 @@ pub fn merge(args: &Args, file: Option<(&std::path::Path, FileConfig, &str)>) ->
         duration(c.handshake_timeout),
     );
 
+    service.enrp_multicast = p
+        .pick(
+            "enrp.multicast",
+            "--enrp-multicast",
+            toggle(args.enrp_multicast.clone()),
+            on(f.enrp.multicast),
+        )
+        .flatten()
+        .map(|group| rserpool_registrar::enrp_multicast::EnrpMulticast {
+            group,
+            interface: None,
+        });
     let group = p
         .pick(
             "announce.group",

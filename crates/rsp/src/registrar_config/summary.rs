@@ -27,6 +27,7 @@ pub fn to_json(s: &RegistrarSettings) -> Value {
         "peers": c.enrp.peers.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "enrp": {
             "listen": svc.enrp_listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "multicast": svc.enrp_multicast.as_ref().map(|m| m.group.to_string()),
             "psk_file": d.enrp.own_psk.as_ref().map(|p| p.display().to_string()),
             "peer_psk_files": d.enrp.peer_psks.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
             "heartbeat_cycle": time(c.enrp.heartbeat_cycle),
@@ -166,6 +167,12 @@ pub fn to_text(s: &RegistrarSettings) -> String {
         };
         out.push(format!("enrp listen: {}", list(&svc.enrp_listen)));
         out.push(format!("peers:       {}", list(&c.enrp.peers)));
+        if let Some(m) = &svc.enrp_multicast {
+            out.push(format!(
+                "enrp multicast: {} (presences sent and heard: hints only)",
+                m.group
+            ));
+        }
     }
     for l in &svc.listeners {
         out.push(format!(

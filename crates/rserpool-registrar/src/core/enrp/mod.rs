@@ -30,6 +30,7 @@
 //!   MAX-TIME-LAST-HEARD is asked for its presence and, without an
 //!   answer in MAX-TIME-NO-RESPONSE, is down.
 
+mod hints;
 pub(crate) mod peers;
 mod table;
 mod takeover;
@@ -135,6 +136,8 @@ pub(crate) struct Enrp {
     /// (with three or more), so that a registrar cut off from the others
     /// takes nobody over.
     pub scope_size: usize,
+    /// New addresses dialled on a multicast presence (module `hints`).
+    pub hint_dials: rserpool_security::rate_limit::TokenBucket,
 }
 
 impl Enrp {
@@ -148,6 +151,7 @@ impl Enrp {
                 dial_at: now,
                 backoff: config.reconnect_interval,
                 is_self: false,
+                hint: false,
             })
             .collect::<Vec<_>>();
         let (init, alone_at) = if statics.is_empty() {
@@ -171,6 +175,7 @@ impl Enrp {
             reclaiming: BTreeSet::new(),
             scope_size: 1,
             next_heartbeat: now + config.heartbeat_cycle,
+            hint_dials: rserpool_security::rate_limit::TokenBucket::new(hints::HINT_DIALS, now),
         }
     }
 }
@@ -220,6 +225,7 @@ impl RegistrarCore {
     /// A connection the core asked for failed: dial that static peer
     /// again later.
     pub(super) fn enrp_connect_failed(&mut self, now: Instant, conn: ConnId) {
+        self.drop_hint(conn);
         let max = self.config.enrp.reconnect_interval * 8;
         for s in &mut self.enrp.statics {
             if s.conn == Some(conn) {
@@ -236,6 +242,10 @@ impl RegistrarCore {
             // After a stop, the closes of the peers that gave up on this
             // registrar may come before its timers: it finds out here.
             self.note_stall(now);
+        }
+        if self.enrp.peers.of_conn(conn).is_none() {
+            // A hinted address that did not prove to be a registrar.
+            self.drop_hint(conn);
         }
         let interval = self.config.enrp.reconnect_interval;
         for s in &mut self.enrp.statics {
@@ -507,6 +517,12 @@ impl RegistrarCore {
         peer.named = named;
         self.enrp.peers.peers.insert(sender, peer);
         self.enrp.peers.by_conn.insert(conn, sender);
+        for s in &mut self.enrp.statics {
+            if s.conn == Some(conn) {
+                // A hinted address proved to be a registrar: kept.
+                s.hint = false;
+            }
+        }
         self.enrp.scope_size = self.enrp.scope_size.max(1 + self.enrp.peers.up().count());
         tracing::info!(peer = %sender, %address, identity = %identity.0, "peer registrar up");
         self.push_event(Event::PeerUp {
@@ -637,6 +653,7 @@ impl RegistrarCore {
             dial_at: now,
             backoff: self.config.enrp.reconnect_interval,
             is_self: false,
+            hint: false,
         });
     }
 
@@ -875,7 +892,7 @@ fn tcp(a: SocketAddr) -> Transport {
 /// Where a peer says it can be dialled: its transport's address, or,
 /// when that is unspecified (it listens on every address), the address
 /// it connected from, with the port it announced.
-fn advertised_address(t: &Transport, remote: SocketAddr) -> Option<SocketAddr> {
+pub(super) fn advertised_address(t: &Transport, remote: SocketAddr) -> Option<SocketAddr> {
     let Transport::Tcp { address, port, .. } = t else {
         return None;
     };

@@ -102,6 +102,10 @@ pub(crate) struct StaticPeer {
     pub backoff: Duration,
     /// The address turned out to be this registrar: never dialled again.
     pub is_self: bool,
+    /// Learnt from a presence on the multicast channel (module `hints`):
+    /// dropped, not redialled, when its dial fails or it closes before
+    /// it proved to be a registrar.
+    pub hint: bool,
 }
 
 /// The peers, by server identifier, and which association is whose.
