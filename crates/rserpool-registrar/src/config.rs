@@ -82,6 +82,12 @@ pub struct CoreConfig {
     pub seed: u64,
     /// The ENRP side: peers, timers, bounds.
     pub enrp: crate::EnrpConfig,
+    /// `server_id` was drawn at random, not configured: if another
+    /// registrar turns out to use it while this one is still starting
+    /// (before its table download, owning no PE), this one draws a new
+    /// one (RFC 5353 3.2.1 wants it as unique as possible; it stays the
+    /// same from then on).
+    pub server_id_drawn: bool,
 }
 
 /// The defaults; `server_id` is drawn at random (never 0) for every
@@ -114,6 +120,7 @@ impl Default for CoreConfig {
             max_malformed_per_connection: 10,
             max_limiter_keys: 100_000,
             seed: 0,
+            server_id_drawn: false,
             enrp: crate::EnrpConfig::default(),
         }
     }

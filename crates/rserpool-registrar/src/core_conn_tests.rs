@@ -586,3 +586,67 @@ fn a_multicast_presence_is_a_hint_to_dial_bounded_and_never_aimed_elsewhere() {
         [at(1)]
     );
 }
+
+#[test]
+fn a_starting_registrar_with_a_drawn_identifier_draws_another_on_a_collision() {
+    for drawn in [true, false] {
+        let mut s = peer_keys_at(Sim::with(CoreConfig {
+            server_id: ServerId::new(0x1234),
+            seed: 7,
+            server_id_drawn: drawn,
+            enrp: EnrpConfig {
+                // Still starting: its mentor has not answered.
+                peers: vec!["10.9.9.9:9902".parse().unwrap()],
+                ..EnrpConfig::default()
+            },
+            ..CoreConfig::default()
+        }));
+        s.outputs();
+        open(
+            &mut s,
+            1,
+            PeerIdentity::Psk("registrar-2".into()),
+            ConnKind::Enrp,
+        );
+        // A peer that has our identifier (another nonce).
+        let now = s.now;
+        s.core.handle_frame(
+            now,
+            ConnId::new(1),
+            &presence_of(0x1234).to_bytes().unwrap(),
+        );
+        let out = s.outputs();
+        let id = s.core.config().server_id;
+        assert!(out
+            .iter()
+            .any(|o| matches!(o, Output::Close { conn, .. } if *conn == ConnId::new(1))));
+        assert_eq!(s.core.stats().enrp.id_collisions, 1);
+        if drawn {
+            assert_ne!(id, ServerId::new(0x1234));
+            assert!(out.iter().any(|o| matches!(
+                o,
+                Output::Event(Event::ServerIdChanged { from, to })
+                    if *from == ServerId::new(0x1234) && *to == id
+            )));
+        } else {
+            // Configured, or in use: kept; the other side is told, with
+            // our presence, and may be the one to draw again.
+            assert_eq!(id, ServerId::new(0x1234));
+            let sent = enrp_sent(&out);
+            assert!(sent
+                .iter()
+                .any(|(_, m)| matches!(m, EnrpMessage::Presence { sender, .. } if *sender == id)));
+            assert!(refused_with(&sent, CauseCode::InvalidValues));
+        }
+    }
+}
+
+fn presence_of(sender: u32) -> EnrpMessage {
+    EnrpMessage::Presence {
+        reply_required: true,
+        sender: ServerId::new(sender),
+        receiver: ServerId::new(0),
+        checksum: None,
+        server_info: None,
+    }
+}

@@ -332,6 +332,14 @@ pub enum Event {
         /// Why it failed (the driver's words).
         reason: String,
     },
+    /// Another registrar had this one's server identifier while this
+    /// one was still starting: it drew a new one (RFC 5353 3.2.1).
+    ServerIdChanged {
+        /// The identifier the other registrar has.
+        from: ServerId,
+        /// This registrar's from now on.
+        to: ServerId,
+    },
     /// A peer registrar's association is up: its first ENRP message on
     /// an authenticated connection named its server identifier.
     PeerUp {
@@ -401,6 +409,7 @@ impl Event {
             Event::AuthorisationChanged { .. } => "authorisation_changed",
             Event::ConnectFailed { .. } => "connect_failed",
             Event::PeerUp { .. } => "peer_up",
+            Event::ServerIdChanged { .. } => "server_id_changed",
             Event::PeerDown { .. } => "peer_down",
             Event::TableSynced { .. } => "table_synced",
             Event::TakenOver { .. } => "taken_over",

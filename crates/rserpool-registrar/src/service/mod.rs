@@ -425,6 +425,9 @@ struct Shared {
     inputs: mpsc::Sender<Input>,
     counters: Arc<ServiceCounters>,
     log: Arc<SummarisedLog>,
+    /// The core's server identifier (it changes only on a collision
+    /// while starting: `Event::ServerIdChanged`).
+    server_id: std::sync::atomic::AtomicU32,
     /// Held while the database changes: one change at a time, from
     /// reading the current database to writing the file and the core
     /// applying it.
@@ -467,7 +470,6 @@ pub struct RegistrarHandle {
     local_addrs: Arc<[SocketAddr]>,
     pool_user_addrs: Arc<[SocketAddr]>,
     enrp_addrs: Arc<[SocketAddr]>,
-    server_id: ServerId,
 }
 
 impl RegistrarHandle {
@@ -638,7 +640,7 @@ impl RegistrarHandle {
 
     /// The registrar's server identifier.
     pub fn server_id(&self) -> ServerId {
-        self.server_id
+        ServerId::new(self.shared.server_id.load(Ordering::Relaxed))
     }
 
     /// Time since the service started.
@@ -746,6 +748,7 @@ impl Registrar {
             inputs: inputs.clone(),
             counters: counters.clone(),
             log: log.clone(),
+            server_id: std::sync::atomic::AtomicU32::new(server_id.get()),
             apd_change: tokio::sync::Mutex::new(()),
         });
         let mut listeners = Vec::new();
@@ -843,7 +846,6 @@ impl Registrar {
             local_addrs: local_addrs.into(),
             pool_user_addrs: pool_user_addrs.into(),
             enrp_addrs: enrp_addrs.into(),
-            server_id,
         };
         Ok(Registrar {
             handle,
@@ -1041,6 +1043,9 @@ fn route_outputs(
                 tokio::spawn(connection::connect(shared.clone(), conn, address, kind));
             }
             Output::Event(e) => {
+                if let Event::ServerIdChanged { to, .. } = &e {
+                    shared.server_id.store(to.get(), Ordering::Relaxed);
+                }
                 log_event(&e, log);
                 let _ = events.send(e);
             }
@@ -1200,6 +1205,8 @@ fn log_event(e: &Event, log: &SummarisedLog) {
         Event::PeerDown { server_id, reason } => {
             tracing::warn!(peer = %server_id, %reason, "peer registrar down")
         }
+        // The core logged why.
+        Event::ServerIdChanged { .. } => {}
         Event::TableSynced {
             from,
             pes,

@@ -286,6 +286,7 @@ pub fn build(m: Merged) -> anyhow::Result<RegistrarSettings> {
         None => rserpool_registrar::config::random_server_id()
             .context("cannot draw a random server id")?,
     };
+    service.core.server_id_drawn = random_server_id;
     service
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid registrar settings: {e}"))?;

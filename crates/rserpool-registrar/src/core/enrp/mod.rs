@@ -389,6 +389,35 @@ impl RegistrarCore {
         }
     }
 
+    /// Whether this registrar may still change its server identifier:
+    /// drawn at random, still starting (no table from a mentor yet), and
+    /// owning no PE (RFC 5353 3.2.1: it stays the same once in use).
+    fn may_redraw_server_id(&self) -> bool {
+        let me = self.config.server_id;
+        self.config.server_id_drawn
+            && self.enrp.init != Init::Ready
+            && self.handlespace.by_owner(me).next().is_none()
+            && self.enrp.peers.up().next().is_none()
+    }
+
+    /// Another registrar uses our identifier, and ours may still change:
+    /// draw a new one. The association closes (by the caller) and the
+    /// peers are dialled again under the new identifier.
+    fn redraw_server_id(&mut self, taken: ServerId) {
+        let new = loop {
+            let id = ServerId::new(self.rng.random());
+            if id != ServerId::UNDETERMINED && id != taken {
+                break id;
+            }
+        };
+        tracing::warn!(taken = %taken, new = %new, "another registrar has this registrar's server identifier: this one, still starting, drew a new one (RFC 5353 3.2.1)");
+        self.config.server_id = new;
+        self.push_event(Event::ServerIdChanged {
+            from: taken,
+            to: new,
+        });
+    }
+
     /// The first message on an association: bind it to `sender`, or
     /// refuse it (returns whether it may go on).
     fn bind(&mut self, now: Instant, conn: ConnId, sender: ServerId, ext: &EnrpExtensions) -> bool {
@@ -430,14 +459,22 @@ impl RegistrarCore {
                 }
             } else {
                 self.stats.enrp.id_collisions += 1;
-                tracing::error!(%address, identity = %identity.0, id = %sender, "another registrar uses this registrar's server identifier (RFC 5353 3.2.1); its association is refused");
-                self.send_error(
-                    conn,
-                    Cause::with_info(
-                        CauseCode::InvalidValues,
-                        b"server identifier in use".to_vec(),
-                    ),
-                );
+                if self.may_redraw_server_id() {
+                    self.redraw_server_id(sender);
+                } else {
+                    tracing::error!(%address, identity = %identity.0, id = %sender, "another registrar uses this registrar's server identifier (RFC 5353 3.2.1); its association is refused");
+                    // Our presence tells the other side (it may be the
+                    // one still starting, which then draws a new one).
+                    let presence = self.presence(false);
+                    self.send_enrp(conn, presence);
+                    self.send_error(
+                        conn,
+                        Cause::with_info(
+                            CauseCode::InvalidValues,
+                            b"server identifier in use".to_vec(),
+                        ),
+                    );
+                }
             }
             self.close(
                 conn,
