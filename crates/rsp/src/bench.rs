@@ -48,6 +48,9 @@ pub enum Args {
     /// A registrar cluster: handle table download, handle updates per
     /// second between two registrars, takeover of a failed one.
     Cluster(crate::bench_cluster::Args),
+    /// The PEs of `bench cluster` in a process of their own.
+    #[command(hide = true)]
+    PeHost(crate::bench_rehoming::PeHostArgs),
 }
 
 /// Flags of `rsp bench registrar`.
@@ -116,6 +119,7 @@ pub async fn run(args: &Args, json: bool) -> anyhow::Result<()> {
         Args::Registrar(a) => registrar(a, json).await,
         Args::Connections(a) => crate::bench_connections::run(a, json).await,
         Args::Cluster(a) => crate::bench_cluster::run(a, json).await,
+        Args::PeHost(a) => crate::bench_rehoming::pe_host(a).await,
     }
 }
 

@@ -1,11 +1,19 @@
 //! The re-homing part of `rsp bench cluster`: a registrar process (the
-//! victim) is home to N PEs of this process, each with its standby link
-//! to a second registrar (the survivor, in this process); the victim is
-//! killed (SIGKILL: its connections reset) or frozen (SIGSTOP: they stay
-//! open and nothing answers). Measured: from the signal until every PE
-//! says it is registered with the survivor and the survivor homes and
-//! serves all N (RFC 5353 3.5, over TCP as docs/tcp-mapping.md says);
-//! the PEs missing at the survivor then are lost.
+//! victim) is home to N PEs, each with its standby link to a second
+//! registrar (the survivor, in this process); the PEs run in helper
+//! processes (`rsp bench pe-host`, hidden), 4,000 each, as their two
+//! connections apiece would not fit one process's descriptors. The
+//! victim is killed (SIGKILL: its connections reset) or frozen (SIGSTOP:
+//! they stay open and nothing answers). Measured: from the signal until
+//! every PE says it is registered with the survivor and the survivor
+//! homes and serves all N (RFC 5353 3.5, over TCP as docs/tcp-mapping.md
+//! says); the PEs missing at the survivor then are lost.
+//!
+//! On loopback every connection goes to one address from one host, so
+//! the kernel's search for a free ephemeral port slows down as they
+//! pass 20,000 (the old connections to the frozen victim and the PEs'
+//! new standby attempts to it): beyond about 6,000 PEs the SIGSTOP
+//! figure measures that too.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -19,6 +27,8 @@ use rserpool_security::apd::Apd;
 use rserpool_security::rate_limit::Rate;
 use rserpool_security::{PeerIdentity, Psk, PskStore, TlsServer, TlsServerConfig};
 use rserpool_wire::{Policy, PoolHandle, ServerId};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
@@ -50,17 +60,27 @@ pub struct Rehoming {
     pub lost: u64,
 }
 
-/// PEs started at once (each a TLS handshake with the victim, then one
-/// with the survivor for its standby link).
+/// PEs started at once in a PE host (each a TLS handshake with the
+/// victim, then one with the survivor for its standby link).
 const STARTING_AT_ONCE: usize = 64;
 
-/// Make room for the descriptors of `pes` PEs in this process: two
-/// connections each, and the survivor's end of each standby link. The
-/// soft limit goes up to the hard one, and the hard one too where the
-/// process may (root).
+/// PEs per helper process (two descriptors each).
+const PES_PER_HOST: u32 = 4_000;
+
+/// Make room for the descriptors of `pes` PEs: in this process the
+/// survivor's end of each standby link (the PEs are in helper
+/// processes, which inherit the limit: two connections each). The soft
+/// limit goes up to what is needed, the hard one too where the process
+/// may (root).
 pub fn make_room(pes: u32) -> anyhow::Result<()> {
+    make_room_for(
+        u64::from(pes).max(2 * u64::from(PES_PER_HOST.min(pes))) + 512,
+        pes,
+    )
+}
+
+fn make_room_for(wanted: u64, pes: u32) -> anyhow::Result<()> {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let wanted = 3 * u64::from(pes) + 512;
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
     if soft >= wanted {
         return Ok(());
@@ -102,58 +122,59 @@ pub async fn run(pes: u32, failure: Failure, limit: Duration) -> anyhow::Result<
     });
     wait_peered.await?;
 
-    // The PEs: the victim first in their list (their home), the survivor
-    // second (their standby link).
-    let registrars = vec![
-        RegistrarEndpoint::new(victim.asap),
-        RegistrarEndpoint::new(survivor_asap),
-    ];
-    let tls = tls_client(&pe_key)?;
-    let handle = PoolHandle::from_static("bench");
-    let gate = Arc::new(tokio::sync::Semaphore::new(STARTING_AT_ONCE));
-    let mut starting = tokio::task::JoinSet::new();
-    for i in 0..pes {
-        let (config, gate) = (
-            ClientConfig::new(registrars.clone(), Some(tls.clone())),
-            gate.clone(),
+    // The PEs, in helper processes of PES_PER_HOST each (two
+    // connections per PE: the descriptors of one process hold 10,000
+    // PEs nowhere near): the victim first in their list (their home), the
+    // survivor second (their standby link).
+    let n = pes as usize;
+    let mut hosts = Vec::new();
+    let mut first = 0;
+    while first < pes {
+        let count = PES_PER_HOST.min(pes - first);
+        hosts.push(
+            PeHost::start(
+                &dir.path().join("pe.key"),
+                victim.asap,
+                survivor_asap,
+                first,
+                count,
+            )
+            .await?,
         );
-        let spec = PoolElementSpec::new(
-            handle.clone(),
-            Policy::RoundRobin,
-            10_000 + (i % 50_000) as u16,
-        );
-        starting.spawn(async move {
-            let _permit = gate.acquire_owned().await?;
-            anyhow::Ok(PoolElement::start(config, spec).await?)
-        });
+        first += count;
     }
-    let mut elements = Vec::with_capacity(pes as usize);
-    while let Some(r) = starting.join_next().await {
-        elements.push(r.context("a PE task failed")??);
-    }
-    let at = |pe: &PoolElement, r: SocketAddr| {
-        let s = pe.status();
-        s.registered && s.registrar == Some(r)
+    let registered_at = |hosts: &[PeHost], r: SocketAddr| -> usize {
+        hosts.iter().map(|h| h.registered_at(r)).sum()
     };
     // Every PE at the victim, its standby link up, the survivor in sync.
-    let n = pes as usize;
-    until(
+    let ready = until(
         limit,
         "every PE registered with the victim and standing by",
         || async {
-            elements.iter().all(|pe| at(pe, victim.asap))
+            registered_at(&hosts, victim.asap) == n
                 && survivor
                     .query(move |c| c.handlespace().len() == n && c.standby_links() == n)
                     .await
                     .unwrap_or(false)
         },
     )
-    .await?;
+    .await;
+    if let Err(e) = ready {
+        let (held, standing_by) = survivor
+            .query(|c| (c.handlespace().len(), c.standby_links()))
+            .await
+            .unwrap_or_default();
+        anyhow::bail!(
+            "{e}: {} of {n} PEs registered with the victim, {} with the survivor; the survivor holds {held} and has {standing_by} standby links",
+            registered_at(&hosts, victim.asap),
+            registered_at(&hosts, survivor_asap),
+        );
+    }
 
     let start = Instant::now();
     victim.signal(failure.signal())?;
     until(limit, "every PE re-homed at the survivor", || async {
-        elements.iter().all(|pe| at(pe, survivor_asap))
+        registered_at(&hosts, survivor_asap) == n
             && survivor
                 .query(move |c| {
                     c.serves_pool_users() && c.handlespace().by_owner(survivor_id).count() == n
@@ -167,8 +188,8 @@ pub async fn run(pes: u32, failure: Failure, limit: Duration) -> anyhow::Result<
     if matches!(failure, Failure::Stop) {
         let _ = victim.signal(nix::sys::signal::Signal::SIGCONT);
     }
-    // Dropped without deregistering: the survivor goes with them.
-    drop(elements);
+    // Killed without deregistering: the survivor goes with them.
+    drop(hosts);
     victim.kill().await;
     survivor.shutdown().await;
     Ok(Rehoming {
@@ -322,5 +343,142 @@ impl Victim {
 
     async fn kill(mut self) {
         let _ = self.child.kill().await;
+    }
+}
+
+/// Flags of `rsp bench pe-host` (hidden): the PEs of `rsp bench
+/// cluster`'s re-homing runs, in a process of their own.
+#[derive(Debug, clap::Args)]
+pub struct PeHostArgs {
+    /// Their registrars, in order (the first is their home).
+    #[arg(long = "registrar", value_name = "ADDR", required = true)]
+    pub registrars: Vec<SocketAddr>,
+    /// Their key.
+    #[arg(long, value_name = "FILE")]
+    pub psk_file: std::path::PathBuf,
+    /// How many.
+    #[arg(long, default_value_t = 1)]
+    pub pes: u32,
+    /// The first one's number (their ports follow from it).
+    #[arg(long, default_value_t = 0)]
+    pub first: u32,
+}
+
+/// `rsp bench pe-host`: start the PEs, then print a JSON line with the
+/// number of PEs registered at each registrar whenever it changes, until
+/// killed.
+pub async fn pe_host(args: &PeHostArgs) -> anyhow::Result<()> {
+    make_room_for(2 * u64::from(args.pes) + 256, args.pes)?;
+    let key = Psk::read_file(&args.psk_file)?
+        .into_iter()
+        .next()
+        .context("no key in the key file")?;
+    let tls = tls_client(&key)?;
+    let registrars: Vec<RegistrarEndpoint> = args
+        .registrars
+        .iter()
+        .map(|&a| RegistrarEndpoint::new(a))
+        .collect();
+    let handle = PoolHandle::from_static("bench");
+    let gate = Arc::new(tokio::sync::Semaphore::new(STARTING_AT_ONCE));
+    let mut starting = tokio::task::JoinSet::new();
+    for i in args.first..args.first + args.pes {
+        let (config, gate) = (
+            ClientConfig::new(registrars.clone(), Some(tls.clone())),
+            gate.clone(),
+        );
+        let spec = PoolElementSpec::new(
+            handle.clone(),
+            Policy::RoundRobin,
+            10_000 + (i % 50_000) as u16,
+        );
+        starting.spawn(async move {
+            let _permit = gate.acquire_owned().await?;
+            anyhow::Ok(PoolElement::start(config, spec).await?)
+        });
+    }
+    let mut elements = Vec::with_capacity(args.pes as usize);
+    while let Some(r) = starting.join_next().await {
+        elements.push(r.context("a PE task failed")??);
+    }
+    let mut last = None;
+    loop {
+        let mut at: BTreeMap<String, usize> = BTreeMap::new();
+        for pe in &elements {
+            let s = pe.status();
+            if let (true, Some(r)) = (s.registered, s.registrar) {
+                *at.entry(r.to_string()).or_default() += 1;
+            }
+        }
+        if last.as_ref() != Some(&at) {
+            println!("{}", serde_json::json!({ "registered": at }));
+            last = Some(at);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A `rsp bench pe-host` child (killed when dropped) and what it last
+/// said.
+struct PeHost {
+    _child: tokio::process::Child,
+    registered: Arc<Mutex<BTreeMap<String, usize>>>,
+}
+
+impl PeHost {
+    async fn start(
+        key: &Path,
+        home: SocketAddr,
+        standby: SocketAddr,
+        first: u32,
+        pes: u32,
+    ) -> anyhow::Result<PeHost> {
+        let exe = std::env::current_exe().context("cannot find the rsp binary")?;
+        let mut child = Command::new(exe)
+            .args(["--log", "error", "bench", "pe-host", "--registrar"])
+            .arg(home.to_string())
+            .arg("--registrar")
+            .arg(standby.to_string())
+            .arg("--psk-file")
+            .arg(key)
+            .args(["--pes", &pes.to_string(), "--first", &first.to_string()])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start a PE host")?;
+        let mut log = BufReader::new(child.stderr.take().context("stderr")?).lines();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = log.next_line().await {
+                eprintln!("  PE host: {line}");
+            }
+        });
+        let registered = Arc::new(Mutex::new(BTreeMap::new()));
+        let sink = registered.clone();
+        let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                if let Ok(at) =
+                    serde_json::from_value::<BTreeMap<String, usize>>(v["registered"].clone())
+                {
+                    if let Ok(mut r) = sink.lock() {
+                        *r = at;
+                    }
+                }
+            }
+        });
+        Ok(PeHost {
+            _child: child,
+            registered,
+        })
+    }
+
+    /// How many of its PEs are registered at `r`, by its last line.
+    fn registered_at(&self, r: SocketAddr) -> usize {
+        self.registered
+            .lock()
+            .map_or(0, |m| m.get(&r.to_string()).copied().unwrap_or(0))
     }
 }
