@@ -185,15 +185,18 @@ async fn a_peer_registrar_cannot_speak_for_another_or_claim_this_ones_identifier
     let lab = cluster_lab(None).await;
     let _pe = library_pe(&lab, "pe-a", PE_A).await;
     let own = lab.registrar.handle().server_id().get();
-    // Its own identifier: refused.
+    // Its own identifier: refused (the registrar serves, so it keeps
+    // its identifier; its presence tells the twin of the collision).
     let mut twin = RawPeer::connect(enrp_addr(&lab), &lab.key(REGISTRAR))
         .await
         .expect("TLS");
     assert!(matches!(
         twin.hello(own).await,
-        Some(EnrpMessage::Error { .. })
+        Some(EnrpMessage::Presence { sender, .. }) if sender.get() == own
     ));
+    assert!(matches!(twin.next().await, Some(EnrpMessage::Error { .. })));
     assert_eq!(twin.next().await, None, "closed");
+    assert_eq!(lab.registrar.handle().server_id().get(), own);
     // As itself, then as another registrar: that is dropped.
     let mut peer = RawPeer::connect(enrp_addr(&lab), &lab.key(REGISTRAR))
         .await
