@@ -29,11 +29,11 @@ use rserpool_security::{Psk, TlsClient};
 use rserpool_wire::framing::ChannelCodec;
 use rserpool_wire::{AsapMessage, PoolHandle, WireMessage};
 use serde::Serialize;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::process::Command;
 
 use crate::bench::{next_frame, registration, tls_client};
+use crate::bench_child::RspChild;
 use crate::duration::parse_duration;
 
 /// Flags of `rsp bench connections`.
@@ -156,7 +156,7 @@ pub async fn run(args: &Args, json: bool) -> anyhow::Result<()> {
         items: Some(3),
     });
 
-    let pid = registrar.pid;
+    let pid = registrar.child.pid();
     let (baseline, _) = settle(pid, Duration::from_secs(5), LOADED, None).await?;
     eprintln!(
         "registrar {pid} on {addr}: baseline RSS {}",
@@ -307,8 +307,7 @@ fn raise_fd_limit() -> anyhow::Result<u64> {
 
 /// The registrar under test: a child process, killed if dropped.
 struct RegistrarProcess {
-    child: tokio::process::Child,
-    pid: u32,
+    child: RspChild,
     addr: SocketAddr,
 }
 
@@ -337,57 +336,13 @@ impl RegistrarProcess {
                 max = 2 * args.connections + 64
             ),
         )?;
-        let exe = std::env::current_exe().context("cannot find the rsp binary")?;
-        let mut child = Command::new(exe)
-            .args(["--log", "error", "registrar", "--config"])
-            .arg(&config)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .context("cannot start the registrar")?;
-        let pid = child.id().context("the registrar exited at once")?;
-        // Its log (errors only) on our stderr, marked as its own.
-        let mut log = BufReader::new(child.stderr.take().context("stderr")?).lines();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = log.next_line().await {
-                eprintln!("  registrar: {line}");
-            }
-        });
-        let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-        let addr = tokio::time::timeout(Duration::from_secs(20), async {
-            while let Some(line) = lines.next_line().await? {
-                let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-                if v["event"] == "listening" {
-                    if let Some(a) = v["address"].as_str() {
-                        return Ok(a.parse::<SocketAddr>()?);
-                    }
-                }
-            }
-            anyhow::bail!("the registrar exited before it listened")
-        })
-        .await
-        .context("the registrar did not start listening within 20 s")??;
-        // Its events (the registrations) keep coming: read them, so the
-        // pipe never fills.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(RegistrarProcess { child, pid, addr })
+        let (child, addr) = RspChild::registrar("registrar", &config).await?;
+        Ok(RegistrarProcess { child, addr })
     }
 
     /// SIGTERM, then SIGKILL if it has not stopped within 5 s.
-    async fn stop(mut self) {
-        use nix::sys::signal::{kill, Signal};
-        use nix::unistd::Pid;
-        if let Ok(pid) = i32::try_from(self.pid) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-        }
-        if tokio::time::timeout(Duration::from_secs(5), self.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = self.child.kill().await;
-        }
+    async fn stop(self) {
+        self.child.stop().await;
     }
 }
 

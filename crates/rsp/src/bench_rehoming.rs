@@ -29,10 +29,9 @@ use rserpool_security::{PeerIdentity, Psk, PskStore, TlsServer, TlsServerConfig}
 use rserpool_wire::{Policy, PoolHandle, ServerId};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
 
 use crate::bench::tls_client;
+use crate::bench_child::RspChild;
 
 /// How the victim is made to fail.
 #[derive(Debug, Clone, Copy)]
@@ -259,8 +258,7 @@ async fn start_survivor(own: &Psk, victim: &Psk, pe: &Psk, pes: u32) -> anyhow::
 /// peered with the survivor, with the default timers and its limits
 /// lifted for one identity's N PEs.
 struct Victim {
-    child: tokio::process::Child,
-    pid: nix::unistd::Pid,
+    child: RspChild,
     asap: SocketAddr,
 }
 
@@ -296,53 +294,16 @@ impl Victim {
                 max = 2 * pes + 64
             ),
         )?;
-        let exe = std::env::current_exe().context("cannot find the rsp binary")?;
-        let mut child = Command::new(exe)
-            .args(["--log", "error", "registrar", "--config"])
-            .arg(&config)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .context("cannot start the victim registrar")?;
-        let pid = child
-            .id()
-            .and_then(|p| i32::try_from(p).ok())
-            .map(nix::unistd::Pid::from_raw)
-            .context("the victim registrar exited at once")?;
-        let mut log = BufReader::new(child.stderr.take().context("stderr")?).lines();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = log.next_line().await {
-                eprintln!("  victim registrar: {line}");
-            }
-        });
-        let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-        let asap = tokio::time::timeout(Duration::from_secs(20), async {
-            while let Some(line) = lines.next_line().await? {
-                let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-                if v["event"] == "listening" && v["pool_users_only"].is_null() {
-                    if let Some(a) = v["address"].as_str() {
-                        return Ok(a.parse::<SocketAddr>()?);
-                    }
-                }
-            }
-            anyhow::bail!("the victim registrar exited before it listened")
-        })
-        .await
-        .context("the victim registrar did not listen within 20 s")??;
-        // Its events keep coming: read them, so that the pipe never fills.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Victim { child, pid, asap })
+        let (child, asap) = RspChild::registrar("victim registrar", &config).await?;
+        Ok(Victim { child, asap })
     }
 
     fn signal(&self, signal: nix::sys::signal::Signal) -> anyhow::Result<()> {
-        nix::sys::signal::kill(self.pid, signal)
-            .with_context(|| format!("cannot send {signal} to the victim registrar"))
+        self.child.signal(signal)
     }
 
-    async fn kill(mut self) {
-        let _ = self.child.kill().await;
+    async fn kill(self) {
+        self.child.kill().await;
     }
 }
 
@@ -421,7 +382,7 @@ pub async fn pe_host(args: &PeHostArgs) -> anyhow::Result<()> {
 /// A `rsp bench pe-host` child (killed when dropped) and what it last
 /// said.
 struct PeHost {
-    _child: tokio::process::Child,
+    _child: RspChild,
     registered: Arc<Mutex<BTreeMap<String, usize>>>,
 }
 
@@ -433,30 +394,27 @@ impl PeHost {
         first: u32,
         pes: u32,
     ) -> anyhow::Result<PeHost> {
-        let exe = std::env::current_exe().context("cannot find the rsp binary")?;
-        let mut child = Command::new(exe)
-            .args(["--log", "error", "bench", "pe-host", "--registrar"])
-            .arg(home.to_string())
-            .arg("--registrar")
-            .arg(standby.to_string())
-            .arg("--psk-file")
-            .arg(key)
-            .args(["--pes", &pes.to_string(), "--first", &first.to_string()])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .context("cannot start a PE host")?;
-        let mut log = BufReader::new(child.stderr.take().context("stderr")?).lines();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = log.next_line().await {
-                eprintln!("  PE host: {line}");
-            }
-        });
+        let (home, standby) = (home.to_string(), standby.to_string());
+        let (pes, first) = (pes.to_string(), first.to_string());
+        let args: Vec<&std::ffi::OsStr> = [
+            "--log",
+            "error",
+            "bench",
+            "pe-host",
+            "--registrar",
+            &home,
+            "--registrar",
+            &standby,
+            "--psk-file",
+        ]
+        .into_iter()
+        .map(std::ffi::OsStr::new)
+        .chain([key.as_os_str()])
+        .chain(["--pes", &pes, "--first", &first].map(std::ffi::OsStr::new))
+        .collect();
+        let (child, mut lines) = RspChild::spawn("PE host", &args)?;
         let registered = Arc::new(Mutex::new(BTreeMap::new()));
         let sink = registered.clone();
-        let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
         tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
                 let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();

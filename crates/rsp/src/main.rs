@@ -5,6 +5,7 @@
 mod admin_client;
 mod apd;
 mod bench;
+mod bench_child;
 mod bench_cluster;
 mod bench_connections;
 mod bench_rehoming;
