@@ -7,6 +7,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
+use rserpool_security::rate_limit::{Rate, TokenBucket};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 
@@ -38,6 +39,11 @@ impl Default for EnrpMulticast {
 
 /// Datagrams larger than this are cut (a presence is well under).
 const MAX_DATAGRAM: usize = 2048;
+
+/// Datagrams handed to the core: a registrar per heartbeat cycle is a
+/// few a second; a host flooding the group is cut here, before any
+/// copy or decoding, and the rest are dropped and counted.
+pub const HINT_RATE: Rate = Rate::new(100.0, 200.0);
 
 /// Open the group socket: bound to the group's port (shared with other
 /// registrars of the host), joined, loop on so that registrars of one
@@ -90,6 +96,8 @@ pub(crate) async fn run(
     let mut tick = tokio::time::interval(interval);
     let mut buf = vec![0; MAX_DATAGRAM];
     let mut send_errors = 0u64;
+    let mut admitted = TokenBucket::new(HINT_RATE, std::time::Instant::now());
+    let (mut dropped, mut dropped_logged_at) = (0u64, std::time::Instant::now());
     loop {
         tokio::select! {
             _ = tick.tick() => {
@@ -101,10 +109,18 @@ pub(crate) async fn run(
                 }
             }
             r = socket.recv_from(&mut buf) => {
-                if let Ok((n, from)) = r {
-                    if !hint(from, buf[..n.min(buf.len())].to_vec()) {
-                        return;
+                let Ok((n, from)) = r else { continue };
+                let now = std::time::Instant::now();
+                if !admitted.try_take(HINT_RATE, now) {
+                    dropped += 1;
+                    if now.duration_since(dropped_logged_at) >= Duration::from_secs(10) {
+                        tracing::warn!(%group, dropped, "ENRP multicast datagrams over the rate dropped");
+                        (dropped, dropped_logged_at) = (0, now);
                     }
+                    continue;
+                }
+                if !hint(from, buf[..n.min(buf.len())].to_vec()) {
+                    return;
                 }
             }
         }

@@ -297,3 +297,57 @@ async fn registrars_without_peers_find_each_other_by_multicast_presence() {
     );
     until(&b, "the PE arrived", |c| c.handlespace().len() == 1).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_flooding_the_enrp_multicast_group_is_cut_before_the_core() {
+    // The group is a unicast address here (the registrar binds it), so
+    // that the flood reaches only this registrar.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free port")
+        .port();
+    let group: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let keys = Keys::new();
+    let r = keys
+        .registrar_with(0, vec![], |c| {
+            c.enrp_multicast = Some(rserpool_registrar::enrp_multicast::EnrpMulticast {
+                group,
+                interface: None,
+            });
+        })
+        .await;
+    // One host without a key: 20,000 presences naming itself, as fast
+    // as it can.
+    let flood = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let datagram = EnrpMessage::Presence {
+        reply_required: false,
+        sender: ServerId::new(0x6666),
+        receiver: ServerId::UNDETERMINED,
+        checksum: None,
+        server_info: None,
+    }
+    .to_bytes()
+    .unwrap();
+    let started = std::time::Instant::now();
+    for _ in 0..20_000 {
+        let _ = flood.send_to(&datagram, group).await;
+    }
+    until(&r, "some datagrams reached the core", |c| {
+        c.stats().enrp.presence_hints > 0
+    })
+    .await;
+    let seconds = started.elapsed().as_secs_f64();
+    let rate = rserpool_registrar::enrp_multicast::HINT_RATE;
+    let bound = (rate.burst + rate.per_second * (seconds + 1.0)) as u64;
+    let heard = r.query(|c| c.stats().enrp.presence_hints).await.unwrap();
+    assert!(
+        heard <= bound,
+        "{heard} datagrams reached the core in {seconds:.2} s"
+    );
+    // The registrar serves everyone else meanwhile.
+    let mut pe_client = keys.client(&r, "pe-1").await;
+    assert_eq!(
+        pe_client.register("echo", pe(5, "127.0.0.1", 5)).await,
+        None
+    );
+}
